@@ -1,0 +1,143 @@
+"""Benchmark of the sweep engine (issue 4), printed as figures.
+
+    python scripts/bench_engine.py                 # 1,000 tiny packages + 2 s packages
+    python scripts/bench_engine.py --tiny 200 --long 4 --long-seconds 1   # quicker
+
+1. Throughput: N tiny packages (one 8^3 step each) on a LocalCluster of 2 worker processes,
+   through ``run_sweep`` (package files read and checked, plan, one Dask task per package,
+   every result committed durably to a zarr store). Prints the wall-clock cost per package.
+   Beside it, measured in the same run: the replaced system's cost, a fresh process per
+   package (``python -c "import numpy"``, run two at a time as with 2 parallel slots).
+2. Efficiency: M packages of about S seconds each on the same 2 workers; prints the sweep's
+   wall time over the ideal time (the sum of the runs' own wall times divided by 2).
+The cluster start (a few seconds, once per sweep) is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_sweep(directory: Path, n: int, params: dict) -> Path:
+    """A package directory of ``n`` packages differing only in Re (so n distinct runs)."""
+    from sweep.spec import SUMMARY_FILE, package_document
+
+    directory.mkdir(parents=True)
+    ids = []
+    for i in range(n):
+        pid = f"b{i:05d}"
+        ids.append(pid)
+        doc = package_document(pid, "MEDIUM", {**params, "Re": 100.0 + i})
+        (directory / f"package_{i:05d}.json").write_text(json.dumps(doc))
+    (directory / SUMMARY_FILE).write_text(json.dumps({"HIGH": [], "MEDIUM": ids, "LOW": []}))
+    return directory
+
+
+def bench_processes(n: int, slots: int = 2) -> float:
+    """Seconds per package when each package is a new `python -c "import numpy"` process."""
+    cmd = [sys.executable, "-c", "import numpy"]
+    subprocess.run(cmd, check=True)  # warm the page cache
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(slots) as pool:
+        list(pool.map(lambda _: subprocess.run(cmd, check=True), range(n)))
+    return (time.perf_counter() - t0) / n
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both benchmarks and print their figures."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiny", type=int, default=1000, help="tiny packages (default 1000)")
+    ap.add_argument("--processes", type=int, default=40,
+                    help="process launches timed for the process-per-package figure (default 40)")
+    ap.add_argument("--long", type=int, default=8, help="packages of --long-seconds each (default 8)")
+    ap.add_argument("--long-seconds", type=float, default=2.0)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args(argv)
+
+    from distributed import Client
+
+    from sweep.cluster import connect
+    from sweep.engine import run_sweep
+    from sweep.store import Store
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_engine_"))
+    t0 = time.perf_counter()
+    handle = connect("parallel", max_parallel=args.workers)
+    client: Client = handle.client
+    print(f"cluster: {handle.description}; started in {time.perf_counter() - t0:.2f} s (once per sweep)")
+    try:
+        # -- warm-up: imports and FFT plans in each worker (a one-off per worker process)
+        warm = write_sweep(tmp / "warm", 2 * args.workers, {"grid_size": [8, 8, 8], "dt": 0.01, "T_final": 0.01})
+        run_sweep(warm, tmp / "warm.zarr", client=client, progress_bar=False, out=io.StringIO(),
+                  log_dir=tmp / "logs-warm")
+
+        # -- 1. throughput on tiny packages
+        tiny = write_sweep(tmp / "tiny", args.tiny, {"grid_size": [8, 8, 8], "dt": 0.01, "T_final": 0.01})
+        t0 = time.perf_counter()
+        res = run_sweep(tiny, tmp / "tiny.zarr", client=client, progress_bar=False, out=io.StringIO(),
+                        log_dir=tmp / "logs-tiny")
+        wall = time.perf_counter() - t0
+        assert res.exit_code == 0 and res.counts["done"] == args.tiny, res.counts
+        with Store.open(str(tmp / "tiny.zarr"), mode="r") as st:
+            recs = st.records()
+            solver_s = sum(r.wall_time or 0 for r in recs.values())
+        assert len(recs) == args.tiny
+        per_pkg = wall / args.tiny
+        print(f"\n{args.tiny} tiny packages (8^3, 1 step), {args.workers} workers, durable commit included:")
+        print(f"  sweep wall time            {wall:8.2f} s")
+        print(f"  cost per package           {per_pkg * 1e3:8.2f} ms   (goal <= 10 ms)")
+        print(f"  of which store commits     {res.store_seconds / args.tiny * 1e3:8.2f} ms   "
+              "(Store.commit_run in the driver, the single writer)")
+        print(f"  engine without the commit  {(wall - res.store_seconds) / args.tiny * 1e3:8.2f} ms")
+        print(f"  solver time per package    {solver_s / args.tiny * 1e3:8.2f} ms   (inside the workers, "
+              "overlapped)")
+        proc = bench_processes(args.processes, slots=args.workers)
+        print(f"  a process per package      {proc * 1e3:8.2f} ms   (python -c 'import numpy', "
+              f"{args.workers} at a time, {args.processes} launches)")
+        print(f"  engine speed-up            {proc / per_pkg:8.1f} x")
+
+        # -- 2. efficiency on ~2 s packages
+        from sweep.runner import WorkItem, run_package
+
+        probe = {"grid_size": [32, 32, 32], "dt": 0.001, "T_final": 0.02, "Re": 100.0}
+        item = WorkItem("probe", "probe", "LOW", {"grid": [32, 32, 32], "dt": 0.001, "T_final": 0.02},
+                        timeout=600)
+        out = client.submit(run_package, item, pure=False).result()
+        out = client.submit(run_package, item, pure=False).result()  # warm plans
+        per_step = out.provenance["wall_time"] / 20
+        steps = max(1, round(args.long_seconds / per_step))
+        probe["T_final"] = round(steps * probe["dt"], 10)
+        long = write_sweep(tmp / "long", args.long, probe)
+        t0 = time.perf_counter()
+        res = run_sweep(long, tmp / "long.zarr", client=client, progress_bar=False, out=io.StringIO(),
+                        log_dir=tmp / "logs-long")
+        wall = time.perf_counter() - t0
+        assert res.exit_code == 0
+        with Store.open(str(tmp / "long.zarr"), mode="r") as st:
+            runs = [r.wall_time for r in st.records().values()]
+        ideal = sum(runs) / args.workers
+        print(f"\n{args.long} packages of ~{args.long_seconds:g} s (32^3, {steps} steps), {args.workers} workers:")
+        print(f"  mean run time              {sum(runs) / len(runs):8.2f} s")
+        print(f"  ideal (sum / workers)      {ideal:8.2f} s")
+        print(f"  sweep wall time            {wall:8.2f} s")
+        print(f"  ratio to ideal             {wall / ideal:8.3f}     (goal <= 1.05)")
+    finally:
+        handle.close()
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

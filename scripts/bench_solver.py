@@ -1,0 +1,251 @@
+#!/usr/bin/env python
+"""Benchmark the solver: ms per step, the step's own 36 FFTs, a naive numpy step, peak memory.
+
+Every configuration runs in a fresh subprocess (so peak memory is per configuration):
+
+* ms/step: ``Stepper.step`` (one classic RK4 step, no diagnostics), best of --repeat
+  rounds (wall clock; "(cpu)" is the same ratio in process CPU time, all threads summed,
+  which a busy machine disturbs less);
+* fft ms: the 36 transforms of one step (4 stages x (6 inverse + 3 forward)) on the same
+  plans and arrays, timed in the same rounds, interleaved with the steps;
+* naive ms/step: ``solver.reference.reference_step``, a straightforward numpy RK4 step
+  (whole-array temporaries, np.cross, fresh arrays each stage, numpy.fft), same process
+  kind, same run; "vs naive" is its time over ours (wall, and "(cpu)" in CPU time: with
+  one thread, the CPU-time ratio is what an idle machine shows);
+* peak memory: a full ``simulate()`` of 2 steps; ru_maxrss of that process minus ru_maxrss
+  of a process that only imported numpy (printed as "RSS - numpy-only baseline").
+
+Timings on a shared machine are noisy: compare ratios measured in one run.
+Example: python scripts/bench_solver.py --sizes 64 128 --precisions float64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+# ------------------------------------------------------------------ workers (subprocesses)
+
+
+def _peak_rss_bytes() -> int:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def _worker_baseline(cfg: dict) -> dict:
+    import numpy  # noqa: F401  (the baseline is a process that imported numpy only)
+    return {"rss": _peak_rss_bytes()}
+
+
+def _worker_step(cfg: dict) -> dict:
+    import numpy as np
+
+    from solver.initial import initial_velocity
+    from solver.params import SolverParams
+    from solver.stepper import Stepper
+
+    n = cfg["size"]
+    p = SolverParams(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=1.0, precision=cfg["precision"],
+                     fft_backend=cfg["backend"], fft_threads=cfg["threads"])
+    st = Stepper(p, cfg["backend"], cfg["threads"])
+    try:
+        st.load(initial_velocity(p, st.grid))
+        transforms = st._inverse + st._forward  # the plans the step uses
+
+        def ffts() -> None:
+            for _ in range(4):
+                for f in transforms:
+                    f()
+
+        st.step(0)
+        ffts()
+        # many short rounds, steps and FFTs interleaved, best of each: robust to other load
+        best = {"step": float("inf"), "fft": float("inf"), "step_cpu": float("inf"),
+                "fft_cpu": float("inf")}
+        for r in range(cfg["repeat"]):
+            for name, fn in (("step", lambda: st.step(r + 1)), ("fft", ffts)):
+                t, c = time.perf_counter(), time.process_time()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t)
+                best[name + "_cpu"] = min(best[name + "_cpu"], time.process_time() - c)
+        best_step, best_fft = best["step"], best["fft"]
+        assert np.isfinite(st.u).all()
+        return {"step": best_step, "fft": best_fft, "step_cpu": best["step_cpu"],
+                "fft_cpu": best["fft_cpu"], "threads_used": st.threads,
+                "backend": st.backend.name}
+    finally:
+        st.close()
+
+
+def _worker_naive(cfg: dict) -> dict:
+    import numpy as np
+
+    from solver.grid import make_grid
+    from solver.initial import initial_velocity
+    from solver.params import SolverParams
+    from solver.reference import reference_setup, reference_step
+    from solver.operators import scatter_compact
+
+    n = cfg["size"]
+    p = SolverParams(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=1.0)
+    g = make_grid(p.grid)
+    u_c = initial_velocity(p, g)
+    u = np.zeros((3, *g.spectral_shape), np.complex128)
+    for i in range(3):
+        scatter_compact(u[i], u_c[i] * g.n_points, g)
+    del u_c
+    ref = reference_setup(g.shape, p.nu)
+    u = reference_step(u, p.dt, ref)
+    best = best_cpu = float("inf")
+    for _ in range(cfg["repeat"]):
+        t, c = time.perf_counter(), time.process_time()
+        u = reference_step(u, p.dt, ref)
+        best = min(best, time.perf_counter() - t)
+        best_cpu = min(best_cpu, time.process_time() - c)
+    return {"step": best, "step_cpu": best_cpu, "rss": _peak_rss_bytes()}
+
+
+def _worker_memory(cfg: dict) -> dict:
+    from solver import memory_estimate, simulate
+
+    n = cfg["size"]
+    params = dict(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=2e-3, precision=cfg["precision"],
+                  fft_backend=cfg["backend"], fft_threads=cfg["threads"])
+    simulate(params)
+    return {"rss": _peak_rss_bytes(), "estimate": memory_estimate(params)}
+
+
+WORKERS = {"baseline": _worker_baseline, "step": _worker_step, "naive": _worker_naive,
+           "memory": _worker_memory}
+
+
+def _run(kind: str, **cfg) -> dict:
+    """Run one measurement in a fresh Python process; return its JSON result."""
+    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps({"kind": kind, **cfg})],
+                         capture_output=True, text=True, env=env, cwd=ROOT)
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} {cfg} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------ driver
+
+
+def installed_backends() -> list[str]:
+    """Same answer as solver.fft.installed_backends, without importing the solver."""
+    import importlib.util
+    return [b for b in ("pyfftw", "scipy", "numpy") if importlib.util.find_spec(b) is not None]
+
+
+def default_threads() -> int:
+    """Same answer as solver.params.default_threads, without importing the solver."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("SWEEP_WORKERS_PER_HOST", "1"))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None and len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        # a measurement subprocess: import nothing else before the measured code
+        cfg = json.loads(sys.argv[2])
+        print(json.dumps(WORKERS[cfg.pop("kind")](cfg)))
+        return 0
+    # The driver imports no solver code: Linux carries a process's peak RSS over into the
+    # children it forks, so a heavy driver would inflate every measured peak.
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.split("\n")[1:]))
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="cubic grid sizes")
+    ap.add_argument("--precisions", nargs="+", default=["float64", "float32"],
+                    choices=["float64", "float32"])
+    ap.add_argument("--backends", nargs="+", default=None,
+                    help=f"FFT backends (default: all installed: {' '.join(installed_backends())})")
+    ap.add_argument("--threads", type=int, default=default_threads(),
+                    help="threads for one run (default: %(default)s)")
+    ap.add_argument("--repeat", type=int, default=7,
+                    help="timing rounds of one step and one set of 36 FFTs each; the best is kept")
+    ap.add_argument("--naive-sizes", type=int, nargs="*", default=[64, 128],
+                    help="sizes at which to time the straightforward numpy step")
+    ap.add_argument("--memory-size", type=int, default=128, help="grid size of the peak-memory runs (0: skip)")
+    ap.add_argument("--json", metavar="FILE", help="also write all figures as JSON to FILE")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    backends = args.backends or installed_backends()
+    print(f"# solver benchmark: {os.cpu_count()} cores, threads per run = {args.threads}, "
+          f"backends {', '.join(backends)}; best of {args.repeat} rounds; "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    results: dict = {"threads": args.threads, "step": [], "naive": [], "memory": []}
+
+    naive: dict[int, float] = {}
+    naive_cpu: dict[int, float] = {}
+    for n in args.naive_sizes:
+        r = _run("naive", size=n, repeat=max(2, args.repeat // 2))
+        naive[n], naive_cpu[n] = r["step"], r["step_cpu"]
+        results["naive"].append({"size": n, "ms_per_step": r["step"] * 1e3,
+                                 "cpu_ms_per_step": r["step_cpu"] * 1e3, "rss": r["rss"]})
+        print(f"naive numpy   {n:4d}^3 float64: {r['step'] * 1e3:9.1f} ms/step "
+              f"({r['step_cpu'] * 1e3:.1f} ms CPU)"
+              + (f"   peak RSS {r['rss'] / 2**20:.0f} MiB (whole process)" if n == args.memory_size else ""))
+
+    print(f"\n{'backend':8s} {'grid':>6s} {'precision':9s} {'ms/step':>9s} {'36 FFT ms':>10s} "
+          f"{'step/FFT':>8s} {'(cpu)':>6s} {'vs naive':>9s} {'(cpu)':>6s} {'f64/f32':>8s}")
+    for b in backends:
+        for n in args.sizes:
+            per_prec: dict[str, float] = {}
+            for prec in args.precisions:
+                r = _run("step", size=n, precision=prec, backend=b, threads=args.threads,
+                         repeat=args.repeat)
+                per_prec[prec] = r["step"]
+                speedup = naive.get(n, float("nan")) / r["step"] if prec == "float64" else float("nan")
+                speedup_cpu = (naive_cpu.get(n, float("nan")) / r["step_cpu"] if prec == "float64"
+                               else float("nan"))
+                f64_f32 = (per_prec["float64"] / r["step"]
+                           if prec == "float32" and "float64" in per_prec else float("nan"))
+                results["step"].append({"backend": b, "size": n, "precision": prec,
+                                        "ms_per_step": r["step"] * 1e3, "fft_ms": r["fft"] * 1e3,
+                                        "cpu_ms_per_step": r["step_cpu"] * 1e3,
+                                        "cpu_fft_ms": r["fft_cpu"] * 1e3,
+                                        "threads_used": r["threads_used"],
+                                        "speedup_vs_naive": speedup, "speedup_vs_naive_cpu": speedup_cpu,
+                                        "float64_over_float32": f64_f32})
+                print(f"{b:8s} {n:4d}^3 {prec:9s} {r['step'] * 1e3:9.1f} {r['fft'] * 1e3:10.1f} "
+                      f"{r['step'] / r['fft']:8.2f} {r['step_cpu'] / r['fft_cpu']:6.2f} "
+                      f"{speedup:9.1f} {speedup_cpu:6.1f} {f64_f32:8.2f}"
+                      + ("" if r["threads_used"] == args.threads else f"   ({r['threads_used']} thread)"))
+
+    if args.memory_size:
+        base = _run("baseline")["rss"]
+        n = args.memory_size
+        print(f"\npeak memory of simulate() at {n}^3, 2 steps: process RSS minus the RSS of a "
+              f"process that only imported numpy ({base / 2**20:.0f} MiB)")
+        for b in backends:
+            for prec in args.precisions:
+                r = _run("memory", size=n, precision=prec, backend=b, threads=args.threads)
+                results["memory"].append({"backend": b, "size": n, "precision": prec,
+                                          "rss_minus_numpy_baseline": r["rss"] - base,
+                                          "memory_estimate": r["estimate"]})
+                print(f"{b:8s} {prec:9s} {(r['rss'] - base) / 2**20:7.0f} MiB   "
+                      f"(memory_estimate: {r['estimate'] / 2**20:.0f} MiB incl. process baseline)")
+        if n in naive:
+            r = next(x for x in results["naive"] if x["size"] == n)
+            print(f"naive    float64   {(r['rss'] - base) / 2**20:7.0f} MiB   (the reference step at {n}^3)")
+
+    print(f"# load average {os.getloadavg()[0]:.1f} at the end")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Typed errors raised by the solver. The engine maps each class to a run status."""
+
+from __future__ import annotations
+
+__all__ = ["SolverError", "ParameterError", "DivergedError", "SolverTimeout"]
+
+
+class SolverError(Exception):
+    """Base class of every error the solver raises on purpose."""
+
+
+class ParameterError(SolverError, ValueError):
+    """A solver parameter is missing, unknown, of the wrong type or out of range.
+
+    ``field`` names the parameter, ``value`` the bad value and ``allowed`` says what is
+    accepted, so callers (spec validation, the CLI) can print one precise line.
+    """
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field}: bad value {value!r}; allowed: {allowed}")
+
+
+class DivergedError(SolverError, FloatingPointError):
+    """The run blew up: NaN/inf in the state or a CFL number above the stability limit."""
+
+    def __init__(self, step: int, time: float, cfl: float, reason: str) -> None:
+        self.step = step
+        self.time = time
+        self.cfl = cfl
+        self.reason = reason
+        super().__init__(
+            f"diverged at step {step} (t={time:.6g}): {reason} (CFL={cfl:.3g}); "
+            "reduce dt or raise the resolution"
+        )
+
+
+class SolverTimeout(SolverError, TimeoutError):
+    """The wall-clock deadline passed; the run stopped cleanly between two steps."""
+
+    def __init__(self, step: int, time: float, deadline: float) -> None:
+        self.step = step
+        self.time = time
+        self.deadline = deadline
+        super().__init__(f"deadline passed at step {step} (t={time:.6g})")

@@ -1,0 +1,59 @@
+"""How much memory a run needs, and how much this machine has available.
+
+The estimate counts the arrays the stepper allocates (see ``solver.stepper``), the
+transient float64 arrays of the initial condition and the final fields, plus the baseline
+of a Python process that imported the solver and xarray. ``scripts/bench_solver.py``
+measures the real peak next to it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from .grid import make_grid
+from .params import SolverParams
+
+__all__ = ["memory_estimate", "available_memory", "PROCESS_BASELINE"]
+
+PROCESS_BASELINE = 135 * 2**20  # interpreter + numpy/scipy/xarray/pyfftw imports (measured 115 MiB)
+
+
+def memory_estimate(params: SolverParams | Mapping[str, Any]) -> int:
+    """Bytes one run of ``params`` needs at its peak, including the process baseline."""
+    p = SolverParams.coerce(params)
+    g = make_grid(p.grid, p.precision)
+    rs = g.dtype.itemsize
+    n = g.n_points
+    nc = g.spectral_shape[0] * g.spectral_shape[1] * g.spectral_shape[2]
+    mc = int(np.prod(g.compact_shape))
+    stepper = (6 * n * rs            # U, W
+               + 3 * nc * 2 * rs     # C, F and FFTW's scratch
+               + 12 * mc * 2 * rs    # u, u0, acc, R
+               + 5 * 2 * mc * rs     # kx, ky, kz, 1/k^2, nu k^2 (doubled for pair views)
+               + 4 * 2**20)          # slab scratch, FFTW plans
+    diagnostics = 5 * 3 * mc * 16    # complex128 temporaries of energy, enstrophy, divergence
+    # initial condition, built in float64 before the stepper exists: the physical field
+    # (and its components before stacking), one full complex128 transform at a time and
+    # the compact result (x2 while projecting)
+    initial = 5 * n * 8 + nc * 16 + 2 * 3 * mc * 16
+    fields = 3 * n * rs if p.keep_fields else 0
+    return int(PROCESS_BASELINE + max(stepper + fields + diagnostics, initial + 3 * mc * 2 * rs))
+
+
+def available_memory() -> int | None:
+    """Bytes available for a new run on this machine (None when unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None

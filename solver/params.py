@@ -1,0 +1,289 @@
+"""The solver's parameters, each declared exactly once with its default, unit and doc.
+
+Everything else (package validation, run identity, the generator, the CLI help) reads
+these declarations; nothing re-states a default or a range elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from .errors import ParameterError
+
+__all__ = [
+    "Param",
+    "PARAMS",
+    "SolverParams",
+    "parameter_problems",
+    "INITIAL_CONDITIONS",
+    "FFT_BACKENDS",
+    "INTEGRATORS",
+    "PRECISIONS",
+    "MIN_GRID",
+]
+
+# Registry keys are listed here so validation needs no heavy import; the modules that
+# implement them (initial.py, fft.py, integrators.py) check they agree with these.
+INITIAL_CONDITIONS = ("taylor_green", "taylor_green_2d", "abc", "random")
+FFT_BACKENDS = ("auto", "pyfftw", "scipy", "numpy")
+INTEGRATORS = ("rk4",)
+PRECISIONS = ("float64", "float32")
+MIN_GRID = 4  # below 4 points the 2/3-rule leaves no resolved mode besides k=0,±1
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _positive_float(v: Any) -> str | None:
+    if not _is_number(v) or v <= 0:
+        return "a finite number > 0"
+    return None
+
+
+def _float_any(v: Any) -> str | None:
+    return None if _is_number(v) else "a finite number"
+
+
+def _int_at_least(lo: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            return f"an integer >= {lo}"
+        return None
+
+    return check
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        return None if v in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+    return check
+
+
+def _grid(v: Any) -> str | None:
+    allowed = f"three even integers >= {MIN_GRID}, e.g. [32, 32, 32]"
+    if not isinstance(v, (list, tuple)) or len(v) != 3:
+        return allowed
+    for n in v:
+        if isinstance(n, bool) or not isinstance(n, int) or n < MIN_GRID or n % 2:
+            return allowed
+    return None
+
+
+def _optional_positive(v: Any) -> str | None:
+    return None if v is None else _positive_float(v)
+
+
+def _optional_threads(v: Any) -> str | None:
+    if v is None:
+        return None
+    return _int_at_least(1)(v)
+
+
+def _bool(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
+def _as_float(v: Any) -> Any:
+    return float(v) if _is_number(v) else v
+
+
+def _as_grid(v: Any) -> Any:
+    return tuple(int(n) for n in v) if isinstance(v, (list, tuple)) else v
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared solver parameter.
+
+    ``identity`` says whether the value is part of a run's identity (``run_id``): physics
+    and output choices are; execution choices that do not change the physics (FFT backend,
+    thread count) are recorded as provenance instead.
+    """
+
+    name: str
+    default: Any
+    unit: str
+    doc: str
+    check: Callable[[Any], str | None]
+    coerce: Callable[[Any], Any] = _same
+    identity: bool = True
+
+
+_DECLARED = [
+    Param("Re", 100.0, "1", "Reynolds number; the kinematic viscosity is nu = 1/Re",
+          _positive_float, _as_float),
+    Param("dt", 0.01, "time units", "time step; T_final must be a whole number of steps",
+          _positive_float, _as_float),
+    Param("T_final", 1.0, "time units", "end time of the run (start is t = 0)",
+          _positive_float, _as_float),
+    Param("grid", (32, 32, 32), "points", "grid points (nx, ny, nz) on the periodic box [0, 2pi)^3",
+          _grid, _as_grid),
+    Param("initial_condition", "taylor_green", "-",
+          "initial velocity field: " + ", ".join(INITIAL_CONDITIONS),
+          _one_of(INITIAL_CONDITIONS)),
+    Param("abc_A", 1.0, "velocity", "ABC flow coefficient A (initial_condition='abc')",
+          _float_any, _as_float),
+    Param("abc_B", 1.0, "velocity", "ABC flow coefficient B (initial_condition='abc')",
+          _float_any, _as_float),
+    Param("abc_C", 1.0, "velocity", "ABC flow coefficient C (initial_condition='abc')",
+          _float_any, _as_float),
+    Param("abc_k", 1, "1/length", "ABC flow wavenumber (initial_condition='abc')",
+          _int_at_least(1)),
+    Param("random_seed", 0, "-", "seed of the random initial field (initial_condition='random')",
+          _int_at_least(0)),
+    Param("random_k_peak", 4.0, "1/length",
+          "peak wavenumber of the random field's spectrum E(k) ~ k^4 exp(-2 (k/k_peak)^2)",
+          _positive_float, _as_float),
+    Param("random_energy", 0.5, "velocity^2", "mean kinetic energy of the random initial field",
+          _positive_float, _as_float),
+    Param("output_interval", None, "time units",
+          "time between diagnostics; a whole number of steps; default T_final/50 rounded to whole steps",
+          _optional_positive, lambda v: None if v is None else _as_float(v)),
+    Param("precision", "float64", "-", "floating-point precision: " + ", ".join(PRECISIONS),
+          _one_of(PRECISIONS)),
+    Param("integrator", "rk4", "-", "time integrator: " + ", ".join(INTEGRATORS),
+          _one_of(INTEGRATORS)),
+    Param("cfl_limit", 1.0, "1",
+          "the run stops as diverged when the CFL number dt (max|u|/dx + max|v|/dy + max|w|/dz) exceeds this",
+          _positive_float, _as_float),
+    Param("keep_fields", False, "-", "store the final velocity field on (x, y, z)", _bool),
+    Param("fft_backend", "auto", "-",
+          "FFT library: " + ", ".join(FFT_BACKENDS) + " ('auto' picks the fastest installed)",
+          _one_of(FFT_BACKENDS), identity=False),
+    Param("fft_threads", None, "threads",
+          "threads of one run (FFTs and array kernels; results do not depend on it); "
+          "default: the cores of this machine divided among the worker processes",
+          _optional_threads, identity=False),
+]
+
+PARAMS: Mapping[str, Param] = MappingProxyType({p.name: p for p in _DECLARED})
+
+
+def _cross_checks(v: Mapping[str, Any]) -> list[ParameterError]:
+    """Checks that involve more than one parameter (run only when each one is valid)."""
+    out: list[ParameterError] = []
+    dt, T = v["dt"], v["T_final"]
+    if dt > T:
+        out.append(ParameterError("dt", dt, f"a time step <= T_final ({T})"))
+        return out
+    n = round(T / dt)
+    if abs(n * dt - T) > 1e-9 * T:
+        out.append(ParameterError("T_final", T, f"a whole number of steps of dt={dt} (e.g. {n * dt:.12g})"))
+    oi = v["output_interval"]
+    if oi is not None:
+        m = round(oi / dt)
+        if m < 1 or abs(m * dt - oi) > 1e-9 * oi or oi > T * (1 + 1e-12):
+            out.append(ParameterError(
+                "output_interval", oi, f"a whole number of steps of dt={dt}, at most T_final={T}"))
+    return out
+
+
+def parameter_problems(raw: Mapping[str, Any]) -> list[ParameterError]:
+    """Every problem with a raw parameter mapping (unknown keys, types, ranges), in order."""
+    problems: list[ParameterError] = []
+    for key in raw:
+        if key not in PARAMS:
+            problems.append(ParameterError(key, raw[key], "a known parameter: " + ", ".join(PARAMS)))
+    values: dict[str, Any] = {}
+    for name, p in PARAMS.items():
+        v = raw.get(name, p.default)
+        msg = p.check(v)
+        if msg is not None:
+            problems.append(ParameterError(name, v, msg))
+        else:
+            values[name] = p.coerce(v)
+    if not problems:
+        problems.extend(_cross_checks(values))
+    return problems
+
+
+class SolverParams:
+    """A validated, immutable, complete set of solver parameters (defaults filled in).
+
+    Read values as attributes (``p.Re``) or items (``p["Re"]``).
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        merged = {**(raw or {}), **kwargs}
+        problems = parameter_problems(merged)
+        if problems:
+            raise problems[0]
+        values = {n: p.coerce(merged.get(n, p.default)) for n, p in PARAMS.items()}
+        object.__setattr__(self, "_values", MappingProxyType(values))
+
+    @classmethod
+    def coerce(cls, params: "SolverParams | Mapping[str, Any]") -> "SolverParams":
+        """Return ``params`` as SolverParams, validating a plain mapping."""
+        return params if isinstance(params, SolverParams) else cls(params)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("SolverParams is immutable; use .replace(...)")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SolverParams) and dict(self._values) == dict(other._values)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted((k, repr(v)) for k, v in self._values.items())))
+
+    def __repr__(self) -> str:
+        changed = {k: v for k, v in self._values.items() if v != PARAMS[k].default}
+        return f"SolverParams({changed})"
+
+    def replace(self, **changes: Any) -> "SolverParams":
+        """A copy with some values changed (validated again)."""
+        return SolverParams({**self._values, **changes})
+
+    def as_dict(self) -> dict[str, Any]:
+        """All values, JSON-friendly (the grid as a list)."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self._values.items()}
+
+    def canonical(self) -> dict[str, Any]:
+        """The values that define a run's identity, JSON-friendly, defaults filled in."""
+        return {k: v for k, v in self.as_dict().items() if PARAMS[k].identity}
+
+    @property
+    def nu(self) -> float:
+        """Kinematic viscosity 1/Re."""
+        return 1.0 / self._values["Re"]
+
+    @property
+    def n_steps(self) -> int:
+        """Number of time steps to reach T_final."""
+        return int(round(self._values["T_final"] / self._values["dt"]))
+
+    @property
+    def steps_per_output(self) -> int:
+        """Steps between two diagnostic outputs."""
+        oi = self._values["output_interval"]
+        if oi is None:
+            return max(1, self.n_steps // 50)
+        return int(round(oi / self._values["dt"]))
+
+
+def default_threads() -> int:
+    """FFT threads when none are given: the usable cores divided among worker processes."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = int(os.environ.get("SWEEP_WORKERS_PER_HOST", "1"))
+    return max(1, cores // max(1, workers))

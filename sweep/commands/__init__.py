@@ -1,0 +1,1 @@
+"""One module per `sweep` subcommand (see sweep/cli.py)."""

@@ -1,0 +1,74 @@
+"""What a sweep would do with each package, and why (``sweep explain``).
+
+The run/skip decision is the engine's own (``sweep.engine.plan_sweep``), so ``sweep explain``
+and ``sweep run --dry-run`` never disagree; this module adds what a person needs to trust
+it: whether the run resumes from a checkpoint, which earlier results of the same package
+are now stale (kept, but for other parameters), and which packages share one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .spec import Package
+from .store import Store
+
+__all__ = ["Explanation", "explain_packages", "store_state"]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One package's fate: ``action`` is run, resume or skip; ``reason`` says why."""
+
+    package: Package
+    action: str
+    reason: str
+    stale_runs: tuple[str, ...] = ()  # done runs of this package id with other parameters (kept)
+    shares_with: tuple[str, ...] = ()  # other packages with the same parameters (one run)
+
+    @property
+    def package_id(self) -> str:
+        return self.package.package_id
+
+    def line(self, width: int = 0) -> str:
+        """One line for the terminal."""
+        notes = [self.reason]
+        if self.stale_runs:
+            notes.append(f"stale: earlier result(s) {', '.join(self.stale_runs)} of this package "
+                         "had other parameters (kept in the store)")
+        if self.shares_with:
+            notes.append(f"shares run with {', '.join(self.shares_with)}")
+        return (f"{self.action:<6} {self.package_id:<{width}} {self.package.priority:<6} "
+                f"run {self.package.run_id}  " + "; ".join(notes))
+
+
+def store_state(store: Store | None) -> tuple[set[str], dict[str, str], dict[str, int], dict[str, set[str]]]:
+    """(done run ids, failed run id -> class, run id -> checkpoint step, package id -> run ids)."""
+    if store is None:
+        return set(), {}, {}, {}
+    done = store.done_run_ids()  # columns only: no provenance is read for planning
+    failed = {r: cls for r, (cls, _) in store.failures().items()}
+    steps = {r: s for r, s in store.checkpoint_steps().items() if r not in done}
+    return done, failed, steps, store.run_ids_by_package()
+
+
+def explain_packages(packages: Sequence[Package], store: Store | None) -> list[Explanation]:
+    """One Explanation per package, in the order given."""
+    from .engine import plan_sweep
+
+    done, failed, steps, by_package = store_state(store)
+    plan = plan_sweep(packages, done, failed, {r: (s if s is not None else -1) for r, s in steps.items()})
+    sharing: dict[str, list[str]] = {}
+    for p in packages:
+        sharing.setdefault(p.run_id, []).append(p.package_id)
+    out = []
+    for entry in plan:
+        p: Any = entry.package
+        rid = p.run_id
+        action = "resume" if entry.action == "run" and rid in steps else entry.action
+        stale = tuple(sorted(r for r in by_package.get(p.package_id, ()) if r != rid and r in done))
+        shares = tuple(x for x in sharing[rid] if x != p.package_id)
+        out.append(Explanation(p, action, entry.reason, stale, shares))
+    return out

@@ -1,0 +1,128 @@
+"""The engine's pure parts: planning, exit codes, summaries, checkpoint encoding, defaults."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import dask.config
+import numpy as np
+import pytest
+
+from solver import SolverParams
+from solver.errors import DivergedError, SolverTimeout
+from sweep import config
+from sweep.engine import default_log_dir, exit_code_of, plan_sweep
+from sweep.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT
+from sweep.progress import SweepProgress, final_summary, format_duration
+from sweep.runner import decode_arrays, encode_arrays, failure_class_of
+from sweep.spec import Package
+
+
+def _pkg(pid: str, re: float, prio: str = "HIGH") -> Package:
+    return Package(pid, prio, SolverParams({"Re": re, "grid": (8, 8, 8), "T_final": 0.04}))
+
+
+def test_plan_skips_done_and_duplicates_and_says_why():
+    a, b, c, d = _pkg("a", 100), _pkg("b", 200), _pkg("c", 100), _pkg("d", 300)
+    plan = plan_sweep([a, b, c, d], done={b.run_id}, failed={d.run_id: "timeout"},
+                      checkpoints={})
+    actions = {e.package_id: (e.action, e.reason) for e in plan}
+    assert actions["a"] == ("run", "new")
+    assert actions["b"][0] == "skip" and "done" in actions["b"][1]
+    assert actions["c"][0] == "skip" and "same parameters as a" in actions["c"][1]
+    assert actions["d"][0] == "run" and "failed before (timeout)" in actions["d"][1]
+
+
+def test_plan_resumes_from_checkpoint():
+    a = _pkg("a", 100)
+    (entry,) = plan_sweep([a], done=set(), checkpoints={a.run_id: 7})
+    assert entry.action == "run" and "checkpoint at step 7" in entry.reason
+
+
+@pytest.mark.parametrize("statuses, code", [
+    (["done", "skipped"], EXIT_OK),
+    ([], EXIT_OK),
+    (["done", "timeout"], EXIT_TIMEOUT),
+    (["timeout", "diverged"], EXIT_FAILED),
+    (["done", "error"], EXIT_FAILED),
+    (["done", "cancelled"], EXIT_FAILED),
+    (["worker-lost"], EXIT_FAILED),
+])
+def test_exit_code_of_statuses(statuses, code):
+    assert exit_code_of(statuses) == code
+
+
+def test_failure_class_of_solver_errors():
+    assert failure_class_of(DivergedError(3, 0.03, 2.5, "CFL above the limit")) == "diverged"
+    assert failure_class_of(SolverTimeout(3, 0.03, 0.0)) == "timeout"
+    assert failure_class_of(MemoryError("no memory")) == "error"
+    assert failure_class_of(ValueError("x")) == "error"
+
+
+def test_encode_arrays_round_trip_is_lossless():
+    rng = np.random.default_rng(1)
+    arrays = {"u_hat": rng.standard_normal((3, 4, 4, 3)) + 1j * rng.standard_normal((3, 4, 4, 3)),
+              "step": np.array(12), "f32": rng.standard_normal(5).astype(np.float32)}
+    back = decode_arrays(encode_arrays(arrays))
+    assert set(back) == set(arrays)
+    for k, a in arrays.items():
+        assert back[k].dtype == a.dtype and back[k].shape == a.shape
+        assert back[k].tobytes() == a.tobytes()
+
+
+def test_default_log_dir_beside_local_store(tmp_path: Path):
+    assert default_log_dir(str(tmp_path / "out" / "r.zarr")) == (tmp_path / "out" / "logs").resolve()
+    assert default_log_dir("s3://bucket/r.zarr") == Path.cwd() / "logs"
+
+
+def test_config_defaults_come_from_packaged_yaml_and_can_be_overridden():
+    assert config.get("timeout") == 86400
+    assert config.get("priority-values")["HIGH"] > config.get("priority-values")["MEDIUM"] \
+        > config.get("priority-values")["LOW"]
+    with dask.config.set({"sweep.timeout": 12}):
+        assert config.get("timeout") == 12
+        assert config.get("timeout", 5) == 5
+
+
+def test_progress_summary_line_every_n_packages():
+    out = io.StringIO()
+    prog = SweepProgress(7, summary_every=5, bar=False, out=out)
+    for status in ["done", "done", "diverged", "done", "done", "done", "timeout"]:
+        prog.package_finished(status)
+    prog.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2  # after 5 and at the end (7)
+    assert lines[0].startswith("[5/7] done 4, failed 1 (diverged 1)")
+    assert lines[1].startswith("[7/7] done 5, failed 2 (diverged 1, timeout 1)")
+
+
+def test_final_summary_counts_by_status_and_priority():
+    rows = [("HIGH", "done"), ("HIGH", "diverged"), ("LOW", "skipped"), ("LOW", "done")]
+    lines = final_summary(rows, ("HIGH", "MEDIUM", "LOW"), skipped=1, elapsed=61)
+    assert lines[0] == "summary: 4 packages in 1m01s (1 skipped as already done)"
+    head = lines[1].split()
+    assert head == ["priority", "done", "skipped", "diverged", "total"]
+    assert lines[2].split() == ["HIGH", "1", "0", "1", "2"]
+    assert lines[3].split() == ["LOW", "1", "1", "0", "2"]
+    assert lines[4].split() == ["ALL", "2", "1", "1", "4"]
+
+
+def test_format_duration_units():
+    assert format_duration(5) == "5s"
+    assert format_duration(125) == "2m05s"
+    assert format_duration(3723) == "1h02m03s"
+    assert format_duration(None) == "?"
+
+
+def test_config_survives_a_set_made_before_import():
+    import subprocess
+    import sys
+
+    code = ("import dask.config\n"
+            "with dask.config.set({'sweep.retries': 7}):\n"
+            "    from sweep import config\n"
+            "    assert config.get('retries') == 7 and config.get('timeout') == 86400\n"
+            "assert config.get('retries') == 2, config.get('retries')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr

@@ -1,0 +1,72 @@
+"""A remote scheduler (`dask scheduler` + `dask worker` subprocesses) SIGKILLed mid-sweep:
+the client says so in one line, and a rerun against a new scheduler resumes."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, tiny_sweep
+from faults import Driver, RemoteCluster, assert_results_equal, records, wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, packages_dir,
+                                                               local_client):
+    # two quick HIGH runs and LOW runs of a few seconds each: the scheduler dies while one
+    # of these runs (one worker thread runs them one after the other)
+    pkgs = tiny_sweep(2, priorities=("HIGH",), initial_condition="random") + [
+        {"package_id": f"long{i}", "priority": "LOW",
+         "parameters": {**TINY, "grid_size": [12, 12, 12], "T_final": 2.0 + 0.1 * i}}
+        for i in range(3)]
+    d = packages_dir(pkgs)
+    store = tmp_path / "r.zarr"
+    first = RemoteCluster(tmp_path, "first")
+    try:
+        address = first.start()
+        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--scheduler", address,
+                     "--no-progress", "--checkpoint-every-steps", "10")
+        logs = [tmp_path / "logs" / f"long{i}.log" for i in range(3)]
+
+        def checkpointed() -> str | None:  # the driver notes each checkpoint it saves
+            return next((p.stem for p in logs if p.exists() and "checkpoint at step" in p.read_text()), None)
+
+        victim = wait_for(checkpointed, proc=drv, what="a checkpoint of a long run")
+        first.kill_scheduler()
+        code = drv.wait(timeout=180)
+    finally:
+        first.stop()
+    err = drv.stderr
+    assert code == 1, drv.output()
+    assert "Traceback" not in err, err
+    (line,) = err.strip().splitlines()  # one line
+    assert line.startswith(f"sweep run: error: lost the connection to the Dask scheduler "
+                           f"(remote scheduler {address})")
+    assert "run the same command again" in line and str(store) in line
+    done_before = {k for k, r in records(store).items() if r.status == "done"}
+    # what finished before the loss is committed; the checkpointed run is not done
+    assert (victim,) not in {r.package_ids for r in records(store).values() if r.status == "done"}
+
+    second = RemoteCluster(tmp_path, "second")
+    try:
+        address2 = second.start()
+        assert address2 != address
+        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--scheduler", address2,
+                     "--no-progress")
+        assert drv.wait(timeout=180) == 0, drv.output()
+    finally:
+        second.stop()
+    assert f"{5 - len(done_before)} to run, {len(done_before)} skipped as already done" in drv.stdout
+    recs = records(store)
+    assert len(recs) == 5 and {r.status for r in recs.values()} == {"done"}
+    (resumed,) = [r for r in recs.values() if r.package_ids == (victim,)]
+    assert resumed.resumed_from_step is not None and resumed.resumed_from_step >= 10
+
+    from sweep.engine import run_sweep
+
+    clean = tmp_path / "clean.zarr"
+    assert run_sweep(d, clean, client=local_client, progress_bar=False, out=io.StringIO()).exit_code == 0
+    assert_results_equal(clean, store)

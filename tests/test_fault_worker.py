@@ -1,0 +1,105 @@
+"""Worker faults on a real LocalCluster with nannies: a worker process SIGKILLed mid-run, and
+a diverging run (a failure of the run itself, never retried)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, tiny_sweep
+from faults import assert_results_equal, records, started_on, wait_for, worker_pids
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def client2():
+    """Two single-threaded worker processes under nannies, configured as the engine's own
+    clusters are: a lost worker fails its task at once, so the engine resubmits the run with
+    its latest checkpoint (instead of the scheduler rerunning it from the start)."""
+    import dask.config
+    from distributed import Client, LocalCluster
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                               dashboard_address=":0")
+    with cluster, Client(cluster) as client:
+        yield client
+
+
+def _sweep(d: Path, store: Path, client, **kw):
+    from sweep.engine import run_sweep
+
+    return run_sweep(d, store, client=client, progress_bar=False, out=io.StringIO(), **kw)
+
+
+def test_fault_worker_killed_mid_run_retried_resumed_identical(tmp_path: Path, packages_dir,
+                                                                client2):
+    # 300 steps: the kill lands long before the end even on a fast machine
+    victim = {**TINY, "grid_size": [12, 12, 12], "T_final": 3.0, "initial_condition": "random"}
+    pkgs = [{"package_id": "victim", "priority": "HIGH", "parameters": victim},
+            *tiny_sweep(3, priorities=("LOW",), initial_condition="random")]
+    d = packages_dir(pkgs)
+    logs = tmp_path / "logs"
+    log = logs / "victim.log"
+    killed: dict[str, int] = {}
+    failure: list[BaseException] = []
+
+    def kill_its_worker() -> None:
+        try:  # once the driver saved a checkpoint, SIGKILL the process running the victim
+            wait_for(lambda: log.exists() and "checkpoint at step" in log.read_text(),
+                     what="a checkpoint of the victim")
+            address = started_on(log.read_text())[0]
+            pid = worker_pids(client2)[address]
+            os.kill(pid, signal.SIGKILL)
+            killed[address] = pid
+        except BaseException as exc:  # reported by the test below
+            failure.append(exc)
+
+    killer = threading.Thread(target=kill_its_worker, daemon=True)
+    killer.start()
+    store = tmp_path / "r.zarr"
+    res = _sweep(d, store, client2, checkpoint_every_steps=10, retries=2, log_dir=logs)
+    killer.join(timeout=60)
+    assert not failure, failure
+    ((address, pid),) = killed.items()
+
+    # the victim, and any run queued on the same worker, were resubmitted
+    assert res.exit_code == 0 and res.retries >= 1
+    assert res.counts["done"] == 4
+    rec = next(r for r in records(store).values() if r.package_ids == ("victim",))
+    assert rec.status == "done" and rec.attempts == 2
+    assert rec.resumed_from_checkpoint and rec.resumed_from_step >= 10
+    text = log.read_text()
+    assert "worker lost" in text and "retrying from its checkpoint (step" in text
+    attempts = started_on(text)
+    assert len(attempts) == 2 and attempts[1] != address  # retried on another worker process
+    # the nanny replaced the killed process: two workers again, none of them the dead one
+    wait_for(lambda: len(worker_pids(client2)) == 2, timeout=60, what="the nanny to restart the worker")
+    assert pid not in worker_pids(client2).values()
+
+    clean = tmp_path / "clean.zarr"
+    assert _sweep(d, clean, client2).exit_code == 0
+    assert_results_equal(clean, store)  # bit for bit, as if nothing had happened
+
+
+def test_fault_worker_diverging_run_reported_never_retried(tmp_path: Path, packages_dir, client2):
+    pkgs = tiny_sweep(2)
+    pkgs[0]["parameters"] = {**TINY, "cfl_limit": 0.001}  # stops at its first CFL check
+    d = packages_dir(pkgs)
+    store = tmp_path / "r.zarr"
+    res = _sweep(d, store, client2, retries=2, log_dir=tmp_path / "logs")
+    assert res.exit_code == 1
+    assert res.status == {"p000": "diverged", "p001": "done"}
+    assert res.retries == 0
+    rec = next(r for r in records(store).values() if r.package_ids == ("p000",))
+    assert rec.status == "failed" and rec.failure_class == "diverged" and rec.attempts == 1
+    assert "CFL" in rec.error
+    text = (tmp_path / "logs" / "p000.log").read_text()
+    assert len(started_on(text)) == 1 and "status: diverged" in text
+    assert "worker lost" not in text

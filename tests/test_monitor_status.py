@@ -1,0 +1,150 @@
+"""Status figures from a real store with done, failed, stale and pending runs; `sweep status`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from conftest import run_cli
+from monitor_store import EXPECTED, build_scenario, commit_done
+
+from sweep.monitor import (Counts, format_duration, load_sweep, package_table, progress_bar,
+                           sweep_status)
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory):
+    """(packages_dir, store_path) of the 7-package scenario (built once per module)."""
+    return build_scenario(tmp_path_factory.mktemp("scenario"))
+
+
+def _check_counts(got: dict, want: dict) -> None:
+    for key, value in want.items():
+        assert got[key] == value, f"{key}: {got[key]} != {value}"
+
+
+def test_monitor_status_counts_done_failed_stale_pending(scenario):
+    pkgs, store = scenario
+    data = load_sweep(str(store), str(pkgs), with_results=False)
+    status = data.status.as_dict()
+    assert status["unit"] == "package"
+    _check_counts(status["overall"], EXPECTED["overall"])
+    for prio in ("HIGH", "MEDIUM", "LOW"):
+        _check_counts(status["by_priority"][prio], EXPECTED[prio])
+    assert status["overall"]["percent_complete"] == pytest.approx(100 * 3 / 7, abs=0.01)
+    assert status["runs_in_store"] == EXPECTED["runs_in_store"]
+    assert status["compute_seconds"] == pytest.approx(EXPECTED["compute_seconds"])
+    assert status["mean_run_seconds"] == pytest.approx(EXPECTED["mean_run_seconds"], abs=1e-3)
+    assert status["eta_seconds"] == pytest.approx(EXPECTED["eta_seconds_1_worker"], abs=1e-3)
+    # p004's old run (Re=450) is in the store but belongs to no current package
+    assert status["runs_not_in_packages"] == 1
+
+
+def test_monitor_package_states_name_each_package(scenario):
+    pkgs, store = scenario
+    units = load_sweep(str(store), str(pkgs), with_results=False).units.set_index("unit")
+    assert units["state"].to_dict() == {"p000": "done", "p001": "done", "p002": "failed",
+                                        "p003": "failed", "p004": "stale", "p005": "new",
+                                        "p006": "done"}
+    assert units.loc["p002", "failure_class"] == "diverged"
+    assert units.loc["p000", "run_id"] == units.loc["p006", "run_id"]  # one shared run
+
+
+def test_monitor_status_without_packages_counts_runs(scenario):
+    _, store = scenario
+    status = load_sweep(str(store), with_results=False).status
+    assert status.unit == "run"
+    assert (status.overall.total, status.overall.done, status.overall.failed) == (5, 3, 2)
+    assert status.overall.pending == 0 and status.overall.stale == 0
+
+
+def test_monitor_eta_scales_with_grid_work_and_workers():
+    # two done runs of 8^3 x 10 steps at 2 s each; pending: one 16^3 x 10 steps run
+    runs = pd.DataFrame({
+        "status": ["done", "done"], "failure_class": ["", ""], "error": ["", ""],
+        "package_ids": [("a",), ("b",)], "priority": ["HIGH", "HIGH"], "wall_time": [2.0, 2.0],
+        "Re": [100.0, 200.0], "dt": [0.1, 0.1], "T_final": [1.0, 1.0],
+        "nx": [8.0, 8.0], "ny": [8.0, 8.0], "nz": [8.0, 8.0],
+    }, index=pd.Index(["r1", "r2"], name="run_id"))
+
+    class P:  # the attributes load_packages' Package has
+        def __init__(self, pid, rid, grid):
+            self.package_id, self.run_id, self.priority = pid, rid, "LOW"
+            self.params = {"Re": 1.0, "dt": 0.1, "T_final": 1.0, "grid": [grid] * 3}
+
+    pkgs = [P("a", "r1", 8), P("b", "r2", 8), P("c", "r3", 16)]
+    one = sweep_status(runs, pkgs, workers=1)
+    two = sweep_status(runs, pkgs, workers=2)
+    # cost ~ N log N per step: 16^3 log2(16^3) / (8^3 log2(8^3)) = 8 * 12 / 9
+    assert one.eta_seconds == pytest.approx(2.0 * 8 * 12 / 9)
+    assert two.eta_seconds == pytest.approx(one.eta_seconds / 2)
+    assert sweep_status(runs.iloc[0:0], pkgs).eta_seconds is None  # nothing finished yet
+
+
+def test_monitor_progress_bar_shows_done_failed_pending():
+    units = pd.DataFrame({"state": ["done"] * 5 + ["failed"] * 2 + ["new"] * 3,
+                          "failure_class": [""] * 5 + ["error"] * 2 + [""] * 3})
+    c = Counts.of(units)
+    bar = progress_bar(c, width=20)
+    assert bar.startswith("▕") and bar.endswith("▏") and len(bar) == 22
+    assert bar[1:-1] == "█" * 10 + "▒" * 4 + "░" * 6
+    third = Counts.of(pd.DataFrame({"state": ["done", "new", "new"], "failure_class": ["", "", ""]}))
+    assert progress_bar(third, width=10)[1:-1] == "███▎░░░░░░"  # 3.33 cells: an eighth-cell glyph
+
+
+def test_monitor_format_duration_reads_naturally():
+    assert format_duration(None) == "unknown"
+    assert format_duration(5.25) == "5.2s"
+    assert format_duration(125) == "2m 05s"
+    assert format_duration(3723) == "1h 02m 03s"
+    assert format_duration(2 * 86400 + 3600) == "2d 01h 00m"
+
+
+def test_monitor_empty_store_counts_nothing(tmp_path):
+    from sweep.store import Store
+
+    with Store.open(tmp_path / "s.zarr", mode="a"):
+        pass
+    status = load_sweep(str(tmp_path / "s.zarr"), with_results=False).status
+    assert (status.overall.total, status.overall.percent_complete, status.compute_seconds) == (0, 0.0, 0.0)
+    assert progress_bar(status.overall, width=4) == "▕░░░░▏"
+    assert package_table(load_sweep(str(tmp_path / "s.zarr")).runs).empty
+
+
+@pytest.mark.slow
+def test_status_cli_json_matches_figures_on_a_copy_while_writer_is_open(scenario, tmp_path):
+    from sweep.spec import load_packages
+    from sweep.store import Store
+
+    pkgs, store = scenario
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    # a writer holds the copy's lock and commits p005: status reads committed data only
+    p005 = next(p for p in load_packages(pkgs, check_memory=False) if p.package_id == "p005")
+    with Store.open(copy, mode="a") as st:
+        commit_done(st, p005, 6.0)
+        proc = run_cli("status", "--store", str(copy), "--packages", str(pkgs), "--json",
+                       "--workers", "2")
+        text = run_cli("status", "--store", str(copy), "--packages", str(pkgs))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["overall"]["done"] == EXPECTED["overall"]["done"] + 1
+    assert doc["overall"]["pending"] == EXPECTED["overall"]["pending"] - 1
+    assert doc["by_priority"]["LOW"]["done"] == 1
+    assert doc["workers"] == 2
+    assert doc["compute_seconds"] == pytest.approx(EXPECTED["compute_seconds"] + 6.0)
+    assert text.returncode == 0, text.stderr
+    assert "4/7 packages done" in text.stdout and "█" in text.stdout
+    assert "failed by class: diverged 1, timeout 1" in text.stdout
+    # the original store did not change
+    orig = json.loads(run_cli("status", "--store", str(store), "--json").stdout)
+    assert orig["overall"]["done"] == 3
+
+
+def test_status_cli_missing_store_is_one_line_exit_2(tmp_path):
+    proc = run_cli("status", "--store", str(tmp_path / "nothing.zarr"))
+    assert proc.returncode == 2
+    assert "nothing.zarr" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,95 @@
+"""`sweep new`: a package directory from a grid (options or a TOML/YAML file), via the real CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import run_cli
+from sweep.spec import load_packages
+
+WORKER = 4 << 30
+
+
+def _files(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir())}
+
+
+def test_spec_new_writes_cartesian_product_from_options(tmp_path: Path) -> None:
+    d = tmp_path / "sweep"
+    proc = run_cli("new", str(d), "--Re", "100", "400", "1600", "--dt", "0.01", "0.005",
+                   "--T-final", "0.5", "--grid", "16,16,16", "--priority", "HIGH", "--tag", "study=t")
+    assert proc.returncode == 0, proc.stderr
+    pkgs = load_packages(d, worker_memory=WORKER)
+    assert len(pkgs) == 6 and {p.priority for p in pkgs} == {"HIGH"}
+    assert {(p.params.Re, p.params.dt) for p in pkgs} == {(r, t) for r in (100, 400, 1600) for t in (0.01, 0.005)}
+    assert all(p.params.grid == (16, 16, 16) and p.params.T_final == 0.5 for p in pkgs)
+    assert all(p.tags == {"study": "t"} for p in pkgs)
+    assert "Re400-dt0.005" in {p.package_id for p in pkgs}
+
+
+def test_spec_new_is_deterministic(tmp_path: Path) -> None:
+    args = ["--Re", "100", "200", "--grid", "8,8,8", "12,12,12", "--T-final", "0.1"]
+    assert run_cli("new", str(tmp_path / "a"), *args).returncode == 0
+    assert run_cli("new", str(tmp_path / "b"), *args).returncode == 0
+    assert _files(tmp_path / "a") == _files(tmp_path / "b") and len(_files(tmp_path / "a")) == 5
+
+
+def test_spec_new_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    d = tmp_path / "sweep"
+    assert run_cli("new", str(d), "--Re", "100", "200").returncode == 0
+    before = _files(d)
+    proc = run_cli("new", str(d), "--Re", "300")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--force" in proc.stderr and _files(d) == before
+    proc = run_cli("new", str(d), "--Re", "300", "--force")
+    assert proc.returncode == 0, proc.stderr
+    pkgs = load_packages(d, worker_memory=WORKER)
+    assert [p.params.Re for p in pkgs] == [300.0]  # the old grid's packages are gone
+
+
+def test_spec_new_bad_value_writes_nothing(tmp_path: Path) -> None:
+    d = tmp_path / "sweep"
+    proc = run_cli("new", str(d), "--Re", "100", "-5", "--dt", "0.3", "--T-final", "0.5")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert any("parameters.Re: bad value -5" in x and "a finite number > 0" in x for x in lines)
+    assert any("parameters.T_final: bad value 0.5" in x for x in lines)
+    assert not d.exists()
+
+
+def test_spec_new_from_toml_with_several_grids(tmp_path: Path) -> None:
+    grid = tmp_path / "grid.toml"
+    grid.write_text(
+        '[[grids]]\npriority = "HIGH"\n[grids.parameters]\nRe = [100, 400]\ndt = 0.01\nT_final = 0.1\n'
+        'grid_size = [[8, 8, 8], [12, 12, 12]]\n'
+        '[[grids]]\npriority = "LOW"\ntags = {note = "short"}\n[grids.parameters]\nRe = 400\ndt = 0.01\n'
+        'T_final = 0.05\ngrid_size = [8, 8, 8]\n')
+    d = tmp_path / "sweep"
+    proc = run_cli("new", str(d), "--from", str(grid))
+    assert proc.returncode == 0, proc.stderr
+    pkgs = load_packages(d, worker_memory=WORKER)
+    assert sorted(p.priority for p in pkgs) == ["HIGH"] * 4 + ["LOW"]
+    low = next(p for p in pkgs if p.priority == "LOW")
+    assert low.tags == {"note": "short"} and low.params.T_final == 0.05
+    assert len({p.package_id for p in pkgs}) == 5
+
+
+def test_spec_new_from_yaml_and_bad_key(tmp_path: Path) -> None:
+    good = tmp_path / "grid.yaml"
+    good.write_text("priority: MEDIUM\nparameters:\n  Re: [100, 200, 300]\n  grid_size: [8, 8, 8]\n")
+    proc = run_cli("new", str(tmp_path / "s"), "--from", str(good))
+    assert proc.returncode == 0, proc.stderr
+    assert len(load_packages(tmp_path / "s", worker_memory=WORKER)) == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("priority: MEDIUM\nparams:\n  Re: [100]\n")
+    proc = run_cli("new", str(tmp_path / "t"), "--from", str(bad))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "params: bad value 'params'; allowed: one of the keys priority, parameters, tags" in proc.stderr
+
+
+def test_spec_new_summary_lists_every_package(tmp_path: Path) -> None:
+    d = tmp_path / "s"
+    assert run_cli("new", str(d), "--Re", "100", "200", "--priority", "LOW").returncode == 0
+    summary = json.loads((d / "priority_summary.json").read_text())
+    assert summary == {"HIGH": [], "MEDIUM": [], "LOW": ["Re100", "Re200"]}

@@ -1,0 +1,290 @@
+"""Package specs: loading, run identity, and every validation problem (library and CLI)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, run_cli, write_packages
+from solver import SolverParams
+from sweep.errors import ConfigError
+from sweep.spec import (MAX_FILE_BYTES, PRIORITIES, check_directory, load_packages, memory_need, run_id_of)
+
+REPO_PACKAGES = Path(__file__).resolve().parent.parent / "packages"
+WORKER = 4 << 30  # bytes: a generous worker for every test that is not about memory
+
+
+def _pkgs(n: int = 3) -> list[dict]:
+    return [{"package_id": f"p{i}", "priority": PRIORITIES[i % 3],
+             "parameters": {**TINY, "Re": 100.0 * (i + 1)}, "tags": {"i": i}} for i in range(n)]
+
+
+def _problems(directory: Path) -> list[str]:
+    return check_directory(directory, worker_memory=WORKER)[1]
+
+
+def _one(problems: list[str], pattern: str) -> str:
+    hits = [p for p in problems if re.search(pattern, p)]
+    assert len(hits) == 1, f"{pattern!r} should match exactly one of {problems}"
+    return hits[0]
+
+
+def test_spec_load_returns_typed_packages_sorted_by_priority(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", _pkgs(3))
+    pkgs = load_packages(d, worker_memory=WORKER)
+    assert [p.priority for p in pkgs] == ["HIGH", "MEDIUM", "LOW"]
+    p0 = pkgs[0]
+    assert p0.package_id == "p0" and isinstance(p0.params, SolverParams)
+    assert p0.params.grid == (8, 8, 8) and p0.tags == {"i": 0}
+    assert p0.path.endswith("package_0000.json")
+    assert p0.run_id == run_id_of(p0.params) and re.fullmatch(r"[0-9a-f]{16}", p0.run_id)
+
+
+def test_spec_run_id_follows_identity_parameters_only() -> None:
+    base = SolverParams({**{k: v for k, v in TINY.items() if k != "grid_size"}, "grid": [8, 8, 8]})
+    assert run_id_of(base) == run_id_of(base.as_dict())
+    assert run_id_of(base.replace(Re=101.0)) != run_id_of(base)
+    assert run_id_of(base.replace(grid=(8, 8, 10))) != run_id_of(base)
+    # execution-only choices do not make a new run
+    assert run_id_of(base.replace(fft_backend="numpy", fft_threads=1)) == run_id_of(base)
+    # 100 and 100.0 are the same physics
+    assert run_id_of(base.replace(Re=100)) == run_id_of(base.replace(Re=100.0))
+
+
+def test_spec_identical_parameters_share_one_run(tmp_path: Path) -> None:
+    pkgs = _pkgs(2)
+    pkgs[1]["parameters"] = dict(pkgs[0]["parameters"])
+    loaded = load_packages(write_packages(tmp_path / "pk", pkgs), worker_memory=WORKER)
+    assert loaded[0].run_id == loaded[1].run_id and loaded[0].package_id != loaded[1].package_id
+
+
+def test_spec_priority_taken_from_summary_when_file_has_none(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", _pkgs(1))
+    f = d / "package_0000.json"
+    doc = json.loads(f.read_text())
+    del doc["priority"]
+    f.write_text(json.dumps(doc))
+    assert load_packages(d, worker_memory=WORKER)[0].priority == "HIGH"
+
+
+def test_spec_json_syntax_error_names_line_and_column(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", _pkgs(2))
+    (d / "package_0001.json").write_text('{\n  "package_id": "p1",\n  "priority": "MEDIUM"\n  "x": 1}\n')
+    line = _one(_problems(d), r"^package_0001\.json")
+    assert "line 4 column 3" in line and "invalid JSON" in line
+
+
+def test_spec_unknown_key_lists_valid_keys(tmp_path: Path) -> None:
+    pkgs = _pkgs(1)
+    pkgs[0]["tags"] = None
+    d = write_packages(tmp_path / "pk", pkgs)
+    f = d / "package_0000.json"
+    doc = json.loads(f.read_text())
+    doc["prio"] = "HIGH"
+    f.write_text(json.dumps(doc))
+    line = _one(_problems(d), r": prio:")
+    assert "package_id, priority, parameters, tags" in line and line.startswith("package_0000.json: prio:")
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "allowed"),
+    [
+        ({"Re": "high"}, "parameters.Re", "a finite number > 0"),
+        ({"Re": -5}, "parameters.Re", "a finite number > 0"),
+        ({"dt": 0}, "parameters.dt", "a finite number > 0"),
+        ({"grid_size": [8, 8, 7]}, "parameters.grid_size", "three even integers"),
+        ({"grid_size": "8x8x8"}, "parameters.grid_size", "three even integers"),
+        ({"T_final": 0.045}, "parameters.T_final", "whole number of steps"),
+        ({"initial_condition": "vortex"}, "parameters.initial_condition", "'taylor_green'"),
+        ({"viscosity": 0.1}, "parameters.viscosity", "grid_size"),
+        ({"grid": [8, 8, 8]}, "parameters.grid", "write 'grid_size'"),
+    ],
+)
+def test_spec_bad_parameter_names_field_value_and_allowed(tmp_path: Path, change: dict, field: str,
+                                                          allowed: str) -> None:
+    pkgs = _pkgs(2)
+    pkgs[1]["parameters"] = {**pkgs[1]["parameters"], **change}
+    line = _one(_problems(write_packages(tmp_path / "pk", pkgs)), re.escape(f": {field}:"))
+    assert line.startswith(f"package_0001.json: {field}: bad value ")
+    assert allowed in line.split("; allowed: ", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("parameters", [1, 2], "an object of solver parameters"),
+        ("tags", "demo", "a JSON object"),
+        ("priority", "URGENT", "one of HIGH, MEDIUM, LOW"),
+        ("package_id", 17, "a plain name"),
+    ],
+)
+def test_spec_wrong_types_are_reported(tmp_path: Path, key: str, value: object, allowed: str) -> None:
+    d = write_packages(tmp_path / "pk", _pkgs(1))
+    f = d / "package_0000.json"
+    doc = json.loads(f.read_text())
+    doc[key] = value
+    f.write_text(json.dumps(doc))
+    line = _one(_problems(d), re.escape(f"package_0000.json: {key}: bad value"))
+    assert allowed in line
+
+
+@pytest.mark.parametrize("bad_id", ["../etc", "a/b", "a\\b", "x" * 65, "has space", "..", "", "dots..in"])
+def test_spec_unsafe_ids_are_refused(tmp_path: Path, bad_id: str) -> None:
+    d = write_packages(tmp_path / "pk", _pkgs(1))
+    f = d / "package_0000.json"
+    doc = json.loads(f.read_text())
+    doc["package_id"] = bad_id
+    f.write_text(json.dumps(doc))
+    line = _one(_problems(d), r"package_0000\.json: package_id: bad value")
+    assert "at most 64 letters, digits" in line
+
+
+def test_spec_duplicate_ids_name_both_files(tmp_path: Path) -> None:
+    pkgs = _pkgs(3)
+    pkgs[2]["package_id"] = "p0"
+    d = write_packages(tmp_path / "pk", pkgs)
+    line = _one(_problems(d), r"used by one file only")
+    assert line.startswith("package_0002.json: package_id: bad value \"p0\"") and "package_0000.json" in line
+
+
+def test_spec_summary_and_files_must_agree(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", _pkgs(3))
+    summary = json.loads((d / "priority_summary.json").read_text())
+    summary["LOW"] = ["ghost"]  # p2 (LOW) now in no priority; ghost has no file
+    summary["HIGH"] = ["p0", "p1"]  # p1 says MEDIUM in its file
+    summary["MEDIUM"] = []
+    (d / "priority_summary.json").write_text(json.dumps(summary))
+    problems = _problems(d)
+    ghost = _one(problems, r"ghost")
+    assert ghost.startswith("priority_summary.json: LOW: bad value \"ghost\"") and "existing" in ghost
+    orphan = _one(problems, r"package_0002\.json")
+    assert "listed under a priority" in orphan
+    disagree = _one(problems, r"package_0001\.json: priority")
+    assert "\"MEDIUM\"" in disagree and "'HIGH'" in disagree
+
+
+def test_spec_summary_id_under_two_priorities(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", _pkgs(2))
+    (d / "priority_summary.json").write_text(json.dumps({"HIGH": ["p0", "p1"], "MEDIUM": ["p1"], "URGENT": []}))
+    problems = _problems(d)
+    assert "in both HIGH and MEDIUM" in _one(problems, r"MEDIUM: bad value \"p1\"")
+    assert "one of the keys HIGH, MEDIUM, LOW" in _one(problems, r"URGENT")
+
+
+def test_spec_missing_summary_is_a_problem(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", _pkgs(1))
+    (d / "priority_summary.json").unlink()
+    assert "missing" in _one(_problems(d), r"^priority_summary\.json")
+
+
+def test_spec_file_over_one_mib_is_refused_unread(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", _pkgs(2))
+    f = d / "package_0001.json"
+    doc = json.loads(f.read_text())
+    doc["tags"] = {"blob": "x" * MAX_FILE_BYTES}
+    f.write_text(json.dumps(doc))
+    line = _one(_problems(d), r"^package_0001\.json")
+    assert "(file size)" in line and "at most 1048576 bytes" in line
+
+
+def test_spec_memory_need_over_worker_memory(tmp_path: Path) -> None:
+    pkgs = _pkgs(2)
+    pkgs[1]["parameters"] = {**pkgs[1]["parameters"], "grid_size": [64, 64, 64]}
+    d = write_packages(tmp_path / "pk", pkgs)
+    need = memory_need(SolverParams(grid=(64, 64, 64)))
+    small = memory_need(SolverParams(grid=(8, 8, 8)))
+    assert small < need
+    _, problems = check_directory(d, worker_memory=(small + need) // 2)
+    line = _one(problems, r"fits in one worker")
+    assert line.startswith("package_0001.json: parameters.grid_size: bad value [64, 64, 64]")
+    assert check_directory(d, worker_memory=need * 2)[1] == []
+
+
+def test_spec_every_problem_reported_at_once(tmp_path: Path) -> None:
+    pkgs = _pkgs(3)
+    pkgs[0]["parameters"] = {**pkgs[0]["parameters"], "Re": -1, "dt": "x"}
+    pkgs[1]["package_id"] = "../p1"
+    d = write_packages(tmp_path / "pk", pkgs)
+    (d / "package_0002.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"parameters\.Re") as info:
+        load_packages(d, worker_memory=WORKER)
+    problems = info.value.problems
+    assert len(problems) >= 4
+    assert all("\n" not in p for p in problems)
+    assert str(info.value).splitlines() == problems
+
+
+def test_spec_cli_validate_exit_2_one_line_per_problem(tmp_path: Path) -> None:
+    pkgs = _pkgs(2)
+    pkgs[0]["parameters"] = {**pkgs[0]["parameters"], "Re": -1, "grid_size": [8, 8]}
+    d = write_packages(tmp_path / "pk", pkgs)
+    (d / "package_0001.json").write_text('{"package_id": "p1",,}')
+    proc = run_cli("validate", str(d), "--worker-memory", "4GiB")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert lines[:-1] == _problems(d) and len(lines) == 5
+    assert "line 1 column 21" in lines[2] and "or fix package_0001.json" in lines[3]
+    assert lines[-1].endswith("4 problem(s) in " + str(d))
+
+
+def test_spec_cli_validate_ok_prints_one_summary_line() -> None:
+    proc = run_cli("validate", str(REPO_PACKAGES), "--worker-memory", "4GiB")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("OK: ")
+
+
+def test_spec_cli_validate_missing_directory_exit_2(tmp_path: Path) -> None:
+    proc = run_cli("validate", str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "not found" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_spec_example_sweep_is_valid_and_factorial() -> None:
+    pkgs = load_packages(REPO_PACKAGES, worker_memory=WORKER)
+    assert 12 <= len(pkgs) <= 16
+    assert {p.priority for p in pkgs} == set(PRIORITIES)
+    full = {(p.params.Re, p.params.dt, p.params.grid) for p in pkgs if p.params.T_final == 0.5}
+    res = {x[0] for x in full}
+    dts = {x[1] for x in full}
+    grids = {x[2] for x in full}
+    assert len(res) >= 2 and len(dts) >= 2 and len(full) == len(res) * len(dts) * len(grids)
+    assert all(max(p.params.grid) <= 24 and p.params.T_final <= 0.5 for p in pkgs)
+
+
+def test_spec_validation_cache_follows_file_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    d = write_packages(tmp_path / "pk", _pkgs(3))
+    first = load_packages(d, worker_memory=WORKER)
+    caches = list((tmp_path / "cache").iterdir())
+    assert len(caches) == 1 and len(json.loads(caches[0].read_text())["entries"]) == 3
+    second = load_packages(d, worker_memory=WORKER)  # from the cache: same packages, lazy params
+    assert [(p.package_id, p.priority, p.run_id, p.tags) for p in second] == \
+        [(p.package_id, p.priority, p.run_id, p.tags) for p in first]
+    assert second[0].params == first[0].params
+    f = d / "package_0001.json"
+    doc = json.loads(f.read_text())
+    doc["parameters"]["Re"] = -3
+    f.write_text(json.dumps(doc))
+    assert "parameters.Re: bad value -3" in _one(_problems(d), r"package_0001")
+    doc["parameters"]["Re"] = 777.0
+    f.write_text(json.dumps(doc))
+    edited = {p.package_id: p for p in load_packages(d, worker_memory=WORKER)}
+    assert edited["p1"].params.Re == 777.0 and edited["p1"].run_id == run_id_of(edited["p1"].params)
+    # cross-file checks are never cached: a summary edit is seen at once
+    (d / "priority_summary.json").write_text(json.dumps({"HIGH": ["p0"], "MEDIUM": ["p1"], "LOW": []}))
+    assert "listed under a priority" in _one(_problems(d), r"package_0002")
+    # the memory check uses the cached need against the worker memory given now
+    assert any("fits in one worker" in p for p in check_directory(d, worker_memory=1000)[1])
+
+
+def test_spec_validation_cache_can_be_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NS_SWEEP_CACHE_DIR", "off")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    d = write_packages(tmp_path / "pk", _pkgs(2))
+    assert len(load_packages(d, worker_memory=WORKER)) == 2
+    assert not (tmp_path / "xdg").exists()

@@ -1,0 +1,183 @@
+"""Crash safety and the single-writer lock, with real processes killed by SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store_data import provenance, result_like
+from sweep.errors import StoreLockedError
+from sweep.spec import run_id_of
+from sweep.store import Store
+
+HERE = Path(__file__).resolve().parent
+A = {"Re": 100.0, "dt": 0.01, "T_final": 0.1, "grid": [8, 8, 8]}
+B = {"Re": 200.0, "dt": 0.01, "T_final": 0.1, "grid": [8, 8, 8]}
+
+# A writer process: commit the runs named in argv[2] (json list of params), then hold the
+# store open (and its lock) until killed, touching argv[3] when it gets there.
+WRITER = """
+import json, sys, time
+sys.path.insert(0, {here!r})
+from store_data import provenance, result_like
+from sweep.spec import run_id_of
+from sweep.store import Store
+st = Store.open(sys.argv[1], mode="a")
+for i, p in enumerate(json.loads(sys.argv[2])):
+    st.commit_run(run_id_of(p), result_like(p), provenance(p, "pkg%d" % i))
+open(sys.argv[3], "w").write("ready")
+time.sleep(120)
+"""
+
+
+def _writer(tmp_path: Path, store: Path, runs: list[dict], env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+    flag = tmp_path / f"flag-{time.monotonic_ns()}"
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(here=str(HERE)))
+    proc = subprocess.Popen([sys.executable, str(script), str(store), json.dumps(runs), str(flag)],
+                            env={**os.environ, **(env or {})}, stderr=subprocess.PIPE)
+    return proc, flag
+
+
+def _wait(flag: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while not flag.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"writer exited early: {proc.stderr.read().decode()}")
+        assert time.time() < deadline, "writer never got ready"
+        time.sleep(0.05)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def _snapshot(store: Path) -> dict[str, bytes]:
+    run = store / "runs"
+    return {str(p.relative_to(store)): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_store_sigkill_between_data_and_marker_redoes_only_that_run(tmp_path: Path) -> None:
+    store = tmp_path / "r.zarr"
+    proc, flag = _writer(tmp_path, store, [A])
+    _wait(flag, proc)
+    _kill(proc)
+    a_files = _snapshot(store)
+    # second writer: dies after writing B's data, before B's marker
+    proc, flag = _writer(tmp_path, store, [B], env={"NS_SWEEP_TEST_PAUSE_BEFORE_MARKER": f"{tmp_path / 'paused'}:120"})
+    _wait(tmp_path / "paused", proc)
+    assert (store / "runs" / run_id_of(B) / "energy" / "zarr.json").exists()  # B's data is there
+    _kill(proc)
+    with Store.open(store) as st:  # opens; A done and unchanged, B not done
+        assert st.done_run_ids() == {run_id_of(A)}
+        assert run_id_of(B) not in st.records()
+        np.testing.assert_array_equal(st.open_run(run_id_of(A)).energy.values, result_like(A).energy.values)
+    assert {k: v for k, v in _snapshot(store).items() if k in a_files} == a_files
+    from sweep.plan import explain_packages
+    from sweep.spec import Package
+    from solver import SolverParams
+
+    pkgs = [Package("a", "HIGH", SolverParams(A)), Package("b", "HIGH", SolverParams(B))]
+    with Store.open(store) as st:
+        assert [e.action for e in explain_packages(pkgs, st)] == ["skip", "run"]
+    with Store.open(store, mode="a") as st:  # the stale lock of the killed writer is taken over
+        st.commit_run(run_id_of(B), result_like(B), provenance(B, "b"))
+    with Store.open(store) as st:
+        assert st.done_run_ids() == {run_id_of(A), run_id_of(B)}
+        np.testing.assert_array_equal(st.open_run(run_id_of(B)).energy.values, result_like(B).energy.values)
+    assert {k: v for k, v in _snapshot(store).items() if k in a_files} == a_files
+
+
+def test_store_marker_without_log_record_is_recovered(tmp_path: Path) -> None:
+    # the state a crash between a run's marker and its log record leaves behind
+    store = tmp_path / "r.zarr"
+    with Store.open(store, mode="a") as st:
+        st.commit_run(run_id_of(A), result_like(A), provenance(A, "a"))
+    st = Store.open(store, mode="a")
+    st.commit_run(run_id_of(B), result_like(B), provenance(B, "b"))
+    st._lock.release()  # as if the process died: no close, no compaction
+    for f in (store / "log").iterdir():
+        f.unlink()
+    with Store.open(store) as reader:
+        assert reader.done_run_ids() == {run_id_of(A), run_id_of(B)}
+    with Store.open(store, mode="a") as writer:
+        assert writer.done_run_ids() == {run_id_of(A), run_id_of(B)}
+    with Store.open(store) as reader:
+        table = reader.run_table()
+        series, _ = table.series()
+        assert set(table.ids) == {run_id_of(A), run_id_of(B)}
+        row = table.ids.index(run_id_of(B))
+        np.testing.assert_array_equal(series["energy"][row], result_like(B).energy.values)
+
+
+@pytest.mark.slow
+def test_store_lock_refuses_second_writer_naming_holder(tmp_path: Path) -> None:
+    store = tmp_path / "r.zarr"
+    proc, flag = _writer(tmp_path, store, [A])
+    try:
+        _wait(flag, proc)
+        with pytest.raises(StoreLockedError, match=rf"pid {proc.pid} on host {socket.gethostname()} since 20"):
+            Store.open(store, mode="a")
+        with Store.open(store) as reader:  # reading is always allowed
+            assert reader.done_run_ids() == {run_id_of(A)}
+    finally:
+        _kill(proc)
+
+
+@pytest.mark.slow
+def test_store_lock_of_killed_writer_is_taken_over(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "r.zarr"
+    proc, flag = _writer(tmp_path, store, [])
+    _wait(flag, proc)
+    _kill(proc)
+    assert json.loads((store / "lock.json").read_text())["pid"] == proc.pid
+    with caplog.at_level(logging.WARNING, logger="sweep.store"):
+        with Store.open(store, mode="a"):
+            assert json.loads((store / "lock.json").read_text())["pid"] == os.getpid()
+    assert f"left by pid {proc.pid}" in caplog.text
+    assert (store / "lock.json").read_bytes() == b""  # released cleanly
+
+
+def test_store_lock_same_process_second_writer_refused(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "r.zarr", mode="a"):
+        with pytest.raises(StoreLockedError, match=f"pid {os.getpid()}"):
+            Store.open(tmp_path / "r.zarr", mode="a")
+    with Store.open(tmp_path / "r.zarr", mode="a"):  # free again after close
+        pass
+
+
+def test_store_object_store_lock_stale_and_live(tmp_path: Path) -> None:
+    import psutil
+
+    url = f"memory://lock-test-{os.getpid()}-{time.monotonic_ns()}/r.zarr"
+    Store.open(url, mode="a").close()
+    from sweep.backends import open_blobs
+
+    blobs = open_blobs(url)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "2026-01-01T00:00:00+00:00",
+             "token": "old"}
+    blobs.write("lock.json", json.dumps(stale).encode())
+    with Store.open(url, mode="a"):
+        assert json.loads(blobs.read("lock.json"))["pid"] == os.getpid()
+    live = {"host": socket.gethostname(), "pid": os.getpid(), "since": "2026-01-01T00:00:00+00:00",
+            "pid_started": psutil.Process().create_time(), "token": "other"}
+    blobs.write("lock.json", json.dumps(live).encode())
+    with pytest.raises(StoreLockedError, match=f"pid {os.getpid()} on host"):
+        Store.open(url, mode="a")
+    elsewhere = {**live, "host": "far-away-node"}
+    blobs.write("lock.json", json.dumps(elsewhere).encode())
+    with pytest.raises(StoreLockedError, match="far-away-node.*delete .*lock.json"):
+        Store.open(url, mode="a")
