@@ -1,10 +1,10 @@
 """Benchmark of checkpointing (issue 6): what it adds to a run's wall time, printed as figures.
 
-    python scripts/bench_checkpoint.py                    # 32^3 grid, 3 repeats
+    python scripts/bench_checkpoint.py                    # 32^3 grid, 300 steps, 5 repeats
     python scripts/bench_checkpoint.py --grid 48 --steps 300 --repeats 5
 
 One run (one package) is swept through ``run_sweep`` on a one-worker LocalCluster into a
-fresh zarr store, the same run three ways, interleaved ``--repeats`` times (medians):
+fresh zarr store, the same run three ways, interleaved ``--repeats`` times (best of them):
 
 - ``none``: no checkpoints at all;
 - ``default``: the configured default interval (``sweep.checkpoint.every-seconds``);
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the three variants interleaved and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grid", type=int, default=32, help="points per side (default 32)")
-    ap.add_argument("--steps", type=int, default=200, help="time steps of the run (default 200)")
-    ap.add_argument("--every", type=int, default=10, help="forced: steps between checkpoints (default 10)")
-    ap.add_argument("--repeats", type=int, default=3, help="repeats of each variant (default 3)")
+    ap.add_argument("--steps", type=int, default=300, help="time steps of the run (default 300)")
+    ap.add_argument("--every", type=int, default=2, help="forced: steps between checkpoints (default 2)")
+    ap.add_argument("--repeats", type=int, default=5, help="repeats of each variant (default 5)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
 
@@ -100,22 +100,27 @@ def main(argv: list[str] | None = None) -> int:
                 runs[name].append(run)
                 counts[name] = n
 
-    med = {k: statistics.median(v) for k, v in walls.items()}
-    run_med = {k: statistics.median(v) for k, v in runs.items()}
+    # the fastest of the repeats: other processes on a shared machine only ever add time
+    # (as timeit does); the medians are printed too
+    med = {k: min(v) for k, v in walls.items()}
+    run_med = {k: min(v) for k, v in runs.items()}
+    medians = {k: statistics.median(v) for k, v in walls.items()}
     n_forced = max(counts["forced"], 1)
-    per_ckpt = max(med["forced"] - med["none"], 0.0) / n_forced
+    per_ckpt = (med["forced"] - med["none"]) / n_forced  # may come out < 0 when below the noise
     print(f"checkpoint benchmark: 1 run of {args.grid}^3 points x {args.steps} steps on a 1-worker "
-          f"LocalCluster, medians of {args.repeats} interleaved repeats")
-    print(f"  none     : sweep {med['none']:.3f} s, run {run_med['none']:.3f} s, 0 checkpoints")
-    print(f"  default  : sweep {med['default']:.3f} s, run {run_med['default']:.3f} s, "
+          f"LocalCluster, best of {args.repeats} interleaved repeats (median in brackets)")
+    print(f"  none     : sweep {med['none']:.3f} s ({medians['none']:.3f}), run {run_med['none']:.3f} s, "
+          "0 checkpoints")
+    print(f"  default  : sweep {med['default']:.3f} s ({medians['default']:.3f}), run {run_med['default']:.3f} s, "
           f"{counts['default']} checkpoint(s) (every {default_every} s)")
-    print(f"  forced   : sweep {med['forced']:.3f} s, run {run_med['forced']:.3f} s, "
+    print(f"  forced   : sweep {med['forced']:.3f} s ({medians['forced']:.3f}), run {run_med['forced']:.3f} s, "
           f"{counts['forced']} checkpoints (every {args.every} steps)")
     print(f"overhead ratio, default/none (sweep wall time): {med['default'] / med['none']:.4f} "
           f"(goal <= 1.02)")
     print(f"per-checkpoint cost: {per_ckpt * 1000:.1f} ms of sweep wall time "
           f"({(run_med['forced'] - run_med['none']) / n_forced * 1000:.1f} ms inside the run)")
     if default_every:
+        per_ckpt = max(per_ckpt, 0.0)
         print(f"implied overhead at the default interval for runs longer than it: "
               f"{per_ckpt / float(default_every) * 100:.3f} % (one checkpoint per {default_every} s)")
     return 0

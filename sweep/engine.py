@@ -17,7 +17,6 @@ import contextlib
 import functools
 import os
 import sys
-import threading
 import time
 import uuid
 from collections import Counter
@@ -29,11 +28,11 @@ from typing import IO, Any
 from . import config
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SweepError
 from .logs import SweepLogs
-from .progress import SweepProgress, final_summary, format_duration
+from .progress import SweepProgress, final_summary
 from .runner import Outcome, WorkItem, checkpoint_variable_name, decode_arrays, run_package
 
-__all__ = ["PRIORITY_CHOICES", "PlanEntry", "SweepResult", "plan_sweep", "run_sweep",
-           "default_log_dir", "exit_code_of"]
+__all__ = ["PRIORITY_CHOICES", "PlanEntry", "SweepResult", "SchedulerLostError", "plan_sweep",
+           "run_sweep", "default_log_dir", "exit_code_of"]
 
 _PRIORITIES = ("HIGH", "MEDIUM", "LOW")
 PRIORITY_CHOICES = (*_PRIORITIES, "ALL")
@@ -210,6 +209,8 @@ class _DropConnectionTracebacks:
 
     def filter(self, record: Any) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if record.name == "distributed.client" and "reconnect" in str(record.msg):
+            return False  # "Failed to reconnect to scheduler after ...": the sweep says it
         return not _connection_trouble(exc)
 
 

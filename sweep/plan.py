@@ -9,8 +9,7 @@ are now stale (kept, but for other parameters), and which packages share one run
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .spec import Package
 from .store import Store
@@ -18,9 +17,11 @@ from .store import Store
 __all__ = ["Explanation", "explain_packages", "store_state"]
 
 
-@dataclass(frozen=True)
-class Explanation:
-    """One package's fate: ``action`` is run, resume or skip; ``reason`` says why."""
+class Explanation(NamedTuple):
+    """One package's fate: ``action`` is run, resume or skip; ``reason`` says why.
+
+    (A NamedTuple: immutable, and 10,000 of them are made in a few milliseconds.)
+    """
 
     package: Package
     action: str
@@ -68,7 +69,10 @@ def explain_packages(packages: Sequence[Package], store: Store | None) -> list[E
         p: Any = entry.package
         rid = p.run_id
         action = "resume" if entry.action == "run" and rid in steps else entry.action
-        stale = tuple(sorted(r for r in by_package.get(p.package_id, ()) if r != rid and r in done))
-        shares = tuple(x for x in sharing[rid] if x != p.package_id)
+        earlier = by_package.get(p.package_id)
+        stale = () if not earlier or earlier == {rid} else \
+            tuple(sorted(r for r in earlier if r != rid and r in done))
+        same = sharing[rid]
+        shares = () if len(same) == 1 else tuple(x for x in same if x != p.package_id)
         out.append(Explanation(p, action, entry.reason, stale, shares))
     return out

@@ -152,7 +152,18 @@ def _swept(ds: xr.Dataset, dims: Sequence[str] | None) -> list[str]:
             raise ConfigError(f"dims: bad value {bad}; allowed: coordinates on run: {', '.join(allowed)}")
         return list(dims)
     names = [*PARAMETER_COORDS, *(c for c in ds.coords if c in PARAMS and c not in PARAMETER_COORDS)]
-    return [c for c in names if c in ds.coords and np.unique(ds[c].values).size > 1]
+    # a parameter that varies only together with earlier ones (ny, nz of cubic grids) is no
+    # dimension of its own: keep those that tell more runs apart
+    out: list[str] = []
+    distinct = 1
+    for c in names:
+        if c not in ds.coords:
+            continue
+        n = len(pd.MultiIndex.from_arrays([ds[d].values for d in (*out, c)]).unique())
+        if n > distinct:
+            out.append(c)
+            distinct = n
+    return out
 
 
 def to_grid(ds: xr.Dataset, dims: Sequence[str] | None = None, *, allow_missing: bool = False) -> xr.Dataset:

@@ -436,6 +436,8 @@ def check_directory(directory: str | os.PathLike[str], *, worker_memory: int | N
     # like git's index: a file whose size and mtime are those it had when checked is not read
     # again, unless its mtime is so close to the cache's write that a same-tick edit could hide
     trust_before = written_ns - RACY_NS
+    settled = time.time_ns() - RACY_NS  # files older than this can be trusted by a new cache
+    refresh = False  # some file was re-read only because it was too new when the cache was written
     fresh: dict[str, list[Any]] = {}
     memo: dict[tuple[Any, ...], int] = {}
     seen: dict[str, str] = {}
@@ -443,8 +445,9 @@ def check_directory(directory: str | os.PathLike[str], *, worker_memory: int | N
     packages: list[Package] = []
     for name in names:
         before = len(problems)
-        path = os.path.join(directory, name)
-        st = entries[name].stat()
+        entry = entries[name]
+        path = entry.path
+        st = entry.stat()
         hit = cache.get(name)
         params: SolverParams | None = None
         unchanged = hit is not None and hit[7] == st.st_size and hit[8] == st.st_mtime_ns < trust_before
@@ -455,6 +458,7 @@ def check_directory(directory: str | os.PathLike[str], *, worker_memory: int | N
                 continue
             digest = hashlib.sha1(text).hexdigest()
             unchanged = hit is not None and hit[0] == digest
+            refresh = refresh or (unchanged and st.st_mtime_ns < settled)
         if unchanged:
             digest, pid, prio, values, tags, run_id, need = hit[:7]  # type: ignore[index]
         else:
@@ -494,7 +498,7 @@ def check_directory(directory: str | os.PathLike[str], *, worker_memory: int | N
                                   "use a smaller grid or more memory per worker (--worker-memory)"))
         if len(problems) == before and pid is not None and values is not None and prio is not None:
             packages.append(Package(pid, prio, params, tags, path, run_id=run_id, values=values))
-    if fresh != cache:
+    if fresh != cache or refresh:
         _save_cache(cache_path, fresh)
     if summary is not None:
         fix = f", or fix {', '.join(unreadable)}" if unreadable else ""

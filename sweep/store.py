@@ -6,22 +6,24 @@ Layout (a local path or an fsspec URL)::
       zarr.json                 root group; attrs["ns_sweep"]: schema version, creation time
       lock.json                 the writer lock (holder host, pid, since)
       runs/<run_id>/            the run's Dataset as a zarr group (time series on `time`,
-                                spectrum on `k`, optional fields on (x, y, z));
-                                attrs["ns_sweep_run"] is the run's record (parameters,
-                                provenance, status) and is written LAST: it is the marker
+                                spectrum on `k`, optional fields on (x, y, z)); its zarr.json,
+                                whose attrs["ns_sweep_run"] is the run's record (parameters,
+                                provenance, status), is written LAST: it is the marker
       log/<seq>-<run_id>.json   one record per commit or failure, with the run's small time
                                 series (append-only; cheap to write, cheap to read back)
-      index/                    attrs: the current compacted generation; index/<gen>/ holds
-                                every record up to a log sequence number (attrs) and the time
-                                series as (run, slot) arrays. Compacted from the log at close
+      index/                    attrs: the current compacted generation. index/<gen>/ holds
+                                every record up to a log sequence number as columns (attrs),
+                                provenance/ (attrs, read on demand) and series/ (the time
+                                series as (run, slot) arrays). Compacted from the log at close
                                 and every COMPACT_EVERY records
       checkpoints/<run_id>/     the latest checkpoint of an unfinished run (attrs point at
                                 the complete generation; written by the driver)
 
 Why a log and a compacted index instead of reading ``runs/``: opening 10,000 zarr groups
-takes minutes, the index takes well under a second; and a commit must not rewrite a
-table over all runs. The index is a cache: ``rebuild_index()`` recreates it from the
-markers in ``runs/``.
+takes minutes, the columnar index well under a second (scripts/bench_store.py); and a
+commit must not rewrite a table over all runs. The index is a cache: ``rebuild_index()``
+recreates it from the markers in ``runs/``. Small arrays of a run are written as zarr
+documents directly (``sweep.zarr_io``): through zarr's API each array costs ~5 ms.
 
 Commit rule: data first, marker last, then the log record. A crash before the marker
 leaves a run group without a done marker (it is redone); a crash between marker and log

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import TINY, tiny_sweep
 from faults import (Driver, assert_results_equal, partial_files, pause_env, read_only, records,
-                    resize_tmpfs, small_tmpfs, tree_digest, wait_for)
+                    small_tmpfs, tree_digest, wait_for)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -39,6 +39,11 @@ def _one_error_line(drv: Driver) -> str:
     return lines[0]
 
 
+def _disk_bytes(root: Path) -> int:
+    """Bytes the files under ``root`` take in 4 KiB pages (as on tmpfs)."""
+    return sum(-(-p.stat().st_size // 4096) * 4096 for p in root.rglob("*") if p.is_file())
+
+
 def test_fault_store_full_disk_reported_nothing_half_committed(tmp_path: Path, packages_dir,
                                                                local_client):
     pkgs = tiny_sweep(2, priorities=("HIGH",), initial_condition="random")
@@ -46,8 +51,19 @@ def test_fault_store_full_disk_reported_nothing_half_committed(tmp_path: Path, p
     d = packages_dir(pkgs)
     clean = tmp_path / "clean.zarr"
     _clean_sweep(d, clean, local_client)
-    store = tmp_path / "full.zarr"  # the store is the whole (small) file system
-    with small_tmpfs(store, "400k"):
+    # what the two small runs need on disk: the room left on the disk below, with a margin
+    # for logs and the index; the big run needs far more
+    small = tmp_path / "small.zarr"
+    _clean_sweep(packages_dir(pkgs[:2], name="small"), small, local_client)
+    margin = 300 * 1024
+    room = _disk_bytes(small) + margin
+    assert _disk_bytes(clean) - _disk_bytes(small) > 2 * margin  # the big run cannot fit
+    disk = tmp_path / "disk"
+    with small_tmpfs(disk, "8m"):
+        filler = disk / "other-data.bin"  # someone else's data fills the disk
+        st = os.statvfs(disk)
+        filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - room))
+        store = disk / "r.zarr"
         drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential",
                      "--no-progress")
         code = drv.wait()
@@ -64,8 +80,8 @@ def test_fault_store_full_disk_reported_nothing_half_committed(tmp_path: Path, p
         assert {r.status for r in recs.values()} == {"done"}
         assert not (store / "runs" / big_id).exists()
         assert partial_files(store) == []
-        # given room, the same command finishes the sweep
-        resize_tmpfs(store, "4m")
+        # with space freed, the same command finishes the sweep
+        filler.unlink()
         drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential",
                      "--no-progress")
         assert drv.wait() == 0, drv.output()

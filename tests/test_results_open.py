@@ -193,3 +193,15 @@ def test_results_explain_bad_packages_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "package_0000.json: parameters.Re: bad value -1.0" in proc.stderr
     assert not (tmp_path / "r.zarr").exists()
+
+
+def test_results_grid_couples_parameters_that_vary_together(tmp_path: Path) -> None:
+    url = tmp_path / "g.zarr"
+    with Store.open(url, mode="a") as st:
+        for re, n in itertools.product((100.0, 400.0), (8, 12)):
+            p = _params(re, 0.01, n=n)
+            st.commit_run(run_id_of(p), result_like(p), provenance(p, f"re{re:g}-n{n}"))
+    grid = sweep.to_grid(sweep.open_results(url))
+    assert grid.energy.dims == ("Re", "nx", "time") and grid.energy.shape[:2] == (2, 2)
+    assert grid.nz.sel(nx=12).values.tolist() == [12, 12]  # nz rides along with nx
+    assert sweep.to_grid(sweep.open_results(url), dims=["Re", "nz"]).energy.dims == ("Re", "nz", "time")

@@ -288,3 +288,22 @@ def test_spec_validation_cache_can_be_disabled(tmp_path: Path, monkeypatch: pyte
     d = write_packages(tmp_path / "pk", _pkgs(2))
     assert len(load_packages(d, worker_memory=WORKER)) == 2
     assert not (tmp_path / "xdg").exists()
+
+
+def test_spec_validation_cache_trusts_unchanged_size_and_mtime(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    d = write_packages(tmp_path / "pk", _pkgs(2))
+    old = 1_600_000_000
+    for f in d.iterdir():
+        os.utime(f, (old, old))
+    assert {p.params.Re for p in load_packages(d, worker_memory=WORKER)} == {100.0, 200.0}
+    f = d / "package_0001.json"
+    text = f.read_text()
+    f.write_text(text.replace('"Re": 200.0', '"Re": 900.0'))  # same size
+    os.utime(f, (old, old))  # and the same mtime: like git, the file is not read again
+    assert {p.params.Re for p in load_packages(d, worker_memory=WORKER)} == {100.0, 200.0}
+    os.utime(f, (old + 10, old + 10))  # any change of size or mtime: read, hashed, checked
+    assert {p.params.Re for p in load_packages(d, worker_memory=WORKER)} == {100.0, 900.0}

@@ -181,3 +181,19 @@ def test_store_object_store_lock_stale_and_live(tmp_path: Path) -> None:
     blobs.write("lock.json", json.dumps(elsewhere).encode())
     with pytest.raises(StoreLockedError, match="far-away-node.*delete .*lock.json"):
         Store.open(url, mode="a")
+
+
+def test_store_torn_log_record_falls_back_to_marker(tmp_path: Path) -> None:
+    store = tmp_path / "r.zarr"
+    st = Store.open(store, mode="a")
+    st.commit_run(run_id_of(A), result_like(A), provenance(A, "a"))
+    st._lock.release()  # as if killed while the log record was half written
+    (record,) = (store / "log").iterdir()
+    record.write_bytes(record.read_bytes()[: record.stat().st_size // 2])
+    with Store.open(store) as reader:
+        assert reader.done_run_ids() == {run_id_of(A)}
+        assert reader.records()[run_id_of(A)].package_ids == ("a",)
+    with Store.open(store, mode="a"):
+        pass  # the writer re-logs the run and folds it into the index
+    with Store.open(store) as reader:
+        assert reader.done_run_ids() == {run_id_of(A)} and not list((store / "log").iterdir())
