@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("sweep.commands.report") is not None:
         from sweep.cli import main as sweep_main
 
-        code = sweep_main(["report", "--store", str(store), "--out", str(report_dir)])
+        code = sweep_main(["report", "--store", str(store), "--out", str(report_dir),
+                           "--packages", str(packages)])
         report_note = (f"report: {report_dir} (open the .html file in a browser)" if code == 0
                        else f"the report failed (exit {code}); see the message above")
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     print("    import sweep")
     print(f"    ds = sweep.open_results({str(store)!r})   # dimension 'run', coordinates Re, dt, ...")
     print("    ds.sel(Re=400).energy.plot.line(x='time', hue='package_id')")
-    print(f"or from the shell: sweep status --store {store}")
+    print(f"or from the shell: .venv/bin/sweep status --store {store} --packages {packages}")
     return result.exit_code
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import config
+from .bulk import paused_gc
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SweepError
 from .logs import SweepLogs
 from .progress import SweepProgress, final_summary
@@ -706,8 +707,9 @@ def run_sweep(
     log_dir = Path(log_dir) if log_dir is not None else default_log_dir(store_url)
     with Store.open(store_url, mode="a") as st:
         run_ids = {p.run_id for p in packages}
-        done, failed, ckpt_steps = _store_state(st, run_ids)
-        plan = plan_sweep(packages, done, failed, ckpt_steps)
+        with paused_gc():
+            done, failed, ckpt_steps = _store_state(st, run_ids)
+            plan = plan_sweep(packages, done, failed, ckpt_steps)
         result = SweepResult(EXIT_OK, plan=plan, store=store_url, log_dir=log_dir)
         for e in plan:
             result.priority[e.package_id] = e.package.priority

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from .bulk import paused_gc
 from .spec import Package
 from .store import Store
 
@@ -57,6 +58,11 @@ def store_state(store: Store | None) -> tuple[set[str], dict[str, str], dict[str
 
 def explain_packages(packages: Sequence[Package], store: Store | None) -> list[Explanation]:
     """One Explanation per package, in the order given."""
+    with paused_gc():
+        return _explain(packages, store)
+
+
+def _explain(packages: Sequence[Package], store: Store | None) -> list[Explanation]:
     from .engine import plan_sweep
 
     done, failed, steps, by_package = store_state(store)

@@ -27,6 +27,7 @@ from typing import Any
 
 from solver.params import PARAMS, SolverParams, parameter_problems
 
+from .bulk import paused_gc
 from .errors import ConfigError
 
 __all__ = [
@@ -515,7 +516,9 @@ def check_directory(directory: str | os.PathLike[str], *, worker_memory: int | N
 def load_packages(directory: str | os.PathLike[str], *, worker_memory: int | None = None,
                   check_memory: bool = True) -> list[Package]:
     """The packages of ``directory``, sorted by priority then id; ConfigError listing every problem."""
-    packages, problems = check_directory(directory, worker_memory=worker_memory, check_memory=check_memory)
+    with paused_gc():
+        packages, problems = check_directory(directory, worker_memory=worker_memory,
+                                             check_memory=check_memory)
     if problems:
         raise config_error(problems)
     order = {p: i for i, p in enumerate(PRIORITIES)}
