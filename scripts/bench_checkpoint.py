@@ -102,23 +102,23 @@ def main(argv: list[str] | None = None) -> int:
 
     # the fastest of the repeats: other processes on a shared machine only ever add time
     # (as timeit does); the medians are printed too
-    med = {k: min(v) for k, v in walls.items()}
-    run_med = {k: min(v) for k, v in runs.items()}
+    best = {k: min(v) for k, v in walls.items()}
+    run_best = {k: min(v) for k, v in runs.items()}
     medians = {k: statistics.median(v) for k, v in walls.items()}
     n_forced = max(counts["forced"], 1)
-    per_ckpt = (med["forced"] - med["none"]) / n_forced  # may come out < 0 when below the noise
+    per_ckpt = (best["forced"] - best["none"]) / n_forced  # may come out < 0 when below the noise
     print(f"checkpoint benchmark: 1 run of {args.grid}^3 points x {args.steps} steps on a 1-worker "
           f"LocalCluster, best of {args.repeats} interleaved repeats (median in brackets)")
-    print(f"  none     : sweep {med['none']:.3f} s ({medians['none']:.3f}), run {run_med['none']:.3f} s, "
+    print(f"  none     : sweep {best['none']:.3f} s ({medians['none']:.3f}), run {run_best['none']:.3f} s, "
           "0 checkpoints")
-    print(f"  default  : sweep {med['default']:.3f} s ({medians['default']:.3f}), run {run_med['default']:.3f} s, "
+    print(f"  default  : sweep {best['default']:.3f} s ({medians['default']:.3f}), run {run_best['default']:.3f} s, "
           f"{counts['default']} checkpoint(s) (every {default_every} s)")
-    print(f"  forced   : sweep {med['forced']:.3f} s ({medians['forced']:.3f}), run {run_med['forced']:.3f} s, "
+    print(f"  forced   : sweep {best['forced']:.3f} s ({medians['forced']:.3f}), run {run_best['forced']:.3f} s, "
           f"{counts['forced']} checkpoints (every {args.every} steps)")
-    print(f"overhead ratio, default/none (sweep wall time): {med['default'] / med['none']:.4f} "
+    print(f"overhead ratio, default/none (sweep wall time): {best['default'] / best['none']:.4f} "
           f"(goal <= 1.02)")
     print(f"per-checkpoint cost: {per_ckpt * 1000:.1f} ms of sweep wall time "
-          f"({(run_med['forced'] - run_med['none']) / n_forced * 1000:.1f} ms inside the run)")
+          f"({(run_best['forced'] - run_best['none']) / n_forced * 1000:.1f} ms inside the run)")
     if default_every:
         per_ckpt = max(per_ckpt, 0.0)
         print(f"implied overhead at the default interval for runs longer than it: "

@@ -119,6 +119,7 @@ def _select(packages: Sequence[Any], priority: str) -> list[Any]:
     return [p for p in packages if p.priority == priority]
 
 
+@paused_gc()
 def plan_sweep(packages: Sequence[Any], done: set[str], failed: dict[str, str] | None = None,
                checkpoints: dict[str, int] | None = None) -> list[PlanEntry]:
     """Decide for each package whether it runs, and why, given the store's state.
@@ -619,7 +620,7 @@ def _store_state(store: Any, run_ids: set[str]) -> tuple[set[str], dict[str, str
     from .plan import store_state
 
     done, failed, steps, _ = store_state(store)
-    return done, failed, {r: (s if s is not None else -1) for r, s in steps.items() if r in run_ids}
+    return done, failed, {r: s for r, s in steps.items() if r in run_ids}
 
 
 def run_sweep(
@@ -707,9 +708,8 @@ def run_sweep(
     log_dir = Path(log_dir) if log_dir is not None else default_log_dir(store_url)
     with Store.open(store_url, mode="a") as st:
         run_ids = {p.run_id for p in packages}
-        with paused_gc():
-            done, failed, ckpt_steps = _store_state(st, run_ids)
-            plan = plan_sweep(packages, done, failed, ckpt_steps)
+        done, failed, ckpt_steps = _store_state(st, run_ids)
+        plan = plan_sweep(packages, done, failed, ckpt_steps)
         result = SweepResult(EXIT_OK, plan=plan, store=store_url, log_dir=log_dir)
         for e in plan:
             result.priority[e.package_id] = e.package.priority

@@ -46,27 +46,25 @@ class Explanation(NamedTuple):
                 f"run {self.package.run_id}  " + "; ".join(notes))
 
 
+@paused_gc()
 def store_state(store: Store | None) -> tuple[set[str], dict[str, str], dict[str, int], dict[str, set[str]]]:
-    """(done run ids, failed run id -> class, run id -> checkpoint step, package id -> run ids)."""
+    """(done run ids, failed run id -> class, run id -> checkpoint step (-1: not recorded),
+    package id -> run ids)."""
     if store is None:
         return set(), {}, {}, {}
     done = store.done_run_ids()  # columns only: no provenance is read for planning
     failed = {r: cls for r, (cls, _) in store.failures().items()}
-    steps = {r: s for r, s in store.checkpoint_steps().items() if r not in done}
+    steps = {r: (-1 if s is None else s) for r, s in store.checkpoint_steps().items() if r not in done}
     return done, failed, steps, store.run_ids_by_package()
 
 
+@paused_gc()
 def explain_packages(packages: Sequence[Package], store: Store | None) -> list[Explanation]:
     """One Explanation per package, in the order given."""
-    with paused_gc():
-        return _explain(packages, store)
-
-
-def _explain(packages: Sequence[Package], store: Store | None) -> list[Explanation]:
     from .engine import plan_sweep
 
     done, failed, steps, by_package = store_state(store)
-    plan = plan_sweep(packages, done, failed, {r: (s if s is not None else -1) for r, s in steps.items()})
+    plan = plan_sweep(packages, done, failed, steps)
     sharing: dict[str, list[str]] = {}
     for p in packages:
         sharing.setdefault(p.run_id, []).append(p.package_id)

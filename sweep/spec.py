@@ -415,6 +415,7 @@ def _read_summary(directory: str, problems: list[str]) -> dict[str, str] | None:
     return out
 
 
+@paused_gc()
 def check_directory(directory: str | os.PathLike[str], *, worker_memory: int | None = None,
                     check_memory: bool = True) -> tuple[list[Package], list[str]]:
     """Every package of ``directory`` and every problem found, one line each.
@@ -516,9 +517,7 @@ def check_directory(directory: str | os.PathLike[str], *, worker_memory: int | N
 def load_packages(directory: str | os.PathLike[str], *, worker_memory: int | None = None,
                   check_memory: bool = True) -> list[Package]:
     """The packages of ``directory``, sorted by priority then id; ConfigError listing every problem."""
-    with paused_gc():
-        packages, problems = check_directory(directory, worker_memory=worker_memory,
-                                             check_memory=check_memory)
+    packages, problems = check_directory(directory, worker_memory=worker_memory, check_memory=check_memory)
     if problems:
         raise config_error(problems)
     order = {p: i for i, p in enumerate(PRIORITIES)}
