@@ -13,15 +13,21 @@ Every configuration runs in a fresh subprocess (so peak memory is per configurat
   kind, same run; "vs naive" is its time over ours (wall, and "(cpu)" in CPU time: with
   one thread, the CPU-time ratio is what an idle machine shows);
 * peak memory: a full ``simulate()`` of 2 steps; ru_maxrss of that process minus ru_maxrss
-  of a process that only imported numpy (printed as "RSS - numpy-only baseline").
+  of a process that only imported numpy (printed as "RSS - numpy-only baseline");
+* kernel sets (``solver.kernels``: numba, numpy; all give the same bits): --kernels picks
+  which to time ("auto": what a run would use);
+* start-up (--startup): per-process cost of the numba kernels (importing numba, loading
+  the cached machine code on the first step) and the construction of a Stepper at 8^3
+  (first in the process, and from the per-process workspace cache).
 
 Timings on a shared machine are noisy: compare ratios measured in one run.
-Example: python scripts/bench_solver.py --sizes 64 128 --precisions float64
+Example: python scripts/bench_solver.py --sizes 64 128 --precisions float64 --kernels numba numpy
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -55,7 +61,7 @@ def _worker_step(cfg: dict) -> dict:
     n = cfg["size"]
     p = SolverParams(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=1.0, precision=cfg["precision"],
                      fft_backend=cfg["backend"], fft_threads=cfg["threads"])
-    st = Stepper(p, cfg["backend"], cfg["threads"])
+    st = Stepper(p, cfg["backend"], cfg["threads"], cfg["kernels"])
     try:
         st.load(initial_velocity(p, st.grid))
         transforms = st._inverse + st._forward  # the plans the step uses
@@ -80,7 +86,7 @@ def _worker_step(cfg: dict) -> dict:
         assert np.isfinite(st.u).all()
         return {"step": best_step, "fft": best_fft, "step_cpu": best["step_cpu"],
                 "fft_cpu": best["fft_cpu"], "threads_used": st.threads,
-                "backend": st.backend.name}
+                "backend": st.backend.name, "kernels": st.kernels.name}
     finally:
         st.close()
 
@@ -123,13 +129,55 @@ def _worker_memory(cfg: dict) -> dict:
     return {"rss": _peak_rss_bytes(), "estimate": memory_estimate(params)}
 
 
+def _worker_startup(cfg: dict) -> dict:
+    """Fresh process: import costs, numba's first-step cost, Stepper construction at 8^3."""
+    t0 = time.perf_counter()
+    import numpy as np
+
+    from solver.initial import initial_velocity
+    from solver.kernels import installed_kernel_sets
+    from solver.params import SolverParams
+    from solver.stepper import Stepper
+    out = {"import_solver": time.perf_counter() - t0}
+    tiny = SolverParams(grid=[8, 8, 8], Re=100.0, dt=1e-2, T_final=1e-2)
+    for name in ("first", "cached"):
+        t = time.perf_counter()
+        Stepper(tiny, "auto", 1).close()
+        out["ctor8_" + name] = time.perf_counter() - t
+    t = time.perf_counter()
+    for _ in range(100):
+        Stepper(tiny, "auto", 1).close()
+    out["ctor8_cached"] = min(out["ctor8_cached"], (time.perf_counter() - t) / 100)
+    if "numba" in installed_kernel_sets():
+        t = time.perf_counter()
+        import numba  # noqa: F401
+        out["import_numba"] = time.perf_counter() - t
+        n = cfg["size"]
+        p = SolverParams(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=1.0, precision=cfg["precision"])
+        st = Stepper(p, "auto", 1, "numba")
+        try:
+            u = initial_velocity(p, st.grid)
+            t = time.perf_counter()
+            st.load(u)
+            st.step(0, record=True)
+            first = time.perf_counter() - t
+            t = time.perf_counter()
+            st.load(u)
+            st.step(0, record=True)
+            out["numba_first_step_extra"] = first - (time.perf_counter() - t)
+        finally:
+            st.close()
+        assert np.isfinite(st.u).all()
+    return out
+
+
 WORKERS = {"baseline": _worker_baseline, "step": _worker_step, "naive": _worker_naive,
-           "memory": _worker_memory}
+           "memory": _worker_memory, "startup": _worker_startup}
 
 
-def _run(kind: str, **cfg) -> dict:
-    """Run one measurement in a fresh Python process; return its JSON result."""
-    env = {**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+def _run(kind: str, env: dict | None = None, **cfg) -> dict:
+    """Run one measurement in a fresh Python process (``env``: extra variables); return its JSON."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps({"kind": kind, **cfg})],
                          capture_output=True, text=True, env=env, cwd=ROOT)
     if out.returncode != 0:
@@ -144,6 +192,14 @@ def installed_backends() -> list[str]:
     """Same answer as solver.fft.installed_backends, without importing the solver."""
     import importlib.util
     return [b for b in ("pyfftw", "scipy", "numpy") if importlib.util.find_spec(b) is not None]
+
+
+def concrete_kernels(name: str) -> str:
+    """What solver.kernels resolves ``name`` to on a large grid, without importing the solver."""
+    import importlib.util
+    if name != "auto":
+        return name
+    return "numba" if importlib.util.find_spec("numba") is not None else "numpy"
 
 
 def default_threads() -> int:
@@ -168,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                     choices=["float64", "float32"])
     ap.add_argument("--backends", nargs="+", default=None,
                     help=f"FFT backends (default: all installed: {' '.join(installed_backends())})")
+    ap.add_argument("--kernels", nargs="+", default=["auto"],
+                    help="kernel sets to time: auto, numba, numpy (default: auto)")
+    ap.add_argument("--startup", action="store_true",
+                    help="also measure the per-process start-up costs (numba, Stepper at 8^3)")
     ap.add_argument("--threads", type=int, default=default_threads(),
                     help="threads for one run (default: %(default)s)")
     ap.add_argument("--repeat", type=int, default=7,
@@ -183,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# solver benchmark: {os.cpu_count()} cores, threads per run = {args.threads}, "
           f"backends {', '.join(backends)}; best of {args.repeat} rounds; "
           f"load average {os.getloadavg()[0]:.1f} at start")
-    results: dict = {"threads": args.threads, "step": [], "naive": [], "memory": []}
+    results: dict = {"threads": args.threads, "step": [], "naive": [], "memory": [], "startup": None}
 
     naive: dict[int, float] = {}
     naive_cpu: dict[int, float] = {}
@@ -196,28 +256,28 @@ def main(argv: list[str] | None = None) -> int:
               f"({r['step_cpu'] * 1e3:.1f} ms CPU)"
               + (f"   peak RSS {r['rss'] / 2**20:.0f} MiB (whole process)" if n == args.memory_size else ""))
 
-    print(f"\n{'backend':8s} {'grid':>6s} {'precision':9s} {'ms/step':>9s} {'36 FFT ms':>10s} "
+    print(f"\n{'backend':8s} {'kernels':7s} {'grid':>6s} {'precision':9s} {'ms/step':>9s} {'36 FFT ms':>10s} "
           f"{'step/FFT':>8s} {'(cpu)':>6s} {'vs naive':>9s} {'(cpu)':>6s} {'f64/f32':>8s}")
-    for b in backends:
+    for b, kern in itertools.product(backends, args.kernels):
         for n in args.sizes:
             per_prec: dict[str, float] = {}
             for prec in args.precisions:
                 r = _run("step", size=n, precision=prec, backend=b, threads=args.threads,
-                         repeat=args.repeat)
+                         repeat=args.repeat, kernels=kern)
                 per_prec[prec] = r["step"]
                 speedup = naive.get(n, float("nan")) / r["step"] if prec == "float64" else float("nan")
                 speedup_cpu = (naive_cpu.get(n, float("nan")) / r["step_cpu"] if prec == "float64"
                                else float("nan"))
                 f64_f32 = (per_prec["float64"] / r["step"]
                            if prec == "float32" and "float64" in per_prec else float("nan"))
-                results["step"].append({"backend": b, "size": n, "precision": prec,
+                results["step"].append({"backend": b, "kernels": r["kernels"], "size": n, "precision": prec,
                                         "ms_per_step": r["step"] * 1e3, "fft_ms": r["fft"] * 1e3,
                                         "cpu_ms_per_step": r["step_cpu"] * 1e3,
                                         "cpu_fft_ms": r["fft_cpu"] * 1e3,
                                         "threads_used": r["threads_used"],
                                         "speedup_vs_naive": speedup, "speedup_vs_naive_cpu": speedup_cpu,
                                         "float64_over_float32": f64_f32})
-                print(f"{b:8s} {n:4d}^3 {prec:9s} {r['step'] * 1e3:9.1f} {r['fft'] * 1e3:10.1f} "
+                print(f"{b:8s} {r['kernels']:7s} {n:4d}^3 {prec:9s} {r['step'] * 1e3:9.1f} {r['fft'] * 1e3:10.1f} "
                       f"{r['step'] / r['fft']:8.2f} {r['step_cpu'] / r['fft_cpu']:6.2f} "
                       f"{speedup:9.1f} {speedup_cpu:6.1f} {f64_f32:8.2f}"
                       + ("" if r["threads_used"] == args.threads else f"   ({r['threads_used']} thread)"))
@@ -226,18 +286,38 @@ def main(argv: list[str] | None = None) -> int:
         base = _run("baseline")["rss"]
         n = args.memory_size
         print(f"\npeak memory of simulate() at {n}^3, 2 steps: process RSS minus the RSS of a "
-              f"process that only imported numpy ({base / 2**20:.0f} MiB)")
-        for b in backends:
+              f"process that only imported numpy ({base / 2**20:.0f} MiB); 'own': minus the RSS of "
+              f"the same simulate() at 8^3 instead (libraries excluded: the run's arrays)")
+        for b, kern in itertools.product(backends, args.kernels):
+            env = {"SOLVER_KERNELS": kern}  # the kernel set simulate() uses
+            # the library baseline loads the same kernel set ('auto' takes numpy at 8^3)
+            lib_env = {"SOLVER_KERNELS": concrete_kernels(kern)}
+            lib = _run("memory", lib_env, size=8, precision="float64", backend=b, threads=args.threads)["rss"]
             for prec in args.precisions:
-                r = _run("memory", size=n, precision=prec, backend=b, threads=args.threads)
-                results["memory"].append({"backend": b, "size": n, "precision": prec,
+                r = _run("memory", env, size=n, precision=prec, backend=b, threads=args.threads)
+                results["memory"].append({"backend": b, "kernels": kern, "size": n, "precision": prec,
                                           "rss_minus_numpy_baseline": r["rss"] - base,
+                                          "rss_minus_library_baseline": r["rss"] - lib,
                                           "memory_estimate": r["estimate"]})
-                print(f"{b:8s} {prec:9s} {(r['rss'] - base) / 2**20:7.0f} MiB   "
-                      f"(memory_estimate: {r['estimate'] / 2**20:.0f} MiB incl. process baseline)")
+                print(f"{b:8s} {kern:7s} {prec:9s} {(r['rss'] - base) / 2**20:7.0f} MiB   "
+                      f"(own {(r['rss'] - lib) / 2**20:4.0f} MiB; "
+                      f"memory_estimate: {r['estimate'] / 2**20:.0f} MiB incl. process baseline)")
         if n in naive:
             r = next(x for x in results["naive"] if x["size"] == n)
-            print(f"naive    float64   {(r['rss'] - base) / 2**20:7.0f} MiB   (the reference step at {n}^3)")
+            print(f"naive    -       float64   {(r['rss'] - base) / 2**20:7.0f} MiB   "
+                  f"(the reference step at {n}^3)")
+
+    if args.startup:
+        r = _run("startup", size=64, precision="float64")
+        results["startup"] = r
+        print("\nper-process start-up (fresh process):")
+        print(f"  import solver                          {r['import_solver'] * 1e3:7.0f} ms")
+        print(f"  Stepper at 8^3, first in the process   {r['ctor8_first'] * 1e3:7.2f} ms")
+        print(f"  Stepper at 8^3, from workspace cache   {r['ctor8_cached'] * 1e3:7.2f} ms")
+        if "import_numba" in r:
+            print(f"  import numba                           {r['import_numba'] * 1e3:7.0f} ms")
+            print(f"  numba first step, extra (cached code)  {r['numba_first_step_extra'] * 1e3:7.0f} ms"
+                  "   (64^3; a process pays it once; tiny grids use numpy: never)")
 
     print(f"# load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:

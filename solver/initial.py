@@ -18,7 +18,7 @@ from .grid import Grid
 from .operators import gather_compact
 from .params import INITIAL_CONDITIONS, SolverParams
 
-__all__ = ["INITIAL_REGISTRY", "initial_velocity", "physical_to_compact", "project"]
+__all__ = ["INITIAL_REGISTRY", "INITIAL_PARAMS", "initial_velocity", "physical_to_compact", "project"]
 
 
 def physical_to_compact(u: np.ndarray, grid: Grid) -> np.ndarray:
@@ -94,16 +94,41 @@ INITIAL_REGISTRY: dict[str, Callable[[SolverParams, Grid], np.ndarray]] = {
     "random": _random,
 }
 
-if set(INITIAL_REGISTRY) != set(INITIAL_CONDITIONS):
+# initial condition -> the parameters (besides grid and precision) its field depends on
+INITIAL_PARAMS: dict[str, tuple[str, ...]] = {
+    "taylor_green": (),
+    "taylor_green_2d": (),
+    "abc": ("abc_k", "abc_A", "abc_B", "abc_C"),
+    "random": ("random_seed", "random_k_peak", "random_energy"),
+}
+
+if set(INITIAL_REGISTRY) != set(INITIAL_CONDITIONS) or set(INITIAL_PARAMS) != set(INITIAL_REGISTRY):
     raise ImportError("solver.initial registry disagrees with params.INITIAL_CONDITIONS")
+
+# Small grids only: there, building the field (a few FFTs and many small numpy calls) costs
+# as much as a whole one-step run, and a sweep runs the same initial field many times.
+CACHE_MAX_POINTS = 32**3
+_CACHE_SIZE = 8
+_cache: dict[tuple, np.ndarray] = {}
 
 
 def initial_velocity(p: SolverParams, grid: Grid) -> np.ndarray:
-    """Compact u_hat (3, Mx, My, Mz) of the run's initial condition at the run's precision."""
+    """Compact u_hat (3, Mx, My, Mz) of the run's initial condition at the run's precision
+    (a new array; fields of small grids are computed once per process)."""
     try:
         make = INITIAL_REGISTRY[p.initial_condition]
     except KeyError:
         raise ParameterError("initial_condition", p.initial_condition,
                              "one of " + ", ".join(repr(k) for k in INITIAL_REGISTRY)) from None
-    return np.ascontiguousarray(make(p, grid), dtype=grid.complex_dtype)
+    if grid.n_points > CACHE_MAX_POINTS:
+        return np.ascontiguousarray(make(p, grid), dtype=grid.complex_dtype)
+    key = (p.initial_condition, grid.shape, grid.dtype.str,
+           *(getattr(p, name) for name in INITIAL_PARAMS[p.initial_condition]))
+    cached = _cache.get(key)
+    if cached is None:
+        cached = np.ascontiguousarray(make(p, grid), dtype=grid.complex_dtype)
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))
+        _cache[key] = cached
+    return cached.copy()
 

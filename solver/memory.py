@@ -2,7 +2,8 @@
 
 The estimate counts the arrays the stepper allocates (see ``solver.stepper``), the
 transient float64 arrays of the initial condition and the final fields, plus the baseline
-of a Python process that imported the solver and xarray. ``scripts/bench_solver.py``
+of a Python process that imported the solver and xarray (plus numba's when the run uses the
+numba kernels, ``solver.kernels``). ``scripts/bench_solver.py``
 measures the real peak next to it.
 """
 
@@ -15,11 +16,15 @@ from typing import Any
 import numpy as np
 
 from .grid import make_grid
+from .kernels import default_kernels, resolve_kernels
 from .params import SolverParams
 
-__all__ = ["memory_estimate", "available_memory", "PROCESS_BASELINE"]
+__all__ = ["memory_estimate", "available_memory", "PROCESS_BASELINE", "KERNELS_BASELINE"]
 
 PROCESS_BASELINE = 135 * 2**20  # interpreter + numpy/scipy/xarray/pyfftw imports (measured 115 MiB)
+# numba + LLVM + the cached kernels, resident once a process runs the numba kernel set
+# (measured 111 MiB at 128^3, about half of it shared library pages)
+KERNELS_BASELINE = {"numba": 115 * 2**20, "numpy": 0}
 
 
 def memory_estimate(params: SolverParams | Mapping[str, Any]) -> int:
@@ -30,8 +35,10 @@ def memory_estimate(params: SolverParams | Mapping[str, Any]) -> int:
     n = g.n_points
     nc = g.spectral_shape[0] * g.spectral_shape[1] * g.spectral_shape[2]
     mc = int(np.prod(g.compact_shape))
+    nx, (_, my, mz) = g.shape[0], g.compact_shape
     stepper = (6 * n * rs            # U, W
-               + 3 * nc * 2 * rs     # C, F and FFTW's scratch
+               + 6 * nx * my * mz * 2 * rs  # P: x-padded inputs of the inverse transforms
+               + 2 * nc * 2 * rs     # F (= the pyfftw backend's scratch), FFTW's own buffers
                + 12 * mc * 2 * rs    # u, u0, acc, R
                + 5 * 2 * mc * rs     # kx, ky, kz, 1/k^2, nu k^2 (doubled for pair views)
                + 4 * 2**20)          # slab scratch, FFTW plans
@@ -41,7 +48,8 @@ def memory_estimate(params: SolverParams | Mapping[str, Any]) -> int:
     # the compact result (x2 while projecting)
     initial = 5 * n * 8 + nc * 16 + 2 * 3 * mc * 16
     fields = 3 * n * rs if p.keep_fields else 0
-    return int(PROCESS_BASELINE + max(stepper + fields + diagnostics, initial + 3 * mc * 2 * rs))
+    kernels = KERNELS_BASELINE[resolve_kernels(default_kernels(), n)]
+    return int(PROCESS_BASELINE + kernels + max(stepper + fields + diagnostics, initial + 3 * mc * 2 * rs))
 
 
 def available_memory() -> int | None:

@@ -31,12 +31,14 @@ from .grid import Block, Grid
 __all__ = [
     "SpectralCoefficients",
     "spectral_coefficients",
+    "nu_k2",
     "pair",
     "make_cross_kernel",
     "make_speed_kernel",
     "make_gather_kernel",
     "make_spectral_kernels",
     "scatter_compact",
+    "scatter_padded",
     "gather_compact",
     "divergence_hat",
     "curl_hat",
@@ -68,23 +70,35 @@ class SpectralCoefficients:
     nu_k2: np.ndarray  # nu |k|^2
 
 
-def spectral_coefficients(grid: Grid, nu: float) -> SpectralCoefficients:
-    """Wavenumber arrays of ``grid`` at its precision, in pair-view layout."""
+def nu_k2(grid: Grid, nu: float) -> np.ndarray:
+    """nu |k|^2 at the grid's precision, in pair-view layout (computed in float64)."""
+    return _doubled(nu * grid.k_squared()).astype(grid.dtype)
+
+
+def spectral_coefficients(grid: Grid, nu: float, full_k: bool = True) -> SpectralCoefficients:
+    """Wavenumber arrays of ``grid`` at its precision, in pair-view layout.
+
+    ``full_k=False`` gives kx, ky, kz as read-only broadcast views (no memory; same values)
+    for kernels that index them per axis (the numba set): 3 x 0.3 N reals less.
+    """
     dt = grid.dtype
     k2 = grid.k_squared()
     with np.errstate(divide="ignore"):
         inv = np.where(k2 > 0, 1.0 / np.where(k2 > 0, k2, 1.0), 0.0)
-    shape = inv.shape
+    shape = (*inv.shape[:2], 2 * inv.shape[2])
 
-    def full(k: np.ndarray) -> np.ndarray:
-        return _doubled(np.broadcast_to(k.astype(np.float64), shape)).astype(dt)
+    def k_array(k: np.ndarray) -> np.ndarray:
+        k = k.astype(np.float64)
+        doubled = (_doubled(k) if k.shape[-1] > 1 else k).astype(dt)  # only kz varies along z
+        view = np.broadcast_to(doubled, shape)
+        return np.ascontiguousarray(view) if full_k else view
 
     return SpectralCoefficients(
-        kx=full(grid.kx[:, None, None]),
-        ky=full(grid.ky[None, :, None]),
-        kz=full(grid.kz[None, None, :]),
+        kx=k_array(grid.kx[:, None, None]),
+        ky=k_array(grid.ky[None, :, None]),
+        kz=k_array(grid.kz[None, None, :]),
         inv_k2=_doubled(inv).astype(dt),
-        nu_k2=_doubled(nu * k2).astype(dt),
+        nu_k2=nu_k2(grid, nu),
     )
 
 
@@ -152,9 +166,13 @@ def make_speed_kernel(U: list[np.ndarray], rows: slice, tmp: np.ndarray) -> Call
 
 def make_gather_kernel(F: np.ndarray, R: np.ndarray, xs: slice, xf: slice,
                        yblocks: tuple[Block, ...], scale: float) -> Callable[[int], None]:
-    """Kernel: R[i, xs] <- the kept modes of the forward transform F (rows ``xf``) / N."""
-    mz = R.shape[-1]
-    blocks = [[(F[xf, b.f0:b.f1, :mz], R[i, xs, b.c0:b.c1]) for b in yblocks] for i in range(3)]
+    """Kernel: R[i, xs] <- the kept modes of the forward transform F (rows ``xf``) / N.
+
+    Works on pair views: one real multiply per number (re * s, im * s).
+    """
+    m2 = 2 * R.shape[-1]
+    Fp, Rp = pair(F), pair(R)
+    blocks = [[(Fp[xf, b.f0:b.f1, :m2], Rp[i, xs, b.c0:b.c1]) for b in yblocks] for i in range(3)]
 
     def run(i: int) -> None:
         for src, dst in blocks[i]:
@@ -162,25 +180,24 @@ def make_gather_kernel(F: np.ndarray, R: np.ndarray, xs: slice, xf: slice,
     return run
 
 
-def make_spectral_kernels(C: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np.ndarray,
+def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np.ndarray,
                           accf: np.ndarray, xs: slice, xf: slice, yblocks: tuple[Block, ...],
                           co: SpectralCoefficients, t: np.ndarray,
                           s: np.ndarray) -> tuple[Callable[[float, float | None], None],
-                                                  Callable[[int], None], Callable[[np.ndarray], None]]:
-    """Kernels of compact rows ``xs`` (full rows ``xf``): (stage, load, rhs).
+                                                  Callable[[], None], Callable[[np.ndarray], None]]:
+    """Kernels of compact rows ``xs`` (full rows ``xf``): (stage, prepare, rhs).
 
-    ``Rf`` (pair view) holds the kept modes of rfft(u x omega) / N (``make_gather_kernel``).
+    ``Rf`` (pair view) holds the kept modes of rfft(u x omega) / N (``make_gather_kernel``);
+    ``P`` (6, nx, My, Mz) holds the x-padded inputs of the 6 inverse transforms (u_hat and
+    omega_hat = i k x u_hat, see ``solver.fft``); its rows kx not kept stay zero.
 
     * ``stage(ca, cb)``: project R, subtract nu k^2 u, update the RK registers
-      (acc += ca r; u = u0 + cb r, or u = u0 = acc when cb is None).
-    * ``load(j)``: write component j of (u_hat, omega_hat = i k x u_hat) into the kept modes
-      of the inverse-FFT input C. Its other modes are zero and stay zero: the inverse
-      transforms never modify their input.
+      (acc += ca r; u = u0 + cb r, or u = u0 = acc when cb is None), then ``prepare``.
+    * ``prepare()``: write (u_hat, omega_hat) of the state into P's rows ``xf``.
     * ``rhs(out_pairs)``: project, subtract nu k^2 u, copy to ``out_pairs[:, xs]``; for tests.
     """
     m = xs.stop - xs.start
-    mz = uf.shape[-1] // 2
-    cdt = C.dtype
+    cdt = P.dtype
     ri = [Rf[i, xs] for i in range(3)]
     t, s = t[:m], s[:m]
     tc = t.view(cdt)
@@ -190,23 +207,18 @@ def make_spectral_kernels(C: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np
     ui = [uf[i, xs] for i in range(3)]
     u0i = [u0f[i, xs] for i in range(3)]
     acci = [accf[i, xs] for i in range(3)]
-    uci = [a.view(cdt) for a in ui]
-    dst = [C[xf, b.f0:b.f1, :mz] for b in yblocks]
-    copies = [[(d, uci[i][:, b.c0:b.c1]) for d, b in zip(dst, yblocks)] for i in range(3)]
+    pu = [pair(P[j, xf]) for j in range(3)]
+    pw = [P[j, xf] for j in range(3, 6)]
     curl_terms = [(ky, ui[2], kz, ui[1]), (kz, ui[0], kx, ui[2]), (kx, ui[1], ky, ui[0])]
-    curl_out = [(d, tc[:, b.c0:b.c1]) for d, b in zip(dst, yblocks)]
 
-    def load(j: int) -> None:
-        if j < 3:
-            for d, src in copies[j]:
-                _copy(d, src)
-            return
-        ka, ua, kb, ub = curl_terms[j - 3]  # omega_j = i (k x u)_j
-        _mul(ua, ka, t)
-        _mul(ub, kb, s)
-        t.__isub__(s)
-        for d, src in curl_out:
-            _mul(src, 1j, d)
+    def prepare() -> None:
+        for i in range(3):
+            _copy(pu[i], ui[i])
+        for (ka, ua, kb, ub), dst in zip(curl_terms, pw):  # omega_j = i (k x u)_j
+            _mul(ua, ka, t)
+            _mul(ub, kb, s)
+            t.__isub__(s)
+            _mul(tc, 1j, dst)
 
     def rhs_core() -> None:
         _mul(ri[0], kx, t)
@@ -232,13 +244,14 @@ def make_spectral_kernels(C: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np
             else:
                 _mul(ri[i], cb, s)
                 _add(u0i[i], s, ui[i])
+        prepare()
 
     def rhs(out_pairs: np.ndarray) -> None:
         rhs_core()
         for i in range(3):
             _copy(out_pairs[i, xs], ri[i])
 
-    return stage, load, rhs
+    return stage, prepare, rhs
 
 
 # ---------------------------------------------------------------- whole-array helpers
@@ -251,6 +264,13 @@ def scatter_compact(dst: np.ndarray, src: np.ndarray, grid: Grid) -> None:
     for bx in grid.xblocks:
         for by in grid.yblocks:
             dst[bx.f0:bx.f1, by.f0:by.f1, :mz] = src[bx.c0:bx.c1, by.c0:by.c1]
+
+
+def scatter_padded(dst: np.ndarray, src: np.ndarray, grid: Grid) -> None:
+    """dst (x-padded: nx rows, compact y and z) <- compact ``src``, zero in the other rows."""
+    dst[...] = 0
+    for bx in grid.xblocks:
+        dst[bx.f0:bx.f1] = src[bx.c0:bx.c1]
 
 
 def gather_compact(src: np.ndarray, grid: Grid) -> np.ndarray:

@@ -12,26 +12,29 @@ run resumed from any checkpointed State ends bit-identical to the uninterrupted 
 
 from __future__ import annotations
 
+import functools
 import time as _time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import xarray as xr
 
 from .diagnostics import DIAGNOSTICS, energy_spectrum
 from .errors import ParameterError, SolverTimeout
 from .fft import get_backend, resolve_backend
-from .grid import make_grid
+from .grid import Grid, make_grid
 from .initial import initial_velocity
 from .memory import available_memory, memory_estimate
-from .output import build_dataset
+from .output import RunResult, build_result
 from .params import SolverParams, default_threads
 from .state import State
 from .stepper import Stepper
 from .version import SOLVER_VERSION
 
-__all__ = ["simulate", "output_steps"]
+if TYPE_CHECKING:  # xarray is imported when a Dataset is built: the planner and workers need not
+    import xarray as xr
+
+__all__ = ["simulate", "run_simulation", "output_steps", "memory_key"]
 
 Progress = Callable[[int, int, float], Any]
 Checkpoint = Callable[[State], Any]
@@ -43,8 +46,47 @@ def output_steps(p: SolverParams) -> list[int]:
     return sorted(set(range(0, n + 1, p.steps_per_output)) | {n})
 
 
+# parameters that set values, never the size of an array: runs that differ only in them need
+# the same memory (any other parameter, including one added later, is assumed to matter)
+_SIZE_NEUTRAL = frozenset({"Re", "abc_A", "abc_B", "abc_C", "abc_k", "random_seed", "random_k_peak",
+                           "random_energy", "cfl_limit"})
+_needs: dict[tuple, int] = {}
+
+
+def memory_key(p: SolverParams) -> tuple:
+    """Equal for runs that need the same memory (``memory_estimate``): a sweep's many runs
+    of one grid are estimated once."""
+    return tuple((k, repr(v)) for k, v in p.as_dict().items() if k not in _SIZE_NEUTRAL)
+
+
+def _memory_need(p: SolverParams) -> int:
+    key = memory_key(p)
+    need = _needs.get(key)
+    if need is None:
+        if len(_needs) >= 64:
+            _needs.clear()
+        need = _needs[key] = memory_estimate(p)
+    return need
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(shape: tuple[int, int, int], precision: str) -> Grid:
+    return make_grid(shape, precision)
+
+
+_MEMORY_TTL = 1.0  # seconds a reading of the available memory is used (a read costs ~0.3 ms)
+_memory_seen: list[Any] = [-_MEMORY_TTL, None]  # (monotonic time, bytes)
+
+
+def _available_memory() -> int | None:
+    now = _time.monotonic()
+    if now - _memory_seen[0] >= _MEMORY_TTL:
+        _memory_seen[:] = [now, available_memory()]
+    return _memory_seen[1]
+
+
 def _check_memory(p: SolverParams) -> None:
-    need, avail = memory_estimate(p), available_memory()
+    need, avail = _memory_need(p), _available_memory()
     if avail is not None and need > avail:
         raise ParameterError(
             "grid", list(p.grid),
@@ -104,6 +146,26 @@ def simulate(
     (including a grid too large for the available memory) and DivergedError (NaN/inf or
     CFL above ``cfl_limit``) naming the step, time and CFL number.
     """
+    return run_simulation(params, deadline=deadline, progress=progress, checkpoint=checkpoint,
+                          checkpoint_every_steps=checkpoint_every_steps,
+                          checkpoint_every_seconds=checkpoint_every_seconds,
+                          resume=resume).to_dataset()
+
+
+def run_simulation(
+    params: SolverParams | Mapping[str, Any],
+    *,
+    deadline: float | None = None,
+    progress: Progress | None = None,
+    checkpoint: Checkpoint | None = None,
+    checkpoint_every_steps: int | None = None,
+    checkpoint_every_seconds: float | None = None,
+    resume: State | None = None,
+) -> RunResult:
+    """``simulate`` returning the result as plain arrays (``RunResult``), for callers that
+    store or send it without needing a Dataset (a sweep's workers): same arguments, errors
+    and bits; ``.to_dataset()`` gives ``simulate``'s Dataset.
+    """
     p = SolverParams.coerce(params)
     _check_hooks(checkpoint_every_steps, checkpoint_every_seconds)
     backend = resolve_backend(p.fft_backend)
@@ -112,7 +174,7 @@ def simulate(
     n_steps, dt = p.n_steps, p.dt
     record_at = set(output_steps(p))
     # the initial field's float64 temporaries are freed before the stepper allocates
-    u_init = initial_velocity(p, make_grid(p.grid, p.precision)) if resume is None else None
+    u_init = initial_velocity(p, _grid(tuple(p.grid), p.precision)) if resume is None else None
     stepper = Stepper(p, backend, threads)
     try:
         first, diag = _start(p, stepper, resume, u_init)
@@ -158,6 +220,6 @@ def simulate(
             "bits_depend_on": "params, solver_version, fft_backend, fft_library_version, "
                               "numpy_version, CPU instruction set (not fft_threads)",
         }
-        return build_dataset(p, stepper.grid, diag, spectrum, fields, provenance)
+        return build_result(p, stepper.grid, diag, spectrum, fields, provenance)
     finally:
         stepper.close()

@@ -9,12 +9,14 @@ numpy arrays (no complex dtype, no strings, no 0-d arrays), so any array store c
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .diagnostics import DIAGNOSTICS
+from .version import SOLVER_VERSION
 
 __all__ = ["State"]
 
@@ -60,7 +62,7 @@ class State:
             time=float(np.asarray(arrays["time"]).reshape(-1)[0]),
             u_hat=u_hat.copy(),
             diagnostics=diag,
-            params_json=np.asarray(arrays["params_json"], dtype=np.uint8).tobytes().decode("utf-8"),
+            params_json=State.key_of_arrays(arrays),
         )
 
     @staticmethod
@@ -72,5 +74,14 @@ class State:
 
     @staticmethod
     def params_key(canonical: dict[str, Any]) -> str:
-        """The JSON text that identifies a run's parameters."""
-        return json.dumps(canonical, sort_keys=True)
+        """The JSON text that identifies a run's parameters and the solver version.
+
+        A state resumes only a run with this key: a checkpoint of another solver version
+        would end with other bits than an uninterrupted run of this one.
+        """
+        return json.dumps({**canonical, "solver_version": SOLVER_VERSION}, sort_keys=True)
+
+    @staticmethod
+    def key_of_arrays(arrays: Mapping[str, Any]) -> str:
+        """``params_json`` of a state saved with ``to_arrays`` (without decoding the rest)."""
+        return np.asarray(arrays["params_json"], dtype=np.uint8).tobytes().decode("utf-8")

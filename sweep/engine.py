@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import config
-from .bulk import paused_gc
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SweepError
 from .logs import SweepLogs
+from .plan import PlanEntry, plan_sweep
 from .progress import SweepProgress, final_summary
 from .runner import Outcome, WorkItem, checkpoint_variable_name, decode_arrays, run_package
 
@@ -37,6 +37,12 @@ __all__ = ["PRIORITY_CHOICES", "PlanEntry", "SweepResult", "SchedulerLostError",
 
 _PRIORITIES = ("HIGH", "MEDIUM", "LOW")
 PRIORITY_CHOICES = (*_PRIORITIES, "ALL")
+# packages in the first submission (the workers start on them at once), then in each later one
+_FIRST_CHUNK = 16
+_CHUNK = 250
+_RESTART_TIMEOUT = 60  # seconds a worker restart may take
+_MAX_PENDING_COMMITS = 16  # results waiting for the store's writer thread
+_GATHER_EVERY = 0.02  # seconds between two gathers of results (see _Driver._run)
 
 
 @functools.lru_cache(maxsize=1)
@@ -47,19 +53,6 @@ def _engine_version() -> str:
         return version("ns-sweep")
     except Exception:
         return "unknown"
-
-
-@dataclass(frozen=True)
-class PlanEntry:
-    """What a sweep does with one package: ``run`` it or ``skip`` it, and why."""
-
-    package: Any  # sweep.spec.Package
-    action: str  # "run" or "skip"
-    reason: str
-
-    @property
-    def package_id(self) -> str:
-        return self.package.package_id
 
 
 @dataclass
@@ -111,6 +104,24 @@ def default_log_dir(store: str) -> Path:
     return path.resolve().parent / name
 
 
+def usable_checkpoint(store: Any, run_id: str, params: Any, log: Any) -> dict[str, Any] | None:
+    """The stored checkpoint of ``run_id`` if this solver can resume it, else None.
+
+    A checkpoint of another solver version (or other parameters) would not end bit-identical
+    to an uninterrupted run: it is ignored and the run starts over (the next checkpoint
+    replaces it).
+    """
+    from solver import State
+
+    arrays = store.load_checkpoint(run_id)
+    if arrays is None:
+        return None
+    if State.key_of_arrays(arrays) != State.params_key(params.canonical()):
+        log.warning("run %s: its checkpoint was written by another solver version; it starts over", run_id)
+        return None
+    return arrays
+
+
 def _select(packages: Sequence[Any], priority: str) -> list[Any]:
     if priority not in PRIORITY_CHOICES:
         raise ConfigError(f"--priority: bad value {priority!r}; allowed: {', '.join(PRIORITY_CHOICES)}")
@@ -119,60 +130,70 @@ def _select(packages: Sequence[Any], priority: str) -> list[Any]:
     return [p for p in packages if p.priority == priority]
 
 
-@paused_gc()
-def plan_sweep(packages: Sequence[Any], done: set[str], failed: dict[str, str] | None = None,
-               checkpoints: dict[str, int] | None = None) -> list[PlanEntry]:
-    """Decide for each package whether it runs, and why, given the store's state.
+def _named_tasks(bag: Any, keys: list[str]) -> dict[str, Any]:
+    """The graph of the bag's one-item partitions under ``keys`` (what the dashboard shows),
+    each one self-contained task: a package costs one task.
 
-    ``done``: run ids committed as done; ``failed``: run id -> failure class of earlier
-    attempts; ``checkpoints``: run id -> step of a saved checkpoint.
+    Each partition's map task gets its item inlined (what ``bag.to_delayed()``'s graph
+    optimisation does, without its cost: a third of a millisecond per package). Should the
+    bag's graph not have that shape (a dask change), the optimised partitions are re-keyed, or
+    wrapped in a cheap naming task.
     """
-    failed = failed or {}
-    checkpoints = checkpoints or {}
-    first: dict[str, str] = {}
-    out = []
-    for p in packages:
-        rid = p.run_id
-        if rid in done:
-            out.append(PlanEntry(p, "skip", f"done: run {rid} is in the store"))
-        elif rid in first:
-            out.append(PlanEntry(p, "skip", f"same parameters as {first[rid]} (run {rid}): runs once"))
-        else:
-            first[rid] = p.package_id
-            if rid in checkpoints:
-                why = f"resumes from its checkpoint at step {checkpoints[rid]}"
-            elif rid in failed:
-                why = f"failed before ({failed[rid]}): runs again"
-            else:
-                why = "new"
-            out.append(PlanEntry(p, "run", why))
-    return out
+    try:
+        from dask._task_spec import convert_legacy_task
+
+        graph = bag.__dask_graph__()
+        layers = dict(graph.layers)
+        top = layers.pop(bag.name)
+        data: dict[Any, Any] = {}
+        for layer in layers.values():
+            data.update(layer)
+
+        def inline(x: Any) -> Any:
+            if type(x) is tuple:
+                if len(x) == 2 and type(x[0]) is str and x in data:
+                    return data[x]
+                return tuple(inline(a) for a in x)
+            if type(x) is list:
+                return [inline(a) for a in x]
+            return x
+
+        out = {}
+        for n, key in enumerate(keys):
+            spec = top[(bag.name, n)]
+            if not (type(spec) is tuple and callable(spec[0])):
+                raise TypeError("not a legacy task")
+            task = convert_legacy_task(key, inline(spec), set())
+            if task.dependencies:
+                raise TypeError("not a self-contained task")
+            out[key] = task
+        return out
+    except Exception:
+        return _optimised_named_tasks(bag.to_delayed(), keys)
 
 
-def _named_tasks(delayeds: list[Any], keys: list[str]) -> list[Any]:
-    """The same one-partition computations under the keys ``keys`` (what the dashboard shows).
-
-    Each bag partition fuses into one task without dependencies; it is re-keyed as it is, so a
-    package costs one task. Should dask's task spec change, a cheap naming task wraps it instead.
-    """
+def _optimised_named_tasks(delayeds: list[Any], keys: list[str]) -> dict[str, Any]:
+    """``_named_tasks`` from the optimised partitions of ``bag.to_delayed()``."""
     import dask
-    from dask.delayed import Delayed
 
     try:
         from dask._task_spec import Alias, Task
 
         graph = dict(delayeds[0].__dask_graph__()) if delayeds else {}  # shared by all partitions
-        out = []
+        out = {}
         for d, key in zip(delayeds, keys):
             node = graph[d.key]
             while isinstance(node, Alias):
                 node = graph[next(iter(node.dependencies))]
             if not isinstance(node, Task) or node.dependencies:
                 raise TypeError("not a self-contained task")
-            out.append(Delayed(key, {key: Task(key, node.func, *node.args, **node.kwargs)}))
+            out[key] = Task(key, node.func, *node.args, **node.kwargs)
         return out
     except Exception:
-        return [dask.delayed(_first, name=key, pure=False)(d) for d, key in zip(delayeds, keys)]
+        out = {}
+        for d, key in zip(delayeds, keys):
+            out.update(dask.delayed(_first, name=key, pure=False)(d).__dask_graph__())
+        return out
 
 
 def _first(partition: list[Any]) -> Any:
@@ -288,6 +309,19 @@ class _Driver:
         self.store_seconds = 0.0  # time spent in store writes of results (the benchmark reports it)
         self.stopping = False
         self.ac = None
+        # packages not submitted yet, in priority order (see submit_next)
+        rank = {p: i for i, p in enumerate(_PRIORITIES)}
+        self.backlog: collections.deque[str] = collections.deque(
+            sorted(self.entries, key=lambda rid: rank.get(self.entries[rid].package.priority, len(rank))))
+        self.first_chunk = _FIRST_CHUNK
+        self.chunk = _CHUNK
+        self.restarter: Any = None  # the thread restarting silent workers (see watchdog)
+        self.committer: Any = None  # the store's writer thread (see commit)
+        self.commits: collections.deque = collections.deque()  # (future, outcome, provenance)
+        self.restarts: list[tuple[str, Any]] = []  # (worker, concurrent future of its restart)
+
+    def _usable_checkpoint(self, run_id: str) -> dict[str, Any] | None:
+        return usable_checkpoint(self.store, run_id, self.entries[run_id].package.params, self.log)
 
     # -- submission -------------------------------------------------------------------
     def _item(self, run_id: str, attempt: int, resume: dict | None) -> WorkItem:
@@ -301,29 +335,43 @@ class _Driver:
     def submit(self, run_ids: list[str], resumes: dict[str, dict]) -> list[Any]:
         """One bag partition per package, computed as futures with each package's priority."""
         import dask.bag as db
+        from dask.highlevelgraph import HighLevelGraph
 
-        if not run_ids:
-            return []
-        items = []
+        by_prio: dict[str, list[WorkItem]] = {}
         for rid in run_ids:
             self.attempt[rid] = self.attempt.get(rid, 0) + 1
-            items.append(self._item(rid, self.attempt[rid], resumes.get(rid)))
-        bag = db.from_sequence(items, npartitions=len(items)).map(self.run_function)
-        keys = [f"run-{it.package_id}-{self.channel[6:14]}-{it.attempt}" for it in items]
-        parts = _named_tasks(bag.to_delayed(), keys)
-        by_prio: dict[str, list[tuple[str, Any]]] = {}
-        for item, part in zip(items, parts):
-            by_prio.setdefault(item.priority, []).append((item.run_id, part))
+            item = self._item(rid, self.attempt[rid], resumes.get(rid))
+            by_prio.setdefault(item.priority, []).append(item)
         out = []
         for prio in _PRIORITIES:  # HIGH reaches the scheduler first, and outranks the rest
-            group = by_prio.get(prio, [])
-            if not group:
+            items = by_prio.get(prio)
+            if not items:
                 continue
-            futs = self.client.compute([d for _, d in group], priority=self.prio_values[prio])
-            for (rid, _), f in zip(group, futs):
-                self.futures[f] = (rid, self.attempt[rid])
+            # the bag db.from_sequence(items, npartitions=len(items)) makes, without hashing
+            # every item for its name (a third of a millisecond per package)
+            name = f"packages-{self.channel[6:]}-{uuid.uuid4().hex[:8]}"
+            bag = db.Bag({(name, i): [it] for i, it in enumerate(items)}, name, len(items))
+            bag = bag.map(self.run_function)
+            keys = [f"run-{it.package_id}-{self.channel[6:14]}-{it.attempt}" for it in items]
+            graph = HighLevelGraph({name: _named_tasks(bag, keys)}, {name: set()})
+            # Client.get of a graph costs a tenth of Client.compute of as many Delayed
+            # objects (no expression optimisation, no hashing of every task)
+            futs = self.client.get(graph, keys, sync=False, priority=self.prio_values[prio])
+            for item, f in zip(items, futs):
+                self.futures[f] = (item.run_id, item.attempt)
                 out.append(f)
         return out
+
+    def submit_next(self, resumes: dict[str, dict]) -> list[Any]:
+        """Submit the next chunk of the packages not submitted yet (in priority order).
+
+        The first chunk is small, so the workers start at once; the rest follow while they
+        run (submitting 1,000 packages at once kept them idle for most of a second)."""
+        if not self.backlog:
+            return []
+        size = self.chunk if self.attempt else self.first_chunk
+        run_ids = [self.backlog.popleft() for _ in range(min(size, len(self.backlog)))]
+        return self.submit(run_ids, resumes)
 
     # -- events from workers ------------------------------------------------------------
     def on_event(self, event: Any) -> None:
@@ -338,13 +386,15 @@ class _Driver:
                 continue
             pid = self.entries[rid].package_id
             kind = msg.get("event")
-            if kind == "start":
+            if kind == "start":  # sent by runs still running after runner.ANNOUNCE_AFTER s
                 if msg.get("attempt") != self.attempt.get(rid):
                     continue
-                self.running[rid] = (msg.get("worker", "?"), time.time())
+                # its start on this clock: the worker's may differ, its elapsed time does not
+                start = time.time() - float(msg.get("elapsed") or 0.0)
+                self.running[rid] = (msg.get("worker", "?"), start)
                 self.log.info("%s: started on %s (attempt %s)", pid, msg.get("worker"), msg.get("attempt"))
                 self.logs.package(pid, f"started on {msg.get('worker')} (attempt {msg.get('attempt')})",
-                                  stamped=True)
+                                  stamped=True, when=start)
             elif kind == "checkpoint":
                 self.save_checkpoint(rid, pid, msg.get("step"))
             elif kind == "progress":
@@ -354,6 +404,8 @@ class _Driver:
     def save_checkpoint(self, run_id: str, package_id: str, step: Any) -> None:
         """Fetch the latest checkpoint a worker announced and save it in the store."""
         from distributed import Variable
+
+        self.sync_store()
 
         try:
             payload = Variable(checkpoint_variable_name(self.channel, run_id),
@@ -410,26 +462,88 @@ class _Driver:
             self.stop(f"{pid} failed ({status}) and --stop-on-error is set")
 
     def handle_outcome(self, outcome: Outcome) -> None:
+        """Record a run's outcome: a result is committed by the store's writer thread (see
+        ``commit``), a failure at once."""
         rid = outcome.run_id
-        pid = outcome.package_id
         prov = self.provenance(rid, outcome)
-        t0 = time.perf_counter()
         if outcome.status == "done":
-            _fault_point("before-commit", rid)
-            self.store.commit_run(rid, outcome.dataset, prov)
-            _fault_point("after-commit", rid)  # done, its checkpoint not yet dropped
-            if rid in self.ckpt_sent or rid in self.had_checkpoint:
-                self.store.drop_checkpoint(rid)
-            self.store_seconds += time.perf_counter() - t0
-            self.log.info("%s: done in %.3f s (run %s)", pid, prov.get("wall_time", 0.0), rid)
-            status = "done"
-        else:
-            self.store.record_failure(rid, outcome.failure_class, outcome.error, prov)
-            self.store_seconds += time.perf_counter() - t0
-            self.log.warning("%s: failed (%s): %s", pid, outcome.failure_class, outcome.error)
-            status = outcome.failure_class
+            self.commit(outcome, prov)
+            return
+        self.sync_store()
+        t0 = time.perf_counter()
+        self.store.record_failure(rid, outcome.failure_class, outcome.error, prov)
+        self.store_seconds += time.perf_counter() - t0
+        self.log.warning("%s: failed (%s) on %s: %s", outcome.package_id, outcome.failure_class,
+                         prov.get("worker", "?"), outcome.error)
+        self.finished(outcome, prov, outcome.failure_class)
+
+    def finished(self, outcome: Outcome, prov: dict[str, Any], status: str) -> None:
+        """A run's outcome is in the store: log it and count it."""
+        rid = outcome.run_id
         self.forget_checkpoint_variable(rid)
-        self.finish(rid, status, [*outcome.log, f"status: {status}"])
+        lines = [*outcome.log, f"status: {status}"]
+        if rid not in self.running:  # it ended before announcing its start: say it now
+            lines.insert(0, f"{prov.get('start_time') or ''} started on {prov.get('worker', '?')} "
+                            f"(attempt {self.attempt.get(rid, 1)})")
+        self.finish(rid, status, lines)
+
+    # -- the store's writer thread --------------------------------------------------------
+    # Results are committed in a thread of their own, in order: a commit is mostly
+    # file-system calls, which then overlap with this thread's work (gathering the next
+    # results, logs) and the scheduler's, instead of adding to them. A run counts as done
+    # (status, logs, progress) only once its commit returned; any other store access waits
+    # for the pending commits first, so the store is used by one thread at a time.
+    def commit(self, outcome: Outcome, prov: dict[str, Any]) -> None:
+        import concurrent.futures
+
+        if self.committer is None:
+            self.committer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-store")
+        if len(self.commits) >= _MAX_PENDING_COMMITS:  # results wait in memory: bound them
+            self.reap_commits(block=1)
+        fut = self.committer.submit(self._commit, outcome.run_id, outcome.result, prov)
+        self.commits.append((fut, outcome, prov))
+
+    def _commit(self, run_id: str, result: Any, prov: dict[str, Any]) -> float:
+        """Commit one result (in the writer thread); returns the seconds it took."""
+        t0 = time.perf_counter()
+        _fault_point("before-commit", run_id)
+        self.store.commit_run(run_id, result, prov)
+        _fault_point("after-commit", run_id)  # done, its checkpoint not yet dropped
+        if run_id in self.ckpt_sent or run_id in self.had_checkpoint:
+            self.store.drop_checkpoint(run_id)
+        return time.perf_counter() - t0
+
+    def reap_commits(self, block: int = 0) -> None:
+        """Finish the runs whose commits returned, in order (waiting for the first ``block``
+        of them); a commit's error (a full disk) is raised here."""
+        while self.commits:
+            fut, outcome, prov = self.commits[0]
+            if block <= 0 and not fut.done():
+                return
+            self.store_seconds += fut.result()
+            self.commits.popleft()
+            block -= 1
+            self.log.info("%s: done in %.3f s on %s (run %s)", outcome.package_id,
+                          prov.get("wall_time", 0.0), prov.get("worker", "?"), outcome.run_id)
+            self.finished(outcome, prov, "done")
+
+    def sync_store(self) -> None:
+        """Wait for every pending commit (before any other use of the store)."""
+        self.reap_commits(block=len(self.commits))
+
+    def close_store_thread(self) -> None:
+        """Stop the writer thread: the commit under way ends, queued ones are dropped (their
+        runs are not done: the next sweep runs them)."""
+        if self.committer is None:
+            return
+        self.committer.shutdown(wait=True, cancel_futures=True)
+        self.committer = None
+        while self.commits:  # count those that made it (the sweep's summary says so)
+            fut, outcome, prov = self.commits.popleft()
+            if fut.cancelled() or fut.exception() is not None:
+                continue
+            self.store_seconds += fut.result()
+            self.finished(outcome, prov, "done")
 
     def handle_lost(self, future: Any, run_id: str) -> list[Any]:
         """A task error means the infrastructure failed: retry, resuming from the checkpoint."""
@@ -441,8 +555,9 @@ class _Driver:
             text = f"{type(e2).__name__}: {e2}".splitlines()[0]
         self.running.pop(run_id, None)
         attempt = self.attempt.get(run_id, 1)
+        self.sync_store()
         if attempt <= self.retries and not self.stopping:
-            arrays = self.store.load_checkpoint(run_id)
+            arrays = self._usable_checkpoint(run_id)
             resume = None
             where = "from the start"
             if arrays is not None:
@@ -480,21 +595,45 @@ class _Driver:
             msg = (f"no result {limit:.0f} s after the start (timeout {self.timeout:g} s + grace "
                    f"{self.grace:g} s); its worker {worker} was restarted")
             self.log.error("%s: %s", pid, msg)
-            try:
-                res = self.client.restart_workers([worker], timeout=60, raise_for_error=False)
-                self.log.info("restart of %s: %s", worker, res)
-            except Exception as exc:  # no nanny (remote worker): it stays busy; say so
-                self.log.error("could not restart worker %s: %s", worker, exc)
+            self.restart_worker(worker)
+            self.sync_store()
             self.store.record_failure(rid, "timeout", msg, self.provenance(rid, None))
             self.forget_checkpoint_variable(rid)
             self.finish(rid, "timeout", [f"failed (timeout): {msg}", "status: timeout"])
+
+    def restart_worker(self, worker: str) -> None:
+        """Restart a worker in the background: a restart takes up to a minute, during which
+        the other runs' results are still committed as they come."""
+        import concurrent.futures
+
+        if self.restarter is None:
+            self.restarter = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-restart")
+        self.restarts.append((worker, self.restarter.submit(
+            self.client.restart_workers, [worker], timeout=_RESTART_TIMEOUT, raise_for_error=False)))
+
+    def reap_restarts(self, wait: bool = False) -> None:
+        """Log the restarts that finished (all of them, waiting, with ``wait``)."""
+        for worker, fut in list(self.restarts):
+            if not (wait or fut.done()):
+                continue
+            self.restarts.remove((worker, fut))
+            try:
+                self.log.info("restart of %s: %s", worker, fut.result())
+            except Exception as exc:  # no nanny (remote worker): it stays busy; say so
+                self.log.error("could not restart worker %s: %s", worker, exc)
 
     def stop(self, why: str) -> None:
         """Cancel what has not finished; what has finished is still committed."""
         self.stopping = True
         pending = [f for f in self.futures if f.status == "pending"]
-        self.progress.write(f"stopping: {why}; cancelling {len(pending)} unfinished package(s)")
-        self.log.warning("stopping: %s; cancelling %d unfinished", why, len(pending))
+        unsent = list(self.backlog)
+        self.backlog.clear()
+        n = len(pending) + len(unsent)
+        self.progress.write(f"stopping: {why}; cancelling {n} unfinished package(s)")
+        self.log.warning("stopping: %s; cancelling %d unfinished", why, n)
+        for rid in unsent:
+            self.status[rid] = "cancelled"
+            self.logs.package(self.entries[rid].package_id, "cancelled (--stop-on-error)", stamped=True)
         if pending:
             self.client.cancel(pending)
         for f in pending:
@@ -521,24 +660,39 @@ class _Driver:
 
         self.client.subscribe_topic(self.channel, self.on_event)
         try:
-            first = self.submit(list(self.entries), resumes)
-            self.ac = ac = as_completed(first)
-            last_tick = 0.0
-            while not ac.is_empty():
-                batch = ac.next_batch(block=False) if ac.has_ready() else []
+            self.ac = ac = as_completed(self.submit_next(resumes))
+            last_tick = last_gather = 0.0
+            while not ac.is_empty() or self.backlog:
+                # results are gathered at most every _GATHER_EVERY s: one round trip to the
+                # workers fetches several (each fetch costs the scheduler, the worker and us)
+                batch = []
+                if ac.has_ready() and time.monotonic() - last_gather >= _GATHER_EVERY:
+                    batch = ac.next_batch(block=False)
+                    last_gather = time.monotonic()
                 if self.events:  # starts and checkpoints that arrived before these results
                     self.drain_events()
                 if batch:
                     self.process(batch)
+                if self.commits:
+                    self.reap_commits()
+                if self.backlog and not self.stopping:
+                    ac.update(self.submit_next(resumes))
                 now = time.monotonic()
                 if now - last_tick >= self.tick:
                     last_tick = now
                     self.progress.set_running(len(self.running))
                     self.watchdog()
+                    self.reap_restarts()
+                    self.logs.flush_main()
                 if not batch:
                     time.sleep(0.005)
             self.drain_events()
+            self.sync_store()
+            self.reap_restarts(wait=True)  # the cluster is whole again when the sweep ends
         finally:
+            self.close_store_thread()  # before the store closes, whatever happened
+            if self.restarter is not None:
+                self.restarter.shutdown(wait=False, cancel_futures=True)
             try:
                 self.client.unsubscribe_topic(self.channel)
             except Exception:
@@ -586,25 +740,50 @@ def _local_worker_memory(n_workers: int) -> int | None:
         return None
 
 
-def _check_remote_memory(client: Any, packages: Sequence[Any]) -> None:
-    """Refuse runs that fit in no worker of a cluster we did not start."""
-    from .spec import config_error, memory_need
+def _memory_problems(client: Any, packages: Sequence[Any]) -> list[tuple[Any, str]]:
+    """(package, one-line problem) of the packages whose run fits in no worker of ``client``."""
+    from solver.simulate import memory_key
+
+    from .spec import memory_need
 
     limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
     limits = [m for m in limits if m]
     if not limits:
-        return
+        return []
     biggest = max(limits)
     problems = []
+    needs: dict[tuple, int] = {}  # one estimate per distinct memory need
     for p in packages:
-        need = memory_need(p.params)
+        key = memory_key(p.params)
+        need = needs.get(key)
+        if need is None:
+            need = needs[key] = memory_need(p.params)
         if need > biggest:
-            problems.append(
+            problems.append((p, (
                 f"{p.path}: parameters.grid_size: bad value {list(p.params.grid)}; allowed: a grid "
                 f"whose run fits in a worker's memory (it needs {need / 2**30:.2f} GiB, the largest "
-                f"worker has {biggest / 2**30:.2f} GiB); use a smaller grid or bigger workers")
-    if problems:
-        raise config_error(problems)
+                f"worker has {biggest / 2**30:.2f} GiB); use a smaller grid or bigger workers")))
+    return problems
+
+
+def _check_remote_memory(client: Any, packages: Sequence[Any], Store: Any, store_url: str) -> None:
+    """Refuse runs that fit in no worker of a cluster we did not start, before anything is
+    created: runs already done in the store (read, never created, here) do not count."""
+    from .errors import StoreError
+    from .spec import config_error
+
+    problems = _memory_problems(client, packages)
+    if not problems:
+        return
+    done: set[str] = set()
+    try:
+        with Store.open(store_url, mode="r") as st:
+            done = st.done_run_ids()
+    except StoreError:  # no store yet (or an unreadable one: opening it for writing says why)
+        pass
+    lines = [line for p, line in problems if p.run_id not in done]
+    if lines:
+        raise config_error(lines)
 
 
 def _step_of(arrays: dict[str, Any]) -> int:
@@ -706,6 +885,34 @@ def run_sweep(
         return _dry_run(Store, store_url, packages, say, priority)
 
     log_dir = Path(log_dir) if log_dir is not None else default_log_dir(store_url)
+    early = None  # a cluster we did not start: connected (and checked) before the store opens
+    if client is not None or remote:
+        early = wrap_client(client) if client is not None else connect(
+            mode, max_parallel=max_parallel, scheduler=scheduler, scheduler_file=scheduler_file,
+            security=security, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+    try:
+        if early is not None:
+            _check_remote_memory(early.client, packages, Store, store_url)
+        return _sweep_into_store(
+            Store, store_url, packages, priority, packages_dir, log_dir, say, t_start, early,
+            lambda: connect(mode, max_parallel=max_parallel), remote=remote, client=client,
+            mode=mode, timeout=timeout, retries=retries, stop_on_error=stop_on_error,
+            ckpt_s=ckpt_s, ckpt_n=ckpt_n, progress_bar=progress_bar, dashboard=dashboard, out=out)
+    finally:
+        if early is not None:
+            with _quiet_connection_noise():  # closing a client whose scheduler is gone
+                early.close()
+
+
+def _sweep_into_store(Store: Any, store_url: str, packages: list[Any], priority: str,
+                      packages_dir: Any, log_dir: Path, say: Callable[[str], None], t_start: float,
+                      early: Any, start_cluster: Callable[[], Any], *, remote: bool, client: Any,
+                      mode: str, timeout: float, retries: int, stop_on_error: bool, ckpt_s: Any,
+                      ckpt_n: Any, progress_bar: bool | None, dashboard: bool,
+                      out: IO[str]) -> SweepResult:
+    """``run_sweep`` once its options are checked: plan against the store, run, summarise.
+    ``early`` is the (already checked) cluster we did not start, else ``start_cluster()``
+    starts one when something is to run."""
     with Store.open(store_url, mode="a") as st:
         run_ids = {p.run_id for p in packages}
         done, failed, ckpt_steps = _store_state(st, run_ids)
@@ -734,12 +941,7 @@ def run_sweep(
             for pid, why in result.skipped:
                 log.info("%s: skipped: %s", pid, why)
             if to_run:
-                handle = wrap_client(client) if client is not None else connect(
-                    mode, max_parallel=max_parallel, scheduler=scheduler,
-                    scheduler_file=scheduler_file, security=security, tls_ca=tls_ca,
-                    tls_cert=tls_cert, tls_key=tls_key)
-                if remote or client is not None:
-                    _check_remote_memory(handle.client, [e.package for e in to_run])
+                handle = early if early is not None else start_cluster()
                 result.dashboard_link = handle.dashboard_link
                 say(f"sweep: cluster: {handle.description or handle.client}")
                 say(f"sweep: Dask dashboard: {result.dashboard_link or 'not available'}")
@@ -754,13 +956,14 @@ def run_sweep(
                 from .runner import encode_arrays
 
                 resumes = {}
+                params_of = {p.run_id: p.params for p in packages}
                 for rid in ckpt_steps:
-                    arrays = st.load_checkpoint(rid)
+                    arrays = usable_checkpoint(st, rid, params_of[rid], log)
                     if arrays is not None:
                         resumes[rid] = encode_arrays(arrays)
                 for e in to_run:
                     logs.package(e.package_id, f"queued: {e.reason} (run {e.package.run_id})",
-                                 stamped=True)
+                                 stamped=True, defer=True)  # written with its next lines
                 driver = _Driver(
                     client=handle.client, store=st, logs=logs, entries=to_run,
                     duplicates=duplicates, timeout=timeout,
@@ -824,7 +1027,7 @@ def run_sweep(
         finally:
             if stop_dashboard is not None:
                 stop_dashboard()
-            if handle is not None:
+            if handle is not None and handle is not early:  # run_sweep closes that one
                 with _quiet_connection_noise():  # closing a client whose scheduler is gone
                     handle.close()
             logs.close()

@@ -7,6 +7,7 @@ engine event, a package's log gets its own lines, including those its worker sen
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,21 +18,53 @@ MAIN_LOG = "sweep.log"
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
-def _stamp() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+class _MainLogHandler(logging.FileHandler):
+    """The main log's handler: warnings and errors are written at once, other lines at most
+    ``FLUSH_EVERY`` seconds later (one write per line cost a thousand tiny packages more
+    than their logging itself)."""
+
+    FLUSH_EVERY = 0.5
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, encoding="utf-8")
+        self._flushed = time.monotonic()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING or time.monotonic() - self._flushed >= self.FLUSH_EVERY:
+                self.flush()
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        super().flush()
+        self._flushed = time.monotonic()
+
+
+def _stamp(when: float | None = None) -> str:
+    t = datetime.now(timezone.utc) if when is None else datetime.fromtimestamp(when, timezone.utc)
+    return t.isoformat(timespec="milliseconds")
 
 
 class SweepLogs:
-    """Opens ``<dir>/sweep.log`` on the ``sweep.engine`` logger; appends per-package logs."""
+    """Opens ``<dir>/sweep.log`` on the ``sweep.engine`` logger; appends per-package logs.
+
+    Lines given with ``defer=True`` wait in memory until the package's next line that is
+    not deferred (or ``flush``/``close``): a package's log is then written in one go, not
+    one file opening per line (thousands of tiny packages would spend more time opening
+    their logs than running).
+    """
 
     def __init__(self, directory: str | Path, logger_name: str = "sweep.engine") -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.logger = logging.getLogger(logger_name)
         self.logger.setLevel(logging.INFO)
-        self._handler = logging.FileHandler(self.directory / MAIN_LOG, encoding="utf-8")
+        self._handler = _MainLogHandler(self.directory / MAIN_LOG)
         self._handler.setFormatter(logging.Formatter(_FORMAT))
         self.logger.addHandler(self._handler)
+        self._pending: dict[str, list[str]] = {}
 
     @property
     def main_log(self) -> Path:
@@ -42,15 +75,42 @@ class SweepLogs:
         """Path of a package's log (package ids are validated plain names)."""
         return self.directory / f"{package_id}.log"
 
-    def package(self, package_id: str, lines: str | Iterable[str], *, stamped: bool = False) -> None:
-        """Append lines to a package's log (stamping them with the time if asked)."""
+    def package(self, package_id: str, lines: str | Iterable[str], *, stamped: bool = False,
+                when: float | None = None, defer: bool = False) -> None:
+        """Append lines to a package's log, stamped with the time (``when``, a ``time.time()``
+        value, else now) if asked; ``defer``: keep them in memory until its next lines."""
         if isinstance(lines, str):
             lines = [lines]
-        text = "".join(f"{_stamp()} {ln}\n" if stamped else f"{ln}\n" for ln in lines)
+        stamp = f"{_stamp(when)} " if stamped else ""
+        text = [f"{stamp}{ln}\n" for ln in lines]
+        if defer:
+            self._pending.setdefault(package_id, []).extend(text)
+            return
+        text = self._pending.pop(package_id, []) + text
         with open(self.package_log(package_id), "a", encoding="utf-8") as f:
-            f.write(text)
+            f.write("".join(text))
+
+    def flush(self) -> None:
+        """Write every deferred line (and what the main log holds back)."""
+        for package_id in list(self._pending):
+            self.package(package_id, [])
+        self._handler.flush()
+
+    def flush_main(self) -> None:
+        """Write what the main log holds back (call it now and then: a quiet sweep's last
+        info lines would otherwise wait for the next line)."""
+        self._handler.flush()
 
     def close(self) -> None:
-        """Detach and close the main log's handler."""
-        self.logger.removeHandler(self._handler)
-        self._handler.close()
+        """Write the deferred lines; detach and close the main log's handler. A full or
+        read-only disk loses those lines, quietly: the sweep reports that error itself."""
+        try:
+            self.flush()
+        except OSError:
+            pass
+        finally:
+            self.logger.removeHandler(self._handler)
+            try:
+                self._handler.close()
+            except OSError:
+                pass

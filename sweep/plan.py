@@ -1,7 +1,7 @@
 """What a sweep would do with each package, and why (``sweep explain``).
 
-The run/skip decision is the engine's own (``sweep.engine.plan_sweep``), so ``sweep explain``
-and ``sweep run --dry-run`` never disagree; this module adds what a person needs to trust
+``plan_sweep`` is the run/skip decision the engine acts on, so ``sweep explain`` and
+``sweep run --dry-run`` never disagree; ``explain_packages`` adds what a person needs to trust
 it: whether the run resumes from a checkpoint, which earlier results of the same package
 are now stale (kept, but for other parameters), and which packages share one run.
 """
@@ -9,13 +9,57 @@ are now stale (kept, but for other parameters), and which packages share one run
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .bulk import paused_gc
 from .spec import Package
 from .store import Store
 
-__all__ = ["Explanation", "explain_packages", "store_state"]
+__all__ = ["PlanEntry", "plan_sweep", "Explanation", "explain_packages", "store_state"]
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """What a sweep does with one package: ``run`` it or ``skip`` it, and why."""
+
+    package: Any  # sweep.spec.Package
+    action: str  # "run" or "skip"
+    reason: str
+
+    @property
+    def package_id(self) -> str:
+        return self.package.package_id
+
+
+@paused_gc()
+def plan_sweep(packages: Sequence[Any], done: set[str], failed: dict[str, str] | None = None,
+               checkpoints: dict[str, int] | None = None) -> list[PlanEntry]:
+    """Decide for each package whether it runs, and why, given the store's state.
+
+    ``done``: run ids committed as done; ``failed``: run id -> failure class of earlier
+    attempts; ``checkpoints``: run id -> step of a saved checkpoint.
+    """
+    failed = failed or {}
+    checkpoints = checkpoints or {}
+    first: dict[str, str] = {}
+    out = []
+    for p in packages:
+        rid = p.run_id
+        if rid in done:
+            out.append(PlanEntry(p, "skip", f"done: run {rid} is in the store"))
+        elif rid in first:
+            out.append(PlanEntry(p, "skip", f"same parameters as {first[rid]} (run {rid}): runs once"))
+        else:
+            first[rid] = p.package_id
+            if rid in checkpoints:
+                why = f"resumes from its checkpoint at step {checkpoints[rid]}"
+            elif rid in failed:
+                why = f"failed before ({failed[rid]}): runs again"
+            else:
+                why = "new"
+            out.append(PlanEntry(p, "run", why))
+    return out
 
 
 class Explanation(NamedTuple):
@@ -61,8 +105,6 @@ def store_state(store: Store | None) -> tuple[set[str], dict[str, str], dict[str
 @paused_gc()
 def explain_packages(packages: Sequence[Package], store: Store | None) -> list[Explanation]:
     """One Explanation per package, in the order given."""
-    from .engine import plan_sweep
-
     done, failed, steps, by_package = store_state(store)
     plan = plan_sweep(packages, done, failed, steps)
     sharing: dict[str, list[str]] = {}

@@ -10,8 +10,11 @@ error: task errors mean the infrastructure failed (a lost worker), which the dri
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -53,16 +56,27 @@ class WorkItem:
 
 @dataclass
 class Outcome:
-    """What came of one attempt at a package: a Dataset, or a failure class and its error."""
+    """What came of one attempt at a package: a result, or a failure class and its error.
+
+    ``result`` is the run's ``solver.output.RunResult`` (plain arrays: cheap to send and to
+    store); ``dataset`` gives it as the ``xarray.Dataset`` ``solver.simulate`` returns.
+    """
 
     package_id: str
     run_id: str
     status: str  # "done" or "failed"
     failure_class: str | None = None  # diverged, timeout, error (worker-lost is the driver's)
     error: str | None = None
-    dataset: Any = None
+    result: Any = None
     provenance: dict[str, Any] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+
+    @property
+    def dataset(self) -> Any:
+        """The result as an ``xarray.Dataset`` (None for a failed run)."""
+        if self.result is None or not hasattr(self.result, "to_dataset"):
+            return self.result
+        return self.result.to_dataset()
 
 
 def _failure_registry() -> dict[type, str]:
@@ -108,8 +122,63 @@ def checkpoint_variable_name(channel: str, run_id: str) -> str:
     return f"{channel}-ckpt-{run_id}"
 
 
+@functools.lru_cache(maxsize=1)
+def _hostname() -> str:
+    return socket.gethostname()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+# A run tells the driver it started only once it has run this long (seconds). The driver needs
+# the start of a run that may stop answering (its watchdog) and shows long runs as running; a
+# start event for each of many tiny runs would cost the worker, the scheduler and the driver
+# more than the run itself. A run that ends sooner reports where and when it started in its
+# outcome. (A run stuck from its start while holding the GIL is announced by nobody: Dask's
+# worker time-to-live then removes its silent worker, and the run is retried.)
+ANNOUNCE_AFTER = 0.5
+
+
+class _Announcer:
+    """A daemon thread per worker process sending the start events of the runs still running
+    ``ANNOUNCE_AFTER`` seconds after they started (polled: no wake-up per run)."""
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.pending: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, due: float, send: Callable[[], None]) -> int:
+        """Call ``send()`` at ``time.monotonic() >= due`` unless removed before; a token."""
+        token = next(self._ids)
+        self.pending[token] = (due, send)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, name="sweep-announcer",
+                                                     daemon=True)
+                    self._thread.start()
+        return token
+
+    def remove(self, token: int) -> None:
+        self.pending.pop(token, None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.period)
+            now = time.monotonic()
+            for token, (due, send) in self.pending.copy().items():  # a copy: runs come and go
+                if due <= now and self.pending.pop(token, None) is not None:
+                    try:
+                        send()
+                    except Exception:  # a closing worker: the run's outcome says it all
+                        pass
+
+
+_announcer = _Announcer(period=ANNOUNCE_AFTER / 4)
 
 
 class _Messenger:
@@ -144,9 +213,6 @@ class _Messenger:
 
 def run_package(item: WorkItem) -> Outcome:
     """Run one package's simulation on this worker; never raises for a solver failure."""
-    import solver
-    from solver import SolverParams
-
     t0 = time.time()
     started = _now()
     messenger = _Messenger(item.channel)
@@ -156,7 +222,7 @@ def run_package(item: WorkItem) -> Outcome:
         log.append(f"{_now()} {line}")
 
     prov: dict[str, Any] = {
-        "host": socket.gethostname(),
+        "host": _hostname(),
         "pid": os.getpid(),
         "worker": messenger.address,
         "attempt": item.attempt,
@@ -164,10 +230,29 @@ def run_package(item: WorkItem) -> Outcome:
         "resumed_from_step": None,
         "checkpoints_sent": 0,
     }
-    messenger.event({"event": "start", "run_id": item.run_id, "package_id": item.package_id,
-                     "worker": messenger.address, "time": t0, "attempt": item.attempt})
+    m0 = time.monotonic()
+    token = None
+    if messenger.worker is not None:
+        def announce() -> None:  # elapsed, not a time stamp: the hosts' clocks may differ
+            messenger.event({"event": "start", "run_id": item.run_id, "package_id": item.package_id,
+                             "worker": messenger.address, "time": t0, "attempt": item.attempt,
+                             "elapsed": time.monotonic() - m0})
+
+        token = _announcer.add(m0 + ANNOUNCE_AFTER, announce)
     note(f"started attempt {item.attempt} on {prov['host']} ({messenger.address}), "
          f"timeout {item.timeout:g} s")
+    try:
+        return _run(item, t0, prov, messenger, log, note)
+    finally:
+        if token is not None:
+            _announcer.remove(token)
+
+
+def _run(item: WorkItem, t0: float, prov: dict[str, Any], messenger: _Messenger, log: list[str],
+         note: Callable[[str], None]) -> Outcome:
+    """The simulation of ``run_package``, its failures turned into failure classes."""
+    from solver import SolverParams, State
+    from solver.simulate import run_simulation
 
     last_progress = [t0]
 
@@ -192,12 +277,12 @@ def run_package(item: WorkItem) -> Outcome:
     try:
         params = SolverParams(item.params)
         if item.resume is not None:
-            resume = solver.State.from_arrays(decode_arrays(item.resume))
+            resume = State.from_arrays(decode_arrays(item.resume))
             prov["resumed_from_step"] = int(resume.step)
             note(f"resuming from the checkpoint at step {resume.step} (t={resume.time:.6g})")
         want_ckpt = item.channel is not None and (
             item.checkpoint_every_seconds is not None or item.checkpoint_every_steps is not None)
-        ds = solver.simulate(
+        result = run_simulation(
             params,
             deadline=t0 + item.timeout,
             progress=progress,
@@ -218,7 +303,7 @@ def run_package(item: WorkItem) -> Outcome:
     t1 = time.time()
     prov.update(end_time=_now(), wall_time=t1 - t0)
     note(f"finished in {t1 - t0:.3f} s")
-    return Outcome(item.package_id, item.run_id, "done", None, None, ds, prov, log)
+    return Outcome(item.package_id, item.run_id, "done", None, None, result, prov, log)
 
 
 def run_partition(items: list[WorkItem]) -> list[Outcome]:

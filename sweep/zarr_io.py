@@ -25,8 +25,20 @@ __all__ = ["SMALL_ARRAY_BYTES", "group_document", "encode_small", "is_small", "j
 SMALL_ARRAY_BYTES = 1 << 20  # up to 1 MiB: one uncompressed chunk written directly
 
 
+_PLAIN = frozenset((str, int, bool, type(None)))
+
+
 def jsonable(value: Any) -> Any:
     """``value`` with numpy scalars/arrays and tuples turned into plain JSON values."""
+    t = type(value)
+    if t in _PLAIN:  # the common cases first, by exact type (ABC checks are slow)
+        return value
+    if t is float:
+        return value if math.isfinite(value) else str(value)
+    if t is dict:
+        return {k if type(k) is str else str(k): jsonable(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [jsonable(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -72,14 +84,22 @@ def _template(dtype: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> tupl
     return meta, (chunk_keys[0] if chunk_keys else None)
 
 
+@lru_cache(maxsize=1024)
+def _document(dtype: str, shape: tuple[int, ...], dims: tuple[str, ...], attrs_json: str) -> tuple[bytes, str | None]:
+    """An array's ``zarr.json`` (attributes given as their JSON text) and its chunk key.
+    A sweep writes the same few documents for every run: they are made once."""
+    meta, chunk_key = _template(dtype, shape, dims)
+    doc = dict(meta)
+    doc["attributes"] = json.loads(attrs_json)
+    return json.dumps(doc).encode(), chunk_key
+
+
 def encode_small(path: str, a: np.ndarray, dims: tuple[str, ...], attrs: Mapping[str, Any]) -> dict[str, bytes]:
     """The documents of one small array at ``path``: metadata and its single chunk."""
     a = np.asarray(a)
     little = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
-    meta, chunk_key = _template(little.str, tuple(a.shape), tuple(dims))
-    doc = dict(meta)
-    doc["attributes"] = jsonable(attrs)
-    out = {f"{path}/zarr.json": json.dumps(doc).encode()}
+    doc, chunk_key = _document(little.str, tuple(a.shape), tuple(dims), json.dumps(jsonable(attrs)))
+    out = {f"{path}/zarr.json": doc}
     if chunk_key is not None:
         out[f"{path}/{chunk_key}"] = np.ascontiguousarray(a, dtype=little).tobytes()
     return out

@@ -46,6 +46,12 @@ def tiny_sweep(n: int, *, priorities: tuple[str, ...] = ("HIGH", "MEDIUM", "LOW"
              "parameters": {**TINY, "Re": 100.0 + 10 * i, **overrides}} for i in range(n)]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _validation_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Keep the package validation cache of the tests (and their subprocesses) out of ~/.cache."""
+    os.environ.setdefault("NS_SWEEP_CACHE_DIR", str(tmp_path_factory.mktemp("ns-sweep-cache")))
+
+
 @pytest.fixture
 def packages_dir(tmp_path: Path) -> Callable[..., Path]:
     """Factory: ``packages_dir(list_of_package_dicts, name="packages") -> Path``."""

@@ -225,3 +225,54 @@ def test_run_sweep_watchdog_restarts_a_worker_that_stops_answering(tmp_path: Pat
     assert pid not in client1.run(os.getpid).values()
     d2 = packages_dir(tiny_sweep(2), name="next")
     assert _sweep(d2, tmp_path / "next.zarr", client1).exit_code == 0
+
+
+# a grid whose run needs more memory than this machine has (the workers' limit is its total)
+HUGE = {**TINY, "grid_size": [2048, 2048, 2048]}
+
+
+def test_run_sweep_unfit_package_on_existing_cluster_refused_before_anything_is_created(
+        tmp_path: Path, packages_dir, client1):
+    from sweep.errors import ConfigError
+
+    pkgs = tiny_sweep(2)
+    pkgs.append({"package_id": "huge", "priority": "LOW", "parameters": HUGE})
+    d = packages_dir(pkgs)
+    store, logs = tmp_path / "r.zarr", tmp_path / "logs"
+    with pytest.raises(ConfigError, match=r"package_0002\.json: parameters\.grid_size: bad value "
+                                          r"\[2048, 2048, 2048\].*fits in a worker's memory"):
+        _sweep(d, store, client1, log_dir=logs)
+    assert not store.exists() and not logs.exists()
+
+
+def test_run_sweep_unfit_package_already_done_does_not_count(tmp_path: Path, packages_dir, client1):
+    """A run done earlier (on bigger workers) never runs again: it is no reason to refuse."""
+    from store_data import provenance, result_like
+    from sweep.spec import load_packages
+    from sweep.store import Store
+
+    pkgs = tiny_sweep(1)
+    pkgs.append({"package_id": "huge", "priority": "LOW", "parameters": HUGE})
+    d = packages_dir(pkgs)
+    huge = next(p for p in load_packages(d, check_memory=False) if p.package_id == "huge")
+    store = tmp_path / "r.zarr"
+    with Store.open(store, mode="a") as st:
+        st.commit_run(huge.run_id, result_like(huge.params), provenance(huge.params, "huge"))
+    res = _sweep(d, store, client1)
+    assert res.exit_code == 0 and res.status == {"p000": "done", "huge": "skipped"}
+
+
+def test_run_sweep_short_runs_log_where_and_when_they_started(tmp_path: Path, packages_dir, client1):
+    """Runs shorter than runner.ANNOUNCE_AFTER send no start event: their log still says
+    where and when each attempt started, first."""
+    d = packages_dir(tiny_sweep(2))
+    logs = tmp_path / "logs"
+    assert _sweep(d, tmp_path / "r.zarr", client1, log_dir=logs).exit_code == 0
+    (address,) = client1.scheduler_info()["workers"]
+    for pid in ("p000", "p001"):
+        lines = (logs / f"{pid}.log").read_text().splitlines()
+        assert " queued: new (run " in lines[0]
+        stamp, rest = lines[1].split(" ", 1)
+        assert rest == f"started on {address} (attempt 1)"
+        datetime.fromisoformat(stamp)
+        assert lines[-1] == "status: done"

@@ -40,6 +40,28 @@ def test_plan_resumes_from_checkpoint():
     assert entry.action == "run" and "checkpoint at step 7" in entry.reason
 
 
+def test_checkpoint_of_another_solver_version_is_not_resumed(tmp_path: Path):
+    import json
+    import logging
+
+    from solver import State
+    from sweep.engine import usable_checkpoint
+    from sweep.store import Store
+
+    a = _pkg("a", 100)
+    key = State.params_key(a.params.canonical())
+    old = json.dumps({**json.loads(key), "solver_version": "0.9.0"}, sort_keys=True)
+    state = State(3, 0.03, np.ones((3, 6, 6, 3), np.complex128), State.empty_diagnostics(), key)
+    log = logging.getLogger("test")
+    with Store.open(tmp_path / "s.zarr", mode="a") as st:
+        st.save_checkpoint(a.run_id, state.to_arrays())
+        assert State.key_of_arrays(usable_checkpoint(st, a.run_id, a.params, log)) == key
+        st.save_checkpoint(a.run_id, State(3, 0.03, state.u_hat, state.diagnostics, old).to_arrays())
+        assert st.load_checkpoint(a.run_id) is not None
+        assert usable_checkpoint(st, a.run_id, a.params, log) is None  # the run starts over
+        assert usable_checkpoint(st, a.run_id, _pkg("a", 200).params, log) is None
+
+
 @pytest.mark.parametrize("statuses, code", [
     (["done", "skipped"], EXIT_OK),
     ([], EXIT_OK),
@@ -126,3 +148,47 @@ def test_config_survives_a_set_made_before_import():
             "assert config.get('retries') == 2, config.get('retries')\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
+
+
+def _echo(item):
+    return ("ran", item)
+
+
+@pytest.mark.parametrize("path", ["inlined", "optimised"])
+def test_named_tasks_one_self_contained_task_per_package(path):
+    """Each bag partition becomes one task under its package's key that maps the bag's
+    function over the partition (the inlined fast path and the optimised fallback agree)."""
+    import dask.bag as db
+
+    from sweep.engine import _named_tasks, _optimised_named_tasks
+
+    items = [f"item{i}" for i in range(3)]
+    bag = db.Bag({("pk", i): [it] for i, it in enumerate(items)}, "pk", 3).map(_echo)
+    keys = [f"run-p{i}-x-1" for i in range(3)]
+    graph = _named_tasks(bag, keys) if path == "inlined" else _optimised_named_tasks(bag.to_delayed(), keys)
+    assert list(graph) == keys
+    for key, item in zip(keys, items):
+        task = graph[key]
+        assert not task.dependencies
+        assert task({}) == [("ran", item)]  # what bag.map gives for a one-item partition
+
+
+def test_sweep_logs_defer_package_lines_and_buffer_main_info(tmp_path: Path):
+    from sweep.logs import SweepLogs
+
+    logs = SweepLogs(tmp_path / "logs", logger_name="sweep.test-logs")
+    try:
+        logs.package("a", "queued", stamped=True, defer=True)
+        logs.package("b", "queued too", defer=True)
+        assert not logs.package_log("a").exists()  # deferred: no file opened yet
+        logs.package("a", ["started", "status: done"])
+        assert logs.package_log("a").read_text().splitlines()[1:] == ["started", "status: done"]
+        assert logs.package_log("a").read_text().split(" ", 1)[1].startswith("queued\n")
+        logs.logger.warning("a warning")  # written at once
+        assert "a warning" in logs.main_log.read_text()
+        logs.logger.info("an info line")
+        logs.flush_main()
+        assert "an info line" in logs.main_log.read_text()
+    finally:
+        logs.close()
+    assert logs.package_log("b").read_text() == "queued too\n"  # written at close

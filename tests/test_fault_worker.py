@@ -103,3 +103,46 @@ def test_fault_worker_diverging_run_reported_never_retried(tmp_path: Path, packa
     text = (tmp_path / "logs" / "p000.log").read_text()
     assert len(started_on(text)) == 1 and "status: diverged" in text
     assert "worker lost" not in text
+
+
+def test_fault_worker_frozen_restarted_while_other_results_are_committed(tmp_path: Path,
+                                                                         packages_dir, client2):
+    """The watchdog restarts a frozen worker in the background: the other worker's results
+    keep being committed while the restart runs, and the sweep ends with both workers back."""
+    import dask.config
+
+    stuck = {"package_id": "stuck", "priority": "HIGH",
+             "parameters": {**TINY, "grid_size": [16, 16, 16], "T_final": 500.0}}
+    # ~5 s of runs for the other worker: some are left when the watchdog fires at ~2.5 s
+    d = packages_dir([stuck, *tiny_sweep(120, priorities=("LOW",), T_final=0.6)])
+    logs = tmp_path / "logs"
+    log = logs / "stuck.log"
+    frozen: list[int] = []
+
+    def freeze() -> None:
+        wait_for(lambda: log.exists() and " started on " in log.read_text(), what="the stuck run")
+        pid = worker_pids(client2)[started_on(log.read_text())[0]]
+        os.kill(pid, signal.SIGSTOP)
+        frozen.append(pid)
+
+    t = threading.Thread(target=freeze, daemon=True)
+    t.start()
+    try:
+        with dask.config.set({"sweep.timeout-grace": 0.5, "sweep.tick": 0.1}):
+            res = _sweep(d, tmp_path / "r.zarr", client2, timeout=2.0, log_dir=logs)
+    finally:
+        t.join(timeout=60)
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:  # the restart killed it
+                pass
+    assert frozen, "the stuck run never started"
+    assert res.status["stuck"] == "timeout" and res.counts["done"] == 120
+    main = (logs / "sweep.log").read_text().splitlines()
+    gave_up = next(i for i, ln in enumerate(main) if "stuck: no result" in ln)
+    restarted = next(i for i, ln in enumerate(main) if "restart of " in ln)
+    assert any(": done in " in ln for ln in main[gave_up:restarted]), \
+        "no result committed while the worker restarted"
+    # the sweep waited for the restart: both workers are back, the frozen one replaced
+    assert len(worker_pids(client2)) == 2 and frozen[0] not in worker_pids(client2).values()

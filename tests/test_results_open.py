@@ -80,6 +80,8 @@ def test_results_full_factorial_becomes_a_grid(factorial_store: Path) -> None:
     assert grid.energy.dims == ("Re", "dt", "time")
     assert grid.sizes["Re"] == 3 and grid.sizes["dt"] == 2
     cell = grid.sel(Re=1600.0, dt=0.005)
+    assert list(grid.sel(Re=[100.0, 1600.0]).Re.values) == [100.0, 1600.0]  # lists and ranges work here
+    assert list(grid.sel(Re=slice(100.0, 400.0)).Re.values) == [100.0, 400.0]
     assert cell.run_id.item() == run_id_of(_params(1600.0, 0.005))
     expected = result_like(_params(1600.0, 0.005)).energy.values
     np.testing.assert_array_equal(cell.energy.values[: expected.size], expected)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solver import simulate
+from solver import ParameterError, simulate
 from solver.diagnostics import energy, energy_spectrum
 from solver.initial import initial_velocity
 from solver.operators import scatter_compact
 from solver.params import SolverParams
 from solver.reference import reference_rhs, reference_setup, reference_step
-from solver.stepper import Stepper
+from solver.kernels import installed_kernel_sets, resolve_kernels
+from solver.parallel import SlabPool
+from solver.stepper import Stepper, clear_workspace_cache
 
 
-def _stepper(threads: int = 1, **kw) -> Stepper:
-    return Stepper(SolverParams(**kw), "auto", threads)
+def _stepper(threads: int = 1, kernels: str = "auto", **kw) -> Stepper:
+    return Stepper(SolverParams(**kw), "auto", threads, kernels)
 
 
 def _full(u_hat: np.ndarray, st: Stepper) -> np.ndarray:
@@ -135,3 +137,114 @@ def test_initial_random_is_seeded_divergence_free_and_scaled():
     assert energy(a, g) == pytest.approx(0.3, rel=1e-12)
     spec = energy_spectrum(a, g)
     assert 2 <= int(np.argmax(spec)) <= 4
+
+
+# ------------------------------------------------------------------ kernel sets, workspace cache
+
+
+def _run_steps(kernels: str, threads: int, precision: str, grid, steps: int = 3):
+    """(u_hat bytes, diagnostics of step 0, rhs bytes) after ``steps`` steps with a kernel set."""
+    p = SolverParams(initial_condition="random", grid=grid, Re=200, dt=0.01, precision=precision)
+    st = Stepper(p, "auto", threads, kernels)
+    try:
+        assert st.kernels.name == kernels
+        u0 = initial_velocity(p, st.grid)
+        rhs = st.rhs(u0).tobytes()
+        st.load(u0)
+        diag = st.step(0, record=True)
+        for n in range(1, steps):
+            st.step(n)
+        final = st.observe(steps)
+        return st.u.tobytes(), diag, final, rhs, st.threads
+    finally:
+        st.close()
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("kernels", installed_kernel_sets())
+def test_stepper_kernel_sets_give_identical_bits(kernels, precision):
+    # 48x40x36 has enough points for 2 threads; non-cubic to catch index mix-ups
+    grid = [48, 40, 36]
+    want = _run_steps("numpy", 1, precision, grid)
+    for threads in (1, 2):
+        got = _run_steps(kernels, threads, precision, grid)
+        assert got[4] == threads
+        assert got[0] == want[0], (kernels, threads)  # the state, byte for byte
+        assert got[1] == want[1] and got[2] == want[2]  # diagnostics incl. CFL and max |u|
+        assert got[3] == want[3]  # the right-hand side
+
+
+def test_kernels_auto_and_unknown_name():
+    assert resolve_kernels("auto", 8 ** 3) == "numpy"  # tiny grids never pay numba's start-up
+    assert resolve_kernels("auto", 64 ** 3) == installed_kernel_sets()[0]
+    with pytest.raises(ParameterError, match="kernels: bad value 'cuda'.*'numba', 'numpy'"):
+        resolve_kernels("cuda", 64 ** 3)
+
+
+def test_stepper_workspace_cache_reuses_only_idle_workspaces():
+    clear_workspace_cache()
+    a = _stepper(grid=[8, 8, 8], Re=100)
+    b = _stepper(grid=[8, 8, 8], Re=50)  # alive at the same time: its own arrays
+    assert a.u is not b.u and a.P is not b.P
+    u_a = a.u
+    a.close()
+    c = _stepper(grid=[8, 8, 8], Re=50)
+    try:
+        assert c.u is u_a  # a's workspace, handed back on close
+        assert np.array_equal(c.co.nu_k2, b.co.nu_k2)  # nu k^2 rewritten for the new Re
+    finally:
+        b.close()
+        c.close()
+    big = _stepper(grid=[40, 40, 40], Re=100)  # above CACHE_MAX_POINTS: never cached
+    u_big = big.u
+    big.close()
+    again = _stepper(grid=[40, 40, 40], Re=100)
+    try:
+        assert again.u is not u_big
+    finally:
+        again.close()
+
+
+def test_simulate_with_cached_workspace_gives_same_bits():
+    clear_workspace_cache()
+    base = dict(initial_condition="random", dt=0.01, T_final=0.05, grid=[12, 12, 8], keep_fields=True)
+    fresh = simulate({**base, "Re": 100})
+    simulate({**base, "Re": 30})  # leaves a workspace with another nu and state in the cache
+    reused = simulate({**base, "Re": 100})
+    assert np.array_equal(fresh.energy.values, reused.energy.values)
+    assert fresh.u.values.tobytes() == reused.u.values.tobytes()
+
+
+def test_slab_pool_dynamic_and_static_maps_keep_order_and_raise():
+    with SlabPool(3) as pool:
+        items = list(range(23))
+        for dynamic in (False, True):
+            assert pool.map(lambda w, i: i * i, items, dynamic) == [i * i for i in items]
+            workers = pool.map(lambda w, i: w, items, dynamic)
+            assert set(workers) <= {0, 1, 2}
+
+        def boom(w, i):
+            if i == 7:
+                raise KeyError("slab 7")
+            return i
+        for dynamic in (False, True):
+            with pytest.raises(KeyError, match="slab 7"):
+                pool.map(boom, items, dynamic)
+            assert pool.map(lambda w, i: i, items, dynamic) == items  # still usable
+
+
+def test_simulate_concurrent_solves_in_threads_give_same_bits():
+    # a Dask worker with 2 threads runs two solves at once: kernels and pools must not mix
+    import threading
+    runs = [dict(initial_condition="random", Re=re, dt=0.01, T_final=0.03, grid=[32, 32, 32],
+                 keep_fields=True, fft_threads=2) for re in (100, 300)]
+    alone = [simulate(p).u.values.tobytes() for p in runs]
+    together: list = [None, None]
+    threads = [threading.Thread(target=lambda i=i: together.__setitem__(i, simulate(runs[i])))
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [ds.u.values.tobytes() for ds in together] == alone
+    assert alone[0] != alone[1]

@@ -205,3 +205,52 @@ def test_memory_estimate_scales_with_grid_and_precision():
     assert isinstance(big, int) and small < single < big
     # arrays of the 128^3 float64 stepper: 6 real + 6 half-complex + compact state, ~ 250 MB
     assert 200 * 2**20 < big - memory_estimate(dict(grid=[4, 4, 4])) < 450 * 2**20
+
+
+def test_run_simulation_result_is_simulate_dataset_and_pickles_losslessly():
+    import pickle
+
+    from solver.simulate import run_simulation
+
+    params = {**SMALL, "keep_fields": True, "initial_condition": "random"}
+    result = run_simulation(params)
+    assert result.to_dataset().identical(simulate(params))
+    back = pickle.loads(pickle.dumps(result, protocol=5))
+    for (n, d, v, a), (n2, d2, v2, a2) in zip(result.variables(), back.variables()):
+        assert (n, d, a) == (n2, d2, a2)
+        assert v2.dtype == v.dtype and v2.shape == v.shape and v2.tobytes() == v.tobytes(), n
+        assert v2.flags.writeable
+    assert back.attrs == result.attrs and back.dims == ("time", "k", "x", "y", "z")
+
+
+@pytest.mark.parametrize("ic", ["taylor_green", "abc", "random"])
+def test_initial_velocity_cached_per_process_same_bits_fresh_array(ic):
+    from solver.grid import make_grid
+    from solver import SolverParams
+    from solver.initial import INITIAL_REGISTRY, initial_velocity
+
+    p = SolverParams({**SMALL, "initial_condition": ic, "abc_k": 2})
+    grid = make_grid(p.grid, p.precision)
+    first, again = initial_velocity(p, grid), initial_velocity(p, grid)
+    assert first is not again and first.tobytes() == again.tobytes()
+    fresh = np.ascontiguousarray(INITIAL_REGISTRY[ic](p, grid), dtype=grid.complex_dtype)
+    assert first.tobytes() == fresh.tobytes()
+    first[...] = 0  # the caller owns its array: the cached field is untouched
+    assert initial_velocity(p, grid).tobytes() == fresh.tobytes()
+    if ic == "random":  # a parameter of the field is part of its cache key
+        other = initial_velocity(p.replace(random_seed=p.random_seed + 1), grid)
+        assert other.tobytes() != fresh.tobytes()
+
+
+def test_memory_key_groups_runs_of_equal_memory_need():
+    from solver import SolverParams
+    from solver.simulate import memory_key
+
+    base = SolverParams(SMALL)
+    same = [base.replace(Re=3000.0), base.replace(random_seed=7, cfl_limit=0.5)]
+    other = [base.replace(grid=[16, 16, 16]), base.replace(precision="float32"),
+             base.replace(keep_fields=True)]
+    for p in same:
+        assert memory_key(p) == memory_key(base) and memory_estimate(p) == memory_estimate(base)
+    for p in other:
+        assert memory_key(p) != memory_key(base)

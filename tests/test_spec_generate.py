@@ -28,6 +28,17 @@ def test_spec_new_writes_cartesian_product_from_options(tmp_path: Path) -> None:
     assert "Re400-dt0.005" in {p.package_id for p in pkgs}
 
 
+def test_spec_new_seeds_the_validation_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    d = tmp_path / "sweep"
+    proc = run_cli("new", str(d), "--Re", "100", "400", "--T-final", "0.1", "--grid", "8,8,8",
+                   env={"NS_SWEEP_CACHE_DIR": str(cache)})
+    assert proc.returncode == 0 and "(checked)" in proc.stdout, proc.stderr
+    (cached,) = cache.iterdir()  # one verdict per written package file, keyed by its bytes
+    entries = json.loads(cached.read_text())["entries"]
+    assert sorted(e[0] for e in entries.values()) == sorted(p.package_id for p in load_packages(d))
+
+
 def test_spec_new_is_deterministic(tmp_path: Path) -> None:
     args = ["--Re", "100", "200", "--grid", "8,8,8", "12,12,12", "--T-final", "0.1"]
     assert run_cli("new", str(tmp_path / "a"), *args).returncode == 0

@@ -290,8 +290,8 @@ def test_spec_validation_cache_can_be_disabled(tmp_path: Path, monkeypatch: pyte
     assert not (tmp_path / "xdg").exists()
 
 
-def test_spec_validation_cache_trusts_unchanged_size_and_mtime(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spec_validation_cache_sees_edit_with_same_size_and_mtime(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
     monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
@@ -303,7 +303,8 @@ def test_spec_validation_cache_trusts_unchanged_size_and_mtime(tmp_path: Path,
     f = d / "package_0001.json"
     text = f.read_text()
     f.write_text(text.replace('"Re": 200.0', '"Re": 900.0'))  # same size
-    os.utime(f, (old, old))  # and the same mtime: like git, the file is not read again
-    assert {p.params.Re for p in load_packages(d, worker_memory=WORKER)} == {100.0, 200.0}
-    os.utime(f, (old + 10, old + 10))  # any change of size or mtime: read, hashed, checked
+    os.utime(f, (old, old))  # and the same mtime: the verdict follows the bytes, not the stat
     assert {p.params.Re for p in load_packages(d, worker_memory=WORKER)} == {100.0, 900.0}
+    f.write_text(text.replace('"Re": 200.0', '"Re": -20.0'))
+    os.utime(f, (old, old))
+    assert "parameters.Re: bad value -20.0" in _one(_problems(d), r"package_0001")

@@ -244,3 +244,47 @@ def test_store_provenance_requires_params(tmp_path: Path) -> None:
     with Store.open(tmp_path / "r.zarr", mode="a") as st:
         with pytest.raises(ConfigError, match="provenance: params: missing"):
             st.commit_run(run_id_of(P), result_like(P), {"package_ids": ["x"]})
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_store_commit_of_plain_arrays_writes_the_dataset_bytes(tmp_path: Path) -> None:
+    """A RunResult (what the workers send) and its Dataset store the same files and bytes."""
+    from solver.simulate import run_simulation
+
+    params = {"Re": 100.0, "dt": 0.01, "T_final": 0.03, "grid": [8, 8, 8], "keep_fields": True}
+    result, rid = run_simulation(params), run_id_of(params)
+    trees = []
+    for name, data in (("arrays", result), ("dataset", result.to_dataset())):
+        with Store.open(tmp_path / f"{name}.zarr", mode="a") as st:
+            st.commit_run(rid, data, provenance(params))
+        run_dir = tmp_path / f"{name}.zarr" / "runs" / rid
+        tree = _tree(run_dir)
+        marker = json.loads(tree.pop("zarr.json"))["attributes"]
+        marker["ns_sweep_run"].pop("committed")
+        trees.append((tree, marker))
+    assert trees[0] == trees[1]
+    assert len(trees[0][0]) == 2 * (9 + 3 + 3)  # zarr.json and one chunk per array
+    with Store.open(tmp_path / "arrays.zarr") as st:
+        xr.testing.assert_identical(st.open_run(rid).load().drop_attrs(),
+                                    result.to_dataset().drop_attrs())
+        (rec,) = st.records().values()
+        assert rec.status == "done" and rec.params == SolverParams(params).as_dict()
+
+
+def test_store_commit_replaces_a_partial_run_left_by_a_crash(tmp_path: Path) -> None:
+    rid = run_id_of(P)
+    partial = tmp_path / "r.zarr" / "runs" / rid
+    with Store.open(tmp_path / "r.zarr", mode="a") as st:
+        partial.mkdir(parents=True)  # a crash before the marker: data, no group document
+        (partial / "stale").mkdir()
+        (partial / "stale" / "zarr.json").write_text("{}")
+        (partial / "energy" / "c").mkdir(parents=True)
+        (partial / "energy" / "c" / "0").write_bytes(b"torn")
+        st.commit_run(rid, result_like(P), provenance(P))
+    assert not (partial / "stale").exists()
+    assert not list((tmp_path / "r.zarr").rglob("*.partial"))
+    with Store.open(tmp_path / "r.zarr") as st:
+        _assert_same(st.open_run(rid).load(), result_like(P))

@@ -46,6 +46,7 @@ def main(args: argparse.Namespace) -> int:
     """Expand the grid, check every combination, then write the files."""
     from ..errors import ConfigError
     from ..generate import expand_grids, parse_value, read_grid_file, write_packages
+    from ..spec import check_directory, config_error
 
     values = {k[2:]: [parse_value(v) for v in vals] for k, vals in vars(args).items()
               if k.startswith("p_") and vals is not None}
@@ -74,5 +75,11 @@ def main(args: argparse.Namespace) -> int:
         source = "options"
     docs = expand_grids(grids, source=source)
     names = write_packages(args.directory, docs, force=args.force)
-    print(f"wrote {len(names)} package(s) and priority_summary.json to {args.directory}")
+    # check what was written, as `sweep validate` would: this also records each file's verdict
+    # in the validation cache, so the first `sweep run` of a large sweep need not re-check them
+    # (the memory check depends on the workers and is left to `sweep run`)
+    _, problems = check_directory(args.directory, check_memory=False)
+    if problems:
+        raise config_error(problems)
+    print(f"wrote {len(names)} package(s) and priority_summary.json to {args.directory} (checked)")
     return EXIT_OK

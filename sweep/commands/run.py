@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from .. import config
-from ..cluster import MODES
-from ..engine import PRIORITY_CHOICES, run_sweep
-
 HELP = "run a sweep (skips runs already done; resumes checkpointed ones)"
 DESCRIPTION = (
     "Run every package of PACKAGES_DIR that is not done yet in STORE, on a local Dask cluster "
@@ -44,6 +40,10 @@ def _count(lo: int):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare `sweep run`'s options."""
+    from .. import config  # Dask's config and the engine load only when `sweep run` is the command
+    from ..cluster import MODES
+    from ..engine import PRIORITY_CHOICES
+
     p.add_argument("packages_dir", metavar="PACKAGES_DIR", help="directory of package_*.json files")
     p.add_argument("--store", required=True, metavar="STORE",
                    help="result store: a directory path (created if missing) or an fsspec URL")
@@ -87,6 +87,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the sweep; the exit code says how it went."""
+    from ..engine import run_sweep
+
     result = run_sweep(
         args.packages_dir,
         args.store,

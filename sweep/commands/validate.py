@@ -24,12 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_memory(text: str | None) -> int | None:
     """A memory size such as '4GiB' or '500MB' in bytes (None stays None)."""
-    from dask.utils import parse_bytes
+    if text is None:
+        return None
+    from dask.utils import parse_bytes  # only when given: importing dask costs 0.2 s
 
     from ..errors import ConfigError
 
-    if text is None:
-        return None
     try:
         n = parse_bytes(text)
     except ValueError:

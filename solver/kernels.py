@@ -1,0 +1,98 @@
+"""Kernel sets: a registry of implementations of the stepper's slab kernels.
+
+Every set offers the ``make_*`` factories of ``solver.operators`` (cross product with the
+CFL maxima, max speed, gather of the forward transform, and the spectral load / projection
+/ RK update), computing the same operations in the same order, so all sets give the SAME
+bits: the kernel set is a speed choice, not part of a result's provenance
+(tests/test_solver_physics.py checks bit equality of steps with each set).
+
+* ``numba``: fused compiled loops (``solver.kernels_numba``), one pass over memory per
+  kernel; needs numba (the ``fast`` extra). Pays once per process: importing numba and
+  loading the cached machine code (``scripts/bench_solver.py --startup`` prints it).
+* ``numpy``: ufunc calls with ``out=`` on cache-sized slabs (``solver.operators``); always
+  available.
+
+``auto`` picks numba when it is installed and the grid has at least ``AUTO_MIN_POINTS``
+points, else numpy: on tiny grids the kernels take microseconds and numba's import would
+dominate a short run (a sweep of small cases starts many worker processes).
+
+The environment variable ``SOLVER_KERNELS`` (auto, numba, numpy) sets the default for a
+process, e.g. ``SOLVER_KERNELS=numpy`` on memory-tight nodes: numba and its LLVM add about
+95 MiB to a process's resident memory (two thirds of it shared library pages).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from types import ModuleType
+
+from .errors import ParameterError
+
+__all__ = ["KernelSet", "KERNEL_SETS", "AUTO_ORDER", "AUTO_MIN_POINTS", "ENV_VAR", "default_kernels",
+           "installed_kernel_sets", "resolve_kernels", "get_kernels"]
+
+
+@dataclass(frozen=True)
+class KernelSet:
+    """One implementation of the slab kernels and the slab sizes that suit it."""
+
+    name: str
+    requires: str  # import name that must be installed
+    impl: str  # module with the make_* factories
+    phys_slab_elems: int  # elements per array per physical-space slab
+    spec_slab_elems: int  # elements per array per spectral slab
+    scratch: bool  # whether the kernels need per-worker scratch arrays
+
+    def factories(self) -> ModuleType:
+        """The module holding this set's ``make_*`` factories (imported on first use)."""
+        return importlib.import_module(self.impl)
+
+
+KERNEL_SETS: dict[str, KernelSet] = {
+    # fused loops stream each array once; slabs are small enough to balance the threads
+    "numba": KernelSet("numba", "numba", "solver.kernels_numba", 1 << 15, 1 << 13, False),
+    # temporaries of a slab stay in cache (measured best: 2^15 and 2^13)
+    "numpy": KernelSet("numpy", "numpy", "solver.operators", 1 << 15, 1 << 13, True),
+}
+AUTO_ORDER = ("numba", "numpy")  # fastest first
+AUTO_MIN_POINTS = 1 << 15  # 32^3: below it numba's per-process start-up outweighs its gain
+
+
+@functools.cache
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+ENV_VAR = "SOLVER_KERNELS"
+
+
+def default_kernels() -> str:
+    """The kernel set name a Stepper uses when none is given (``SOLVER_KERNELS`` or 'auto')."""
+    return os.environ.get(ENV_VAR, "auto").strip() or "auto"
+
+
+def installed_kernel_sets() -> list[str]:
+    """Kernel sets whose library can be imported here, fastest first."""
+    return [n for n in AUTO_ORDER if _installed(KERNEL_SETS[n].requires)]
+
+
+def resolve_kernels(name: str, n_points: int) -> str:
+    """The concrete kernel set for ``name`` on a grid of ``n_points`` ('auto' resolved)."""
+    if name == "auto":
+        return installed_kernel_sets()[0] if n_points >= AUTO_MIN_POINTS else "numpy"
+    if name not in KERNEL_SETS:
+        raise ParameterError("kernels", name, "one of 'auto', " + ", ".join(repr(k) for k in KERNEL_SETS))
+    if name not in installed_kernel_sets():
+        raise ParameterError("kernels", name,
+                             f"an installed kernel set: {', '.join(installed_kernel_sets())} or 'auto' "
+                             f"(install {KERNEL_SETS[name].requires!r}, e.g. pip install 'ns-sweep[fast]')")
+    return name
+
+
+def get_kernels(name: str, n_points: int) -> KernelSet:
+    """The kernel set for ``name`` on a grid of ``n_points``."""
+    return KERNEL_SETS[resolve_kernels(name, n_points)]
