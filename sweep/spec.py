@@ -357,8 +357,8 @@ def _save_cache(path: str | None, entries: dict[str, list[Any]]) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{os.getpid()}.partial"
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"fingerprint": _fingerprint(), "entries": entries},
-                      f, separators=(",", ":"))
+            # dumps, not dump: json.dump streams through the pure-Python encoder (20x slower)
+            f.write(json.dumps({"fingerprint": _fingerprint(), "entries": entries}, separators=(",", ":")))
         os.replace(tmp, path)
         _prune_cache(os.path.dirname(path))
     except OSError:  # a cache that cannot be written only costs time

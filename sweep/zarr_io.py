@@ -76,6 +76,9 @@ def _template(dtype: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> tupl
     fill = np.nan if dt.kind in "fc" else 0
     arr = zarr.create_array(MemoryStore(mem), shape=shape, dtype=dt, chunks=tuple(max(1, n) for n in shape),
                             compressors=None, filters=None, fill_value=fill,
+                            # chunk "0" beside zarr.json, not "c/0": one directory less per
+                            # array (a tiny run's commit is mostly file-system operations)
+                            chunk_key_encoding={"name": "v2", "separator": "."},
                             dimension_names=dims or None, zarr_format=3)
     if int(np.prod(shape)) > 0:
         arr[...] = np.ones(shape, dtype=dt)  # not the fill value: zarr skips writing empty chunks
