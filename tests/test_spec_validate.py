@@ -54,6 +54,29 @@ def test_spec_run_id_follows_identity_parameters_only() -> None:
     assert run_id_of(base.replace(Re=100)) == run_id_of(base.replace(Re=100.0))
 
 
+@pytest.mark.parametrize("changes", [
+    {}, {"Re": 1e-5}, {"Re": 1e20, "abc_A": -0.0}, {"abc_A": 0.0}, {"abc_B": -1.5, "abc_k": 3},
+    {"initial_condition": "random", "random_seed": 7, "keep_fields": True},
+    {"T_final": 0.2, "dt": 0.01, "output_interval": 0.1}, {"precision": "float32", "grid": [4, 6, 8]},
+])
+def test_spec_canonical_json_is_the_sorted_compact_json(changes: dict) -> None:
+    # memoised fragments must give exactly the text json.dumps gives (the run ids depend on it)
+    for _ in range(2):  # the second pass reads the memo
+        p = SolverParams({"Re": 400.0, "dt": 0.01, "T_final": 0.1, "grid": [8, 8, 8], **changes})
+        assert p.canonical_json() == json.dumps(p.canonical(), sort_keys=True, separators=(",", ":"))
+
+
+def test_spec_memoised_checks_tell_apart_equal_values_of_other_types() -> None:
+    from solver.params import parameter_problems
+
+    for _ in range(2):  # the second pass reads the memo
+        assert parameter_problems({"grid": [16, 16, 16]}) == []
+        assert parameter_problems({"grid": [16, 16.0, 16]})[0].field == "grid"  # == [16, 16, 16]
+        assert parameter_problems({"keep_fields": 1})[0].field == "keep_fields"  # 1 == True
+        assert str(SolverParams(abc_A=0.0).abc_A) == "0.0" and str(SolverParams(abc_A=-0.0).abc_A) == "-0.0"
+        assert isinstance(SolverParams(Re=100).Re, float) and SolverParams(abc_k=2).abc_k == 2
+
+
 def test_spec_identical_parameters_share_one_run(tmp_path: Path) -> None:
     pkgs = _pkgs(2)
     pkgs[1]["parameters"] = dict(pkgs[0]["parameters"])
