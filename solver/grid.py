@@ -13,6 +13,7 @@ The full real-FFT array (nx, ny, nz//2+1) and the compact one are linked by 2 x-
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -108,11 +109,19 @@ class Grid:
 
 
 def make_grid(shape: tuple[int, int, int], dtype: str | np.dtype = "float64") -> Grid:
-    """Build the grid for ``shape`` points at real ``dtype``."""
-    nx, ny, nz = (int(n) for n in shape)
+    """The grid for ``shape`` points at real ``dtype`` (one shared, read-only Grid per
+    shape and dtype in a process: a sweep of tiny runs would otherwise rebuild it each run)."""
+    return _make_grid(tuple(int(n) for n in shape), np.dtype(dtype).str)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_grid(shape: tuple[int, ...], dtype: str) -> Grid:
+    nx, ny, nz = shape
     K = (kept_max(nx), kept_max(ny), kept_max(nz))
     kx_full, ky_full = _int_wavenumbers(nx), _int_wavenumbers(ny)
     kx = np.concatenate([kx_full[b.f0:b.f1] for b in _blocks(nx, K[0])])
     ky = np.concatenate([ky_full[b.f0:b.f1] for b in _blocks(ny, K[1])])
     kz = np.arange(K[2] + 1, dtype=np.int64)
+    for a in (kx, ky, kz):
+        a.flags.writeable = False  # shared by every run of this grid
     return Grid((nx, ny, nz), np.dtype(dtype), K, _blocks(nx, K[0]), _blocks(ny, K[1]), kx, ky, kz)

@@ -19,7 +19,7 @@ from .grid import make_grid
 from .kernels import default_kernels, resolve_kernels
 from .params import SolverParams
 
-__all__ = ["memory_estimate", "available_memory", "PROCESS_BASELINE", "KERNELS_BASELINE"]
+__all__ = ["memory_estimate", "memory_key", "available_memory", "PROCESS_BASELINE", "KERNELS_BASELINE"]
 
 PROCESS_BASELINE = 135 * 2**20  # interpreter + numpy/scipy/xarray/pyfftw imports (measured 115 MiB)
 # numba + LLVM + the cached kernels, resident once a process runs the numba kernel set
@@ -27,9 +27,28 @@ PROCESS_BASELINE = 135 * 2**20  # interpreter + numpy/scipy/xarray/pyfftw import
 KERNELS_BASELINE = {"numba": 115 * 2**20, "numpy": 0}
 
 
+def memory_key(p: SolverParams) -> tuple[Any, ...]:
+    """What ``memory_estimate`` depends on besides the kernel set: runs with equal keys need
+    the same memory, so a sweep's many runs of one grid are estimated once."""
+    return (tuple(p.grid), p.precision, p.keep_fields)
+
+
+_estimates: dict[tuple[Any, ...], int] = {}
+
+
 def memory_estimate(params: SolverParams | Mapping[str, Any]) -> int:
     """Bytes one run of ``params`` needs at its peak, including the process baseline."""
     p = SolverParams.coerce(params)
+    key = (*memory_key(p), default_kernels())
+    need = _estimates.get(key)
+    if need is None:
+        if len(_estimates) >= 256:
+            _estimates.clear()
+        need = _estimates[key] = _estimate(p)
+    return need
+
+
+def _estimate(p: SolverParams) -> int:
     g = make_grid(p.grid, p.precision)
     rs = g.dtype.itemsize
     n = g.n_points

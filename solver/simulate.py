@@ -12,7 +12,6 @@ run resumed from any checkpointed State ends bit-identical to the uninterrupted 
 
 from __future__ import annotations
 
-import functools
 import time as _time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -22,7 +21,7 @@ import numpy as np
 from .diagnostics import DIAGNOSTICS, energy_spectrum
 from .errors import ParameterError, SolverTimeout
 from .fft import get_backend, resolve_backend
-from .grid import Grid, make_grid
+from .grid import make_grid
 from .initial import initial_velocity
 from .memory import available_memory, memory_estimate
 from .output import RunResult, build_result
@@ -34,7 +33,7 @@ from .version import SOLVER_VERSION
 if TYPE_CHECKING:  # xarray is imported when a Dataset is built: the planner and workers need not
     import xarray as xr
 
-__all__ = ["simulate", "run_simulation", "output_steps", "memory_key"]
+__all__ = ["simulate", "run_simulation", "output_steps"]
 
 Progress = Callable[[int, int, float], Any]
 Checkpoint = Callable[[State], Any]
@@ -44,34 +43,6 @@ def output_steps(p: SolverParams) -> list[int]:
     """Steps at which diagnostics are recorded: 0, every steps_per_output, and the last."""
     n = p.n_steps
     return sorted(set(range(0, n + 1, p.steps_per_output)) | {n})
-
-
-# parameters that set values, never the size of an array: runs that differ only in them need
-# the same memory (any other parameter, including one added later, is assumed to matter)
-_SIZE_NEUTRAL = frozenset({"Re", "abc_A", "abc_B", "abc_C", "abc_k", "random_seed", "random_k_peak",
-                           "random_energy", "cfl_limit"})
-_needs: dict[tuple, int] = {}
-
-
-def memory_key(p: SolverParams) -> tuple:
-    """Equal for runs that need the same memory (``memory_estimate``): a sweep's many runs
-    of one grid are estimated once."""
-    return tuple((k, repr(v)) for k, v in p.as_dict().items() if k not in _SIZE_NEUTRAL)
-
-
-def _memory_need(p: SolverParams) -> int:
-    key = memory_key(p)
-    need = _needs.get(key)
-    if need is None:
-        if len(_needs) >= 64:
-            _needs.clear()
-        need = _needs[key] = memory_estimate(p)
-    return need
-
-
-@functools.lru_cache(maxsize=8)
-def _grid(shape: tuple[int, int, int], precision: str) -> Grid:
-    return make_grid(shape, precision)
 
 
 _MEMORY_TTL = 1.0  # seconds a reading of the available memory is used (a read costs ~0.3 ms)
@@ -86,7 +57,7 @@ def _available_memory() -> int | None:
 
 
 def _check_memory(p: SolverParams) -> None:
-    need, avail = _memory_need(p), _available_memory()
+    need, avail = memory_estimate(p), _available_memory()
     if avail is not None and need > avail:
         raise ParameterError(
             "grid", list(p.grid),
@@ -174,7 +145,7 @@ def run_simulation(
     n_steps, dt = p.n_steps, p.dt
     record_at = set(output_steps(p))
     # the initial field's float64 temporaries are freed before the stepper allocates
-    u_init = initial_velocity(p, _grid(tuple(p.grid), p.precision)) if resume is None else None
+    u_init = initial_velocity(p, make_grid(p.grid, p.precision)) if resume is None else None
     stepper = Stepper(p, backend, threads)
     try:
         first, diag = _start(p, stepper, resume, u_init)

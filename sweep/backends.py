@@ -15,7 +15,18 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-__all__ = ["Blobs", "LocalBlobs", "FsspecBlobs", "open_blobs", "is_local"]
+__all__ = ["Blobs", "LocalBlobs", "FsspecBlobs", "open_blobs", "is_local", "write_fd", "O_CREATE"]
+
+O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def write_fd(fd: int, data: bytes, fsync: bool) -> None:
+    """Write all of ``data`` to an open file descriptor (and fsync it when asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    if fsync:
+        os.fsync(fd)
 
 
 class Blobs(Protocol):
@@ -46,7 +57,6 @@ class LocalBlobs:
         self.root = os.path.abspath(url[len("file://"):] if url.startswith("file://") else url)
         self.url = self.root
         self.fsync = fsync
-        self._made: set[str] = set()
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/"))
@@ -62,18 +72,22 @@ class LocalBlobs:
             return None
 
     def write(self, key: str, data: bytes, *, atomic: bool = True) -> None:
-        """Write one key; ``atomic=False`` skips the rename for files a later marker guards."""
+        """Write one key; ``atomic=False`` skips the rename for files a later marker guards.
+
+        Plain system calls (half the cost of ``open()``); the parent directory is made only
+        when the file cannot be created without it.
+        """
         path = self._path(key)
-        parent = os.path.dirname(path)
-        if parent not in self._made:
-            os.makedirs(parent, exist_ok=True)
-            self._made.add(parent)
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial" if atomic else path
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if self.fsync:
-                f.flush()
-                os.fsync(f.fileno())
+        try:
+            fd = os.open(tmp, O_CREATE, 0o666)
+        except FileNotFoundError:  # the first file of its directory
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(tmp, O_CREATE, 0o666)
+        try:
+            write_fd(fd, data, self.fsync)
+        finally:
+            os.close(fd)
         if atomic:
             os.replace(tmp, path)
 
@@ -98,7 +112,6 @@ class LocalBlobs:
 
     def delete_tree(self, prefix: str) -> None:
         path = self._path(prefix)
-        self._made = {p for p in self._made if not p.startswith(path)}
         shutil.rmtree(path, ignore_errors=True)
 
     def zarr_store(self, read_only: bool = False) -> Any:

@@ -742,8 +742,6 @@ def _local_worker_memory(n_workers: int) -> int | None:
 
 def _memory_problems(client: Any, packages: Sequence[Any]) -> list[tuple[Any, str]]:
     """(package, one-line problem) of the packages whose run fits in no worker of ``client``."""
-    from solver.simulate import memory_key
-
     from .spec import memory_need
 
     limits = [w.get("memory_limit") or 0 for w in client.scheduler_info().get("workers", {}).values()]
@@ -752,12 +750,8 @@ def _memory_problems(client: Any, packages: Sequence[Any]) -> list[tuple[Any, st
         return []
     biggest = max(limits)
     problems = []
-    needs: dict[tuple, int] = {}  # one estimate per distinct memory need
     for p in packages:
-        key = memory_key(p.params)
-        need = needs.get(key)
-        if need is None:
-            need = needs[key] = memory_need(p.params)
+        need = memory_need(p.params)  # memoised by solver.memory
         if need > biggest:
             problems.append((p, (
                 f"{p.path}: parameters.grid_size: bad value {list(p.params.grid)}; allowed: a grid "

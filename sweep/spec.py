@@ -433,7 +433,6 @@ def check_directory(directory: str | os.PathLike[str], *, worker_memory: int | N
     cache_path = _cache_file(directory)
     cache = _load_cache(cache_path)
     fresh: dict[str, list[Any]] = {}
-    memo: dict[tuple[Any, ...], int] = {}
     seen: dict[str, str] = {}
     unreadable: list[str] = []
     packages: list[Package] = []
@@ -460,10 +459,7 @@ def check_directory(directory: str | os.PathLike[str], *, worker_memory: int | N
             if params is not None:
                 values = raw  # as written (solver names): small to cache; SolverParams fills defaults
                 run_id = hashlib.sha256(params.canonical_json().encode()).hexdigest()[:16]
-                key = (*params.grid, params.precision)
-                need = memo.get(key)
-                if need is None:
-                    need = memo[key] = memory_need(params)
+                need = memory_need(params)  # memoised by solver.memory
         if len(problems) == before and values is not None:
             fresh[digest] = [pid, prio, values, tags, run_id, need]
         if pid is not None:

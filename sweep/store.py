@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .backends import LocalBlobs, open_blobs
+from .backends import O_CREATE, LocalBlobs, open_blobs, write_fd
 from .errors import ConfigError, StoreError
 from .index import RunRecord, RunTable
 from .lock import WriterLock, acquire_lock
@@ -517,10 +517,7 @@ class Store:
         # not atomic: a torn record does not parse and is skipped; the run's marker, written
         # before, then restores it (see _adopt_markers)
         data = json.dumps({"record": d, "series": dict(series)}).encode()
-        if isinstance(self._blobs, LocalBlobs):
-            _write_file(self._blobs, f"log/{key}", data)
-        else:
-            self._blobs.write(f"log/{key}", data, atomic=False)
+        self._blobs.write(f"log/{key}", data, atomic=False)
         self._log_keys.append(key)
         if self._table is not None:
             self._table.upsert(d, arrays if arrays is not None else _decode_series(series))
@@ -742,31 +739,6 @@ class Store:
         return iter(sorted(self.records().values(), key=lambda r: r.seq))
 
 
-_O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-
-
-def _write_fd(fd: int, data: bytes, fsync: bool) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    if fsync:
-        os.fsync(fd)
-
-
-def _write_file(blobs: LocalBlobs, key: str, data: bytes) -> None:
-    """One non-atomic file write with plain system calls (half the cost of ``open()``)."""
-    path = os.path.join(blobs.root, *key.split("/"))
-    try:
-        fd = os.open(path, _O_CREATE, 0o666)
-    except FileNotFoundError:  # the first file of its directory
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, _O_CREATE, 0o666)
-    try:
-        _write_fd(fd, data, blobs.fsync)
-    finally:
-        os.close(fd)
-
-
 class _NewLocalGroup:
     """Writes the files of a new run group on a local file system with the fewest system
     calls: the group directory is created (``replace``: after removing an earlier attempt's;
@@ -804,18 +776,18 @@ class _NewLocalGroup:
         for key, data in items.items():
             rel = key[n:]
             self._parents(rel)
-            fd = os.open(rel, _O_CREATE, 0o666, dir_fd=self.fd)
+            fd = os.open(rel, O_CREATE, 0o666, dir_fd=self.fd)
             try:
-                _write_fd(fd, data, self.fsync)
+                write_fd(fd, data, self.fsync)
             finally:
                 os.close(fd)
 
     def write_atomic(self, name: str, data: bytes) -> None:
         """Write a file of the group directory through a temporary file and a rename."""
         tmp = f"{name}.{os.urandom(4).hex()}.partial"
-        fd = os.open(tmp, _O_CREATE, 0o666, dir_fd=self.fd)
+        fd = os.open(tmp, O_CREATE, 0o666, dir_fd=self.fd)
         try:
-            _write_fd(fd, data, self.fsync)
+            write_fd(fd, data, self.fsync)
         finally:
             os.close(fd)
         os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)

@@ -244,7 +244,7 @@ def test_initial_velocity_cached_per_process_same_bits_fresh_array(ic):
 
 def test_memory_key_groups_runs_of_equal_memory_need():
     from solver import SolverParams
-    from solver.simulate import memory_key
+    from solver.memory import memory_key
 
     base = SolverParams(SMALL)
     same = [base.replace(Re=3000.0), base.replace(random_seed=7, cfl_limit=0.5)]
