@@ -6,8 +6,19 @@ Every configuration runs in a fresh subprocess (so peak memory is per configurat
 * ms/step: ``Stepper.step`` (one classic RK4 step, no diagnostics), best of --repeat
   rounds (wall clock; "(cpu)" is the same ratio in process CPU time, all threads summed,
   which a busy machine disturbs less);
-* fft ms: the 36 transforms of one step (4 stages x (6 inverse + 3 forward)) on the same
-  plans and arrays, timed in the same rounds, interleaved with the steps;
+* 36 FFT ms: the FFT work of the step's 36 real 3-D transforms (4 stages x (6 inverse + 3
+  forward)), as the step does it (``Stepper.fft_passes``): the 1-D FFTW passes alone (x
+  passes of the x-padded spectra; y and z passes of each slab, real lines transformed two at
+  a time as one complex line), on the same plans, arrays and threads, timed in the same
+  rounds, interleaved with the steps; "step/FFT" is ms/step over it;
+* +pack ms: the same transforms including the slab loads and stores that feed them (copy
+  with y padding, packing real pairs into complex lines and unpacking them: the data
+  movement a library's multi-dimensional r2c/c2r does inside); "step/+p" is ms/step over
+  it (what the step adds: u x omega, the gather, the projection and RK update);
+* 3-D FFT ms: 36 plain multi-dimensional real FFTs of the whole grid (12 rfftn + 24 irfftn,
+  every mode: no dealiasing shortcut) through the backend's own API (pyFFTW builders with
+  FFTW_ESTIMATE, scipy.fft with workers, numpy.fft), same threads, same rounds: the cost of
+  "the step's 36 FFTs" done the textbook way; "step/3D" is ms/step over it;
 * naive ms/step: ``solver.reference.reference_step``, a straightforward numpy RK4 step
   (whole-array temporaries, np.cross, fresh arrays each stage, numpy.fft), same process
   kind, same run; "vs naive" is its time over ours (wall, and "(cpu)" in CPU time: with
@@ -33,6 +44,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -51,6 +63,54 @@ def _worker_baseline(cfg: dict) -> dict:
     return {"rss": _peak_rss_bytes()}
 
 
+def _plain_pyfftw(a, threads: int):
+    import pyfftw.builders as b
+
+    fwd = b.rfftn(a, threads=threads, planner_effort="FFTW_ESTIMATE")
+    spec = fwd().copy()
+    inv = b.irfftn(spec.copy(), s=a.shape, threads=threads, planner_effort="FFTW_ESTIMATE")
+    # called without arguments: no copy into the plan's input array (refilled untimed)
+    return (lambda: fwd()), (lambda: inv()), inv.input_array, spec
+
+
+def _plain_scipy(a, threads: int):
+    import scipy.fft as f
+
+    spec = f.rfftn(a, workers=threads)
+    return (lambda: f.rfftn(a, workers=threads)), \
+        (lambda: f.irfftn(spec, s=a.shape, workers=threads)), None, spec
+
+
+def _plain_numpy(a, threads: int):
+    import numpy as np
+
+    spec = np.fft.rfftn(a)
+    return (lambda: np.fft.rfftn(a)), (lambda: np.fft.irfftn(spec, s=a.shape)), None, spec
+
+
+# backend -> builder of (forward, inverse, array the inverse destroys, its input)
+PLAIN_3D = {"pyfftw": _plain_pyfftw, "scipy": _plain_scipy, "numpy": _plain_numpy}
+
+
+def _plain_3d_seconds(backend: str, n: int, precision: str, threads: int) -> Callable[[], float]:
+    """A function timing 36 textbook 3-D real FFTs of an n^3 grid (12 forward + 24 inverse)."""
+    import numpy as np
+
+    a = np.random.default_rng(0).standard_normal((n, n, n)).astype(precision)
+    fwd, inv, destroyed, spec = PLAIN_3D[backend](a, threads)
+
+    def run() -> float:
+        total = 0.0
+        for i in range(36):
+            if i >= 12 and destroyed is not None:
+                destroyed[...] = spec  # FFTW's c2r overwrites its input: refill, untimed
+            t = time.perf_counter()
+            (fwd if i < 12 else inv)()
+            total += time.perf_counter() - t
+        return total
+    return run
+
+
 def _worker_step(cfg: dict) -> dict:
     import numpy as np
 
@@ -64,28 +124,34 @@ def _worker_step(cfg: dict) -> dict:
     st = Stepper(p, cfg["backend"], cfg["threads"], cfg["kernels"])
     try:
         st.load(initial_velocity(p, st.grid))
-        transforms = st._inverse + st._forward  # the plans the step uses
-
         def ffts() -> None:
-            for _ in range(4):
-                for f in transforms:
-                    f()
+            for _ in range(4):  # the FFT passes of the step's 4 stages, on its plans and slabs
+                st.fft_passes()
 
+        def xforms() -> None:
+            for _ in range(4):  # the same with the slab loads/stores (padding, packing)
+                st.fft_passes(packing=True)
+
+        plain = _plain_3d_seconds(cfg["backend"], n, cfg["precision"], cfg["threads"])
         st.step(0)
         ffts()
+        plain()
+        st._prepare()
         # many short rounds, steps and FFTs interleaved, best of each: robust to other load
-        best = {"step": float("inf"), "fft": float("inf"), "step_cpu": float("inf"),
-                "fft_cpu": float("inf")}
+        best = {k: float("inf") for k in ("step", "fft", "xform", "step_cpu", "fft_cpu", "xform_cpu")}
         for r in range(cfg["repeat"]):
-            for name, fn in (("step", lambda: st.step(r + 1)), ("fft", ffts)):
+            for name, fn in (("step", lambda: st.step(r + 1)), ("fft", ffts), ("xform", xforms)):
                 t, c = time.perf_counter(), time.process_time()
                 fn()
                 best[name] = min(best[name], time.perf_counter() - t)
                 best[name + "_cpu"] = min(best[name + "_cpu"], time.process_time() - c)
+            best["plain"] = min(best.get("plain", float("inf")), plain())
+            st._prepare()  # the FFT passes overwrote the transform inputs: restore them
         best_step, best_fft = best["step"], best["fft"]
         assert np.isfinite(st.u).all()
         return {"step": best_step, "fft": best_fft, "step_cpu": best["step_cpu"],
-                "fft_cpu": best["fft_cpu"], "threads_used": st.threads,
+                "fft_cpu": best["fft_cpu"], "xform": best["xform"], "plain": best["plain"],
+                "threads_used": st.threads,
                 "backend": st.backend.name, "kernels": st.kernels.name}
     finally:
         st.close()
@@ -257,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
               + (f"   peak RSS {r['rss'] / 2**20:.0f} MiB (whole process)" if n == args.memory_size else ""))
 
     print(f"\n{'backend':8s} {'kernels':7s} {'grid':>6s} {'precision':9s} {'ms/step':>9s} {'36 FFT ms':>10s} "
-          f"{'step/FFT':>8s} {'(cpu)':>6s} {'vs naive':>9s} {'(cpu)':>6s} {'f64/f32':>8s}")
+          f"{'step/FFT':>8s} {'(cpu)':>6s} {'+pack ms':>9s} {'step/+p':>7s} {'3-D FFT ms':>10s} {'step/3D':>7s} "
+          f"{'vs naive':>9s} {'(cpu)':>6s} {'f64/f32':>8s}")
     for b, kern in itertools.product(backends, args.kernels):
         for n in args.sizes:
             per_prec: dict[str, float] = {}
@@ -273,12 +340,15 @@ def main(argv: list[str] | None = None) -> int:
                 results["step"].append({"backend": b, "kernels": r["kernels"], "size": n, "precision": prec,
                                         "ms_per_step": r["step"] * 1e3, "fft_ms": r["fft"] * 1e3,
                                         "cpu_ms_per_step": r["step_cpu"] * 1e3,
-                                        "cpu_fft_ms": r["fft_cpu"] * 1e3,
+                                        "cpu_fft_ms": r["fft_cpu"] * 1e3, "fft_with_packing_ms": r["xform"] * 1e3,
+                                        "plain_3d_fft_ms": r["plain"] * 1e3,
                                         "threads_used": r["threads_used"],
                                         "speedup_vs_naive": speedup, "speedup_vs_naive_cpu": speedup_cpu,
                                         "float64_over_float32": f64_f32})
                 print(f"{b:8s} {r['kernels']:7s} {n:4d}^3 {prec:9s} {r['step'] * 1e3:9.1f} {r['fft'] * 1e3:10.1f} "
                       f"{r['step'] / r['fft']:8.2f} {r['step_cpu'] / r['fft_cpu']:6.2f} "
+                      f"{r['xform'] * 1e3:9.1f} {r['step'] / r['xform']:7.2f} "
+                      f"{r['plain'] * 1e3:10.1f} {r['step'] / r['plain']:7.2f} "
                       f"{speedup:9.1f} {speedup_cpu:6.1f} {f64_f32:8.2f}"
                       + ("" if r["threads_used"] == args.threads else f"   ({r['threads_used']} thread)"))
 

@@ -1,32 +1,26 @@
-"""FFT backends: a registry of real-to-complex 3-D transforms bound to preallocated arrays.
+"""FFT backends: a registry of 1-D transform passes bound to preallocated arrays.
 
-Every backend offers the same two operations on fixed arrays, planned once per run, for a
-spectrum that obeys the 2/3 rule: modes outside the kept box (|kx| <= Kx, |ky| <= Ky,
-kz < mz, see ``solver.grid``) are zero.
-
-* ``forward(src, dst)``: ``dst[:, ky kept, :mz] = rfftn(src)[:, ky kept, :mz]``, unnormalised
-  (the solver scales it). ``src`` may be overwritten; the rest of ``dst`` is undefined.
-  ``plans.forward_output()`` gives the ``dst`` to use (a backend may share it with its own
-  scratch).
-* ``inverse(src, dst)``: ``dst = irfftn(full)`` *without* the 1/N factor (the solver keeps
-  its coefficients normalised by 1/N, so the inverse needs no extra pass), where ``src``
-  holds the kept box "x-padded": shape (nx, My, Mz), every kx row at its FFT position,
-  the rows of kx outside the box zero, ky and kz compact (``solver.grid``). ``src`` is
-  NOT modified, so the solver writes only the kept rows and never re-zeroes the others.
-
-pyFFTW splits each 3-D transform into 1-D passes that skip the zero columns and planes
-(``PyfftwPlans``); FFTW's multi-dimensional c2r always destroys its input (it uses the
-zero modes as scratch), the split one preserves it.
+The solver does its 3-D real transforms as 1-D passes (``solver.stepper``): along x in
+place on the x-padded spectra, and along y and z on slabs of x-rows, so every pass skips
+the 2/3 rule's zero columns and planes and a slab's passes run while it is in cache. Every
+backend offers one operation, ``plans.transform(src, dst, axis, kind, threads)``: a
+callable that transforms every line of ``src`` along ``axis`` into ``dst``, unnormalised
+(the solver keeps its coefficients normalised by 1/N, so the inverse needs no extra pass).
+``kind`` is 'forward' or 'backward' (complex; ``dst`` may be ``src``), 'r2c' (``src`` may
+be destroyed) or 'c2r' (``src`` preserved: the solver writes only the kept modes and never
+re-zeroes the others; FFTW's multi-dimensional c2r cannot preserve its input, a 1-D one can).
 
 What the bits depend on (see also ``solver.simulate``):
 
 * ``pyfftw``: plans are made with ``FFTW_ESTIMATE`` only (never ``FFTW_MEASURE``, whose
   algorithm choice depends on timings), on SIMD-aligned arrays, so the same grid, precision,
-  FFTW build and CPU instruction set give the same algorithm and the same bits. FFTW's
-  threads split independent loops; identical bits measured for 1, 2, 3 and 4 threads on
-  grids up to 128^3 and 160x40x20 in both precisions; tests/test_solver_fft.py keeps
-  checking 6 shapes from 4^3 to 48x20x12 (and tests/test_solver_run.py whole runs). Wisdom imported by the host process from ``FFTW_MEASURE`` planning could
-  change the plans: do not import FFTW wisdom in processes that run the solver.
+  FFTW build and CPU instruction set give the same algorithm and the same bits. The solver
+  plans every pass single-threaded and runs the passes of its column chunks and slabs (a
+  partition fixed by the grid) on its own thread pool. tests/test_solver_fft.py checks
+  that the bits of every kind of pass do not depend on the thread count or on how the other
+  axes are cut (and tests/test_solver_run.py whole runs). Wisdom imported by the host process
+  from ``FFTW_MEASURE`` planning could change the plans: do not import FFTW wisdom in
+  processes that run the solver.
 * ``scipy``: ``workers=`` hands whole independent 1-D transforms to threads; each 1-D
   transform is computed identically, so the bits do not depend on the thread count.
 * ``numpy``: single-threaded; deterministic.
@@ -47,166 +41,89 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ParameterError
-from .grid import kept_max
 from .params import FFT_BACKENDS
 
-__all__ = ["Plans", "FFTBackend", "BACKENDS", "AUTO_ORDER", "installed_backends", "resolve_backend", "get_backend"]
+__all__ = ["Plans", "KINDS", "FFTBackend", "BACKENDS", "AUTO_ORDER", "installed_backends", "resolve_backend",
+           "get_backend"]
 
 Transform = Callable[[], None]
 
 
-class Plans:
-    """Transforms of one grid: ``forward(src, dst)`` and ``inverse(src, dst)`` bind arrays."""
+KINDS = ("forward", "backward", "r2c", "c2r")
 
-    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, mz: int, threads: int) -> None:
-        self.shape, self.dtype, self.mz, self.threads = tuple(shape), np.dtype(dtype), mz, threads
-        ny, ky = self.shape[1], kept_max(self.shape[1])
-        # (compact y slice, full y slice) of the kept ky >= 0 and ky < 0
-        self.yblocks = [(slice(0, ky + 1), slice(0, ky + 1))]
-        if ky > 0:
-            self.yblocks.append((slice(ky + 1, 2 * ky + 1), slice(ny - ky, ny)))
+
+class Plans:
+    """Plans of one grid's 1-D passes (``transform``), each bound to its arrays."""
+
+    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, threads: int) -> None:
+        self.shape, self.dtype, self.threads = tuple(shape), np.dtype(dtype), threads
         self.complex_dtype = np.result_type(self.dtype, np.complex64)
 
-    def _full_input(self) -> Callable[[np.ndarray], np.ndarray]:
-        """For whole-array libraries: copy an x-padded input into a zeroed full spectrum
-        (one such array per Plans, shared by its inverse transforms)."""
-        nx, ny, nz = self.shape
-        if getattr(self, "_full", None) is None:
-            self._full = np.zeros((nx, ny, nz // 2 + 1), self.complex_dtype)
-        full, mz, blocks = self._full, self.mz, self.yblocks
+    def transform(self, src: np.ndarray, dst: np.ndarray, axis: int, kind: str, threads: int) -> Transform:
+        """One 1-D pass along ``axis`` of every line of ``src`` into ``dst``, unnormalised.
 
-        def fill(src: np.ndarray) -> np.ndarray:
-            for c, f in blocks:
-                full[:, f, :mz] = src[:, c]
-            return full
-        return fill
+        ``kind`` (one of ``KINDS``): 'forward' / 'backward' (complex, ``dst`` may be
+        ``src``: in place; out of place ``src`` is preserved), 'r2c' (real ``src``, ``dst``
+        of length n//2+1 along ``axis``;
+        ``src`` may be destroyed), 'c2r' (the inverse of 'r2c', ``src`` preserved). Each
+        line is transformed by the same algorithm whatever the other axes hold, so the
+        results do not depend on how the solver cuts its arrays into slabs.
+        """
+        raise NotImplementedError  # pragma: no cover
 
-    def forward(self, src: np.ndarray, dst: np.ndarray) -> Transform:  # pragma: no cover
-        raise NotImplementedError
 
-    def inverse(self, src: np.ndarray, dst: np.ndarray) -> Transform:  # pragma: no cover
-        raise NotImplementedError
-
-    def forward_output(self) -> np.ndarray:
-        """A spectral array to pass as ``dst`` of ``forward`` (the backend may share it)."""
-        nx, ny, nz = self.shape
-        return np.empty((nx, ny, nz // 2 + 1), self.complex_dtype)
+_NUMPY_KINDS = {"forward": (np.fft.fft, {}), "backward": (np.fft.ifft, {"norm": "forward"}),
+                "r2c": (np.fft.rfft, {}), "c2r": (np.fft.irfft, {"norm": "forward"})}
 
 
 class NumpyPlans(Plans):
-    """numpy.fft: single-threaded, never modifies its input."""
+    """numpy.fft: single-threaded, writes into ``dst`` (``out=``)."""
 
-    def forward(self, src: np.ndarray, dst: np.ndarray) -> Transform:
-        def run() -> None:
-            np.fft.rfftn(src, axes=(0, 1, 2), out=dst)
-        return run
-
-    def inverse(self, src: np.ndarray, dst: np.ndarray) -> Transform:
-        shape, fill = self.shape, self._full_input()
+    def transform(self, src: np.ndarray, dst: np.ndarray, axis: int, kind: str, threads: int) -> Transform:
+        fn, kw = _NUMPY_KINDS[kind]
+        if kind == "c2r":
+            kw = {**kw, "n": dst.shape[axis]}
 
         def run() -> None:
-            np.fft.irfftn(fill(src), s=shape, axes=(0, 1, 2), norm="forward", out=dst)
+            fn(src, axis=axis, out=dst, **kw)
         return run
 
 
 class ScipyPlans(Plans):
     """scipy.fft with ``workers`` threads (input preserved: overwrite_x=False)."""
 
-    def forward(self, src: np.ndarray, dst: np.ndarray) -> Transform:
+    def transform(self, src: np.ndarray, dst: np.ndarray, axis: int, kind: str, threads: int) -> Transform:
         import scipy.fft as sf
-        threads = self.threads
+        fn = {"forward": sf.fft, "backward": sf.ifft, "r2c": sf.rfft, "c2r": sf.irfft}[kind]
+        kw: dict = {"norm": "forward"} if kind in ("backward", "c2r") else {}
+        if kind == "c2r":
+            kw["n"] = dst.shape[axis]
 
         def run() -> None:
-            dst[...] = sf.rfftn(src, axes=(0, 1, 2), workers=threads)
-        return run
-
-    def inverse(self, src: np.ndarray, dst: np.ndarray) -> Transform:
-        import scipy.fft as sf
-        shape, threads, fill = self.shape, self.threads, self._full_input()
-
-        def run() -> None:
-            dst[...] = sf.irfftn(fill(src), s=shape, axes=(0, 1, 2), norm="forward", workers=threads)
+            dst[...] = fn(src, axis=axis, workers=threads, **kw)
         return run
 
 
 class PyfftwPlans(Plans):
-    """FFTW through pyFFTW, split into 1-D passes that skip the 2/3 rule's zeros.
+    """FFTW through pyFFTW: one ``pyfftw.FFTW`` object per pass, planned with FFTW_ESTIMATE.
 
-    One scratch array G (the spectral shape) serves both directions:
-
-    * inverse of an x-padded src (preserved): x pass over the kept (ky, kz) columns only,
-      src -> G (out of place, FFTW_PRESERVE_INPUT); y pass over the kept kz
-      planes, in place in G, whose rows ky not kept are zeroed first (the previous y pass
-      filled them); z pass (c2r), G -> dst, preserving G, so G's planes kz >= mz stay zero;
-    * forward of src: z pass (r2c), src -> G; y pass over the kept kz planes in place; x
-      pass over the kept (ky, kz) columns only, in place. ``forward_output()`` is G: the
-      caller gathers the kept modes before the next inverse, which then re-zeroes G's
-      planes kz >= mz once (once per RK stage, not per transform).
-
-    Skipping zero columns saves about 1/9 of the work, and 1-D passes scale with threads
-    where FFTW_ESTIMATE's 2-D (x, y) plan did not (measured, 36 transforms on 2 threads:
-    64^3 41 -> 26 ms; 128^3 390 -> 325 ms); the in-place y pass plus the zeroing of its
-    zero rows costs less than an out-of-place one (64^3, 1 thread: 0.27 vs 0.38 ms).
+    Passes that may overwrite their input say so (FFTW_DESTROY_INPUT: in place, r2c), so
+    FFTW can pick its fastest algorithm; out-of-place complex passes and c2r keep
+    FFTW_PRESERVE_INPUT (pyFFTW's default), which the solver relies on.
     """
 
     _ESTIMATE = ("FFTW_ESTIMATE",)  # never MEASURE: it plans by timing
     _DESTROY = ("FFTW_ESTIMATE", "FFTW_DESTROY_INPUT")
+    _KINDS = {"forward": ("FFTW_FORWARD", _DESTROY), "backward": ("FFTW_BACKWARD", _DESTROY),
+              "r2c": ("FFTW_FORWARD", _DESTROY), "c2r": ("FFTW_BACKWARD", _ESTIMATE)}
 
-    def __init__(self, shape: tuple[int, int, int], dtype: np.dtype, mz: int, threads: int) -> None:
-        super().__init__(shape, dtype, mz, threads)
+    def transform(self, src: np.ndarray, dst: np.ndarray, axis: int, kind: str, threads: int) -> Transform:
         import pyfftw
-        self._fftw = pyfftw.FFTW
-        nx, ny, nz = self.shape
-        ky = kept_max(ny)
-        self._ykept = [f for _, f in self.yblocks]
-        self.G = _pyfftw_empty((nx, ny, nz // 2 + 1), self.complex_dtype)
-        self.G[...] = 0
-        self._g_rows = self.G[:, ky + 1:ny - ky, :mz]  # rows ky not kept, kept planes
-        self._g_planes = self.G[:, :, mz:]  # planes kz >= mz
-        self._planes_dirty = False  # True after a forward transform wrote into G
-
-    def forward_output(self) -> np.ndarray:
-        return self.G
-
-    def _plan(self, a: np.ndarray, b: np.ndarray, axes: tuple[int, ...], direction: str,
-              flags: tuple[str, ...]) -> Transform:
-        # pyFFTW adds FFTW_PRESERVE_INPUT unless FFTW_DESTROY_INPUT is given
-        return self._fftw(a, b, axes=axes, direction=direction, flags=flags,
-                          threads=self.threads).execute  # execute(): no normalisation
-
-    def forward(self, src: np.ndarray, dst: np.ndarray) -> Transform:
-        mz, fw = self.mz, "FFTW_FORWARD"
-        passes = [self._plan(src, dst, (2,), fw, self._DESTROY),
-                  self._plan(dst[:, :, :mz], dst[:, :, :mz], (1,), fw, self._DESTROY)]
-        passes += [self._plan(dst[:, y, :mz], dst[:, y, :mz], (0,), fw, self._DESTROY)
-                   for y in self._ykept]
-        into_g = dst is self.G
-
-        def run() -> None:
-            for p in passes:
-                p()
-            if into_g:
-                self._planes_dirty = True
-        return run
-
-    def inverse(self, src: np.ndarray, dst: np.ndarray) -> Transform:
-        mz, g, bw = self.mz, self.G, "FFTW_BACKWARD"
-        x_passes = [self._plan(src[:, c], g[:, f, :mz], (0,), bw, self._ESTIMATE)
-                    for c, f in self.yblocks]
-        y_pass = self._plan(g[:, :, :mz], g[:, :, :mz], (1,), bw, self._DESTROY)
-        z_pass = self._plan(g, dst, (2,), bw, self._ESTIMATE)
-        rows, planes = self._g_rows, self._g_planes
-
-        def run() -> None:
-            if self._planes_dirty:
-                planes.fill(0)
-                self._planes_dirty = False
-            rows.fill(0)
-            for p in x_passes:
-                p()
-            y_pass()
-            z_pass()
-        return run
+        direction, flags = self._KINDS[kind]
+        if kind in ("forward", "backward") and not np.shares_memory(src, dst):
+            flags = self._ESTIMATE  # out of place: the caller keeps its input
+        # execute(): no normalisation, no array checks (the arrays are bound here)
+        return pyfftw.FFTW(src, dst, axes=(axis,), direction=direction, flags=flags, threads=threads).execute
 
 
 @dataclass(frozen=True)

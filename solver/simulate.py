@@ -4,9 +4,10 @@ Reproducibility: a result's bits depend on the parameters (``SolverParams.canoni
 the FFT backend actually used and its library version (``fft_backend``,
 ``fft_library_version`` attributes), numpy's version and the CPU instruction set (SIMD
 kernels). They do NOT depend on the thread count (``fft_threads``): FFTW plans are made
-with FFTW_ESTIMATE on aligned arrays and its threads split independent loops (identical
-bits measured for 1-4 threads); scipy's workers split independent 1-D transforms; our own
-elementwise kernels run on a fixed slab partition. Nor do they depend on checkpointing: a
+with FFTW_ESTIMATE on aligned arrays and run single-threaded on our own thread pool, which
+splits the grid into slabs and column chunks fixed by the grid, never by the thread count
+(identical bits tested for 1-4 threads); the elementwise kernels run on the same fixed
+partition. Nor do they depend on checkpointing: a
 run resumed from any checkpointed State ends bit-identical to the uninterrupted run.
 """
 

@@ -116,7 +116,7 @@ def usable_checkpoint(store: Any, run_id: str, params: Any, log: Any) -> dict[st
     arrays = store.load_checkpoint(run_id)
     if arrays is None:
         return None
-    if State.key_of_arrays(arrays) != State.params_key(params.canonical()):
+    if "params_json" not in arrays or State.key_of_arrays(arrays) != State.params_key(params.canonical()):
         log.warning("run %s: its checkpoint was written by another solver version; it starts over", run_id)
         return None
     return arrays
@@ -788,12 +788,12 @@ def _step_of(arrays: dict[str, Any]) -> int:
     return int(np.asarray(step).reshape(-1)[0]) if step is not None else -1
 
 
-def _store_state(store: Any, run_ids: set[str]) -> tuple[set[str], dict[str, str], dict[str, int]]:
-    """(done run ids, failed run id -> class, run id -> checkpoint step) of the store."""
+def _store_state(store: Any, run_ids: set[str]) -> Any:
+    """The store's ``StoreState`` with checkpoints limited to the runs of this sweep."""
     from .plan import store_state
 
-    done, failed, steps, _ = store_state(store)
-    return done, failed, {r: s for r, s in steps.items() if r in run_ids}
+    state = store_state(store)
+    return state._replace(checkpoints={r: s for r, s in state.checkpoints.items() if r in run_ids})
 
 
 def run_sweep(
@@ -909,8 +909,9 @@ def _sweep_into_store(Store: Any, store_url: str, packages: list[Any], priority:
     starts one when something is to run."""
     with Store.open(store_url, mode="a") as st:
         run_ids = {p.run_id for p in packages}
-        done, failed, ckpt_steps = _store_state(st, run_ids)
-        plan = plan_sweep(packages, done, failed, ckpt_steps)
+        state = _store_state(st, run_ids)
+        done, ckpt_steps = state.done, state.checkpoints
+        plan = plan_sweep(packages, done, state.failed, ckpt_steps, state.stale_checkpoints)
         result = SweepResult(EXIT_OK, plan=plan, store=store_url, log_dir=log_dir)
         for e in plan:
             result.priority[e.package_id] = e.package.priority

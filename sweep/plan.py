@@ -14,9 +14,9 @@ from typing import Any, NamedTuple
 
 from .bulk import paused_gc
 from .spec import Package
-from .store import Store
+from .store import Store, solver_version
 
-__all__ = ["PlanEntry", "plan_sweep", "Explanation", "explain_packages", "store_state"]
+__all__ = ["PlanEntry", "plan_sweep", "Explanation", "explain_packages", "StoreState", "store_state"]
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,18 @@ class PlanEntry:
 
 @paused_gc()
 def plan_sweep(packages: Sequence[Any], done: set[str], failed: dict[str, str] | None = None,
-               checkpoints: dict[str, int] | None = None) -> list[PlanEntry]:
+               checkpoints: dict[str, int] | None = None,
+               stale_checkpoints: dict[str, str | None] | None = None) -> list[PlanEntry]:
     """Decide for each package whether it runs, and why, given the store's state.
 
     ``done``: run ids committed as done; ``failed``: run id -> failure class of earlier
-    attempts; ``checkpoints``: run id -> step of a saved checkpoint.
+    attempts; ``checkpoints``: run id -> step of a saved checkpoint;
+    ``stale_checkpoints``: run id -> solver version of a checkpoint this solver will not
+    resume (another version rounds differently: the run starts over).
     """
     failed = failed or {}
     checkpoints = checkpoints or {}
+    stale_checkpoints = stale_checkpoints or {}
     first: dict[str, str] = {}
     out = []
     for p in packages:
@@ -52,7 +56,10 @@ def plan_sweep(packages: Sequence[Any], done: set[str], failed: dict[str, str] |
             out.append(PlanEntry(p, "skip", f"same parameters as {first[rid]} (run {rid}): runs once"))
         else:
             first[rid] = p.package_id
-            if rid in checkpoints:
+            if rid in stale_checkpoints:
+                why = (f"starts over: its checkpoint was written by solver "
+                       f"{stale_checkpoints[rid] or '(unknown version)'}, this is {solver_version()}")
+            elif rid in checkpoints:
                 why = f"resumes from its checkpoint at step {checkpoints[rid]}"
             elif rid in failed:
                 why = f"failed before ({failed[rid]}): runs again"
@@ -90,23 +97,34 @@ class Explanation(NamedTuple):
                 f"run {self.package.run_id}  " + "; ".join(notes))
 
 
+class StoreState(NamedTuple):
+    """What planning needs to know of a store."""
+
+    done: set[str]  # run ids committed as done
+    failed: dict[str, str]  # run id -> failure class
+    checkpoints: dict[str, int]  # run id -> checkpoint step (-1: not recorded), runs not done
+    stale_checkpoints: dict[str, str | None]  # run id -> version, checkpoints of another solver
+    by_package: dict[str, set[str]]  # package id -> run ids recorded for it
+
+
 @paused_gc()
-def store_state(store: Store | None) -> tuple[set[str], dict[str, str], dict[str, int], dict[str, set[str]]]:
-    """(done run ids, failed run id -> class, run id -> checkpoint step (-1: not recorded),
-    package id -> run ids)."""
+def store_state(store: Store | None) -> StoreState:
+    """The store's state for ``plan_sweep`` (nothing done when ``store`` is None)."""
     if store is None:
-        return set(), {}, {}, {}
+        return StoreState(set(), {}, {}, {}, {})
     done = store.done_run_ids()  # columns only: no provenance is read for planning
     failed = {r: cls for r, (cls, _) in store.failures().items()}
     steps = {r: (-1 if s is None else s) for r, s in store.checkpoint_steps().items() if r not in done}
-    return done, failed, steps, store.run_ids_by_package()
+    stale = {r: v for r, v in store.checkpoint_versions().items()
+             if r in steps and v != solver_version()} if steps else {}
+    return StoreState(done, failed, steps, stale, store.run_ids_by_package())
 
 
 @paused_gc()
 def explain_packages(packages: Sequence[Package], store: Store | None) -> list[Explanation]:
     """One Explanation per package, in the order given."""
-    done, failed, steps, by_package = store_state(store)
-    plan = plan_sweep(packages, done, failed, steps)
+    done, failed, steps, old_checkpoints, by_package = store_state(store)
+    plan = plan_sweep(packages, done, failed, steps, old_checkpoints)
     sharing: dict[str, list[str]] = {}
     for p in packages:
         sharing.setdefault(p.run_id, []).append(p.package_id)
@@ -114,7 +132,7 @@ def explain_packages(packages: Sequence[Package], store: Store | None) -> list[E
     for entry in plan:
         p: Any = entry.package
         rid = p.run_id
-        action = "resume" if entry.action == "run" and rid in steps else entry.action
+        action = "resume" if entry.action == "run" and rid in steps and rid not in old_checkpoints else entry.action
         earlier = by_package.get(p.package_id)
         stale = () if not earlier or earlier == {rid} else \
             tuple(sorted(r for r in earlier if r != rid and r in done))

@@ -9,8 +9,11 @@ Layout (a local path or an fsspec URL)::
                                 spectrum on `k`, optional fields on (x, y, z)); its zarr.json,
                                 whose attrs["ns_sweep_run"] is the run's record (parameters,
                                 provenance, status), is written LAST: it is the marker
-      log/<seq>-<run_id>.json   one record per commit or failure, with the run's small time
-                                series (append-only; cheap to write, cheap to read back)
+      log/<seq>-<tag>.jsonl     one record per line for each commit or failure, with the
+                                run's small time series: a writer session appends to one
+                                file (named after its first record's sequence number);
+                                stores on object storage get log/<seq>-<run_id>.json, one
+                                object per record. Append-only, cheap to read back
       index/                    attrs: the current compacted generation. index/<gen>/ holds
                                 every record up to a log sequence number as columns (attrs),
                                 provenance/ (attrs, read on demand) and series/ (the time
@@ -50,7 +53,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .backends import O_CREATE, LocalBlobs, open_blobs, write_fd
+from .backends import O_CREATE, Appender, LocalBlobs, open_blobs, write_fd
 from .errors import ConfigError, StoreError
 from .index import RunRecord, RunTable
 from .lock import WriterLock, acquire_lock
@@ -206,7 +209,9 @@ class Store:
         self._table: RunTable | None = None
         self._gen: str | None = None  # the compacted index generation the table was read from
         self._max_seq = 0
-        self._log_keys: list[str] = []
+        self._log_keys: list[str] = []  # log files holding records newer than the index
+        self._log_records = 0  # records in them
+        self._segment: Appender | None = None  # this writer session's log file (local stores)
         self._closed = False
 
     # ------------------------------------------------------------------ opening
@@ -298,6 +303,7 @@ class Store:
             if self.mode == "a" and self._log_keys:
                 self.compact()
         finally:
+            self._close_segment()
             self._closed = True
             if self._lock is not None:
                 self._lock.release()
@@ -355,24 +361,31 @@ class Store:
         self._gen = gen
         self._table = table
         self._max_seq = upto
-        self._log_keys = []
+        self._log_keys, self._log_records = [], 0
         for key in sorted(self._blobs.children("log")):
-            if not key.endswith(".json"):
+            if not key.endswith((".json", ".jsonl")):
                 continue
-            seq = int(key.split("-", 1)[0])
-            if seq <= upto:
-                continue  # already folded into the index (left by a compaction cut short)
             raw = self._blobs.read(f"log/{key}")
-            try:
-                d = json.loads(raw)
-                table.upsert(d["record"], _decode_series(d.get("series") or {}))
-            except (TypeError, ValueError, KeyError):
-                # being written or removed right now (a live store): the run's marker, written
-                # before its record, stands in for it (_adopt_markers)
-                log.debug("store %s: skipping unreadable log record %s", self.url, key)
-                continue
+            if raw is None:
+                continue  # removed by a compaction right now: the new index holds it
             self._log_keys.append(key)
-            self._max_seq = max(self._max_seq, seq)
+            # a .jsonl file holds whole lines only up to its last newline: a torn last record
+            # (being written, or cut by a crash) is left out
+            lines = [raw] if key.endswith(".json") else raw.split(b"\n")[:-1]
+            for line in lines:
+                try:
+                    d = json.loads(line)
+                    seq = int(d["record"]["seq"])
+                    if seq <= upto:
+                        continue  # already folded into the index (left by a compaction cut short)
+                    table.upsert(d["record"], _decode_series(d.get("series") or {}))
+                except (TypeError, ValueError, KeyError):
+                    # torn by a crash, or being written right now: the run's marker, written
+                    # before its record, stands in for it (_adopt_markers)
+                    log.debug("store %s: skipping an unreadable log record in %s", self.url, key)
+                    continue
+                self._log_records += 1
+                self._max_seq = max(self._max_seq, seq)
         self._adopt_markers(table)
         return table
 
@@ -512,13 +525,25 @@ class Store:
     def _append_log(self, rec: RunRecord, series: Mapping[str, str],
                     arrays: dict[str, np.ndarray] | None = None) -> None:
         """Append the record (and its base64 ``series``, decoded as ``arrays`` when given)."""
-        key = f"{rec.seq:012d}-{rec.run_id}.json"
         d = rec.to_dict()
         # not atomic: a torn record does not parse and is skipped; the run's marker, written
         # before, then restores it (see _adopt_markers)
         data = json.dumps({"record": d, "series": dict(series)}).encode()
-        self._blobs.write(f"log/{key}", data, atomic=False)
-        self._log_keys.append(key)
+        if self._segment is None and hasattr(self._blobs, "open_append"):
+            key = f"{rec.seq:012d}-{os.urandom(4).hex()}.jsonl"
+            self._segment = self._blobs.open_append(f"log/{key}")
+            self._log_keys.append(key)
+        if self._segment is not None:
+            try:
+                self._segment.append(data + b"\n")
+            except BaseException:  # a torn record stays alone at its file's end
+                self._close_segment()
+                raise
+        else:  # object storage: one object per record
+            key = f"{rec.seq:012d}-{rec.run_id}.json"
+            self._blobs.write(f"log/{key}", data, atomic=False)
+            self._log_keys.append(key)
+        self._log_records += 1
         if self._table is not None:
             self._table.upsert(d, arrays if arrays is not None else _decode_series(series))
 
@@ -600,8 +625,13 @@ class Store:
         self._after_write(rec)
         return rec
 
+    def _close_segment(self) -> None:
+        if self._segment is not None:
+            self._segment.close()
+            self._segment = None
+
     def _after_write(self, rec: RunRecord) -> None:
-        if len(self._log_keys) >= COMPACT_EVERY:
+        if self._log_records >= COMPACT_EVERY:
             self.compact()
 
     def compact(self) -> None:
@@ -619,9 +649,10 @@ class Store:
         self._gen = gen
         if ptr.get("current") and ptr["current"] != gen:
             self._blobs.delete_tree(f"index/{ptr['current']}")
+        self._close_segment()  # the next record starts a new log file
         for key in self._log_keys:
             self._blobs.delete(f"log/{key}")
-        self._log_keys = []
+        self._log_keys, self._log_records = [], 0
 
     def _write_index(self, gen: str, table: RunTable) -> None:
         """One index generation: columns (zarr.json attrs), provenance, series as single chunks.
@@ -657,7 +688,8 @@ class Store:
                 table.upsert(rec.to_dict(), _decode_series(series))
                 self._max_seq = max(self._max_seq, rec.seq)
         self._table, self._gen = table, None
-        self._log_keys = sorted(k for k in self._blobs.children("log") if k.endswith(".json"))
+        self._close_segment()
+        self._log_keys = sorted(k for k in self._blobs.children("log") if k.endswith((".json", ".jsonl")))
         if len(table):
             self.compact()
         return len(table)
@@ -668,7 +700,7 @@ class Store:
         self._load()
         for rid in self.checkpoint_run_ids() & self.done_run_ids():
             self.drop_checkpoint(rid)
-        if len(self._log_keys) >= COMPACT_EVERY:
+        if self._log_records >= COMPACT_EVERY:
             self.compact()
 
     # ------------------------------------------------------------------ checkpoints
@@ -695,8 +727,9 @@ class Store:
                 write_large(self.zarr_store, f"{base}/{gen}/{name}", a, (), {})
             fault_point("checkpoint-before-pointer", run_id)
             old = self._checkpoint_pointer(run_id)
-            self._blobs.write(f"{base}/zarr.json", group_document({"current": gen, "step": step,
-                                                                   "names": sorted(arrays), "saved": _now()}))
+            self._blobs.write(f"{base}/zarr.json", group_document({
+                "current": gen, "step": step, "names": sorted(arrays), "saved": _now(),
+                "solver_version": _state_solver_version(arrays.get("params_json"))}))
         if old and old.get("current") and old["current"] != gen:
             self._blobs.delete_tree(f"{base}/{old['current']}")
 
@@ -729,6 +762,28 @@ class Store:
             out[rid] = ptr.get("step")
         return out
 
+    def checkpoint_versions(self) -> dict[str, str | None]:
+        """run id -> the solver version that wrote its checkpoint (None: not known).
+
+        A run resumes only from a checkpoint of this solver version (other versions round
+        differently); planning uses this to say which checkpoints will be ignored.
+        """
+        import zarr
+
+        out = {}
+        for rid in self.checkpoint_run_ids():
+            ptr = self._checkpoint_pointer(rid) or {}
+            version = ptr.get("solver_version")
+            if version is None and ptr.get("current"):  # a pointer written before it said so
+                try:
+                    arr = zarr.open_array(self.zarr_store, path=f"checkpoints/{rid}/{ptr['current']}/params_json",
+                                          mode="r", zarr_format=3)
+                    version = _state_solver_version(arr[...])
+                except (KeyError, FileNotFoundError, ValueError):
+                    version = None
+            out[rid] = version
+        return out
+
     def checkpoint_run_ids(self) -> set[str]:
         """Runs that have a saved checkpoint."""
         return {n for n in self._blobs.children("checkpoints")
@@ -737,6 +792,17 @@ class Store:
     def iter_records(self) -> Iterator[RunRecord]:
         """Records in commit order."""
         return iter(sorted(self.records().values(), key=lambda r: r.seq))
+
+
+def _state_solver_version(params_json: Any) -> str | None:
+    """The solver version inside a ``solver.State``'s ``params_json`` array (None if absent)."""
+    if params_json is None:
+        return None
+    try:
+        version = json.loads(np.asarray(params_json, dtype=np.uint8).tobytes()).get("solver_version")
+    except (ValueError, AttributeError):
+        return None
+    return str(version) if version is not None else None
 
 
 class _NewLocalGroup:

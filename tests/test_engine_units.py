@@ -62,6 +62,33 @@ def test_checkpoint_of_another_solver_version_is_not_resumed(tmp_path: Path):
         assert usable_checkpoint(st, a.run_id, _pkg("a", 200).params, log) is None
 
 
+def test_explain_says_which_checkpoints_resume_and_which_start_over(tmp_path: Path):
+    import json
+
+    from solver import SOLVER_VERSION, State
+    from sweep.plan import explain_packages
+    from sweep.store import Store
+
+    a, b = _pkg("a", 100), _pkg("b", 200)
+    for p, version in ((a, SOLVER_VERSION), (b, "0.9.0")):
+        key = json.dumps({**json.loads(State.params_key(p.params.canonical())), "solver_version": version},
+                         sort_keys=True)
+        state = State(3, 0.03, np.ones((3, 6, 6, 3), np.complex128), State.empty_diagnostics(), key)
+        with Store.open(tmp_path / "s.zarr", mode="a") as st:
+            st.save_checkpoint(p.run_id, state.to_arrays(), step=3)
+    # a checkpoint saved before pointers recorded the version: read from the state itself
+    pointer = tmp_path / "s.zarr" / "checkpoints" / b.run_id / "zarr.json"
+    doc = json.loads(pointer.read_text())
+    del doc["attributes"]["solver_version"]
+    pointer.write_text(json.dumps(doc))
+    with Store.open(tmp_path / "s.zarr") as st:
+        assert st.checkpoint_versions() == {a.run_id: SOLVER_VERSION, b.run_id: "0.9.0"}
+        ex = {e.package_id: e for e in explain_packages([a, b], st)}
+    assert ex["a"].action == "resume" and "checkpoint at step 3" in ex["a"].reason
+    assert ex["b"].action == "run"
+    assert f"starts over: its checkpoint was written by solver 0.9.0, this is {SOLVER_VERSION}" in ex["b"].reason
+
+
 @pytest.mark.parametrize("statuses, code", [
     (["done", "skipped"], EXIT_OK),
     ([], EXIT_OK),

@@ -13,6 +13,7 @@ import xarray as xr
 
 import sweep
 from conftest import run_cli, write_packages
+from solver import State
 from store_data import provenance, result_like
 from sweep.errors import ConfigError
 from sweep.plan import explain_packages
@@ -180,7 +181,9 @@ def test_results_explain_resume_and_failed(tmp_path: Path) -> None:
     pkgs = {p.package_id: p for p in load_packages(d, worker_memory=4 << 30)}
     url = tmp_path / "r.zarr"
     with Store.open(url, mode="a") as st:
-        st.save_checkpoint(pkgs["a"].run_id, {"step": np.array([3])}, step=3)
+        key = State.params_key(pkgs["a"].params.canonical())  # a state of this solver version
+        state = State(3, 0.03, np.ones((3, 6, 6, 3), np.complex128), State.empty_diagnostics(), key)
+        st.save_checkpoint(pkgs["a"].run_id, state.to_arrays(), step=3)
         st.record_failure(pkgs["b"].run_id, "timeout", "deadline passed", provenance(pkgs["b"].params, "b"))
     proc = run_cli("explain", str(d), "--store", str(url))
     assert proc.returncode == 0, proc.stderr

@@ -174,9 +174,25 @@ def test_stepper_kernel_sets_give_identical_bits(kernels, precision):
         assert got[3] == want[3]  # the right-hand side
 
 
+def test_stepper_holds_no_whole_physical_field():
+    # the memory design: spectra (x-padded, compact) and per-thread slabs of a few x-rows only
+    st = _stepper(threads=2, grid=[64, 48, 40], Re=100)
+    try:
+        ws, shape = st._ws, st.grid.shape
+        arrays = [ws.P, ws.u, ws.u0, ws.acc, ws.R] + [a for sb in ws.slab_bufs for a in (sb.Zi, sb.Z)]
+        assert len(ws.slab_bufs) == 2
+        for a in arrays:
+            assert a[0].size < np.prod(shape) and a.shape[-3:] != shape  # per component
+        for sb in ws.slab_bufs:
+            assert sb.Z.shape[1] * 4 <= shape[0]  # slabs of at most a quarter of the x-rows
+    finally:
+        st.close()
+
+
 def test_kernels_auto_and_unknown_name():
-    assert resolve_kernels("auto", 8 ** 3) == "numpy"  # tiny grids never pay numba's start-up
-    assert resolve_kernels("auto", 64 ** 3) == installed_kernel_sets()[0]
+    for n in (8, 64):  # the fastest installed set on every grid
+        assert resolve_kernels("auto", n ** 3) == installed_kernel_sets()[0]
+    assert resolve_kernels("numpy", 64 ** 3) == "numpy"
     with pytest.raises(ParameterError, match="kernels: bad value 'cuda'.*'numba', 'numpy'"):
         resolve_kernels("cuda", 64 ** 3)
 

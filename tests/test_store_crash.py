@@ -197,3 +197,28 @@ def test_store_torn_log_record_falls_back_to_marker(tmp_path: Path) -> None:
         pass  # the writer re-logs the run and folds it into the index
     with Store.open(store) as reader:
         assert reader.done_run_ids() == {run_id_of(A)} and not list((store / "log").iterdir())
+
+
+def test_store_killed_writer_with_torn_log_tail_keeps_every_run(tmp_path: Path) -> None:
+    store = tmp_path / "r.zarr"
+    runs = [{**A, "Re": 100.0 + i} for i in range(4)]
+    proc, flag = _writer(tmp_path, store, runs[:3])
+    _wait(flag, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (segment,) = (store / "log").iterdir()  # the killed session's records, one line each
+    data = segment.read_bytes()
+    assert data.count(b"\n") == 3
+    segment.write_bytes(data[: len(data) - 40])  # the last record torn, as a crash mid-write leaves it
+    with Store.open(store) as reader:  # the torn run is known by its marker
+        assert reader.done_run_ids() == {run_id_of(p) for p in runs[:3]}
+    with Store.open(store, mode="a") as st:  # a new session appends to a new file
+        st.commit_run(run_id_of(runs[3]), result_like(runs[3]), provenance(runs[3], "pkg3"))
+        assert len(list((store / "log").iterdir())) == 2
+        assert st.records()[run_id_of(runs[2])].package_ids == ("pkg2",)
+    with Store.open(store) as reader:
+        assert reader.done_run_ids() == {run_id_of(p) for p in runs}
+        assert not list((store / "log").iterdir())
+        for p in runs:  # the torn record's data came back from the run group
+            np.testing.assert_array_equal(reader.open_run(run_id_of(p))["energy"].values,
+                                          result_like(p)["energy"].values)

@@ -74,10 +74,17 @@ def test_store_fsspec_url_round_trip() -> None:
     url = f"memory://ns-sweep-test-{np.random.default_rng().integers(1 << 30)}/r.zarr"
     ds = result_like(P)
     rid = run_id_of(P)
+    other = {**P, "Re": 401.0}
     with Store.open(url, mode="a") as st:
         st.commit_run(rid, ds, provenance(P))
+        st.record_failure(run_id_of(other), "diverged", "NaN", provenance(other))
+        # object storage cannot append: one log object per record, read back by a live reader
+        assert sorted(k.rsplit("-", 1)[1] for k in st._blobs.children("log")) == \
+            sorted([f"{rid}.json", f"{run_id_of(other)}.json"])
+        with Store.open(url) as reader:
+            assert reader.done_run_ids() == {rid} and set(reader.failures()) == {run_id_of(other)}
     with Store.open(url) as st:
-        assert st.done_run_ids() == {rid}
+        assert st.done_run_ids() == {rid} and not st._blobs.children("log")
         _assert_same(st.open_run(rid).load(), ds)
 
 
@@ -173,7 +180,10 @@ def test_store_index_compacted_on_close_and_rebuilt_from_runs(tmp_path: Path) ->
     with Store.open(url, mode="a") as st:
         ids = [_commit(st, {**P, "Re": 100.0 + i}, f"p{i}") for i in range(4)]
         st.record_failure(run_id_of({**P, "Re": 999.0}), "timeout", "slow", provenance({**P, "Re": 999.0}))
-        assert len(list((url / "log").iterdir())) == 5
+        (segment,) = (url / "log").iterdir()  # the session's records, one line each
+        assert segment.suffix == ".jsonl" and len(segment.read_bytes().splitlines()) == 5
+        with Store.open(url) as reader:  # a reader of the live store sees every record
+            assert set(reader.records()) == {*ids, run_id_of({**P, "Re": 999.0})}
     assert list((url / "log").iterdir()) == []  # folded into the index at close
     with Store.open(url) as st:
         before = {k: r.to_dict() for k, r in st.records().items()}
