@@ -18,10 +18,11 @@ with the same operations.
   available.
 
 ``auto`` picks numba when it is installed and the grid has at least ``AUTO_MIN_POINTS``
-points (every grid: measured with pyFFTW, an 8^3 one-step run takes 1.8 ms with numba
-against 3.5 ms with numpy, 50 steps at 16^3 65 against 155 ms, so a sweep's long-lived
-workers win from the first few runs), else numpy. The price is paid once per process:
-importing numba and loading its cached machine code, 0.6-0.9 s.
+points, else numpy. Below it numba is still faster per run (with pyFFTW: an 8^3 one-step
+run 1.8 against 3.5 ms, 50 steps at 16^3 65 against 155 ms), but the first run in each
+process pays numba's import and the loading of its cached machine code (0.6-0.9 s, more on
+a busy machine), and that counts against a small package's timeout; warming the kernels up
+in each worker before its first run would let small grids use numba too.
 
 The environment variable ``SOLVER_KERNELS`` (auto, numba, numpy) sets the default for a
 process, e.g. ``SOLVER_KERNELS=numpy`` on memory-tight nodes: numba and its LLVM add about
@@ -66,7 +67,7 @@ KERNEL_SETS: dict[str, KernelSet] = {
     "numpy": KernelSet("numpy", "numpy", "solver.operators", 1 << 15, 1 << 13, True),
 }
 AUTO_ORDER = ("numba", "numpy")  # fastest first
-AUTO_MIN_POINTS = 0  # numba on every grid (was 32^3 before the packed slab loads, see above)
+AUTO_MIN_POINTS = 1 << 15  # 32^3: below it numba's per-process start-up can outweigh its gain
 
 
 @functools.cache
