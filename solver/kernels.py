@@ -18,11 +18,13 @@ with the same operations.
   available.
 
 ``auto`` picks numba when it is installed and the grid has at least ``AUTO_MIN_POINTS``
-points, else numpy. Below it numba is still faster per run (with pyFFTW: an 8^3 one-step
-run 1.8 against 3.5 ms, 50 steps at 16^3 65 against 155 ms), but the first run in each
-process pays numba's import and the loading of its cached machine code (0.6-0.9 s, more on
-a busy machine), and that counts against a small package's timeout; warming the kernels up
-in each worker before its first run would let small grids use numba too.
+points, or on every grid once ``warm_up_kernels()`` has loaded it in this process, else
+numpy. numba is faster per run on small grids too (with pyFFTW: an 8^3 one-step run 1.8
+against 3.5 ms, 50 steps at 16^3 65 against 155 ms), but a process pays once for importing
+it and loading its cached machine code (1.2-1.4 s for both precisions, more on a busy
+machine): too much for one small run, and it would count against a package's timeout. A
+sweep's workers warm the kernels up when they start (``sweep.runner.KernelWarmUp``), so
+every run of a sweep gets the fast set.
 
 The environment variable ``SOLVER_KERNELS`` (auto, numba, numpy) sets the default for a
 process, e.g. ``SOLVER_KERNELS=numpy`` on memory-tight nodes: numba and its LLVM add about
@@ -41,7 +43,7 @@ from types import ModuleType
 from .errors import ParameterError
 
 __all__ = ["KernelSet", "KERNEL_SETS", "AUTO_ORDER", "AUTO_MIN_POINTS", "ENV_VAR", "default_kernels",
-           "installed_kernel_sets", "resolve_kernels", "get_kernels"]
+           "installed_kernel_sets", "resolve_kernels", "get_kernels", "warm_up_kernels"]
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,27 @@ def installed_kernel_sets() -> list[str]:
     return [n for n in AUTO_ORDER if _installed(KERNEL_SETS[n].requires)]
 
 
+_warm: set[str] = set()  # kernel sets whose start-up this process has paid (warm_up_kernels)
+
+
+def warm_up_kernels() -> str:
+    """Load the fastest installed kernel set now (numba: import, and load or compile its
+    machine code for both precisions) so that 'auto' uses it on every grid in this process;
+    returns its name. For long-lived processes that run many small cases (sweep workers)."""
+    name = installed_kernel_sets()[0]
+    if name not in _warm:
+        warm = getattr(KERNEL_SETS[name].factories(), "warm_up", None)
+        if warm is not None:
+            warm()
+        _warm.add(name)
+    return name
+
+
 def resolve_kernels(name: str, n_points: int) -> str:
     """The concrete kernel set for ``name`` on a grid of ``n_points`` ('auto' resolved)."""
     if name == "auto":
-        return installed_kernel_sets()[0] if n_points >= AUTO_MIN_POINTS else "numpy"
+        fastest = installed_kernel_sets()[0]
+        return fastest if n_points >= AUTO_MIN_POINTS or fastest in _warm else "numpy"
     if name not in KERNEL_SETS:
         raise ParameterError("kernels", name, "one of 'auto', " + ", ".join(repr(k) for k in KERNEL_SETS))
     if name not in installed_kernel_sets():

@@ -658,6 +658,11 @@ class _Driver:
     def _run(self, resumes: dict[str, dict]) -> None:
         from distributed import as_completed
 
+        from .runner import KernelWarmUp
+
+        # every worker, and each one that joins later (a restart), loads the kernels before
+        # its first run (once per worker process: the plugin is idempotent)
+        self.client.register_plugin(KernelWarmUp())
         self.client.subscribe_topic(self.channel, self.on_event)
         try:
             self.ac = ac = as_completed(self.submit_next(resumes))

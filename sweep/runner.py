@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import logging
 import os
 import socket
 import threading
@@ -23,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+from distributed.diagnostics.plugin import WorkerPlugin
 
 __all__ = [
     "WorkItem",
@@ -31,6 +33,7 @@ __all__ = [
     "failure_class_of",
     "run_package",
     "run_partition",
+    "KernelWarmUp",
     "encode_arrays",
     "decode_arrays",
     "checkpoint_variable_name",
@@ -304,6 +307,25 @@ def _run(item: WorkItem, t0: float, prov: dict[str, Any], messenger: _Messenger,
     prov.update(end_time=_now(), wall_time=t1 - t0)
     note(f"finished in {t1 - t0:.3f} s")
     return Outcome(item.package_id, item.run_id, "done", None, None, result, prov, log)
+
+
+class KernelWarmUp(WorkerPlugin):
+    """Loads the solver's fastest kernel set (numba) in every worker of a sweep when it starts,
+    and in a restarted worker when it joins, so that its first run does not pay numba's
+    start-up (~1.3 s) against its timeout and small grids get the fast kernels too
+    (``solver.kernels.warm_up_kernels``)."""
+
+    name = "ns-sweep-kernel-warm-up"
+    idempotent = True  # one warm-up per worker process, however many sweeps register it
+
+    def setup(self, worker: Any) -> None:
+        try:
+            from solver.kernels import warm_up_kernels
+
+            warm_up_kernels()
+        except Exception as exc:  # a worker whose numba fails still runs every package
+            logging.getLogger("sweep.runner").warning("kernel warm-up failed on %s: %s",
+                                                      getattr(worker, "address", "?"), exc)
 
 
 def run_partition(items: list[WorkItem]) -> list[Outcome]:

@@ -223,6 +223,12 @@ def test_run_sweep_watchdog_restarts_a_worker_that_stops_answering(tmp_path: Pat
     # a fresh worker process took its place, and it runs the next sweep
     client1.wait_for_workers(1, timeout=30)
     assert pid not in client1.run(os.getpid).values()
+    # it loaded the solver's kernels when it joined (KernelWarmUp), before any run: even an
+    # 8^3 run gets the fastest set, and no run pays its start-up against its timeout
+    from solver.kernels import installed_kernel_sets
+
+    auto_on_8cubed = client1.run(lambda: __import__("solver.kernels").kernels.resolve_kernels("auto", 512))
+    assert set(auto_on_8cubed.values()) == {installed_kernel_sets()[0]}
     d2 = packages_dir(tiny_sweep(2), name="next")
     assert _sweep(d2, tmp_path / "next.zarr", client1).exit_code == 0
 

@@ -113,8 +113,9 @@ def test_fault_worker_frozen_restarted_while_other_results_are_committed(tmp_pat
 
     stuck = {"package_id": "stuck", "priority": "HIGH",
              "parameters": {**TINY, "grid_size": [16, 16, 16], "T_final": 500.0}}
-    # ~5 s of runs for the other worker: some are left when the watchdog fires at ~2.5 s
-    d = packages_dir([stuck, *tiny_sweep(120, priorities=("LOW",), T_final=0.6)])
+    # ~5 s of runs for the other worker (100 steps of 8^3, ~40 ms each with the numba
+    # kernels): some are left when the watchdog fires at ~2.5 s
+    d = packages_dir([stuck, *tiny_sweep(120, priorities=("LOW",), T_final=1.0)])
     logs = tmp_path / "logs"
     log = logs / "stuck.log"
     frozen: list[int] = []

@@ -197,6 +197,17 @@ def test_kernels_auto_and_unknown_name():
         resolve_kernels("cuda", 64 ** 3)
 
 
+def test_kernels_warm_up_gives_tiny_grids_the_fastest_set():
+    import subprocess
+    import sys
+
+    code = ("from solver.kernels import resolve_kernels as r, warm_up_kernels as w\n"
+            "before = r('auto', 8 ** 3); name = w(); print(before, name, r('auto', 8 ** 3))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    fastest = installed_kernel_sets()[0]
+    assert out.stdout.split() == ["numpy", fastest, fastest]  # a fresh process, then warmed up
+
+
 def test_stepper_workspace_cache_reuses_only_idle_workspaces():
     clear_workspace_cache()
     a = _stepper(grid=[8, 8, 8], Re=100)
