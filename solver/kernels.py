@@ -94,10 +94,11 @@ _warm: set[str] = set()  # kernel sets whose start-up this process has paid (war
 
 
 def warm_up_kernels() -> str:
-    """Load the fastest installed kernel set now (numba: import, and load or compile its
-    machine code for both precisions) so that 'auto' uses it on every grid in this process;
-    returns its name. For long-lived processes that run many small cases (sweep workers)."""
-    name = installed_kernel_sets()[0]
+    """Load this process's kernel set now (the fastest installed one, or the one
+    ``SOLVER_KERNELS`` names: numba's import and the loading or compiling of its machine
+    code for both precisions) so that 'auto' uses it on every grid in this process; returns
+    its name. For long-lived processes that run many small cases (sweep workers)."""
+    name = resolve_kernels(default_kernels(), AUTO_MIN_POINTS)
     if name not in _warm:
         warm = getattr(KERNEL_SETS[name].factories(), "warm_up", None)
         if warm is not None:

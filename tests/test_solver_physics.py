@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -203,9 +205,15 @@ def test_kernels_warm_up_gives_tiny_grids_the_fastest_set():
 
     code = ("from solver.kernels import resolve_kernels as r, warm_up_kernels as w\n"
             "before = r('auto', 8 ** 3); name = w(); print(before, name, r('auto', 8 ** 3))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    env = {k: v for k, v in os.environ.items() if k != "SOLVER_KERNELS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     fastest = installed_kernel_sets()[0]
     assert out.stdout.split() == ["numpy", fastest, fastest]  # a fresh process, then warmed up
+    # a process told to use the numpy kernels (memory-tight nodes) does not load numba
+    code += "\nimport sys; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "SOLVER_KERNELS": "numpy"})
+    assert out.stdout.split() == ["numpy", "numpy", "numpy", "False"]
 
 
 def test_stepper_workspace_cache_reuses_only_idle_workspaces():
