@@ -21,6 +21,16 @@ O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 _O_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
 
 
+def open_new(path: str, flags: int) -> int:
+    """``os.open(path, flags)``, making the parent directory only when it is missing (the
+    first file of a directory): no existence check on the common path."""
+    try:
+        return os.open(path, flags, 0o666)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return os.open(path, flags, 0o666)
+
+
 def write_fd(fd: int, data: bytes, fsync: bool) -> None:
     """Write all of ``data`` to an open file descriptor (and fsync it when asked)."""
     view = memoryview(data)
@@ -40,11 +50,7 @@ class Appender:
     """
 
     def __init__(self, path: str, fsync: bool) -> None:
-        try:
-            self.fd = os.open(path, _O_APPEND, 0o666)
-        except FileNotFoundError:  # the first file of its directory
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            self.fd = os.open(path, _O_APPEND, 0o666)
+        self.fd = open_new(path, _O_APPEND)
         self.fsync = fsync
 
     def append(self, data: bytes) -> None:
@@ -106,11 +112,7 @@ class LocalBlobs:
         """
         path = self._path(key)
         tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial" if atomic else path
-        try:
-            fd = os.open(tmp, O_CREATE, 0o666)
-        except FileNotFoundError:  # the first file of its directory
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(tmp, O_CREATE, 0o666)
+        fd = open_new(tmp, O_CREATE)
         try:
             write_fd(fd, data, self.fsync)
         finally:

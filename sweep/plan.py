@@ -114,9 +114,9 @@ def store_state(store: Store | None) -> StoreState:
         return StoreState(set(), {}, {}, {}, {})
     done = store.done_run_ids()  # columns only: no provenance is read for planning
     failed = {r: cls for r, (cls, _) in store.failures().items()}
-    steps = {r: (-1 if s is None else s) for r, s in store.checkpoint_steps().items() if r not in done}
-    stale = {r: v for r, v in store.checkpoint_versions().items()
-             if r in steps and v != solver_version()} if steps else {}
+    ckpts = {r: c for r, c in store.checkpoints().items() if r not in done}
+    steps = {r: (-1 if s is None else s) for r, (s, _) in ckpts.items()}
+    stale = {r: v for r, (_, v) in ckpts.items() if v != solver_version()}
     return StoreState(done, failed, steps, stale, store.run_ids_by_package())
 
 

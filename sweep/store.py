@@ -754,35 +754,36 @@ class Store:
         self._blobs.delete(f"checkpoints/{run_id}/zarr.json")  # the pointer first: never half-visible
         self._blobs.delete_tree(f"checkpoints/{run_id}")
 
-    def checkpoint_steps(self) -> dict[str, int | None]:
-        """run id -> step of its saved checkpoint (None when saved without a step)."""
-        out = {}
-        for rid in self.checkpoint_run_ids():
-            ptr = self._checkpoint_pointer(rid) or {}
-            out[rid] = ptr.get("step")
-        return out
-
-    def checkpoint_versions(self) -> dict[str, str | None]:
-        """run id -> the solver version that wrote its checkpoint (None: not known).
-
-        A run resumes only from a checkpoint of this solver version (other versions round
-        differently); planning uses this to say which checkpoints will be ignored.
-        """
-        import zarr
-
+    def checkpoints(self) -> dict[str, tuple[int | None, str | None]]:
+        """run id -> (step, solver version) of each saved checkpoint, from one read of its
+        pointer (None: saved without a step / version not known). A run resumes only from a
+        checkpoint of this solver version (other versions round differently)."""
         out = {}
         for rid in self.checkpoint_run_ids():
             ptr = self._checkpoint_pointer(rid) or {}
             version = ptr.get("solver_version")
             if version is None and ptr.get("current"):  # a pointer written before it said so
-                try:
-                    arr = zarr.open_array(self.zarr_store, path=f"checkpoints/{rid}/{ptr['current']}/params_json",
-                                          mode="r", zarr_format=3)
-                    version = _state_solver_version(arr[...])
-                except (KeyError, FileNotFoundError, ValueError):
-                    version = None
-            out[rid] = version
+                version = self._checkpoint_state_version(rid, ptr["current"])
+            out[rid] = (ptr.get("step"), version)
         return out
+
+    def _checkpoint_state_version(self, run_id: str, gen: str) -> str | None:
+        import zarr
+
+        try:
+            arr = zarr.open_array(self.zarr_store, path=f"checkpoints/{run_id}/{gen}/params_json",
+                                  mode="r", zarr_format=3)
+            return _state_solver_version(arr[...])
+        except (KeyError, FileNotFoundError, ValueError):
+            return None
+
+    def checkpoint_steps(self) -> dict[str, int | None]:
+        """run id -> step of its saved checkpoint (None when saved without a step)."""
+        return {rid: step for rid, (step, _) in self.checkpoints().items()}
+
+    def checkpoint_versions(self) -> dict[str, str | None]:
+        """run id -> the solver version that wrote its checkpoint (None: not known)."""
+        return {rid: version for rid, (_, version) in self.checkpoints().items()}
 
     def checkpoint_run_ids(self) -> set[str]:
         """Runs that have a saved checkpoint."""
@@ -796,10 +797,12 @@ class Store:
 
 def _state_solver_version(params_json: Any) -> str | None:
     """The solver version inside a ``solver.State``'s ``params_json`` array (None if absent)."""
+    from solver import State
+
     if params_json is None:
         return None
     try:
-        version = json.loads(np.asarray(params_json, dtype=np.uint8).tobytes()).get("solver_version")
+        version = json.loads(State.key_of_arrays({"params_json": params_json})).get("solver_version")
     except (ValueError, AttributeError):
         return None
     return str(version) if version is not None else None
