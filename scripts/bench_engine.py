@@ -6,7 +6,9 @@
 1. Throughput: N tiny packages (one 8^3 step each) on a LocalCluster of 2 worker processes,
    through ``run_sweep`` (package files read and checked, plan, one Dask task per package,
    every result committed durably to a zarr store). Prints the wall-clock cost per package,
-   the time of a commit and the CPU time per package (driver process and workers).
+   the time of a commit and the CPU time per package (driver process and workers), and the
+   files the store holds per run; once with packed runs (the default: small runs are log
+   records, then batch groups) and once with a zarr group per run (``--layout``).
    Beside it, measured in the same run: the replaced system's cost, a fresh process per
    package (``python -c "import numpy"``, run two at a time as with 2 parallel slots).
 2. Efficiency: M packages of about S seconds each on the same 2 workers; prints the sweep's
@@ -84,6 +86,48 @@ def _cpu_seconds(client) -> tuple[float, float]:
     return used(), sum(client.run(used).values())
 
 
+def _tree_size(root: Path) -> tuple[int, int]:
+    """(directories, files) under ``root``."""
+    dirs = files = 0
+    for p in root.rglob("*"):
+        dirs, files = (dirs + 1, files) if p.is_dir() else (dirs, files + 1)
+    return dirs, files
+
+
+def bench_tiny(client, packages: Path, where: Path, label: str, args: argparse.Namespace) -> float:
+    """One sweep of the tiny packages into a new store; prints its figures, returns s/package."""
+    from sweep.engine import run_sweep
+    from sweep.store import Store
+
+    cpu0 = _cpu_seconds(client)
+    t0 = time.perf_counter()
+    res = run_sweep(packages, where / "tiny.zarr", client=client, progress_bar=False, out=io.StringIO(),
+                    log_dir=where / "logs")
+    wall = time.perf_counter() - t0
+    driver_cpu, workers_cpu = (b - a for a, b in zip(cpu0, _cpu_seconds(client)))
+    assert res.exit_code == 0 and res.counts["done"] == args.tiny, res.counts
+    n_dirs, n_files = _tree_size(where / "tiny.zarr")
+    with Store.open(str(where / "tiny.zarr"), mode="r") as st:
+        recs = st.records()
+        solver_s = sum(r.wall_time or 0 for r in recs.values())
+    assert len(recs) == args.tiny
+    per_pkg = wall / args.tiny
+    print(f"\n{args.tiny} tiny packages (8^3, 1 step), {args.workers} workers, durable commit included; "
+          f"{label}: the store holds {n_dirs} directories and {n_files} files "
+          f"({(n_dirs + n_files) / args.tiny:.2f} per run)")
+    print(f"  sweep wall time            {wall:8.2f} s")
+    print(f"  cost per package           {per_pkg * 1e3:8.2f} ms   (goal <= 10 ms)")
+    print(f"  store commit per package   {res.store_seconds / args.tiny * 1e3:8.2f} ms   "
+          "(Store.commit_run in the driver's store thread, the single writer; overlapped)")
+    print(f"  solver time per package    {solver_s / args.tiny * 1e3:8.2f} ms   (inside the workers, "
+          "overlapped)")
+    print(f"  CPU per package            {(driver_cpu + workers_cpu) / args.tiny * 1e3:8.2f} ms   "
+          f"(driver process {driver_cpu / args.tiny * 1e3:.2f} ms with the scheduler, workers "
+          f"{workers_cpu / args.tiny * 1e3:.2f} ms; on {args.workers} cores the wall time is at "
+          f"least half the total)")
+    return per_pkg
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run both benchmarks and print their figures."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,11 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long", type=int, default=8, help="packages of --long-seconds each (default 8)")
     ap.add_argument("--long-seconds", type=float, default=2.0)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--layout", choices=("both", "packed", "groups"), default="both",
+                    help="store layout(s) of the tiny-package sweep: packed runs (the default "
+                         "sweep.store.pack-bytes), a group per run (pack-bytes 0), or both in turn "
+                         "(default both)")
     ap.add_argument("--dir", default=None,
                     help="directory for the stores and packages (default: the system temp dir); "
                          "its file system's speed is printed, commits are mostly file creations")
     args = ap.parse_args(argv)
 
+    import dask.config
     from distributed import Client
 
     from sweep.cluster import connect
@@ -118,39 +167,21 @@ def main(argv: list[str] | None = None) -> int:
         run_sweep(warm, tmp / "warm.zarr", client=client, progress_bar=False, out=io.StringIO(),
                   log_dir=tmp / "logs-warm")
 
-        # -- 1. throughput on tiny packages
+        # -- 1. throughput on tiny packages: packed runs (the default), then a group per run
         tiny = write_sweep(tmp / "tiny", args.tiny, {"grid_size": [8, 8, 8], "dt": 0.01, "T_final": 0.01})
-        cpu0 = _cpu_seconds(client)
-        t0 = time.perf_counter()
-        res = run_sweep(tiny, tmp / "tiny.zarr", client=client, progress_bar=False, out=io.StringIO(),
-                        log_dir=tmp / "logs-tiny")
-        wall = time.perf_counter() - t0
-        driver_cpu, workers_cpu = (b - a for a, b in zip(cpu0, _cpu_seconds(client)))
-        assert res.exit_code == 0 and res.counts["done"] == args.tiny, res.counts
-        one_run = next(p for p in (tmp / "tiny.zarr" / "runs").iterdir() if p.is_dir())
-        n_dirs = sum(1 for p in one_run.rglob("*") if p.is_dir()) + 1
-        n_files = sum(1 for p in one_run.rglob("*") if p.is_file())
-        with Store.open(str(tmp / "tiny.zarr"), mode="r") as st:
-            recs = st.records()
-            solver_s = sum(r.wall_time or 0 for r in recs.values())
-        assert len(recs) == args.tiny
-        per_pkg = wall / args.tiny
-        print(f"\n{args.tiny} tiny packages (8^3, 1 step), {args.workers} workers, durable commit included "
-              f"({n_dirs} directories, {n_files} files and a log record per run):")
-        print(f"  sweep wall time            {wall:8.2f} s")
-        print(f"  cost per package           {per_pkg * 1e3:8.2f} ms   (goal <= 10 ms)")
-        print(f"  store commit per package   {res.store_seconds / args.tiny * 1e3:8.2f} ms   "
-              "(Store.commit_run in the driver's store thread, the single writer; overlapped)")
-        print(f"  solver time per package    {solver_s / args.tiny * 1e3:8.2f} ms   (inside the workers, "
-              "overlapped)")
-        print(f"  CPU per package            {(driver_cpu + workers_cpu) / args.tiny * 1e3:8.2f} ms   "
-              f"(driver process {driver_cpu / args.tiny * 1e3:.2f} ms with the scheduler, workers "
-              f"{workers_cpu / args.tiny * 1e3:.2f} ms; on {args.workers} cores the wall time is at "
-              f"least half the total)")
+        layouts = [(key, label, pack) for key, label, pack in (
+            ("packed", "packed runs (the default)", {}),
+            ("groups", "a group per run (sweep.store.pack-bytes 0)", {"sweep.store.pack-bytes": 0}))
+            if args.layout in (key, "both")]
+        costs = {}
+        for key, label, config in layouts:
+            with dask.config.set(config):
+                costs[key] = bench_tiny(client, tiny, tmp / f"tiny-{key}", label, args)
         proc = bench_processes(args.processes, slots=args.workers)
-        print(f"  a process per package      {proc * 1e3:8.2f} ms   (python -c 'import numpy', "
+        print(f"\n  a process per package      {proc * 1e3:8.2f} ms   (python -c 'import numpy', "
               f"{args.workers} at a time, {args.processes} launches)")
-        print(f"  engine speed-up            {proc / per_pkg:8.1f} x")
+        for key, cost in costs.items():
+            print(f"  engine speed-up ({key}) {proc / cost:8.1f} x")
 
         # -- 2. efficiency on ~2 s packages (--long 0 skips it)
         if args.long < 1:

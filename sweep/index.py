@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunRecord", "RunTable", "RECORD_COLUMNS"]
+__all__ = ["RunRecord", "RunTable", "RECORD_COLUMNS", "LOG_HOME"]
+
+LOG_HOME = "log"  # RunTable.home of a packed run whose only copy is its log record
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,9 @@ class RunTable:
         self.cols: dict[str, list[Any]] = {c: [] for c in RECORD_COLUMNS if c != "run_id"}
         self.params: dict[str, list[Any]] = {}
         self.prov: list[dict[str, Any] | None] = []  # None: not loaded yet (see load_provenance)
+        # where a done run's data are: None its own group runs/<run_id>/, else a batch group's
+        # name or LOG_HOME (a packed run not yet compacted: see sweep.packed)
+        self.home: list[str | None] = []
         # series of the rows read from the compacted index: arrays, or a loader called on first use
         self._base: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         self._base_loader: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]] | None = None
@@ -93,11 +98,14 @@ class RunTable:
         t.cols["package_ids"] = [tuple(p or ()) for p in t.cols["package_ids"]]
         t.params = {k: list(v) for k, v in (doc.get("params") or {}).items()}
         t.prov = [None] * n
+        t.home = list(doc.get("home") or [None] * n)
         t._base_loader = series
         return t
 
-    def upsert(self, d: Mapping[str, Any], series: dict[str, np.ndarray] | None = None) -> int:
-        """Add or replace the row of record dict ``d`` (with its series); returns the row."""
+    def upsert(self, d: Mapping[str, Any], series: dict[str, np.ndarray] | None = None,
+               home: str | None = None) -> int:
+        """Add or replace the row of record dict ``d`` (with its series and the ``home`` of its
+        data); returns the row."""
         rid = d["run_id"]
         i = self.pos.get(rid)
         if i is None:
@@ -109,6 +117,7 @@ class RunTable:
             for col in self.params.values():
                 col.append(None)
             self.prov.append(None)
+            self.home.append(None)
         for c, col in self.cols.items():
             col[i] = d.get(c)
         self.cols["package_ids"][i] = tuple(d.get("package_ids") or ())
@@ -120,6 +129,7 @@ class RunTable:
             if k not in (d.get("params") or {}):
                 col[i] = None
         self.prov[i] = dict(d.get("provenance") or {})
+        self.home[i] = home
         self._tail[i] = series or {}
         return i
 
@@ -135,6 +145,11 @@ class RunTable:
         """"done", "failed" or None (not in the table)."""
         i = self.pos.get(run_id)
         return None if i is None else self.cols["status"][i]
+
+    def home_of(self, run_id: str) -> str | None:
+        """Where the run's data are (see ``home``); None also for a run not in the table."""
+        i = self.pos.get(run_id)
+        return None if i is None else self.home[i]
 
     def seq(self, run_id: str) -> int:
         i = self.pos.get(run_id)
@@ -163,6 +178,7 @@ class RunTable:
         for c, col in self.cols.items():
             out[c] = [list(v) for v in col] if c == "package_ids" else list(col)
         out["params"] = {k: list(v) for k, v in self.params.items()}
+        out["home"] = list(self.home)
         return out
 
     def series(self) -> tuple[dict[str, np.ndarray], np.ndarray]:

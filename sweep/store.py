@@ -1,19 +1,24 @@
-"""The zarr v3 result store: one group per run, an index over all runs, one writer.
+"""The zarr v3 result store: a group per large run, batch groups of small runs, an index
+over all runs, one writer.
 
 Layout (a local path or an fsspec URL)::
 
     results.zarr/
       zarr.json                 root group; attrs["ns_sweep"]: schema version, creation time
       lock.json                 the writer lock (holder host, pid, since)
-      runs/<run_id>/            the run's Dataset as a zarr group (time series on `time`,
-                                spectrum on `k`, optional fields on (x, y, z)); its zarr.json,
-                                whose attrs["ns_sweep_run"] is the run's record (parameters,
-                                provenance, status), is written LAST: it is the marker
+      runs/<run_id>/            a run with final fields on (x, y, z), or above ``pack_bytes``:
+                                its Dataset as a zarr group (time series on `time`, spectrum
+                                on `k`, the fields); its zarr.json, whose attrs["ns_sweep_run"]
+                                is the run's record (parameters, provenance, status), is
+                                written LAST: it is the marker. A failed run: the marker alone
+      batches/<name>/           packed runs (``sweep.packed``: every other done run), stacked
+                                on a `run` dimension; written by compaction, zarr.json last
       log/<seq>-<tag>.jsonl     one record per line for each commit or failure, with the
-                                run's small time series: a writer session appends to one
-                                file (named after its first record's sequence number);
-                                stores on object storage get log/<seq>-<run_id>.json, one
-                                object per record. Append-only, cheap to read back
+                                run's small time series; a packed run's record holds all its
+                                data (it is the run's marker) until compaction batches it. A
+                                writer session appends to one file (named after its first
+                                record's sequence number); stores on object storage get
+                                log/<seq>-<run_id>.json, one object per record
       index/                    attrs: the current compacted generation. index/<gen>/ holds
                                 every record up to a log sequence number as columns (attrs),
                                 provenance/ (attrs, read on demand) and series/ (the time
@@ -25,13 +30,18 @@ Layout (a local path or an fsspec URL)::
 Why a log and a compacted index instead of reading ``runs/``: opening 10,000 zarr groups
 takes minutes, the columnar index well under a second (scripts/bench_store.py); and a
 commit must not rewrite a table over all runs. The index is a cache: ``rebuild_index()``
-recreates it from the markers in ``runs/``. Small arrays of a run are written as zarr
-documents directly (``sweep.zarr_io``): through zarr's API each array costs ~5 ms.
+recreates it from the markers in ``runs/``, the batch groups and the log. Small arrays of a
+run group are written as zarr documents directly (``sweep.zarr_io``): through zarr's API
+each array costs ~5 ms. A small run is packed because its own group would be 29 files and
+directories: most of a tiny run's cost, and an inode count HPC file systems refuse.
 
 Commit rule: data first, marker last, then the log record. A crash before the marker
 leaves a run group without a done marker (it is redone); a crash between marker and log
 record is repaired on the next open (runs whose marker is newer than the index are read
-back). A done run is never overwritten.
+back). A packed run's log record is its data and its marker at once: torn by a crash, the
+run is redone. Compaction writes the batch groups, then the index generation pointing at
+them, then drops the log; a batch group no index points at (a compaction cut short: its
+runs are still in the log) is removed by the next writer. A done run is never overwritten.
 """
 
 from __future__ import annotations
@@ -49,14 +59,15 @@ import subprocess
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from .backends import O_CREATE, Appender, LocalBlobs, open_blobs, write_fd
 from .errors import ConfigError, StoreError
-from .index import RunRecord, RunTable
+from .index import LOG_HOME, RunRecord, RunTable
 from .lock import WriterLock, acquire_lock
+from .packed import Batch, Variable, batch_documents, decode_run, encode_run, packable, read_batch, to_dataset
 from .zarr_io import encode_small, group_document, is_small, jsonable, write_large
 
 __all__ = [
@@ -143,17 +154,7 @@ _PROVENANCE_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Variable(NamedTuple):
-    """One variable of a result to store."""
-
-    name: str
-    dims: tuple[str, ...]
-    values: np.ndarray
-    attrs: Mapping[str, Any]
-    is_coord: bool
-
-
-def _result_parts(ds: Any) -> tuple[list[_Variable], dict[str, Any]]:
+def _result_parts(ds: Any) -> tuple[list[Variable], dict[str, Any]]:
     """The variables and attributes of a result: an ``xarray.Dataset`` or a
     ``solver.output.RunResult`` (plain arrays: what a sweep's workers send, read without
     xarray's per-variable overhead). Both give the same stored bytes."""
@@ -161,18 +162,18 @@ def _result_parts(ds: Any) -> tuple[list[_Variable], dict[str, Any]]:
 
     if isinstance(ds, RunResult):
         coords = ds.coords
-        return ([_Variable(n, tuple(d), np.asarray(v), a, n in coords) for n, d, v, a in ds.variables()],
+        return ([Variable(n, tuple(d), np.asarray(v), a, n in coords) for n, d, v, a in ds.variables()],
                 dict(ds.attrs))
     attrs = dict(ds.attrs)
     non_index = [n for n in ds.coords if n not in ds.dims]
     if non_index:
         attrs["coordinates"] = " ".join(non_index)
     coords = set(ds.coords)
-    return ([_Variable(n, tuple(v.dims), np.asarray(v.values), v.attrs, n in coords)
+    return ([Variable(n, tuple(v.dims), np.asarray(v.values), v.attrs, n in coords)
              for n, v in ds.variables.items()], attrs)
 
 
-def _series_of(variables: list[_Variable]) -> dict[str, np.ndarray]:
+def _series_of(variables: list[Variable]) -> dict[str, np.ndarray]:
     """The run's 1-D numeric time series (and the time coordinate) as float64 copies."""
     by_name = {v.name: v for v in variables}
     time = by_name.get(SERIES_DIM)
@@ -200,7 +201,7 @@ def _decode_series(enc: Mapping[str, str]) -> dict[str, np.ndarray]:
 class Store:
     """A result store opened for reading (``mode="r"``) or as its single writer (``mode="a"``)."""
 
-    def __init__(self, url: str, blobs: Any, mode: str, lock: WriterLock | None) -> None:
+    def __init__(self, url: str, blobs: Any, mode: str, lock: WriterLock | None, pack_bytes: int = 0) -> None:
         self.url = url
         self.mode = mode
         self._blobs = blobs
@@ -213,15 +214,31 @@ class Store:
         self._log_records = 0  # records in them
         self._segment: Appender | None = None  # this writer session's log file (local stores)
         self._closed = False
+        self.pack_bytes = pack_bytes  # runs of at most this many bytes of small arrays are packed
+        # packed runs whose only copy is the log: run_id -> (record dict, encoded run)
+        self._pending: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._batch_cache: tuple[str, Batch] | None = None  # the batch group read last
 
     # ------------------------------------------------------------------ opening
 
     @classmethod
-    def open(cls, url: str | os.PathLike[str], mode: str = "r", **storage_options: Any) -> "Store":
-        """Open the store at ``url``: "r" reads; "a" creates it if needed and takes the writer lock."""
+    def open(cls, url: str | os.PathLike[str], mode: str = "r", *, pack_bytes: int | None = None,
+             **storage_options: Any) -> "Store":
+        """Open the store at ``url``: "r" reads; "a" creates it if needed and takes the writer lock.
+
+        ``pack_bytes`` (writer): a run whose data are small 1-D arrays of at most this many
+        bytes in all is packed (``sweep.packed``: no files of its own); 0 gives every run its
+        group ``runs/<run_id>/``. Default: the ``sweep.store.pack-bytes`` setting.
+        """
+        from .config import get as config_get
+
         modes = {"r": False, "a": True}
         if mode not in modes:
             raise ConfigError(f"mode: bad value {mode!r}; allowed: one of " + ", ".join(map(repr, modes)))
+        pack = config_get("store.pack-bytes", pack_bytes)
+        if isinstance(pack, bool) or not isinstance(pack, int) or pack < 0:
+            raise ConfigError(f"sweep.store.pack-bytes: bad value {pack!r}; allowed: an integer >= 0 "
+                              "(bytes; 0 = no packed runs)")
         url = os.fspath(url)
         blobs = open_blobs(url, **storage_options)
         root = blobs.read("zarr.json")
@@ -245,7 +262,7 @@ class Store:
                 except BaseException:
                     lock.release()
                     raise
-        store = cls(url, blobs, mode, lock)
+        store = cls(url, blobs, mode, lock, pack)
         if mode == "a":
             try:
                 with _writing(url, "open the store for writing"):
@@ -276,6 +293,7 @@ class Store:
     def _initialise(blobs: Any) -> None:
         blobs.write_many({
             "runs/zarr.json": group_document({}),
+            "batches/zarr.json": group_document({}),
             "checkpoints/zarr.json": group_document({}),
             "index/zarr.json": group_document({"current": None, "upto_seq": 0}),
         })
@@ -356,11 +374,19 @@ class Store:
                 return arrays, arrays.pop("length")
 
             table = RunTable.from_columns(doc["columns"], series)
-        else:
+        else:  # no index yet (or lost): the batch groups stand in for it
             table = RunTable()
+            self._read_batches(table)
         self._gen = gen
         self._table = table
         self._max_seq = upto
+        self._pending = {}
+        self._read_log(table, upto)
+        self._adopt_markers(table)
+        return table
+
+    def _read_log(self, table: RunTable, upto: int) -> None:
+        """Add the log's records newer than ``upto`` to ``table`` (a later record of a run wins)."""
         self._log_keys, self._log_records = [], 0
         for key in sorted(self._blobs.children("log")):
             if not key.endswith((".json", ".jsonl")):
@@ -375,19 +401,35 @@ class Store:
             for line in lines:
                 try:
                     d = json.loads(line)
-                    seq = int(d["record"]["seq"])
-                    if seq <= upto:
+                    rec = d["record"]
+                    seq = int(rec["seq"])
+                    if seq <= upto or seq <= table.seq(rec["run_id"]):
                         continue  # already folded into the index (left by a compaction cut short)
-                    table.upsert(d["record"], _decode_series(d.get("series") or {}))
+                    packed = d.get("run")
+                    if packed is not None:  # a packed run: the record holds all its data
+                        series = _series_of(decode_run(packed)[0])
+                        table.upsert(rec, series, LOG_HOME)
+                        self._pending[rec["run_id"]] = (rec, packed)
+                    else:
+                        table.upsert(rec, _decode_series(d.get("series") or {}))
+                        self._pending.pop(rec["run_id"], None)
                 except (TypeError, ValueError, KeyError):
                     # torn by a crash, or being written right now: the run's marker, written
-                    # before its record, stands in for it (_adopt_markers)
+                    # before its record, stands in for it (_adopt_markers); a packed run's
+                    # record is its marker: such a run is redone
                     log.debug("store %s: skipping an unreadable log record in %s", self.url, key)
                     continue
                 self._log_records += 1
                 self._max_seq = max(self._max_seq, seq)
-        self._adopt_markers(table)
-        return table
+
+    def _read_batches(self, table: RunTable) -> None:
+        """Add the runs of every complete batch group to ``table`` (a later record of a run wins)."""
+        for name in sorted(self._blobs.children("batches")):
+            batch = read_batch(self.zarr_store, f"batches/{name}") if name != "zarr.json" else None
+            for rid, record in zip(batch.run_ids, batch.records) if batch is not None else ():
+                if int(record["seq"]) > table.seq(rid):
+                    table.upsert(record, _series_of(batch.run(rid)[0]), name)
+                    self._max_seq = max(self._max_seq, int(record["seq"]))
 
     def _read_marker(self, run_id: str) -> RunRecord | None:
         raw = self._blobs.read(f"runs/{run_id}/zarr.json")
@@ -458,15 +500,36 @@ class Store:
         """The stored Dataset of one run (lazy for large arrays); StoreError if it is not done."""
         import xarray as xr
 
-        status = self._load().status(run_id)
+        table = self._load()
+        status = table.status(run_id)
         if status != "done":
             fail = self.failures().get(run_id)
             state = "not in the store" if status is None else f"failed ({fail[0]}: {fail[1]})"
             raise StoreError(f"{self.url}: run {run_id}: {state}; allowed: a done run "
                              f"({len(self.done_run_ids())} in this store)")
-        ds = xr.open_zarr(self.zarr_store, group=f"runs/{run_id}", consolidated=False, zarr_format=3,
-                          chunks=None)
-        return ds
+        home = table.home_of(run_id)
+        if home is None:
+            return xr.open_zarr(self.zarr_store, group=f"runs/{run_id}", consolidated=False, zarr_format=3,
+                                chunks=None)
+        if home == LOG_HOME:
+            record, payload = self._pending[run_id]
+            variables, attrs = decode_run(payload)
+        else:
+            batch = self._batch(home)
+            variables, attrs = batch.run(run_id)
+            record = batch.records[batch.row[run_id]]
+        return to_dataset(variables, {**attrs, MARKER_ATTR: record})
+
+    def _batch(self, name: str) -> Batch:
+        """The batch group ``batches/<name>`` (the last one read is kept: runs are read in order)."""
+        if self._batch_cache is None or self._batch_cache[0] != name:
+            batch = read_batch(self.zarr_store, f"batches/{name}")
+            if batch is None:
+                raise StoreError(f"{self.url}: batch group batches/{name} is missing or incomplete; "
+                                 "allowed: a complete store: run Store.open(url, 'a').rebuild_index() to "
+                                 "re-index what is there")
+            self._batch_cache = (name, batch)
+        return self._batch_cache[1]
 
     def _series_from_run(self, run_id: str) -> dict[str, str]:
         import xarray as xr
@@ -519,16 +582,18 @@ class Store:
 
     def _guard_done(self, run_id: str) -> None:
         if self._load().status(run_id) == "done":
-            raise StoreError(f"run {run_id} is already done in {self.url}; a done result is never "
-                             "replaced (delete runs/{run_id} by hand to redo it)")
+            raise StoreError(f"run {run_id} is already done in {self.url}; allowed: a run not done "
+                             "yet (a done result is never replaced: give another --store to redo it)")
 
     def _append_log(self, rec: RunRecord, series: Mapping[str, str],
-                    arrays: dict[str, np.ndarray] | None = None) -> None:
-        """Append the record (and its base64 ``series``, decoded as ``arrays`` when given)."""
+                    arrays: dict[str, np.ndarray] | None = None, packed: dict[str, Any] | None = None) -> None:
+        """Append the record (and its base64 ``series``, decoded as ``arrays`` when given; or a
+        packed run's data, ``packed``, whose series are ``arrays``)."""
         d = rec.to_dict()
         # not atomic: a torn record does not parse and is skipped; the run's marker, written
-        # before, then restores it (see _adopt_markers)
-        data = json.dumps({"record": d, "series": dict(series)}).encode()
+        # before, then restores it (see _adopt_markers); a packed run is then redone
+        body = {"record": d, "run": packed} if packed is not None else {"record": d, "series": dict(series)}
+        data = json.dumps(body).encode()
         if self._segment is None and hasattr(self._blobs, "open_append"):
             key = f"{rec.seq:012d}-{os.urandom(4).hex()}.jsonl"
             self._segment = self._blobs.open_append(f"log/{key}")
@@ -545,7 +610,10 @@ class Store:
             self._log_keys.append(key)
         self._log_records += 1
         if self._table is not None:
-            self._table.upsert(d, arrays if arrays is not None else _decode_series(series))
+            self._table.upsert(d, arrays if arrays is not None else _decode_series(series),
+                               LOG_HOME if packed is not None else None)
+        if packed is not None:
+            self._pending[rec.run_id] = (d, packed)
 
     def commit_run(self, run_id: str, ds: Any, provenance: Mapping[str, Any]) -> RunRecord:
         """Store a finished run: its data, then its done marker, then its index record.
@@ -561,6 +629,9 @@ class Store:
         rec = self._record(run_id, "done", provenance)
         base = f"runs/{run_id}"
         variables, attrs = _result_parts(ds)
+        if packable(variables, self.pack_bytes):
+            self._commit_packed(rec, variables, attrs)
+            return rec
         # The group's zarr.json is the marker, written last; until then the directory holds
         # arrays but no group, which every reader treats as "not done". Data files skip the
         # write-then-rename (the marker guards them): half the file-system operations.
@@ -607,6 +678,20 @@ class Store:
         self._after_write(rec)
         return rec
 
+    def _commit_packed(self, rec: RunRecord, variables: list[Variable], attrs: dict[str, Any]) -> None:
+        """Commit a small run as one log record holding all its data (``sweep.packed``): the
+        record is its done marker; compaction moves it into a batch group."""
+        base = f"runs/{rec.run_id}"
+        packed = encode_run(variables, attrs)
+        _test_pause()
+        fault_point("before-marker", rec.run_id)
+        with _writing(self.url, f"commit run {rec.run_id}"):
+            self._append_log(rec, {}, _series_of(variables), packed)
+            fault_point("before-log", rec.run_id)
+            if self._blobs.exists(base):  # an earlier failure's marker or a partial attempt
+                self._blobs.delete_tree(base)
+        self._after_write(rec)
+
     def record_failure(self, run_id: str, failure_class: str, error: str,
                        provenance: Mapping[str, Any]) -> RunRecord:
         """Record a failed run (class and error text); a later success replaces it."""
@@ -642,10 +727,28 @@ class Store:
             return
         table.load_provenance(self._provenance_of_index)
         ptr = self._index_pointer()
-        gen = f"g{self._max_seq:012d}-{os.urandom(3).hex()}"
-        with _writing(self.url, "write the index", lambda: self._blobs.delete_tree(f"index/{gen}")):
-            self._write_index(gen, table)
-            self._blobs.write("index/zarr.json", group_document({"current": gen, "upto_seq": self._max_seq}))
+        tag = f"{self._max_seq:012d}-{os.urandom(3).hex()}"
+        gen = f"g{tag}"
+        batches: list[str] = []
+
+        def cleanup() -> None:  # a failed write: the log still holds everything
+            for name in batches:
+                self._blobs.delete_tree(f"batches/{name}")
+            self._blobs.delete_tree(f"index/{gen}")
+
+        with _writing(self.url, "write the index", cleanup):
+            homes = self._write_batches(f"b{tag}", table, batches)
+            fault_point("compact-before-index")
+            try:
+                for rid, name in homes.items():
+                    table.home[table.pos[rid]] = name
+                self._write_index(gen, table)
+                self._blobs.write("index/zarr.json", group_document({"current": gen, "upto_seq": self._max_seq}))
+            except BaseException:
+                for rid in homes:
+                    table.home[table.pos[rid]] = LOG_HOME
+                raise
+        self._pending = {}
         self._gen = gen
         if ptr.get("current") and ptr["current"] != gen:
             self._blobs.delete_tree(f"index/{ptr['current']}")
@@ -653,6 +756,26 @@ class Store:
         for key in self._log_keys:
             self._blobs.delete(f"log/{key}")
         self._log_keys, self._log_records = [], 0
+
+    def _write_batches(self, base: str, table: RunTable, written: list[str]) -> dict[str, str]:
+        """Write the packed runs that only the log holds as batch groups (named ``base-<k>``,
+        appended to ``written`` before their first file); returns run id -> batch name."""
+        runs = []
+        for rid, (record, packed) in self._pending.items():
+            if table.home_of(rid) == LOG_HOME:
+                variables, attrs = decode_run(packed)
+                runs.append((record, variables, attrs))
+        homes: dict[str, str] = {}
+        if not runs:
+            return homes
+        if not self._blobs.exists("batches/zarr.json"):  # a store made before packed runs
+            self._blobs.write("batches/zarr.json", group_document({}))
+        for name, run_ids, items, group in batch_documents(base, runs):
+            written.append(name)
+            self._blobs.write_many({f"batches/{name}/{k}": v for k, v in items.items()}, atomic=False)
+            self._blobs.write(f"batches/{name}/zarr.json", group)  # last: the batch exists
+            homes.update(dict.fromkeys(run_ids, name))
+        return homes
 
     def _write_index(self, gen: str, table: RunTable) -> None:
         """One index generation: columns (zarr.json attrs), provenance, series as single chunks.
@@ -678,28 +801,37 @@ class Store:
                                                       "columns": table.to_columns()}))
 
     def rebuild_index(self) -> int:
-        """Recreate the index from the markers and data in runs/ alone; returns the run count."""
+        """Recreate the index from the runs' own data alone (the markers in runs/, the batch
+        groups in batches/, the packed runs in the log); returns the run count."""
         self._require_writer()
         table = RunTable()
         for name in sorted(self._blobs.children("runs")):
             rec = self._read_marker(name) if name != "zarr.json" else None
-            if rec is not None:
+            if rec is not None and rec.seq > table.seq(name):
                 series = self._series_from_run(name) if rec.status == "done" else {}
                 table.upsert(rec.to_dict(), _decode_series(series))
                 self._max_seq = max(self._max_seq, rec.seq)
-        self._table, self._gen = table, None
+        self._read_batches(table)
+        self._table, self._gen, self._pending = table, None, {}
         self._close_segment()
-        self._log_keys = sorted(k for k in self._blobs.children("log") if k.endswith((".json", ".jsonl")))
+        self._read_log(table, 0)
         if len(table):
             self.compact()
         return len(table)
 
     def _repair(self) -> None:
         """Writer open: load (adopting orphan markers), drop checkpoints of done runs (left by a
-        crash between a commit and its checkpoint's removal), fold a long log into the index."""
-        self._load()
+        crash between a commit and its checkpoint's removal), drop batch groups that no run
+        points at (left by a compaction cut short: their runs are still in the log), fold a
+        long log into the index."""
+        table = self._load()
         for rid in self.checkpoint_run_ids() & self.done_run_ids():
             self.drop_checkpoint(rid)
+        used = set(table.home)
+        for name in self._blobs.children("batches"):
+            if name != "zarr.json" and name not in used:
+                log.info("store %s: removing batch group %s left by an unfinished compaction", self.url, name)
+                self._blobs.delete_tree(f"batches/{name}")
         if self._log_records >= COMPACT_EVERY:
             self.compact()
 
@@ -885,8 +1017,10 @@ def fault_point(name: str, run_id: str | None = None) -> None:
     (or <name>@<run_id>:... for one run only), write this pid to <flag> and sleep at the named
     point, where a test SIGKILLs the process.
 
-    Points: store ``before-marker`` (run data written, done marker not), ``before-log``
-    (marker written, log record not), ``checkpoint-before-pointer``; engine ``before-commit``,
+    Points: store ``before-marker`` (run data written, done marker not; a packed run: nothing
+    written yet), ``before-log`` (marker written, log record not; a packed run: its record is
+    its marker, the run is done), ``checkpoint-before-pointer``, ``compact-before-index``
+    (batch groups written, the index pointing at them not); engine ``before-commit``,
     ``after-commit``, ``after-checkpoint``. Unset (always, outside tests), it does nothing.
     """
     spec = os.environ.get(_FAULT_ENV)

@@ -106,11 +106,12 @@ def pause_env(tmp: Path, point: str, seconds: float = 300) -> tuple[dict[str, st
 
 
 def run_and_kill_at(tmp: Path, point: str, *args: str, timeout: float = 180,
-                    sig: int = signal.SIGKILL) -> Driver:
-    """Start `sweep ARGS`, wait until it reaches fault point ``point``, send ``sig`` there
-    (SIGKILL: it dies at once; SIGINT: Ctrl-C, it stops and must exit 130)."""
-    env, flag = pause_env(tmp, point)
-    drv = Driver(tmp, *args, env=env, name=f"killed-at-{point.replace('@', '-')}")
+                    sig: int = signal.SIGKILL, env: Mapping[str, str] | None = None) -> Driver:
+    """Start `sweep ARGS` (with ``env`` added to the environment), wait until it reaches fault
+    point ``point``, send ``sig`` there (SIGKILL: it dies at once; SIGINT: Ctrl-C, it stops
+    and must exit 130)."""
+    pause, flag = pause_env(tmp, point)
+    drv = Driver(tmp, *args, env={**(env or {}), **pause}, name=f"killed-at-{point.replace('@', '-')}")
     try:
         wait_for(lambda: flag.exists() and flag.read_text().strip(), timeout=timeout,
                  what=f"the driver to reach {point}", proc=drv)
@@ -132,6 +133,19 @@ def tree_digest(root: Path) -> dict[str, str]:
     for p in sorted(root.rglob("*")):
         rel = str(p.relative_to(root))
         out[rel] = "<dir>" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def run_digest(store: Path | str, run_id: str) -> dict[str, str]:
+    """variable -> sha256 of its bytes, and the attributes (the store's record included) of a
+    stored run, whatever its layout (a group of its own or packed)."""
+    from sweep.store import Store
+
+    with Store.open(str(store)) as st:
+        ds = st.open_run(run_id).load()
+    out = {name: hashlib.sha256(np.ascontiguousarray(ds[name].values).tobytes()).hexdigest()
+           for name in ds.variables}
+    out["<attrs>"] = json.dumps(ds.attrs, sort_keys=True, default=str)
     return out
 
 

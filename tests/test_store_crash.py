@@ -25,14 +25,15 @@ A = {"Re": 100.0, "dt": 0.01, "T_final": 0.1, "grid": [8, 8, 8]}
 B = {"Re": 200.0, "dt": 0.01, "T_final": 0.1, "grid": [8, 8, 8]}
 
 # A writer process: commit the runs named in argv[2] (json list of params), then hold the
-# store open (and its lock) until killed, touching argv[3] when it gets there.
+# store open (and its lock) until killed, touching argv[3] when it gets there. Each run gets
+# its group runs/<run_id>/ unless PACK_BYTES is set (packed runs: tests/test_store_packed.py).
 WRITER = """
-import json, sys, time
+import json, os, sys, time
 sys.path.insert(0, {here!r})
 from store_data import provenance, result_like
 from sweep.spec import run_id_of
 from sweep.store import Store
-st = Store.open(sys.argv[1], mode="a")
+st = Store.open(sys.argv[1], mode="a", pack_bytes=int(os.environ.get("PACK_BYTES", "0")))
 for i, p in enumerate(json.loads(sys.argv[2])):
     st.commit_run(run_id_of(p), result_like(p), provenance(p, "pkg%d" % i))
 open(sys.argv[3], "w").write("ready")
@@ -92,7 +93,7 @@ def test_store_sigkill_between_data_and_marker_redoes_only_that_run(tmp_path: Pa
     pkgs = [Package("a", "HIGH", SolverParams(A)), Package("b", "HIGH", SolverParams(B))]
     with Store.open(store) as st:
         assert [e.action for e in explain_packages(pkgs, st)] == ["skip", "run"]
-    with Store.open(store, mode="a") as st:  # the stale lock of the killed writer is taken over
+    with Store.open(store, mode="a", pack_bytes=0) as st:  # the stale lock of the killed writer is taken over
         st.commit_run(run_id_of(B), result_like(B), provenance(B, "b"))
     with Store.open(store) as st:
         assert st.done_run_ids() == {run_id_of(A), run_id_of(B)}
@@ -103,9 +104,9 @@ def test_store_sigkill_between_data_and_marker_redoes_only_that_run(tmp_path: Pa
 def test_store_marker_without_log_record_is_recovered(tmp_path: Path) -> None:
     # the state a crash between a run's marker and its log record leaves behind
     store = tmp_path / "r.zarr"
-    with Store.open(store, mode="a") as st:
+    with Store.open(store, mode="a", pack_bytes=0) as st:
         st.commit_run(run_id_of(A), result_like(A), provenance(A, "a"))
-    st = Store.open(store, mode="a")
+    st = Store.open(store, mode="a", pack_bytes=0)
     st.commit_run(run_id_of(B), result_like(B), provenance(B, "b"))
     st._lock.release()  # as if the process died: no close, no compaction
     for f in (store / "log").iterdir():
@@ -185,7 +186,7 @@ def test_store_object_store_lock_stale_and_live(tmp_path: Path) -> None:
 
 def test_store_torn_log_record_falls_back_to_marker(tmp_path: Path) -> None:
     store = tmp_path / "r.zarr"
-    st = Store.open(store, mode="a")
+    st = Store.open(store, mode="a", pack_bytes=0)
     st.commit_run(run_id_of(A), result_like(A), provenance(A, "a"))
     st._lock.release()  # as if killed while the log record was half written
     (record,) = (store / "log").iterdir()
@@ -212,7 +213,7 @@ def test_store_killed_writer_with_torn_log_tail_keeps_every_run(tmp_path: Path) 
     segment.write_bytes(data[: len(data) - 40])  # the last record torn, as a crash mid-write leaves it
     with Store.open(store) as reader:  # the torn run is known by its marker
         assert reader.done_run_ids() == {run_id_of(p) for p in runs[:3]}
-    with Store.open(store, mode="a") as st:  # a new session appends to a new file
+    with Store.open(store, mode="a", pack_bytes=0) as st:  # a new session appends to a new file
         st.commit_run(run_id_of(runs[3]), result_like(runs[3]), provenance(runs[3], "pkg3"))
         assert len(list((store / "log").iterdir())) == 2
         assert st.records()[run_id_of(runs[2])].package_ids == ("pkg2",)
@@ -222,3 +223,73 @@ def test_store_killed_writer_with_torn_log_tail_keeps_every_run(tmp_path: Path) 
         for p in runs:  # the torn record's data came back from the run group
             np.testing.assert_array_equal(reader.open_run(run_id_of(p))["energy"].values,
                                           result_like(p)["energy"].values)
+
+
+def test_store_killed_writer_with_torn_packed_record_redoes_only_that_run(tmp_path: Path) -> None:
+    """A packed run's log record is its marker: torn by a crash, the run is redone."""
+    store = tmp_path / "r.zarr"
+    runs = [{**A, "Re": 100.0 + i} for i in range(4)]
+    proc, flag = _writer(tmp_path, store, runs[:3], env={"PACK_BYTES": "32768"})
+    _wait(flag, proc)
+    _kill(proc)
+    assert sorted(p.name for p in (store / "runs").iterdir()) == ["zarr.json"]  # packed: no groups
+    (segment,) = (store / "log").iterdir()
+    data = segment.read_bytes()
+    segment.write_bytes(data[: len(data) - 40])
+    with Store.open(store) as reader:
+        assert reader.done_run_ids() == {run_id_of(p) for p in runs[:2]}
+    with Store.open(store, mode="a") as st:
+        for i in (2, 3):
+            st.commit_run(run_id_of(runs[i]), result_like(runs[i]), provenance(runs[i], f"pkg{i}"))
+    with Store.open(store) as reader:
+        assert reader.done_run_ids() == {run_id_of(p) for p in runs}
+        for p in runs:
+            np.testing.assert_array_equal(reader.open_run(run_id_of(p))["energy"].values,
+                                          result_like(p)["energy"].values)
+
+
+# A writer that commits packed runs and closes the store: its compaction is where it is killed
+COMPACTOR = """
+import json, sys
+sys.path.insert(0, {here!r})
+from store_data import provenance, result_like
+from sweep.spec import run_id_of
+from sweep.store import Store
+with Store.open(sys.argv[1], mode="a") as st:
+    for p in json.loads(sys.argv[2]):
+        st.commit_run(run_id_of(p), result_like(p), provenance(p, "pkg%g" % p["Re"]))
+"""
+
+
+@pytest.mark.slow
+def test_store_sigkill_during_compaction_keeps_every_packed_run_once(tmp_path: Path) -> None:
+    store = tmp_path / "r.zarr"
+    runs = [{**A, "Re": 100.0 + i} for i in range(3)]
+    with Store.open(store, mode="a") as st:
+        st.commit_run(run_id_of(runs[0]), result_like(runs[0]), provenance(runs[0], "first"))
+    (first,) = [p.name for p in (store / "batches").iterdir() if p.is_dir()]
+    script = tmp_path / "compactor.py"
+    script.write_text(COMPACTOR.format(here=str(HERE)))
+    flag = tmp_path / "at-compaction"
+    proc = subprocess.Popen([sys.executable, str(script), str(store), json.dumps(runs[1:])],
+                            env={**os.environ, "NS_SWEEP_TEST_PAUSE_AT": f"compact-before-index:{flag}:120"},
+                            stderr=subprocess.PIPE)
+    _wait(flag, proc)
+    _kill(proc)
+    batches = sorted(p.name for p in (store / "batches").iterdir() if p.is_dir())
+    assert len(batches) == 2 and first in batches  # the new batch is complete, but not indexed
+    with Store.open(store) as reader:  # the killed session's runs come from its log
+        assert reader.done_run_ids() == {run_id_of(p) for p in runs}
+        assert reader.run_table().home_of(run_id_of(runs[2])) == "log"
+    with Store.open(store, mode="a") as st:  # the unindexed batch goes; the log is batched again
+        assert sorted(p.name for p in (store / "batches").iterdir() if p.is_dir()) == [first]
+    batches = sorted(p.name for p in (store / "batches").iterdir() if p.is_dir())
+    assert len(batches) == 2 and not list((store / "log").iterdir())
+    with Store.open(store) as reader:
+        homes = [reader.run_table().home_of(run_id_of(p)) for p in runs]
+        assert homes[0] == first and homes[1] == homes[2] != first
+        for p in runs:
+            np.testing.assert_array_equal(reader.open_run(run_id_of(p))["energy"].values,
+                                          result_like(p)["energy"].values)
+    with Store.open(store, mode="a") as st:
+        assert st.rebuild_index() == 3  # each run once, from the batch groups alone

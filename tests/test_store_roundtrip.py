@@ -50,9 +50,17 @@ def test_store_commit_round_trip_bit_identical(tmp_path: Path, fields: bool) -> 
         assert st.done_run_ids() == {rid}
         attrs = st.open_run(rid).attrs
         assert attrs["ns_sweep_run"]["status"] == "done" and attrs["title"] == "test result"
-    # the run is an ordinary zarr group that plain xarray reads
-    plain = xr.open_zarr(tmp_path / "r.zarr", group=f"runs/{rid}", consolidated=False)
-    np.testing.assert_array_equal(plain.energy.values, ds.energy.values)
+        home = st.run_table().home_of(rid)
+    # the run is an ordinary zarr group that plain xarray reads: its own (final fields), or
+    # a packed run's batch group, one row per run
+    if fields:
+        assert home is None
+        plain = xr.open_zarr(tmp_path / "r.zarr", group=f"runs/{rid}", consolidated=False)
+        np.testing.assert_array_equal(plain.energy.values, ds.energy.values)
+    else:
+        assert home is not None and not (tmp_path / "r.zarr" / "runs" / rid).exists()
+        plain = xr.open_zarr(tmp_path / "r.zarr", group=f"batches/{home}", consolidated=False)
+        np.testing.assert_array_equal(plain.energy.values, ds.energy.values[None, :])
 
 
 def test_store_real_simulate_result_round_trip(tmp_path: Path) -> None:
