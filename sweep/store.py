@@ -82,7 +82,7 @@ __all__ = [
     "git_commit",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: packed runs (batches/, log records with data); 1 is upgraded on write
 STATUSES = ("done", "failed")
 FAILURE_CLASSES = ("diverged", "timeout", "error", "worker-lost")
 SERIES_DIM = "time"  # variables on this dimension alone are copied into the index
@@ -257,8 +257,11 @@ class Store:
                 blobs.ensure_root()
                 lock = acquire_lock(blobs)
                 try:
-                    if blobs.read("zarr.json") is None:
+                    current = blobs.read("zarr.json")
+                    if current is None:
                         cls._initialise(blobs)
+                    else:
+                        cls._upgrade(blobs, current)
                 except BaseException:
                     lock.release()
                     raise
@@ -288,6 +291,19 @@ class Store:
             raise StoreError(f"{url}: schema_version: bad value {version!r}; allowed: at most "
                              f"{SCHEMA_VERSION} (this ns-sweep {_package_version()}); the store was written "
                              "by a newer ns-sweep: upgrade (pip install -U ns-sweep) to read it")
+
+    @staticmethod
+    def _upgrade(blobs: Any, root: bytes) -> None:
+        """A writer of this version may write what older readers do not know (packed runs):
+        raise the store's schema version so that they refuse it instead of misreading it."""
+        doc = json.loads(root)
+        meta = doc["attributes"][ROOT_ATTR]
+        if meta["schema_version"] >= SCHEMA_VERSION:
+            return
+        if not blobs.exists("batches/zarr.json"):
+            blobs.write("batches/zarr.json", group_document({}))
+        meta.update(schema_version=SCHEMA_VERSION, upgraded=_now())
+        blobs.write("zarr.json", json.dumps(doc).encode())
 
     @staticmethod
     def _initialise(blobs: Any) -> None:

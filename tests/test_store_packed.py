@@ -143,3 +143,31 @@ def test_store_pack_bytes_setting(tmp_path: Path) -> None:
                 st.commit_run(run_id_of(P), result_like(P), provenance(P))
                 assert (st.run_table().home_of(run_id_of(P)) is not None) is packed
                 assert (tmp_path / f"{limit}.zarr" / "runs" / run_id_of(P)).exists() is not packed
+
+
+def test_store_schema_1_store_is_upgraded_by_its_first_writer(tmp_path: Path) -> None:
+    import json
+
+    from sweep.store import SCHEMA_VERSION
+
+    url = tmp_path / "r.zarr"
+    with Store.open(url, mode="a", pack_bytes=0) as st:  # a store as schema 1 wrote it
+        st.commit_run(run_id_of(P), result_like(P), provenance(P))
+    (url / "batches" / "zarr.json").unlink()
+    (url / "batches").rmdir()
+    root = url / "zarr.json"
+    doc = json.loads(root.read_text())
+    doc["attributes"]["ns_sweep"]["schema_version"] = 1
+    root.write_text(json.dumps(doc))
+    with Store.open(url) as st:  # read as it is
+        assert st.done_run_ids() == {run_id_of(P)}
+    assert json.loads(root.read_text())["attributes"]["ns_sweep"]["schema_version"] == 1
+    other = {**P, "Re": 500.0}
+    with Store.open(url, mode="a") as st:  # a writer marks it as holding packed runs
+        st.commit_run(run_id_of(other), result_like(other), provenance(other))
+    meta = json.loads(root.read_text())["attributes"]["ns_sweep"]
+    assert meta["schema_version"] == SCHEMA_VERSION == 2 and meta["upgraded"]
+    with Store.open(url) as st:
+        assert st.run_table().home_of(run_id_of(P)) is None and st.run_table().home_of(run_id_of(other))
+        for p in (P, other):
+            xr.testing.assert_identical(st.open_run(run_id_of(p)).drop_attrs(), result_like(p).drop_attrs())
