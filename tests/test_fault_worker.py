@@ -113,9 +113,11 @@ def test_fault_worker_frozen_restarted_while_other_results_are_committed(tmp_pat
 
     stuck = {"package_id": "stuck", "priority": "HIGH",
              "parameters": {**TINY, "grid_size": [16, 16, 16], "T_final": 500.0}}
-    # ~5 s of runs for the other worker (100 steps of 8^3, ~40 ms each with the numba
-    # kernels): some are left when the watchdog fires at ~2.5 s
-    d = packages_dir([stuck, *tiny_sweep(120, priorities=("LOW",), T_final=1.0)])
+    # ~10 s of runs for the other worker (100 steps of 8^3, ~40 ms each with the numba
+    # kernels): some are left when the watchdog fires at ~2.5 s, even if the solver gets
+    # twice as fast or the other worker is quicker than this one
+    n_quick = 240
+    d = packages_dir([stuck, *tiny_sweep(n_quick, priorities=("LOW",), T_final=1.0)])
     logs = tmp_path / "logs"
     log = logs / "stuck.log"
     frozen: list[int] = []
@@ -139,7 +141,7 @@ def test_fault_worker_frozen_restarted_while_other_results_are_committed(tmp_pat
             except ProcessLookupError:  # the restart killed it
                 pass
     assert frozen, "the stuck run never started"
-    assert res.status["stuck"] == "timeout" and res.counts["done"] == 120
+    assert res.status["stuck"] == "timeout" and res.counts["done"] == n_quick
     main = (logs / "sweep.log").read_text().splitlines()
     gave_up = next(i for i, ln in enumerate(main) if "stuck: no result" in ln)
     restarted = next(i for i, ln in enumerate(main) if "restart of " in ln)
