@@ -7,6 +7,7 @@ engine event, a package's log gets its own lines, including those its worker sen
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -18,6 +19,16 @@ MAIN_LOG = "sweep.log"
 _FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
 
+def _cannot_write(path: Path, exc: OSError, reported: set[Path]) -> None:
+    """Say once per logs directory that its files cannot be written (a full or read-only
+    disk): logs are secondary, the sweep goes on and its results are still committed."""
+    if path.parent in reported:
+        return
+    reported.add(path.parent)
+    sys.stderr.write(f"sweep: warning: cannot write the log {path}: {exc.strerror or exc}; lines for "
+                     f"{path.parent} are dropped from now on (results are still committed)\n")
+
+
 class _MainLogHandler(logging.FileHandler):
     """The main log's handler: warnings and errors are written at once, other lines at most
     ``FLUSH_EVERY`` seconds later (one write per line cost a thousand tiny packages more
@@ -25,11 +36,15 @@ class _MainLogHandler(logging.FileHandler):
 
     FLUSH_EVERY = 0.5
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, reported: set[Path]) -> None:
         super().__init__(path, encoding="utf-8")
         self._flushed = time.monotonic()
+        self._reported = reported  # logs directories already said to be unwritable
+        self.failed = False
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
         try:
             self.stream.write(self.format(record) + self.terminator)
             if record.levelno >= logging.WARNING or time.monotonic() - self._flushed >= self.FLUSH_EVERY:
@@ -37,8 +52,25 @@ class _MainLogHandler(logging.FileHandler):
         except Exception:
             self.handleError(record)
 
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        # not logging's "--- Logging error ---" traceback: one line, then no more tries
+        self.failed = True
+        _cannot_write(Path(self.baseFilename), exc, self._reported)
+
     def flush(self) -> None:
-        super().flush()
+        if self.failed:
+            return
+        try:
+            super().flush()
+        except OSError as exc:
+            self._failed(exc)
         self._flushed = time.monotonic()
 
 
@@ -61,7 +93,8 @@ class SweepLogs:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.logger = logging.getLogger(logger_name)
         self.logger.setLevel(logging.INFO)
-        self._handler = _MainLogHandler(self.directory / MAIN_LOG)
+        self._unwritable: set[Path] = set()
+        self._handler = _MainLogHandler(self.directory / MAIN_LOG, self._unwritable)
         self._handler.setFormatter(logging.Formatter(_FORMAT))
         self.logger.addHandler(self._handler)
         self._pending: dict[str, list[str]] = {}
@@ -87,8 +120,14 @@ class SweepLogs:
             self._pending.setdefault(package_id, []).extend(text)
             return
         text = self._pending.pop(package_id, []) + text
-        with open(self.package_log(package_id), "a", encoding="utf-8") as f:
-            f.write("".join(text))
+        if self.directory in self._unwritable:
+            return
+        path = self.package_log(package_id)
+        try:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("".join(text))
+        except OSError as exc:
+            _cannot_write(path, exc, self._unwritable)
 
     def flush(self) -> None:
         """Write every deferred line (and what the main log holds back)."""

@@ -219,3 +219,25 @@ def test_sweep_logs_defer_package_lines_and_buffer_main_info(tmp_path: Path):
     finally:
         logs.close()
     assert logs.package_log("b").read_text() == "queued too\n"  # written at close
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_sweep_logs_on_a_full_disk_warn_once_and_go_on(tmp_path: Path, capsys):
+    from sweep.logs import SweepLogs
+
+    d = tmp_path / "logs"
+    d.mkdir()
+    for name in ("sweep.log", "a.log"):  # every write to /dev/full fails with ENOSPC
+        (d / name).symlink_to("/dev/full")
+    logs = SweepLogs(d, logger_name="sweep.test-full-logs")
+    try:
+        logs.logger.warning("a warning")  # written at once: fails
+        logs.logger.error("an error")
+        logs.package("a", "started")
+        logs.package("b", "started")  # the directory is known to be unwritable: not tried
+    finally:
+        logs.close()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Logging error" not in err
+    assert err.count("\n") == 1 and f"cannot write the log {d / 'sweep.log'}: No space left" in err, err
+    assert not logs.package_log("b").exists()
