@@ -405,11 +405,18 @@ class _Driver:
         """Fetch the latest checkpoint a worker announced and save it in the store."""
         from distributed import Variable
 
+        if getattr(self.client, "status", "running") != "running":
+            # reconnecting: a Variable.get would wait for distributed's connect timeout (30 s),
+            # its own timeout notwithstanding; the sweep reports the lost scheduler
+            self.log.warning("%s: checkpoint at step %s not fetched: no connection to the scheduler",
+                             package_id, step)
+            return
         self.sync_store()
 
         try:
+            # callback_timeout: a scheduler lost during the call would hold it for 30 s
             payload = Variable(checkpoint_variable_name(self.channel, run_id),
-                               client=self.client).get(timeout=10)
+                               client=self.client).get(timeout=10, callback_timeout=10)
         except Exception as exc:  # the next checkpoint will do; the run itself is unaffected
             self.log.warning("%s: checkpoint at step %s not fetched: %s", package_id, step, exc)
             return
@@ -425,7 +432,7 @@ class _Driver:
         self.logs.package(package_id, f"checkpoint at step {got} saved in the store", stamped=True)
 
     def forget_checkpoint_variable(self, run_id: str) -> None:
-        if run_id in self.ckpt_sent:
+        if run_id in self.ckpt_sent and getattr(self.client, "status", "running") == "running":
             from distributed import Variable
 
             try:
