@@ -5,7 +5,8 @@ Every configuration runs in a fresh subprocess (so peak memory is per configurat
 
 * ms/step: ``Stepper.step`` (one classic RK4 step, no diagnostics), best of --repeat
   rounds (wall clock; "(cpu)" is the same ratio in process CPU time, all threads summed,
-  which a busy machine disturbs less);
+  which a busy machine disturbs less); the precisions of one grid run in one process, their
+  rounds interleaved, so "f64/f32" compares the same moments of the machine's load;
 * 36 FFT ms: the FFT work of the step's 36 real 3-D transforms (4 stages x (6 inverse + 3
   forward)), as the step does it (``Stepper.fft_passes``): the 1-D FFTW passes alone (x
   passes of the x-padded spectra; y and z passes of each slab, real lines transformed two at
@@ -113,6 +114,9 @@ def _plain_3d_seconds(backend: str, n: int, precision: str, threads: int) -> Cal
 
 
 def _worker_step(cfg: dict) -> dict:
+    """Steps and FFT passes of every precision in ``cfg['precisions']``, one stepper each,
+    timed in interleaved rounds (so the f64/f32 ratio compares the same moments of a busy
+    machine's load); returns {precision: figures}."""
     import numpy as np
 
     from solver.initial import initial_velocity
@@ -120,38 +124,48 @@ def _worker_step(cfg: dict) -> dict:
     from solver.stepper import Stepper
 
     n = cfg["size"]
-    p = SolverParams(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=1.0, precision=cfg["precision"],
-                     fft_backend=cfg["backend"], fft_threads=cfg["threads"])
-    st = Stepper(p, cfg["backend"], cfg["threads"], cfg["kernels"])
+    steppers = {}
     try:
-        st.load(initial_velocity(p, st.grid))
-        def ffts() -> None:
+        for prec in cfg["precisions"]:
+            p = SolverParams(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=1.0, precision=prec,
+                             fft_backend=cfg["backend"], fft_threads=cfg["threads"])
+            st = steppers[prec] = Stepper(p, cfg["backend"], cfg["threads"], cfg["kernels"])
+            st.load(initial_velocity(p, st.grid))
+            st.step(0)
+            for _ in range(4):
+                st.fft_passes()
+            st._prepare()
+
+        def ffts(st: Stepper) -> None:
             for _ in range(4):  # the FFT passes of the step's 4 stages, on its plans and slabs
                 st.fft_passes()
 
-        def xforms() -> None:
+        def xforms(st: Stepper) -> None:
             for _ in range(4):  # the same with the slab loads/stores (padding, packing)
                 st.fft_passes(packing=True)
 
-        st.step(0)
-        ffts()
-        st._prepare()
         # many short rounds, steps and FFTs interleaved, best of each: robust to other load
-        best = {k: float("inf") for k in ("step", "fft", "xform", "step_cpu", "fft_cpu", "xform_cpu")}
+        keys = ("step", "fft", "xform", "step_cpu", "fft_cpu", "xform_cpu")
+        best = {prec: {k: float("inf") for k in keys} for prec in steppers}
         for r in range(cfg["repeat"]):
-            for name, fn in (("step", lambda: st.step(r + 1)), ("fft", ffts), ("xform", xforms)):
-                t, c = time.perf_counter(), time.process_time()
-                fn()
-                best[name] = min(best[name], time.perf_counter() - t)
-                best[name + "_cpu"] = min(best[name + "_cpu"], time.process_time() - c)
-            st._prepare()  # the FFT passes overwrote the transform inputs: restore them
-        best_step, best_fft = best["step"], best["fft"]
-        assert np.isfinite(st.u).all()
-        return {"step": best_step, "fft": best_fft, "step_cpu": best["step_cpu"],
-                "fft_cpu": best["fft_cpu"], "xform": best["xform"], "threads_used": st.threads,
-                "backend": st.backend.name, "kernels": st.kernels.name}
+            for prec, st in steppers.items():
+                for name, fn in (("step", lambda: st.step(r + 1)), ("fft", lambda: ffts(st)),
+                                 ("xform", lambda: xforms(st))):
+                    t, c = time.perf_counter(), time.process_time()
+                    fn()
+                    b = best[prec]
+                    b[name] = min(b[name], time.perf_counter() - t)
+                    b[name + "_cpu"] = min(b[name + "_cpu"], time.process_time() - c)
+                st._prepare()  # the FFT passes overwrote the transform inputs: restore them
+        out = {}
+        for prec, st in steppers.items():
+            assert np.isfinite(st.u).all()
+            out[prec] = {**best[prec], "threads_used": st.threads, "backend": st.backend.name,
+                         "kernels": st.kernels.name}
+        return out
     finally:
-        st.close()
+        for st in steppers.values():
+            st.close()
 
 
 def _worker_plain(cfg: dict) -> dict:
@@ -329,21 +343,24 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\n{'backend':8s} {'kernels':7s} {'grid':>6s} {'precision':9s} {'ms/step':>9s} {'36 FFT ms':>10s} "
           f"{'step/FFT':>8s} {'(cpu)':>6s} {'+pack ms':>9s} {'step/+p':>7s} {'3-D FFT ms':>10s} {'step/3D':>7s} "
-          f"{'vs naive':>9s} {'(cpu)':>6s} {'f64/f32':>8s}")
+          f"{'vs naive':>9s} {'(cpu)':>6s} {'f64/f32':>8s} {'(cpu)':>6s}")
     for b, kern in itertools.product(backends, args.kernels):
         for n in args.sizes:
             per_prec: dict[str, float] = {}
-            for prec in args.precisions:
-                r = _run("step", size=n, precision=prec, backend=b, threads=args.threads,
+            per_prec_cpu: dict[str, float] = {}
+            steps = _run("step", size=n, precisions=args.precisions, backend=b, threads=args.threads,
                          repeat=args.repeat, kernels=kern)
+            for prec in args.precisions:
+                r = steps[prec]
                 r["plain"] = _run("plain", size=n, precision=prec, backend=b, threads=args.threads,
                                   repeat=args.repeat)["plain"]
-                per_prec[prec] = r["step"]
+                per_prec[prec], per_prec_cpu[prec] = r["step"], r["step_cpu"]
                 speedup = naive.get(n, float("nan")) / r["step"] if prec == "float64" else float("nan")
                 speedup_cpu = (naive_cpu.get(n, float("nan")) / r["step_cpu"] if prec == "float64"
                                else float("nan"))
-                f64_f32 = (per_prec["float64"] / r["step"]
-                           if prec == "float32" and "float64" in per_prec else float("nan"))
+                both = prec == "float32" and "float64" in per_prec
+                f64_f32 = per_prec["float64"] / r["step"] if both else float("nan")
+                f64_f32_cpu = per_prec_cpu["float64"] / r["step_cpu"] if both else float("nan")
                 results["step"].append({"backend": b, "kernels": r["kernels"], "size": n, "precision": prec,
                                         "ms_per_step": r["step"] * 1e3, "fft_ms": r["fft"] * 1e3,
                                         "cpu_ms_per_step": r["step_cpu"] * 1e3,
@@ -351,12 +368,13 @@ def main(argv: list[str] | None = None) -> int:
                                         "plain_3d_fft_ms": r["plain"] * 1e3,
                                         "threads_used": r["threads_used"],
                                         "speedup_vs_naive": speedup, "speedup_vs_naive_cpu": speedup_cpu,
-                                        "float64_over_float32": f64_f32})
+                                        "float64_over_float32": f64_f32,
+                                        "float64_over_float32_cpu": f64_f32_cpu})
                 print(f"{b:8s} {r['kernels']:7s} {n:4d}^3 {prec:9s} {r['step'] * 1e3:9.1f} {r['fft'] * 1e3:10.1f} "
                       f"{r['step'] / r['fft']:8.2f} {r['step_cpu'] / r['fft_cpu']:6.2f} "
                       f"{r['xform'] * 1e3:9.1f} {r['step'] / r['xform']:7.2f} "
                       f"{r['plain'] * 1e3:10.1f} {r['step'] / r['plain']:7.2f} "
-                      f"{speedup:9.1f} {speedup_cpu:6.1f} {f64_f32:8.2f}"
+                      f"{speedup:9.1f} {speedup_cpu:6.1f} {f64_f32:8.2f} {f64_f32_cpu:6.2f}"
                       + ("" if r["threads_used"] == args.threads else f"   ({r['threads_used']} thread)"))
 
     if args.memory_size:

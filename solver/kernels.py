@@ -4,7 +4,9 @@ Every set offers the ``make_*`` factories of ``solver.operators`` (cross product
 CFL maxima, max speed, gather of the forward transform, and the spectral load / projection
 / RK update), computing the same operations in the same order, so all sets give the SAME
 bits: the kernel set is a speed choice, not part of a result's provenance
-(tests/test_solver_physics.py checks bit equality of steps with each set).
+(tests/test_solver_physics.py checks bit equality of steps with each set). A set may fuse
+the gather into its stage kernel (``KernelSet.gather_in_stage``: the numba set; same
+operations, one pass less over the spectra).
 
 The slab loads and stores of the stepper (copying between the spectra and a slab while
 packing real lines in pairs as complex lines) come from the set's module when it offers
@@ -40,6 +42,8 @@ import os
 from dataclasses import dataclass
 from types import ModuleType
 
+import numpy as np
+
 from .errors import ParameterError
 
 __all__ = ["KernelSet", "KERNEL_SETS", "AUTO_ORDER", "AUTO_MIN_POINTS", "ENV_VAR", "default_kernels",
@@ -53,9 +57,16 @@ class KernelSet:
     name: str
     requires: str  # import name that must be installed
     impl: str  # module with the make_* factories
-    phys_slab_elems: int  # elements per array per physical-space slab
+    phys_slab_bytes: int  # bytes per complex component array of a physical-space slab
     spec_slab_elems: int  # elements per array per spectral slab
     scratch: bool  # whether the kernels need per-worker scratch arrays
+    # whether the stage kernel reads the forward transform of u x omega straight from the
+    # x-padded spectra (gather fused in: ``make_spectral_kernels(..., scale)``)
+    gather_in_stage: bool = False
+
+    def phys_slab_elems(self, dtype: np.dtype | str) -> int:
+        """Complex elements per component array of a physical slab at real ``dtype``."""
+        return self.phys_slab_bytes // (2 * np.dtype(dtype).itemsize)
 
     def factories(self) -> ModuleType:
         """The module holding this set's ``make_*`` factories (imported on first use)."""
@@ -63,10 +74,14 @@ class KernelSet:
 
 
 KERNEL_SETS: dict[str, KernelSet] = {
-    # fused loops stream each array once; slabs are small enough to balance the threads
-    "numba": KernelSet("numba", "numba", "solver.kernels_numba", 1 << 15, 1 << 13, False),
-    # temporaries of a slab stay in cache (measured best: 2^15 and 2^13)
-    "numpy": KernelSet("numpy", "numpy", "solver.operators", 1 << 15, 1 << 13, True),
+    # fused loops stream each array once; 128 KiB slabs (a slab's two work arrays, 6 x 128
+    # KiB, stay in cache while its passes run: measured at 64^3 and 128^3, 6-10% less CPU
+    # per float64 step than 512 KiB, 2-4% in float32, 64 KiB no better; many slabs also
+    # balance the threads); the slab size never changes the bits
+    "numba": KernelSet("numba", "numba", "solver.kernels_numba", 1 << 17, 1 << 13, False, True),
+    # temporaries of a slab stay in cache (256 KiB: measured 2-5% less CPU per step at 64^3
+    # than 512 KiB; spectral slabs of 2^13 elements)
+    "numpy": KernelSet("numpy", "numpy", "solver.operators", 1 << 18, 1 << 13, True),
 }
 AUTO_ORDER = ("numba", "numpy")  # fastest first
 AUTO_MIN_POINTS = 1 << 15  # 32^3: below it numba's per-process start-up can outweigh its gain

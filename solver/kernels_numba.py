@@ -3,8 +3,9 @@
 Each kernel is one pass over memory per slab instead of several numpy calls with
 temporaries. They compute the SAME floating-point operations in the SAME order as the numpy
 kernels (no fastmath: no FMA contraction, no reassociation), so both kernel sets give
-identical bits (tests/test_solver_physics.py checks it). Scalars are passed at the arrays'
-precision, as numpy casts a Python float to a float32 array's dtype.
+identical bits (tests/test_solver_physics.py checks it). Scalars, constants included, are
+passed at the arrays' precision, as numpy casts a Python float to a float32 array's dtype
+(NEP 50); a float64 literal in a loop would make numba compute float32 products in float64.
 
 Kernels are ``nogil`` and run per slab on the stepper's own ``SlabPool`` threads, never
 with ``parallel=True``: numba's workqueue threading layer aborts when two threads launch
@@ -16,7 +17,9 @@ read-only), so a new process loads it instead of compiling.
 Factories have the signatures of the ``make_*`` functions in ``solver.operators`` (gather,
 spectral) and ``solver.packing`` (slab load/store); the cross product and the speed work on
 the stepper's packed slab (u + i v, w + i omega_x, omega_y + i omega_z) directly, where the
-numpy set runs ``operators.make_cross_kernel`` on strided views of it.
+numpy set runs ``operators.make_cross_kernel`` on strided views of it. The stage kernel
+reads the forward transforms from the x-padded spectra itself (the gather fused in: its
+factory takes the gather's ``scale``; ``KernelSet.gather_in_stage``).
 """
 
 from __future__ import annotations
@@ -58,103 +61,136 @@ def _gather(F, R, i, x0, x1, fx0, ymap, scale):  # pragma: no cover  (compiled)
                 R[i, x, y, q] = F[fx, fy, q] * scale
 
 
+# The spectral kernels see each compact x-row as one flat run of My x 2Mz reals (u, u0, acc,
+# 1/k^2, nu k^2 and P's rows are C-contiguous per x-row), with ky and kz spread out along it
+# (kyf, kzf): long inner loops that LLVM vectorises with few scalar remainders (rows of 2Mz
+# alone left most of a 64^3 float32 stage in scalar remainder code: measured 2.2x faster).
+
+
 @njit(inline="always", **_JIT)
-def _prepare_rows(U, P, x0, x1, fx0, kx, ky, kz2):  # pragma: no cover  (compiled)
-    """P[0:3] <- u, P[3:6] <- omega = i k x u, rows x0:x1 -> fx0:... (pair views)."""
-    mz = U.shape[3] // 2
+def _curl_row(U, P, x, fx, kxx, kyf, kzf, zero, one):  # pragma: no cover  (compiled)
+    """P[3:6, fx] <- omega = i k x u of U[:, x] (flat pair rows).
+
+    t = ua ka - ub kb as in operators.make_spectral_kernels, then t * 1j by numpy's complex
+    product: (tr 0 - ti 1, tr 1 + ti 0), with 0 and 1 at the arrays' precision (a float64
+    literal would make numba compute a float32 run's products in float64)."""
+    for p in range(kyf.shape[0] // 2):
+        q = 2 * p
+        kyy = kyf[q]
+        kzz = kzf[q]
+        tr = U[2, x, q] * kyy - U[1, x, q] * kzz
+        ti = U[2, x, q + 1] * kyy - U[1, x, q + 1] * kzz
+        P[3, fx, q] = tr * zero - ti * one
+        P[3, fx, q + 1] = tr * one + ti * zero
+        tr = U[0, x, q] * kzz - U[2, x, q] * kxx
+        ti = U[0, x, q + 1] * kzz - U[2, x, q + 1] * kxx
+        P[4, fx, q] = tr * zero - ti * one
+        P[4, fx, q + 1] = tr * one + ti * zero
+        tr = U[1, x, q] * kxx - U[0, x, q] * kyy
+        ti = U[1, x, q + 1] * kxx - U[0, x, q + 1] * kyy
+        P[5, fx, q] = tr * zero - ti * one
+        P[5, fx, q + 1] = tr * one + ti * zero
+
+
+@njit(inline="always", **_JIT)
+def _project(r0, r1, r2, u0, u1, u2, kxx, kyy, kzz, ik, nk):  # pragma: no cover  (compiled)
+    """(r0, r1, r2) minus its k-parallel part minus nu k^2 u, in the numpy kernel's order."""
+    t = ((r0 * kxx + r1 * kyy) + r2 * kzz) * ik
+    return (r0 - t * kxx) - u0 * nk, (r1 - t * kyy) - u1 * nk, (r2 - t * kzz) - u2 * nk
+
+
+@njit(**_JIT)
+def _prepare(U, P, x0, x1, fx0, kx, kyf, kzf, zero, one):  # pragma: no cover  (compiled)
+    """P[0:3] <- u, P[3:6] <- omega = i k x u, compact rows x0:x1 -> P rows fx0:... (flat)."""
+    for x in range(x0, x1):
+        fx = fx0 + x - x0
+        for j in range(kyf.shape[0]):
+            P[0, fx, j] = U[0, x, j]
+            P[1, fx, j] = U[1, x, j]
+            P[2, fx, j] = U[2, x, j]
+        _curl_row(U, P, x, fx, kx[x], kyf, kzf, zero, one)
+
+
+@njit(**_JIT)
+def _stage(P, U, U0, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, cb, zero, one):  # pragma: no cover
+    """One RK stage on compact rows x0:x1 (flat), reading the forward transform of u x omega
+    straight from P's rows (the gather fused in: r = F / N, as ``_gather`` computes it):
+    project, acc += ca r, u = u0 + cb r, and write the next stage's P rows (``_prepare``),
+    one pass over the rows."""
     for x in range(x0, x1):
         fx = fx0 + x - x0
         kxx = kx[x]
-        for y in range(U.shape[2]):
-            kyy = ky[y]
-            for p in range(mz):
-                for q in range(2 * p, 2 * p + 2):
-                    P[0, fx, y, q] = U[0, x, y, q]
-                    P[1, fx, y, q] = U[1, x, y, q]
-                    P[2, fx, y, q] = U[2, x, y, q]
-                q = 2 * p
-                kzz = kz2[q]
-                # t = ua ka - ub kb as in operators.make_spectral_kernels, then t * 1j by
-                # numpy's complex product: (tr 0 - ti 1, tr 1 + ti 0)
-                tr = U[2, x, y, q] * kyy - U[1, x, y, q] * kzz
-                ti = U[2, x, y, q + 1] * kyy - U[1, x, y, q + 1] * kzz
-                P[3, fx, y, q] = tr * 0.0 - ti * 1.0
-                P[3, fx, y, q + 1] = tr * 1.0 + ti * 0.0
-                tr = U[0, x, y, q] * kzz - U[2, x, y, q] * kxx
-                ti = U[0, x, y, q + 1] * kzz - U[2, x, y, q + 1] * kxx
-                P[4, fx, y, q] = tr * 0.0 - ti * 1.0
-                P[4, fx, y, q + 1] = tr * 1.0 + ti * 0.0
-                tr = U[1, x, y, q] * kxx - U[0, x, y, q] * kyy
-                ti = U[1, x, y, q + 1] * kxx - U[0, x, y, q + 1] * kyy
-                P[5, fx, y, q] = tr * 0.0 - ti * 1.0
-                P[5, fx, y, q + 1] = tr * 1.0 + ti * 0.0
-
-
-@njit(inline="always", **_JIT)
-def _project(R, U, x, y, q, kxx, kyy, kzz, ik2, nk2):  # pragma: no cover  (compiled)
-    """(r0, r1, r2): R minus its k-parallel part minus nu k^2 u, in the numpy kernel's order."""
-    r0, r1, r2 = R[0, x, y, q], R[1, x, y, q], R[2, x, y, q]
-    t = ((r0 * kxx + r1 * kyy) + r2 * kzz) * ik2[x, y, q]
-    nk = nk2[x, y, q]
-    return ((r0 - t * kxx) - U[0, x, y, q] * nk,
-            (r1 - t * kyy) - U[1, x, y, q] * nk,
-            (r2 - t * kzz) - U[2, x, y, q] * nk)
+        for j in range(kyf.shape[0]):
+            r0, r1, r2 = _project(P[0, fx, j] * scale, P[1, fx, j] * scale, P[2, fx, j] * scale,
+                                  U[0, x, j], U[1, x, j], U[2, x, j], kxx, kyf[j], kzf[j], ik2[x, j], nk2[x, j])
+            A[0, x, j] += r0 * ca
+            A[1, x, j] += r1 * ca
+            A[2, x, j] += r2 * ca
+            P[0, fx, j] = U[0, x, j] = U0[0, x, j] + r0 * cb
+            P[1, fx, j] = U[1, x, j] = U0[1, x, j] + r1 * cb
+            P[2, fx, j] = U[2, x, j] = U0[2, x, j] + r2 * cb
+        _curl_row(U, P, x, fx, kxx, kyf, kzf, zero, one)
 
 
 @njit(**_JIT)
-def _prepare(U, P, x0, x1, fx0, kx, ky, kz2):  # pragma: no cover  (compiled)
-    _prepare_rows(U, P, x0, x1, fx0, kx, ky, kz2)
-
-
-@njit(**_JIT)
-def _stage(R, U, U0, A, P, x0, x1, fx0, kx, ky, kz2, ik2, nk2, ca, cb):  # pragma: no cover
+def _stage_first(P, U, U0, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, cb, zero, one):  # pragma: no cover
+    """The first stage, where u0 = acc = u (the numpy set's registers all hold u): reads u
+    alone, writes acc = u + ca r, u0 = u and u = u + cb r (see ``_stage``)."""
     for x in range(x0, x1):
-        for y in range(U.shape[2]):
-            for q in range(U.shape[3]):
-                r0, r1, r2 = _project(R, U, x, y, q, kx[x], ky[y], kz2[q], ik2, nk2)
-                A[0, x, y, q] += r0 * ca
-                A[1, x, y, q] += r1 * ca
-                A[2, x, y, q] += r2 * ca
-                U[0, x, y, q] = U0[0, x, y, q] + r0 * cb
-                U[1, x, y, q] = U0[1, x, y, q] + r1 * cb
-                U[2, x, y, q] = U0[2, x, y, q] + r2 * cb
-    _prepare_rows(U, P, x0, x1, fx0, kx, ky, kz2)
+        fx = fx0 + x - x0
+        kxx = kx[x]
+        for j in range(kyf.shape[0]):
+            v0, v1, v2 = U[0, x, j], U[1, x, j], U[2, x, j]
+            r0, r1, r2 = _project(P[0, fx, j] * scale, P[1, fx, j] * scale, P[2, fx, j] * scale,
+                                  v0, v1, v2, kxx, kyf[j], kzf[j], ik2[x, j], nk2[x, j])
+            A[0, x, j] = v0 + r0 * ca
+            A[1, x, j] = v1 + r1 * ca
+            A[2, x, j] = v2 + r2 * ca
+            U0[0, x, j], U0[1, x, j], U0[2, x, j] = v0, v1, v2
+            P[0, fx, j] = U[0, x, j] = v0 + r0 * cb
+            P[1, fx, j] = U[1, x, j] = v1 + r1 * cb
+            P[2, fx, j] = U[2, x, j] = v2 + r2 * cb
+        _curl_row(U, P, x, fx, kxx, kyf, kzf, zero, one)
 
 
 @njit(**_JIT)
-def _stage_last(R, U, U0, A, P, x0, x1, fx0, kx, ky, kz2, ik2, nk2, ca):  # pragma: no cover
+def _stage_last(P, U, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, zero, one):  # pragma: no cover
+    """The last stage: u = acc + ca r (see ``_stage``). acc and u0 are left as they are:
+    the next step's first stage (``_stage_first``) reads u alone, where the numpy set
+    also sets acc = u0 = u."""
     for x in range(x0, x1):
-        for y in range(U.shape[2]):
-            for q in range(U.shape[3]):
-                r0, r1, r2 = _project(R, U, x, y, q, kx[x], ky[y], kz2[q], ik2, nk2)
-                a0 = A[0, x, y, q] + r0 * ca
-                a1 = A[1, x, y, q] + r1 * ca
-                a2 = A[2, x, y, q] + r2 * ca
-                A[0, x, y, q] = U[0, x, y, q] = U0[0, x, y, q] = a0
-                A[1, x, y, q] = U[1, x, y, q] = U0[1, x, y, q] = a1
-                A[2, x, y, q] = U[2, x, y, q] = U0[2, x, y, q] = a2
-    _prepare_rows(U, P, x0, x1, fx0, kx, ky, kz2)
+        fx = fx0 + x - x0
+        kxx = kx[x]
+        for j in range(kyf.shape[0]):
+            r0, r1, r2 = _project(P[0, fx, j] * scale, P[1, fx, j] * scale, P[2, fx, j] * scale,
+                                  U[0, x, j], U[1, x, j], U[2, x, j], kxx, kyf[j], kzf[j], ik2[x, j], nk2[x, j])
+            P[0, fx, j] = U[0, x, j] = A[0, x, j] + r0 * ca
+            P[1, fx, j] = U[1, x, j] = A[1, x, j] + r1 * ca
+            P[2, fx, j] = U[2, x, j] = A[2, x, j] + r2 * ca
+        _curl_row(U, P, x, fx, kxx, kyf, kzf, zero, one)
 
 
 @njit(**_JIT)
-def _rhs(R, U, x0, x1, kx, ky, kz2, ik2, nk2):  # pragma: no cover  (compiled)
+def _rhs(R, U, x0, x1, kx, kyf, kzf, ik2, nk2):  # pragma: no cover  (compiled)
+    """R <- projected R minus nu k^2 u, compact rows x0:x1 (flat; for the tests)."""
     for x in range(x0, x1):
-        for y in range(U.shape[2]):
-            for q in range(U.shape[3]):
-                R[0, x, y, q], R[1, x, y, q], R[2, x, y, q] = _project(
-                    R, U, x, y, q, kx[x], ky[y], kz2[q], ik2, nk2)
+        for j in range(kyf.shape[0]):
+            R[0, x, j], R[1, x, j], R[2, x, j] = _project(
+                R[0, x, j], R[1, x, j], R[2, x, j], U[0, x, j], U[1, x, j], U[2, x, j],
+                kx[x], kyf[j], kzf[j], ik2[x, j], nk2[x, j])
 
 
 @njit(**_JIT)
-def _load_pack(P, Z, ja, jb, npairs, x0, ymap, mz):  # pragma: no cover  (compiled)
+def _load_pack(P, Z, ja, jb, npairs, x0, ymap, mz, g0, g1):  # pragma: no cover  (compiled)
     """Z[p] <- packed (y-padded, z-full) spectra of A = P[ja + 2p] and B = P[jb + 2p] (pairs;
     jb < 0: B = 0), rows x0:x0+b of P (physical x after the x pass):
 
     Z(ky, k) = A + i B for k < mz, Z(ky, n-k) = conj A + i conj B for 0 < k < mz, zero in
-    the rows ky not kept; the kz band mz <= k <= n-mz is zero from the start and never
-    written (the z pass reads Z out of place). The stepper transforms the columns k < mz
-    backward along y and the columns n-k forward (conj of a backward transform is the
-    forward transform of the conj), so that the z transform gives a + i b.
+    the rows ky not kept (the contiguous rows g0:g1, zeroed in one fill per x-row: the y
+    pass in place filled them); the kz band mz <= k <= n-mz is zero from the start and only
+    ever rewritten with zeros (the z pass reads Z out of place). The stepper transforms the
+    columns k < mz backward along y and the columns n-k forward (conj of a backward
+    transform is the forward transform of the conj), so that the z transform gives a + i b.
     """
     n = Z.shape[3] // 2
     for p in range(npairs):
@@ -162,13 +198,10 @@ def _load_pack(P, Z, ja, jb, npairs, x0, ymap, mz):  # pragma: no cover  (compil
         c = jb + 2 * p
         for x in range(Z.shape[1]):
             fx = x0 + x
+            Z[p, x].reshape(-1)[g0 * 2 * n:g1 * 2 * n] = 0.0
             for y in range(Z.shape[2]):
                 cy = ymap[y]
                 if cy < 0:
-                    for q in range(2 * mz):
-                        Z[p, x, y, q] = 0.0
-                    for q in range(2 * (n - mz + 1), 2 * n):
-                        Z[p, x, y, q] = 0.0
                     continue
                 if c >= 0:
                     for k in range(mz):
@@ -233,7 +266,9 @@ def _cross_packed(q0, q1, q2):  # pragma: no cover  (compiled)
 
 @njit(**_JIT)
 def _cross_packed_stats(q0, q1, q2):  # pragma: no cover  (compiled)
-    mu = mv = mw = 0.0
+    # maxima kept at the arrays' precision (a float64 0.0 would convert every float32 value;
+    # the maximum is one of the values, exact either way)
+    mu = mv = mw = q0.dtype.type(0)
     for i in range(q0.shape[0] // 2):
         a, b, c = q0[2 * i], q0[2 * i + 1], q1[2 * i]
         mu, mv, mw = _amax(mu, a), _amax(mv, b), _amax(mw, c)
@@ -246,7 +281,7 @@ def _cross_packed_stats(q0, q1, q2):  # pragma: no cover  (compiled)
 
 @njit(**_JIT)
 def _speed2_packed(q0, q1):  # pragma: no cover  (compiled)
-    m = 0.0
+    m = q0.dtype.type(0)
     for i in range(q0.shape[0] // 2):
         u, v, w = q0[2 * i], q0[2 * i + 1], q1[2 * i]
         s = (u * u + v * v) + w * w
@@ -275,27 +310,48 @@ def make_gather_kernel(F: np.ndarray, R: np.ndarray, xs: slice, xf: slice,
 def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np.ndarray,
                           accf: np.ndarray, xs: slice, xf: slice, yblocks: tuple[Block, ...],
                           co: SpectralCoefficients, t: np.ndarray | None,
-                          s: np.ndarray | None) -> tuple[Callable[[float, float | None], None],
-                                                         Callable[[], None],
-                                                         Callable[[np.ndarray], None]]:
-    """(stage, prepare, rhs) of compact rows ``xs``; see ``operators.make_spectral_kernels``."""
-    Pp = pair(P)
+                          s: np.ndarray | None, scale: float) -> tuple[Callable[[float, float | None], None],
+                                                                       Callable[[], None],
+                                                                       Callable[[np.ndarray], None]]:
+    """(stage, prepare, rhs) of compact rows ``xs``; see ``operators.make_spectral_kernels``.
+
+    Unlike the numpy set, ``stage`` reads the forward transform of u x omega straight from
+    P's rows ``xf`` and scales it by ``scale`` (1/N) itself: the gather is fused in (one pass
+    less over the spectra; ``KernelSet.gather_in_stage``). ``rhs`` still reads ``Rf``, which
+    the caller fills with the gather kernels first.
+    """
+    def flat(a: np.ndarray) -> np.ndarray:  # (..., My, 2Mz) -> (..., My 2Mz), no copy
+        f = a.reshape(*a.shape[:-2], -1)
+        if not np.shares_memory(f, a):  # pragma: no cover
+            raise ValueError("spectral kernels need C-contiguous work arrays")
+        return f
+    Pf, Rff, uff, u0ff, accff = flat(pair(P)), flat(Rf), flat(uf), flat(u0f), flat(accf)
+    ik2, nk2 = flat(co.inv_k2), flat(co.nu_k2)  # nu k^2 is rewritten in place (set_nu)
     x0, x1, fx0 = xs.start, xs.stop, xf.start
-    kx, ky, kz2 = co.kx[:, 0, 0].copy(), co.ky[0, :, 0].copy(), co.kz[0, 0, :].copy()
-    ik2, nk2 = co.inv_k2, co.nu_k2
+    my, m2 = uf.shape[2], uf.shape[3]
+    kx = co.kx[:, 0, 0].copy()
+    kyf = np.repeat(co.ky[0, :, 0], m2)  # ky, kz of each number of a flat row
+    kzf = np.tile(co.kz[0, 0, :], my)
     real = uf.dtype.type
+    # scalars at the arrays' precision: numba would compute float32 products with a float64
+    # scalar in float64 (numpy casts a Python float to the array's dtype, NEP 50)
+    sc, zero, one = real(scale), real(0.0), real(1.0)
 
     def prepare() -> None:
-        _prepare(uf, Pp, x0, x1, fx0, kx, ky, kz2)
+        _prepare(uff, Pf, x0, x1, fx0, kx, kyf, kzf, zero, one)
 
-    def stage(ca: float, cb: float | None) -> None:
-        if cb is None:
-            _stage_last(Rf, uf, u0f, accf, Pp, x0, x1, fx0, kx, ky, kz2, ik2, nk2, real(ca))
+    def stage(ca: float, cb: float | None, first: bool = False) -> None:
+        if cb is None:  # at a first stage acc = u: the sum starts from u
+            _stage_last(Pf, uff, uff if first else accff, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, sc, real(ca),
+                        zero, one)
+        elif first:
+            _stage_first(Pf, uff, u0ff, accff, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, sc, real(ca), real(cb),
+                         zero, one)
         else:
-            _stage(Rf, uf, u0f, accf, Pp, x0, x1, fx0, kx, ky, kz2, ik2, nk2, real(ca), real(cb))
+            _stage(Pf, uff, u0ff, accff, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, sc, real(ca), real(cb), zero, one)
 
     def rhs(out_pairs: np.ndarray) -> None:
-        _rhs(Rf, uf, x0, x1, kx, ky, kz2, ik2, nk2)
+        _rhs(Rff, uff, x0, x1, kx, kyf, kzf, ik2, nk2)
         out_pairs[:, xs] = Rf[:, xs]
 
     return stage, prepare, rhs
@@ -308,8 +364,12 @@ def make_load_pack_kernel(P: np.ndarray, Z: np.ndarray, yblocks: tuple[Block, ..
     ymap = np.full(Z.shape[2], -1, np.intp)
     for b in yblocks:
         ymap[b.f0:b.f1] = np.arange(b.c0, b.c1)
+    gap = np.flatnonzero(ymap < 0)  # rows not kept: one contiguous run (grid.Block layout)
+    g0, g1 = (int(gap[0]), int(gap[-1]) + 1) if gap.size else (0, 0)
+    if g1 - g0 != gap.size:  # pragma: no cover
+        raise ValueError("the rows of ky not kept must be contiguous")
     Pp, Zp = pair(P), pair(Z)
-    return lambda ja, jb, npairs, x0: _load_pack(Pp, Zp, ja, jb, npairs, x0, ymap, mz)
+    return lambda ja, jb, npairs, x0: _load_pack(Pp, Zp, ja, jb, npairs, x0, ymap, mz, g0, g1)
 
 
 def make_store_unpack_kernel(Z: np.ndarray, P: np.ndarray, yblocks: tuple[Block, ...],
@@ -349,15 +409,18 @@ def warm_up() -> None:
         four, three, one = np.zeros((3, 1, 1, 2), dt), np.zeros((1, 1, 2), dt), np.zeros(1, dt)
         ymap = np.zeros(1, np.intp)
         _gather(three, four, 0, 0, 1, 0, ymap, dt(1))
-        k2, six = np.zeros(2, dt), np.zeros((6, 1, 1, 2), dt)
-        _prepare(four, six, 0, 1, 0, one, one, k2)
-        _stage(four, four, four, four, six, 0, 1, 0, one, one, k2, three, three, dt(1), dt(1))
-        _stage_last(four, four, four, four, six, 0, 1, 0, one, one, k2, three, three, dt(1))
-        _rhs(four, four, 0, 1, one, one, k2, three, three)
+        k2, six, flat3 = np.zeros(2, dt), np.zeros((6, 1, 2), dt), np.zeros((3, 1, 2), dt)
+        flat6 = np.zeros((1, 2), dt)
+        _prepare(flat3, six, 0, 1, 0, one, k2, k2, dt(0), dt(1))
+        _stage(six, flat3, flat3, flat3, 0, 1, 0, one, k2, k2, flat6, flat6, dt(1), dt(1), dt(1), dt(0), dt(1))
+        _stage_first(six, flat3, flat3, flat3, 0, 1, 0, one, k2, k2, flat6, flat6, dt(1), dt(1), dt(1), dt(0),
+                     dt(1))
+        _stage_last(six, flat3, flat3, 0, 1, 0, one, k2, k2, flat6, flat6, dt(1), dt(1), dt(0), dt(1))
+        _rhs(flat3, flat3, 0, 1, one, k2, k2, flat6, flat6)
         z4 = np.zeros((3, 1, 1, 8), dt)  # 3 packed lines of n = 4
         p6 = np.zeros((6, 1, 1, 4), dt)
-        _load_pack(p6, z4, 0, 1, 3, 0, ymap, 2)
-        _load_pack(p6, z4, 3, -1, 1, 0, ymap, 2)
+        _load_pack(p6, z4, 0, 1, 3, 0, ymap, 2, 0, 0)
+        _load_pack(p6, z4, 3, -1, 1, 0, ymap, 2, 0, 0)
         _store_unpack(z4, p6, 0, ymap, 2)
         _cross_packed(*a[:3])
         _cross_packed_stats(*a[:3])

@@ -62,7 +62,7 @@ def _estimate(p: SolverParams) -> int:
     ks = KERNEL_SETS[kernels]
     # per worker thread: a slab of b x-rows in Zi and Z (3 complex lines each) and, for
     # kernels with scratch, 4 more real (solver.stepper._SlabBuffers)
-    b = slab_rows(nx, ny, nz, ks.phys_slab_elems)
+    b = slab_rows(nx, ny, nz, ks.phys_slab_elems(g.dtype))
     workers = effective_threads(g, p.fft_threads or default_threads())
     slab = b * ny * nz * (2 * 3 * 2 + (4 if ks.scratch else 0)) * rs
     stepper = (6 * nx * my * mz * 2 * rs  # P: x-padded spectra, the passes run in place

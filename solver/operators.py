@@ -191,8 +191,10 @@ def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np
     ``P`` (6, nx, My, Mz) holds the x-padded inputs of the 6 inverse transforms (u_hat and
     omega_hat = i k x u_hat, see ``solver.fft``); its rows kx not kept stay zero.
 
-    * ``stage(ca, cb)``: project R, subtract nu k^2 u, update the RK registers
+    * ``stage(ca, cb, first=False)``: project R, subtract nu k^2 u, update the RK registers
       (acc += ca r; u = u0 + cb r, or u = u0 = acc when cb is None), then ``prepare``.
+      ``first`` marks a step's first stage: other kernel sets may then read u alone (acc =
+      u0 = u) and leave acc and u0 unset after a last stage.
     * ``prepare()``: write (u_hat, omega_hat) of the state into P's rows ``xf``.
     * ``rhs(out_pairs)``: project, subtract nu k^2 u, copy to ``out_pairs[:, xs]``; for tests.
     """
@@ -233,7 +235,9 @@ def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np
             _mul(ui[i], nu_k2, s)
             ri[i].__isub__(s)
 
-    def stage(ca: float, cb: float | None) -> None:
+    def stage(ca: float, cb: float | None, first: bool = False) -> None:
+        # ``first`` (the step's first stage, acc = u0 = u) lets a kernel set read u alone
+        # and leave acc and u0 stale after the last stage; this one keeps all registers
         rhs_core()
         for i in range(3):
             _mul(ri[i], ca, s)

@@ -16,9 +16,11 @@ omega_y + i omega_z; two real z transforms for the price of one complex one), in
 and z passes, u x omega (at stage 0 also the CFL and NaN check), forward z and y passes,
 unpack the 3 kept spectra into P[0:3]'s rows; forward x passes of P[0:3]; gather the kept
 kx rows into R; one spectral pass that projects, adds viscosity, updates the RK registers
-and writes the next stage's P (kept rows). Slabs and column chunks are fixed by the grid,
-never by the thread count, and every line is transformed and every value computed by the
-same operations whichever thread runs it: results do not depend on the thread count.
+and writes the next stage's P (kept rows). The numba set fuses the gather into that pass
+(it reads P[0:3]'s kept rows, scaled by 1/N, and overwrites them with the new u). Slabs
+and column chunks are fixed by the grid and the kernel set, never by the thread count, and
+every line is transformed and every value computed by the same operations whichever thread
+runs it and however the rows are cut: results depend on neither.
 
 Everything that depends only on (grid, precision, backend, threads, kernel set) lives in a
 ``Workspace``; closed steppers of small grids return theirs to a per-process cache (at most
@@ -69,6 +71,11 @@ def slab_rows(nx: int, ny: int, nz: int, elems: int) -> int:
     return max(d for d in range(1, nx + 1) if nx % d == 0 and (d <= target or d == 1))
 
 
+# bytes per component of an x-pass chunk (8192 complex numbers in float64, 16384 in float32:
+# the same data per hand-over to the pool whatever the precision)
+X_CHUNK_BYTES = 1 << 17
+
+
 def x_chunk_cols(nx: int, my: int, mz: int, elems: int = 1 << 13) -> int:
     """ky columns per x-pass chunk: about ``elems`` points per component, a multiple of 4
     (so chunk offsets keep the 32-byte alignment of P for any mz)."""
@@ -103,9 +110,14 @@ class _SlabBuffers:
         Z = self.Z = ws.backend.empty((3, b, ny, nz), cdt)
         # y passes over the kept kz blocks [0, mz) and [nz-mz+1, nz); the second starts at a
         # multiple of 4 (a few zero planes more) so its lines stay 32-byte aligned: FFTW's
-        # SIMD codelets then apply in float32 too
+        # SIMD codelets then apply in float32 too. In float32 the first block also spans an
+        # even number of planes (one zero plane more when mz is odd): FFTW vectorises a
+        # float32 pass over pairs of lines, and an odd count made it fall back to scalar
+        # code for the whole block (measured at 128^3: 1.4-1.6x slower y passes). The bits
+        # of every line are the same either way (tests/test_solver_fft.py).
         hi = max(mz, (nz - mz + 1) // 4 * 4)
-        blocks = [slice(0, mz)] + ([slice(hi, nz)] if mz > 1 else [])
+        lanes = max(1, 16 // np.dtype(cdt).itemsize)  # complex numbers per 16-byte vector
+        blocks = [slice(0, min(hi, -(-mz // lanes) * lanes))] + ([slice(hi, nz)] if mz > 1 else [])
 
         def ypasses(a: np.ndarray, kinds: tuple[str, str]) -> list[Callable[[], None]]:
             # the conjugate half (kz > nz/2) is transformed the other way (see ``load``)
@@ -173,7 +185,7 @@ class Workspace:
         # own threads are OpenMP ones here, whose spinning workers starve the pool's threads
         # on a busy machine); chunk starts stay 32-byte aligned, so every chunk gets the same
         # SIMD codelets as the whole array would (bits independent of the cut)
-        cols = _chunks(0, my, x_chunk_cols(nx, my, mz))
+        cols = _chunks(0, my, x_chunk_cols(nx, my, mz, X_CHUNK_BYTES // np.dtype(cdt).itemsize))
         gap = slice(g.K[0] + 1, nx - g.K[0])  # rows of kx outside the 2/3 box
         self.x_inv = [(P[:, gap, c], pl.transform(P[:, :, c], P[:, :, c], 1, "backward", 1)) for c in cols]
         self.x_fwd = [pl.transform(P[:3, :, c], P[:3, :, c], 1, "forward", 1) for c in cols]
@@ -185,7 +197,7 @@ class Workspace:
         # nu k^2 is set by each stepper (set_nu); full k arrays only for kernels with scratch
         self.co = op.spectral_coefficients(g, 0.0, full_k=kernels.scratch)
 
-        b = slab_rows(nx, ny, nz, kernels.phys_slab_elems)
+        b = slab_rows(nx, ny, nz, kernels.phys_slab_elems(rdt))
         self.phys_slabs = _chunks(0, nx, b)
         workers = max(1, threads)
         self.slab_bufs = [_SlabBuffers(self, b, kf, kernels.scratch) for _ in range(workers)]
@@ -206,12 +218,15 @@ class Workspace:
         spec = []
         for i, (xs, xf) in enumerate(spec_slabs):
             w = owner(i, len(spec_slabs))
+            fused = (1.0 / g.n_points,) if kernels.gather_in_stage else ()  # the gather's scale
             spec.append(kf.make_spectral_kernels(self.P, self.Rf, self.uf, self.u0f, self.accf, xs, xf,
-                                                 g.yblocks, self.co, t[w], s[w]))
+                                                 g.yblocks, self.co, t[w], s[w], *fused))
         self.stage_k = [k[0] for k in spec]
         self.prepare_k = [k[1] for k in spec]
         self.rhs_k = [k[2] for k in spec]
-        # R[i] <- kept kx rows of the forward transform in P[i], / N (y and z already compact)
+        # R[i] <- kept kx rows of the forward transform in P[i], / N (y and z already compact);
+        # kernel sets with gather_in_stage read P in the stage kernel instead (R only for rhs)
+        self.gather_in_stage = kernels.gather_in_stage
         ident = (Block(0, my, 0),)
         self.gather_k = [(i, kf.make_gather_kernel(self.P[i], self.R, xs, xf, ident, 1.0 / g.n_points))
                          for i in range(3) for xs, xf in spec_slabs]
@@ -292,6 +307,7 @@ class Stepper:
         self._gather_k = ws.gather_k
         self._stage_k, self._prepare_k, self._rhs_k = ws.stage_k, ws.prepare_k, ws.rhs_k
         self._dynamic = ws.dynamic
+        self._gather_in_stage = ws.gather_in_stage
         self.inv_dx = tuple(1.0 / d for d in g.dx)
         self.dt = params.dt
         self.cfl_limit = params.cfl_limit
@@ -337,13 +353,19 @@ class Stepper:
 
         Transforms: 6 inverse x passes (in place in P), per physical slab 6 (y, z) inverse
         and 3 (z, y) forward passes around the cross product, 3 forward x passes in place
-        in P[0:3], then the kept kx rows are gathered into R.
+        in P[0:3], then the kept kx rows are gathered into R (unless the kernel set's stage
+        kernel reads them from P itself: ``_gather``).
         """
         self._x_inv()
         res = self.pool.map(lambda w, xs: self._slab(w, xs, mode), self._phys_slabs, True)
         self._x_fwd()
-        self.pool.map(lambda w, ik: ik[1](ik[0]), self._gather_k, self._dynamic)
+        if not self._gather_in_stage:
+            self._gather()
         return res
+
+    def _gather(self) -> None:
+        """R <- kept kx rows of the forward transforms in P[0:3], / N."""
+        self.pool.map(lambda w, ik: ik[1](ik[0]), self._gather_k, self._dynamic)
 
     def _x_inv(self, passes: list | None = None) -> None:
         """Inverse x passes, in place in P, after zeroing the rows of kx outside the 2/3 box
@@ -376,8 +398,11 @@ class Stepper:
         self.pool.map(slab, self._phys_slabs, True)
         self._x_fwd()
 
-    def _spectral_stage(self, ca: float, cb: float | None) -> None:
-        self.pool.map(lambda w, k: k(ca, cb), self._stage_k, self._dynamic)
+    def _spectral_stage(self, ca: float, cb: float | None, first: bool = False) -> None:
+        """One stage's spectral update; ``first``: a step's first stage (acc = u0 = u: the
+        numba set reads u alone there, and leaves acc and u0 unset after the last stage, so
+        the stages of a step must run in order from the first)."""
+        self.pool.map(lambda w, k: k(ca, cb, first), self._stage_k, self._dynamic)
 
     def _cfl(self, maxima: list) -> float:
         m = np.max(np.array(maxima), axis=0)  # NaN propagates
@@ -427,7 +452,7 @@ class Stepper:
                     diag["max_divergence"] = self._max_divergence()
             else:
                 self._nonlinear()
-            self._spectral_stage(ca, cb)
+            self._spectral_stage(ca, cb, s == 0)
         return diag
 
     def observe(self, step: int) -> dict[str, float]:
@@ -462,6 +487,8 @@ class Stepper:
         """
         self.load(u_hat)
         self._nonlinear()
+        if self._gather_in_stage:
+            self._gather()
         out = np.empty_like(self.u)
         outf = op.pair(out)
         self.pool.map(lambda w, k: k(outf), self._rhs_k, self._dynamic)
