@@ -401,11 +401,15 @@ class _Driver:
                 self.logs.package(pid, f"step {msg.get('step')}/{msg.get('n_steps')} t={msg.get('t'):.6g}",
                                   stamped=True)
 
+    def connected(self) -> bool:
+        """Whether the client talks to its scheduler (not reconnecting after losing it)."""
+        return getattr(self.client, "status", "running") == "running"
+
     def save_checkpoint(self, run_id: str, package_id: str, step: Any) -> None:
         """Fetch the latest checkpoint a worker announced and save it in the store."""
         from distributed import Variable
 
-        if getattr(self.client, "status", "running") != "running":
+        if not self.connected():
             # reconnecting: a Variable.get would wait for distributed's connect timeout (30 s),
             # its own timeout notwithstanding; the sweep reports the lost scheduler
             self.log.warning("%s: checkpoint at step %s not fetched: no connection to the scheduler",
@@ -432,7 +436,7 @@ class _Driver:
         self.logs.package(package_id, f"checkpoint at step {got} saved in the store", stamped=True)
 
     def forget_checkpoint_variable(self, run_id: str) -> None:
-        if run_id in self.ckpt_sent and getattr(self.client, "status", "running") == "running":
+        if run_id in self.ckpt_sent and self.connected():
             from distributed import Variable
 
             try:

@@ -61,18 +61,22 @@ def packable(variables: Sequence[Variable], limit: int) -> bool:
     return total <= limit
 
 
-def _little(a: np.ndarray) -> np.ndarray:
-    dt = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
-    return np.ascontiguousarray(a, dtype=dt)
+def _little(dtype: np.dtype) -> np.dtype:
+    """``dtype`` in little-endian byte order (how every array is stored)."""
+    return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+
+
+def _spec(v: Variable) -> list[Any]:
+    """A variable without its values, JSON-safe: [name, dims, dtype, attributes, is_coord]."""
+    return [v.name, list(v.dims), _little(v.values.dtype).str, jsonable(v.attrs), bool(v.is_coord)]
 
 
 def encode_run(variables: Sequence[Variable], attrs: Mapping[str, Any]) -> dict[str, Any]:
     """A packed run as JSON-safe data (its log record's ``run``): attributes and arrays."""
     out = []
     for v in variables:
-        a = _little(v.values)
-        out.append([v.name, list(v.dims), a.dtype.str, jsonable(v.attrs), bool(v.is_coord),
-                    base64.b64encode(a.tobytes()).decode()])
+        raw = np.ascontiguousarray(v.values, _little(v.values.dtype)).tobytes()
+        out.append(_spec(v) + [base64.b64encode(raw).decode()])
     return {"attrs": jsonable(attrs), "vars": out}
 
 
@@ -100,8 +104,7 @@ def to_dataset(variables: Iterable[Variable], attrs: Mapping[str, Any]) -> Any:
 
 def _layout(variables: Sequence[Variable]) -> str:
     """What runs must share to be stacked in one batch: names, dims, dtypes, attributes."""
-    return json.dumps([[v.name, list(v.dims), _little(v.values).dtype.str, jsonable(v.attrs), v.is_coord]
-                       for v in variables], sort_keys=True)
+    return json.dumps([_spec(v) for v in variables], sort_keys=True)
 
 
 def batch_documents(base: str, runs: Sequence[tuple[dict[str, Any], list[Variable], dict[str, Any]]]
@@ -119,20 +122,11 @@ def batch_documents(base: str, runs: Sequence[tuple[dict[str, Any], list[Variabl
     for k, rows in enumerate(by_layout.values()):
         name = f"{base}-{k}"
         first = runs[rows[0]][1]
-        lengths: dict[str, list[int]] = {}
-        for v in first:
-            for d in v.dims:
-                lengths.setdefault(d, [])
-        for i in rows:
-            seen = {}
-            for v in runs[i][1]:
-                for d, n in zip(v.dims, v.values.shape):
-                    seen[d] = n
-            for d in lengths:
-                lengths[d].append(seen[d])
+        sizes = [{d: n for v in runs[i][1] for d, n in zip(v.dims, v.values.shape)} for i in rows]
+        lengths = {d: [s[d] for s in sizes] for d in sizes[0]}  # each run's length along each dim
         items: dict[str, bytes] = {}
         for j, v in enumerate(first):
-            dtype = _little(v.values).dtype
+            dtype = _little(v.values.dtype)
             width = tuple(max(lengths[d], default=0) for d in v.dims)
             fill = np.nan if dtype.kind in "fc" else 0
             stacked = np.full((len(rows),) + width, fill, dtype=dtype)
@@ -146,8 +140,7 @@ def batch_documents(base: str, runs: Sequence[tuple[dict[str, Any], list[Variabl
             "records": [runs[i][0] for i in rows],
             "attrs": [jsonable(runs[i][2]) for i in rows],
             "lengths": lengths,
-            "variables": [[v.name, list(v.dims), _little(v.values).dtype.str, jsonable(v.attrs), v.is_coord]
-                          for v in first],
+            "variables": [_spec(v) for v in first],
         }
         group = json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {BATCH_ATTR: meta}}).encode()
         out.append((name, meta["run_ids"], items, group))

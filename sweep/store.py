@@ -215,8 +215,9 @@ class Store:
         self._segment: Appender | None = None  # this writer session's log file (local stores)
         self._closed = False
         self.pack_bytes = pack_bytes  # runs of at most this many bytes of small arrays are packed
-        # packed runs whose only copy is the log: run_id -> (record dict, encoded run)
-        self._pending: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        # packed runs whose only copy is the log, decoded: run_id -> (record dict, variables,
+        # dataset attributes)
+        self._pending: dict[str, tuple[dict[str, Any], list[Variable], dict[str, Any]]] = {}
         self._batch_cache: tuple[str, Batch] | None = None  # the batch group read last
 
     # ------------------------------------------------------------------ opening
@@ -423,9 +424,9 @@ class Store:
                         continue  # already folded into the index (left by a compaction cut short)
                     packed = d.get("run")
                     if packed is not None:  # a packed run: the record holds all its data
-                        series = _series_of(decode_run(packed)[0])
-                        table.upsert(rec, series, LOG_HOME)
-                        self._pending[rec["run_id"]] = (rec, packed)
+                        variables, attrs = decode_run(packed)
+                        table.upsert(rec, _series_of(variables), LOG_HOME)
+                        self._pending[rec["run_id"]] = (rec, variables, attrs)
                     else:
                         table.upsert(rec, _decode_series(d.get("series") or {}))
                         self._pending.pop(rec["run_id"], None)
@@ -528,8 +529,7 @@ class Store:
             return xr.open_zarr(self.zarr_store, group=f"runs/{run_id}", consolidated=False, zarr_format=3,
                                 chunks=None)
         if home == LOG_HOME:
-            record, payload = self._pending[run_id]
-            variables, attrs = decode_run(payload)
+            record, variables, attrs = self._pending[run_id]
         else:
             batch = self._batch(home)
             variables, attrs = batch.run(run_id)
@@ -604,8 +604,11 @@ class Store:
     def _append_log(self, rec: RunRecord, series: Mapping[str, str],
                     arrays: dict[str, np.ndarray] | None = None, packed: dict[str, Any] | None = None) -> None:
         """Append the record (and its base64 ``series``, decoded as ``arrays`` when given; or a
-        packed run's data, ``packed``, whose series are ``arrays``)."""
+        packed run's encoded data, ``packed``, from which its series are taken)."""
         d = rec.to_dict()
+        if packed is not None:  # the store's own copy of the run, kept until compaction
+            variables, attrs = decode_run(packed)
+            arrays = _series_of(variables)
         # not atomic: a torn record does not parse and is skipped; the run's marker, written
         # before, then restores it (see _adopt_markers); a packed run is then redone
         body = {"record": d, "run": packed} if packed is not None else {"record": d, "series": dict(series)}
@@ -629,7 +632,7 @@ class Store:
             self._table.upsert(d, arrays if arrays is not None else _decode_series(series),
                                LOG_HOME if packed is not None else None)
         if packed is not None:
-            self._pending[rec.run_id] = (d, packed)
+            self._pending[rec.run_id] = (d, variables, attrs)
 
     def commit_run(self, run_id: str, ds: Any, provenance: Mapping[str, Any]) -> RunRecord:
         """Store a finished run: its data, then its done marker, then its index record.
@@ -702,7 +705,7 @@ class Store:
         _test_pause()
         fault_point("before-marker", rec.run_id)
         with _writing(self.url, f"commit run {rec.run_id}"):
-            self._append_log(rec, {}, _series_of(variables), packed)
+            self._append_log(rec, {}, packed=packed)
             fault_point("before-log", rec.run_id)
             if self._blobs.exists(base):  # an earlier failure's marker or a partial attempt
                 self._blobs.delete_tree(base)
@@ -753,7 +756,7 @@ class Store:
             self._blobs.delete_tree(f"index/{gen}")
 
         with _writing(self.url, "write the index", cleanup):
-            homes = self._write_batches(f"b{tag}", table, batches)
+            homes = self._write_batches(f"b{tag}", batches)
             fault_point("compact-before-index")
             try:
                 for rid, name in homes.items():
@@ -773,20 +776,12 @@ class Store:
             self._blobs.delete(f"log/{key}")
         self._log_keys, self._log_records = [], 0
 
-    def _write_batches(self, base: str, table: RunTable, written: list[str]) -> dict[str, str]:
+    def _write_batches(self, base: str, written: list[str]) -> dict[str, str]:
         """Write the packed runs that only the log holds as batch groups (named ``base-<k>``,
         appended to ``written`` before their first file); returns run id -> batch name."""
-        runs = []
-        for rid, (record, packed) in self._pending.items():
-            if table.home_of(rid) == LOG_HOME:
-                variables, attrs = decode_run(packed)
-                runs.append((record, variables, attrs))
+        # batches/zarr.json exists: made with the store, or by _upgrade when a writer opened it
         homes: dict[str, str] = {}
-        if not runs:
-            return homes
-        if not self._blobs.exists("batches/zarr.json"):  # a store made before packed runs
-            self._blobs.write("batches/zarr.json", group_document({}))
-        for name, run_ids, items, group in batch_documents(base, runs):
+        for name, run_ids, items, group in batch_documents(base, list(self._pending.values())):
             written.append(name)
             self._blobs.write_many({f"batches/{name}/{k}": v for k, v in items.items()}, atomic=False)
             self._blobs.write(f"batches/{name}/zarr.json", group)  # last: the batch exists
