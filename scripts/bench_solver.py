@@ -21,6 +21,8 @@ Every configuration runs in a fresh subprocess (so peak memory is per configurat
   FFTW_ESTIMATE, scipy.fft with workers, numpy.fft), same threads, in a process of its own
   (FFTW's OpenMP threads spin after each call and would slow the step down): the cost of
   "the step's 36 FFTs" done the textbook way; "step/3D" is ms/step over it;
+* with both precisions, one line per grid splits "f64/f32" into the FFT passes alone (the
+  FFT library's own single-precision gain on the step's lines) and the rest of the step;
 * naive ms/step: ``solver.reference.reference_step``, a straightforward numpy RK4 step
   (whole-array temporaries, np.cross, fresh arrays each stage, numpy.fft), same process
   kind, same run; "vs naive" is its time over ours (wall, and "(cpu)" in CPU time: with
@@ -293,6 +295,14 @@ def default_threads() -> int:
     return max(1, cores // max(1, int(os.environ.get("SWEEP_WORKERS_PER_HOST", "1"))))
 
 
+def _precision_split(n: int, f64: dict, f32: dict) -> str:
+    """Where the float32 gain comes from: the FFT passes alone and the rest of the step."""
+    rest64, rest32 = f64["step"] - f64["fft"], f32["step"] - f32["fft"]
+    return (f"{'':8s} f64/f32 at {n}^3: FFT passes alone {f64['fft'] / f32['fft']:.2f} "
+            f"(cpu {f64['fft_cpu'] / f32['fft_cpu']:.2f}), the rest of the step {rest64 / rest32:.2f} "
+            f"({rest64 * 1e3:.1f} / {rest32 * 1e3:.1f} ms)")
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None and len(sys.argv) > 2 and sys.argv[1] == "--worker":
         # a measurement subprocess: import nothing else before the measured code
@@ -376,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['plain'] * 1e3:10.1f} {r['step'] / r['plain']:7.2f} "
                       f"{speedup:9.1f} {speedup_cpu:6.1f} {f64_f32:8.2f} {f64_f32_cpu:6.2f}"
                       + ("" if r["threads_used"] == args.threads else f"   ({r['threads_used']} thread)"))
+            if {"float64", "float32"} <= set(per_prec):
+                print(_precision_split(n, steps["float64"], steps["float32"]))
 
     if args.memory_size:
         base = _run("baseline")["rss"]

@@ -1,0 +1,79 @@
+"""The benchmark scripts in scripts/ still run: each one as a real subprocess, at a tiny size.
+
+The performance goals are checked by these scripts, not by timed tests, so a script that no
+longer runs (an API it uses changed) would silently stop checking them. These tests assert
+what does not depend on timing: the exit code, the figures each script promises to print,
+and the facts behind them (the counts of runs, files and checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def run_script(name: str, *args: str, cwd: Path) -> str:
+    """Run scripts/``name`` with this interpreter; its stdout (fails on a non-zero exit)."""
+    proc = subprocess.run([sys.executable, str(SCRIPTS / name), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_bench_solver_prints_every_figure_for_both_precisions(tmp_path: Path) -> None:
+    out_json = tmp_path / "solver.json"
+    out = run_script("bench_solver.py", "--backends", "numpy", "--kernels", "numpy", "--sizes", "8", "16",
+                     "--naive-sizes", "16", "--memory-size", "16", "--repeat", "1", "--json", str(out_json),
+                     cwd=tmp_path)
+    figures = json.loads(out_json.read_text())
+    steps = {(s["size"], s["precision"]): s for s in figures["step"]}
+    assert set(steps) == {(n, p) for n in (8, 16) for p in ("float64", "float32")}
+    for s in steps.values():
+        for key in ("ms_per_step", "fft_ms", "fft_with_packing_ms", "plain_3d_fft_ms", "cpu_ms_per_step"):
+            assert math.isfinite(s[key]) and s[key] > 0, (key, s)
+    assert math.isfinite(steps[(16, "float64")]["speedup_vs_naive"])
+    assert math.isfinite(steps[(16, "float32")]["float64_over_float32"])
+    # one line per grid splits the float32 gain into the FFT passes and the rest of the step
+    assert len(re.findall(r"f64/f32 at \d+\^3: FFT passes alone [\d.]+ .*the rest of the step [\d.]+", out)) == 2
+    memory = {m["precision"]: m for m in figures["memory"]}
+    assert set(memory) == {"float64", "float32"}
+    assert all(m["memory_estimate"] > 0 for m in memory.values())
+
+
+def test_bench_engine_compares_the_store_layouts(tmp_path: Path) -> None:
+    out = run_script("bench_engine.py", "--tiny", "30", "--processes", "2", "--long", "2", "--long-seconds", "0.3",
+                     "--workers", "2", "--layout", "both", "--dir", str(tmp_path), cwd=tmp_path)
+    per_run = [float(x) for x in re.findall(r"the store holds \d+ directories and \d+ files \(([\d.]+) per run\)",
+                                            out)]
+    assert len(per_run) == 2, out
+    packed, groups = per_run
+    assert packed < 5 < 25 < groups  # packed runs share a few files; a group per run is ~29 files each
+    assert len(re.findall(r"cost per package\s+[\d.]+ ms", out)) == 2
+    assert re.search(r"ratio to ideal\s+[\d.]+", out)
+    assert re.search(r"engine speed-up \(packed\)\s+[\d.]+ x", out)
+
+
+def test_bench_store_plans_and_commits(tmp_path: Path) -> None:
+    out = run_script("bench_store.py", "--n", "300", cwd=tmp_path)
+    assert "plan 300 packages (270 done, 30 to run)" in out
+    assert re.search(r"commit one small run: median [\d.]+ ms", out)
+    assert re.search(r"open_results over 300 runs .*: best [\d.]+ s", out)
+
+
+def test_bench_checkpoint_counts_the_checkpoints_it_times(tmp_path: Path) -> None:
+    out = run_script("bench_checkpoint.py", "--grid", "8", "--steps", "20", "--every", "2", "--repeats", "1",
+                     cwd=tmp_path)
+    counts = dict(re.findall(r"^\s+(none|default|forced)\s+:.*?(\d+) checkpoints?", out, re.M))
+    assert counts == {"none": "0", "default": "0", "forced": "9"}, out
+    assert re.search(r"overhead ratio, default/none \(sweep wall time\): [\d.]+", out)
