@@ -258,7 +258,13 @@ def _worker_startup(cfg: dict) -> dict:
     return out
 
 
-WORKERS = {"baseline": _worker_baseline, "step": _worker_step, "plain": _worker_plain, "naive": _worker_naive,
+def _worker_versions(cfg: dict) -> dict:
+    """The FFT libraries' versions and builds (FFTW's SIMD codelets cap the float32 gain)."""
+    from solver.fft import BACKENDS
+    return {b: BACKENDS[b].version() for b in cfg["backends"]}
+
+
+WORKERS = {"versions": _worker_versions, "baseline": _worker_baseline, "step": _worker_step, "plain": _worker_plain, "naive": _worker_naive,
            "memory": _worker_memory, "startup": _worker_startup}
 
 
@@ -338,7 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# solver benchmark: {os.cpu_count()} cores, threads per run = {args.threads}, "
           f"backends {', '.join(backends)}; best of {args.repeat} rounds; "
           f"load average {os.getloadavg()[0]:.1f} at start")
-    results: dict = {"threads": args.threads, "step": [], "naive": [], "memory": [], "startup": None}
+    versions = _run("versions", backends=backends)
+    print("# FFT libraries: " + "; ".join(f"{b} {v}" for b, v in versions.items()))
+    results: dict = {"threads": args.threads, "fft_libraries": versions, "step": [], "naive": [], "memory": [],
+                     "startup": None}
 
     naive: dict[int, float] = {}
     naive_cpu: dict[int, float] = {}

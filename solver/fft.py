@@ -134,11 +134,16 @@ class FFTBackend:
     module: str  # import name, to test whether it is installed
     empty: Callable[[tuple[int, ...], np.dtype], np.ndarray]
     plans: type[Plans]
+    # the build of the library doing the transforms, where the Python package does not say
+    # it (pyFFTW's wheels and conda's pyfftw link different FFTW builds)
+    build: Callable[[], str] | None = None
 
     def version(self) -> str:
-        """Version string of the underlying library (recorded as provenance)."""
+        """Version string of the underlying library (recorded as provenance: the bits depend on
+        it), with the build of the transform library where it is a separate one."""
         mod = importlib.import_module(self.module)
-        return str(getattr(mod, "__version__", "unknown"))
+        version = str(getattr(mod, "__version__", "unknown"))
+        return f"{version} ({self.build()})" if self.build is not None else version
 
 
 def _numpy_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -150,8 +155,16 @@ def _pyfftw_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return pyfftw.empty_aligned(shape, dtype=dtype)
 
 
+def _fftw_build() -> str:
+    """FFTW's own version and SIMD codelets per precision, e.g. 'fftw-3.3.5-sse2-avx'."""
+    import pyfftw
+    builds = getattr(pyfftw, "_fftw_version_dict", {})  # pyFFTW >= 0.11
+    used = sorted({builds[k] for k in ("64", "32") if k in builds})
+    return ", ".join(used) or "FFTW build unknown"
+
+
 BACKENDS: dict[str, FFTBackend] = {
-    "pyfftw": FFTBackend("pyfftw", "pyfftw", _pyfftw_empty, PyfftwPlans),
+    "pyfftw": FFTBackend("pyfftw", "pyfftw", _pyfftw_empty, PyfftwPlans, _fftw_build),
     "scipy": FFTBackend("scipy", "scipy", _numpy_empty, ScipyPlans),
     "numpy": FFTBackend("numpy", "numpy", _numpy_empty, NumpyPlans),
 }

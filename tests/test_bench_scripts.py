@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -37,6 +38,8 @@ def test_bench_solver_prints_every_figure_for_both_precisions(tmp_path: Path) ->
                      "--naive-sizes", "16", "--memory-size", "16", "--repeat", "1", "--json", str(out_json),
                      cwd=tmp_path)
     figures = json.loads(out_json.read_text())
+    assert figures["fft_libraries"] == {"numpy": np.__version__}
+    assert f"# FFT libraries: numpy {np.__version__}" in out
     steps = {(s["size"], s["precision"]): s for s in figures["step"]}
     assert set(steps) == {(n, p) for n in (8, 16) for p in ("float64", "float32")}
     for s in steps.values():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
 import time
 
 import numpy as np
@@ -12,7 +14,7 @@ import xarray as xr
 import solver
 from solver import DivergedError, ParameterError, SolverTimeout, State, memory_estimate, simulate
 from solver.diagnostics import DIAGNOSTICS
-from solver.fft import installed_backends
+from solver.fft import BACKENDS, installed_backends
 
 SMALL = dict(initial_condition="random", Re=100, dt=0.01, T_final=0.2, grid=[16, 16, 8],
              output_interval=0.04)
@@ -80,6 +82,11 @@ def test_simulate_backends_agree_to_round_off():
     ref = runs["numpy"]
     for b, ds in runs.items():
         assert ds.attrs["fft_backend"] == b
+        # the library's version, and for pyFFTW the FFTW build that decides the bits
+        version = importlib.import_module(BACKENDS[b].module).__version__
+        assert ds.attrs["fft_library_version"].startswith(version)
+        if b == "pyfftw":
+            assert re.fullmatch(r"\S+ \(fftw-3\.\S+(, fftw-3\.\S+)?\)", ds.attrs["fft_library_version"])
         np.testing.assert_allclose(ds.energy.values, ref.energy.values, rtol=1e-13)
 
 
