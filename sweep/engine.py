@@ -31,12 +31,12 @@ from .logs import SweepLogs
 from .plan import PlanEntry, plan_sweep
 from .progress import SweepProgress, final_summary
 from .runner import Outcome, WorkItem, checkpoint_variable_name, decode_arrays, run_package
+from .spec import PRIORITIES, select_packages
 
 __all__ = ["PRIORITY_CHOICES", "PlanEntry", "SweepResult", "SchedulerLostError", "plan_sweep",
            "run_sweep", "default_log_dir", "exit_code_of"]
 
-_PRIORITIES = ("HIGH", "MEDIUM", "LOW")
-PRIORITY_CHOICES = (*_PRIORITIES, "ALL")
+PRIORITY_CHOICES = (*PRIORITIES, "ALL")
 # packages in the first submission (the workers start on them at once), then in each later one
 _FIRST_CHUNK = 16
 _CHUNK = 250
@@ -120,14 +120,6 @@ def usable_checkpoint(store: Any, run_id: str, params: Any, log: Any) -> dict[st
         log.warning("run %s: its checkpoint was written by another solver version; it starts over", run_id)
         return None
     return arrays
-
-
-def _select(packages: Sequence[Any], priority: str) -> list[Any]:
-    if priority not in PRIORITY_CHOICES:
-        raise ConfigError(f"--priority: bad value {priority!r}; allowed: {', '.join(PRIORITY_CHOICES)}")
-    if priority == "ALL":
-        return list(packages)
-    return [p for p in packages if p.priority == priority]
 
 
 def _named_tasks(bag: Any, keys: list[str]) -> dict[str, Any]:
@@ -310,7 +302,7 @@ class _Driver:
         self.stopping = False
         self.ac = None
         # packages not submitted yet, in priority order (see submit_next)
-        rank = {p: i for i, p in enumerate(_PRIORITIES)}
+        rank = {p: i for i, p in enumerate(PRIORITIES)}
         self.backlog: collections.deque[str] = collections.deque(
             sorted(self.entries, key=lambda rid: rank.get(self.entries[rid].package.priority, len(rank))))
         self.first_chunk = _FIRST_CHUNK
@@ -343,7 +335,7 @@ class _Driver:
             item = self._item(rid, self.attempt[rid], resumes.get(rid))
             by_prio.setdefault(item.priority, []).append(item)
         out = []
-        for prio in _PRIORITIES:  # HIGH reaches the scheduler first, and outranks the rest
+        for prio in PRIORITIES:  # HIGH reaches the scheduler first, and outranks the rest
             items = by_prio.get(prio)
             if not items:
                 continue
@@ -817,6 +809,7 @@ def run_sweep(
     store: str | os.PathLike,
     *,
     priority: str = "ALL",
+    package_ids: Sequence[str] | None = None,
     client: Any = None,
     mode: str | None = None,
     max_parallel: int | None = None,
@@ -839,6 +832,8 @@ def run_sweep(
 ) -> SweepResult:
     """Run every requested package not yet done in ``store`` and commit each result.
 
+    ``priority`` and ``package_ids`` (package_ids or package file names) narrow the packages
+    of ``packages_dir`` that are run (``sweep.spec.select_packages``).
     Give ``client`` to run on an existing Dask client (left open), else a cluster is started
     for ``mode`` (``sequential`` or ``parallel``) or a remote ``scheduler`` address /
     ``scheduler_file`` is connected to. Options left at None take their ``sweep.*`` value
@@ -886,8 +881,8 @@ def run_sweep(
     # -- packages (refused before anything runs) --
     n_local = 1 if mode == "sequential" else int(max_parallel or usable_cores())
     known = client is None and not remote  # we start the cluster: we know its worker memory
-    packages = _select(_load(packages_dir, _local_worker_memory(n_local) if known else None,
-                             check_memory=known), priority)
+    packages = select_packages(_load(packages_dir, _local_worker_memory(n_local) if known else None,
+                                     check_memory=known), priority, package_ids)
     store_url = str(store)
 
     Store = _store_api()
@@ -1028,7 +1023,7 @@ def _sweep_into_store(Store: Any, store_url: str, packages: list[Any], priority:
             result.exit_code = exit_code_of(result.status.values())
             result.elapsed = time.monotonic() - t_start
             lines = final_summary(((result.priority[p], s) for p, s in result.status.items()),
-                                  _PRIORITIES, len(skipped_done), result.elapsed)
+                                  PRIORITIES, len(skipped_done), result.elapsed)
             for ln in lines:
                 say(ln)
                 log.info(ln)

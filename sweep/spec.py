@@ -15,13 +15,14 @@ here restates a default or a range.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from solver.params import PARAMS, SolverParams, parameter_problems
@@ -42,6 +43,7 @@ __all__ = [
     "run_id_of",
     "canonical_json",
     "load_packages",
+    "select_packages",
     "config_error",
     "check_directory",
     "id_problem",
@@ -504,6 +506,39 @@ def load_packages(directory: str | os.PathLike[str], *, worker_memory: int | Non
         raise config_error(problems)
     order = {p: i for i, p in enumerate(PRIORITIES)}
     return sorted(packages, key=lambda p: (order[p.priority], p.package_id))
+
+
+def select_packages(packages: Sequence[Package], priority: str = "ALL",
+                    names: Sequence[str] | None = None) -> list[Package]:
+    """The packages a command acts on, in the given order: those of ``priority`` ('ALL': every
+    one) and, with ``names``, only the packages named, each by its package_id or its file name
+    (with or without '.json'). ConfigError for a name that matches no package, or a named
+    package of another priority than ``priority``."""
+    if priority != "ALL" and priority not in PRIORITIES:
+        raise ConfigError(f"--priority: bad value {priority!r}; allowed: {', '.join((*PRIORITIES, 'ALL'))}")
+    if not names:
+        return [p for p in packages if priority in ("ALL", p.priority)]
+    keys: dict[str, Package] = {}
+    for p in packages:
+        keys[p.package_id] = p
+        if p.path:
+            keys.setdefault(os.path.basename(p.path), p)
+            keys.setdefault(os.path.basename(p.path).removesuffix(".json"), p)
+    chosen: set[str] = set()
+    for name in names:
+        p = keys.get(name)
+        if p is None:
+            close = difflib.get_close_matches(name, [q.package_id for q in packages], n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            where = os.path.dirname(packages[0].path or "") if packages and packages[0].path else "the directory"
+            raise ConfigError(f"--package: bad value {name!r}: no package of {where} has this package_id or "
+                              f"file name{hint}; allowed: a package_id or a package_*.json file name "
+                              "(sweep explain lists them)")
+        if priority not in ("ALL", p.priority):
+            raise ConfigError(f"--package: {name!r} has priority {p.priority}, not {priority} (--priority); "
+                              "drop --priority or name a package of that priority")
+        chosen.add(p.package_id)
+    return [p for p in packages if p.package_id in chosen]
 
 
 def config_error(problems: list[str]) -> ConfigError:

@@ -116,6 +116,30 @@ def test_cli_run_bad_options_exit_2(tmp_path: Path, packages_dir, sweep_cli, arg
     assert "Traceback" not in res.stderr and not (tmp_path / "r.zarr").exists()
 
 
+def test_cli_run_only_the_named_packages(tmp_path: Path, packages_dir, sweep_cli):
+    d = packages_dir(tiny_sweep(4))
+    store = tmp_path / "r.zarr"
+    res = sweep_cli("run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress",
+                    "--package", "p002", "--package", "package_0000.json")
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "2 package(s) requested" in res.stdout
+    records = store_records(store)
+    assert sorted(pid for r in records.values() for pid in r.package_ids) == ["p000", "p002"]
+
+    explained = sweep_cli("explain", str(d), "--store", str(store), "--package", "p001", "--package", "p002")
+    assert explained.returncode == 0, explained.stderr
+    lines = explained.stdout.splitlines()
+    assert [ln.split()[:2] for ln in lines[:-1]] == [["run", "p001"], ["skip", "p002"]]
+
+    bad = sweep_cli("run", str(d), "--store", str(store), "--package", "p007")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        f"sweep run: error: --package: bad value 'p007': no package of {d} has this package_id or file name "
+        "(did you mean p003, p002, p001?); allowed: a package_id or a package_*.json file name "
+        "(sweep explain lists them)"]
+    assert store_records(store) == records
+
+
 def test_cli_run_dry_run_lists_what_would_run_and_why(tmp_path: Path, packages_dir, sweep_cli):
     pkgs = tiny_sweep(3)
     pkgs.append({"package_id": "twin", "priority": "LOW", "parameters": pkgs[0]["parameters"]})

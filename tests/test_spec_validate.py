@@ -11,7 +11,8 @@ import pytest
 from conftest import TINY, run_cli, write_packages
 from solver import SolverParams
 from sweep.errors import ConfigError
-from sweep.spec import (MAX_FILE_BYTES, PRIORITIES, check_directory, load_packages, memory_need, run_id_of)
+from sweep.spec import (MAX_FILE_BYTES, PRIORITIES, check_directory, load_packages, memory_need, run_id_of,
+                        select_packages)
 
 REPO_PACKAGES = Path(__file__).resolve().parent.parent / "packages"
 WORKER = 4 << 30  # bytes: a generous worker for every test that is not about memory
@@ -238,6 +239,36 @@ def test_spec_every_problem_reported_at_once(tmp_path: Path) -> None:
     assert len(problems) >= 4
     assert all("\n" not in p for p in problems)
     assert str(info.value).splitlines() == problems
+
+
+def test_spec_select_packages_by_priority_and_by_name(tmp_path: Path) -> None:
+    pkgs = load_packages(write_packages(tmp_path / "pk", _pkgs(6)), worker_memory=WORKER)
+    ids = [p.package_id for p in pkgs]  # sorted by priority, then id: p0 p3 p1 p4 p2 p5
+
+    def chosen(priority: str = "ALL", names: list[str] | None = None) -> list[str]:
+        return [p.package_id for p in select_packages(pkgs, priority, names)]
+
+    assert chosen() == ids
+    assert chosen("MEDIUM") == ["p1", "p4"]
+    # by package_id, file name or file stem; the given order of the packages is kept, once each
+    assert ids == ["p0", "p3", "p1", "p4", "p2", "p5"]
+    assert chosen(names=["p4", "package_0000.json", "package_0005", "p0"]) == ["p0", "p4", "p5"]
+    assert chosen("LOW", ["p2"]) == ["p2"]
+
+
+@pytest.mark.parametrize("priority, name, message", [
+    ("ALL", "p00", r"--package: bad value 'p00': no package of .*pk has this package_id or file name "
+                   r"\(did you mean p0\?\); allowed: a package_id or a package_\*\.json file name"),
+    ("ALL", "package_0042.json", r"--package: bad value 'package_0042.json': no package of"),
+    ("HIGH", "p1", r"--package: 'p1' has priority MEDIUM, not HIGH \(--priority\); drop --priority"),
+    ("URGENT", "p1", r"--priority: bad value 'URGENT'; allowed: HIGH, MEDIUM, LOW, ALL"),
+])
+def test_spec_select_packages_refuses_unknown_names(tmp_path: Path, priority: str, name: str,
+                                                    message: str) -> None:
+    pkgs = load_packages(write_packages(tmp_path / "pk", _pkgs(3)), worker_memory=WORKER)
+    with pytest.raises(ConfigError, match=message) as info:
+        select_packages(pkgs, priority, ["p0", name])
+    assert len(str(info.value).splitlines()) == 1
 
 
 def test_spec_cli_validate_exit_2_one_line_per_problem(tmp_path: Path) -> None:

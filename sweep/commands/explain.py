@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("packages", metavar="DIR", help="package directory")
     parser.add_argument("--store", required=True, metavar="STORE", help="result store (path or fsspec URL)")
     parser.add_argument("--priority", choices=(*PRIORITIES, "ALL"), default="ALL", help="only these packages")
+    parser.add_argument("--package", action="append", dest="package_ids", metavar="ID",
+                        help="only this package: its package_id or file name; repeat for more")
     parser.add_argument("--worker-memory", metavar="BYTES", default=None,
                         help="memory of one worker for the memory check, e.g. 4GiB")
 
@@ -32,13 +34,12 @@ def main(args: argparse.Namespace) -> int:
 
     from ..backends import is_local
     from ..plan import explain_packages
-    from ..spec import load_packages
+    from ..spec import load_packages, select_packages
     from ..store import Store
     from .validate import parse_memory
 
-    packages = load_packages(args.packages, worker_memory=parse_memory(args.worker_memory))
-    if args.priority != "ALL":
-        packages = [p for p in packages if p.priority == args.priority]
+    packages = select_packages(load_packages(args.packages, worker_memory=parse_memory(args.worker_memory)),
+                               args.priority, args.package_ids)
     local_missing = is_local(args.store) and not os.path.exists(args.store.removeprefix("file://"))
     if local_missing:
         entries = explain_packages(packages, None)

@@ -49,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="result store: a directory path (created if missing) or an fsspec URL")
     p.add_argument("--priority", default="ALL", choices=PRIORITY_CHOICES,
                    help="run only packages of this priority (default: ALL)")
+    p.add_argument("--package", action="append", dest="package_ids", metavar="ID",
+                   help="run only this package: its package_id or file name (package_0003.json); "
+                        "repeat for more (default: every package)")
     where = p.add_argument_group("where it runs")
     where.add_argument("--mode", choices=list(MODES), default=None,
                        help=f"local cluster: one worker with one thread, or --max-parallel worker "
@@ -93,6 +96,7 @@ def main(args: argparse.Namespace) -> int:
         args.packages_dir,
         args.store,
         priority=args.priority,
+        package_ids=args.package_ids,
         mode=args.mode,
         max_parallel=args.max_parallel,
         scheduler=args.scheduler,
