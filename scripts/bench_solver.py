@@ -264,8 +264,8 @@ def _worker_versions(cfg: dict) -> dict:
     return {b: BACKENDS[b].version() for b in cfg["backends"]}
 
 
-WORKERS = {"versions": _worker_versions, "baseline": _worker_baseline, "step": _worker_step, "plain": _worker_plain, "naive": _worker_naive,
-           "memory": _worker_memory, "startup": _worker_startup}
+WORKERS = {"versions": _worker_versions, "baseline": _worker_baseline, "step": _worker_step,
+           "plain": _worker_plain, "naive": _worker_naive, "memory": _worker_memory, "startup": _worker_startup}
 
 
 def _run(kind: str, env: dict | None = None, **cfg) -> dict:

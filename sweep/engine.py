@@ -884,10 +884,11 @@ def run_sweep(
     packages = select_packages(_load(packages_dir, _local_worker_memory(n_local) if known else None,
                                      check_memory=known), priority, package_ids)
     store_url = str(store)
+    scope = f"priority {priority}" + (f", {len(set(package_ids))} named" if package_ids else "")
 
     Store = _store_api()
     if dry_run:
-        return _dry_run(Store, store_url, packages, say, priority)
+        return _dry_run(Store, store_url, packages, say, scope)
 
     log_dir = Path(log_dir) if log_dir is not None else default_log_dir(store_url)
     early = None  # a cluster we did not start: connected (and checked) before the store opens
@@ -899,7 +900,7 @@ def run_sweep(
         if early is not None:
             _check_remote_memory(early.client, packages, Store, store_url)
         return _sweep_into_store(
-            Store, store_url, packages, priority, packages_dir, log_dir, say, t_start, early,
+            Store, store_url, packages, scope, packages_dir, log_dir, say, t_start, early,
             lambda: connect(mode, max_parallel=max_parallel), remote=remote, client=client,
             mode=mode, timeout=timeout, retries=retries, stop_on_error=stop_on_error,
             ckpt_s=ckpt_s, ckpt_n=ckpt_n, progress_bar=progress_bar, dashboard=dashboard, out=out)
@@ -909,7 +910,7 @@ def run_sweep(
                 early.close()
 
 
-def _sweep_into_store(Store: Any, store_url: str, packages: list[Any], priority: str,
+def _sweep_into_store(Store: Any, store_url: str, packages: list[Any], scope: str,
                       packages_dir: Any, log_dir: Path, say: Callable[[str], None], t_start: float,
                       early: Any, start_cluster: Callable[[], Any], *, remote: bool, client: Any,
                       mode: str, timeout: float, retries: int, stop_on_error: bool, ckpt_s: Any,
@@ -938,7 +939,7 @@ def _sweep_into_store(Store: Any, store_url: str, packages: list[Any], priority:
         handle = None
         stop_dashboard = None
         try:
-            say(f"sweep: {len(packages)} package(s) requested (priority {priority}): "
+            say(f"sweep: {len(packages)} package(s) requested ({scope}): "
                 f"{len(to_run)} to run, {len(skipped_done)} skipped as already done in {store_url}"
                 + (f", {len(result.skipped) - len(skipped_done)} sharing another package's run"
                    if len(result.skipped) > len(skipped_done) else ""))
@@ -1041,7 +1042,7 @@ def _sweep_into_store(Store: Any, store_url: str, packages: list[Any], priority:
 
 
 def _dry_run(Store: Any, store_url: str, packages: list[Any], say: Callable[[str], None],
-             priority: str) -> SweepResult:
+             scope: str) -> SweepResult:
     """List what would run and what would be skipped, and why (``sweep explain``'s lines);
     start nothing, write nothing."""
     from .plan import explain_packages
@@ -1057,7 +1058,7 @@ def _dry_run(Store: Any, store_url: str, packages: list[Any], say: Callable[[str
         say(e.line(width))
     counts = Counter(e.action for e in entries)
     say(f"dry run: {counts['run'] + counts['resume']} would run ({counts['resume']} resuming from a "
-        f"checkpoint), {counts['skip']} skipped (priority {priority}); nothing was started or written")
+        f"checkpoint), {counts['skip']} skipped ({scope}); nothing was started or written")
     res = SweepResult(EXIT_OK, store=store_url)
     res.plan = [PlanEntry(e.package, "skip" if e.action == "skip" else "run", e.reason) for e in entries]
     res.skipped = [(e.package_id, e.reason) for e in entries if e.action == "skip"]

@@ -122,7 +122,7 @@ def test_cli_run_only_the_named_packages(tmp_path: Path, packages_dir, sweep_cli
     res = sweep_cli("run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress",
                     "--package", "p002", "--package", "package_0000.json")
     assert res.returncode == 0, res.stderr + res.stdout
-    assert "2 package(s) requested" in res.stdout
+    assert "2 package(s) requested (priority ALL, 2 named)" in res.stdout
     records = store_records(store)
     assert sorted(pid for r in records.values() for pid in r.package_ids) == ["p000", "p002"]
 
