@@ -22,7 +22,8 @@ Every configuration runs in a fresh subprocess (so peak memory is per configurat
   (FFTW's OpenMP threads spin after each call and would slow the step down): the cost of
   "the step's 36 FFTs" done the textbook way; "step/3D" is ms/step over it;
 * with both precisions, one line per grid splits "f64/f32" into the FFT passes alone (the
-  FFT library's own single-precision gain on the step's lines) and the rest of the step;
+  FFT library's own single-precision gain on the step's lines: bench_fft_lines.py times a
+  given FFTW build on them) and the rest of the step;
 * naive ms/step: ``solver.reference.reference_step``, a straightforward numpy RK4 step
   (whole-array temporaries, np.cross, fresh arrays each stage, numpy.fft), same process
   kind, same run; "vs naive" is its time over ours (wall, and "(cpu)" in CPU time: with

@@ -54,6 +54,16 @@ def test_bench_solver_prints_every_figure_for_both_precisions(tmp_path: Path) ->
     assert all(m["memory_estimate"] > 0 for m in memory.values())
 
 
+def test_bench_fft_lines_times_both_precisions_of_the_fftw_pyfftw_uses(tmp_path: Path) -> None:
+    pytest.importorskip("pyfftw")
+    out = run_script("bench_fft_lines.py", "--sizes", "8", "16", "--rounds", "3", cwd=tmp_path)
+    assert re.search(r"# FFTW float64: \S*libfftw3-\S+\n# FFTW float32: \S*libfftw3f-\S+", out), out
+    rows = re.findall(r"^\s+(\d+)\s+(\d+ (?:contiguous|strided))\s+(\d+)\s+(\d+)\s+([\d.]+)$", out, re.M)
+    assert [(n, shape) for n, shape, *_ in rows] == [
+        (n, s) for n in ("8", "16") for s in ("256 contiguous", "22 strided", "44 strided")]
+    assert all(int(t64) > 0 and int(t32) > 0 and float(r) > 0 for *_, t64, t32, r in rows)
+
+
 def test_bench_engine_compares_the_store_layouts(tmp_path: Path) -> None:
     out = run_script("bench_engine.py", "--tiny", "30", "--processes", "2", "--long", "2", "--long-seconds", "0.3",
                      "--workers", "2", "--layout", "both", "--dir", str(tmp_path), cwd=tmp_path)
