@@ -47,33 +47,40 @@ def default_libraries() -> tuple[str, str]:
     return f64, f32
 
 
-def ns_per_line(path: str, prefix: str, cdt: type, n: int, lines: int, strided: bool, rounds: int) -> float:
+class Fftw:
+    """The few FFTW functions the benchmark calls, bound once per library and precision."""
+
+    def __init__(self, path: str, prefix: str) -> None:
+        lib = ctypes.CDLL(path)
+        self.plan_many = getattr(lib, prefix + "plan_many_dft")
+        self.plan_many.restype = ctypes.c_void_p
+        self.plan_many.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_void_p,
+                                   ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                                   ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_uint]
+        self.execute, self.destroy = getattr(lib, prefix + "execute"), getattr(lib, prefix + "destroy_plan")
+        self.execute.argtypes = self.destroy.argtypes = [ctypes.c_void_p]
+        self.path = path
+
+
+def ns_per_line(fftw: Fftw, cdt: type, n: int, lines: int, strided: bool, rounds: int) -> float:
     """Best time of one plan's execution over ``rounds``, per line, in ns."""
-    lib = ctypes.CDLL(path)
-    plan_many = getattr(lib, prefix + "plan_many_dft")
-    plan_many.restype = ctypes.c_void_p
-    plan_many.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_void_p,
-                          ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                          ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_uint]
-    execute, destroy = getattr(lib, prefix + "execute"), getattr(lib, prefix + "destroy_plan")
-    execute.argtypes = destroy.argtypes = [ctypes.c_void_p]
     buf = np.zeros(n * lines + 64, cdt)
     off = (-buf.ctypes.data % 32) // buf.itemsize  # 32-byte aligned, as pyfftw.empty_aligned
     a = buf[off:off + n * lines]
     a[:] = np.random.default_rng(0).random(a.size)
     stride, dist = (lines, 1) if strided else (1, n)
-    p = plan_many(1, (ctypes.c_int * 1)(n), lines, a.ctypes.data, None, stride, dist, a.ctypes.data, None,
-                  stride, dist, FFTW_FORWARD, FFTW_ESTIMATE | FFTW_DESTROY_INPUT)
+    p = fftw.plan_many(1, (ctypes.c_int * 1)(n), lines, a.ctypes.data, None, stride, dist, a.ctypes.data, None,
+                       stride, dist, FFTW_FORWARD, FFTW_ESTIMATE | FFTW_DESTROY_INPUT)
     if not p:
-        raise RuntimeError(f"{path}: FFTW made no plan for {lines} lines of {n}")
+        raise RuntimeError(f"{fftw.path}: FFTW made no plan for {lines} lines of {n}")
     try:
         best = float("inf")
         for _ in range(rounds):
             t0 = time.perf_counter()
-            execute(p)
+            fftw.execute(p)
             best = min(best, time.perf_counter() - t0)
     finally:
-        destroy(p)
+        fftw.destroy(p)
     return best / lines * 1e9
 
 
@@ -89,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1 or min(args.sizes) < 2:
         ap.error("--rounds must be >= 1 and --sizes >= 2")
     lib64, lib32 = (args.lib64, args.lib32) if args.lib64 and args.lib32 else default_libraries()
+    f64, f32 = Fftw(lib64, "fftw_"), Fftw(lib32, "fftwf_")
     print(f"# FFTW float64: {lib64}\n# FFTW float32: {lib32}\n# one thread, FFTW_ESTIMATE, forward, in place; "
           f"best of {args.rounds}; load average {os.getloadavg()[0]:.1f}")
     print(f"{'n':>5s} {'lines':>18s} {'f64 ns/line':>12s} {'f32 ns/line':>12s} {'f64/f32':>8s}")
     for n in args.sizes:
         for shape, lines in SHAPES:
-            t64 = ns_per_line(lib64, "fftw_", np.complex128, n, lines, shape == "strided", args.rounds)
-            t32 = ns_per_line(lib32, "fftwf_", np.complex64, n, lines, shape == "strided", args.rounds)
+            t64 = ns_per_line(f64, np.complex128, n, lines, shape == "strided", args.rounds)
+            t32 = ns_per_line(f32, np.complex64, n, lines, shape == "strided", args.rounds)
             print(f"{n:5d} {f'{lines} {shape}':>18s} {t64:12.0f} {t32:12.0f} {t64 / t32:8.2f}")
     return 0
 

@@ -76,7 +76,7 @@ def slab_rows(nx: int, ny: int, nz: int, elems: int) -> int:
 X_CHUNK_BYTES = 1 << 17
 
 
-def x_chunk_cols(nx: int, my: int, mz: int, elems: int = 1 << 13) -> int:
+def x_chunk_cols(nx: int, my: int, mz: int, elems: int) -> int:
     """ky columns per x-pass chunk: about ``elems`` points per component, a multiple of 4
     (so chunk offsets keep the 32-byte alignment of P for any mz)."""
     return max(4, elems // (nx * mz) // 4 * 4)

@@ -31,7 +31,7 @@ from .logs import SweepLogs
 from .plan import PlanEntry, plan_sweep
 from .progress import SweepProgress, final_summary
 from .runner import Outcome, WorkItem, checkpoint_variable_name, decode_arrays, run_package
-from .spec import PRIORITIES, select_packages
+from .spec import PRIORITIES, check_priority, select_packages
 
 __all__ = ["PRIORITY_CHOICES", "PlanEntry", "SweepResult", "SchedulerLostError", "plan_sweep",
            "run_sweep", "default_log_dir", "exit_code_of"]
@@ -855,8 +855,7 @@ def run_sweep(
         raise ConfigError(f"--mode: bad value {mode!r}; allowed: {', '.join(MODES)}")
     if client is None and remote:
         security = check_remote(scheduler, scheduler_file, security, (tls_ca, tls_cert, tls_key))
-    if priority not in PRIORITY_CHOICES:
-        raise ConfigError(f"--priority: bad value {priority!r}; allowed: {', '.join(PRIORITY_CHOICES)}")
+    check_priority(priority)
     timeout = float(config.get("timeout", timeout))
     if not timeout > 0:
         raise ConfigError(f"--timeout: bad value {timeout:g}; allowed: seconds > 0")

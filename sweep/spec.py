@@ -44,6 +44,7 @@ __all__ = [
     "canonical_json",
     "load_packages",
     "select_packages",
+    "check_priority",
     "config_error",
     "check_directory",
     "id_problem",
@@ -508,29 +509,35 @@ def load_packages(directory: str | os.PathLike[str], *, worker_memory: int | Non
     return sorted(packages, key=lambda p: (order[p.priority], p.package_id))
 
 
+def check_priority(priority: str) -> None:
+    """ConfigError unless ``priority`` is one of PRIORITIES or 'ALL'."""
+    if priority != "ALL" and priority not in PRIORITIES:
+        raise ConfigError(f"--priority: bad value {priority!r}; allowed: {', '.join((*PRIORITIES, 'ALL'))}")
+
+
 def select_packages(packages: Sequence[Package], priority: str = "ALL",
                     names: Sequence[str] | None = None) -> list[Package]:
     """The packages a command acts on, in the given order: those of ``priority`` ('ALL': every
     one) and, with ``names``, only the packages named, each by its package_id or its file name
     (with or without '.json'). ConfigError for a name that matches no package, or a named
     package of another priority than ``priority``."""
-    if priority != "ALL" and priority not in PRIORITIES:
-        raise ConfigError(f"--priority: bad value {priority!r}; allowed: {', '.join((*PRIORITIES, 'ALL'))}")
+    check_priority(priority)
     if not names:
         return [p for p in packages if priority in ("ALL", p.priority)]
     keys: dict[str, Package] = {}
     for p in packages:
-        keys[p.package_id] = p
+        keys[p.package_id] = p  # an id wins over another package's file name
         if p.path:
-            keys.setdefault(os.path.basename(p.path), p)
-            keys.setdefault(os.path.basename(p.path).removesuffix(".json"), p)
+            file = os.path.basename(p.path)
+            keys.setdefault(file, p)
+            keys.setdefault(file.removesuffix(".json"), p)
     chosen: set[str] = set()
     for name in names:
         p = keys.get(name)
         if p is None:
             close = difflib.get_close_matches(name, [q.package_id for q in packages], n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            where = os.path.dirname(packages[0].path or "") if packages and packages[0].path else "the directory"
+            where = os.path.dirname(packages[0].path) if packages and packages[0].path else "the directory"
             raise ConfigError(f"--package: bad value {name!r}: no package of {where} has this package_id or "
                               f"file name{hint}; allowed: a package_id or a package_*.json file name "
                               "(sweep explain lists them)")

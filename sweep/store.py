@@ -606,7 +606,9 @@ class Store:
         """Append the record (and its base64 ``series``, decoded as ``arrays`` when given; or a
         packed run's encoded data, ``packed``, from which its series are taken)."""
         d = rec.to_dict()
-        if packed is not None:  # the store's own copy of the run, kept until compaction
+        # a packed run: the store's own copy until compaction, decoded from the record itself
+        # (what a reader of the log gets after a restart, and no view of the caller's arrays)
+        if packed is not None:
             variables, attrs = decode_run(packed)
             arrays = _series_of(variables)
         # not atomic: a torn record does not parse and is skipped; the run's marker, written
