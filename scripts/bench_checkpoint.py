@@ -36,8 +36,13 @@ def write_package(directory: Path, grid: int, steps: int) -> Path:
     from sweep.spec import SUMMARY_FILE, package_document
 
     directory.mkdir(parents=True)
-    params = {"Re": 400.0, "dt": 0.002, "T_final": round(0.002 * steps, 10),
-              "grid": [grid, grid, grid], "initial_condition": "random"}
+    params = {
+        "Re": 400.0,
+        "dt": 0.002,
+        "T_final": round(0.002 * steps, 10),
+        "grid": [grid, grid, grid],
+        "initial_condition": "random",
+    }
     (directory / "package_0000.json").write_text(json.dumps(package_document("bench", "HIGH", params)))
     (directory / SUMMARY_FILE).write_text(json.dumps({"HIGH": ["bench"], "MEDIUM": [], "LOW": []}))
     return directory
@@ -52,8 +57,15 @@ def one_sweep(packages: Path, store: Path, client, **checkpointing) -> tuple[flo
 
     with dask.config.set(checkpointing.pop("config", {})):
         t0 = time.perf_counter()
-        res = run_sweep(packages, store, client=client, progress_bar=False, out=io.StringIO(),
-                        log_dir=store.parent / f"{store.name}-logs", **checkpointing)
+        res = run_sweep(
+            packages,
+            store,
+            client=client,
+            progress_bar=False,
+            out=io.StringIO(),
+            log_dir=store.parent / f"{store.name}-logs",
+            **checkpointing,
+        )
         wall = time.perf_counter() - t0
     assert res.exit_code == 0, res
     with Store.open(str(store)) as st:
@@ -82,13 +94,19 @@ def main(argv: list[str] | None = None) -> int:
         "default": {},
         "forced": {"checkpoint_every_steps": args.every},
     }
-    with tempfile.TemporaryDirectory() as tmp, \
-            dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-            LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         packages = write_package(Path(tmp) / "packages", args.grid, args.steps)
-        one_sweep(packages, Path(tmp) / "warm.zarr", client, **dict(variants["none"],
-                  config=dict(variants["none"]["config"])))  # warm-up: imports, FFT plans
+        one_sweep(
+            packages,
+            Path(tmp) / "warm.zarr",
+            client,
+            **dict(variants["none"], config=dict(variants["none"]["config"])),
+        )  # warm-up: imports, FFT plans
         walls: dict[str, list[float]] = {k: [] for k in variants}
         runs: dict[str, list[float]] = {k: [] for k in variants}
         counts: dict[str, int] = {}
@@ -107,22 +125,37 @@ def main(argv: list[str] | None = None) -> int:
     medians = {k: statistics.median(v) for k, v in walls.items()}
     n_forced = max(counts["forced"], 1)
     per_ckpt = (best["forced"] - best["none"]) / n_forced  # may come out < 0 when below the noise
-    print(f"checkpoint benchmark: 1 run of {args.grid}^3 points x {args.steps} steps on a 1-worker "
-          f"LocalCluster, best of {args.repeats} interleaved repeats (median in brackets)")
-    print(f"  none     : sweep {best['none']:.3f} s ({medians['none']:.3f}), run {run_best['none']:.3f} s, "
-          "0 checkpoints")
-    print(f"  default  : sweep {best['default']:.3f} s ({medians['default']:.3f}), run {run_best['default']:.3f} s, "
-          f"{counts['default']} checkpoint(s) (every {default_every} s)")
-    print(f"  forced   : sweep {best['forced']:.3f} s ({medians['forced']:.3f}), run {run_best['forced']:.3f} s, "
-          f"{counts['forced']} checkpoints (every {args.every} steps)")
-    print(f"overhead ratio, default/none (sweep wall time): {best['default'] / best['none']:.4f} "
-          f"(goal <= 1.02)")
-    print(f"per-checkpoint cost: {per_ckpt * 1000:.1f} ms of sweep wall time "
-          f"({(run_best['forced'] - run_best['none']) / n_forced * 1000:.1f} ms inside the run)")
+    print(
+        f"checkpoint benchmark: 1 run of {args.grid}^3 points x {args.steps} steps on a 1-worker "
+        f"LocalCluster, best of {args.repeats} interleaved repeats (median in brackets)"
+    )
+    print(
+        f"  none     : sweep {best['none']:.3f} s ({medians['none']:.3f}), run {run_best['none']:.3f} s, "
+        "0 checkpoints"
+    )
+    print(
+        f"  default  : sweep {best['default']:.3f} s ({medians['default']:.3f}), "
+        f"run {run_best['default']:.3f} s, "
+        f"{counts['default']} checkpoint(s) (every {default_every} s)"
+    )
+    print(
+        f"  forced   : sweep {best['forced']:.3f} s ({medians['forced']:.3f}), "
+        f"run {run_best['forced']:.3f} s, "
+        f"{counts['forced']} checkpoints (every {args.every} steps)"
+    )
+    print(
+        f"overhead ratio, default/none (sweep wall time): {best['default'] / best['none']:.4f} (goal <= 1.02)"
+    )
+    print(
+        f"per-checkpoint cost: {per_ckpt * 1000:.1f} ms of sweep wall time "
+        f"({(run_best['forced'] - run_best['none']) / n_forced * 1000:.1f} ms inside the run)"
+    )
     if default_every:
         per_ckpt = max(per_ckpt, 0.0)
-        print(f"implied overhead at the default interval for runs longer than it: "
-              f"{per_ckpt / float(default_every) * 100:.3f} % (one checkpoint per {default_every} s)")
+        print(
+            f"implied overhead at the default interval for runs longer than it: "
+            f"{per_ckpt / float(default_every) * 100:.3f} % (one checkpoint per {default_every} s)"
+        )
     return 0
 
 

@@ -11,7 +11,8 @@ Plans are made with FFTW_ESTIMATE (what the solver uses), forward, in place, thr
 on the shared libraries themselves. By default the FFTW that pyFFTW loads: the copies bundled
 in its wheel (pyfftw.libs/), else the system's libfftw3 / libfftw3f.
 Example: python scripts/bench_fft_lines.py --sizes 64 128
-         python scripts/bench_fft_lines.py --lib64 /opt/fftw/lib/libfftw3.so.3 --lib32 /opt/fftw/lib/libfftw3f.so.3
+         python scripts/bench_fft_lines.py --lib64 /opt/fftw/lib/libfftw3.so.3 \\
+             --lib32 /opt/fftw/lib/libfftw3f.so.3
 """
 
 from __future__ import annotations
@@ -54,9 +55,21 @@ class Fftw:
         lib = ctypes.CDLL(path)
         self.plan_many = getattr(lib, prefix + "plan_many_dft")
         self.plan_many.restype = ctypes.c_void_p
-        self.plan_many.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_int), ctypes.c_int, ctypes.c_void_p,
-                                   ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                                   ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_uint]
+        self.plan_many.argtypes = [
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_uint,
+        ]
         self.execute, self.destroy = getattr(lib, prefix + "execute"), getattr(lib, prefix + "destroy_plan")
         self.execute.argtypes = self.destroy.argtypes = [ctypes.c_void_p]
         self.path = path
@@ -66,11 +79,24 @@ def ns_per_line(fftw: Fftw, cdt: type, n: int, lines: int, strided: bool, rounds
     """Best time of one plan's execution over ``rounds``, per line, in ns."""
     buf = np.zeros(n * lines + 64, cdt)
     off = (-buf.ctypes.data % 32) // buf.itemsize  # 32-byte aligned, as pyfftw.empty_aligned
-    a = buf[off:off + n * lines]
+    a = buf[off : off + n * lines]
     a[:] = np.random.default_rng(0).random(a.size)
     stride, dist = (lines, 1) if strided else (1, n)
-    p = fftw.plan_many(1, (ctypes.c_int * 1)(n), lines, a.ctypes.data, None, stride, dist, a.ctypes.data, None,
-                       stride, dist, FFTW_FORWARD, FFTW_ESTIMATE | FFTW_DESTROY_INPUT)
+    p = fftw.plan_many(
+        1,
+        (ctypes.c_int * 1)(n),
+        lines,
+        a.ctypes.data,
+        None,
+        stride,
+        dist,
+        a.ctypes.data,
+        None,
+        stride,
+        dist,
+        FFTW_FORWARD,
+        FFTW_ESTIMATE | FFTW_DESTROY_INPUT,
+    )
     if not p:
         raise RuntimeError(f"{fftw.path}: FFTW made no plan for {lines} lines of {n}")
     try:
@@ -85,9 +111,11 @@ def ns_per_line(fftw: Fftw, cdt: type, n: int, lines: int, strided: bool, rounds
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.split("\n")[1:]))
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.split("\n")[1:]),
+    )
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="line lengths (grid sizes)")
     ap.add_argument("--lib64", help="float64 FFTW library (libfftw3); default: the one pyFFTW uses")
     ap.add_argument("--lib32", help="float32 FFTW library (libfftw3f); default: the one pyFFTW uses")
@@ -97,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--rounds must be >= 1 and --sizes >= 2")
     lib64, lib32 = (args.lib64, args.lib32) if args.lib64 and args.lib32 else default_libraries()
     f64, f32 = Fftw(lib64, "fftw_"), Fftw(lib32, "fftwf_")
-    print(f"# FFTW float64: {lib64}\n# FFTW float32: {lib32}\n# one thread, FFTW_ESTIMATE, forward, in place; "
-          f"best of {args.rounds}; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"# FFTW float64: {lib64}\n# FFTW float32: {lib32}\n# one thread, FFTW_ESTIMATE, forward, in place; "
+        f"best of {args.rounds}; load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'n':>5s} {'lines':>18s} {'f64 ns/line':>12s} {'f32 ns/line':>12s} {'f64/f32':>8s}")
     for n in args.sizes:
         for shape, lines in SHAPES:

@@ -60,11 +60,13 @@ ROOT = os.path.dirname(HERE)
 
 def _peak_rss_bytes() -> int:
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
 def _worker_baseline(cfg: dict) -> dict:
     import numpy  # noqa: F401  (the baseline is a process that imported numpy only)
+
     return {"rss": _peak_rss_bytes()}
 
 
@@ -82,8 +84,12 @@ def _plain_scipy(a, threads: int):
     import scipy.fft as f
 
     spec = f.rfftn(a, workers=threads)
-    return (lambda: f.rfftn(a, workers=threads)), \
-        (lambda: f.irfftn(spec, s=a.shape, workers=threads)), None, spec
+    return (
+        (lambda: f.rfftn(a, workers=threads)),
+        (lambda: f.irfftn(spec, s=a.shape, workers=threads)),
+        None,
+        spec,
+    )
 
 
 def _plain_numpy(a, threads: int):
@@ -113,6 +119,7 @@ def _plain_3d_seconds(backend: str, n: int, precision: str, threads: int) -> Cal
             (fwd if i < 12 else inv)()
             total += time.perf_counter() - t
         return total
+
     return run
 
 
@@ -130,8 +137,15 @@ def _worker_step(cfg: dict) -> dict:
     steppers = {}
     try:
         for prec in cfg["precisions"]:
-            p = SolverParams(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=1.0, precision=prec,
-                             fft_backend=cfg["backend"], fft_threads=cfg["threads"])
+            p = SolverParams(
+                grid=[n, n, n],
+                Re=1600.0,
+                dt=1e-3,
+                T_final=1.0,
+                precision=prec,
+                fft_backend=cfg["backend"],
+                fft_threads=cfg["threads"],
+            )
             st = steppers[prec] = Stepper(p, cfg["backend"], cfg["threads"], cfg["kernels"])
             st.load(initial_velocity(p, st.grid))
             st.step(0)
@@ -152,8 +166,11 @@ def _worker_step(cfg: dict) -> dict:
         best = {prec: {k: float("inf") for k in keys} for prec in steppers}
         for r in range(cfg["repeat"]):
             for prec, st in steppers.items():
-                for name, fn in (("step", lambda: st.step(r + 1)), ("fft", lambda: ffts(st)),
-                                 ("xform", lambda: xforms(st))):
+                for name, fn in (
+                    ("step", lambda st=st, r=r: st.step(r + 1)),
+                    ("fft", lambda st=st: ffts(st)),
+                    ("xform", lambda st=st: xforms(st)),
+                ):
                     t, c = time.perf_counter(), time.process_time()
                     fn()
                     b = best[prec]
@@ -163,8 +180,12 @@ def _worker_step(cfg: dict) -> dict:
         out = {}
         for prec, st in steppers.items():
             assert np.isfinite(st.u).all()
-            out[prec] = {**best[prec], "threads_used": st.threads, "backend": st.backend.name,
-                         "kernels": st.kernels.name}
+            out[prec] = {
+                **best[prec],
+                "threads_used": st.threads,
+                "backend": st.backend.name,
+                "kernels": st.kernels.name,
+            }
         return out
     finally:
         for st in steppers.values():
@@ -184,9 +205,9 @@ def _worker_naive(cfg: dict) -> dict:
 
     from solver.grid import make_grid
     from solver.initial import initial_velocity
+    from solver.operators import scatter_compact
     from solver.params import SolverParams
     from solver.reference import reference_setup, reference_step
-    from solver.operators import scatter_compact
 
     n = cfg["size"]
     p = SolverParams(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=1.0)
@@ -211,8 +232,15 @@ def _worker_memory(cfg: dict) -> dict:
     from solver import memory_estimate, simulate
 
     n = cfg["size"]
-    params = dict(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=2e-3, precision=cfg["precision"],
-                  fft_backend=cfg["backend"], fft_threads=cfg["threads"])
+    params = {
+        "grid": [n, n, n],
+        "Re": 1600.0,
+        "dt": 1e-3,
+        "T_final": 2e-3,
+        "precision": cfg["precision"],
+        "fft_backend": cfg["backend"],
+        "fft_threads": cfg["threads"],
+    }
     simulate(params)
     return {"rss": _peak_rss_bytes(), "estimate": memory_estimate(params)}
 
@@ -226,6 +254,7 @@ def _worker_startup(cfg: dict) -> dict:
     from solver.kernels import installed_kernel_sets
     from solver.params import SolverParams
     from solver.stepper import Stepper
+
     out = {"import_solver": time.perf_counter() - t0}
     tiny = SolverParams(grid=[8, 8, 8], Re=100.0, dt=1e-2, T_final=1e-2)
     for name in ("first", "cached"):
@@ -239,6 +268,7 @@ def _worker_startup(cfg: dict) -> dict:
     if "numba" in installed_kernel_sets():
         t = time.perf_counter()
         import numba  # noqa: F401
+
         out["import_numba"] = time.perf_counter() - t
         n = cfg["size"]
         p = SolverParams(grid=[n, n, n], Re=1600.0, dt=1e-3, T_final=1.0, precision=cfg["precision"])
@@ -262,18 +292,31 @@ def _worker_startup(cfg: dict) -> dict:
 def _worker_versions(cfg: dict) -> dict:
     """The FFT libraries' versions and builds (FFTW's SIMD codelets cap the float32 gain)."""
     from solver.fft import BACKENDS
+
     return {b: BACKENDS[b].version() for b in cfg["backends"]}
 
 
-WORKERS = {"versions": _worker_versions, "baseline": _worker_baseline, "step": _worker_step,
-           "plain": _worker_plain, "naive": _worker_naive, "memory": _worker_memory, "startup": _worker_startup}
+WORKERS = {
+    "versions": _worker_versions,
+    "baseline": _worker_baseline,
+    "step": _worker_step,
+    "plain": _worker_plain,
+    "naive": _worker_naive,
+    "memory": _worker_memory,
+    "startup": _worker_startup,
+}
 
 
 def _run(kind: str, env: dict | None = None, **cfg) -> dict:
     """Run one measurement in a fresh Python process (``env``: extra variables); return its JSON."""
     env = {**os.environ, **(env or {}), "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps({"kind": kind, **cfg})],
-                         capture_output=True, text=True, env=env, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps({"kind": kind, **cfg})],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{kind} {cfg} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -285,29 +328,36 @@ def _run(kind: str, env: dict | None = None, **cfg) -> dict:
 def installed_backends() -> list[str]:
     """Same answer as solver.fft.installed_backends, without importing the solver."""
     import importlib.util
+
     return [b for b in ("pyfftw", "scipy", "numpy") if importlib.util.find_spec(b) is not None]
 
 
 def concrete_kernels(name: str) -> str:
     """What solver.kernels resolves ``name`` to on a large grid, without importing the solver."""
     import importlib.util
+
     if name != "auto":
         return name
     return "numba" if importlib.util.find_spec("numba") is not None else "numpy"
 
 
 def default_threads() -> int:
-    """Same answer as solver.params.default_threads, without importing the solver."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, int(os.environ.get("SWEEP_WORKERS_PER_HOST", "1"))))
+    """Same answer as solver.params.default_threads, without importing the solver (this driver's
+    peak memory would be inherited by the child processes it measures)."""
+    given = os.environ.get("NS_SOLVER_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def _precision_split(n: int, f64: dict, f32: dict) -> str:
     """Where the float32 gain comes from: the FFT passes alone and the rest of the step."""
     rest64, rest32 = f64["step"] - f64["fft"], f32["step"] - f32["fft"]
-    return (f"{'':8s} f64/f32 at {n}^3: FFT passes alone {f64['fft'] / f32['fft']:.2f} "
-            f"(cpu {f64['fft_cpu'] / f32['fft_cpu']:.2f}), the rest of the step {rest64 / rest32:.2f} "
-            f"({rest64 * 1e3:.1f} / {rest32 * 1e3:.1f} ms)")
+    return (
+        f"{'':8s} f64/f32 at {n}^3: FFT passes alone {f64['fft'] / f32['fft']:.2f} "
+        f"(cpu {f64['fft_cpu'] / f32['fft_cpu']:.2f}), the rest of the step {rest64 / rest32:.2f} "
+        f"({rest64 * 1e3:.1f} / {rest32 * 1e3:.1f} ms)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,93 +368,160 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     # The driver imports no solver code: Linux carries a process's peak RSS over into the
     # children it forks, so a heavy driver would inflate every measured peak.
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="\n".join(__doc__.split("\n")[1:]))
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.split("\n")[1:]),
+    )
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128], help="cubic grid sizes")
-    ap.add_argument("--precisions", nargs="+", default=["float64", "float32"],
-                    choices=["float64", "float32"])
-    ap.add_argument("--backends", nargs="+", default=None,
-                    help=f"FFT backends (default: all installed: {' '.join(installed_backends())})")
-    ap.add_argument("--kernels", nargs="+", default=["auto"],
-                    help="kernel sets to time: auto, numba, numpy (default: auto)")
-    ap.add_argument("--startup", action="store_true",
-                    help="also measure the per-process start-up costs (numba, Stepper at 8^3)")
-    ap.add_argument("--threads", type=int, default=default_threads(),
-                    help="threads for one run (default: %(default)s)")
-    ap.add_argument("--repeat", type=int, default=7,
-                    help="timing rounds of one step and one set of 36 FFTs each; the best is kept")
-    ap.add_argument("--naive-sizes", type=int, nargs="*", default=[64, 128],
-                    help="sizes at which to time the straightforward numpy step")
-    ap.add_argument("--memory-size", type=int, default=128, help="grid size of the peak-memory runs (0: skip)")
+    ap.add_argument("--precisions", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
+    ap.add_argument(
+        "--backends",
+        nargs="+",
+        default=None,
+        help=f"FFT backends (default: all installed: {' '.join(installed_backends())})",
+    )
+    ap.add_argument(
+        "--kernels",
+        nargs="+",
+        default=["auto"],
+        help="kernel sets to time: auto, numba, numpy (default: auto)",
+    )
+    ap.add_argument(
+        "--startup",
+        action="store_true",
+        help="also measure the per-process start-up costs (numba, Stepper at 8^3)",
+    )
+    ap.add_argument(
+        "--threads", type=int, default=default_threads(), help="threads for one run (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=7,
+        help="timing rounds of one step and one set of 36 FFTs each; the best is kept",
+    )
+    ap.add_argument(
+        "--naive-sizes",
+        type=int,
+        nargs="*",
+        default=[64, 128],
+        help="sizes at which to time the straightforward numpy step",
+    )
+    ap.add_argument(
+        "--memory-size", type=int, default=128, help="grid size of the peak-memory runs (0: skip)"
+    )
     ap.add_argument("--json", metavar="FILE", help="also write all figures as JSON to FILE")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
     backends = args.backends or installed_backends()
-    print(f"# solver benchmark: {os.cpu_count()} cores, threads per run = {args.threads}, "
-          f"backends {', '.join(backends)}; best of {args.repeat} rounds; "
-          f"load average {os.getloadavg()[0]:.1f} at start")
+    print(
+        f"# solver benchmark: {os.cpu_count()} cores, threads per run = {args.threads}, "
+        f"backends {', '.join(backends)}; best of {args.repeat} rounds; "
+        f"load average {os.getloadavg()[0]:.1f} at start"
+    )
     versions = _run("versions", backends=backends)
     print("# FFT libraries: " + "; ".join(f"{b} {v}" for b, v in versions.items()))
-    results: dict = {"threads": args.threads, "fft_libraries": versions, "step": [], "naive": [], "memory": [],
-                     "startup": None}
+    results: dict = {
+        "threads": args.threads,
+        "fft_libraries": versions,
+        "step": [],
+        "naive": [],
+        "memory": [],
+        "startup": None,
+    }
 
     naive: dict[int, float] = {}
     naive_cpu: dict[int, float] = {}
     for n in args.naive_sizes:
         r = _run("naive", size=n, repeat=max(2, args.repeat // 2))
         naive[n], naive_cpu[n] = r["step"], r["step_cpu"]
-        results["naive"].append({"size": n, "ms_per_step": r["step"] * 1e3,
-                                 "cpu_ms_per_step": r["step_cpu"] * 1e3, "rss": r["rss"]})
-        print(f"naive numpy   {n:4d}^3 float64: {r['step'] * 1e3:9.1f} ms/step "
-              f"({r['step_cpu'] * 1e3:.1f} ms CPU)"
-              + (f"   peak RSS {r['rss'] / 2**20:.0f} MiB (whole process)" if n == args.memory_size else ""))
+        results["naive"].append(
+            {
+                "size": n,
+                "ms_per_step": r["step"] * 1e3,
+                "cpu_ms_per_step": r["step_cpu"] * 1e3,
+                "rss": r["rss"],
+            }
+        )
+        print(
+            f"naive numpy   {n:4d}^3 float64: {r['step'] * 1e3:9.1f} ms/step "
+            f"({r['step_cpu'] * 1e3:.1f} ms CPU)"
+            + (f"   peak RSS {r['rss'] / 2**20:.0f} MiB (whole process)" if n == args.memory_size else "")
+        )
 
-    print(f"\n{'backend':8s} {'kernels':7s} {'grid':>6s} {'precision':9s} {'ms/step':>9s} {'36 FFT ms':>10s} "
-          f"{'step/FFT':>8s} {'(cpu)':>6s} {'+pack ms':>9s} {'step/+p':>7s} {'3-D FFT ms':>10s} {'step/3D':>7s} "
-          f"{'vs naive':>9s} {'(cpu)':>6s} {'f64/f32':>8s} {'(cpu)':>6s}")
+    print(
+        f"\n{'backend':8s} {'kernels':7s} {'grid':>6s} {'precision':9s} {'ms/step':>9s} {'36 FFT ms':>10s} "
+        f"{'step/FFT':>8s} {'(cpu)':>6s} {'+pack ms':>9s} {'step/+p':>7s} "
+        f"{'3-D FFT ms':>10s} {'step/3D':>7s} "
+        f"{'vs naive':>9s} {'(cpu)':>6s} {'f64/f32':>8s} {'(cpu)':>6s}"
+    )
     for b, kern in itertools.product(backends, args.kernels):
         for n in args.sizes:
             per_prec: dict[str, float] = {}
             per_prec_cpu: dict[str, float] = {}
-            steps = _run("step", size=n, precisions=args.precisions, backend=b, threads=args.threads,
-                         repeat=args.repeat, kernels=kern)
+            steps = _run(
+                "step",
+                size=n,
+                precisions=args.precisions,
+                backend=b,
+                threads=args.threads,
+                repeat=args.repeat,
+                kernels=kern,
+            )
             for prec in args.precisions:
                 r = steps[prec]
-                r["plain"] = _run("plain", size=n, precision=prec, backend=b, threads=args.threads,
-                                  repeat=args.repeat)["plain"]
+                r["plain"] = _run(
+                    "plain", size=n, precision=prec, backend=b, threads=args.threads, repeat=args.repeat
+                )["plain"]
                 per_prec[prec], per_prec_cpu[prec] = r["step"], r["step_cpu"]
                 speedup = naive.get(n, float("nan")) / r["step"] if prec == "float64" else float("nan")
-                speedup_cpu = (naive_cpu.get(n, float("nan")) / r["step_cpu"] if prec == "float64"
-                               else float("nan"))
+                speedup_cpu = (
+                    naive_cpu.get(n, float("nan")) / r["step_cpu"] if prec == "float64" else float("nan")
+                )
                 both = prec == "float32" and "float64" in per_prec
                 f64_f32 = per_prec["float64"] / r["step"] if both else float("nan")
                 f64_f32_cpu = per_prec_cpu["float64"] / r["step_cpu"] if both else float("nan")
-                results["step"].append({"backend": b, "kernels": r["kernels"], "size": n, "precision": prec,
-                                        "ms_per_step": r["step"] * 1e3, "fft_ms": r["fft"] * 1e3,
-                                        "cpu_ms_per_step": r["step_cpu"] * 1e3,
-                                        "cpu_fft_ms": r["fft_cpu"] * 1e3, "fft_with_packing_ms": r["xform"] * 1e3,
-                                        "plain_3d_fft_ms": r["plain"] * 1e3,
-                                        "threads_used": r["threads_used"],
-                                        "speedup_vs_naive": speedup, "speedup_vs_naive_cpu": speedup_cpu,
-                                        "float64_over_float32": f64_f32,
-                                        "float64_over_float32_cpu": f64_f32_cpu})
-                print(f"{b:8s} {r['kernels']:7s} {n:4d}^3 {prec:9s} {r['step'] * 1e3:9.1f} {r['fft'] * 1e3:10.1f} "
-                      f"{r['step'] / r['fft']:8.2f} {r['step_cpu'] / r['fft_cpu']:6.2f} "
-                      f"{r['xform'] * 1e3:9.1f} {r['step'] / r['xform']:7.2f} "
-                      f"{r['plain'] * 1e3:10.1f} {r['step'] / r['plain']:7.2f} "
-                      f"{speedup:9.1f} {speedup_cpu:6.1f} {f64_f32:8.2f} {f64_f32_cpu:6.2f}"
-                      + ("" if r["threads_used"] == args.threads else f"   ({r['threads_used']} thread)"))
+                results["step"].append(
+                    {
+                        "backend": b,
+                        "kernels": r["kernels"],
+                        "size": n,
+                        "precision": prec,
+                        "ms_per_step": r["step"] * 1e3,
+                        "fft_ms": r["fft"] * 1e3,
+                        "cpu_ms_per_step": r["step_cpu"] * 1e3,
+                        "cpu_fft_ms": r["fft_cpu"] * 1e3,
+                        "fft_with_packing_ms": r["xform"] * 1e3,
+                        "plain_3d_fft_ms": r["plain"] * 1e3,
+                        "threads_used": r["threads_used"],
+                        "speedup_vs_naive": speedup,
+                        "speedup_vs_naive_cpu": speedup_cpu,
+                        "float64_over_float32": f64_f32,
+                        "float64_over_float32_cpu": f64_f32_cpu,
+                    }
+                )
+                print(
+                    f"{b:8s} {r['kernels']:7s} {n:4d}^3 {prec:9s} {r['step'] * 1e3:9.1f} "
+                    f"{r['fft'] * 1e3:10.1f} "
+                    f"{r['step'] / r['fft']:8.2f} {r['step_cpu'] / r['fft_cpu']:6.2f} "
+                    f"{r['xform'] * 1e3:9.1f} {r['step'] / r['xform']:7.2f} "
+                    f"{r['plain'] * 1e3:10.1f} {r['step'] / r['plain']:7.2f} "
+                    f"{speedup:9.1f} {speedup_cpu:6.1f} {f64_f32:8.2f} {f64_f32_cpu:6.2f}"
+                    + ("" if r["threads_used"] == args.threads else f"   ({r['threads_used']} thread)")
+                )
             if {"float64", "float32"} <= set(per_prec):
                 print(_precision_split(n, steps["float64"], steps["float32"]))
 
     if args.memory_size:
         base = _run("baseline")["rss"]
         n = args.memory_size
-        print(f"\npeak memory of simulate() at {n}^3, 2 steps: process RSS minus the RSS of a "
-              f"process that only imported numpy ({base / 2**20:.0f} MiB); 'own': minus the RSS of "
-              f"the same simulate() at 8^3 instead (libraries excluded: the run's arrays)")
+        print(
+            f"\npeak memory of simulate() at {n}^3, 2 steps: process RSS minus the RSS of a "
+            f"process that only imported numpy ({base / 2**20:.0f} MiB); 'own': minus the RSS of "
+            f"the same simulate() at 8^3 instead (libraries excluded: the run's arrays)"
+        )
         for b, kern in itertools.product(backends, args.kernels):
             env = {"SOLVER_KERNELS": kern}  # the kernel set simulate() uses
             # the library baseline loads the same kernel set ('auto' takes numpy at 8^3)
@@ -412,17 +529,28 @@ def main(argv: list[str] | None = None) -> int:
             lib = _run("memory", lib_env, size=8, precision="float64", backend=b, threads=args.threads)["rss"]
             for prec in args.precisions:
                 r = _run("memory", env, size=n, precision=prec, backend=b, threads=args.threads)
-                results["memory"].append({"backend": b, "kernels": kern, "size": n, "precision": prec,
-                                          "rss_minus_numpy_baseline": r["rss"] - base,
-                                          "rss_minus_library_baseline": r["rss"] - lib,
-                                          "memory_estimate": r["estimate"]})
-                print(f"{b:8s} {kern:7s} {prec:9s} {(r['rss'] - base) / 2**20:7.0f} MiB   "
-                      f"(own {(r['rss'] - lib) / 2**20:4.0f} MiB; "
-                      f"memory_estimate: {r['estimate'] / 2**20:.0f} MiB incl. process baseline)")
+                results["memory"].append(
+                    {
+                        "backend": b,
+                        "kernels": kern,
+                        "size": n,
+                        "precision": prec,
+                        "rss_minus_numpy_baseline": r["rss"] - base,
+                        "rss_minus_library_baseline": r["rss"] - lib,
+                        "memory_estimate": r["estimate"],
+                    }
+                )
+                print(
+                    f"{b:8s} {kern:7s} {prec:9s} {(r['rss'] - base) / 2**20:7.0f} MiB   "
+                    f"(own {(r['rss'] - lib) / 2**20:4.0f} MiB; "
+                    f"memory_estimate: {r['estimate'] / 2**20:.0f} MiB incl. process baseline)"
+                )
         if n in naive:
             r = next(x for x in results["naive"] if x["size"] == n)
-            print(f"naive    -       float64   {(r['rss'] - base) / 2**20:7.0f} MiB   "
-                  f"(the reference step at {n}^3)")
+            print(
+                f"naive    -       float64   {(r['rss'] - base) / 2**20:7.0f} MiB   "
+                f"(the reference step at {n}^3)"
+            )
 
     if args.startup:
         r = _run("startup", size=64, precision="float64")
@@ -433,8 +561,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  Stepper at 8^3, from workspace cache   {r['ctor8_cached'] * 1e3:7.2f} ms")
         if "import_numba" in r:
             print(f"  import numba                           {r['import_numba'] * 1e3:7.0f} ms")
-            print(f"  numba first step, extra (cached code)  {r['numba_first_step_extra'] * 1e3:7.0f} ms"
-                  "   (64^3; a process pays it once; tiny grids use numpy: never)")
+            print(
+                f"  numba first step, extra (cached code)  {r['numba_first_step_extra'] * 1e3:7.0f} ms"
+                "   (64^3; a process pays it once; tiny grids use numpy: never)"
+            )
 
     print(f"# load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:

@@ -26,7 +26,8 @@ import xarray as xr
 
 import sweep
 from solver import SolverParams
-from sweep.plan import explain_packages
+from sweep import config
+from sweep.engine.plan import explain_packages
 from sweep.spec import load_packages, run_id_of
 from sweep.store import Store
 
@@ -37,9 +38,13 @@ def series_only(p: SolverParams, seed: int) -> xr.Dataset:
     t = np.arange(n) * p.steps_per_output * p.dt
     rng = np.random.default_rng(seed)
     e = 0.125 * np.exp(-t / p.Re)
-    return xr.Dataset({name: ("time", e * (1 + rng.random(n) * 1e-3))
-                       for name in ("energy", "enstrophy", "dissipation", "max_velocity", "cfl", "max_divergence")},
-                      coords={"time": t})
+    return xr.Dataset(
+        {
+            name: ("time", e * (1 + rng.random(n) * 1e-3))
+            for name in ("energy", "enstrophy", "dissipation", "max_velocity", "cfl", "max_divergence")
+        },
+        coords={"time": t},
+    )
 
 
 def write_packages(directory: str, n: int) -> list[dict]:
@@ -49,8 +54,12 @@ def write_packages(directory: str, n: int) -> list[dict]:
     summary: dict[str, list[str]] = {p: [] for p in prios}
     params = []
     for i in range(n):
-        raw = {"Re": 100.0 + i, "dt": (0.01, 0.005)[i % 2], "T_final": (0.5, 0.25)[(i // 2) % 2],
-               "grid_size": [(16, 24)[(i // 4) % 2]] * 3}
+        raw = {
+            "Re": 100.0 + i,
+            "dt": (0.01, 0.005)[i % 2],
+            "T_final": (0.5, 0.25)[(i // 2) % 2],
+            "grid_size": [(16, 24)[(i // 4) % 2]] * 3,
+        }
         pid = f"pkg{i:05d}"
         prio = prios[i % 3]
         with open(os.path.join(directory, f"package_{i:05d}.json"), "w") as f:
@@ -64,7 +73,7 @@ def write_packages(directory: str, n: int) -> list[dict]:
 
 def commit_many(store: Store, params: list[dict], ids: list[str]) -> list[float]:
     times = []
-    for i, (p, pid) in enumerate(zip(params, ids)):
+    for i, (p, pid) in enumerate(zip(params, ids, strict=True)):
         sp = SolverParams(p)
         ds = series_only(sp, i)
         prov = {"params": sp, "package_ids": [pid], "priority": "HIGH", "wall_time": 1.0}
@@ -109,12 +118,16 @@ def main() -> None:
         assert todo == n - n_done, todo
         warm = range(1, 4)
         best = min(warm, key=lambda i: plan_times[i])
-        print(f"plan {n} packages ({n_done} done, {todo} to run): best {plan_times[best]:.3f} s wall, "
-              f"{cpu_times[best]:.3f} s CPU (read+check files {parts[best][0]:.3f} s, store+decide "
-              f"{parts[best][1]:.3f} s; median {statistics.median(plan_times[i] for i in warm):.3f} s)  "
-              f"target <= 0.5 s")
-        print(f"  first pass, every file parsed and validated (cold cache, first imports included): "
-              f"{plan_times[0]:.3f} s wall, {cpu_times[0]:.3f} s CPU")
+        print(
+            f"plan {n} packages ({n_done} done, {todo} to run): best {plan_times[best]:.3f} s wall, "
+            f"{cpu_times[best]:.3f} s CPU (read+check files {parts[best][0]:.3f} s, store+decide "
+            f"{parts[best][1]:.3f} s; median {statistics.median(plan_times[i] for i in warm):.3f} s)  "
+            f"target <= 0.5 s"
+        )
+        print(
+            f"  first pass, every file parsed and validated (cold cache, first imports included): "
+            f"{plan_times[0]:.3f} s wall, {cpu_times[0]:.3f} s CPU"
+        )
         cold = []
         for i in range(3):  # the same with modules imported: an empty cache each time
             os.environ["NS_SWEEP_CACHE_DIR"] = os.path.join(tmp, f"cache-cold-{i}")
@@ -123,8 +136,10 @@ def main() -> None:
             with Store.open(url) as st:
                 explain_packages(pkgs, st)
             cold.append(time.perf_counter() - t0)
-        print(f"  every file parsed and validated (empty cache, modules imported): best {min(cold):.3f} s, "
-              f"median {statistics.median(cold):.3f} s")
+        print(
+            f"  every file parsed and validated (empty cache, modules imported): best {min(cold):.3f} s, "
+            f"median {statistics.median(cold):.3f} s"
+        )
 
         # 2. commits of small runs (time series only), into the store holding n_done runs
         with Store.open(url, mode="a") as st:
@@ -132,12 +147,18 @@ def main() -> None:
             t0 = time.perf_counter()
         t_close = time.perf_counter() - t0
         ms = sorted(x * 1e3 for x in t_commit)
-        print(f"commit one small run: median {statistics.median(ms):.2f} ms, p95 {ms[int(0.95 * len(ms))]:.2f} ms, "
-              f"max {ms[-1]:.1f} ms over {len(ms)} commits  target <= 10 ms")
+        print(
+            f"commit one small run: median {statistics.median(ms):.2f} ms, "
+            f"p95 {ms[int(0.95 * len(ms))]:.2f} ms, "
+            f"max {ms[-1]:.1f} ms over {len(ms)} commits  target <= 10 ms"
+        )
         bms = sorted(x * 1e3 for x in build)
-        print(f"  (while building: median {statistics.median(bms):.2f} ms, p95 {bms[int(0.95 * len(bms))]:.2f} ms, "
-              f"max {bms[-1]:.1f} ms incl. index compactions every {sweep.store.COMPACT_EVERY} commits; "
-              f"final compaction at close {t_close:.2f} s)")
+        print(
+            f"  (while building: median {statistics.median(bms):.2f} ms, "
+            f"p95 {bms[int(0.95 * len(bms))]:.2f} ms, max {bms[-1]:.1f} ms incl. index compactions "
+            f"every {config.get('store.compact-every')} commits; "
+            f"final compaction at close {t_close:.2f} s)"
+        )
 
         # 3. open_results over all n runs
         times = []
@@ -146,8 +167,10 @@ def main() -> None:
             ds = sweep.open_results(url)
             times.append(time.perf_counter() - t0)
         assert ds.sizes["run"] == n
-        print(f"open_results over {ds.sizes['run']} runs (time {ds.sizes['time']}): best {min(times):.3f} s, "
-              f"median {statistics.median(times):.3f} s  target <= 3 s")
+        print(
+            f"open_results over {ds.sizes['run']} runs (time {ds.sizes['time']}): best {min(times):.3f} s, "
+            f"median {statistics.median(times):.3f} s  target <= 3 s"
+        )
         t0 = time.perf_counter()
         df = sweep.results_frame(url)
         print(f"results_frame ({len(df)} rows): {time.perf_counter() - t0:.3f} s")
@@ -156,8 +179,10 @@ def main() -> None:
             exe = os.path.join(os.path.dirname(sys.executable), "sweep")
             t0 = time.perf_counter()
             proc = subprocess.run([exe, "explain", pkg_dir, "--store", url], capture_output=True, text=True)
-            print(f"`sweep explain` as a new process (Python start-up and imports included): "
-                  f"{time.perf_counter() - t0:.2f} s, exit {proc.returncode}")
+            print(
+                f"`sweep explain` as a new process (Python start-up and imports included): "
+                f"{time.perf_counter() - t0:.2f} s, exit {proc.returncode}"
+            )
 
 
 if __name__ == "__main__":

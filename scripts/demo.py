@@ -6,7 +6,6 @@ results/logs, the report to results/report. Running it again resumes: finished r
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -26,17 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     results.mkdir(exist_ok=True)
 
     print(f"demo: running the example sweep in {packages} on a LocalCluster", flush=True)
-    result = run_sweep(packages, store, mode="parallel", log_dir=logs,
-                       max_parallel=int(argv[0]) if argv else None)
+    result = run_sweep(
+        packages, store, mode="parallel", log_dir=logs, max_parallel=int(argv[0]) if argv else None
+    )
 
-    report_note = "no report (sweep.report is not available in this installation)"
-    if importlib.util.find_spec("sweep.commands.report") is not None:
-        from sweep.cli import main as sweep_main
+    from sweep.cli import main as sweep_main
 
-        code = sweep_main(["report", "--store", str(store), "--out", str(report_dir),
-                           "--packages", str(packages)])
-        report_note = (f"report: {report_dir} (open the .html file in a browser)" if code == 0
-                       else f"the report failed (exit {code}); see the message above")
+    code = sweep_main(
+        ["report", "--store", str(store), "--out", str(report_dir), "--packages", str(packages)]
+    )
+    report_note = (
+        f"report: {report_dir} (open the .html file in a browser)"
+        if code == 0
+        else f"the report failed (exit {code}); see the message above"
+    )
 
     print()
     print(f"results: {store}")

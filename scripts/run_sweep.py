@@ -28,8 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("packages", help="package directory")
     p.add_argument("store", help="result store (zarr directory or fsspec URL)")
     p.add_argument("--priority", default="ALL")
-    p.add_argument("--package", action="append", dest="package_ids", metavar="ID",
-                   help="only this package (package_id or file name); repeat for more")
+    p.add_argument(
+        "--package",
+        action="append",
+        dest="package_ids",
+        metavar="ID",
+        help="only this package (package_id or file name); repeat for more",
+    )
     p.add_argument("--workers", type=int, default=None, help="LocalCluster worker processes")
     p.add_argument("--scheduler", help="remote scheduler address (tcp:// or tls://)")
     p.add_argument("--tls-ca")
@@ -41,8 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         # A remote cluster: its workers need this project installed, not access to our disk.
         security = None
         if args.scheduler.startswith("tls://"):
-            security = Security(tls_ca_file=args.tls_ca, tls_client_cert=args.tls_cert,
-                                tls_client_key=args.tls_key, require_encryption=True)
+            security = Security(
+                tls_ca_file=args.tls_ca,
+                tls_client_cert=args.tls_cert,
+                tls_client_key=args.tls_key,
+                require_encryption=True,
+            )
         client = Client(args.scheduler, security=security)
         cluster = None
     else:
@@ -51,8 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         client = Client(cluster)
     try:
         print(f"Dask dashboard: {client.dashboard_link}")
-        result = run_sweep(args.packages, args.store, client=client, priority=args.priority,
-                           package_ids=args.package_ids)
+        result = run_sweep(
+            args.packages, args.store, client=client, priority=args.priority, package_ids=args.package_ids
+        )
     finally:
         client.close()
         if cluster is not None:

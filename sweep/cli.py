@@ -1,8 +1,9 @@
 """The `sweep` command: a thin argparse layer over the Python API.
 
-Each subcommand lives in its own module under ``sweep.commands`` and exposes
-``HELP`` (one line), ``add_arguments(parser)`` and ``main(args) -> int``. Adding a
-subcommand means adding one entry to ``COMMANDS``.
+Each subcommand lives in its own module under ``sweep.commands`` and exposes ``HELP`` (one
+line), ``add_arguments(parser)`` and ``main(args) -> int``. Adding a subcommand means adding one
+entry to ``COMMANDS``. Errors of the Python API name its parameters (``timeout: bad value ...``);
+here they name the flag that sets that parameter (``--timeout: bad value ...``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Sequence
 
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, SweepError
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ConfigError, SweepError
 
 __all__ = ["main", "COMMANDS"]
 
@@ -37,8 +39,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser of every subcommand; with ``command``, only that one gets its options.
+def build_parser(command: str | None = None) -> tuple[_Parser, dict[str, _Parser]]:
+    """The parser and each subcommand's parser; with ``command``, only that one gets its options.
 
     Building the options of `sweep run` reads Dask's config, and of the other subcommands
     whatever they import: a command that does not run them should not pay for that.
@@ -49,25 +51,39 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "Navier-Stokes solver on Dask, with results in a zarr store.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers = {}
     for name, modname in COMMANDS.items():
-        try:
-            mod = importlib.import_module(modname)
-        except ModuleNotFoundError as exc:
-            if exc.name == modname:
-                continue  # subcommand not built yet
-            raise
+        mod = importlib.import_module(modname)
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
+        subparsers[name] = p
         if command is None or command == name:
             mod.add_arguments(p)
             p.set_defaults(_main=mod.main)
-    return parser
+    return parser, subparsers
+
+
+def _flag_message(exc: ConfigError, parser: argparse.ArgumentParser | None) -> str:
+    """The error's text with the parameter names of the Python API replaced by the flags that
+    set them: the leading one (``timeout: ...`` -> ``--timeout: ...``), and any other name
+    with an underscore (``tls_ca`` -> ``--tls-ca``; plain words may be ordinary words)."""
+    text = str(exc)
+    if parser is None:
+        return text
+    # argparse keeps a parser's options in _actions (long stable, though not documented)
+    flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+    if exc.option in flags and text.startswith(f"{exc.option}:"):
+        text = flags[exc.option] + text[len(exc.option) :]
+    for dest, flag in flags.items():
+        if "_" in dest:
+            text = re.sub(rf"(?<![\w-]){re.escape(dest)}\b", flag, text)
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)  # options before it are global
-    parser = build_parser(chosen if chosen in COMMANDS else None)
+    parser, subparsers = build_parser(chosen if chosen in COMMANDS else None)
     args = parser.parse_args(argv)
     if getattr(args, "_main", None) is None:
         parser.print_help()
@@ -75,17 +91,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._main(args) or 0)
     except SweepError as exc:
-        print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
+        text = _flag_message(exc, subparsers.get(args.command)) if isinstance(exc, ConfigError) else str(exc)
+        print(f"sweep {args.command}: error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"sweep {args.command}: interrupted; finished runs are kept, run again to resume",
-              file=sys.stderr)
+        print(
+            f"sweep {args.command}: interrupted; finished runs are kept, run again to resume", file=sys.stderr
+        )
         return 130
     except Exception:  # unexpected: keep the traceback, but say what to do
         logging.getLogger("sweep").debug("internal error", exc_info=True)
         traceback.print_exc()
-        print(f"sweep {args.command}: internal error (exit {EXIT_INTERNAL}); please report it "
-              "with the traceback above", file=sys.stderr)
+        print(
+            f"sweep {args.command}: internal error (exit {EXIT_INTERNAL}); please report it "
+            "with the traceback above",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

@@ -23,9 +23,16 @@ __all__ = ["CHROMIUM", "CHROMEDRIVER", "CHROMIUM_FLAGS", "browser_missing", "Pag
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--window-size=1280,1600",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1600",
 )
 
 # Count elements matching a CSS selector in the document and every (nested) shadow root:
@@ -73,15 +80,19 @@ class Page:
     def __init__(self, driver: Any) -> None:
         self.driver = driver
 
-    def open(self, url: str) -> "Page":
+    def open(self, url: str) -> Page:
         """Load ``url`` (a file:// or http:// address) and wait for the document to be ready."""
         self.driver.get(url)
-        self.wait_for(lambda: self.driver.execute_script("return document.readyState") == "complete",
-                      timeout=30, what="document ready")
+        self.wait_for(
+            lambda: self.driver.execute_script("return document.readyState") == "complete",
+            timeout=30,
+            what="document ready",
+        )
         return self
 
-    def wait_for(self, cond: Any, *, timeout: float = 30.0, what: str = "condition",
-                 interval: float = 0.5) -> Any:
+    def wait_for(
+        self, cond: Any, *, timeout: float = 30.0, what: str = "condition", interval: float = 0.5
+    ) -> Any:
         """Poll ``cond()`` until it is truthy; fail with ``what`` after ``timeout`` seconds."""
         end = time.monotonic() + timeout
         while True:

@@ -29,8 +29,11 @@ def write_packages(directory: Path, packages: Iterable[Mapping[str, Any]]) -> Pa
     directory.mkdir(parents=True, exist_ok=True)
     summary: dict[str, list[str]] = {"HIGH": [], "MEDIUM": [], "LOW": []}
     for i, pkg in enumerate(packages):
-        doc = {"package_id": pkg["package_id"], "priority": pkg["priority"],
-               "parameters": dict(pkg.get("parameters", TINY))}
+        doc = {
+            "package_id": pkg["package_id"],
+            "priority": pkg["priority"],
+            "parameters": dict(pkg.get("parameters", TINY)),
+        }
         if pkg.get("tags"):
             doc["tags"] = dict(pkg["tags"])
         summary[pkg["priority"]].append(pkg["package_id"])
@@ -39,11 +42,18 @@ def write_packages(directory: Path, packages: Iterable[Mapping[str, Any]]) -> Pa
     return directory
 
 
-def tiny_sweep(n: int, *, priorities: tuple[str, ...] = ("HIGH", "MEDIUM", "LOW"),
-               **overrides: Any) -> list[dict[str, Any]]:
+def tiny_sweep(
+    n: int, *, priorities: tuple[str, ...] = ("HIGH", "MEDIUM", "LOW"), **overrides: Any
+) -> list[dict[str, Any]]:
     """``n`` tiny packages with distinct Reynolds numbers, priorities cycling over ``priorities``."""
-    return [{"package_id": f"p{i:03d}", "priority": priorities[i % len(priorities)],
-             "parameters": {**TINY, "Re": 100.0 + 10 * i, **overrides}} for i in range(n)]
+    return [
+        {
+            "package_id": f"p{i:03d}",
+            "priority": priorities[i % len(priorities)],
+            "parameters": {**TINY, "Re": 100.0 + 10 * i, **overrides},
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -67,17 +77,26 @@ def local_client():
     """A real LocalCluster of 2 single-threaded worker processes, shared by a test module."""
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
-def run_cli(*args: str, timeout: float = 240, cwd: Path | None = None,
-            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 240, cwd: Path | None = None, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python -m sweep.cli ARGS`` in a subprocess; returns the completed process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "sweep.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+    )
 
 
 @pytest.fixture

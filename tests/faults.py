@@ -28,8 +28,14 @@ import pytest
 PAUSE_ENV = "NS_SWEEP_TEST_PAUSE_AT"
 
 
-def wait_for(condition: Callable[[], Any], *, timeout: float = 120, what: str = "condition",
-             proc: "Driver | subprocess.Popen | None" = None, every: float = 0.05) -> Any:
+def wait_for(
+    condition: Callable[[], Any],
+    *,
+    timeout: float = 120,
+    what: str = "condition",
+    proc: Driver | subprocess.Popen | None = None,
+    every: float = 0.05,
+) -> Any:
     """Poll ``condition()`` until it is truthy (returned); fail after ``timeout`` seconds or
     when ``proc`` exits first (its output is shown)."""
     deadline = time.monotonic() + timeout
@@ -54,16 +60,22 @@ class Driver:
     one id after the driver itself was SIGKILLed (a killed driver cannot stop them).
     """
 
-    def __init__(self, tmp: Path, *args: str, env: Mapping[str, str] | None = None,
-                 name: str = "driver") -> None:
+    def __init__(
+        self, tmp: Path, *args: str, env: Mapping[str, str] | None = None, name: str = "driver"
+    ) -> None:
         self.tmp = Path(tmp)
         stamp = time.monotonic_ns()
         self.out_path = self.tmp / f"{name}-{stamp}.out"
         self.err_path = self.tmp / f"{name}-{stamp}.err"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "NS_SWEEP_CACHE_DIR": "off", **(env or {})}
         with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.popen = subprocess.Popen([sys.executable, "-m", "sweep.cli", *args], stdout=out,
-                                          stderr=err, env=full_env, start_new_session=True)
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "sweep.cli", *args],
+                stdout=out,
+                stderr=err,
+                env=full_env,
+                start_new_session=True,
+            )
         self.pid = self.popen.pid
 
     @property
@@ -105,16 +117,26 @@ def pause_env(tmp: Path, point: str, seconds: float = 300) -> tuple[dict[str, st
     return {PAUSE_ENV: f"{point}:{flag}:{seconds}"}, flag
 
 
-def run_and_kill_at(tmp: Path, point: str, *args: str, timeout: float = 180,
-                    sig: int = signal.SIGKILL, env: Mapping[str, str] | None = None) -> Driver:
+def run_and_kill_at(
+    tmp: Path,
+    point: str,
+    *args: str,
+    timeout: float = 180,
+    sig: int = signal.SIGKILL,
+    env: Mapping[str, str] | None = None,
+) -> Driver:
     """Start `sweep ARGS` (with ``env`` added to the environment), wait until it reaches fault
     point ``point``, send ``sig`` there (SIGKILL: it dies at once; SIGINT: Ctrl-C, it stops
     and must exit 130)."""
     pause, flag = pause_env(tmp, point)
     drv = Driver(tmp, *args, env={**(env or {}), **pause}, name=f"killed-at-{point.replace('@', '-')}")
     try:
-        wait_for(lambda: flag.exists() and flag.read_text().strip(), timeout=timeout,
-                 what=f"the driver to reach {point}", proc=drv)
+        wait_for(
+            lambda: flag.exists() and flag.read_text().strip(),
+            timeout=timeout,
+            what=f"the driver to reach {point}",
+            proc=drv,
+        )
         assert int(flag.read_text()) == drv.pid  # paused in the driver itself, not a worker
         code = drv.kill(sig)
         assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130), drv.output()
@@ -143,8 +165,10 @@ def run_digest(store: Path | str, run_id: str) -> dict[str, str]:
 
     with Store.open(str(store)) as st:
         ds = st.open_run(run_id).load()
-    out = {name: hashlib.sha256(np.ascontiguousarray(ds[name].values).tobytes()).hexdigest()
-           for name in ds.variables}
+    out = {
+        name: hashlib.sha256(np.ascontiguousarray(ds[name].values).tobytes()).hexdigest()
+        for name in ds.variables
+    }
     out["<attrs>"] = json.dumps(ds.attrs, sort_keys=True, default=str)
     return out
 
@@ -243,8 +267,9 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
     res = _mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path))
     if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs to fill up (needs root with CAP_SYS_ADMIN): "
-                    f"{res.stderr.strip()}")
+        pytest.skip(
+            f"cannot mount a small tmpfs to fill up (needs root with CAP_SYS_ADMIN): {res.stderr.strip()}"
+        )
     try:
         yield path
     finally:
@@ -257,8 +282,10 @@ def read_only(path: Path) -> Iterator[Path]:
     root too (the tests run as root on CI). Skips where mounting is not allowed."""
     res = _mount("--bind", str(path), str(path))
     if res.returncode != 0:
-        pytest.skip(f"cannot bind-mount to make a store read-only (needs root with "
-                    f"CAP_SYS_ADMIN; chmod does not stop root): {res.stderr.strip()}")
+        pytest.skip(
+            f"cannot bind-mount to make a store read-only (needs root with "
+            f"CAP_SYS_ADMIN; chmod does not stop root): {res.stderr.strip()}"
+        )
     try:
         res = _mount("-o", "remount,bind,ro", str(path))
         if res.returncode != 0:
@@ -292,22 +319,54 @@ class RemoteCluster:
     def start(self) -> str:
         sfile = self.tmp / "scheduler.json"
         self.scheduler = subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-             "--port", "0", "--no-dashboard", "--scheduler-file", str(sfile)],
-            cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=open(self.tmp / "scheduler.err", "w"),
-            start_new_session=True)
-        wait_for(lambda: sfile.exists() and sfile.read_text().strip(), timeout=60,
-                 what="the scheduler file", proc=self.scheduler)
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(sfile),
+            ],
+            cwd=self.tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.tmp / "scheduler.err", "w"),
+            start_new_session=True,
+        )
+        wait_for(
+            lambda: sfile.exists() and sfile.read_text().strip(),
+            timeout=60,
+            what="the scheduler file",
+            proc=self.scheduler,
+        )
         time.sleep(0.2)
         self.address = json.loads(sfile.read_text())["address"]
         home = self.tmp / "worker-home"
         home.mkdir(exist_ok=True)
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_worker", self.address, "--nthreads", "1",
-             "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard", "--local-directory",
-             str(home)],
-            cwd=home, stdout=subprocess.DEVNULL, stderr=open(self.tmp / "worker.err", "w"),
-            start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_worker",
+                self.address,
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+                "--local-directory",
+                str(home),
+            ],
+            cwd=home,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.tmp / "worker.err", "w"),
+            start_new_session=True,
+        )
         from distributed import Client
 
         with Client(self.address, timeout="30s") as c:

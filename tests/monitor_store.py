@@ -8,7 +8,7 @@ Runs are computed by the real solver on tiny grids and written through the real 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,22 @@ SCENARIO: list[dict[str, Any]] = [
     {"package_id": "p006", "priority": "HIGH", "parameters": {**_BASE, "Re": 100.0}},
 ]
 # What the store holds: package id -> (status, failure class, wall time in seconds)
-_STORED = {"p000": ("done", None, 2.0), "p001": ("done", None, 4.0),
-           "p002": ("failed", "diverged", 1.0), "p003": ("failed", "timeout", 3.0)}
+_STORED = {
+    "p000": ("done", None, 2.0),
+    "p001": ("done", None, 4.0),
+    "p002": ("failed", "diverged", 1.0),
+    "p003": ("failed", "timeout", 3.0),
+}
 _STALE_OLD_RE = 450.0  # p004 ran with Re=450 (wall time 5 s) before being edited to Re=500
 EXPECTED = {
-    "overall": {"total": 7, "done": 3, "failed": 2, "stale": 1, "pending": 2,
-                "failed_by_class": {"diverged": 1, "timeout": 1, "error": 0, "worker-lost": 0}},
+    "overall": {
+        "total": 7,
+        "done": 3,
+        "failed": 2,
+        "stale": 1,
+        "pending": 2,
+        "failed_by_class": {"diverged": 1, "timeout": 1, "error": 0, "worker-lost": 0},
+    },
     "HIGH": {"total": 3, "done": 2, "failed": 1, "stale": 0, "pending": 0},
     "MEDIUM": {"total": 2, "done": 1, "failed": 0, "stale": 1, "pending": 1},
     "LOW": {"total": 2, "done": 0, "failed": 1, "stale": 0, "pending": 1},
@@ -46,7 +56,7 @@ EXPECTED = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _simulate(key: tuple[tuple[str, Any], ...]) -> Any:
     import solver
 
@@ -61,20 +71,36 @@ def simulate_tiny(params: Any) -> Any:
 
 def commit_done(store: Any, pkg: Any, wall_time: float) -> None:
     """Commit ``pkg``'s run as done, through the real store API."""
-    store.commit_run(pkg.run_id, simulate_tiny(pkg.params),
-                     {"params": pkg.params, "package_ids": [pkg.package_id], "priority": pkg.priority,
-                      "wall_time": wall_time})
+    store.commit_run(
+        pkg.run_id,
+        simulate_tiny(pkg.params),
+        {
+            "params": pkg.params,
+            "package_ids": [pkg.package_id],
+            "priority": pkg.priority,
+            "wall_time": wall_time,
+        },
+    )
 
 
 def record_failed(store: Any, pkg: Any, failure_class: str, wall_time: float) -> None:
     """Record ``pkg``'s run as failed with ``failure_class``."""
-    store.record_failure(pkg.run_id, failure_class, f"test: {failure_class}",
-                         {"params": pkg.params, "package_ids": [pkg.package_id],
-                          "priority": pkg.priority, "wall_time": wall_time})
+    store.record_failure(
+        pkg.run_id,
+        failure_class,
+        f"test: {failure_class}",
+        {
+            "params": pkg.params,
+            "package_ids": [pkg.package_id],
+            "priority": pkg.priority,
+            "wall_time": wall_time,
+        },
+    )
 
 
-def build_scenario(tmp_path: Path, *, stored: Mapping[str, tuple[str, str | None, float]] | None = None
-                   ) -> tuple[Path, Path]:
+def build_scenario(
+    tmp_path: Path, *, stored: Mapping[str, tuple[str, str | None, float]] | None = None
+) -> tuple[Path, Path]:
     """Write SCENARIO's package directory and a store holding ``_STORED`` plus p004's old run.
 
     Returns (packages_dir, store_path).

@@ -42,9 +42,17 @@ def result_like(params: SolverParams | dict[str, Any], *, fields: bool = False, 
     return ds
 
 
-def provenance(params: SolverParams | dict[str, Any], package_id: str = "pkg", priority: str = "HIGH",
-               **extra: Any) -> dict[str, Any]:
+def provenance(
+    params: SolverParams | dict[str, Any], package_id: str = "pkg", priority: str = "HIGH", **extra: Any
+) -> dict[str, Any]:
     """A provenance mapping as the engine passes it to ``commit_run``."""
-    return {"params": SolverParams.coerce(params), "package_ids": [package_id], "priority": priority,
-            "wall_time": 1.5, "start_time": "2026-01-01T00:00:00+00:00",
-            "end_time": "2026-01-01T00:00:01.5+00:00", "attempt": 1, **extra}
+    return {
+        "params": SolverParams.coerce(params),
+        "package_ids": [package_id],
+        "priority": priority,
+        "wall_time": 1.5,
+        "start_time": "2026-01-01T00:00:00+00:00",
+        "end_time": "2026-01-01T00:00:01.5+00:00",
+        "attempt": 1,
+        **extra,
+    }

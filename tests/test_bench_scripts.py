@@ -26,17 +26,39 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 def run_script(name: str, *args: str, cwd: Path) -> str:
     """Run scripts/``name`` with this interpreter; its stdout (fails on a non-zero exit)."""
-    proc = subprocess.run([sys.executable, str(SCRIPTS / name), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
 def test_bench_solver_prints_every_figure_for_both_precisions(tmp_path: Path) -> None:
     out_json = tmp_path / "solver.json"
-    out = run_script("bench_solver.py", "--backends", "numpy", "--kernels", "numpy", "--sizes", "8", "16",
-                     "--naive-sizes", "16", "--memory-size", "16", "--repeat", "1", "--json", str(out_json),
-                     cwd=tmp_path)
+    out = run_script(
+        "bench_solver.py",
+        "--backends",
+        "numpy",
+        "--kernels",
+        "numpy",
+        "--sizes",
+        "8",
+        "16",
+        "--naive-sizes",
+        "16",
+        "--memory-size",
+        "16",
+        "--repeat",
+        "1",
+        "--json",
+        str(out_json),
+        cwd=tmp_path,
+    )
     figures = json.loads(out_json.read_text())
     assert figures["fft_libraries"] == {"numpy": np.__version__}
     assert f"# FFT libraries: numpy {np.__version__}" in out
@@ -48,7 +70,9 @@ def test_bench_solver_prints_every_figure_for_both_precisions(tmp_path: Path) ->
     assert math.isfinite(steps[(16, "float64")]["speedup_vs_naive"])
     assert math.isfinite(steps[(16, "float32")]["float64_over_float32"])
     # one line per grid splits the float32 gain into the FFT passes and the rest of the step
-    assert len(re.findall(r"f64/f32 at \d+\^3: FFT passes alone [\d.]+ .*the rest of the step [\d.]+", out)) == 2
+    assert (
+        len(re.findall(r"f64/f32 at \d+\^3: FFT passes alone [\d.]+ .*the rest of the step [\d.]+", out)) == 2
+    )
     memory = {m["precision"]: m for m in figures["memory"]}
     assert set(memory) == {"float64", "float32"}
     assert all(m["memory_estimate"] > 0 for m in memory.values())
@@ -60,15 +84,34 @@ def test_bench_fft_lines_times_both_precisions_of_the_fftw_pyfftw_uses(tmp_path:
     assert re.search(r"# FFTW float64: \S*libfftw3-\S+\n# FFTW float32: \S*libfftw3f-\S+", out), out
     rows = re.findall(r"^\s+(\d+)\s+(\d+ (?:contiguous|strided))\s+(\d+)\s+(\d+)\s+([\d.]+)$", out, re.M)
     assert [(n, shape) for n, shape, *_ in rows] == [
-        (n, s) for n in ("8", "16") for s in ("256 contiguous", "22 strided", "44 strided")]
+        (n, s) for n in ("8", "16") for s in ("256 contiguous", "22 strided", "44 strided")
+    ]
     assert all(int(t64) > 0 and int(t32) > 0 and float(r) > 0 for *_, t64, t32, r in rows)
 
 
 def test_bench_engine_compares_the_store_layouts(tmp_path: Path) -> None:
-    out = run_script("bench_engine.py", "--tiny", "30", "--processes", "2", "--long", "2", "--long-seconds", "0.3",
-                     "--workers", "2", "--layout", "both", "--dir", str(tmp_path), cwd=tmp_path)
-    per_run = [float(x) for x in re.findall(r"the store holds \d+ directories and \d+ files \(([\d.]+) per run\)",
-                                            out)]
+    out = run_script(
+        "bench_engine.py",
+        "--tiny",
+        "30",
+        "--processes",
+        "2",
+        "--long",
+        "2",
+        "--long-seconds",
+        "0.3",
+        "--workers",
+        "2",
+        "--layout",
+        "both",
+        "--dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    per_run = [
+        float(x)
+        for x in re.findall(r"the store holds \d+ directories and \d+ files \(([\d.]+) per run\)", out)
+    ]
     assert len(per_run) == 2, out
     packed, groups = per_run
     assert packed < 5 < 25 < groups  # packed runs share a few files; a group per run is ~29 files each
@@ -85,8 +128,9 @@ def test_bench_store_plans_and_commits(tmp_path: Path) -> None:
 
 
 def test_bench_checkpoint_counts_the_checkpoints_it_times(tmp_path: Path) -> None:
-    out = run_script("bench_checkpoint.py", "--grid", "8", "--steps", "20", "--every", "2", "--repeats", "1",
-                     cwd=tmp_path)
+    out = run_script(
+        "bench_checkpoint.py", "--grid", "8", "--steps", "20", "--every", "2", "--repeats", "1", cwd=tmp_path
+    )
     counts = dict(re.findall(r"^\s+(none|default|forced)\s+:.*?(\d+) checkpoints?", out, re.M))
     assert counts == {"none": "0", "default": "0", "forced": "9"}, out
     assert re.search(r"overhead ratio, default/none \(sweep wall time\): [\d.]+", out)

@@ -8,7 +8,6 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, assert_stores_identical, store_records, tiny_sweep
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -26,10 +25,15 @@ def client1():
 
     # lost-worker-timeout: LocalCluster closes a nanny whose worker name is absent 15 s after
     # a loss; a later test's restart falling on that moment would lose the worker for good
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0,
-                          "distributed.deploy.lost-worker-timeout": "1h"}):
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+    with dask.config.set(
+        {"distributed.scheduler.allowed-failures": 0, "distributed.deploy.lost-worker-timeout": "1h"}
+    ):
+        with (
+            LocalCluster(
+                n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             yield client
 
 
@@ -45,12 +49,16 @@ def test_run_sweep_high_priority_packages_start_first(tmp_path: Path, packages_d
     d = packages_dir(pkgs)
     res = _sweep(d, tmp_path / "r.zarr", client1)
     assert res.exit_code == 0
-    recs = sorted(store_records(tmp_path / "r.zarr").values(),
-                  key=lambda r: datetime.fromisoformat(r.start_time))
+    recs = sorted(
+        store_records(tmp_path / "r.zarr").values(), key=lambda r: datetime.fromisoformat(r.start_time)
+    )
     assert [r.priority for r in recs] == ["HIGH"] * 3 + ["MEDIUM"] * 3 + ["LOW"] * 3
     assert res.counts["done"] == 9
     assert {p: dict(c) for p, c in res.by_priority.items()} == {
-        "HIGH": {"done": 3}, "MEDIUM": {"done": 3}, "LOW": {"done": 3}}
+        "HIGH": {"done": 3},
+        "MEDIUM": {"done": 3},
+        "LOW": {"done": 3},
+    }
 
 
 def test_run_sweep_stop_on_error_cancels_unfinished_keeps_finished(tmp_path: Path, packages_dir, client1):
@@ -188,8 +196,15 @@ def test_run_sweep_watchdog_restarts_a_worker_that_stops_answering(tmp_path: Pat
 
     import dask.config
 
-    d = packages_dir([{"package_id": "stuck", "priority": "HIGH",
-                       "parameters": {**TINY, "grid_size": [16, 16, 16], "T_final": 500.0}}])
+    d = packages_dir(
+        [
+            {
+                "package_id": "stuck",
+                "priority": "HIGH",
+                "parameters": {**TINY, "grid_size": [16, 16, 16], "T_final": 500.0},
+            }
+        ]
+    )
     store, logs = tmp_path / "r.zarr", tmp_path / "logs"
     (pid,) = client1.run(os.getpid).values()
     frozen = []
@@ -238,15 +253,19 @@ HUGE = {**TINY, "grid_size": [2048, 2048, 2048]}
 
 
 def test_run_sweep_unfit_package_on_existing_cluster_refused_before_anything_is_created(
-        tmp_path: Path, packages_dir, client1):
+    tmp_path: Path, packages_dir, client1
+):
     from sweep.errors import ConfigError
 
     pkgs = tiny_sweep(2)
     pkgs.append({"package_id": "huge", "priority": "LOW", "parameters": HUGE})
     d = packages_dir(pkgs)
     store, logs = tmp_path / "r.zarr", tmp_path / "logs"
-    with pytest.raises(ConfigError, match=r"package_0002\.json: parameters\.grid_size: bad value "
-                                          r"\[2048, 2048, 2048\].*fits in a worker's memory"):
+    with pytest.raises(
+        ConfigError,
+        match=r"package_0002\.json: parameters\.grid_size: bad value "
+        r"\[2048, 2048, 2048\].*fits in a worker's memory",
+    ):
         _sweep(d, store, client1, log_dir=logs)
     assert not store.exists() and not logs.exists()
 
@@ -254,6 +273,7 @@ def test_run_sweep_unfit_package_on_existing_cluster_refused_before_anything_is_
 def test_run_sweep_unfit_package_already_done_does_not_count(tmp_path: Path, packages_dir, client1):
     """A run done earlier (on bigger workers) never runs again: it is no reason to refuse."""
     from store_data import provenance, result_like
+
     from sweep.spec import load_packages
     from sweep.store import Store
 

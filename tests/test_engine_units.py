@@ -12,10 +12,11 @@ import pytest
 from solver import SolverParams
 from solver.errors import DivergedError, SolverTimeout
 from sweep import config
+from sweep.codec import decode_arrays, encode_arrays
 from sweep.engine import default_log_dir, exit_code_of, plan_sweep
+from sweep.engine.progress import SweepProgress, final_summary
+from sweep.engine.worker import failure_class_of
 from sweep.errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT
-from sweep.progress import SweepProgress, final_summary, format_duration
-from sweep.runner import decode_arrays, encode_arrays, failure_class_of
 from sweep.spec import Package
 
 
@@ -25,8 +26,7 @@ def _pkg(pid: str, re: float, prio: str = "HIGH") -> Package:
 
 def test_plan_skips_done_and_duplicates_and_says_why():
     a, b, c, d = _pkg("a", 100), _pkg("b", 200), _pkg("c", 100), _pkg("d", 300)
-    plan = plan_sweep([a, b, c, d], done={b.run_id}, failed={d.run_id: "timeout"},
-                      checkpoints={})
+    plan = plan_sweep([a, b, c, d], done={b.run_id}, failed={d.run_id: "timeout"}, checkpoints={})
     actions = {e.package_id: (e.action, e.reason) for e in plan}
     assert actions["a"] == ("run", "new")
     assert actions["b"][0] == "skip" and "done" in actions["b"][1]
@@ -45,7 +45,7 @@ def test_checkpoint_of_another_solver_version_is_not_resumed(tmp_path: Path):
     import logging
 
     from solver import State
-    from sweep.engine import usable_checkpoint
+    from sweep.engine.checkpoints import usable_checkpoint
     from sweep.store import Store
 
     a = _pkg("a", 100)
@@ -66,13 +66,14 @@ def test_explain_says_which_checkpoints_resume_and_which_start_over(tmp_path: Pa
     import json
 
     from solver import SOLVER_VERSION, State
-    from sweep.plan import explain_packages
+    from sweep.engine.plan import explain_packages
     from sweep.store import Store
 
     a, b = _pkg("a", 100), _pkg("b", 200)
     for p, version in ((a, SOLVER_VERSION), (b, "0.9.0")):
-        key = json.dumps({**json.loads(State.params_key(p.params.canonical())), "solver_version": version},
-                         sort_keys=True)
+        key = json.dumps(
+            {**json.loads(State.params_key(p.params.canonical())), "solver_version": version}, sort_keys=True
+        )
         state = State(3, 0.03, np.ones((3, 6, 6, 3), np.complex128), State.empty_diagnostics(), key)
         with Store.open(tmp_path / "s.zarr", mode="a") as st:
             st.save_checkpoint(p.run_id, state.to_arrays(), step=3)
@@ -86,18 +87,23 @@ def test_explain_says_which_checkpoints_resume_and_which_start_over(tmp_path: Pa
         ex = {e.package_id: e for e in explain_packages([a, b], st)}
     assert ex["a"].action == "resume" and "checkpoint at step 3" in ex["a"].reason
     assert ex["b"].action == "run"
-    assert f"starts over: its checkpoint was written by solver 0.9.0, this is {SOLVER_VERSION}" in ex["b"].reason
+    assert (
+        f"starts over: its checkpoint was written by solver 0.9.0, this is {SOLVER_VERSION}" in ex["b"].reason
+    )
 
 
-@pytest.mark.parametrize("statuses, code", [
-    (["done", "skipped"], EXIT_OK),
-    ([], EXIT_OK),
-    (["done", "timeout"], EXIT_TIMEOUT),
-    (["timeout", "diverged"], EXIT_FAILED),
-    (["done", "error"], EXIT_FAILED),
-    (["done", "cancelled"], EXIT_FAILED),
-    (["worker-lost"], EXIT_FAILED),
-])
+@pytest.mark.parametrize(
+    "statuses, code",
+    [
+        (["done", "skipped"], EXIT_OK),
+        ([], EXIT_OK),
+        (["done", "timeout"], EXIT_TIMEOUT),
+        (["timeout", "diverged"], EXIT_FAILED),
+        (["done", "error"], EXIT_FAILED),
+        (["done", "cancelled"], EXIT_FAILED),
+        (["worker-lost"], EXIT_FAILED),
+    ],
+)
 def test_exit_code_of_statuses(statuses, code):
     assert exit_code_of(statuses) == code
 
@@ -111,8 +117,11 @@ def test_failure_class_of_solver_errors():
 
 def test_encode_arrays_round_trip_is_lossless():
     rng = np.random.default_rng(1)
-    arrays = {"u_hat": rng.standard_normal((3, 4, 4, 3)) + 1j * rng.standard_normal((3, 4, 4, 3)),
-              "step": np.array(12), "f32": rng.standard_normal(5).astype(np.float32)}
+    arrays = {
+        "u_hat": rng.standard_normal((3, 4, 4, 3)) + 1j * rng.standard_normal((3, 4, 4, 3)),
+        "step": np.array(12),
+        "f32": rng.standard_normal(5).astype(np.float32),
+    }
     back = decode_arrays(encode_arrays(arrays))
     assert set(back) == set(arrays)
     for k, a in arrays.items():
@@ -127,8 +136,11 @@ def test_default_log_dir_beside_local_store(tmp_path: Path):
 
 def test_config_defaults_come_from_packaged_yaml_and_can_be_overridden():
     assert config.get("timeout") == 86400
-    assert config.get("priority-values")["HIGH"] > config.get("priority-values")["MEDIUM"] \
+    assert (
+        config.get("priority-values")["HIGH"]
+        > config.get("priority-values")["MEDIUM"]
         > config.get("priority-values")["LOW"]
+    )
     with dask.config.set({"sweep.timeout": 12}):
         assert config.get("timeout") == 12
         assert config.get("timeout", 5) == 5
@@ -149,7 +161,7 @@ def test_progress_summary_line_every_n_packages():
 def test_final_summary_counts_by_status_and_priority():
     rows = [("HIGH", "done"), ("HIGH", "diverged"), ("LOW", "skipped"), ("LOW", "done")]
     lines = final_summary(rows, ("HIGH", "MEDIUM", "LOW"), skipped=1, elapsed=61)
-    assert lines[0] == "summary: 4 packages in 1m01s (1 skipped as already done)"
+    assert lines[0] == "summary: 4 packages in 1m 01s (1 skipped as already done)"
     head = lines[1].split()
     assert head == ["priority", "done", "skipped", "diverged", "total"]
     assert lines[2].split() == ["HIGH", "1", "0", "1", "2"]
@@ -157,51 +169,54 @@ def test_final_summary_counts_by_status_and_priority():
     assert lines[4].split() == ["ALL", "2", "1", "1", "4"]
 
 
-def test_format_duration_units():
-    assert format_duration(5) == "5s"
-    assert format_duration(125) == "2m05s"
-    assert format_duration(3723) == "1h02m03s"
-    assert format_duration(None) == "?"
-
-
 def test_config_survives_a_set_made_before_import():
     import subprocess
     import sys
 
-    code = ("import dask.config\n"
-            "with dask.config.set({'sweep.retries': 7}):\n"
-            "    from sweep import config\n"
-            "    assert config.get('retries') == 7 and config.get('timeout') == 86400\n"
-            "assert config.get('retries') == 2, config.get('retries')\n")
+    code = (
+        "import dask.config\n"
+        "with dask.config.set({'sweep.retries': 7}):\n"
+        "    from sweep import config\n"
+        "    assert config.get('retries') == 7 and config.get('timeout') == 86400\n"
+        "assert config.get('retries') == 2, config.get('retries')\n"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
 
 
-def _echo(item):
-    return ("ran", item)
+@pytest.mark.cluster
+def test_submitter_one_named_task_per_package_with_its_priority(packages_dir, local_client):
+    """Each package is one task of Dask's public API, keyed by its package id (what the
+    dashboard shows) and carrying its package's priority, never retried by the scheduler."""
+    from conftest import tiny_sweep
 
+    from sweep.engine.options import SweepOptions
+    from sweep.engine.plan import PlanEntry
+    from sweep.engine.submit import Submitter
+    from sweep.spec import load_packages
 
-@pytest.mark.parametrize("path", ["inlined", "optimised"])
-def test_named_tasks_one_self_contained_task_per_package(path):
-    """Each bag partition becomes one task under its package's key that maps the bag's
-    function over the partition (the inlined fast path and the optimised fallback agree)."""
-    import dask.bag as db
+    pkgs = load_packages(packages_dir(tiny_sweep(3)))  # HIGH, MEDIUM, LOW
+    entries = {p.run_id: PlanEntry(p, "run", "new") for p in pkgs}
+    options = SweepOptions()
+    sub = Submitter(local_client, "sweep-abcdef123456", entries, options)
+    futures = sub.submit(list(entries), {})
+    outcomes = local_client.gather(futures)
+    assert sorted(o.package_id for o in outcomes) == ["p000", "p001", "p002"]
+    assert all(o.status == "done" for o in outcomes)
+    keys = {f.key: sub.futures[f] for f in futures}
+    assert set(keys) == {f"run-{p.package_id}-abcdef12-1" for p in pkgs}
 
-    from sweep.engine import _named_tasks, _optimised_named_tasks
+    def task_states(dask_scheduler, keys=tuple(keys)):
+        return {k: (dask_scheduler.tasks[k].priority[0], dask_scheduler.tasks[k].retries) for k in keys}
 
-    items = [f"item{i}" for i in range(3)]
-    bag = db.Bag({("pk", i): [it] for i, it in enumerate(items)}, "pk", 3).map(_echo)
-    keys = [f"run-p{i}-x-1" for i in range(3)]
-    graph = _named_tasks(bag, keys) if path == "inlined" else _optimised_named_tasks(bag.to_delayed(), keys)
-    assert list(graph) == keys
-    for key, item in zip(keys, items):
-        task = graph[key]
-        assert not task.dependencies
-        assert task({}) == [("ran", item)]  # what bag.map gives for a one-item partition
+    states = local_client.run_on_scheduler(task_states)
+    for p in pkgs:
+        priority, retries = states[f"run-{p.package_id}-abcdef12-1"]
+        assert priority == -options.priority_values[p.priority] and retries == 0
 
 
 def test_sweep_logs_defer_package_lines_and_buffer_main_info(tmp_path: Path):
-    from sweep.logs import SweepLogs
+    from sweep.engine.logs import SweepLogs
 
     logs = SweepLogs(tmp_path / "logs", logger_name="sweep.test-logs")
     try:
@@ -223,7 +238,7 @@ def test_sweep_logs_defer_package_lines_and_buffer_main_info(tmp_path: Path):
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
 def test_sweep_logs_on_a_full_disk_warn_once_and_go_on(tmp_path: Path, capsys):
-    from sweep.logs import SweepLogs
+    from sweep.engine.logs import SweepLogs
 
     d = tmp_path / "logs"
     d.mkdir()

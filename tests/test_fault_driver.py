@@ -14,10 +14,17 @@ import signal
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, tiny_sweep
-from faults import (Driver, assert_results_equal, checkpoint_steps, partial_files, records,
-                    run_and_kill_at, run_digest, tree_digest)
+from faults import (
+    Driver,
+    assert_results_equal,
+    checkpoint_steps,
+    partial_files,
+    records,
+    run_and_kill_at,
+    run_digest,
+    tree_digest,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -47,16 +54,26 @@ LAYOUTS = {"packed": {}, "groups": {"DASK_SWEEP__STORE__PACK_BYTES": "0"}}
 
 
 @pytest.mark.parametrize("layout", list(LAYOUTS))
-def test_fault_driver_sigkill_before_during_after_store_writes(tmp_path: Path, packages_dir,
-                                                               local_client, layout: str):
+def test_fault_driver_sigkill_before_during_after_store_writes(
+    tmp_path: Path, packages_dir, local_client, layout: str
+):
     # each kill is at the first time the named run reaches the point (runs of equal
     # priority start in any order)
     env = LAYOUTS[layout]
     grouped = layout == "groups"
     d = packages_dir(_packages(3))
     store = tmp_path / "r.zarr"
-    args = ("run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress",
-            "--checkpoint-every-steps", "10")
+    args = (
+        "run",
+        str(d),
+        "--store",
+        str(store),
+        "--mode",
+        "sequential",
+        "--no-progress",
+        "--checkpoint-every-steps",
+        "10",
+    )
     slow = _run_id(d, "slow")
 
     # 1. stopped with Ctrl-C right after a checkpoint was saved: the store keeps it
@@ -90,7 +107,9 @@ def test_fault_driver_sigkill_before_during_after_store_writes(tmp_path: Path, p
     assert (store / "runs" / slow / "energy" / "zarr.json").exists() is grouped
     assert slow not in records(store)  # a partial run is not a result
     assert json.loads((store / "lock.json").read_text())["pid"] == killed.pid  # stale lock
-    digest = (lambda rid: tree_digest(store / "runs" / rid)) if grouped else (lambda rid: run_digest(store, rid))
+    digest = (
+        (lambda rid: tree_digest(store / "runs" / rid)) if grouped else (lambda rid: run_digest(store, rid))
+    )
     others = {rid: digest(rid) for rid in _done(store)}
     assert others  # HIGH runs go first
 

@@ -8,28 +8,40 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, tiny_sweep
 from faults import Driver, RemoteCluster, assert_results_equal, records, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, packages_dir,
-                                                               local_client):
+def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, packages_dir, local_client):
     # two quick HIGH runs and LOW runs of a few seconds each: the scheduler dies while one
     # of these runs (one worker thread runs them one after the other)
     pkgs = tiny_sweep(2, priorities=("HIGH",), initial_condition="random") + [
-        {"package_id": f"long{i}", "priority": "LOW",
-         "parameters": {**TINY, "grid_size": [12, 12, 12], "T_final": 2.0 + 0.1 * i}}
-        for i in range(3)]
+        {
+            "package_id": f"long{i}",
+            "priority": "LOW",
+            "parameters": {**TINY, "grid_size": [12, 12, 12], "T_final": 2.0 + 0.1 * i},
+        }
+        for i in range(3)
+    ]
     d = packages_dir(pkgs)
     store = tmp_path / "r.zarr"
     first = RemoteCluster(tmp_path, "first")
     try:
         address = first.start()
-        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--scheduler", address,
-                     "--no-progress", "--checkpoint-every-steps", "10")
+        drv = Driver(
+            tmp_path,
+            "run",
+            str(d),
+            "--store",
+            str(store),
+            "--scheduler",
+            address,
+            "--no-progress",
+            "--checkpoint-every-steps",
+            "10",
+        )
         logs = [tmp_path / "logs" / f"long{i}.log" for i in range(3)]
 
         def checkpointed() -> str | None:  # the driver notes each checkpoint it saves
@@ -46,8 +58,9 @@ def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, 
     assert code == 1, drv.output()
     assert "Traceback" not in err, err
     (line,) = err.strip().splitlines()  # one line
-    assert line.startswith(f"sweep run: error: lost the connection to the Dask scheduler "
-                           f"(remote scheduler {address})")
+    assert line.startswith(
+        f"sweep run: error: lost the connection to the Dask scheduler (remote scheduler {address})"
+    )
     assert "run the same command again" in line and str(store) in line
     # at once, not after distributed's 30 s of reconnection attempts (a checkpoint fetch
     # under way when the scheduler died used to wait for them)
@@ -60,8 +73,7 @@ def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, 
     try:
         address2 = second.start()
         assert address2 != address
-        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--scheduler", address2,
-                     "--no-progress")
+        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--scheduler", address2, "--no-progress")
         assert drv.wait(timeout=180) == 0, drv.output()
     finally:
         second.stop()

@@ -12,10 +12,18 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, tiny_sweep
-from faults import (Driver, assert_results_equal, partial_files, pause_env, read_only, records,
-                    small_tmpfs, tree_digest, wait_for)
+from faults import (
+    Driver,
+    assert_results_equal,
+    partial_files,
+    pause_env,
+    read_only,
+    records,
+    small_tmpfs,
+    tree_digest,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -26,8 +34,14 @@ BIG = {**TINY, "grid_size": [32, 32, 32], "keep_fields": True, "initial_conditio
 def _clean_sweep(d: Path, store: Path, client) -> None:
     from sweep.engine import run_sweep
 
-    res = run_sweep(d, store, client=client, progress_bar=False, out=io.StringIO(),
-                    log_dir=store.parent / f"{store.name}-logs")
+    res = run_sweep(
+        d,
+        store,
+        client=client,
+        progress_bar=False,
+        out=io.StringIO(),
+        log_dir=store.parent / f"{store.name}-logs",
+    )
     assert res.exit_code == 0
 
 
@@ -44,8 +58,7 @@ def _disk_bytes(root: Path) -> int:
     return sum(-(-p.stat().st_size // 4096) * 4096 for p in root.rglob("*") if p.is_file())
 
 
-def test_fault_store_full_disk_reported_nothing_half_committed(tmp_path: Path, packages_dir,
-                                                               local_client):
+def test_fault_store_full_disk_reported_nothing_half_committed(tmp_path: Path, packages_dir, local_client):
     pkgs = tiny_sweep(2, priorities=("HIGH",), initial_condition="random")
     pkgs.append({"package_id": "big", "priority": "LOW", "parameters": BIG})
     d = packages_dir(pkgs)
@@ -64,13 +77,15 @@ def test_fault_store_full_disk_reported_nothing_half_committed(tmp_path: Path, p
         st = os.statvfs(disk)
         filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - room))
         store = disk / "r.zarr"
-        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential",
-                     "--no-progress")
+        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress")
         code = drv.wait()
         line = _one_error_line(drv)
         assert code == 2, drv.output()
-        assert re.fullmatch(rf"sweep run: error: {re.escape(str(store))}: cannot commit run \w+: "
-                            r"no space left on the device.*; finished runs are kept", line), line
+        assert re.fullmatch(
+            rf"sweep run: error: {re.escape(str(store))}: cannot commit run \w+: "
+            r"no space left on the device.*; finished runs are kept",
+            line,
+        ), line
         # the runs that fitted are done; the one that did not left nothing behind
         from sweep.spec import load_packages
 
@@ -82,8 +97,7 @@ def test_fault_store_full_disk_reported_nothing_half_committed(tmp_path: Path, p
         assert partial_files(store) == []
         # with space freed, the same command finishes the sweep
         filler.unlink()
-        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential",
-                     "--no-progress")
+        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress")
         assert drv.wait() == 0, drv.output()
         assert "1 to run, 2 skipped as already done" in drv.stdout
         assert_results_equal(clean, store)
@@ -97,13 +111,13 @@ def test_fault_store_read_only_reported_and_untouched(tmp_path: Path, packages_d
     d = packages_dir(pkgs, name="all")  # one more package to run
     before = tree_digest(store)
     with read_only(store):
-        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential",
-                     "--no-progress")
+        drv = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress")
         code = drv.wait()
         line = _one_error_line(drv)
         assert code == 2, drv.output()
-        assert line.startswith(f"sweep run: error: {store}: cannot open the store for writing: "
-                               "read-only file system"), line
+        assert line.startswith(
+            f"sweep run: error: {store}: cannot open the store for writing: read-only file system"
+        ), line
         assert "give another --store" in line
         assert tree_digest(store) == before
         # reading a read-only store still works
@@ -112,8 +126,10 @@ def test_fault_store_read_only_reported_and_untouched(tmp_path: Path, packages_d
 
 
 def _base_docs() -> tuple[list[dict], dict[str, list[str]]]:
-    docs = [{"package_id": f"p{i:03d}", "priority": "HIGH", "parameters": dict(TINY, Re=100.0 + i)}
-            for i in range(3)]
+    docs = [
+        {"package_id": f"p{i:03d}", "priority": "HIGH", "parameters": dict(TINY, Re=100.0 + i)}
+        for i in range(3)
+    ]
     return docs, {"HIGH": [d["package_id"] for d in docs], "MEDIUM": [], "LOW": []}
 
 
@@ -161,18 +177,33 @@ def _unsafe_id(docs, summary):
 # (an unreadable file also leaves its id in the summary without a file: that second line
 # says so and points back at the file to fix)
 MALFORMED = {
-    "json-syntax": (_json_syntax, r"package_0001\.json: line 1 column \d+: invalid JSON: .+\n"
-                                  r'priority_summary\.json: HIGH: bad value "p001"; allowed: ids of '
-                                  r"existing package_\*\.json files \(.*or fix package_0001\.json\)"),
-    "unknown-key": (_unknown_key, r'package_0001\.json: prio: bad value "prio"; allowed: one of the '
-                                  r"keys package_id, priority, parameters, tags"),
+    "json-syntax": (
+        _json_syntax,
+        r"package_0001\.json: line 1 column \d+: invalid JSON: .+\n"
+        r'priority_summary\.json: HIGH: bad value "p001"; allowed: ids of '
+        r"existing package_\*\.json files \(.*or fix package_0001\.json\)",
+    ),
+    "unknown-key": (
+        _unknown_key,
+        r'package_0001\.json: prio: bad value "prio"; allowed: one of the '
+        r"keys package_id, priority, parameters, tags",
+    ),
     "bad-value": (_bad_value, r"package_0001\.json: parameters\.Re: bad value -5; allowed: .+"),
-    "duplicate-ids": (_duplicate_ids, r'package_0002\.json: package_id: bad value "p001"; allowed: an id '
-                                      r"used by one file only \(also in package_0001\.json\)"),
-    "summary-mismatch": (_summary_mismatch, r'priority_summary\.json: LOW: bad value "ghost"; allowed: '
-                                            r"ids of existing package_\*\.json files.*"),
-    "unsafe-id": (_unsafe_id, r'package_0001\.json: package_id: bad value "\.\./p001"; allowed: a plain '
-                              r"name .*no path separators.*"),
+    "duplicate-ids": (
+        _duplicate_ids,
+        r'package_0002\.json: package_id: bad value "p001"; allowed: an id '
+        r"used by one file only \(also in package_0001\.json\)",
+    ),
+    "summary-mismatch": (
+        _summary_mismatch,
+        r'priority_summary\.json: LOW: bad value "ghost"; allowed: '
+        r"ids of existing package_\*\.json files.*",
+    ),
+    "unsafe-id": (
+        _unsafe_id,
+        r'package_0001\.json: package_id: bad value "\.\./p001"; allowed: a plain '
+        r"name .*no path separators.*",
+    ),
 }
 
 
@@ -188,14 +219,16 @@ def populated_store(tmp_path_factory, local_client) -> Path:
 
 
 @pytest.mark.parametrize("kind", list(MALFORMED))
-def test_fault_malformed_packages_refused_store_unchanged(tmp_path: Path, populated_store: Path,
-                                                          sweep_cli, kind: str):
+def test_fault_malformed_packages_refused_store_unchanged(
+    tmp_path: Path, populated_store: Path, sweep_cli, kind: str
+):
     breaker, expected = MALFORMED[kind]
     docs, summary = _base_docs()
     d = _write_raw(tmp_path / kind, *breaker(docs, summary))
     before = tree_digest(populated_store.parent)
-    res = sweep_cli("run", str(d), "--store", str(populated_store), "--no-progress",
-                    env={"NS_SWEEP_CACHE_DIR": "off"})
+    res = sweep_cli(
+        "run", str(d), "--store", str(populated_store), "--no-progress", env={"NS_SWEEP_CACHE_DIR": "off"}
+    )
     assert res.returncode == 2, res.stderr + res.stdout
     assert "Traceback" not in res.stderr
     assert re.fullmatch("sweep run: error: " + expected, res.stderr.strip()), res.stderr
@@ -207,20 +240,44 @@ def test_fault_second_sweep_on_one_store_refused_naming_holder(tmp_path: Path, p
     d = packages_dir(tiny_sweep(2))
     store = tmp_path / "r.zarr"
     env, flag = pause_env(tmp_path, "before-commit")
-    first = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential",
-                   "--no-progress", env=env, name="first")
+    first = Driver(
+        tmp_path,
+        "run",
+        str(d),
+        "--store",
+        str(store),
+        "--mode",
+        "sequential",
+        "--no-progress",
+        env=env,
+        name="first",
+    )
     try:  # the first sweep holds the store's lock, paused before its first commit
-        wait_for(lambda: flag.exists() and flag.read_text().strip(), proc=first,
-                 what="the first sweep to reach its first commit")
+        wait_for(
+            lambda: flag.exists() and flag.read_text().strip(),
+            proc=first,
+            what="the first sweep to reach its first commit",
+        )
         before = tree_digest(store)
-        second = Driver(tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential",
-                        "--no-progress", name="second")
+        second = Driver(
+            tmp_path,
+            "run",
+            str(d),
+            "--store",
+            str(store),
+            "--mode",
+            "sequential",
+            "--no-progress",
+            name="second",
+        )
         assert second.wait() == 2, second.output()
         line = _one_error_line(second)
         assert re.fullmatch(
             rf"sweep run: error: store {re.escape(str(store))} is open for writing by pid "
             rf"{first.pid} on host {re.escape(socket.gethostname())} since \d{{4}}-\d\d-\d\dT[\d:]+"
-            r"\+00:00; wait for it to finish or stop it.*", line), line
+            r"\+00:00; wait for it to finish or stop it.*",
+            line,
+        ), line
         assert "Dask dashboard" not in second.stdout
         assert tree_digest(store) == before
         assert first.popen.poll() is None  # the first sweep is unaffected

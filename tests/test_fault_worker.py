@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, tiny_sweep
 from faults import assert_results_equal, records, started_on, wait_for, worker_pids
 
@@ -26,8 +25,7 @@ def client2():
     from distributed import Client, LocalCluster
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     with cluster, Client(cluster) as client:
         yield client
 
@@ -38,12 +36,13 @@ def _sweep(d: Path, store: Path, client, **kw):
     return run_sweep(d, store, client=client, progress_bar=False, out=io.StringIO(), **kw)
 
 
-def test_fault_worker_killed_mid_run_retried_resumed_identical(tmp_path: Path, packages_dir,
-                                                                client2):
+def test_fault_worker_killed_mid_run_retried_resumed_identical(tmp_path: Path, packages_dir, client2):
     # 300 steps: the kill lands long before the end even on a fast machine
     victim = {**TINY, "grid_size": [12, 12, 12], "T_final": 3.0, "initial_condition": "random"}
-    pkgs = [{"package_id": "victim", "priority": "HIGH", "parameters": victim},
-            *tiny_sweep(3, priorities=("LOW",), initial_condition="random")]
+    pkgs = [
+        {"package_id": "victim", "priority": "HIGH", "parameters": victim},
+        *tiny_sweep(3, priorities=("LOW",), initial_condition="random"),
+    ]
     d = packages_dir(pkgs)
     logs = tmp_path / "logs"
     log = logs / "victim.log"
@@ -52,8 +51,10 @@ def test_fault_worker_killed_mid_run_retried_resumed_identical(tmp_path: Path, p
 
     def kill_its_worker() -> None:
         try:  # once the driver saved a checkpoint, SIGKILL the process running the victim
-            wait_for(lambda: log.exists() and "checkpoint at step" in log.read_text(),
-                     what="a checkpoint of the victim")
+            wait_for(
+                lambda: log.exists() and "checkpoint at step" in log.read_text(),
+                what="a checkpoint of the victim",
+            )
             address = started_on(log.read_text())[0]
             pid = worker_pids(client2)[address]
             os.kill(pid, signal.SIGKILL)
@@ -105,14 +106,18 @@ def test_fault_worker_diverging_run_reported_never_retried(tmp_path: Path, packa
     assert "worker lost" not in text
 
 
-def test_fault_worker_frozen_restarted_while_other_results_are_committed(tmp_path: Path,
-                                                                         packages_dir, client2):
+def test_fault_worker_frozen_restarted_while_other_results_are_committed(
+    tmp_path: Path, packages_dir, client2
+):
     """The watchdog restarts a frozen worker in the background: the other worker's results
     keep being committed while the restart runs, and the sweep ends with both workers back."""
     import dask.config
 
-    stuck = {"package_id": "stuck", "priority": "HIGH",
-             "parameters": {**TINY, "grid_size": [16, 16, 16], "T_final": 500.0}}
+    stuck = {
+        "package_id": "stuck",
+        "priority": "HIGH",
+        "parameters": {**TINY, "grid_size": [16, 16, 16], "T_final": 500.0},
+    }
     # ~10 s of runs for the other worker (100 steps of 8^3, ~40 ms each with the numba
     # kernels): some are left when the watchdog fires at ~2.5 s, even if the solver gets
     # twice as fast or the other worker is quicker than this one
@@ -145,7 +150,8 @@ def test_fault_worker_frozen_restarted_while_other_results_are_committed(tmp_pat
     main = (logs / "sweep.log").read_text().splitlines()
     gave_up = next(i for i, ln in enumerate(main) if "stuck: no result" in ln)
     restarted = next(i for i, ln in enumerate(main) if "restart of " in ln)
-    assert any(": done in " in ln for ln in main[gave_up:restarted]), \
+    assert any(": done in " in ln for ln in main[gave_up:restarted]), (
         "no result committed while the worker restarted"
+    )
     # the sweep waited for the restart: both workers are back, the frozen one replaced
     assert len(worker_pids(client2)) == 2 and frozen[0] not in worker_pids(client2).values()

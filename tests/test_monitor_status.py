@@ -10,8 +10,9 @@ import pytest
 from conftest import run_cli
 from monitor_store import EXPECTED, build_scenario, commit_done
 
-from sweep.monitor import (Counts, format_duration, load_sweep, package_table, progress_bar,
-                           sweep_status)
+from sweep.monitor.status import Counts, load_sweep, progress_bar, sweep_status
+from sweep.monitor.tables import package_table
+from sweep.units import format_duration
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,15 @@ def test_monitor_status_counts_done_failed_stale_pending(scenario):
 def test_monitor_package_states_name_each_package(scenario):
     pkgs, store = scenario
     units = load_sweep(str(store), str(pkgs), with_results=False).units.set_index("unit")
-    assert units["state"].to_dict() == {"p000": "done", "p001": "done", "p002": "failed",
-                                        "p003": "failed", "p004": "stale", "p005": "new",
-                                        "p006": "done"}
+    assert units["state"].to_dict() == {
+        "p000": "done",
+        "p001": "done",
+        "p002": "failed",
+        "p003": "failed",
+        "p004": "stale",
+        "p005": "new",
+        "p006": "done",
+    }
     assert units.loc["p002", "failure_class"] == "diverged"
     assert units.loc["p000", "run_id"] == units.loc["p006", "run_id"]  # one shared run
 
@@ -62,12 +69,23 @@ def test_monitor_status_without_packages_counts_runs(scenario):
 
 def test_monitor_eta_scales_with_grid_work_and_workers():
     # two done runs of 8^3 x 10 steps at 2 s each; pending: one 16^3 x 10 steps run
-    runs = pd.DataFrame({
-        "status": ["done", "done"], "failure_class": ["", ""], "error": ["", ""],
-        "package_ids": [("a",), ("b",)], "priority": ["HIGH", "HIGH"], "wall_time": [2.0, 2.0],
-        "Re": [100.0, 200.0], "dt": [0.1, 0.1], "T_final": [1.0, 1.0],
-        "nx": [8.0, 8.0], "ny": [8.0, 8.0], "nz": [8.0, 8.0],
-    }, index=pd.Index(["r1", "r2"], name="run_id"))
+    runs = pd.DataFrame(
+        {
+            "status": ["done", "done"],
+            "failure_class": ["", ""],
+            "error": ["", ""],
+            "package_ids": [("a",), ("b",)],
+            "priority": ["HIGH", "HIGH"],
+            "wall_time": [2.0, 2.0],
+            "Re": [100.0, 200.0],
+            "dt": [0.1, 0.1],
+            "T_final": [1.0, 1.0],
+            "nx": [8.0, 8.0],
+            "ny": [8.0, 8.0],
+            "nz": [8.0, 8.0],
+        },
+        index=pd.Index(["r1", "r2"], name="run_id"),
+    )
 
     class P:  # the attributes load_packages' Package has
         def __init__(self, pid, rid, grid):
@@ -84,8 +102,12 @@ def test_monitor_eta_scales_with_grid_work_and_workers():
 
 
 def test_monitor_progress_bar_shows_done_failed_pending():
-    units = pd.DataFrame({"state": ["done"] * 5 + ["failed"] * 2 + ["new"] * 3,
-                          "failure_class": [""] * 5 + ["error"] * 2 + [""] * 3})
+    units = pd.DataFrame(
+        {
+            "state": ["done"] * 5 + ["failed"] * 2 + ["new"] * 3,
+            "failure_class": [""] * 5 + ["error"] * 2 + [""] * 3,
+        }
+    )
     c = Counts.of(units)
     bar = progress_bar(c, width=20)
     assert bar.startswith("▕") and bar.endswith("▏") and len(bar) == 22
@@ -94,7 +116,7 @@ def test_monitor_progress_bar_shows_done_failed_pending():
     assert progress_bar(third, width=10)[1:-1] == "███▎░░░░░░"  # 3.33 cells: an eighth-cell glyph
 
 
-def test_monitor_format_duration_reads_naturally():
+def test_units_format_duration_reads_naturally():
     assert format_duration(None) == "unknown"
     assert format_duration(5.25) == "5.2s"
     assert format_duration(125) == "2m 05s"
@@ -125,8 +147,7 @@ def test_status_cli_json_matches_figures_on_a_copy_while_writer_is_open(scenario
     p005 = next(p for p in load_packages(pkgs, check_memory=False) if p.package_id == "p005")
     with Store.open(copy, mode="a") as st:
         commit_done(st, p005, 6.0)
-        proc = run_cli("status", "--store", str(copy), "--packages", str(pkgs), "--json",
-                       "--workers", "2")
+        proc = run_cli("status", "--store", str(copy), "--packages", str(pkgs), "--json", "--workers", "2")
         text = run_cli("status", "--store", str(copy), "--packages", str(pkgs))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)

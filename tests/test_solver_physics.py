@@ -10,11 +10,11 @@ import pytest
 from solver import ParameterError, simulate
 from solver.diagnostics import energy, energy_spectrum
 from solver.initial import initial_velocity
+from solver.kernels import installed_kernel_sets, resolve_kernels
 from solver.operators import scatter_compact
+from solver.parallel import SlabPool
 from solver.params import SolverParams
 from solver.reference import reference_rhs, reference_setup, reference_step
-from solver.kernels import installed_kernel_sets, resolve_kernels
-from solver.parallel import SlabPool
 from solver.stepper import Stepper, clear_workspace_cache
 
 

@@ -233,8 +233,8 @@ def test_run_simulation_result_is_simulate_dataset_and_pickles_losslessly():
 
 @pytest.mark.parametrize("ic", ["taylor_green", "abc", "random"])
 def test_initial_velocity_cached_per_process_same_bits_fresh_array(ic):
-    from solver.grid import make_grid
     from solver import SolverParams
+    from solver.grid import make_grid
     from solver.initial import INITIAL_REGISTRY, initial_velocity
 
     p = SolverParams({**SMALL, "initial_condition": ic, "abc_k": 2})

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import run_cli
+
 from sweep.spec import load_packages
 
 WORKER = 4 << 30
@@ -17,12 +18,31 @@ def _files(d: Path) -> dict[str, bytes]:
 
 def test_spec_new_writes_cartesian_product_from_options(tmp_path: Path) -> None:
     d = tmp_path / "sweep"
-    proc = run_cli("new", str(d), "--Re", "100", "400", "1600", "--dt", "0.01", "0.005",
-                   "--T-final", "0.5", "--grid", "16,16,16", "--priority", "HIGH", "--tag", "study=t")
+    proc = run_cli(
+        "new",
+        str(d),
+        "--Re",
+        "100",
+        "400",
+        "1600",
+        "--dt",
+        "0.01",
+        "0.005",
+        "--T-final",
+        "0.5",
+        "--grid",
+        "16,16,16",
+        "--priority",
+        "HIGH",
+        "--tag",
+        "study=t",
+    )
     assert proc.returncode == 0, proc.stderr
     pkgs = load_packages(d, worker_memory=WORKER)
     assert len(pkgs) == 6 and {p.priority for p in pkgs} == {"HIGH"}
-    assert {(p.params.Re, p.params.dt) for p in pkgs} == {(r, t) for r in (100, 400, 1600) for t in (0.01, 0.005)}
+    assert {(p.params.Re, p.params.dt) for p in pkgs} == {
+        (r, t) for r in (100, 400, 1600) for t in (0.01, 0.005)
+    }
     assert all(p.params.grid == (16, 16, 16) and p.params.T_final == 0.5 for p in pkgs)
     assert all(p.tags == {"study": "t"} for p in pkgs)
     assert "Re400-dt0.005" in {p.package_id for p in pkgs}
@@ -31,8 +51,18 @@ def test_spec_new_writes_cartesian_product_from_options(tmp_path: Path) -> None:
 def test_spec_new_seeds_the_validation_cache(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     d = tmp_path / "sweep"
-    proc = run_cli("new", str(d), "--Re", "100", "400", "--T-final", "0.1", "--grid", "8,8,8",
-                   env={"NS_SWEEP_CACHE_DIR": str(cache)})
+    proc = run_cli(
+        "new",
+        str(d),
+        "--Re",
+        "100",
+        "400",
+        "--T-final",
+        "0.1",
+        "--grid",
+        "8,8,8",
+        env={"NS_SWEEP_CACHE_DIR": str(cache)},
+    )
     assert proc.returncode == 0 and "(checked)" in proc.stdout, proc.stderr
     (cached,) = cache.iterdir()  # one verdict per written package file, keyed by its bytes
     entries = json.loads(cached.read_text())["entries"]
@@ -73,9 +103,10 @@ def test_spec_new_from_toml_with_several_grids(tmp_path: Path) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text(
         '[[grids]]\npriority = "HIGH"\n[grids.parameters]\nRe = [100, 400]\ndt = 0.01\nT_final = 0.1\n'
-        'grid_size = [[8, 8, 8], [12, 12, 12]]\n'
+        "grid_size = [[8, 8, 8], [12, 12, 12]]\n"
         '[[grids]]\npriority = "LOW"\ntags = {note = "short"}\n[grids.parameters]\nRe = 400\ndt = 0.01\n'
-        'T_final = 0.05\ngrid_size = [8, 8, 8]\n')
+        "T_final = 0.05\ngrid_size = [8, 8, 8]\n"
+    )
     d = tmp_path / "sweep"
     proc = run_cli("new", str(d), "--from", str(grid))
     assert proc.returncode == 0, proc.stderr

@@ -7,20 +7,34 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY, run_cli, write_packages
+
 from solver import SolverParams
 from sweep.errors import ConfigError
-from sweep.spec import (MAX_FILE_BYTES, PRIORITIES, check_directory, load_packages, memory_need, run_id_of,
-                        select_packages)
+from sweep.spec import (
+    MAX_FILE_BYTES,
+    PRIORITIES,
+    check_directory,
+    load_packages,
+    memory_need,
+    run_id_of,
+    select_packages,
+)
 
 REPO_PACKAGES = Path(__file__).resolve().parent.parent / "packages"
 WORKER = 4 << 30  # bytes: a generous worker for every test that is not about memory
 
 
 def _pkgs(n: int = 3) -> list[dict]:
-    return [{"package_id": f"p{i}", "priority": PRIORITIES[i % 3],
-             "parameters": {**TINY, "Re": 100.0 * (i + 1)}, "tags": {"i": i}} for i in range(n)]
+    return [
+        {
+            "package_id": f"p{i}",
+            "priority": PRIORITIES[i % 3],
+            "parameters": {**TINY, "Re": 100.0 * (i + 1)},
+            "tags": {"i": i},
+        }
+        for i in range(n)
+    ]
 
 
 def _problems(directory: Path) -> list[str]:
@@ -55,11 +69,19 @@ def test_spec_run_id_follows_identity_parameters_only() -> None:
     assert run_id_of(base.replace(Re=100)) == run_id_of(base.replace(Re=100.0))
 
 
-@pytest.mark.parametrize("changes", [
-    {}, {"Re": 1e-5}, {"Re": 1e20, "abc_A": -0.0}, {"abc_A": 0.0}, {"abc_B": -1.5, "abc_k": 3},
-    {"initial_condition": "random", "random_seed": 7, "keep_fields": True},
-    {"T_final": 0.2, "dt": 0.01, "output_interval": 0.1}, {"precision": "float32", "grid": [4, 6, 8]},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"Re": 1e-5},
+        {"Re": 1e20, "abc_A": -0.0},
+        {"abc_A": 0.0},
+        {"abc_B": -1.5, "abc_k": 3},
+        {"initial_condition": "random", "random_seed": 7, "keep_fields": True},
+        {"T_final": 0.2, "dt": 0.01, "output_interval": 0.1},
+        {"precision": "float32", "grid": [4, 6, 8]},
+    ],
+)
 def test_spec_canonical_json_is_the_sorted_compact_json(changes: dict) -> None:
     # memoised fragments must give exactly the text json.dumps gives (the run ids depend on it)
     for _ in range(2):  # the second pass reads the memo
@@ -127,8 +149,9 @@ def test_spec_unknown_key_lists_valid_keys(tmp_path: Path) -> None:
         ({"grid": [8, 8, 8]}, "parameters.grid", "write 'grid_size'"),
     ],
 )
-def test_spec_bad_parameter_names_field_value_and_allowed(tmp_path: Path, change: dict, field: str,
-                                                          allowed: str) -> None:
+def test_spec_bad_parameter_names_field_value_and_allowed(
+    tmp_path: Path, change: dict, field: str, allowed: str
+) -> None:
     pkgs = _pkgs(2)
     pkgs[1]["parameters"] = {**pkgs[1]["parameters"], **change}
     line = _one(_problems(write_packages(tmp_path / "pk", pkgs)), re.escape(f": {field}:"))
@@ -171,7 +194,7 @@ def test_spec_duplicate_ids_name_both_files(tmp_path: Path) -> None:
     pkgs[2]["package_id"] = "p0"
     d = write_packages(tmp_path / "pk", pkgs)
     line = _one(_problems(d), r"used by one file only")
-    assert line.startswith("package_0002.json: package_id: bad value \"p0\"") and "package_0000.json" in line
+    assert line.startswith('package_0002.json: package_id: bad value "p0"') and "package_0000.json" in line
 
 
 def test_spec_summary_and_files_must_agree(tmp_path: Path) -> None:
@@ -183,16 +206,18 @@ def test_spec_summary_and_files_must_agree(tmp_path: Path) -> None:
     (d / "priority_summary.json").write_text(json.dumps(summary))
     problems = _problems(d)
     ghost = _one(problems, r"ghost")
-    assert ghost.startswith("priority_summary.json: LOW: bad value \"ghost\"") and "existing" in ghost
+    assert ghost.startswith('priority_summary.json: LOW: bad value "ghost"') and "existing" in ghost
     orphan = _one(problems, r"package_0002\.json")
     assert "listed under a priority" in orphan
     disagree = _one(problems, r"package_0001\.json: priority")
-    assert "\"MEDIUM\"" in disagree and "'HIGH'" in disagree
+    assert '"MEDIUM"' in disagree and "'HIGH'" in disagree
 
 
 def test_spec_summary_id_under_two_priorities(tmp_path: Path) -> None:
     d = write_packages(tmp_path / "pk", _pkgs(2))
-    (d / "priority_summary.json").write_text(json.dumps({"HIGH": ["p0", "p1"], "MEDIUM": ["p1"], "URGENT": []}))
+    (d / "priority_summary.json").write_text(
+        json.dumps({"HIGH": ["p0", "p1"], "MEDIUM": ["p1"], "URGENT": []})
+    )
     problems = _problems(d)
     assert "in both HIGH and MEDIUM" in _one(problems, r"MEDIUM: bad value \"p1\"")
     assert "one of the keys HIGH, MEDIUM, LOW" in _one(problems, r"URGENT")
@@ -256,15 +281,23 @@ def test_spec_select_packages_by_priority_and_by_name(tmp_path: Path) -> None:
     assert chosen("LOW", ["p2"]) == ["p2"]
 
 
-@pytest.mark.parametrize("priority, name, message", [
-    ("ALL", "p00", r"--package: bad value 'p00': no package of .*pk has this package_id or file name "
-                   r"\(did you mean p0\?\); allowed: a package_id or a package_\*\.json file name"),
-    ("ALL", "package_0042.json", r"--package: bad value 'package_0042.json': no package of"),
-    ("HIGH", "p1", r"--package: 'p1' has priority MEDIUM, not HIGH \(--priority\); drop --priority"),
-    ("URGENT", "p1", r"--priority: bad value 'URGENT'; allowed: HIGH, MEDIUM, LOW, ALL"),
-])
-def test_spec_select_packages_refuses_unknown_names(tmp_path: Path, priority: str, name: str,
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    "priority, name, message",
+    [
+        (
+            "ALL",
+            "p00",
+            r"package_ids: bad value 'p00': no package of .*pk has this package_id or file name "
+            r"\(did you mean p0\?\); allowed: a package_id or a package_\*\.json file name",
+        ),
+        ("ALL", "package_0042.json", r"package_ids: bad value 'package_0042.json': no package of"),
+        ("HIGH", "p1", r"package_ids: 'p1' has priority MEDIUM, not HIGH \(priority\); drop the priority"),
+        ("URGENT", "p1", r"priority: bad value 'URGENT'; allowed: HIGH, MEDIUM, LOW, ALL"),
+    ],
+)
+def test_spec_select_packages_refuses_unknown_names(
+    tmp_path: Path, priority: str, name: str, message: str
+) -> None:
     pkgs = load_packages(write_packages(tmp_path / "pk", _pkgs(3)), worker_memory=WORKER)
     with pytest.raises(ConfigError, match=message) as info:
         select_packages(pkgs, priority, ["p0", name])
@@ -317,8 +350,9 @@ def test_spec_validation_cache_follows_file_content(tmp_path: Path, monkeypatch:
     caches = list((tmp_path / "cache").iterdir())
     assert len(caches) == 1 and len(json.loads(caches[0].read_text())["entries"]) == 3
     second = load_packages(d, worker_memory=WORKER)  # from the cache: same packages, lazy params
-    assert [(p.package_id, p.priority, p.run_id, p.tags) for p in second] == \
-        [(p.package_id, p.priority, p.run_id, p.tags) for p in first]
+    assert [(p.package_id, p.priority, p.run_id, p.tags) for p in second] == [
+        (p.package_id, p.priority, p.run_id, p.tags) for p in first
+    ]
     assert second[0].params == first[0].params
     f = d / "package_0001.json"
     doc = json.loads(f.read_text())
@@ -344,8 +378,9 @@ def test_spec_validation_cache_can_be_disabled(tmp_path: Path, monkeypatch: pyte
     assert not (tmp_path / "xdg").exists()
 
 
-def test_spec_validation_cache_sees_edit_with_same_size_and_mtime(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spec_validation_cache_sees_edit_with_same_size_and_mtime(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import os
 
     monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from store_data import provenance, result_like
+
 from sweep.errors import StoreLockedError
 from sweep.spec import run_id_of
 from sweep.store import Store
@@ -41,12 +41,17 @@ time.sleep(120)
 """
 
 
-def _writer(tmp_path: Path, store: Path, runs: list[dict], env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+def _writer(
+    tmp_path: Path, store: Path, runs: list[dict], env: dict | None = None
+) -> tuple[subprocess.Popen, Path]:
     flag = tmp_path / f"flag-{time.monotonic_ns()}"
     script = tmp_path / "writer.py"
     script.write_text(WRITER.format(here=str(HERE)))
-    proc = subprocess.Popen([sys.executable, str(script), str(store), json.dumps(runs), str(flag)],
-                            env={**os.environ, **(env or {})}, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(store), json.dumps(runs), str(flag)],
+        env={**os.environ, **(env or {})},
+        stderr=subprocess.PIPE,
+    )
     return proc, flag
 
 
@@ -77,7 +82,9 @@ def test_store_sigkill_between_data_and_marker_redoes_only_that_run(tmp_path: Pa
     _kill(proc)
     a_files = _snapshot(store)
     # second writer: dies after writing B's data, before B's marker
-    proc, flag = _writer(tmp_path, store, [B], env={"NS_SWEEP_TEST_PAUSE_BEFORE_MARKER": f"{tmp_path / 'paused'}:120"})
+    proc, flag = _writer(
+        tmp_path, store, [B], env={"NS_SWEEP_TEST_PAUSE_AT": f"before-marker:{tmp_path / 'paused'}:120"}
+    )
     _wait(tmp_path / "paused", proc)
     assert (store / "runs" / run_id_of(B) / "energy" / "zarr.json").exists()  # B's data is there
     _kill(proc)
@@ -86,9 +93,9 @@ def test_store_sigkill_between_data_and_marker_redoes_only_that_run(tmp_path: Pa
         assert run_id_of(B) not in st.records()
         np.testing.assert_array_equal(st.open_run(run_id_of(A)).energy.values, result_like(A).energy.values)
     assert {k: v for k, v in _snapshot(store).items() if k in a_files} == a_files
-    from sweep.plan import explain_packages
-    from sweep.spec import Package
     from solver import SolverParams
+    from sweep.engine.plan import explain_packages
+    from sweep.spec import Package
 
     pkgs = [Package("a", "HIGH", SolverParams(A)), Package("b", "HIGH", SolverParams(B))]
     with Store.open(store) as st:
@@ -129,7 +136,9 @@ def test_store_lock_refuses_second_writer_naming_holder(tmp_path: Path) -> None:
     proc, flag = _writer(tmp_path, store, [A])
     try:
         _wait(flag, proc)
-        with pytest.raises(StoreLockedError, match=rf"pid {proc.pid} on host {socket.gethostname()} since 20"):
+        with pytest.raises(
+            StoreLockedError, match=rf"pid {proc.pid} on host {socket.gethostname()} since 20"
+        ):
             Store.open(store, mode="a")
         with Store.open(store) as reader:  # reading is always allowed
             assert reader.done_run_ids() == {run_id_of(A)}
@@ -164,17 +173,28 @@ def test_store_object_store_lock_stale_and_live(tmp_path: Path) -> None:
 
     url = f"memory://lock-test-{os.getpid()}-{time.monotonic_ns()}/r.zarr"
     Store.open(url, mode="a").close()
-    from sweep.backends import open_blobs
+    from sweep.store.blobs import open_blobs
 
     blobs = open_blobs(url)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "2026-01-01T00:00:00+00:00",
-             "token": "old"}
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = {
+        "host": socket.gethostname(),
+        "pid": int(dead.stdout),
+        "since": "2026-01-01T00:00:00+00:00",
+        "token": "old",
+    }
     blobs.write("lock.json", json.dumps(stale).encode())
     with Store.open(url, mode="a"):
         assert json.loads(blobs.read("lock.json"))["pid"] == os.getpid()
-    live = {"host": socket.gethostname(), "pid": os.getpid(), "since": "2026-01-01T00:00:00+00:00",
-            "pid_started": psutil.Process().create_time(), "token": "other"}
+    live = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "since": "2026-01-01T00:00:00+00:00",
+        "pid_started": psutil.Process().create_time(),
+        "token": "other",
+    }
     blobs.write("lock.json", json.dumps(live).encode())
     with pytest.raises(StoreLockedError, match=f"pid {os.getpid()} on host"):
         Store.open(url, mode="a")
@@ -221,8 +241,9 @@ def test_store_killed_writer_with_torn_log_tail_keeps_every_run(tmp_path: Path) 
         assert reader.done_run_ids() == {run_id_of(p) for p in runs}
         assert not list((store / "log").iterdir())
         for p in runs:  # the torn record's data came back from the run group
-            np.testing.assert_array_equal(reader.open_run(run_id_of(p))["energy"].values,
-                                          result_like(p)["energy"].values)
+            np.testing.assert_array_equal(
+                reader.open_run(run_id_of(p))["energy"].values, result_like(p)["energy"].values
+            )
 
 
 def test_store_killed_writer_with_torn_packed_record_redoes_only_that_run(tmp_path: Path) -> None:
@@ -244,8 +265,9 @@ def test_store_killed_writer_with_torn_packed_record_redoes_only_that_run(tmp_pa
     with Store.open(store) as reader:
         assert reader.done_run_ids() == {run_id_of(p) for p in runs}
         for p in runs:
-            np.testing.assert_array_equal(reader.open_run(run_id_of(p))["energy"].values,
-                                          result_like(p)["energy"].values)
+            np.testing.assert_array_equal(
+                reader.open_run(run_id_of(p))["energy"].values, result_like(p)["energy"].values
+            )
 
 
 # A writer that commits packed runs and closes the store: its compaction is where it is killed
@@ -271,9 +293,11 @@ def test_store_sigkill_during_compaction_keeps_every_packed_run_once(tmp_path: P
     script = tmp_path / "compactor.py"
     script.write_text(COMPACTOR.format(here=str(HERE)))
     flag = tmp_path / "at-compaction"
-    proc = subprocess.Popen([sys.executable, str(script), str(store), json.dumps(runs[1:])],
-                            env={**os.environ, "NS_SWEEP_TEST_PAUSE_AT": f"compact-before-index:{flag}:120"},
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(store), json.dumps(runs[1:])],
+        env={**os.environ, "NS_SWEEP_TEST_PAUSE_AT": f"compact-before-index:{flag}:120"},
+        stderr=subprocess.PIPE,
+    )
     _wait(flag, proc)
     _kill(proc)
     batches = sorted(p.name for p in (store / "batches").iterdir() if p.is_dir())
@@ -289,7 +313,8 @@ def test_store_sigkill_during_compaction_keeps_every_packed_run_once(tmp_path: P
         homes = [reader.run_table().home_of(run_id_of(p)) for p in runs]
         assert homes[0] == first and homes[1] == homes[2] != first
         for p in runs:
-            np.testing.assert_array_equal(reader.open_run(run_id_of(p))["energy"].values,
-                                          result_like(p)["energy"].values)
+            np.testing.assert_array_equal(
+                reader.open_run(run_id_of(p))["energy"].values, result_like(p)["energy"].values
+            )
     with Store.open(store, mode="a") as st:
         assert st.rebuild_index() == 3  # each run once, from the batch groups alone

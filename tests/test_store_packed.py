@@ -9,8 +9,8 @@ import dask.config
 import numpy as np
 import pytest
 import xarray as xr
-
 from store_data import provenance, result_like
+
 from sweep.errors import ConfigError
 from sweep.spec import run_id_of
 from sweep.store import MARKER_ATTR, Store
@@ -63,8 +63,9 @@ def test_store_packed_run_opens_as_its_own_group_would(tmp_path: Path, precision
         xr.testing.assert_identical(got, want)
         for name in want.variables:  # identical bits and dtypes, not just equal values
             assert got[name].values.tobytes() == want[name].values.tobytes(), (where, name)
-        assert {k: v for k, v in record.items() if k != "seq"} == \
-            {k: v for k, v in want_record.items() if k != "seq"}, where
+        assert {k: v for k, v in record.items() if k != "seq"} == {
+            k: v for k, v in want_record.items() if k != "seq"
+        }, where
 
 
 def test_store_packed_runs_have_no_files_of_their_own(tmp_path: Path) -> None:
@@ -87,14 +88,15 @@ def test_store_packed_runs_have_no_files_of_their_own(tmp_path: Path) -> None:
     assert plain.sizes["run"] == 30
     meta = plain.attrs["ns_sweep_batch"]
     assert [r["package_ids"] for r in meta["records"]] == [[f"p{i}"] for i in range(30)]
-    for i, p in enumerate(runs):
+    for p in runs:
         row = meta["run_ids"].index(run_id_of(p))
         n = meta["lengths"]["time"][row]
         np.testing.assert_array_equal(plain.energy.values[row, :n], result_like(p).energy.values)
     with Store.open(url) as st:
         assert st.done_run_ids() == {run_id_of(p) for p in runs + [big]}
-        xr.testing.assert_identical(st.open_run(run_id_of(runs[7])).drop_attrs(),
-                                    result_like(runs[7]).drop_attrs())
+        xr.testing.assert_identical(
+            st.open_run(run_id_of(runs[7])).drop_attrs(), result_like(runs[7]).drop_attrs()
+        )
 
 
 def test_store_packed_runs_of_other_layouts_go_to_their_own_batches(tmp_path: Path) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from store_data import provenance, result_like
 
 from solver import SolverParams
-from store_data import provenance, result_like
 from sweep.errors import ConfigError, StoreError
 from sweep.spec import run_id_of
 from sweep.store import SCHEMA_VERSION, Store
@@ -87,8 +87,9 @@ def test_store_fsspec_url_round_trip() -> None:
         st.commit_run(rid, ds, provenance(P))
         st.record_failure(run_id_of(other), "diverged", "NaN", provenance(other))
         # object storage cannot append: one log object per record, read back by a live reader
-        assert sorted(k.rsplit("-", 1)[1] for k in st._blobs.children("log")) == \
-            sorted([f"{rid}.json", f"{run_id_of(other)}.json"])
+        assert sorted(k.rsplit("-", 1)[1] for k in st._blobs.children("log")) == sorted(
+            [f"{rid}.json", f"{run_id_of(other)}.json"]
+        )
         with Store.open(url) as reader:
             assert reader.done_run_ids() == {rid} and set(reader.failures()) == {run_id_of(other)}
     with Store.open(url) as st:
@@ -170,7 +171,9 @@ def test_store_newer_schema_refused(tmp_path: Path) -> None:
     doc["attributes"]["ns_sweep"]["schema_version"] = SCHEMA_VERSION + 1
     root.write_text(json.dumps(doc))
     for mode in ("r", "a"):
-        with pytest.raises(StoreError, match=f"schema_version: bad value {SCHEMA_VERSION + 1}; allowed: at most"):
+        with pytest.raises(
+            StoreError, match=f"schema_version: bad value {SCHEMA_VERSION + 1}; allowed: at most"
+        ):
             Store.open(tmp_path / "r.zarr", mode=mode)
     assert not (tmp_path / "r.zarr" / "lock.json").read_bytes()  # refused before taking the lock
 
@@ -218,7 +221,7 @@ def test_store_index_compacted_on_close_and_rebuilt_from_runs(tmp_path: Path) ->
 def _series_by_run(st: Store) -> dict[str, dict[str, np.ndarray]]:
     table = st.run_table()
     series, lengths = table.series()
-    return {rid: {k: v[i, :lengths[i]] for k, v in series.items()} for i, rid in enumerate(table.ids)}
+    return {rid: {k: v[i, : lengths[i]] for k, v in series.items()} for i, rid in enumerate(table.ids)}
 
 
 def test_store_log_and_index_combine_across_sessions(tmp_path: Path) -> None:
@@ -237,9 +240,12 @@ def test_store_log_and_index_combine_across_sessions(tmp_path: Path) -> None:
 
 def test_store_checkpoint_save_load_drop(tmp_path: Path) -> None:
     rid = run_id_of(P)
-    arrays = {"step": np.array([7]), "time": np.array(0.07),
-              "u_hat": (np.arange(3 * 8 * 8 * 5) * (1 + 1j)).reshape(3, 8, 8, 5),
-              "energy": np.linspace(0, 1, 8)}
+    arrays = {
+        "step": np.array([7]),
+        "time": np.array(0.07),
+        "u_hat": (np.arange(3 * 8 * 8 * 5) * (1 + 1j)).reshape(3, 8, 8, 5),
+        "energy": np.linspace(0, 1, 8),
+    }
     big = {"u_hat": np.random.default_rng(0).random((3, 64, 64, 33)) + 0j}  # > 1 MiB: through zarr
     with Store.open(tmp_path / "r.zarr", mode="a") as st:
         assert st.load_checkpoint(rid) is None
@@ -286,8 +292,7 @@ def test_store_commit_of_plain_arrays_writes_the_dataset_bytes(tmp_path: Path) -
     assert trees[0] == trees[1]
     assert len(trees[0][0]) == 2 * (9 + 3 + 3)  # zarr.json and one chunk per array
     with Store.open(tmp_path / "arrays.zarr") as st:
-        xr.testing.assert_identical(st.open_run(rid).load().drop_attrs(),
-                                    result.to_dataset().drop_attrs())
+        xr.testing.assert_identical(st.open_run(rid).load().drop_attrs(), result.to_dataset().drop_attrs())
         (rec,) = st.records().values()
         assert rec.status == "done" and rec.params == SolverParams(params).as_dict()
 

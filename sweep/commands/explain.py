@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 
 from ..errors import EXIT_OK
 
@@ -17,41 +16,40 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `sweep explain`."""
-    from ..spec import PRIORITIES
+    from ..spec import PRIORITY_CHOICES
 
     parser.add_argument("packages", metavar="DIR", help="package directory")
     parser.add_argument("--store", required=True, metavar="STORE", help="result store (path or fsspec URL)")
-    parser.add_argument("--priority", choices=(*PRIORITIES, "ALL"), default="ALL", help="only these packages")
-    parser.add_argument("--package", action="append", dest="package_ids", metavar="ID",
-                        help="only this package: its package_id or file name; repeat for more")
-    parser.add_argument("--worker-memory", metavar="BYTES", default=None,
-                        help="memory of one worker for the memory check, e.g. 4GiB")
+    parser.add_argument("--priority", choices=PRIORITY_CHOICES, default="ALL", help="only these packages")
+    parser.add_argument(
+        "--package",
+        action="append",
+        dest="package_ids",
+        metavar="ID",
+        help="only this package: its package_id or file name; repeat for more",
+    )
+    parser.add_argument(
+        "--worker-memory",
+        metavar="BYTES",
+        default=None,
+        help="memory of one worker for the memory check, e.g. 4GiB",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """Print the explanation; exit 2 on bad packages (like validate)."""
-    import os
+    from ..engine.plan import explain_store, explanation_lines
+    from ..spec import load_packages, select_packages, selection_label
+    from ..units import parse_size
 
-    from ..backends import is_local
-    from ..plan import explain_packages
-    from ..spec import load_packages, select_packages
-    from ..store import Store
-    from .validate import parse_memory
-
-    packages = select_packages(load_packages(args.packages, worker_memory=parse_memory(args.worker_memory)),
-                               args.priority, args.package_ids)
-    local_missing = is_local(args.store) and not os.path.exists(args.store.removeprefix("file://"))
-    if local_missing:
-        entries = explain_packages(packages, None)
-    else:
-        with Store.open(args.store, mode="r") as st:
-            entries = explain_packages(packages, st)
-    width = max((len(e.package_id) for e in entries), default=10)
-    for e in entries:
-        print(e.line(width))
-    counts = Counter(e.action for e in entries)
-    stale = sum(bool(e.stale_runs) for e in entries)
-    where = "(no store yet)" if local_missing else args.store
-    print(f"{len(entries)} package(s): {counts.get('run', 0)} would run, {counts.get('resume', 0)} resume, "
-          f"{counts.get('skip', 0)} skip; {stale} with stale results; store {where}")
+    packages = select_packages(
+        load_packages(args.packages, worker_memory=parse_size(args.worker_memory)),
+        args.priority,
+        args.package_ids,
+    )
+    entries, where = explain_store(packages, args.store)
+    for line in explanation_lines(
+        entries, scope=selection_label(args.priority, args.package_ids), store=where
+    ):
+        print(line)
     return EXIT_OK

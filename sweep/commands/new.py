@@ -27,10 +27,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ..spec import PRIORITIES, SOLVER_TO_FILE
 
     parser.add_argument("directory", metavar="DIR", help="directory to write (created if missing)")
-    parser.add_argument("--from", dest="grid_file", metavar="FILE",
-                        help="grid file (.toml/.yaml): a table with priority, parameters (value lists), "
-                             "tags; or several under 'grids'")
-    parser.add_argument("--priority", choices=PRIORITIES, default=None, help="priority of every package (default MEDIUM)")
+    parser.add_argument(
+        "--from",
+        dest="grid_file",
+        metavar="FILE",
+        help="grid file (.toml/.yaml): a table with priority, parameters (value lists), "
+        "tags; or several under 'grids'",
+    )
+    parser.add_argument(
+        "--priority", choices=PRIORITIES, default=None, help="priority of every package (default MEDIUM)"
+    )
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag every package")
     parser.add_argument("--force", action="store_true", help="replace existing package files")
     group = parser.add_argument_group("parameter values (one or more each)")
@@ -38,18 +44,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         fname = SOLVER_TO_FILE.get(name, name)
         opts = [_option(fname)] + ([_option(name)] if fname != name else [])
         example = " (e.g. 16,16,16 24,24,24)" if name == "grid" else ""
-        group.add_argument(*opts, dest=f"p_{fname}", nargs="+", metavar="V", default=None,
-                           help=f"{p.doc} [{p.unit}]{example}")
+        group.add_argument(
+            *opts,
+            dest=f"p_{fname}",
+            nargs="+",
+            metavar="V",
+            default=None,
+            help=f"{p.doc} [{p.unit}]{example}",
+        )
 
 
 def main(args: argparse.Namespace) -> int:
     """Expand the grid, check every combination, then write the files."""
-    from ..errors import ConfigError
-    from ..generate import expand_grids, parse_value, read_grid_file, write_packages
-    from ..spec import check_directory, config_error
+    from ..errors import ConfigError, config_error
+    from ..spec import check_directory, expand_grids, parse_value, read_grid_file, write_packages
 
-    values = {k[2:]: [parse_value(v) for v in vals] for k, vals in vars(args).items()
-              if k.startswith("p_") and vals is not None}
+    values = {
+        k[2:]: [parse_value(v) for v in vals]
+        for k, vals in vars(args).items()
+        if k.startswith("p_") and vals is not None
+    }
     tags = {}
     for t in args.tag:
         key, sep, val = t.partition("=")
@@ -58,8 +72,10 @@ def main(args: argparse.Namespace) -> int:
         tags[key] = parse_value(val)
     if args.grid_file:
         if values:
-            raise ConfigError(f"--from: bad value {args.grid_file!r} together with parameter options "
-                              f"({', '.join(values)}); allowed: a grid file or options, not both")
+            raise ConfigError(
+                f"--from: bad value {args.grid_file!r} together with parameter options "
+                f"({', '.join(values)}); allowed: a grid file or options, not both"
+            )
         grids = read_grid_file(args.grid_file)
         for g in grids:
             if args.priority and "priority" not in g:
@@ -69,8 +85,10 @@ def main(args: argparse.Namespace) -> int:
         source = args.grid_file
     else:
         if not values:
-            raise ConfigError("parameters: bad value (none); allowed: at least one option such as "
-                              "--Re 100 400, or --from GRID.toml")
+            raise ConfigError(
+                "parameters: bad value (none); allowed: at least one option such as "
+                "--Re 100 400, or --from GRID.toml"
+            )
         grids = [{"priority": args.priority or "MEDIUM", "parameters": values, "tags": tags}]
         source = "options"
     docs = expand_grids(grids, source=source)

@@ -18,23 +18,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `sweep report`."""
     parser.add_argument("--store", required=True, help="the result store (path or fsspec URL)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write the report into")
-    parser.add_argument("--packages", metavar="DIR", default=None,
-                        help="the package directory: show pending and stale packages too")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="runs proceeding at once, for the ETA (default 1)")
+    parser.add_argument(
+        "--packages",
+        metavar="DIR",
+        default=None,
+        help="the package directory: show pending and stale packages too",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs proceeding at once, for the ETA (default 1)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """Write the report files and print their paths."""
     from ..errors import ConfigError
     from ..monitor import load_sweep
-    from ..report import write_report
+    from ..monitor.report import write_report
 
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers: {args.workers} is not allowed; give an integer >= 1")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out: {out} is a file; give a directory (created if missing)")
+        raise ConfigError(
+            f"--out: bad value {str(out)!r} (a file); allowed: a directory (created if missing)"
+        )
     data = load_sweep(args.store, args.packages, workers=args.workers)
     files = write_report(data, out)
     print(f"report: {files.html}")

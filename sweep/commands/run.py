@@ -14,104 +14,126 @@ DESCRIPTION = (
     "dask.config (the packaged sweep.yaml, section 'sweep')."
 )
 
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad value {text!r}; allowed: a number of seconds > 0") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"bad value {text!r}; allowed: a number of seconds > 0")
-    return v
-
-
-def _count(lo: int):
-    def parse(text: str) -> int:
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"bad value {text!r}; allowed: an integer >= {lo}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"bad value {text!r}; allowed: an integer >= {lo}")
-        return v
-
-    return parse
+# options whose destination is not a SweepOptions field (the rest are passed on by name)
+_NOT_OPTIONS = ("packages_dir", "store", "dashboard", "command", "_main")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Declare `sweep run`'s options."""
+    """Declare `sweep run`'s options; each destination is the SweepOptions field it sets, which
+    checks it (numbers are passed on as typed; the CLI shows the flag in the one-line error)."""
     from .. import config  # Dask's config and the engine load only when `sweep run` is the command
-    from ..cluster import MODES
-    from ..engine import PRIORITY_CHOICES
+    from ..engine.cluster import MODES
+    from ..spec import PRIORITY_CHOICES
 
     p.add_argument("packages_dir", metavar="PACKAGES_DIR", help="directory of package_*.json files")
-    p.add_argument("--store", required=True, metavar="STORE",
-                   help="result store: a directory path (created if missing) or an fsspec URL")
-    p.add_argument("--priority", default="ALL", choices=PRIORITY_CHOICES,
-                   help="run only packages of this priority (default: ALL)")
-    p.add_argument("--package", action="append", dest="package_ids", metavar="ID",
-                   help="run only this package: its package_id or file name (package_0003.json); "
-                        "repeat for more (default: every package)")
+    p.add_argument(
+        "--store",
+        required=True,
+        metavar="STORE",
+        help="result store: a directory path (created if missing) or an fsspec URL",
+    )
+    p.add_argument(
+        "--priority",
+        default="ALL",
+        choices=PRIORITY_CHOICES,
+        help="run only packages of this priority (default: ALL)",
+    )
+    p.add_argument(
+        "--package",
+        action="append",
+        dest="package_ids",
+        metavar="ID",
+        help="run only this package: its package_id or file name (package_0003.json); "
+        "repeat for more (default: every package)",
+    )
     where = p.add_argument_group("where it runs")
-    where.add_argument("--mode", choices=list(MODES), default=None,
-                       help=f"local cluster: one worker with one thread, or --max-parallel worker "
-                            f"processes (default: {config.get('mode')})")
-    where.add_argument("--max-parallel", type=_count(1), default=None, metavar="N",
-                       help="parallel mode: worker processes, one thread each (default: the cores)")
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="remote Dask scheduler, tcp://HOST:PORT or tls://HOST:PORT")
-    where.add_argument("--scheduler-file", metavar="FILE",
-                       help="remote Dask scheduler from the file `dask scheduler --scheduler-file` wrote")
+    where.add_argument(
+        "--mode",
+        choices=list(MODES),
+        default=None,
+        help=f"local cluster: one worker with one thread, or --max-parallel worker "
+        f"processes (default: {config.get('mode')})",
+    )
+    where.add_argument(
+        "--max-parallel",
+        default=None,
+        metavar="N",
+        help="parallel mode: worker processes, one thread each (default: the cores)",
+    )
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="remote Dask scheduler, tcp://HOST:PORT or tls://HOST:PORT"
+    )
+    where.add_argument(
+        "--scheduler-file",
+        metavar="FILE",
+        help="remote Dask scheduler from the file `dask scheduler --scheduler-file` wrote",
+    )
     where.add_argument("--tls-ca", metavar="PEM", help="tls://: CA certificate file")
     where.add_argument("--tls-cert", metavar="PEM", help="tls://: this client's certificate file")
     where.add_argument("--tls-key", metavar="PEM", help="tls://: this client's private key file")
     how = p.add_argument_group("how it runs")
-    how.add_argument("--timeout", type=_positive_float, default=None, metavar="SECONDS",
-                     help=f"wall-time limit per package (default: {config.get('timeout')})")
-    how.add_argument("--stop-on-error", action="store_true",
-                     help="on the first failed run, cancel what has not finished (default: continue)")
-    how.add_argument("--retries", type=_count(0), default=None, metavar="N",
-                     help=f"resubmissions after a lost worker, never for a diverged run "
-                          f"(default: {config.get('retries')})")
-    how.add_argument("--checkpoint-every", type=_positive_float, default=None, metavar="SECONDS",
-                     help=f"wall seconds between checkpoints of a running package "
-                          f"(default: {config.get('checkpoint.every-seconds')})")
-    how.add_argument("--checkpoint-every-steps", type=_count(1), default=None, metavar="N",
-                     help="solver steps between checkpoints (default: by time only)")
+    how.add_argument(
+        "--timeout",
+        default=None,
+        metavar="SECONDS",
+        help=f"wall-time limit per package (default: {config.get('timeout')})",
+    )
+    how.add_argument(
+        "--stop-on-error",
+        action="store_true",
+        help="on the first failed run, cancel what has not finished (default: continue)",
+    )
+    how.add_argument(
+        "--retries",
+        default=None,
+        metavar="N",
+        help=f"resubmissions after a lost worker, never for a diverged run "
+        f"(default: {config.get('retries')})",
+    )
+    how.add_argument(
+        "--checkpoint-every",
+        dest="checkpoint_every_seconds",
+        default=None,
+        metavar="SECONDS",
+        help=f"wall seconds between checkpoints of a running package "
+        f"(default: {config.get('checkpoint.every-seconds')})",
+    )
+    how.add_argument(
+        "--checkpoint-every-steps",
+        default=None,
+        metavar="N",
+        help="solver steps between checkpoints (default: by time only)",
+    )
     out = p.add_argument_group("output")
-    out.add_argument("--log-dir", metavar="DIR",
-                     help="main and per-package logs (default: logs/ beside a local store)")
-    out.add_argument("--dry-run", action="store_true",
-                     help="list what would run and what is skipped, and why; start and write nothing")
-    out.add_argument("--dashboard", action="store_true",
-                     help="also serve the live sweep dashboard and print its address")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar (summary lines stay)")
+    out.add_argument(
+        "--log-dir", metavar="DIR", help="main and per-package logs (default: logs/ beside a local store)"
+    )
+    out.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list what would run and what is skipped, and why; start and write nothing",
+    )
+    out.add_argument(
+        "--dashboard", action="store_true", help="also serve the live sweep dashboard and print its address"
+    )
+    out.add_argument(
+        "--no-progress",
+        dest="progress_bar",
+        action="store_const",
+        const=False,
+        default=None,
+        help="no progress bar (summary lines stay)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the sweep; the exit code says how it went."""
     from ..engine import run_sweep
 
-    result = run_sweep(
-        args.packages_dir,
-        args.store,
-        priority=args.priority,
-        package_ids=args.package_ids,
-        mode=args.mode,
-        max_parallel=args.max_parallel,
-        scheduler=args.scheduler,
-        scheduler_file=args.scheduler_file,
-        tls_ca=args.tls_ca,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-        timeout=args.timeout,
-        stop_on_error=args.stop_on_error,
-        dry_run=args.dry_run,
-        log_dir=args.log_dir,
-        retries=args.retries,
-        checkpoint_every_seconds=args.checkpoint_every,
-        checkpoint_every_steps=args.checkpoint_every_steps,
-        progress_bar=False if args.no_progress else None,
-        dashboard=args.dashboard,
-    )
-    return result.exit_code
+    options = {k: v for k, v in vars(args).items() if k not in _NOT_OPTIONS}
+    on_start = None
+    if args.dashboard:
+        from ..monitor.dashboard import beside_sweep
+
+        on_start = beside_sweep
+    return run_sweep(args.packages_dir, args.store, on_start=on_start, **options).exit_code

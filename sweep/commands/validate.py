@@ -17,26 +17,15 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `sweep validate`."""
-    parser.add_argument("packages", metavar="DIR", help="package directory (priority_summary.json + package_*.json)")
-    parser.add_argument("--worker-memory", metavar="BYTES", default=None,
-                        help="memory of one worker, e.g. 4GiB (default: this machine's memory / cores)")
-
-
-def parse_memory(text: str | None) -> int | None:
-    """A memory size such as '4GiB' or '500MB' in bytes (None stays None)."""
-    if text is None:
-        return None
-    from dask.utils import parse_bytes  # only when given: importing dask costs 0.2 s
-
-    from ..errors import ConfigError
-
-    try:
-        n = parse_bytes(text)
-    except ValueError:
-        n = -1
-    if n <= 0:
-        raise ConfigError(f"--worker-memory: bad value {text!r}; allowed: a size such as 4GiB or 500MB")
-    return int(n)
+    parser.add_argument(
+        "packages", metavar="DIR", help="package directory (priority_summary.json + package_*.json)"
+    )
+    parser.add_argument(
+        "--worker-memory",
+        metavar="BYTES",
+        default=None,
+        help="memory of one worker, e.g. 4GiB (default: this machine's memory / cores)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,8 +33,9 @@ def main(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from ..spec import check_directory
+    from ..units import parse_size
 
-    packages, problems = check_directory(args.packages, worker_memory=parse_memory(args.worker_memory))
+    packages, problems = check_directory(args.packages, worker_memory=parse_size(args.worker_memory))
     if problems:
         for line in problems:
             print(line, file=sys.stderr)

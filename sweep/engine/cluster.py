@@ -1,0 +1,193 @@
+"""Where a sweep runs: a registry of cluster modes that each give a connected Dask ``Client``.
+
+- ``sequential``: a ``LocalCluster`` of one worker process with one thread. A process (not a
+  thread) so that a run that stops answering can be killed by restarting its worker.
+- ``parallel``: a ``LocalCluster`` of ``max_parallel`` worker processes with one thread each
+  (the solver holds the GIL between FFT calls, so threads would not help).
+- a remote scheduler: ``tcp://host:port``, ``tls://host:port`` (with CA, certificate and key
+  files) or a scheduler file written by ``dask scheduler --scheduler-file``. Its workers may
+  share no disk with this process: everything travels through Dask.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from solver.params import THREADS_ENV
+
+from ..errors import ConfigError, option_error
+from ..machine import usable_cores
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .options import SweepOptions
+
+__all__ = ["MODES", "SCHEMES", "ClusterHandle", "connect", "check_remote", "tls_security", "wrap_client"]
+
+
+@dataclass
+class ClusterHandle:
+    """A connected client, and the cluster we started for it (None for a remote scheduler)."""
+
+    client: Any
+    description: str
+    cluster: Any = None
+    own_client: bool = True
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard's address, when the scheduler serves one."""
+        try:
+            return self.client.dashboard_link
+        except Exception:  # no bokeh on a remote scheduler, or no HTTP server
+            return None
+
+    def close(self) -> None:
+        """Close what we opened (a client given by the caller stays open)."""
+        if self.own_client:
+            self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _local(n_workers: int, *, dashboard: bool = True) -> ClusterHandle:
+    import dask.config
+    from distributed import Client, LocalCluster
+
+    # Each worker process gets its share of the host's cores for one run's threads (FFTs and
+    # array kernels: the results do not depend on the count), through the solver's own setting.
+    env = {THREADS_ENV: str(max(1, usable_cores() // n_workers))}
+    # A lost worker fails its task at once (KilledWorker), so the engine resubmits the run
+    # with its latest checkpoint instead of the scheduler rerunning it from the original one.
+    # Worker processes spawned while SIGINT is ignored keep ignoring it: Ctrl-C then reaches
+    # only the driver, which cancels the runs and closes the cluster in order (instead of every
+    # worker dying at once and distributed printing pages of tracebacks).
+    prev = None
+    if threading.current_thread() is threading.main_thread():
+        prev = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0" if dashboard else None,
+                env=env,
+            )
+    finally:
+        if prev is not None:
+            signal.signal(signal.SIGINT, prev)
+    client = Client(cluster)
+    return ClusterHandle(client, "", cluster=cluster)
+
+
+def _sequential(max_parallel: int | None = None, **_: Any) -> ClusterHandle:
+    handle = _local(1)
+    handle.description = "sequential: LocalCluster, 1 worker process, 1 thread"
+    return handle
+
+
+def _parallel(max_parallel: int | None = None, **_: Any) -> ClusterHandle:
+    n = max_parallel or usable_cores()
+    handle = _local(n)
+    handle.description = f"parallel: LocalCluster, {n} worker processes, 1 thread each"
+    return handle
+
+
+# mode name -> factory(max_parallel=...) -> ClusterHandle
+MODES: dict[str, Callable[..., ClusterHandle]] = {
+    "sequential": _sequential,
+    "parallel": _parallel,
+}
+
+# scheduler address schemes we connect to
+SCHEMES = ("tcp", "tls")
+
+
+def tls_security(
+    ca: str | os.PathLike | None, cert: str | os.PathLike | None, key: str | os.PathLike | None
+) -> Any:
+    """A ``distributed.Security`` for a ``tls://`` scheduler, checking the files exist."""
+    from distributed.security import Security
+
+    given = {"tls_ca": ca, "tls_cert": cert, "tls_key": key}
+    missing = [opt for opt, v in given.items() if v is None]
+    if missing:
+        raise ConfigError(
+            f"{missing[0]}: missing; allowed: a tls:// scheduler needs {', '.join(missing)}: the CA "
+            "certificate, this client's certificate and its private key (PEM files)",
+            option=missing[0],
+        )
+    for opt, v in given.items():
+        if not Path(str(v)).is_file():
+            raise option_error(opt, str(v), "an existing PEM file (no such file)")
+    return Security(
+        tls_ca_file=str(ca), tls_client_cert=str(cert), tls_client_key=str(key), require_encryption=True
+    )
+
+
+def check_remote(
+    address: str | None,
+    scheduler_file: str | None,
+    security: Any = None,
+    tls: tuple[Any, Any, Any] = (None, None, None),
+) -> Any:
+    """Check a remote target's options without connecting; returns the Security to use."""
+    if scheduler_file is not None:
+        if not Path(scheduler_file).is_file():
+            raise option_error(
+                "scheduler_file",
+                scheduler_file,
+                "the file written by `dask scheduler --scheduler-file FILE` (no such file)",
+            )
+        if security is None and any(tls):
+            security = tls_security(*tls)
+        return security
+    assert address is not None
+    scheme = address.split("://", 1)[0] if "://" in address else ""
+    if scheme not in SCHEMES:
+        raise option_error(
+            "scheduler", address, " or ".join(f"{s}://HOST:PORT" for s in SCHEMES) + " (or a scheduler file)"
+        )
+    if scheme == "tls" and security is None:
+        security = tls_security(*tls)
+    return security
+
+
+def _remote(address: str | None, scheduler_file: str | None, security: Any) -> ClusterHandle:
+    from distributed import Client
+
+    if scheduler_file is not None:
+        client = Client(scheduler_file=scheduler_file, security=security, timeout="30s")
+        return ClusterHandle(client, f"remote scheduler from {scheduler_file}")
+    try:
+        client = Client(address, security=security, timeout="30s")
+    except OSError as exc:
+        raise ConfigError(
+            f"scheduler: cannot reach {address}: {exc}; allowed: the address of a running "
+            "`dask scheduler` whose port is open",
+            option="scheduler",
+        ) from None
+    return ClusterHandle(client, f"remote scheduler {address}")
+
+
+def connect(options: SweepOptions) -> ClusterHandle:
+    """Start or connect to the cluster a sweep runs on (``options`` are validated already).
+
+    A ``scheduler`` address or ``scheduler_file`` selects a remote cluster (``mode`` is then
+    ignored); otherwise ``mode`` picks a local one from ``MODES``.
+    """
+    if options.remote:
+        return _remote(options.scheduler, options.scheduler_file, options.security)
+    assert options.mode is not None
+    return MODES[options.mode](max_parallel=options.max_parallel)
+
+
+def wrap_client(client: Any) -> ClusterHandle:
+    """A handle around a client the caller owns (the engine leaves it open)."""
+    return ClusterHandle(client, f"existing client of {client.scheduler.address}", own_client=False)

@@ -1,0 +1,283 @@
+"""The driver loop of one sweep: submit the packages, take each result as soon as it exists,
+commit it (the driver is the store's only writer), relay checkpoints, recover from failures.
+
+Collaborators, one job each: ``Submitter`` (packages -> tasks), ``CommitWriter`` (the store's
+writer thread), ``CheckpointRelay`` (checkpoints from workers into the store), ``Recovery``
+(retries, watchdog, restarts), ``SweepLogs`` and ``SweepProgress`` (what the user sees).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import dask.config
+
+from ..provenance import ns_sweep_version
+from .checkpoints import CheckpointRelay
+from .commits import CommitWriter
+from .logs import SweepLogs
+from .options import SweepOptions
+from .plan import PlanEntry
+from .progress import SweepProgress
+from .recovery import Recovery
+from .submit import Submitter
+from .worker import KernelWarmUp, Outcome
+
+__all__ = ["Driver", "LOCAL_CLUSTERS"]
+
+LOCAL_CLUSTERS = ("sequential", "parallel")  # cluster kinds the sweep started itself
+
+
+class Driver:
+    """The driver's state during one sweep (one instance per ``run_sweep`` call).
+
+    ``entries``: the plan's runs to do, ``duplicates``: run id -> every package sharing it;
+    ``cluster_kind``: ``sequential``, ``parallel``, ``remote`` or ``client`` (recorded with
+    each run); ``had_checkpoint``: runs with a checkpoint in the store at the start.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: Any,
+        store: Any,
+        logs: SweepLogs,
+        entries: list[PlanEntry],
+        duplicates: dict[str, list[str]],
+        options: SweepOptions,
+        progress: SweepProgress,
+        cluster_kind: str,
+        had_checkpoint: set[str],
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.logs = logs
+        self.log = logs.logger
+        self.entries = {e.package.run_id: e for e in entries}
+        self.duplicates = duplicates
+        self.options = options
+        self.progress = progress
+        self.cluster_kind = cluster_kind
+        self.channel = f"sweep-{uuid.uuid4().hex[:12]}"
+        self.running: dict[str, tuple[str, float]] = {}  # run_id -> (worker, driver start time)
+        self.status: dict[str, str] = {}  # run_id -> final status
+        self.events: collections.deque[dict[str, Any]] = collections.deque()
+        self.stopping = False
+        self.tasks = Submitter(client, self.channel, self.entries, options)
+        self.commits = CommitWriter(
+            store, options.max_pending_commits, self._committed, lambda rid: self.relay.has_checkpoint(rid)
+        )
+        self.relay = CheckpointRelay(
+            client, store, self.channel, logs, had_checkpoint, self.commits.sync, self.connected
+        )
+        self.recovery = Recovery(self)
+
+    def connected(self) -> bool:
+        """Whether the client talks to its scheduler (not reconnecting after losing it)."""
+        return getattr(self.client, "status", "running") == "running"
+
+    # -- events from workers ------------------------------------------------------------
+    def on_event(self, event: Any) -> None:
+        """Called in the client's event loop: queue it for the main thread."""
+        self.events.append(event[1] if isinstance(event, tuple) else event)
+
+    def drain_events(self) -> None:
+        """Act on the queued events: starts, checkpoints, progress."""
+        while self.events:
+            msg = self.events.popleft()
+            rid = msg.get("run_id")
+            if not isinstance(rid, str) or rid not in self.entries or rid in self.status:
+                continue
+            pid = self.entries[rid].package_id
+            kind = msg.get("event")
+            if kind == "start":  # sent by runs still running after WorkItem.announce_after s
+                if msg.get("attempt") != self.tasks.attempt.get(rid):
+                    continue
+                # its start on this clock: the worker's may differ, its elapsed time does not
+                start = time.time() - float(msg.get("elapsed") or 0.0)
+                self.running[rid] = (msg.get("worker", "?"), start)
+                self.log.info("%s: started on %s (attempt %s)", pid, msg.get("worker"), msg.get("attempt"))
+                self.logs.package(
+                    pid,
+                    f"started on {msg.get('worker')} (attempt {msg.get('attempt')})",
+                    stamped=True,
+                    when=start,
+                )
+            elif kind == "checkpoint":
+                self.relay.save(rid, pid, msg.get("step"))
+            elif kind == "progress":
+                self.logs.package(
+                    pid, f"step {msg.get('step')}/{msg.get('n_steps')} t={msg.get('t'):.6g}", stamped=True
+                )
+
+    # -- results ------------------------------------------------------------------------
+    def provenance(self, run_id: str, outcome: Outcome | None) -> dict[str, Any]:
+        """What is recorded with a run's result or failure besides the worker's own provenance."""
+        p = self.entries[run_id].package
+        prov = dict(outcome.provenance) if outcome is not None else {}
+        prov.update(
+            params=p.params,
+            package_id=p.package_id,
+            package_ids=self.duplicates.get(run_id, [p.package_id]),
+            priority=p.priority,
+            tags=dict(getattr(p, "tags", {}) or {}),
+            attempts=self.tasks.attempt.get(run_id, 1),
+            resumed=prov.get("resumed_from_step") is not None,
+            mode=self.cluster_kind,  # stored as "mode" since the first store schema
+            engine_version=ns_sweep_version(),
+        )
+        return prov
+
+    def finish(self, run_id: str, status: str, lines: Iterable[str]) -> None:
+        """A run's final status: logged, counted, and with --stop-on-error maybe the end."""
+        pid = self.entries[run_id].package_id
+        self.status[run_id] = status
+        self.running.pop(run_id, None)
+        self.logs.package(pid, lines)
+        self.progress.running = len(self.running)
+        self.progress.package_finished(status)
+        if status != "done" and self.options.stop_on_error and not self.stopping:
+            self.stop(f"{pid} failed ({status}) and --stop-on-error is set")
+
+    def handle_outcome(self, outcome: Outcome) -> None:
+        """Record a run's outcome: a result is committed by the writer thread, a failure at once."""
+        rid = outcome.run_id
+        prov = self.provenance(rid, outcome)
+        if outcome.status == "done":
+            self.commits.commit(outcome, prov)
+            return
+        self.commits.sync()
+        self.store.record_failure(rid, outcome.failure_class or "error", outcome.error or "", prov)
+        self.log.warning(
+            "%s: failed (%s) on %s: %s",
+            outcome.package_id,
+            outcome.failure_class,
+            prov.get("worker", "?"),
+            outcome.error,
+        )
+        self.finished(outcome, prov, outcome.failure_class or "error")
+
+    def _committed(self, outcome: Outcome, prov: dict[str, Any]) -> None:
+        self.log.info(
+            "%s: done in %.3f s on %s (run %s)",
+            outcome.package_id,
+            prov.get("wall_time", 0.0),
+            prov.get("worker", "?"),
+            outcome.run_id,
+        )
+        self.finished(outcome, prov, "done")
+
+    def finished(self, outcome: Outcome, prov: dict[str, Any], status: str) -> None:
+        """A run's outcome is in the store: log it and count it."""
+        rid = outcome.run_id
+        self.relay.forget(rid)
+        lines = [*outcome.log, f"status: {status}"]
+        if rid not in self.running:  # it ended before announcing its start: say it now
+            lines.insert(
+                0,
+                f"{prov.get('start_time') or ''} started on {prov.get('worker', '?')} "
+                f"(attempt {self.tasks.attempt.get(rid, 1)})",
+            )
+        self.finish(rid, status, lines)
+
+    def stop(self, why: str) -> None:
+        """Cancel what has not finished; what has finished is still committed."""
+        self.stopping = True
+        pending = [f for f in self.tasks.futures if f.status == "pending"]
+        unsent = list(self.tasks.backlog)
+        self.tasks.backlog.clear()
+        self.progress.write(f"stopping: {why}; cancelling {len(pending) + len(unsent)} unfinished package(s)")
+        self.log.warning("stopping: %s; cancelling %d unfinished", why, len(pending) + len(unsent))
+        if pending:
+            self.client.cancel(pending)
+        cancelled = unsent + [self.tasks.futures.pop(f)[0] for f in pending]
+        for rid in cancelled:
+            if rid not in self.status:
+                self.status[rid] = "cancelled"
+                self.running.pop(rid, None)
+                self.logs.package(self.entries[rid].package_id, "cancelled (--stop-on-error)", stamped=True)
+
+    # -- main loop ----------------------------------------------------------------------
+    def run(self, resumes: dict[str, dict[str, Any]]) -> None:
+        """Submit everything, then commit results as they come until none is left."""
+        # On a LocalCluster we started, never let it drop a nanny whose worker is briefly
+        # absent (its default 15 s lost-worker timeout can fire during a later restart).
+        local = self.cluster_kind in LOCAL_CLUSTERS
+        with dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"} if local else {}):
+            self._run(resumes)
+
+    def _run(self, resumes: dict[str, dict[str, Any]]) -> None:
+        from distributed import as_completed
+
+        # every worker, and each one that joins later (a restart), loads the kernels before
+        # its first run (once per worker process: the plugin is idempotent)
+        self.client.register_plugin(KernelWarmUp())
+        self.client.subscribe_topic(self.channel, self.on_event)
+        try:
+            ac = as_completed(self.tasks.submit_next(resumes))
+            last_tick = last_gather = 0.0
+            while not ac.is_empty() or self.tasks.backlog:
+                # results are gathered at most every gather_every s: one round trip to the
+                # workers fetches several (each fetch costs the scheduler, the worker and us)
+                batch = []
+                if ac.has_ready() and time.monotonic() - last_gather >= self.options.gather_every:
+                    batch = ac.next_batch(block=False)
+                    last_gather = time.monotonic()
+                if self.events:  # starts and checkpoints that arrived before these results
+                    self.drain_events()
+                if batch:
+                    ac.update(self.process(batch))
+                if self.commits.pending:
+                    self.commits.reap()
+                if self.tasks.backlog and not self.stopping:
+                    ac.update(self.tasks.submit_next(resumes))
+                now = time.monotonic()
+                if now - last_tick >= self.options.tick:
+                    last_tick = now
+                    self.progress.set_running(len(self.running))
+                    self.recovery.watchdog()
+                    self.recovery.reap_restarts()
+                    self.logs.flush_main()
+                if not batch:
+                    time.sleep(0.005)
+            self.drain_events()
+            self.commits.sync()
+            self.recovery.reap_restarts(wait=True)  # the cluster is whole again when the sweep ends
+        finally:
+            self.commits.close()  # before the store closes, whatever happened
+            self.recovery.close()
+            try:
+                self.client.unsubscribe_topic(self.channel)
+            except Exception:  # the scheduler may be gone
+                pass
+
+    def process(self, batch: list[Any]) -> list[Any]:
+        """Handle a batch of finished futures; returns the futures of resubmitted runs."""
+        ok: list[tuple[Any, str]] = []
+        lost: list[tuple[Any, str]] = []
+        for f in batch:
+            key = self.tasks.futures.pop(f, None)
+            if key is None:  # cancelled by the watchdog or stop()
+                continue
+            rid, attempt = key
+            if rid in self.status or attempt != self.tasks.attempt.get(rid):
+                continue
+            (ok if f.status == "finished" else lost).append((f, rid))
+        if ok:
+            results = self.client.gather([f for f, _ in ok])  # one round trip per batch
+            for (f, rid), outcome in zip(ok, results, strict=True):
+                f.release()
+                if rid not in self.status:
+                    self.handle_outcome(outcome)
+        new: list[Any] = []
+        for f, rid in lost:
+            if f.status == "cancelled" or self.stopping:
+                if rid not in self.status:
+                    self.status[rid] = "cancelled"
+                continue
+            new += self.recovery.handle_lost(f, rid)
+        return new

@@ -1,0 +1,141 @@
+"""What a running sweep shows on the terminal: a live bar, a summary line every few packages,
+and a final summary by status and by priority.
+
+The bar (tqdm, on stderr) shows done, failed and running counts and an ETA; it is drawn only on
+a terminal. The summary lines go to stdout, so they also appear in logs and CI output.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import IO
+
+from tqdm import tqdm
+
+from ..store import FAILURE_CLASSES
+from ..units import format_duration
+
+__all__ = ["SweepProgress", "final_summary"]
+
+
+class SweepProgress:
+    """Counts finished packages and draws them; ``total`` is the number of packages to run."""
+
+    def __init__(
+        self,
+        total: int,
+        *,
+        summary_every: int = 5,
+        bar: bool | None = None,
+        out: IO[str] | None = None,
+        echo: Callable[[str], None] | None = None,
+    ) -> None:
+        self.total = total
+        self.summary_every = max(1, summary_every)
+        self.out = out or sys.stdout
+        self.echo = echo  # also send each summary line here (the main log)
+        self.counts: Counter[str] = Counter()
+        self.running = 0
+        self.t0 = time.monotonic()
+        # disable=None: draw only when stderr is a terminal
+        self.bar = tqdm(
+            total=total,
+            unit="pkg",
+            desc="sweep",
+            file=sys.stderr,
+            disable=None if bar is None else not bar,
+            dynamic_ncols=True,
+            smoothing=0.1,
+            leave=True,
+        )
+        self._refresh_postfix()
+
+    @property
+    def finished(self) -> int:
+        """Packages done or failed so far."""
+        return sum(self.counts.values())
+
+    def eta(self) -> float | None:
+        """Seconds left, from the mean wall time per finished package so far."""
+        n = self.finished
+        if n == 0:
+            return None
+        return (time.monotonic() - self.t0) / n * (self.total - n)
+
+    def _refresh_postfix(self) -> None:
+        failed = self.finished - self.counts.get("done", 0)
+        self.bar.set_postfix_str(
+            f"done={self.counts.get('done', 0)} failed={failed} running={self.running}", refresh=False
+        )
+
+    def set_running(self, n: int) -> None:
+        """The number of packages now running on workers."""
+        if n != self.running:
+            self.running = n
+            self._refresh_postfix()
+            self.bar.refresh()
+
+    def package_finished(self, status: str) -> None:
+        """Count one finished package (``done`` or a failure class); maybe print a summary."""
+        self.counts[status] += 1
+        self._refresh_postfix()
+        self.bar.update(1)
+        if self.finished % self.summary_every == 0 or self.finished == self.total:
+            self.write(self.summary_line())
+
+    def summary_line(self) -> str:
+        """``[ 10/100] done 9, failed 1 (diverged 1), running 2, elapsed 12.0s, eta 1m 48s``."""
+        width = len(str(self.total))
+        done = self.counts.get("done", 0)
+        fails = {k: v for k, v in sorted(self.counts.items()) if k != "done"}
+        failed = sum(fails.values())
+        detail = f" ({', '.join(f'{k} {v}' for k, v in fails.items())})" if fails else ""
+        return (
+            f"[{self.finished:>{width}}/{self.total}] done {done}, failed {failed}{detail}, "
+            f"running {self.running}, elapsed {format_duration(time.monotonic() - self.t0)}, "
+            f"eta {format_duration(self.eta())}"
+        )
+
+    def write(self, line: str) -> None:
+        """Print a line without breaking the bar."""
+        self.bar.write(line, file=self.out)
+        if self.echo is not None:
+            self.echo(line)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        self.bar.close()
+
+
+def final_summary(
+    rows: Iterable[tuple[str, str]], priorities: Iterable[str], skipped: int, elapsed: float
+) -> list[str]:
+    """Lines of the closing table: counts by status (columns) and priority (rows).
+
+    ``rows`` holds one ``(priority, status)`` per requested package, where status is
+    ``done``, ``skipped``, ``cancelled`` or a failure class.
+    """
+    rows = list(rows)
+    table: dict[str, Counter[str]] = {}
+    for prio, status in rows:
+        table.setdefault(prio, Counter())[status] += 1
+    order = ["done", "skipped", *FAILURE_CLASSES, "cancelled"]
+    statuses = [s for s in order if any(c[s] for c in table.values())]
+    statuses += sorted({s for c in table.values() for s in c} - set(order))
+    head = f"{'priority':<10}" + "".join(f"{s:>12}" for s in statuses) + f"{'total':>8}"
+    lines = [
+        f"summary: {len(rows)} packages in {format_duration(elapsed)} ({skipped} skipped as already done)",
+        head,
+    ]
+    total: Counter[str] = Counter()
+    for prio in list(priorities) + sorted(set(table) - set(priorities)):
+        c = table.get(prio)
+        if not c:
+            continue
+        total.update(c)
+        lines.append(f"{prio:<10}" + "".join(f"{c[s]:>12}" for s in statuses) + f"{sum(c.values()):>8}")
+    lines.append(f"{'ALL':<10}" + "".join(f"{total[s]:>12}" for s in statuses) + f"{sum(total.values()):>8}")
+    return lines

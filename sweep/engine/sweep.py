@@ -1,0 +1,394 @@
+"""``run_sweep``: run a package directory's sweep on Dask into a zarr store.
+
+Options are checked first (``SweepOptions``), then the packages (``sweep.spec``), then the
+store is opened as its single writer and the plan made against it (``sweep.engine.plan``);
+only when something is to run is a cluster started (``sweep.engine.cluster``) and the driver
+loop run (``sweep.engine.driver``). Bad input is refused before anything is started or
+written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .. import config
+from ..errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SchedulerLostError
+from ..machine import memory_per_worker, usable_cores
+from ..spec import PRIORITIES, Package, load_packages, select_packages, selection_label
+from ..store import Store, is_local
+from ..store.write_errors import writing
+from .checkpoints import usable_checkpoint
+from .cluster import ClusterHandle, connect, wrap_client
+from .connection import quiet_connection_noise, scheduler_lost
+from .driver import Driver
+from .logs import SweepLogs
+from .memory import check_cluster_memory
+from .options import SweepOptions
+from .plan import PlanEntry, explain_store, explanation_lines, plan_sweep, store_state
+from .progress import SweepProgress, final_summary
+
+__all__ = ["SweepResult", "SweepStart", "run_sweep", "default_log_dir", "exit_code_of"]
+
+
+@dataclass
+class SweepResult:
+    """The outcome of ``run_sweep``: exit code, per-package status and the counts."""
+
+    exit_code: int
+    status: dict[str, str] = field(default_factory=dict)  # package_id -> done/skipped/<class>
+    priority: dict[str, str] = field(default_factory=dict)  # package_id -> priority
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (package_id, reason)
+    plan: list[PlanEntry] = field(default_factory=list)
+    store: str = ""
+    log_dir: Path | None = None
+    dashboard_link: str | None = None
+    elapsed: float = 0.0
+    retries: int = 0
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Packages by status (``done``, ``skipped``, ``cancelled`` or a failure class)."""
+        return Counter(self.status.values())
+
+    @property
+    def by_priority(self) -> dict[str, Counter[str]]:
+        """Packages by priority, then by status."""
+        out: dict[str, Counter[str]] = {}
+        for pid, st in self.status.items():
+            out.setdefault(self.priority.get(pid, "?"), Counter())[st] += 1
+        return out
+
+
+@dataclass(frozen=True)
+class SweepStart:
+    """What an ``on_start`` hook of ``run_sweep`` learns once the cluster is up and before the
+    first run starts (e.g. to serve a live dashboard beside the sweep)."""
+
+    store: str
+    packages_dir: str
+    n_workers: int | None
+    say: Callable[[str], None]  # print a line the sweep's way (and it is logged)
+
+
+# an on_start hook returns what stops what it started (or None)
+StartHook = Callable[[SweepStart], Callable[[], None] | None]
+
+
+def exit_code_of(statuses: Iterable[str]) -> int:
+    """0 all done (or skipped as done); 124 only timeouts failed; 1 anything else failed."""
+    bad = {s for s in statuses if s not in ("done", "skipped")}
+    if not bad:
+        return EXIT_OK
+    if bad == {"timeout"}:
+        return EXIT_TIMEOUT
+    return EXIT_FAILED
+
+
+def default_log_dir(store: str) -> Path:
+    """``logs/`` beside a local store; ``./logs`` for a remote (URL) store."""
+    name = config.get("log-dir-name")
+    if not is_local(str(store)):
+        return Path.cwd() / name
+    return Path(str(store).removeprefix("file://")).resolve().parent / name
+
+
+def run_sweep(
+    packages_dir: str | os.PathLike[str],
+    store: str | os.PathLike[str],
+    options: SweepOptions | None = None,
+    *,
+    client: Any = None,
+    out: IO[str] | None = None,
+    on_start: StartHook | None = None,
+    **option_values: Any,
+) -> SweepResult:
+    """Run every requested package of ``packages_dir`` not yet done in ``store`` and commit
+    each result as soon as it finishes.
+
+    ``options`` (a ``SweepOptions``) and/or its fields as keywords (``timeout=600``,
+    ``mode="sequential"``, ``package_ids=[...]``, ...) say what runs where and how. Give
+    ``client`` to run on an existing Dask client (left open); otherwise a cluster is started
+    for ``mode`` or a remote scheduler is connected to. ``out`` receives the progress lines
+    (default stdout); ``on_start`` is called once the cluster is up (see ``SweepStart``).
+    Raises ``ConfigError`` for bad input before anything runs or any store changes.
+    """
+    opts = SweepOptions.from_kwargs(options, **option_values)
+    out = out or sys.stdout
+    t_start = time.monotonic()
+
+    def say(line: str) -> None:
+        print(line, file=out, flush=True)
+
+    if not Path(packages_dir).is_dir():
+        raise ConfigError(
+            f"{packages_dir}: no such packages directory; give the directory "
+            "holding priority_summary.json and package_*.json"
+        )
+    # a cluster we start has known worker memory: check it with the package files
+    own = client is None and not opts.remote
+    n_local = 1 if opts.mode == "sequential" else opts.max_parallel or usable_cores()
+    packages = select_packages(
+        load_packages(
+            packages_dir, worker_memory=memory_per_worker(n_local) if own else None, check_memory=own
+        ),
+        opts.priority,
+        opts.package_ids,
+    )
+    store_url = str(store)
+    scope = selection_label(opts.priority, opts.package_ids)
+    if opts.dry_run:
+        return _dry_run(store_url, packages, say, scope)
+
+    early = None  # a cluster we did not start: connected (and checked) before the store opens
+    if not own:
+        early = wrap_client(client) if client is not None else connect(opts)
+    try:
+        if early is not None:
+            check_cluster_memory(early.client, packages, store_url)
+        sweep = _Sweep(
+            opts,
+            store_url,
+            packages,
+            scope,
+            str(packages_dir),
+            say,
+            out,
+            t_start,
+            early,
+            "client" if client is not None else "remote" if opts.remote else opts.mode,
+            on_start,
+        )
+        return sweep.run()
+    finally:
+        if early is not None:
+            with quiet_connection_noise():  # closing a client whose scheduler is gone
+                early.close()
+
+
+class _Sweep:
+    """One call of ``run_sweep`` once its options and packages are checked: plan against the
+    store, run what is left, summarise."""
+
+    def __init__(
+        self,
+        opts: SweepOptions,
+        store_url: str,
+        packages: list[Package],
+        scope: str,
+        packages_dir: str,
+        say: Callable[[str], None],
+        out: IO[str],
+        t_start: float,
+        early: ClusterHandle | None,
+        cluster_kind: str,
+        on_start: StartHook | None,
+    ) -> None:
+        self.opts = opts
+        self.store_url = store_url
+        self.packages = packages
+        self.scope = scope
+        self.packages_dir = packages_dir
+        self.say = say
+        self.out = out
+        self.t_start = t_start
+        self.early = early
+        self.cluster_kind = cluster_kind
+        self.on_start = on_start
+        self.log_dir = opts.log_dir if opts.log_dir is not None else default_log_dir(store_url)
+
+    def run(self) -> SweepResult:
+        with Store.open(self.store_url, mode="a") as st:
+            state = store_state(st)
+            run_ids = {p.run_id for p in self.packages}
+            ckpt_steps = {r: s for r, s in state.checkpoints.items() if r in run_ids}
+            plan = plan_sweep(self.packages, state.done, state.failed, ckpt_steps, state.stale_checkpoints)
+            result = SweepResult(EXIT_OK, plan=plan, store=self.store_url, log_dir=self.log_dir)
+            result.priority = {e.package_id: e.package.priority for e in plan}
+            result.skipped = [(e.package_id, e.reason) for e in plan if e.action == "skip"]
+            to_run = [e for e in plan if e.action == "run"]
+            n_done = sum(1 for e in plan if e.action == "skip" and e.package.run_id in state.done)
+            logs = SweepLogs(self.log_dir)
+            try:
+                self._announce(logs, len(to_run), n_done, result.skipped)
+                if to_run:
+                    self._execute(st, logs, plan, to_run, set(ckpt_steps), result)
+                self._summarise(logs, plan, state.done, n_done, result)
+            finally:
+                logs.close()
+        return result
+
+    def _announce(self, logs: SweepLogs, n_run: int, n_done: int, skipped: list[tuple[str, str]]) -> None:
+        n_skipped = len(skipped)
+        shared = n_skipped - n_done
+        self.say(
+            f"sweep: {len(self.packages)} package(s) requested ({self.scope}): {n_run} to run, "
+            f"{n_done} skipped as already done in {self.store_url}"
+            + (f", {shared} sharing another package's run" if shared else "")
+        )
+        logs.logger.info(
+            "sweep of %s into %s: %d requested, %d to run, %d skipped",
+            self.packages_dir,
+            self.store_url,
+            len(self.packages),
+            n_run,
+            n_skipped,
+        )
+        for pid, why in skipped:
+            logs.logger.info("%s: skipped: %s", pid, why)
+
+    def _execute(
+        self,
+        st: Store,
+        logs: SweepLogs,
+        plan: list[PlanEntry],
+        to_run: list[PlanEntry],
+        had_checkpoint: set[str],
+        result: SweepResult,
+    ) -> None:
+        """Start (or use) the cluster and drive the runs of ``to_run`` to their end."""
+        log = logs.logger
+        handle = self.early if self.early is not None else connect(self.opts)
+        stop_hook = None
+        try:
+            result.dashboard_link = handle.dashboard_link
+            self.say(f"sweep: cluster: {handle.description or handle.client}")
+            self.say(f"sweep: Dask dashboard: {result.dashboard_link or 'not available'}")
+            if self.on_start is not None:
+
+                def say_logged(line: str) -> None:
+                    self.say(line)
+                    log.info(line)
+
+                n_workers = len(handle.client.scheduler_info(n_workers=-1).get("workers", {}))
+                stop_hook = self.on_start(
+                    SweepStart(self.store_url, self.packages_dir, n_workers or None, say_logged)
+                )
+            self.say(f"sweep: logs in {self.log_dir}")
+            log.info("cluster: %s; dashboard %s", handle.description, result.dashboard_link)
+            progress = SweepProgress(
+                len(to_run),
+                summary_every=self.opts.summary_every,
+                bar=self.opts.progress_bar,
+                out=self.out,
+                echo=log.info,
+            )
+            resumes = self._resumes(st, had_checkpoint, log)
+            for e in to_run:
+                logs.package(
+                    e.package_id, f"queued: {e.reason} (run {e.package.run_id})", stamped=True, defer=True
+                )  # written with its next lines
+            duplicates: dict[str, list[str]] = {}
+            for e in plan:
+                duplicates.setdefault(e.package.run_id, []).append(e.package_id)
+            driver = Driver(
+                client=handle.client,
+                store=st,
+                logs=logs,
+                entries=to_run,
+                duplicates=duplicates,
+                options=self.opts,
+                progress=progress,
+                cluster_kind=self.cluster_kind,
+                had_checkpoint=had_checkpoint,
+            )
+            try:
+                self._drive(driver, handle, resumes)
+            finally:
+                progress.close()
+            result.retries = driver.recovery.n_retries
+            for e in to_run:
+                result.status[e.package_id] = driver.status.get(e.package.run_id, "cancelled")
+        finally:
+            if stop_hook is not None:
+                stop_hook()
+            if handle is not self.early:  # run_sweep closes that one
+                with quiet_connection_noise():  # closing a client whose scheduler is gone
+                    handle.close()
+
+    def _resumes(self, st: Store, had_checkpoint: set[str], log: Any) -> dict[str, dict[str, Any]]:
+        """Encoded checkpoints of the runs that resume (those this solver version can resume)."""
+        from ..codec import encode_arrays
+
+        params_of = {p.run_id: p.params for p in self.packages}
+        resumes = {}
+        for rid in had_checkpoint:
+            arrays = usable_checkpoint(st, rid, params_of[rid], log)
+            if arrays is not None:
+                resumes[rid] = encode_arrays(arrays)
+        return resumes
+
+    def _drive(self, driver: Driver, handle: ClusterHandle, resumes: dict[str, dict[str, Any]]) -> None:
+        """Run the driver loop; a lost scheduler becomes one line (SchedulerLostError)."""
+        try:
+            # a full disk or read-only file system under the logs, too, is one line
+            with quiet_connection_noise(), writing(self.store_url, "write the results or logs"):
+                driver.run(resumes)
+                lost = scheduler_lost(handle.client, None)
+            if lost:  # futures cancelled by the disconnection: not a run's failure
+                raise SchedulerLostError(lost)
+        except BaseException as exc:
+            pending = [f for f in driver.tasks.futures if not f.done()]
+            if pending:
+                try:
+                    handle.client.cancel(pending)
+                except Exception:  # the scheduler is gone: nothing left to cancel
+                    pass
+            n_done = sum(1 for s in driver.status.values() if s == "done")
+            driver.log.error("sweep interrupted; %d finished run(s) are committed", n_done)
+            why = str(exc) if isinstance(exc, SchedulerLostError) else scheduler_lost(handle.client, exc)
+            if why:
+                raise SchedulerLostError(
+                    f"lost the connection to the Dask scheduler ({handle.description}): {why}; {n_done} "
+                    f"run(s) finished in this sweep are committed in {self.store_url}; start a scheduler "
+                    "and run the same command again: done runs are skipped, unfinished ones resume from "
+                    "their checkpoints"
+                ) from None
+            raise
+
+    def _summarise(
+        self, logs: SweepLogs, plan: list[PlanEntry], done: set[str], n_done: int, result: SweepResult
+    ) -> None:
+        """Statuses of the skipped packages, the exit code, the closing table."""
+        first_run = {e.package.run_id: e.package_id for e in plan if e.action == "run"}
+        for e in plan:
+            if e.action == "skip":
+                rid = e.package.run_id
+                result.status[e.package_id] = (
+                    "skipped" if rid in done else result.status.get(first_run.get(rid, ""), "cancelled")
+                )
+        result.exit_code = exit_code_of(result.status.values())
+        result.elapsed = time.monotonic() - self.t_start
+        lines = final_summary(
+            ((result.priority[p], s) for p, s in result.status.items()), PRIORITIES, n_done, result.elapsed
+        )
+        for ln in lines:
+            self.say(ln)
+            logs.logger.info(ln)
+        self.say(
+            f"sweep: results in {self.store_url} (open with sweep.open_results); exit code {result.exit_code}"
+        )
+        logs.logger.info("exit code %d", result.exit_code)
+
+
+def _dry_run(
+    store_url: str, packages: Sequence[Package], say: Callable[[str], None], scope: str
+) -> SweepResult:
+    """List what would run and what would be skipped, and why (``sweep explain``'s lines);
+    start nothing, write nothing."""
+    entries, where = explain_store(packages, store_url)
+    for line in explanation_lines(entries, scope=scope, store=where, dry_run=True):
+        say(line)
+    res = SweepResult(EXIT_OK, store=store_url)
+    res.plan = [PlanEntry(e.package, "skip" if e.action == "skip" else "run", e.reason) for e in entries]
+    res.skipped = [(e.package_id, e.reason) for e in entries if e.action == "skip"]
+    for e in entries:
+        res.priority[e.package_id] = e.package.priority
+        res.status[e.package_id] = "skipped" if e.action == "skip" else "planned"
+    return res

@@ -1,0 +1,36 @@
+"""The one fault-injection hook of the tests: pause the process at a named point.
+
+With ``NS_SWEEP_TEST_PAUSE_AT=<point>:<flag file>:<seconds>`` (or ``<point>@<run_id>:...``
+for one run only) in its environment, a process reaching that point writes its pid to the
+flag file and sleeps, and the test SIGKILLs it there. Unset (always, outside tests), a
+fault point costs one dictionary lookup.
+
+Points: store ``before-marker`` (a run's data written, its done marker not; a packed run:
+nothing written yet), ``before-log`` (marker written, log record not; a packed run: its
+record is its marker, the run is done), ``checkpoint-before-pointer``, ``compact-before-index``
+(batch groups written, the index pointing at them not); engine ``before-commit``,
+``after-commit``, ``after-checkpoint``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+__all__ = ["FAULT_ENV", "fault_point"]
+
+FAULT_ENV = "NS_SWEEP_TEST_PAUSE_AT"
+
+
+def fault_point(name: str, run_id: str | None = None) -> None:
+    """Pause here if the tests asked for it (see the module docstring); else do nothing."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    point, _, rest = spec.partition(":")
+    if point not in (name, f"{name}@{run_id}"):
+        return
+    flag, _, seconds = rest.rpartition(":")
+    with open(flag, "w") as f:
+        f.write(str(os.getpid()))
+    time.sleep(float(seconds))

@@ -1,0 +1,215 @@
+"""Tables of a sweep's units: one row per run in the store, or per package with its state.
+
+- a *runs table*: one row per run in the store (``runs_table(store.records())`` or
+  ``runs_table_from_results(open_results(store))``), and
+- a *package table* (``package_table(runs, packages)``): with the current packages
+  (``sweep.spec.load_packages``) the unit counted is the package: each one is ``done``,
+  ``failed`` (by class), ``stale`` (its current parameters never ran, but a run of the same
+  package id with other parameters is in the store) or ``new`` (nothing of it in the store).
+  Without packages the unit is the run in the store.
+
+Pure functions of plain inputs: they work during a sweep, after it, and on a copy of a store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..store import RunRecord
+
+__all__ = [
+    "PRIORITY_ORDER",
+    "STATES",
+    "UNKNOWN_PRIORITY",
+    "RUN_COLUMNS",
+    "runs_table",
+    "runs_table_from_results",
+    "package_table",
+]
+
+PRIORITY_ORDER = ("HIGH", "MEDIUM", "LOW")
+# Disjoint states of one counted unit (package, or run without packages).
+STATES = ("done", "failed", "stale", "new")
+UNKNOWN_PRIORITY = "UNKNOWN"
+
+# Columns of a runs table (index: run_id).
+RUN_COLUMNS = (
+    "status",
+    "failure_class",
+    "error",
+    "package_ids",
+    "priority",
+    "wall_time",
+    "Re",
+    "dt",
+    "T_final",
+    "nx",
+    "ny",
+    "nz",
+)
+
+
+def _params_of(unit: Any) -> dict[str, Any]:
+    """The parameters of a record (a mapping) or a package (``SolverParams``)."""
+    params = unit.params
+    return params.as_dict() if hasattr(params, "as_dict") else dict(params)
+
+
+def _grid_of(params: Mapping[str, Any]) -> tuple[float, float, float]:
+    grid = params.get("grid")
+    if grid is not None and len(grid) == 3:
+        return float(grid[0]), float(grid[1]), float(grid[2])
+    return math.nan, math.nan, math.nan
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def runs_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
+    """One row per run from ``Store.records()`` (run_id -> record), columns ``RUN_COLUMNS``."""
+    rows = []
+    for run_id, rec in records.items():
+        params = rec.params
+        nx, ny, nz = _grid_of(params)
+        rows.append(
+            {
+                "run_id": str(run_id),
+                "status": rec.status,
+                "failure_class": (rec.failure_class or "") if rec.status == "failed" else "",
+                "error": rec.error or "",
+                "package_ids": tuple(rec.package_ids),
+                "priority": rec.priority or UNKNOWN_PRIORITY,
+                "wall_time": _number(rec.wall_time),
+                "Re": _number(params.get("Re")),
+                "dt": _number(params.get("dt")),
+                "T_final": _number(params.get("T_final")),
+                "nx": nx,
+                "ny": ny,
+                "nz": nz,
+            }
+        )
+    return _frame(rows)
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=("run_id",) + RUN_COLUMNS)
+    df["failure_class"] = df["failure_class"].fillna("")
+    num = ["wall_time", "Re", "dt", "T_final", "nx", "ny", "nz"]
+    df[num] = df[num].astype(float)  # also when empty (object columns otherwise)
+    return df.set_index("run_id")
+
+
+def runs_table_from_results(ds: Any) -> pd.DataFrame:
+    """One row per run from ``sweep.open_results(store)`` (an xarray Dataset on ``run``)."""
+    n = ds.sizes.get("run", 0)
+
+    def col(name: str, default: Any) -> list[Any]:
+        if name in ds.coords or name in ds.data_vars:
+            return list(np.asarray(ds[name].values).reshape(n))
+        return [default] * n
+
+    run_ids = col("run", None) if "run" in ds.coords else [str(i) for i in range(n)]
+    status, fclass = col("status", "done"), col("failure_class", "")
+    rows = []
+    for i in range(n):
+        pid = col("package_ids", None)[i] if "package_ids" in ds.variables else col("package_id", "")[i]
+        pids = tuple(p for p in str(pid).split(",") if p) if pid is not None else ()
+        rows.append(
+            {
+                "run_id": str(run_ids[i]),
+                "status": str(status[i]),
+                "failure_class": str(fclass[i] or "") if str(status[i]) == "failed" else "",
+                "error": str(col("error", "")[i] or ""),
+                "package_ids": pids,
+                "priority": str(col("priority", UNKNOWN_PRIORITY)[i]),
+                **{
+                    k: float(col(k, math.nan)[i])
+                    for k in ("wall_time", "Re", "dt", "T_final", "nx", "ny", "nz")
+                },
+            }
+        )
+    return _frame(rows)
+
+
+def package_table(runs: pd.DataFrame, packages: Sequence[Any] | None = None) -> pd.DataFrame:
+    """The counted units with their state, one row each.
+
+    With ``packages`` (``sweep.spec.Package``-like: ``package_id``, ``priority``, ``params``,
+    ``run_id``), one row per package; without, one row per run in ``runs``. Columns: ``unit``,
+    ``run_id``, ``priority``, ``state`` (one of ``STATES``), ``failure_class``, ``wall_time``,
+    ``Re``, ``dt``, ``T_final``, ``nx``, ``ny``, ``nz``.
+    """
+    cols = [
+        "unit",
+        "run_id",
+        "priority",
+        "state",
+        "failure_class",
+        "wall_time",
+        "Re",
+        "dt",
+        "T_final",
+        "nx",
+        "ny",
+        "nz",
+    ]
+    if packages is None:
+        df = runs.reset_index()
+        out = pd.DataFrame(
+            {
+                "unit": df["run_id"],
+                "run_id": df["run_id"],
+                "priority": df["priority"],
+                "state": np.where(df["status"] == "failed", "failed", "done"),
+                "failure_class": df["failure_class"],
+                "wall_time": df["wall_time"],
+                **{k: df[k] for k in ("Re", "dt", "T_final", "nx", "ny", "nz")},
+            },
+            columns=cols,
+        )
+        return out.reset_index(drop=True)
+
+    # package id -> run ids recorded for it in the store (any parameters)
+    runs_of_pid: dict[str, set[str]] = {}
+    for run_id, pids in zip(runs.index.tolist(), runs["package_ids"].tolist(), strict=True):
+        for pid in pids:
+            runs_of_pid.setdefault(pid, set()).add(str(run_id))
+    # plain dicts: a pandas lookup per package would cost seconds for 10,000 packages
+    ids = runs.index.tolist()  # .tolist(): iterating arrow-backed strings is slow
+    status_of = dict(zip(ids, runs["status"].tolist(), strict=True))
+    class_of = dict(zip(ids, runs["failure_class"].tolist(), strict=True))
+    wall_of = dict(zip(ids, runs["wall_time"].tolist(), strict=True))
+    rows = []
+    for pkg in packages:
+        rid = str(pkg.run_id)
+        params = _params_of(pkg)
+        nx, ny, nz = _grid_of(params)
+        if rid in status_of:
+            state = "failed" if status_of[rid] == "failed" else "done"
+            fclass, wall = class_of[rid], wall_of[rid]
+        else:
+            state = "stale" if runs_of_pid.get(str(pkg.package_id), set()) - {rid} else "new"
+            fclass, wall = "", math.nan
+        rows.append(
+            {
+                "unit": str(pkg.package_id),
+                "run_id": rid,
+                "priority": str(pkg.priority),
+                "state": state,
+                "failure_class": fclass,
+                "wall_time": wall,
+                "Re": float(params.get("Re", math.nan)),
+                "dt": float(params.get("dt", math.nan)),
+                "T_final": float(params.get("T_final", math.nan)),
+                "nx": nx,
+                "ny": ny,
+                "nz": nz,
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,387 @@
+"""The views of a sweep (HoloViews/hvplot): progress and science, and the page that holds them.
+
+Built from plain inputs (``sweep.monitor.status.SweepData``: the runs table, the packages and
+the ``open_results`` Dataset), so the report file and the live dashboard show the same ones.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..units import format_duration
+from .status import FAILURE_CLASSES, PRIORITY_ORDER, STATES, Counts, SweepData, SweepStatus
+
+__all__ = [
+    "STATE_COLORS",
+    "STATE_LABELS",
+    "timeseries_frame",
+    "per_run_frame",
+    "stats_frame",
+    "build_views",
+    "report_layout",
+]
+
+STATE_COLORS = {"done": "#2ca02c", "failed": "#d62728", "stale": "#ff7f0e", "new": "#c7c7c7"}
+STATE_LABELS = {"done": "done", "failed": "failed", "stale": "stale (params changed)", "new": "not started"}
+
+
+def _log(values: Any) -> bool:
+    """Log axis only where it helps: positive values spanning at least a factor of 10."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(v.size and v.min() > 0 and v.max() >= 10 * v.min())
+
+
+def _grid_label(nx: float, ny: float, nz: float) -> str:
+    if not all(np.isfinite([nx, ny, nz])):
+        return "?"
+    return f"{int(nx)}×{int(ny)}×{int(nz)}"
+
+
+def timeseries_frame(results: Any) -> pd.DataFrame:
+    """Long table of the done runs' time series: run, case, Re, grid, time, energy, dissipation."""
+    cols = ["run", "case", "Re", "grid", "time", "energy", "dissipation"]
+    if results is None or results.sizes.get("run", 0) == 0:
+        return pd.DataFrame(columns=cols)
+    ds = results
+    if "status" in ds.coords:
+        ds = ds.isel(run=np.flatnonzero(np.asarray(ds["status"].values) == "done"))
+    if ds.sizes.get("run", 0) == 0:
+        return pd.DataFrame(columns=cols)
+    meta = per_run_frame(ds)
+    t = np.asarray(ds["time"].values, dtype=float)
+    e = np.asarray(ds["energy"].transpose("run", "time").values, dtype=float)
+    d = np.asarray(ds["dissipation"].transpose("run", "time").values, dtype=float)
+    run_idx, time_idx = np.nonzero(np.isfinite(e) | np.isfinite(d))  # row-major: run by run
+    df = pd.DataFrame(
+        {
+            "run": meta["run"].to_numpy()[run_idx],
+            "case": meta["case"].to_numpy()[run_idx],
+            "Re": meta["Re"].to_numpy()[run_idx],
+            "grid": meta["grid"].to_numpy()[run_idx],
+            "time": t[time_idx],
+            "energy": e[run_idx, time_idx],
+            "dissipation": d[run_idx, time_idx],
+        },
+        columns=cols,
+    )
+    # legends list cases in order of Re
+    return df.sort_values(["grid", "Re", "run", "time"], kind="stable", ignore_index=True)
+
+
+def per_run_frame(results: Any) -> pd.DataFrame:
+    """One row per run in ``results``: parameters, grid label, peak dissipation and its time."""
+    n = results.sizes.get("run", 0)
+
+    def get(k: str, d: Any) -> np.ndarray:
+        return np.asarray(results[k].values).reshape(n) if k in results.variables else np.full(n, d)
+
+    nx, ny, nz = (get(k, np.nan).astype(float) for k in ("nx", "ny", "nz"))
+    Re, dt, T = (get(k, np.nan).astype(float) for k in ("Re", "dt", "T_final"))
+    runs = get("run", "") if "run" in results.coords else np.arange(n).astype(str)
+    peak = np.full(n, np.nan)
+    t_peak = np.full(n, np.nan)
+    if n and "dissipation" in results:
+        diss = np.asarray(results["dissipation"].transpose("run", "time").values, dtype=float)
+        time = np.asarray(results["time"].values, dtype=float)
+        has = np.isfinite(diss).any(axis=1)
+        if has.any():
+            idx = np.nanargmax(np.where(np.isfinite(diss[has]), diss[has], -np.inf), axis=1)
+            peak[has] = diss[has][np.arange(has.sum()), idx]
+            t_peak[has] = time[idx]
+    grid = [_grid_label(a, b, c) for a, b, c in zip(nx, ny, nz, strict=True)]
+    df = pd.DataFrame(
+        {
+            "run": [str(r) for r in runs],
+            "Re": Re,
+            "dt": dt,
+            "T_final": T,
+            "grid": grid,
+            "grid_points": nx * ny * nz,
+            "status": get("status", "done").astype(str),
+            "wall_time": get("wall_time", np.nan).astype(float),
+            "peak_dissipation": peak,
+            "t_peak": t_peak,
+        }
+    )
+    # A case names a line in the time plots: Re alone when that is unique within its grid.
+    dup = df.duplicated(["grid", "Re"], keep=False)
+    df["case"] = [
+        f"Re={r:g}" + (f", dt={d:g}, T={t:g}" if u else "")
+        for r, d, t, u in zip(df["Re"], df["dt"], df["T_final"], dup, strict=True)
+    ]
+    return df
+
+
+def stats_frame(status: SweepStatus) -> pd.DataFrame:
+    """The statistics table: one row per priority and one for all, counts and percent done."""
+    rows = []
+    for name, c in [*status.by_priority.items(), ("ALL", status.overall)]:
+        rows.append(
+            {
+                "priority": name,
+                "total": c.total,
+                "done": c.done,
+                "failed": c.failed,
+                **{k: c.failed_by_class.get(k, 0) for k in FAILURE_CLASSES},
+                "stale": c.stale,
+                "pending": c.pending,
+                "% done": round(c.percent_complete, 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def state_counts(c: Counts) -> dict[str, int]:
+    """Units of a Counts by state (done, failed, stale, new)."""
+    return {"done": c.done, "failed": c.failed, "stale": c.stale, "new": c.new}
+
+
+def _progress_views(status: SweepStatus) -> dict[str, Any]:
+    import holoviews as hv
+    import hvplot.pandas  # noqa: F401  (registers .hvplot)
+
+    unit = status.unit + "s"
+    overall = pd.DataFrame(
+        [{"group": "ALL", **{STATE_LABELS[s]: v for s, v in state_counts(status.overall).items()}}]
+    )
+    labels = [STATE_LABELS[s] for s in STATES]
+    colors = [STATE_COLORS[s] for s in STATES]
+    total = max(status.overall.total, 1)
+    pct = overall.copy()
+    pct[labels] = pct[labels] * 100.0 / total
+    bar = pct.hvplot.barh(
+        x="group",
+        y=labels,
+        stacked=True,
+        color=colors,
+        height=130,
+        width=900,
+        xlim=(0, 100),
+        xlabel="",
+        ylabel=f"% of {status.overall.total} {unit}",
+        legend="right",
+        title=f"Progress: {status.overall.percent_complete:.1f}% done "
+        f"({status.overall.done}/{status.overall.total} {unit})",
+    )
+    by_p = pd.DataFrame(
+        [
+            {"priority": p, **{STATE_LABELS[s]: v for s, v in state_counts(c).items()}}
+            for p, c in status.by_priority.items()
+        ]
+    )
+    if by_p.empty:
+        by_p = pd.DataFrame([{"priority": p, **dict.fromkeys(labels, 0)} for p in PRIORITY_ORDER])
+    by_priority = by_p.hvplot.bar(
+        x="priority",
+        y=labels,
+        stacked=True,
+        color=colors,
+        width=520,
+        height=320,
+        ylabel=unit,
+        xlabel="priority",
+        legend="right",
+        title="Progress by priority",
+    )
+    overall_counts = pd.DataFrame({"state": labels, unit: list(state_counts(status.overall).values())})
+    overall_bars = hv.Overlay(
+        [
+            overall_counts.iloc[[i]].hvplot.bar(x="state", y=unit, color=colors[i], label=labels[i])
+            for i in range(len(labels))
+        ]
+    ).opts(width=380, height=320, title="Overall progress", show_legend=False, xlabel="", xrotation=20)
+    stats = stats_frame(status)
+    table = stats.hvplot.table(
+        columns=list(stats.columns), width=900, height=34 * (len(stats) + 1), title="Statistics"
+    ).opts(index_position=None)
+    return {"progress_bar": bar, "overall": overall_bars, "by_priority": by_priority, "table": table}
+
+
+MAX_LINES = 30  # lines per time plot; more are unreadable (and slow in the browser)
+
+
+def _thin(sub: pd.DataFrame) -> pd.DataFrame:
+    """At most MAX_LINES runs of one grid, spread evenly over Re."""
+    runs = sub.drop_duplicates("run").sort_values("Re")["run"].to_numpy()
+    if len(runs) <= MAX_LINES:
+        return sub
+    keep = runs[np.linspace(0, len(runs) - 1, MAX_LINES).round().astype(int)]
+    return sub[sub["run"].isin(keep)]
+
+
+def _shown(sub: pd.DataFrame) -> str:
+    n = sub["run"].nunique()
+    return f" ({MAX_LINES} of {n} runs)" if n > MAX_LINES else ""
+
+
+def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
+    import holoviews as hv
+    import hvplot.pandas  # noqa: F401
+
+    views: dict[str, Any] = {}
+    ts = timeseries_frame(data.results)
+    if not ts.empty:
+        for var, logy in (("energy", _log(ts["energy"])), ("dissipation", False)):
+            plots = [
+                _thin(sub).hvplot.line(
+                    x="time",
+                    y=var,
+                    by="case",
+                    logy=logy,
+                    width=560,
+                    height=300,
+                    title=f"{var}, grid {grid}" + _shown(sub),
+                    legend="right",
+                )
+                for grid, sub in ts.groupby("grid", sort=True)
+            ]
+            views[f"{var}_vs_time"] = hv.Layout(plots).cols(2).opts(shared_axes=False)
+    if data.results is not None and data.results.sizes.get("run", 0):
+        per_run = per_run_frame(data.results)
+        done = per_run[(per_run["status"] == "done") & np.isfinite(per_run["peak_dissipation"])]
+        if not done.empty:
+            kw = {
+                "x": "Re",
+                "by": "grid",
+                "logx": _log(done["Re"]),
+                "size": 60,
+                "width": 560,
+                "height": 300,
+                "padding": 0.1,
+                "hover_cols": ["run", "dt", "T_final"],
+                "legend": "right",
+            }
+            views["peak_dissipation"] = (
+                done.hvplot.scatter(y="peak_dissipation", title="Peak dissipation vs Re", **kw)
+                + done.hvplot.scatter(y="t_peak", title="Time of peak dissipation vs Re", **kw)
+            ).opts(shared_axes=False)
+    runs = data.runs.reset_index()
+    runs = runs[np.isfinite(runs["wall_time"]) & (runs["wall_time"] > 0)]
+    if not runs.empty:
+        runs = runs.assign(grid_points=runs["nx"] * runs["ny"] * runs["nz"])
+
+        def wall(x: str, xlabel: str) -> Any:
+            return hv.Overlay(
+                [
+                    sub.hvplot.scatter(
+                        x=x,
+                        y="wall_time",
+                        logx=_log(runs[x]),
+                        logy=_log(runs["wall_time"]),
+                        size=60,
+                        padding=0.1,
+                        label=st,
+                        color=STATE_COLORS["done" if st == "done" else "failed"],
+                        hover_cols=["run_id", "Re", "dt", "T_final", "grid_points"],
+                    )
+                    for st, sub in runs.groupby("status")
+                ]
+            ).opts(
+                width=520,
+                height=300,
+                title=f"Wall time vs {xlabel}",
+                xlabel=xlabel,
+                ylabel="wall time (s)",
+                legend_position="right",
+            )
+
+        views["wall_time"] = (
+            hv.Layout([wall("grid_points", "grid points"), wall("Re", "Re")]).cols(2).opts(shared_axes=False)
+        )
+    if not units.empty:
+        u = units.assign(
+            grid_points=units["nx"] * units["ny"] * units["nz"], state_label=units["state"].map(STATE_LABELS)
+        )
+        u = u[np.isfinite(u["Re"])]
+        pairs = (("grid_points", "grid points"), ("dt", "dt"))
+        panels = []
+        for y, ylabel in pairs:
+            panels.append(
+                hv.Overlay(
+                    [
+                        u[u["state"] == s].hvplot.scatter(
+                            x="Re",
+                            y=y,
+                            logx=_log(u["Re"]),
+                            logy=_log(u[y]),
+                            size=70,
+                            alpha=0.8,
+                            color=STATE_COLORS[s],
+                            padding=0.1,
+                            label=STATE_LABELS[s],
+                            hover_cols=["unit", "run_id", "dt", "T_final", "priority"],
+                        )
+                        for s in STATES
+                        if (u["state"] == s).any()
+                    ]
+                ).opts(
+                    height=300,
+                    title=f"Parameter space: Re vs {ylabel}, by status",
+                    ylabel=ylabel,
+                    legend_position="right",
+                    width=560,
+                )
+            )
+        if panels and len(u):
+            views["parameter_space"] = hv.Layout(panels).cols(2).opts(shared_axes=False)
+    return views
+
+
+def build_views(data: SweepData) -> dict[str, Any]:
+    """All report views as holoviews objects, keyed by name (progress first, then science)."""
+    units = data.units
+    return {**_progress_views(data.status), **_science_views(data, units)}
+
+
+def _summary_markdown(data: SweepData, status: SweepStatus, title: str) -> str:
+    o = status.overall
+    failed = ", ".join(f"{k} {v}" for k, v in o.failed_by_class.items() if v) or "none"
+    eta = (
+        "needs the package directory"
+        if status.unit == "run"
+        else f"{format_duration(status.eta_seconds)} with {status.workers} worker(s)"
+    )
+    mean = format_duration(status.mean_run_seconds)
+    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"# {title}\n\n"
+        f"Store `{data.source}` · generated {when}\n\n"
+        f"**{o.done}/{o.total} {status.unit}s done ({o.percent_complete:.1f}%)** · failed {o.failed} "
+        f"({failed}) · stale {o.stale} · pending {o.pending} · runs in store {status.runs_in_store} · "
+        f"compute time {format_duration(status.compute_seconds)} · mean run {mean} · ETA {eta}"
+    )
+
+
+def report_layout(
+    data: SweepData, views: dict[str, Any] | None = None, *, title: str = "Sweep report"
+) -> Any:
+    """The report page as a Panel Column (used by both the HTML file and the dashboard)."""
+    import panel as pn
+
+    views = build_views(data) if views is None else views
+    status = data.status
+    # linked_axes=False: panes would otherwise share ranges of equally named dimensions
+    # (the % progress bar and the package counts both have a "done" axis).
+    pane = lambda v: pn.pane.HoloViews(v, linked_axes=False)  # noqa: E731
+    items: list[Any] = [
+        pn.pane.Markdown(_summary_markdown(data, status, title), width=900),
+        pane(views["progress_bar"]),
+        pn.Row(pane(views["overall"]), pane(views["by_priority"])),
+        pane(views["table"]),
+    ]
+    science = [
+        k
+        for k in ("energy_vs_time", "dissipation_vs_time", "peak_dissipation", "wall_time", "parameter_space")
+        if k in views
+    ]
+    if science:
+        items.append(pn.pane.Markdown("## Results", width=900))
+        items += [pane(views[k]) for k in science]
+    else:
+        items.append(pn.pane.Markdown("*No finished run in the store yet.*", width=900))
+    return pn.Column(*items)

@@ -1,0 +1,226 @@
+"""Write a package directory from a grid: the cartesian product of value lists.
+
+A grid is ``{"priority": "HIGH", "parameters": {"Re": [100, 400], "dt": 0.01, ...},
+"tags": {...}}`` (a scalar is a one-value list); a grid file (TOML or YAML) holds one grid
+at top level or several under ``grids``. Package ids are derived from the swept values,
+so the same grid always gives the same ids and files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from solver.params import PARAMS, parameter_problems
+
+from ..errors import ConfigError, config_error
+from .package import (
+    FILE_PARAMETER_NAMES,
+    FILE_TO_SOLVER,
+    PRIORITIES,
+    SOLVER_TO_FILE,
+    SUMMARY_FILE,
+    id_problem,
+    package_document,
+)
+
+__all__ = ["GRID_KEYS", "expand_grids", "read_grid_file", "write_packages", "parse_value"]
+
+GRID_KEYS = ("priority", "parameters", "tags")
+# short names used in generated ids
+_ID_NAMES = {"Re": "Re", "dt": "dt", "T_final": "T", "grid": "n"}
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: ``16,16,16`` -> [16, 16, 16]; numbers, true/false/null; else text."""
+    if "," in text:
+        return [parse_value(t) for t in text.split(",") if t]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _values(name: str, v: Any) -> list[Any]:
+    """The list of values of one grid axis (a grid_size axis is a list of triples)."""
+    if name == "grid_size":
+        if isinstance(v, (list, tuple)) and v and all(isinstance(x, (list, tuple)) for x in v):
+            return [list(x) for x in v]
+        return [v]
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "x".join(_fmt(x) for x in v)
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def expand_grids(grids: Sequence[Mapping[str, Any]], *, source: str = "grid") -> list[dict[str, Any]]:
+    """Package documents of every combination of every grid, ids included; ConfigError on bad input."""
+    problems: list[str] = []
+    combos: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for gi, grid in enumerate(grids):
+        where = source if len(grids) == 1 else f"{source}: grids[{gi}]"
+        for key in grid:
+            if key not in GRID_KEYS:
+                problems.append(
+                    f"{where}: {key}: bad value {key!r}; allowed: one of the keys " + ", ".join(GRID_KEYS)
+                )
+        prio = grid.get("priority", "MEDIUM")
+        if prio not in PRIORITIES:
+            problems.append(
+                f"{where}: priority: bad value {prio!r}; allowed: one of " + ", ".join(PRIORITIES)
+            )
+        params = grid.get("parameters") or {}
+        if not isinstance(params, Mapping):
+            problems.append(
+                f"{where}: parameters: bad value {params!r}; allowed: a table of parameter value lists"
+            )
+            continue
+        for key in params:
+            if key not in FILE_PARAMETER_NAMES:
+                problems.append(
+                    f"{where}: parameters.{key}: bad value {key!r}; allowed: one of "
+                    + ", ".join(FILE_PARAMETER_NAMES)
+                )
+        axes = {k: _values(k, v) for k, v in params.items() if k in FILE_PARAMETER_NAMES}
+        for choice in itertools.product(*axes.values()):
+            combos.append((prio, dict(zip(axes, choice, strict=True)), dict(grid.get("tags") or {})))
+    if problems:
+        raise config_error(problems)
+    # the swept names are those taking more than one value over all grids: they name the ids
+    swept = [
+        n for n in FILE_PARAMETER_NAMES if len({json.dumps(c[1].get(n), sort_keys=True) for c in combos}) > 1
+    ]
+    docs: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for i, (prio, values, tags) in enumerate(combos):
+        raw = {FILE_TO_SOLVER.get(k, k): v for k, v in values.items()}
+        for err in parameter_problems(raw):
+            fname = SOLVER_TO_FILE.get(err.field, err.field)
+            problems.append(
+                f"{source}: parameters.{fname}: bad value {err.value!r} (in combination {i + 1}: "
+                f"{json.dumps(values)}); allowed: {err.allowed}"
+            )
+        parts = []
+        for n in swept:
+            solver_name = FILE_TO_SOLVER.get(n, n)
+            parts.append(f"{_ID_NAMES.get(solver_name, n)}{_fmt(values.get(n, PARAMS[solver_name].default))}")
+        pid = "-".join(parts) if parts else "run"
+        if id_problem(pid) is not None:
+            pid = f"pkg{i + 1:04d}"
+        if pid in seen:
+            problems.append(
+                f"{source}: parameters: bad value {json.dumps(values)}; allowed: each combination "
+                f"once (combinations {seen[pid] + 1} and {i + 1} are the same)"
+            )
+        seen[pid] = i
+        docs.append(package_document(pid, prio, values, tags))
+    if problems:
+        raise config_error(problems)
+    return docs
+
+
+def read_grid_file(path: str) -> list[dict[str, Any]]:
+    """The grids of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) grid file."""
+    readers = {".toml": _read_toml, ".yaml": _read_yaml, ".yml": _read_yaml}
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in readers:
+        raise ConfigError(
+            f"{path}: (file): bad value {ext or '(no extension)'!r}; allowed: one of " + ", ".join(readers)
+        )
+    try:
+        doc = readers[ext](path)
+    except OSError as exc:
+        raise ConfigError(
+            f"{path}: (file): cannot read: {exc.strerror}; allowed: a readable grid file"
+        ) from None
+    except ValueError as exc:  # tomllib.TOMLDecodeError and yaml.YAMLError (wrapped) are ValueErrors
+        raise ConfigError(
+            f"{path}: (syntax): {str(exc).splitlines()[0]}; allowed: valid {ext.lstrip('.').upper()}"
+        ) from None
+    if not isinstance(doc, dict):
+        raise ConfigError(
+            f"{path}: (top level): bad value {type(doc).__name__}; allowed: a table with "
+            "keys " + ", ".join(GRID_KEYS) + " or 'grids'"
+        )
+    if "grids" in doc:
+        extra = sorted(set(doc) - {"grids"})
+        if extra or not isinstance(doc["grids"], list):
+            raise ConfigError(
+                f"{path}: grids: bad value {extra or doc['grids']!r}; allowed: 'grids' alone, "
+                "a list of tables with keys " + ", ".join(GRID_KEYS)
+            )
+        return list(doc["grids"])
+    return [doc]
+
+
+def _read_toml(path: str) -> Any:
+    import tomllib
+
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def _read_yaml(path: str) -> Any:
+    import yaml
+
+    with open(path, encoding="utf-8") as f:
+        try:
+            return yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise ValueError(" ".join(str(exc).split())) from None
+
+
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9.eE+-]+(?:,\s*-?[0-9.eE+-]+)*)\s*\]")
+
+
+def _dumps(doc: Mapping[str, Any]) -> str:
+    """Indented JSON with short number lists on one line ("grid_size": [16, 16, 16])."""
+    text = json.dumps(doc, indent=2)
+    return (
+        _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
+        + "\n"
+    )
+
+
+def write_packages(directory: str, docs: Sequence[Mapping[str, Any]], *, force: bool = False) -> list[str]:
+    """Write package files and the priority summary; refuses to replace packages unless ``force``.
+
+    With ``force`` the old ``package_*.json`` files are removed first, so no package of the
+    previous grid lingers. Returns the written file names.
+    """
+    os.makedirs(directory, exist_ok=True)
+    old = sorted(
+        e.name
+        for e in os.scandir(directory)
+        if e.is_file()
+        and (e.name == SUMMARY_FILE or (e.name.startswith("package_") and e.name.endswith(".json")))
+    )
+    if old and not force:
+        raise ConfigError(
+            f"{directory}: (directory): bad value {len(old)} existing package file(s) "
+            f"(e.g. {old[0]}); allowed: an empty directory, or --force to replace them"
+        )
+    for name in old:
+        os.remove(os.path.join(directory, name))
+    summary: dict[str, list[str]] = {p: [] for p in PRIORITIES}
+    width = max(4, len(str(len(docs))))
+    names = []
+    for i, doc in enumerate(docs, start=1):
+        name = f"package_{i:0{width}d}.json"
+        with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
+            f.write(_dumps(doc))
+        summary[doc["priority"]].append(doc["package_id"])
+        names.append(name)
+    with open(os.path.join(directory, SUMMARY_FILE), "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    return names

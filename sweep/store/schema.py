@@ -1,0 +1,76 @@
+"""The store's root document: its schema version, checked by readers, created and raised by writers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import StoreError
+from ..provenance import ns_sweep_version, utc_now
+from .zarr_docs import group_document
+
+__all__ = ["SCHEMA_VERSION", "ROOT_ATTR", "check_schema", "initialise", "upgrade"]
+
+SCHEMA_VERSION = 2  # 2: packed runs (batches/, log records with data); 1 is upgraded on write
+ROOT_ATTR = "ns_sweep"
+
+
+def check_schema(url: str, root: bytes) -> None:
+    """StoreError unless ``root`` (the store's zarr.json) is a result store this version reads."""
+    try:
+        attrs = json.loads(root).get("attributes", {})
+    except ValueError:
+        raise StoreError(
+            f"{url}/zarr.json: unreadable JSON; allowed: a result store's root "
+            "document (restore it from a backup)"
+        ) from None
+    meta = attrs.get(ROOT_ATTR)
+    if not isinstance(meta, dict) or "schema_version" not in meta:
+        raise StoreError(
+            f"{url}: a zarr store but not an ns-sweep result store (no "
+            f"'{ROOT_ATTR}' attribute); allowed: a store written by `sweep run`"
+        )
+    version = meta["schema_version"]
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{url}: schema_version: bad value {version!r}; allowed: at most "
+            f"{SCHEMA_VERSION} (this ns-sweep {ns_sweep_version()}); the store was written "
+            "by a newer ns-sweep: upgrade (pip install -U ns-sweep) to read it"
+        )
+
+
+def initialise(blobs: Any) -> None:
+    """Write a new store's groups, then its root document (last: the store exists)."""
+    blobs.write_many(
+        {
+            "runs/zarr.json": group_document({}),
+            "batches/zarr.json": group_document({}),
+            "checkpoints/zarr.json": group_document({}),
+            "index/zarr.json": group_document({"current": None, "upto_seq": 0}),
+        }
+    )
+    blobs.write(
+        "zarr.json",
+        group_document(
+            {
+                ROOT_ATTR: {
+                    "schema_version": SCHEMA_VERSION,
+                    "created": utc_now(),
+                    "writer": f"ns-sweep {ns_sweep_version()}",
+                }
+            }
+        ),
+    )
+
+
+def upgrade(blobs: Any, root: bytes) -> None:
+    """A writer of this version may write what older readers do not know (packed runs):
+    raise the store's schema version so that they refuse it instead of misreading it."""
+    doc = json.loads(root)
+    meta = doc["attributes"][ROOT_ATTR]
+    if meta["schema_version"] >= SCHEMA_VERSION:
+        return
+    if not blobs.exists("batches/zarr.json"):
+        blobs.write("batches/zarr.json", group_document({}))
+    meta.update(schema_version=SCHEMA_VERSION, upgraded=utc_now())
+    blobs.write("zarr.json", json.dumps(doc).encode())

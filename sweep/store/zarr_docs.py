@@ -1,0 +1,159 @@
+"""The store's one encoder of zarr v3 documents: group documents, and small arrays as
+(key, bytes) pairs written without zarr's API.
+
+Creating arrays through zarr's API costs about 5 ms each here (every call hops to zarr's
+I/O thread and checks the hierarchy), so a run of 8 small arrays would take ~40 ms to
+commit. Small numeric arrays are therefore encoded here as (key, bytes) pairs: the
+metadata document comes from zarr itself (generated once per dtype/shape/dims in memory
+and cached), the chunk is the array's raw little-endian bytes (one chunk, ``bytes``
+codec, no compression). The result is an ordinary zarr v3 group that
+``xarray.open_zarr`` reads. Large arrays (final fields) go through zarr's API with its
+default compression, where the per-array overhead does not matter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SMALL_ARRAY_BYTES",
+    "group_document",
+    "encode_small",
+    "is_small",
+    "jsonable",
+    "write_large",
+    "read_array",
+]
+
+SMALL_ARRAY_BYTES = 1 << 20  # up to 1 MiB: one uncompressed chunk written directly
+
+
+_PLAIN = frozenset((str, int, bool, type(None)))
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars/arrays and tuples turned into plain JSON values."""
+    t = type(value)
+    if t in _PLAIN:  # the common cases first, by exact type (ABC checks are slow)
+        return value
+    if t is float:
+        return value if math.isfinite(value) else str(value)
+    if t is dict:
+        return {k if type(k) is str else str(k): jsonable(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def group_document(attributes: Mapping[str, Any], *, json_safe: bool = False) -> bytes:
+    """The ``zarr.json`` of a group with these attributes (``json_safe``: already plain JSON
+    values, e.g. records, which are JSON-safe by construction: skip the conversion)."""
+    attrs = attributes if json_safe else jsonable(attributes)
+    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attrs}).encode()
+
+
+def is_small(a: np.ndarray) -> bool:
+    """Whether an array takes the direct path (numeric, at most SMALL_ARRAY_BYTES)."""
+    return a.dtype.kind in "biufc" and a.nbytes <= SMALL_ARRAY_BYTES
+
+
+@lru_cache(maxsize=256)
+def _template(dtype: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[dict[str, Any], str | None]:
+    """zarr's own metadata for an uncompressed one-chunk array, and its chunk key."""
+    import zarr
+    from zarr.storage import MemoryStore
+
+    mem: dict[str, Any] = {}
+    dt = np.dtype(dtype)
+    fill = np.nan if dt.kind in "fc" else 0
+    arr = zarr.create_array(
+        MemoryStore(mem),
+        shape=shape,
+        dtype=dt,
+        chunks=tuple(max(1, n) for n in shape),
+        compressors=None,
+        filters=None,
+        fill_value=fill,
+        # chunk "0" beside zarr.json, not "c/0": one directory less per
+        # array (a tiny run's commit is mostly file-system operations)
+        chunk_key_encoding={"name": "v2", "separator": "."},
+        dimension_names=dims or None,
+        zarr_format=3,
+    )
+    if int(np.prod(shape)) > 0:
+        arr[...] = np.ones(shape, dtype=dt)  # not the fill value: zarr skips writing empty chunks
+    meta = json.loads(mem["zarr.json"].to_bytes())
+    chunk_keys = [k for k in mem if k != "zarr.json"]
+    return meta, (chunk_keys[0] if chunk_keys else None)
+
+
+@lru_cache(maxsize=1024)
+def _document(
+    dtype: str, shape: tuple[int, ...], dims: tuple[str, ...], attrs_json: str
+) -> tuple[bytes, str | None]:
+    """An array's ``zarr.json`` (attributes given as their JSON text) and its chunk key.
+    A sweep writes the same few documents for every run: they are made once."""
+    meta, chunk_key = _template(dtype, shape, dims)
+    doc = dict(meta)
+    doc["attributes"] = json.loads(attrs_json)
+    return json.dumps(doc).encode(), chunk_key
+
+
+def encode_small(
+    path: str, a: np.ndarray, dims: tuple[str, ...], attrs: Mapping[str, Any]
+) -> dict[str, bytes]:
+    """The documents of one small array at ``path``: metadata and its single chunk."""
+    a = np.asarray(a)
+    little = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
+    doc, chunk_key = _document(little.str, tuple(a.shape), tuple(dims), json.dumps(jsonable(attrs)))
+    out = {f"{path}/zarr.json": doc}
+    if chunk_key is not None:
+        out[f"{path}/{chunk_key}"] = np.ascontiguousarray(a, dtype=little).tobytes()
+    return out
+
+
+def write_large(
+    zarr_store: Any, path: str, a: np.ndarray, dims: tuple[str, ...], attrs: Mapping[str, Any]
+) -> None:
+    """Write one large array through zarr's API (default chunking and compression)."""
+    import zarr
+
+    arr = zarr.create_array(
+        zarr_store,
+        name=path,
+        shape=a.shape,
+        dtype=a.dtype,
+        dimension_names=dims or None,
+        attributes=jsonable(attrs),
+        overwrite=True,
+        zarr_format=3,
+    )
+    arr[...] = a
+
+
+def read_array(group: Any, name: str) -> np.ndarray:
+    """The whole array ``name`` of an open zarr group (a group of that name is an error)."""
+    import zarr
+
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise TypeError(f"{group.path}/{name}: a zarr group where an array was expected")
+    return np.asarray(node[...])

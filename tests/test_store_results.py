@@ -1,0 +1,232 @@
+"""open_results, the grid view, the DataFrame export, per-run data, stale detection and explain."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from conftest import run_cli, write_packages
+from store_data import provenance, result_like
+
+import sweep
+from solver import State
+from sweep.engine.plan import explain_packages
+from sweep.errors import ConfigError
+from sweep.spec import load_packages, run_id_of
+from sweep.store import Store
+
+RES = (100.0, 400.0, 1600.0)
+DTS = (0.01, 0.005)
+
+
+def _params(re: float, dt: float, T: float = 0.1, n: int = 8) -> dict:
+    return {"Re": re, "dt": dt, "T_final": T, "grid": [n, n, n]}
+
+
+@pytest.fixture
+def factorial_store(tmp_path: Path) -> Path:
+    """A store with a 3 x 2 factorial over Re and dt, plus one failed run."""
+    url = tmp_path / "r.zarr"
+    with Store.open(url, mode="a") as st:
+        for i, (re, dt) in enumerate(itertools.product(RES, DTS)):
+            p = _params(re, dt)
+            st.commit_run(
+                run_id_of(p),
+                result_like(p),
+                provenance(
+                    p, f"re{re:g}-dt{dt:g}", priority="HIGH" if dt == 0.01 else "LOW", wall_time=float(i)
+                ),
+            )
+    return url
+
+
+def test_results_open_has_contract_dims_coords_and_vars(factorial_store: Path) -> None:
+    ds = sweep.open_results(factorial_store)
+    assert ds.sizes["run"] == 6
+    for c in ("package_id", "Re", "dt", "T_final", "nx", "ny", "nz", "priority", "status"):
+        assert ds[c].dims == ("run",), c
+    for v in ("energy", "dissipation", "enstrophy"):
+        assert ds[v].dims == ("run", "time"), v
+    assert ds.wall_time.dims == ("run",) and sorted(ds.wall_time.values) == list(range(6))
+    assert set(ds["run"].values) == {run_id_of(_params(r, d)) for r, d in itertools.product(RES, DTS)}
+    # the time axis is the union of the runs' output times (dt=0.005 has more outputs)
+    t_fine = result_like(_params(100.0, 0.005)).time.values
+    t_coarse = result_like(_params(100.0, 0.01)).time.values
+    assert np.allclose(ds.time.values, np.union1d(np.round(t_fine, 12), np.round(t_coarse, 12)))
+    row = ds.sel(Re=400.0).sel(dt=0.01)
+    expected = result_like(_params(400.0, 0.01)).energy
+    on_grid = row.energy.sel(time=np.round(expected.time.values, 12))
+    np.testing.assert_array_equal(on_grid.values, expected.values)
+    missing = np.setdiff1d(np.round(ds.time.values, 12), np.round(expected.time.values, 12))
+    if missing.size:
+        assert np.isnan(row.energy.sel(time=missing).values).all()
+
+
+def test_results_select_by_parameters(factorial_store: Path) -> None:
+    ds = sweep.open_results(factorial_store)
+    sub = ds.sel(Re=400.0)
+    assert sub.sizes["run"] == 2 and set(sub.dt.values) == set(DTS)
+    assert (sub.Re.values == 400.0).all() if "run" in sub.Re.dims else float(sub.Re) == 400.0
+    assert ds.sel(priority="HIGH").sizes["run"] == 3
+    assert ds.sel(nx=8).sizes["run"] == 6
+    one = ds.sel(package_id="re1600-dt0.005")
+    assert float(one.Re) == 1600.0 and float(one.dt) == 0.005
+    # several values of a repeated parameter: isin (a non-unique index cannot reindex)
+    assert ds.where(ds.Re.isin([100.0, 1600.0]), drop=True).sizes["run"] == 4
+
+
+def test_results_full_factorial_becomes_a_grid(factorial_store: Path) -> None:
+    grid = sweep.to_grid(sweep.open_results(factorial_store))
+    assert grid.energy.dims == ("Re", "dt", "time")
+    assert grid.sizes["Re"] == 3 and grid.sizes["dt"] == 2
+    cell = grid.sel(Re=1600.0, dt=0.005)
+    assert list(grid.sel(Re=[100.0, 1600.0]).Re.values) == [100.0, 1600.0]  # lists and ranges work here
+    assert list(grid.sel(Re=slice(100.0, 400.0)).Re.values) == [100.0, 400.0]
+    assert cell.run_id.item() == run_id_of(_params(1600.0, 0.005))
+    expected = result_like(_params(1600.0, 0.005)).energy.values
+    np.testing.assert_array_equal(cell.energy.values[: expected.size], expected)
+
+
+def test_results_grid_with_a_missing_combination(factorial_store: Path) -> None:
+    ds = sweep.open_results(factorial_store)
+    holey = ds.isel(run=[i for i in range(6) if not (ds.Re.values[i] == 400.0 and ds.dt.values[i] == 0.01)])
+    with pytest.raises(ConfigError, match=r"full factorial of 6 combinations of Re, dt \(1 missing"):
+        sweep.to_grid(holey)
+    grid = sweep.to_grid(holey, allow_missing=True)
+    assert np.isnan(grid.energy.sel(Re=400.0, dt=0.01).values).all()
+    assert not np.isnan(grid.energy.sel(Re=400.0, dt=0.005).values[0])
+
+
+def test_results_frame_and_export(factorial_store: Path, tmp_path: Path) -> None:
+    df = sweep.results_frame(factorial_store)
+    assert df.index.name == "run_id" and len(df) == 6
+    assert {
+        "package_ids",
+        "priority",
+        "status",
+        "Re",
+        "dt",
+        "T_final",
+        "nx",
+        "ny",
+        "nz",
+        "wall_time",
+        "solver_version",
+        "final_energy",
+    } <= set(df.columns)
+    rid = run_id_of(_params(400.0, 0.005))
+    assert df.loc[rid, "package_ids"] == "re400-dt0.005" and df.loc[rid, "dt"] == 0.005
+    assert df.loc[rid, "final_energy"] == result_like(_params(400.0, 0.005)).energy.values[-1]
+    sweep.export_index(factorial_store, tmp_path / "index.csv")
+    back = pd.read_csv(tmp_path / "index.csv", index_col="run_id")
+    assert set(back.index) == set(df.index) and back.loc[rid, "Re"] == 400.0
+    sweep.export_index(factorial_store, tmp_path / "index.parquet")
+    pq = pd.read_parquet(tmp_path / "index.parquet")
+    assert pq.loc[rid, "priority"] == "LOW" and len(pq) == 6
+    with pytest.raises(ConfigError, match=r"bad value '.xlsx'; allowed: one of .csv, .parquet"):
+        sweep.export_index(factorial_store, tmp_path / "index.xlsx")
+
+
+def test_results_failed_runs_and_status_filter(factorial_store: Path) -> None:
+    bad = _params(3200.0, 0.01)
+    with Store.open(factorial_store, mode="a") as st:
+        st.record_failure(run_id_of(bad), "diverged", "diverged at step 4", provenance(bad, "bad"))
+    ds = sweep.open_results(factorial_store)
+    assert ds.sizes["run"] == 7
+    failed = ds.sel(status="failed")
+    assert failed.failure_class.item() == "diverged" and "step 4" in failed.error.item()
+    assert np.isnan(failed.energy.values).all()
+    assert sweep.open_results(factorial_store, status="done").sizes["run"] == 6
+
+
+def test_results_per_run_data_as_dataset_and_tree(factorial_store: Path) -> None:
+    rid = run_id_of(_params(100.0, 0.01))
+    tree = sweep.open_run_tree(factorial_store, [rid])
+    assert isinstance(tree, xr.DataTree) and rid in tree.children
+    np.testing.assert_array_equal(
+        tree[rid].energy_spectrum.values, result_like(_params(100.0, 0.01)).energy_spectrum.values
+    )
+    assert len(sweep.open_run_tree(factorial_store).children) == 6
+
+
+def test_results_empty_store(tmp_path: Path) -> None:
+    Store.open(tmp_path / "e.zarr", mode="a").close()
+    ds = sweep.open_results(tmp_path / "e.zarr")
+    assert ds.sizes["run"] == 0 and "energy" in ds and "Re" in ds.coords
+    assert sweep.results_frame(tmp_path / "e.zarr").empty
+
+
+def _pkg(pid: str, re: float, prio: str = "HIGH") -> dict:
+    return {
+        "package_id": pid,
+        "priority": prio,
+        "parameters": {"Re": re, "dt": 0.01, "T_final": 0.1, "grid_size": [8, 8, 8]},
+    }
+
+
+def test_results_stale_run_after_parameter_edit(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", [_pkg("a", 100.0), _pkg("b", 200.0), _pkg("c", 200.0, "LOW")])
+    url = tmp_path / "r.zarr"
+    pkgs = load_packages(d, worker_memory=4 << 30)
+    with Store.open(url, mode="a") as st:
+        for p in pkgs[:2]:  # a and b ran (c shares b's run)
+            st.commit_run(p.run_id, result_like(p.params), provenance(p.params, p.package_id))
+    old_a = pkgs[0].run_id
+    doc = json.loads((d / "package_0000.json").read_text())
+    doc["parameters"]["Re"] = 150.0  # edit a after it ran
+    (d / "package_0000.json").write_text(json.dumps(doc))
+    pkgs = load_packages(d, worker_memory=4 << 30)
+    with Store.open(url) as st:
+        plan = {e.package_id: e for e in explain_packages(pkgs, st)}
+        assert old_a in st.done_run_ids()  # the old result stays
+    a = plan["a"]
+    assert a.action == "run" and a.stale_runs == (old_a,) and a.package.run_id != old_a
+    assert plan["b"].action == "skip" and plan["b"].shares_with == ("c",)
+    assert plan["c"].action == "skip" and plan["c"].stale_runs == ()
+    proc = run_cli("explain", str(d), "--store", str(url))
+    assert proc.returncode == 0, proc.stderr
+    lines = {ln.split()[1]: ln for ln in proc.stdout.splitlines()[:-1]}
+    assert lines["a"].startswith("run") and f"stale: earlier result(s) {old_a}" in lines["a"]
+    assert lines["b"].startswith("skip") and "done" in lines["b"] and "shares run with c" in lines["b"]
+    assert "1 would run" in proc.stdout.splitlines()[-1] and "1 with stale results" in proc.stdout
+
+
+def test_results_explain_resume_and_failed(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", [_pkg("a", 100.0), _pkg("b", 200.0)])
+    pkgs = {p.package_id: p for p in load_packages(d, worker_memory=4 << 30)}
+    url = tmp_path / "r.zarr"
+    with Store.open(url, mode="a") as st:
+        key = State.params_key(pkgs["a"].params.canonical())  # a state of this solver version
+        state = State(3, 0.03, np.ones((3, 6, 6, 3), np.complex128), State.empty_diagnostics(), key)
+        st.save_checkpoint(pkgs["a"].run_id, state.to_arrays(), step=3)
+        st.record_failure(pkgs["b"].run_id, "timeout", "deadline passed", provenance(pkgs["b"].params, "b"))
+    proc = run_cli("explain", str(d), "--store", str(url))
+    assert proc.returncode == 0, proc.stderr
+    lines = {ln.split()[1]: ln for ln in proc.stdout.splitlines()[:-1]}
+    assert lines["a"].startswith("resume") and "step 3" in lines["a"]
+    assert lines["b"].startswith("run") and "timeout" in lines["b"]
+
+
+def test_results_explain_bad_packages_exit_2(tmp_path: Path) -> None:
+    d = write_packages(tmp_path / "pk", [_pkg("a", -1.0)])
+    proc = run_cli("explain", str(d), "--store", str(tmp_path / "r.zarr"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "package_0000.json: parameters.Re: bad value -1.0" in proc.stderr
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_results_grid_couples_parameters_that_vary_together(tmp_path: Path) -> None:
+    url = tmp_path / "g.zarr"
+    with Store.open(url, mode="a") as st:
+        for re, n in itertools.product((100.0, 400.0), (8, 12)):
+            p = _params(re, 0.01, n=n)
+            st.commit_run(run_id_of(p), result_like(p), provenance(p, f"re{re:g}-n{n}"))
+    grid = sweep.to_grid(sweep.open_results(url))
+    assert grid.energy.dims == ("Re", "nx", "time") and grid.energy.shape[:2] == (2, 2)
+    assert grid.nz.sel(nx=12).values.tolist() == [12, 12]  # nz rides along with nx
+    assert sweep.to_grid(sweep.open_results(url), dims=["Re", "nz"]).energy.dims == ("Re", "nz", "time")
