@@ -297,9 +297,12 @@ def concrete_kernels(name: str) -> str:
 
 
 def default_threads() -> int:
-    """Same answer as solver.params.default_threads, without importing the solver."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, int(os.environ.get("SWEEP_WORKERS_PER_HOST", "1"))))
+    """Same answer as solver.params.default_threads, without importing the solver (this driver's
+    peak memory would be inherited by the child processes it measures)."""
+    given = os.environ.get("NS_SOLVER_THREADS", "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
 def _precision_split(n: int, f64: dict, f32: dict) -> str:

@@ -1,4 +1,4 @@
-"""Pseudo-spectral incompressible Navier-Stokes solver (pure numpy). Re-exports only."""
+"""Pseudo-spectral incompressible Navier-Stokes solver (pyFFTW and numba kernels, with numpy fallbacks; no Dask, no files). Re-exports only."""
 
 from __future__ import annotations
 

@@ -26,6 +26,9 @@ __all__ = [
     "INTEGRATORS",
     "PRECISIONS",
     "MIN_GRID",
+    "THREADS_ENV",
+    "usable_cores",
+    "default_threads",
 ]
 
 # Registry keys are listed here so validation needs no heavy import; the modules that
@@ -164,7 +167,7 @@ _DECLARED = [
           _one_of(FFT_BACKENDS), identity=False),
     Param("fft_threads", None, "threads",
           "threads of one run (FFTs and array kernels; results do not depend on it); "
-          "default: the cores of this machine divided among the worker processes",
+          "default: $NS_SOLVER_THREADS, else the usable cores of this machine",
           _optional_threads, identity=False),
 ]
 
@@ -380,8 +383,24 @@ class SolverParams:
         return int(round(oi / self._values["dt"]))
 
 
+THREADS_ENV = "NS_SOLVER_THREADS"  # threads of one run when fft_threads is not given
+
+
+def usable_cores() -> int:
+    """Cores this process may use (its CPU affinity mask, not the machine's total)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def default_threads() -> int:
-    """FFT threads when none are given: the usable cores divided among worker processes."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = int(os.environ.get("SWEEP_WORKERS_PER_HOST", "1"))
-    return max(1, cores // max(1, workers))
+    """Threads of one run when ``fft_threads`` is not given: ``$NS_SOLVER_THREADS`` if set (a
+    process that shares the machine with others, e.g. one of several Dask workers, is told its
+    share), else every usable core."""
+    given = os.environ.get(THREADS_ENV, "").strip()
+    if given:
+        try:
+            return max(1, int(given))
+        except ValueError:
+            pass  # a malformed value: fall back to the cores, as if unset
+    return usable_cores()
