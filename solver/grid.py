@@ -119,8 +119,8 @@ def _make_grid(shape: tuple[int, ...], dtype: str) -> Grid:
     nx, ny, nz = shape
     K = (kept_max(nx), kept_max(ny), kept_max(nz))
     kx_full, ky_full = _int_wavenumbers(nx), _int_wavenumbers(ny)
-    kx = np.concatenate([kx_full[b.f0:b.f1] for b in _blocks(nx, K[0])])
-    ky = np.concatenate([ky_full[b.f0:b.f1] for b in _blocks(ny, K[1])])
+    kx = np.concatenate([kx_full[b.f0 : b.f1] for b in _blocks(nx, K[0])])
+    ky = np.concatenate([ky_full[b.f0 : b.f1] for b in _blocks(ny, K[1])])
     kz = np.arange(K[2] + 1, dtype=np.int64)
     for a in (kx, ky, kz):
         a.flags.writeable = False  # shared by every run of this grid

@@ -45,8 +45,9 @@ def _taylor_green(p: SolverParams, grid: Grid) -> np.ndarray:
     u = np.sin(x) * np.cos(y) * np.cos(z)
     v = -np.cos(x) * np.sin(y) * np.cos(z)
     shape = grid.shape
-    return physical_to_compact(np.stack([np.broadcast_to(u, shape), np.broadcast_to(v, shape),
-                                         np.zeros(shape)]), grid)
+    return physical_to_compact(
+        np.stack([np.broadcast_to(u, shape), np.broadcast_to(v, shape), np.zeros(shape)]), grid
+    )
 
 
 def _taylor_green_2d(p: SolverParams, grid: Grid) -> np.ndarray:
@@ -60,8 +61,12 @@ def _taylor_green_2d(p: SolverParams, grid: Grid) -> np.ndarray:
 def _abc(p: SolverParams, grid: Grid) -> np.ndarray:
     k = p.abc_k
     if 3 * k >= min(grid.shape):
-        raise ParameterError("abc_k", k, f"a wavenumber below min(grid)/3 = {min(grid.shape) / 3:.4g} "
-                             "(the 2/3 rule would remove it); raise the grid or lower abc_k")
+        raise ParameterError(
+            "abc_k",
+            k,
+            f"a wavenumber below min(grid)/3 = {min(grid.shape) / 3:.4g} "
+            "(the 2/3 rule would remove it); raise the grid or lower abc_k",
+        )
     x, y, z = _mesh(grid)
     A, B, C = p.abc_A, p.abc_B, p.abc_C
     shape = grid.shape
@@ -82,8 +87,9 @@ def _random(p: SolverParams, grid: Grid) -> np.ndarray:
     u_hat *= amp
     e = energy(u_hat, grid)
     if e == 0:
-        raise ParameterError("random_k_peak", p.random_k_peak,
-                             "a peak wavenumber whose spectrum has energy on this grid")
+        raise ParameterError(
+            "random_k_peak", p.random_k_peak, "a peak wavenumber whose spectrum has energy on this grid"
+        )
     return u_hat * np.sqrt(p.random_energy / e)
 
 
@@ -118,12 +124,17 @@ def initial_velocity(p: SolverParams, grid: Grid) -> np.ndarray:
     try:
         make = INITIAL_REGISTRY[p.initial_condition]
     except KeyError:
-        raise ParameterError("initial_condition", p.initial_condition,
-                             "one of " + ", ".join(repr(k) for k in INITIAL_REGISTRY)) from None
+        raise ParameterError(
+            "initial_condition", p.initial_condition, "one of " + ", ".join(repr(k) for k in INITIAL_REGISTRY)
+        ) from None
     if grid.n_points > CACHE_MAX_POINTS:
         return np.ascontiguousarray(make(p, grid), dtype=grid.complex_dtype)
-    key = (p.initial_condition, grid.shape, grid.dtype.str,
-           *(getattr(p, name) for name in INITIAL_PARAMS[p.initial_condition]))
+    key = (
+        p.initial_condition,
+        grid.shape,
+        grid.dtype.str,
+        *(getattr(p, name) for name in INITIAL_PARAMS[p.initial_condition]),
+    )
     cached = _cache.get(key)
     if cached is None:
         cached = np.ascontiguousarray(make(p, grid), dtype=grid.complex_dtype)
@@ -131,4 +142,3 @@ def initial_velocity(p: SolverParams, grid: Grid) -> np.ndarray:
             _cache.pop(next(iter(_cache)))
         _cache[key] = cached
     return cached.copy()
-

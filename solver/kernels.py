@@ -46,8 +46,18 @@ import numpy as np
 
 from .errors import ParameterError
 
-__all__ = ["KernelSet", "KERNEL_SETS", "AUTO_ORDER", "AUTO_MIN_POINTS", "ENV_VAR", "default_kernels",
-           "installed_kernel_sets", "resolve_kernels", "get_kernels", "warm_up_kernels"]
+__all__ = [
+    "KernelSet",
+    "KERNEL_SETS",
+    "AUTO_ORDER",
+    "AUTO_MIN_POINTS",
+    "ENV_VAR",
+    "default_kernels",
+    "installed_kernel_sets",
+    "resolve_kernels",
+    "get_kernels",
+    "warm_up_kernels",
+]
 
 
 @dataclass(frozen=True)
@@ -130,9 +140,12 @@ def resolve_kernels(name: str, n_points: int) -> str:
     if name not in KERNEL_SETS:
         raise ParameterError("kernels", name, "one of 'auto', " + ", ".join(repr(k) for k in KERNEL_SETS))
     if name not in installed_kernel_sets():
-        raise ParameterError("kernels", name,
-                             f"an installed kernel set: {', '.join(installed_kernel_sets())} or 'auto' "
-                             f"(install {KERNEL_SETS[name].requires!r}, e.g. pip install 'ns-sweep[fast]')")
+        raise ParameterError(
+            "kernels",
+            name,
+            f"an installed kernel set: {', '.join(installed_kernel_sets())} or 'auto' "
+            f"(install {KERNEL_SETS[name].requires!r}, e.g. pip install 'ns-sweep[fast]')",
+        )
     return name
 
 

@@ -65,12 +65,14 @@ def _estimate(p: SolverParams) -> int:
     b = slab_rows(nx, ny, nz, ks.phys_slab_elems(g.dtype))
     workers = effective_threads(g, p.fft_threads or default_threads())
     slab = b * ny * nz * (2 * 3 * 2 + (4 if ks.scratch else 0)) * rs
-    stepper = (6 * nx * my * mz * 2 * rs  # P: x-padded spectra, the passes run in place
-               + 12 * mc * 2 * rs         # u, u0, acc, R
-               + (5 if ks.scratch else 2) * 2 * mc * rs  # kx, ky, kz (numpy set), 1/k^2, nu k^2
-               + workers * slab
-               + 4 * 2**20)               # spectral slab scratch, FFTW plans, thread stacks
-    diagnostics = 5 * 3 * mc * 16    # complex128 temporaries of energy, enstrophy, divergence
+    stepper = (
+        6 * nx * my * mz * 2 * rs  # P: x-padded spectra, the passes run in place
+        + 12 * mc * 2 * rs  # u, u0, acc, R
+        + (5 if ks.scratch else 2) * 2 * mc * rs  # kx, ky, kz (numpy set), 1/k^2, nu k^2
+        + workers * slab
+        + 4 * 2**20
+    )  # spectral slab scratch, FFTW plans, thread stacks
+    diagnostics = 5 * 3 * mc * 16  # complex128 temporaries of energy, enstrophy, divergence
     # initial condition, built in float64 before the stepper exists: the physical field
     # (and its components before stacking), one full complex128 transform at a time and
     # the compact result (x2 while projecting)

@@ -117,8 +117,9 @@ def _max_abs(a: np.ndarray) -> float:
     return math.nan if (hi != hi or lo != lo) else max(hi, -lo)
 
 
-def make_cross_kernel(U: list[np.ndarray], W: list[np.ndarray], rows: slice,
-                      tmp: np.ndarray) -> Callable[[bool], tuple[float, float, float] | None]:
+def make_cross_kernel(
+    U: list[np.ndarray], W: list[np.ndarray], rows: slice, tmp: np.ndarray
+) -> Callable[[bool], tuple[float, float, float] | None]:
     """Kernel: W[rows] <- U[rows] x W[rows] (u x omega); scratch ``tmp`` (4, >=m, ny, nz).
 
     Called with ``stats=True`` it first returns (max|u|, max|v|, max|w|) of the slab
@@ -145,6 +146,7 @@ def make_cross_kernel(U: list[np.ndarray], W: list[np.ndarray], rows: slice,
         _copy(oy, t1)
         _copy(oz, t2)
         return out
+
     return run
 
 
@@ -161,30 +163,41 @@ def make_speed_kernel(U: list[np.ndarray], rows: slice, tmp: np.ndarray) -> Call
         _mul(w, w, t)
         s.__iadd__(t)
         return float(s.max())
+
     return run
 
 
-def make_gather_kernel(F: np.ndarray, R: np.ndarray, xs: slice, xf: slice,
-                       yblocks: tuple[Block, ...], scale: float) -> Callable[[int], None]:
+def make_gather_kernel(
+    F: np.ndarray, R: np.ndarray, xs: slice, xf: slice, yblocks: tuple[Block, ...], scale: float
+) -> Callable[[int], None]:
     """Kernel: R[i, xs] <- the kept modes of the forward transform F (rows ``xf``) / N.
 
     Works on pair views: one real multiply per number (re * s, im * s).
     """
     m2 = 2 * R.shape[-1]
     Fp, Rp = pair(F), pair(R)
-    blocks = [[(Fp[xf, b.f0:b.f1, :m2], Rp[i, xs, b.c0:b.c1]) for b in yblocks] for i in range(3)]
+    blocks = [[(Fp[xf, b.f0 : b.f1, :m2], Rp[i, xs, b.c0 : b.c1]) for b in yblocks] for i in range(3)]
 
     def run(i: int) -> None:
         for src, dst in blocks[i]:
             _mul(src, scale, dst)
+
     return run
 
 
-def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np.ndarray,
-                          accf: np.ndarray, xs: slice, xf: slice, yblocks: tuple[Block, ...],
-                          co: SpectralCoefficients, t: np.ndarray,
-                          s: np.ndarray) -> tuple[Callable[[float, float | None], None],
-                                                  Callable[[], None], Callable[[np.ndarray], None]]:
+def make_spectral_kernels(
+    P: np.ndarray,
+    Rf: np.ndarray,
+    uf: np.ndarray,
+    u0f: np.ndarray,
+    accf: np.ndarray,
+    xs: slice,
+    xf: slice,
+    yblocks: tuple[Block, ...],
+    co: SpectralCoefficients,
+    t: np.ndarray,
+    s: np.ndarray,
+) -> tuple[Callable[[float, float | None], None], Callable[[], None], Callable[[np.ndarray], None]]:
     """Kernels of compact rows ``xs`` (full rows ``xf``): (stage, prepare, rhs).
 
     ``Rf`` (pair view) holds the kept modes of rfft(u x omega) / N (``make_gather_kernel``);
@@ -267,14 +280,14 @@ def scatter_compact(dst: np.ndarray, src: np.ndarray, grid: Grid) -> None:
     mz = src.shape[-1]
     for bx in grid.xblocks:
         for by in grid.yblocks:
-            dst[bx.f0:bx.f1, by.f0:by.f1, :mz] = src[bx.c0:bx.c1, by.c0:by.c1]
+            dst[bx.f0 : bx.f1, by.f0 : by.f1, :mz] = src[bx.c0 : bx.c1, by.c0 : by.c1]
 
 
 def scatter_padded(dst: np.ndarray, src: np.ndarray, grid: Grid) -> None:
     """dst (x-padded: nx rows, compact y and z) <- compact ``src``, zero in the other rows."""
     dst[...] = 0
     for bx in grid.xblocks:
-        dst[bx.f0:bx.f1] = src[bx.c0:bx.c1]
+        dst[bx.f0 : bx.f1] = src[bx.c0 : bx.c1]
 
 
 def gather_compact(src: np.ndarray, grid: Grid) -> np.ndarray:
@@ -294,5 +307,4 @@ def curl_hat(u_hat: np.ndarray, grid: Grid) -> np.ndarray:
 def divergence_hat(u_hat: np.ndarray, grid: Grid) -> np.ndarray:
     """i k . u_hat on the compact layout (new array)."""
     kx, ky, kz = (k.astype(np.float64) for k in (grid.kx, grid.ky, grid.kz))
-    return 1j * (kx[:, None, None] * u_hat[0] + ky[None, :, None] * u_hat[1]
-                 + kz[None, None, :] * u_hat[2])
+    return 1j * (kx[:, None, None] * u_hat[0] + ky[None, :, None] * u_hat[1] + kz[None, None, :] * u_hat[2])

@@ -91,19 +91,33 @@ def _unpacked(variables: dict[str, Any]) -> Variables:
     return out
 
 
-def build_result(p: SolverParams, grid: Grid, diagnostics: dict[str, np.ndarray],
-                 spectrum: np.ndarray, fields: np.ndarray | None,
-                 provenance: dict[str, Any]) -> RunResult:
+def build_result(
+    p: SolverParams,
+    grid: Grid,
+    diagnostics: dict[str, np.ndarray],
+    spectrum: np.ndarray,
+    fields: np.ndarray | None,
+    provenance: dict[str, Any],
+) -> RunResult:
     """The result's arrays: time series on ``time``, E(k) on ``k``, optional u, v, w."""
     times = np.asarray(diagnostics["step"], dtype=np.float64) * p.dt
     data: Variables = {
-        name: (("time",), np.asarray(diagnostics[name], dtype=np.float64),
-               {"units": units, "long_name": long_name})
+        name: (
+            ("time",),
+            np.asarray(diagnostics[name], dtype=np.float64),
+            {"units": units, "long_name": long_name},
+        )
         for name, (units, long_name) in DIAGNOSTICS.items()
     }
-    data["energy_spectrum"] = (("k",), np.asarray(spectrum, dtype=np.float64), {
-        "units": "velocity^2 length", "long_name": f"energy spectrum E(k) at t = {p.T_final:g} "
-        "(energy of the modes with round(|k|) = k)"})
+    data["energy_spectrum"] = (
+        ("k",),
+        np.asarray(spectrum, dtype=np.float64),
+        {
+            "units": "velocity^2 length",
+            "long_name": f"energy spectrum E(k) at t = {p.T_final:g} "
+            "(energy of the modes with round(|k|) = k)",
+        },
+    )
     coords: Variables = {
         "time": (("time",), times, {"units": "time units", "long_name": "simulation time"}),
         "k": (("k",), spectrum_wavenumbers(grid), {"units": "1/length", "long_name": "wavenumber shell"}),
@@ -112,8 +126,11 @@ def build_result(p: SolverParams, grid: Grid, diagnostics: dict[str, np.ndarray]
         for name, axis in zip("xyz", grid.coords()):
             coords[name] = ((name,), axis, {"units": "length", "long_name": f"{name} coordinate"})
         for comp, name in zip(fields, "uvw"):
-            data[name] = (("x", "y", "z"), comp, {
-                "units": "velocity", "long_name": f"{name} velocity at t = {p.T_final:g}"})
+            data[name] = (
+                ("x", "y", "z"),
+                comp,
+                {"units": "velocity", "long_name": f"{name} velocity at t = {p.T_final:g}"},
+            )
     attrs = {
         "title": "incompressible Navier-Stokes, pseudo-spectral, periodic box [0, 2pi)^3",
         "params": json.dumps(p.as_dict(), sort_keys=True),
@@ -122,8 +139,13 @@ def build_result(p: SolverParams, grid: Grid, diagnostics: dict[str, np.ndarray]
     return RunResult(data, coords, attrs)
 
 
-def build_dataset(p: SolverParams, grid: Grid, diagnostics: dict[str, np.ndarray],
-                  spectrum: np.ndarray, fields: np.ndarray | None,
-                  provenance: dict[str, Any]) -> xr.Dataset:
+def build_dataset(
+    p: SolverParams,
+    grid: Grid,
+    diagnostics: dict[str, np.ndarray],
+    spectrum: np.ndarray,
+    fields: np.ndarray | None,
+    provenance: dict[str, Any],
+) -> xr.Dataset:
     """The result Dataset: time series on ``time``, E(k) on ``k``, optional u, v, w."""
     return build_result(p, grid, diagnostics, spectrum, fields, provenance).to_dataset()

@@ -54,8 +54,7 @@ def slab_owner(threads: int, i: int, n: int) -> int:
 class _Job:
     """One ``map`` call: its slabs, how they are handed out, and its results."""
 
-    def __init__(self, fn: Callable[[int, Any], Any], items: Sequence[Any],
-                 bounds: list[int] | None) -> None:
+    def __init__(self, fn: Callable[[int, Any], Any], items: Sequence[Any], bounds: list[int] | None) -> None:
         self.fn, self.items, self.n = fn, items, len(items)
         self.bounds = bounds  # static: worker w runs bounds[w]:bounds[w+1]; None: dynamic
         self.results: list[Any] = [None] * self.n
@@ -121,7 +120,7 @@ class SlabPool:
             with np.errstate(**_QUIET):
                 return [fn(0, it) for it in items]
         job = _Job(fn, items, None if dynamic else self.bounds(n))
-        helpers = self._queues if dynamic else self._queues[:len(job.bounds) - 2]
+        helpers = self._queues if dynamic else self._queues[: len(job.bounds) - 2]
         for q in helpers:
             q.put(job)
         with np.errstate(**_QUIET):

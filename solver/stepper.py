@@ -47,8 +47,17 @@ from .kernels import KernelSet, default_kernels, get_kernels
 from .parallel import SlabPool, slab_owner
 from .params import SolverParams
 
-__all__ = ["Stepper", "Workspace", "effective_threads", "slab_rows", "x_chunk_cols", "clear_workspace_cache",
-           "MIN_POINTS_PER_THREAD", "CACHE_MAX_POINTS", "CACHE_MAX_ENTRIES"]
+__all__ = [
+    "Stepper",
+    "Workspace",
+    "effective_threads",
+    "slab_rows",
+    "x_chunk_cols",
+    "clear_workspace_cache",
+    "MIN_POINTS_PER_THREAD",
+    "CACHE_MAX_POINTS",
+    "CACHE_MAX_ENTRIES",
+]
 
 
 # Below this many points per thread, waking helper threads costs more than it saves.
@@ -122,14 +131,22 @@ class _SlabBuffers:
         def ypasses(a: np.ndarray, kinds: tuple[str, str]) -> list[Callable[[], None]]:
             # the conjugate half (kz > nz/2) is transformed the other way (see ``load``)
             return [pl.transform(a[..., k], a[..., k], a.ndim - 2, kind, 1) for k, kind in zip(blocks, kinds)]
-        self.y_inv, self.y_inv1 = ypasses(Zi, ("backward", "forward")), ypasses(Zi[0], ("backward", "forward"))
+
+        self.y_inv, self.y_inv1 = (
+            ypasses(Zi, ("backward", "forward")),
+            ypasses(Zi[0], ("backward", "forward")),
+        )
         self.y_fwd = ypasses(Z[1:], ("forward", "backward"))
         self.z_inv = pl.transform(Zi, Z, 3, "backward", 1)  # out of place: Zi preserved
         self.z_fwd = pl.transform(Z[1:], Z[1:], 3, "forward", 1)
         self.z_inv1 = pl.transform(Zi[0], Z[0], 2, "backward", 1)  # the divergence diagnostic
         # load/store are exact or the same operations in both kernel sets: same bits
-        self.load = getattr(kf, "make_load_pack_kernel", packing.make_load_pack_kernel)(ws.P, Zi, g.yblocks, mz)
-        self.store = getattr(kf, "make_store_unpack_kernel", packing.make_store_unpack_kernel)(Z, ws.P, g.yblocks, mz)
+        self.load = getattr(kf, "make_load_pack_kernel", packing.make_load_pack_kernel)(
+            ws.P, Zi, g.yblocks, mz
+        )
+        self.store = getattr(kf, "make_store_unpack_kernel", packing.make_store_unpack_kernel)(
+            Z, ws.P, g.yblocks, mz
+        )
         if hasattr(kf, "make_packed_cross_kernel"):
             self.cross = kf.make_packed_cross_kernel(Z)
             self.speed = kf.make_packed_speed_kernel(Z)
@@ -203,8 +220,11 @@ class Workspace:
         self.slab_bufs = [_SlabBuffers(self, b, kf, kernels.scratch) for _ in range(workers)]
 
         bs = max(1, kernels.spec_slab_elems // (my * mz))
-        spec_slabs = [(xs, slice(b_.f0 + xs.start - b_.c0, b_.f0 + xs.stop - b_.c0))
-                      for b_ in g.xblocks for xs in _chunks(b_.c0, b_.c1, bs)]
+        spec_slabs = [
+            (xs, slice(b_.f0 + xs.start - b_.c0, b_.f0 + xs.stop - b_.c0))
+            for b_ in g.xblocks
+            for xs in _chunks(b_.c0, b_.c1, bs)
+        ]
         # kernels with scratch arrays: spectral slabs are dealt to workers in contiguous runs
         # (static map) and each worker owns its scratch; scratch-free kernels run on any worker
         self.dynamic = not kernels.scratch
@@ -219,8 +239,22 @@ class Workspace:
         for i, (xs, xf) in enumerate(spec_slabs):
             w = owner(i, len(spec_slabs))
             fused = (1.0 / g.n_points,) if kernels.gather_in_stage else ()  # the gather's scale
-            spec.append(kf.make_spectral_kernels(self.P, self.Rf, self.uf, self.u0f, self.accf, xs, xf,
-                                                 g.yblocks, self.co, t[w], s[w], *fused))
+            spec.append(
+                kf.make_spectral_kernels(
+                    self.P,
+                    self.Rf,
+                    self.uf,
+                    self.u0f,
+                    self.accf,
+                    xs,
+                    xf,
+                    g.yblocks,
+                    self.co,
+                    t[w],
+                    s[w],
+                    *fused,
+                )
+            )
         self.stage_k = [k[0] for k in spec]
         self.prepare_k = [k[1] for k in spec]
         self.rhs_k = [k[2] for k in spec]
@@ -228,8 +262,11 @@ class Workspace:
         # kernel sets with gather_in_stage read P in the stage kernel instead (R only for rhs)
         self.gather_in_stage = kernels.gather_in_stage
         ident = (Block(0, my, 0),)
-        self.gather_k = [(i, kf.make_gather_kernel(self.P[i], self.R, xs, xf, ident, 1.0 / g.n_points))
-                         for i in range(3) for xs, xf in spec_slabs]
+        self.gather_k = [
+            (i, kf.make_gather_kernel(self.P[i], self.R, xs, xf, ident, 1.0 / g.n_points))
+            for i in range(3)
+            for xs, xf in spec_slabs
+        ]
 
     @property
     def nbytes(self) -> int:
@@ -370,9 +407,11 @@ class Stepper:
     def _x_inv(self, passes: list | None = None) -> None:
         """Inverse x passes, in place in P, after zeroing the rows of kx outside the 2/3 box
         (the previous passes filled them; the spectral stage writes only the kept rows)."""
+
         def run(w: int, zp: tuple) -> None:
             zp[0].fill(0)
             zp[1]()
+
         self.pool.map(run, self._ws.x_inv if passes is None else passes, True)
 
     def _x_fwd(self) -> None:
@@ -395,6 +434,7 @@ class Stepper:
                 return
             for f in (*sb.y_inv, sb.z_inv, sb.z_fwd, *sb.y_fwd):
                 f()
+
         self.pool.map(slab, self._phys_slabs, True)
         self._x_fwd()
 
@@ -418,6 +458,7 @@ class Stepper:
             sb = self._bufs[w]
             sb.inverse(xs.start, 3, -1, 1)
             return op._max_abs(sb.Z[0].real)
+
         return float(np.max(self.pool.map(slab, self._phys_slabs, True)))
 
     def _check(self, step: int, cfl: float) -> None:
@@ -475,6 +516,7 @@ class Stepper:
             sb = self._bufs[w]
             sb.inverse(xs.start)
             out[0, xs], out[1, xs], out[2, xs] = sb.Z[0].real, sb.Z[0].imag, sb.Z[1].real
+
         self.pool.map(slab, self._phys_slabs, True)
         self._prepare()  # restore P
         return out
