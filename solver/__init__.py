@@ -1,4 +1,7 @@
-"""Pseudo-spectral incompressible Navier-Stokes solver (pyFFTW and numba kernels, with numpy fallbacks; no Dask, no files). Re-exports only."""
+"""Pseudo-spectral incompressible Navier-Stokes solver.
+
+pyFFTW and numba kernels, with numpy fallbacks; no Dask, no files. Re-exports only.
+"""
 
 from __future__ import annotations
 

@@ -30,9 +30,9 @@ def project(u_hat: np.ndarray, grid: Grid) -> np.ndarray:
     """Remove the compressible part: u_hat - k (k . u_hat) / |k|^2 (new array)."""
     k = [grid.kx[:, None, None], grid.ky[None, :, None], grid.kz[None, None, :]]
     k2 = grid.k_squared()
-    kdotu = sum(ki * ui for ki, ui in zip(k, u_hat))
+    kdotu = sum(ki * ui for ki, ui in zip(k, u_hat, strict=True))
     p = np.where(k2 > 0, kdotu / np.where(k2 > 0, k2, 1), 0)
-    return np.stack([ui - ki * p for ki, ui in zip(k, u_hat)])
+    return np.stack([ui - ki * p for ki, ui in zip(k, u_hat, strict=True)])
 
 
 def _mesh(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

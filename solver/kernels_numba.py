@@ -42,7 +42,7 @@ __all__ = [
     "warm_up",
 ]
 
-_JIT = dict(nogil=True, cache=True)  # no fastmath: bits must equal the numpy kernels'
+_JIT = {"nogil": True, "cache": True}  # no fastmath: bits must equal the numpy kernels'
 
 
 # ---------------------------------------------------------------- compiled loops
@@ -151,9 +151,9 @@ def _stage(P, U, U0, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, cb, zero
 
 
 @njit(**_JIT)
-def _stage_first(
+def _stage_first(  # pragma: no cover  (compiled)
     P, U, U0, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, cb, zero, one
-):  # pragma: no cover
+):
     """The first stage, where u0 = acc = u (the numpy set's registers all hold u): reads u
     alone, writes acc = u + ca r, u0 = u and u = u + cb r (see ``_stage``)."""
     for x in range(x0, x1):

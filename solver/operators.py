@@ -229,7 +229,7 @@ def make_spectral_kernels(
     def prepare() -> None:
         for i in range(3):
             _copy(pu[i], ui[i])
-        for (ka, ua, kb, ub), dst in zip(curl_terms, pw):  # omega_j = i (k x u)_j
+        for (ka, ua, kb, ub), dst in zip(curl_terms, pw, strict=True):  # omega_j = i (k x u)_j
             _mul(ua, ka, t)
             _mul(ub, kb, s)
             t.__isub__(s)

@@ -123,9 +123,9 @@ def build_result(
         "k": (("k",), spectrum_wavenumbers(grid), {"units": "1/length", "long_name": "wavenumber shell"}),
     }
     if fields is not None:
-        for name, axis in zip("xyz", grid.coords()):
+        for name, axis in zip("xyz", grid.coords(), strict=True):
             coords[name] = ((name,), axis, {"units": "length", "long_name": f"{name} coordinate"})
-        for comp, name in zip(fields, "uvw"):
+        for comp, name in zip(fields, "uvw", strict=True):
             data[name] = (
                 ("x", "y", "z"),
                 comp,

@@ -10,6 +10,7 @@ both sets give the same bits.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -27,7 +28,7 @@ def make_load_pack_kernel(
     B = P[jb + 2p] (jb < 0: B = 0) at rows x0:x0+b, y-padded; all pairs in each call."""
     b, n = Z.shape[1], Z.shape[-1]
     mirror = slice(n - 1, n - mz, -1)  # n - k for k = 1 .. mz-1
-    gaps = [slice(a.f1, c.f0) for a, c in zip(yblocks[:-1], yblocks[1:])]
+    gaps = [slice(a.f1, c.f0) for a, c in itertools.pairwise(yblocks)]
     blocks = [(slice(yb.f0, yb.f1), slice(yb.c0, yb.c1)) for yb in yblocks]
 
     def load(ja: int, jb: int, npairs: int, x0: int) -> None:

@@ -36,7 +36,7 @@ __all__ = ["SlabPool", "slab_bounds", "slab_owner"]
 T = TypeVar("T")
 # Overflow and NaN are expected in a diverging run: the stepper detects them and raises
 # DivergedError, so the kernels need not warn.
-_QUIET = dict(over="ignore", invalid="ignore", divide="ignore")
+_QUIET = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
 
 
 def slab_bounds(threads: int, n: int) -> list[int]:
@@ -83,7 +83,7 @@ class _Job:
         return last
 
 
-def _helper(w: int, jobs: "queue.SimpleQueue[_Job | None]") -> None:
+def _helper(w: int, jobs: queue.SimpleQueue[_Job | None]) -> None:
     with np.errstate(**_QUIET):  # errstate is per thread
         while (job := jobs.get()) is not None:
             if job.run(w):
@@ -140,7 +140,7 @@ class SlabPool:
             t.join()
         self._threads = []
 
-    def __enter__(self) -> "SlabPool":
+    def __enter__(self) -> SlabPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

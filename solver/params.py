@@ -365,7 +365,7 @@ class SolverParams:
         object.__setattr__(self, "_values", MappingProxyType(values))
 
     @classmethod
-    def coerce(cls, params: "SolverParams | Mapping[str, Any]") -> "SolverParams":
+    def coerce(cls, params: SolverParams | Mapping[str, Any]) -> SolverParams:
         """Return ``params`` as SolverParams, validating a plain mapping."""
         return params if isinstance(params, SolverParams) else cls(params)
 
@@ -391,7 +391,7 @@ class SolverParams:
         changed = {k: v for k, v in self._values.items() if v != PARAMS[k].default}
         return f"SolverParams({changed})"
 
-    def replace(self, **changes: Any) -> "SolverParams":
+    def replace(self, **changes: Any) -> SolverParams:
         """A copy with some values changed (validated again)."""
         return SolverParams({**self._values, **changes})
 

@@ -52,7 +52,7 @@ class State:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, Any]) -> "State":
+    def from_arrays(cls, arrays: dict[str, Any]) -> State:
         """Inverse of ``to_arrays`` (accepts anything array-like, e.g. zarr arrays)."""
         pairs = np.ascontiguousarray(np.asarray(arrays["u_hat"]))
         u_hat = pairs.view(_COMPLEX_OF[pairs.dtype])

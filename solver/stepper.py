@@ -107,7 +107,7 @@ class _SlabBuffers:
     P[0:3] (P's x axis is physical at that point).
     """
 
-    def __init__(self, ws: "Workspace", b: int, kf, scratch: bool) -> None:
+    def __init__(self, ws: Workspace, b: int, kf, scratch: bool) -> None:
         g, pl = ws.grid, ws.plans
         nx, ny, nz = g.shape
         _, my, mz = g.compact_shape
@@ -130,7 +130,11 @@ class _SlabBuffers:
 
         def ypasses(a: np.ndarray, kinds: tuple[str, str]) -> list[Callable[[], None]]:
             # the conjugate half (kz > nz/2) is transformed the other way (see ``load``)
-            return [pl.transform(a[..., k], a[..., k], a.ndim - 2, kind, 1) for k, kind in zip(blocks, kinds)]
+            # strict=False: with mz == 1 there is no conjugate block, and its kind goes unused
+            return [
+                pl.transform(a[..., k], a[..., k], a.ndim - 2, kind, 1)
+                for k, kind in zip(blocks, kinds, strict=False)
+            ]
 
         self.y_inv, self.y_inv1 = (
             ypasses(Zi, ("backward", "forward")),
@@ -446,7 +450,7 @@ class Stepper:
 
     def _cfl(self, maxima: list) -> float:
         m = np.max(np.array(maxima), axis=0)  # NaN propagates
-        return float(self.dt * sum(mi * inv for mi, inv in zip(m, self.inv_dx)))
+        return float(self.dt * sum(mi * inv for mi, inv in zip(m, self.inv_dx, strict=True)))
 
     def _max_divergence(self) -> float:
         """max |div u| of the state, through P[3] (call between a stage's transforms and

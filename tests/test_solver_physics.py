@@ -10,11 +10,11 @@ import pytest
 from solver import ParameterError, simulate
 from solver.diagnostics import energy, energy_spectrum
 from solver.initial import initial_velocity
+from solver.kernels import installed_kernel_sets, resolve_kernels
 from solver.operators import scatter_compact
+from solver.parallel import SlabPool
 from solver.params import SolverParams
 from solver.reference import reference_rhs, reference_setup, reference_step
-from solver.kernels import installed_kernel_sets, resolve_kernels
-from solver.parallel import SlabPool
 from solver.stepper import Stepper, clear_workspace_cache
 
 
@@ -32,7 +32,7 @@ def _full(u_hat: np.ndarray, st: Stepper) -> np.ndarray:
 
 def test_simulate_taylor_green_matches_spectraldns_regression_value():
     # spectralDNS's published regression value for this exact case and algorithm
-    ds = simulate(dict(Re=1600, dt=0.01, T_final=0.1, grid=[64, 64, 64], output_interval=0.1))
+    ds = simulate({"Re": 1600, "dt": 0.01, "T_final": 0.1, "grid": [64, 64, 64], "output_interval": 0.1})
     assert ds.time.values.tolist() == pytest.approx([0.0, 0.1], abs=1e-15)
     assert abs(ds.energy.values[-1] - 0.124953117517) < 1e-10
     assert ds.dissipation.values[0] == pytest.approx(2 / 1600 * 3 / 8, rel=1e-13)
@@ -42,18 +42,18 @@ def test_simulate_taylor_green_matches_spectraldns_regression_value():
 @pytest.mark.parametrize("k", [1, 2])
 def test_simulate_abc_energy_decays_exactly(k):
     ds = simulate(
-        dict(
-            initial_condition="abc",
-            abc_A=1.0,
-            abc_B=0.7,
-            abc_C=0.4,
-            abc_k=k,
-            Re=50,
-            dt=0.01,
-            T_final=1.0,
-            grid=[16, 16, 16],
-            output_interval=0.1,
-        )
+        {
+            "initial_condition": "abc",
+            "abc_A": 1.0,
+            "abc_B": 0.7,
+            "abc_C": 0.4,
+            "abc_k": k,
+            "Re": 50,
+            "dt": 0.01,
+            "T_final": 1.0,
+            "grid": [16, 16, 16],
+            "output_interval": 0.1,
+        }
     )
     nu = 1 / 50
     exact = ds.energy.values[0] * np.exp(-2 * nu * k * k * ds.time.values)
@@ -63,14 +63,14 @@ def test_simulate_abc_energy_decays_exactly(k):
 
 def test_simulate_taylor_green_2d_energy_decays_exactly():
     ds = simulate(
-        dict(
-            initial_condition="taylor_green_2d",
-            Re=20,
-            dt=0.01,
-            T_final=1.0,
-            grid=[16, 16, 4],
-            output_interval=0.1,
-        )
+        {
+            "initial_condition": "taylor_green_2d",
+            "Re": 20,
+            "dt": 0.01,
+            "T_final": 1.0,
+            "grid": [16, 16, 4],
+            "output_interval": 0.1,
+        }
     )
     exact = 0.25 * np.exp(-4 / 20 * ds.time.values)
     np.testing.assert_allclose(ds.energy.values, exact, rtol=1e-10, atol=0)
@@ -78,9 +78,14 @@ def test_simulate_taylor_green_2d_energy_decays_exactly():
 
 def test_simulate_velocity_stays_divergence_free():
     ds = simulate(
-        dict(
-            initial_condition="random", Re=200, dt=0.01, T_final=0.3, grid=[16, 16, 16], output_interval=0.05
-        )
+        {
+            "initial_condition": "random",
+            "Re": 200,
+            "dt": 0.01,
+            "T_final": 0.3,
+            "grid": [16, 16, 16],
+            "output_interval": 0.05,
+        }
     )
     assert ds.max_velocity.values.min() > 0.5  # a non-trivial field
     assert ds.max_divergence.values.max() < 1e-12
@@ -127,7 +132,14 @@ def test_stepper_step_matches_reference_step():
 def test_simulate_dissipation_equals_minus_energy_rate():
     dt = 0.005
     ds = simulate(
-        dict(initial_condition="random", Re=50, dt=dt, T_final=0.2, grid=[16, 16, 16], output_interval=dt)
+        {
+            "initial_condition": "random",
+            "Re": 50,
+            "dt": dt,
+            "T_final": 0.2,
+            "grid": [16, 16, 16],
+            "output_interval": dt,
+        }
     )
     e, d = ds.energy.values, ds.dissipation.values
     # 4th-order central difference of E(t)
@@ -137,7 +149,14 @@ def test_simulate_dissipation_equals_minus_energy_rate():
 
 
 def test_simulate_float32_agrees_with_float64():
-    base = dict(Re=400, dt=0.01, T_final=0.5, grid=[24, 24, 24], output_interval=0.1, keep_fields=True)
+    base = {
+        "Re": 400,
+        "dt": 0.01,
+        "T_final": 0.5,
+        "grid": [24, 24, 24],
+        "output_interval": 0.1,
+        "keep_fields": True,
+    }
     d64 = simulate(base)
     d32 = simulate({**base, "precision": "float32"})
     assert d32.u.dtype == np.float32 and d64.u.dtype == np.float64
@@ -148,7 +167,9 @@ def test_simulate_float32_agrees_with_float64():
 
 
 def test_energy_spectrum_sums_to_energy():
-    ds = simulate(dict(initial_condition="random", Re=100, dt=0.01, T_final=0.05, grid=[16, 16, 16]))
+    ds = simulate(
+        {"initial_condition": "random", "Re": 100, "dt": 0.01, "T_final": 0.05, "grid": [16, 16, 16]}
+    )
     assert ds.energy_spectrum.sum().item() == pytest.approx(ds.energy.values[-1], rel=1e-13)
     assert ds.energy_spectrum.values[0] < 1e-25  # no mean flow
 
@@ -274,7 +295,13 @@ def test_stepper_workspace_cache_reuses_only_idle_workspaces():
 
 def test_simulate_with_cached_workspace_gives_same_bits():
     clear_workspace_cache()
-    base = dict(initial_condition="random", dt=0.01, T_final=0.05, grid=[12, 12, 8], keep_fields=True)
+    base = {
+        "initial_condition": "random",
+        "dt": 0.01,
+        "T_final": 0.05,
+        "grid": [12, 12, 8],
+        "keep_fields": True,
+    }
     fresh = simulate({**base, "Re": 100})
     simulate({**base, "Re": 30})  # leaves a workspace with another nu and state in the cache
     reused = simulate({**base, "Re": 100})
@@ -306,15 +333,15 @@ def test_simulate_concurrent_solves_in_threads_give_same_bits():
     import threading
 
     runs = [
-        dict(
-            initial_condition="random",
-            Re=re,
-            dt=0.01,
-            T_final=0.03,
-            grid=[32, 32, 32],
-            keep_fields=True,
-            fft_threads=2,
-        )
+        {
+            "initial_condition": "random",
+            "Re": re,
+            "dt": 0.01,
+            "T_final": 0.03,
+            "grid": [32, 32, 32],
+            "keep_fields": True,
+            "fft_threads": 2,
+        }
         for re in (100, 300)
     ]
     alone = [simulate(p).u.values.tobytes() for p in runs]
