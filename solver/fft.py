@@ -37,6 +37,7 @@ import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,8 @@ class Plans:
         raise NotImplementedError  # pragma: no cover
 
 
-_NUMPY_KINDS = {
+# kind -> (numpy.fft function, its keyword arguments)
+_NUMPY_KINDS: dict[str, tuple[Callable[..., np.ndarray], dict[str, Any]]] = {
     "forward": (np.fft.fft, {}),
     "backward": (np.fft.ifft, {"norm": "forward"}),
     "r2c": (np.fft.rfft, {}),
@@ -109,7 +111,7 @@ class ScipyPlans(Plans):
         import scipy.fft as sf
 
         fn = {"forward": sf.fft, "backward": sf.ifft, "r2c": sf.rfft, "c2r": sf.irfft}[kind]
-        kw: dict = {"norm": "forward"} if kind in ("backward", "c2r") else {}
+        kw: dict[str, Any] = {"norm": "forward"} if kind in ("backward", "c2r") else {}
         if kind == "c2r":
             kw["n"] = dst.shape[axis]
 

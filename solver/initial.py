@@ -9,6 +9,7 @@ precision.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ if set(INITIAL_REGISTRY) != set(INITIAL_CONDITIONS) or set(INITIAL_PARAMS) != se
 # as much as a whole one-step run, and a sweep runs the same initial field many times.
 CACHE_MAX_POINTS = 32**3
 _CACHE_SIZE = 8
-_cache: dict[tuple, np.ndarray] = {}
+_cache: dict[tuple[Any, ...], np.ndarray] = {}
 
 
 def initial_velocity(p: SolverParams, grid: Grid) -> np.ndarray:

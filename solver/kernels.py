@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .errors import ParameterError
 
@@ -74,7 +75,7 @@ class KernelSet:
     # x-padded spectra (gather fused in: ``make_spectral_kernels(..., scale)``)
     gather_in_stage: bool = False
 
-    def phys_slab_elems(self, dtype: np.dtype | str) -> int:
+    def phys_slab_elems(self, dtype: DTypeLike) -> int:
         """Complex elements per component array of a physical slab at real ``dtype``."""
         return self.phys_slab_bytes // (2 * np.dtype(dtype).itemsize)
 

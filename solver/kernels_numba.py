@@ -25,12 +25,13 @@ factory takes the gather's ``scale``; ``KernelSet.gather_in_stage``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 from numba import njit
 
 from .grid import Block
-from .operators import SpectralCoefficients, pair
+from .operators import SpectralCoefficients, SpectralKernels, pair
 
 __all__ = [
     "make_gather_kernel",
@@ -42,7 +43,15 @@ __all__ = [
     "warm_up",
 ]
 
-_JIT = {"nogil": True, "cache": True}  # no fastmath: bits must equal the numpy kernels'
+
+class _JitOptions(TypedDict):
+    """Options of every ``njit`` here (typed, so that ``njit(**_JIT)`` matches numba's overloads)."""
+
+    nogil: bool
+    cache: bool
+
+
+_JIT: _JitOptions = {"nogil": True, "cache": True}  # no fastmath: bits must equal the numpy kernels'
 
 
 # ---------------------------------------------------------------- compiled loops
@@ -375,7 +384,7 @@ def make_spectral_kernels(
     t: np.ndarray | None,
     s: np.ndarray | None,
     scale: float,
-) -> tuple[Callable[[float, float | None], None], Callable[[], None], Callable[[np.ndarray], None]]:
+) -> SpectralKernels:
     """(stage, prepare, rhs) of compact rows ``xs``; see ``operators.make_spectral_kernels``.
 
     Unlike the numpy set, ``stage`` reads the forward transform of u x omega straight from

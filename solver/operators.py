@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from .grid import Block, Grid
 
 __all__ = [
     "SpectralCoefficients",
+    "StageKernel",
+    "SpectralKernels",
     "spectral_coefficients",
     "nu_k2",
     "pair",
@@ -68,6 +71,16 @@ class SpectralCoefficients:
     kz: np.ndarray
     inv_k2: np.ndarray  # 1/|k|^2, 0 at k = 0
     nu_k2: np.ndarray  # nu |k|^2
+
+
+class StageKernel(Protocol):
+    """``stage(ca, cb, first=False)`` of a spectral slab (``make_spectral_kernels``)."""
+
+    def __call__(self, ca: float, cb: float | None, first: bool = False) -> None: ...
+
+
+# (stage, prepare, rhs) of a spectral slab: what every kernel set's make_spectral_kernels returns
+SpectralKernels = tuple[StageKernel, Callable[[], None], Callable[[np.ndarray], None]]
 
 
 def nu_k2(grid: Grid, nu: float) -> np.ndarray:
@@ -131,9 +144,9 @@ def make_cross_kernel(
     t0, t1, t2, s = tmp[0, :m], tmp[1, :m], tmp[2, :m], tmp[3, :m]
 
     def run(stats: bool) -> tuple[float, float, float] | None:
-        out = None
+        out: tuple[float, float, float] | None = None
         if stats:
-            out = tuple(_max_abs(a) for a in (u, v, w))
+            out = (_max_abs(u), _max_abs(v), _max_abs(w))
         _mul(w, ox, t1)  # y: w ox - u oz
         _mul(u, oz, s)
         _sub(t1, s, t1)
@@ -197,7 +210,7 @@ def make_spectral_kernels(
     co: SpectralCoefficients,
     t: np.ndarray,
     s: np.ndarray,
-) -> tuple[Callable[[float, float | None], None], Callable[[], None], Callable[[np.ndarray], None]]:
+) -> SpectralKernels:
     """Kernels of compact rows ``xs`` (full rows ``xf``): (stage, prepare, rhs).
 
     ``Rf`` (pair view) holds the kept modes of rfft(u x omega) / N (``make_gather_kernel``);

@@ -11,11 +11,12 @@ itself); ``RunResult.to_dataset()`` is the Dataset ``solver.simulate`` returns.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .diagnostics import DIAGNOSTICS, spectrum_wavenumbers
 from .grid import Grid
@@ -76,8 +77,9 @@ def _packed(variables: Variables) -> dict[str, Any]:
     for name, (dims, values, attrs) in variables.items():
         a = np.asarray(values)
         if a.dtype.kind in "biufc" and a.nbytes <= _PACK_BYTES:
-            values = (a.dtype.str, a.shape, a.tobytes())  # arrays are never tuples
-        out[name] = (dims, values, attrs)
+            out[name] = (dims, (a.dtype.str, a.shape, a.tobytes()), attrs)  # arrays are never tuples
+        else:
+            out[name] = (dims, values, attrs)
     return out
 
 
@@ -94,7 +96,7 @@ def _unpacked(variables: dict[str, Any]) -> Variables:
 def build_result(
     p: SolverParams,
     grid: Grid,
-    diagnostics: dict[str, np.ndarray],
+    diagnostics: Mapping[str, ArrayLike],
     spectrum: np.ndarray,
     fields: np.ndarray | None,
     provenance: dict[str, Any],
@@ -142,7 +144,7 @@ def build_result(
 def build_dataset(
     p: SolverParams,
     grid: Grid,
-    diagnostics: dict[str, np.ndarray],
+    diagnostics: Mapping[str, ArrayLike],
     spectrum: np.ndarray,
     fields: np.ndarray | None,
     provenance: dict[str, Any],

@@ -38,6 +38,7 @@ __all__ = ["simulate", "run_simulation", "output_steps"]
 
 Progress = Callable[[int, int, float], Any]
 Checkpoint = Callable[[State], Any]
+Diagnostics = dict[str, list[float]]  # "step" and each name of DIAGNOSTICS -> values so far
 
 
 def output_steps(p: SolverParams) -> list[int]:
@@ -83,10 +84,13 @@ def _check_hooks(every_steps: Any, every_seconds: Any) -> None:
 
 def _start(
     p: SolverParams, stepper: Stepper, resume: State | None, u_init: np.ndarray | None
-) -> tuple[int, dict[str, list]]:
-    """Load the initial or the resumed state; return the first step and the diagnostics so far."""
+) -> tuple[int, Diagnostics]:
+    """Load the initial (``u_init``) or the resumed state; return the first step and the
+    diagnostics so far."""
     key = State.params_key(p.canonical())
     if resume is None:
+        if u_init is None:
+            raise ValueError("an initial velocity is needed when not resuming")
         stepper.load(u_init)
         return 0, {k: list(v) for k, v in State.empty_diagnostics().items()}
     if resume.params_json != key:

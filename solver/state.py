@@ -20,7 +20,10 @@ from .version import SOLVER_VERSION
 
 __all__ = ["State"]
 
-_COMPLEX_OF = {np.dtype(np.float64): np.complex128, np.dtype(np.float32): np.complex64}
+_COMPLEX_OF: dict[np.dtype, type[np.complexfloating]] = {
+    np.dtype(np.float64): np.complex128,
+    np.dtype(np.float32): np.complex64,
+}
 
 
 @dataclass

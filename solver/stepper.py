@@ -33,6 +33,8 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +109,7 @@ class _SlabBuffers:
     P[0:3] (P's x axis is physical at that point).
     """
 
-    def __init__(self, ws: Workspace, b: int, kf, scratch: bool) -> None:
+    def __init__(self, ws: Workspace, b: int, kf: ModuleType, scratch: bool) -> None:
         g, pl = ws.grid, ws.plans
         nx, ny, nz = g.shape
         _, my, mz = g.compact_shape
@@ -145,12 +147,14 @@ class _SlabBuffers:
         self.z_fwd = pl.transform(Z[1:], Z[1:], 3, "forward", 1)
         self.z_inv1 = pl.transform(Zi[0], Z[0], 2, "backward", 1)  # the divergence diagnostic
         # load/store are exact or the same operations in both kernel sets: same bits
-        self.load = getattr(kf, "make_load_pack_kernel", packing.make_load_pack_kernel)(
-            ws.P, Zi, g.yblocks, mz
-        )
-        self.store = getattr(kf, "make_store_unpack_kernel", packing.make_store_unpack_kernel)(
-            Z, ws.P, g.yblocks, mz
-        )
+        self.load: Callable[[int, int, int, int], None] = getattr(
+            kf, "make_load_pack_kernel", packing.make_load_pack_kernel
+        )(ws.P, Zi, g.yblocks, mz)
+        self.store: Callable[[int], None] = getattr(
+            kf, "make_store_unpack_kernel", packing.make_store_unpack_kernel
+        )(Z, ws.P, g.yblocks, mz)
+        self.cross: Callable[[bool], tuple[float, float, float] | None]
+        self.speed: Callable[[], float]
         if hasattr(kf, "make_packed_cross_kernel"):
             self.cross = kf.make_packed_cross_kernel(Z)
             self.speed = kf.make_packed_speed_kernel(Z)
@@ -239,7 +243,7 @@ class Workspace:
         scratch = kernels.scratch
         t = [np.empty((bs, my, 2 * mz), rdt) if scratch else None for _ in range(workers)]
         s = [np.empty((bs, my, 2 * mz), rdt) if scratch else None for _ in range(workers)]
-        spec = []
+        spec: list[op.SpectralKernels] = []
         for i, (xs, xf) in enumerate(spec_slabs):
             w = owner(i, len(spec_slabs))
             fused = (1.0 / g.n_points,) if kernels.gather_in_stage else ()  # the gather's scale
@@ -266,7 +270,7 @@ class Workspace:
         # kernel sets with gather_in_stage read P in the stage kernel instead (R only for rhs)
         self.gather_in_stage = kernels.gather_in_stage
         ident = (Block(0, my, 0),)
-        self.gather_k = [
+        self.gather_k: list[tuple[int, Callable[[int], None]]] = [
             (i, kf.make_gather_kernel(self.P[i], self.R, xs, xf, ident, 1.0 / g.n_points))
             for i in range(3)
             for xs, xf in spec_slabs
@@ -284,7 +288,7 @@ class Workspace:
         self.co.nu_k2[...] = op.nu_k2(self.grid, nu)
 
 
-def _workspace_key(grid: Grid, backend: str, threads: int, kernels: str) -> tuple:
+def _workspace_key(grid: Grid, backend: str, threads: int, kernels: str) -> tuple[Any, ...]:
     return (grid.shape, grid.dtype.str, backend, threads, kernels)
 
 
@@ -336,8 +340,9 @@ class Stepper:
         kernels = default_kernels() if kernels is None else kernels
         g = make_grid(params.grid, params.precision)
         self.threads = effective_threads(g, threads)
-        ws = self._ws = _acquire(g, backend, self.threads, get_kernels(kernels, g.n_points))
+        ws = _acquire(g, backend, self.threads, get_kernels(kernels, g.n_points))
         ws.set_nu(params.nu)
+        self._ws: Workspace | None = ws  # None once closed (``_workspace``)
         self.grid: Grid = ws.grid
         self.backend, self.kernels, self.plans = ws.backend, ws.kernels, ws.plans
         self.pool = SlabPool(self.threads)
@@ -367,6 +372,13 @@ class Stepper:
         """P <- transform inputs (u_hat, omega_hat) of the state (kept rows)."""
         self.pool.map(lambda w, k: k(), self._prepare_k, self._dynamic)
 
+    def _workspace(self) -> Workspace:
+        """The workspace; a closed stepper has given it back (to the cache, maybe another
+        stepper), so using one is an error."""
+        if self._ws is None:
+            raise RuntimeError("this Stepper is closed")
+        return self._ws
+
     def close(self) -> None:
         """Stop the helper threads; return the workspace to the cache (idempotent)."""
         self.pool.close()
@@ -389,7 +401,7 @@ class Stepper:
         sb.forward(xs.start)
         return stats if mode < 2 else (stats, speed)
 
-    def _nonlinear(self, mode: int = 0) -> list:
+    def _nonlinear(self, mode: int = 0) -> list[Any]:
         """R <- dealiased rfft(u x omega) / N of the state in P; per-slab stats (``_slab``).
 
         Transforms: 6 inverse x passes (in place in P), per physical slab 6 (y, z) inverse
@@ -408,18 +420,18 @@ class Stepper:
         """R <- kept kx rows of the forward transforms in P[0:3], / N."""
         self.pool.map(lambda w, ik: ik[1](ik[0]), self._gather_k, self._dynamic)
 
-    def _x_inv(self, passes: list | None = None) -> None:
+    def _x_inv(self, passes: list[tuple[np.ndarray, Callable[[], None]]] | None = None) -> None:
         """Inverse x passes, in place in P, after zeroing the rows of kx outside the 2/3 box
         (the previous passes filled them; the spectral stage writes only the kept rows)."""
 
-        def run(w: int, zp: tuple) -> None:
+        def run(w: int, zp: tuple[np.ndarray, Callable[[], None]]) -> None:
             zp[0].fill(0)
             zp[1]()
 
-        self.pool.map(run, self._ws.x_inv if passes is None else passes, True)
+        self.pool.map(run, self._workspace().x_inv if passes is None else passes, True)
 
     def _x_fwd(self) -> None:
-        self.pool.map(lambda w, f: f(), self._ws.x_fwd, True)
+        self.pool.map(lambda w, f: f(), self._workspace().x_fwd, True)
 
     def fft_passes(self, packing: bool = False) -> None:
         """The transforms of one stage alone, for the benchmark: the 1-D FFT passes, and with
@@ -428,7 +440,7 @@ class Stepper:
         if packing:
             self._x_inv()
         else:
-            self.pool.map(lambda w, zp: zp[1](), self._ws.x_inv, True)
+            self.pool.map(lambda w, zp: zp[1](), self._workspace().x_inv, True)
 
         def slab(w: int, xs: slice) -> None:
             sb = self._bufs[w]
@@ -448,7 +460,7 @@ class Stepper:
         the stages of a step must run in order from the first)."""
         self.pool.map(lambda w, k: k(ca, cb, first), self._stage_k, self._dynamic)
 
-    def _cfl(self, maxima: list) -> float:
+    def _cfl(self, maxima: list[Any]) -> float:
         m = np.max(np.array(maxima), axis=0)  # NaN propagates
         return float(self.dt * sum(mi * inv for mi, inv in zip(m, self.inv_dx, strict=True)))
 
@@ -456,7 +468,7 @@ class Stepper:
         """max |div u| of the state, through P[3] (call between a stage's transforms and
         its spectral update, which rewrites P[3])."""
         op.scatter_padded(self.P[3], op.divergence_hat(self.u, self.grid), self.grid)
-        self._x_inv(self._ws.x_inv1)
+        self._x_inv(self._workspace().x_inv1)
 
         def slab(w: int, xs: slice) -> float:
             sb = self._bufs[w]

@@ -293,6 +293,15 @@ def test_stepper_workspace_cache_reuses_only_idle_workspaces():
         again.close()
 
 
+def test_closed_stepper_refuses_to_step():
+    # its workspace went back to the cache, where another stepper may take it
+    st = _stepper(grid=[8, 8, 8])
+    st.close()
+    st.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        st.step(0)
+
+
 def test_simulate_with_cached_workspace_gives_same_bits():
     clear_workspace_cache()
     base = {
