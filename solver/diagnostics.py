@@ -1,4 +1,7 @@
-"""Diagnostics of a velocity field: pure functions of the compact spectrum or physical arrays.
+"""Diagnostics of a velocity field: pure functions of its compact spectrum.
+
+The maxima over physical space (max_velocity, cfl, max_divergence) are taken by the
+stepper while the field is in physical space (``solver.stepper``); ``DIAGNOSTICS`` lists all.
 
 Sums over Fourier modes use Parseval's theorem with the solver's normalisation
 (u_hat = rfftn(u) / N): <|u|^2> = sum over all k of |u_hat(k)|^2, where the real-FFT half

@@ -118,7 +118,7 @@ class Grid:
 
 def make_grid(shape: tuple[int, int, int], dtype: DTypeLike = "float64") -> Grid:
     """The grid for ``shape`` points at real ``dtype`` (one shared, read-only Grid per
-    shape and dtype in a process: a sweep of tiny runs would otherwise rebuild it each run)."""
+    shape and dtype in a process: many tiny runs would otherwise rebuild it each run)."""
     return _make_grid(tuple(int(n) for n in shape), np.dtype(dtype).str)
 
 

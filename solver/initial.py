@@ -113,7 +113,7 @@ if set(INITIAL_REGISTRY) != set(INITIAL_CONDITIONS) or set(INITIAL_PARAMS) != se
     raise ImportError("solver.initial registry disagrees with params.INITIAL_CONDITIONS")
 
 # Small grids only: there, building the field (a few FFTs and many small numpy calls) costs
-# as much as a whole one-step run, and a sweep runs the same initial field many times.
+# as much as a whole one-step run, and a parameter study runs the same initial field many times.
 CACHE_MAX_POINTS = 32**3
 _CACHE_SIZE = 8
 _cache: dict[tuple[Any, ...], np.ndarray] = {}

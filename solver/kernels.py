@@ -24,9 +24,9 @@ points, or on every grid once ``warm_up_kernels()`` has loaded it in this proces
 numpy. numba is faster per run on small grids too (with pyFFTW: an 8^3 one-step run 1.8
 against 3.5 ms, 50 steps at 16^3 65 against 155 ms), but a process pays once for importing
 it and loading its cached machine code (1.2-1.4 s for both precisions, more on a busy
-machine): too much for one small run, and it would count against a package's timeout. A
-sweep's workers warm the kernels up when they start (``sweep.runner.KernelWarmUp``), so
-every run of a sweep gets the fast set.
+machine): too much for one small run, and it would count against that run's time limit. A
+long-lived process that runs many cases calls ``warm_up_kernels()`` once when it starts, so
+every run it does gets the fast set.
 
 The environment variable ``SOLVER_KERNELS`` (auto, numba, numpy) sets the default for a
 process, e.g. ``SOLVER_KERNELS=numpy`` on memory-tight nodes: numba and its LLVM add about
@@ -123,7 +123,7 @@ def warm_up_kernels() -> str:
     """Load this process's kernel set now (the fastest installed one, or the one
     ``SOLVER_KERNELS`` names: numba's import and the loading or compiling of its machine
     code for both precisions) so that 'auto' uses it on every grid in this process; returns
-    its name. For long-lived processes that run many small cases (sweep workers)."""
+    its name. For long-lived processes that run many small cases."""
     name = resolve_kernels(default_kernels(), AUTO_MIN_POINTS)
     if name not in _warm:
         warm = getattr(KERNEL_SETS[name].factories(), "warm_up", None)

@@ -9,7 +9,7 @@ passed at the arrays' precision, as numpy casts a Python float to a float32 arra
 
 Kernels are ``nogil`` and run per slab on the stepper's own ``SlabPool`` threads, never
 with ``parallel=True``: numba's workqueue threading layer aborts when two threads launch
-parallel kernels at once (e.g. a Dask worker running two solves), and the fixed slab
+parallel kernels at once (e.g. a process running two solves on two threads), and the fixed slab
 partition keeps the bits independent of the thread count. ``cache=True`` stores the
 compiled code next to this file (or in NUMBA_CACHE_DIR / the user cache when that is
 read-only), so a new process loads it instead of compiling.

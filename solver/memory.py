@@ -31,7 +31,7 @@ KERNELS_BASELINE = {"numba": 115 * 2**20, "numpy": 0}
 
 def memory_key(p: SolverParams) -> tuple[Any, ...]:
     """What ``memory_estimate`` depends on besides the kernel set: runs with equal keys need
-    the same memory, so a sweep's many runs of one grid are estimated once."""
+    the same memory, so many runs of one grid are estimated once."""
     return (tuple(p.grid), p.precision, p.keep_fields, p.fft_threads)
 
 

@@ -3,8 +3,8 @@
 All attributes are JSON-serialisable (strings and numbers), so the result can be written to
 zarr as is: the parameters are one JSON string under ``params``.
 
-``RunResult`` is the result as plain numpy arrays (what a sweep worker sends back and the
-store writes: building an ``xarray.Dataset`` costs several milliseconds, more than a tiny run
+``RunResult`` is the result as plain numpy arrays (what a caller sends to another process
+or stores: building an ``xarray.Dataset`` costs several milliseconds, more than a tiny run
 itself); ``RunResult.to_dataset()`` is the Dataset ``solver.simulate`` returns.
 """
 
@@ -22,7 +22,7 @@ from .diagnostics import DIAGNOSTICS, spectrum_wavenumbers
 from .grid import Grid
 from .params import SolverParams
 
-if TYPE_CHECKING:  # xarray is imported when a Dataset is built: the planner and workers need not
+if TYPE_CHECKING:  # xarray is imported when a Dataset is built: callers of RunResult need not
     import xarray as xr
 
 __all__ = ["RunResult", "build_result", "build_dataset"]
@@ -53,7 +53,8 @@ class RunResult:
         return tuple(self.coords)
 
     # Pickled small arrays travel as plain bytes: as separate out-of-band buffers (numpy's
-    # pickle protocol 5) a tiny run's ten arrays cost Dask's serialisation three times more.
+    # pickle protocol 5) a tiny run's ten arrays cost a serialiser that ships such buffers
+    # separately (e.g. a task scheduler's) three times more.
     def __getstate__(self) -> dict[str, Any]:
         return {"data_vars": _packed(self.data_vars), "coords": _packed(self.coords), "attrs": self.attrs}
 

@@ -1,7 +1,7 @@
 """The solver's parameters, each declared exactly once with its default, unit and doc.
 
-Everything else (package validation, run identity, the generator, the CLI help) reads
-these declarations; nothing re-states a default or a range elsewhere.
+Everything else (validation, run identity, and any caller's help text or generator of
+parameter sets) reads these declarations; nothing re-states a default or a range elsewhere.
 """
 
 from __future__ import annotations
@@ -265,8 +265,8 @@ _DEFAULTS = _default_values()
 _ORDER = {name: i for i, name in enumerate(PARAMS)}
 
 
-# Verdicts of single values, memoised: a sweep's 10,000 packages hold few distinct values
-# per parameter, so validating a package becomes a few dictionary lookups.
+# Verdicts of single values, memoised: the 10,000 parameter sets of a parameter study hold
+# few distinct values per parameter, so validating one set becomes a few dictionary lookups.
 _MEMO_LIMIT = 1 << 16
 _VERDICTS: dict[tuple[Any, ...], tuple[str | None, Any]] = {}
 
@@ -307,8 +307,8 @@ def _verdict(name: str, v: Any) -> tuple[str | None, Any]:
 def _validated(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[ParameterError]]:
     """(complete coerced values, problems) of a raw mapping; only the given keys are checked.
 
-    Defaults were checked once at import and single values are memoised: the planner
-    validates 10,000 package files on every `sweep run`.
+    Defaults were checked once at import and single values are memoised: a caller may
+    validate 10,000 parameter sets at once.
     """
     problems: list[ParameterError] = []
     values = dict(_DEFAULTS)
@@ -345,7 +345,7 @@ _COMPACT = json.JSONEncoder(
 def _fragment(name: str, v: Any) -> str:
     """``"name":value`` as compact JSON of a coerced value (memoised by ``canonical_json``)."""
     # a finite float is what json writes for it: float.__repr__ (the common, unmemoisable
-    # case: a swept Re takes a new value in every package)
+    # case: a varied Re takes a new value in every parameter set)
     text = float.__repr__(v) if v.__class__ is float and math.isfinite(v) else _COMPACT.encode(v)
     return f'"{name}":{text}'
 
@@ -408,7 +408,7 @@ class SolverParams:
 
         Equal to ``json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))``,
         built from memoised ``"key":value`` fragments (about 6x faster: planning hashes
-        10,000 of these per sweep).
+        10,000 of these for a parameter study).
         """
         values, memo, parts = self._values, _FRAGMENTS, []
         for k in _IDENTITY:
@@ -455,8 +455,8 @@ def usable_cores() -> int:
 
 def default_threads() -> int:
     """Threads of one run when ``fft_threads`` is not given: ``$NS_SOLVER_THREADS`` if set (a
-    process that shares the machine with others, e.g. one of several Dask workers, is told its
-    share), else every usable core."""
+    process that shares the machine with others, e.g. one of several worker processes, is told
+    its share), else every usable core."""
     given = os.environ.get(THREADS_ENV, "").strip()
     if given:
         try:

@@ -6,7 +6,8 @@ the FFT backend actually used and its library version (``fft_backend``,
 kernels). They do NOT depend on the thread count (``fft_threads``): FFTW plans are made
 with FFTW_ESTIMATE on aligned arrays and run single-threaded on our own thread pool, which
 splits the grid into slabs and column chunks fixed by the grid, never by the thread count
-(identical bits tested for 1-4 threads); the elementwise kernels run on the same fixed
+(identical bits tested: whole runs on 1-3 threads, single passes on 1, 2 and 4); the
+elementwise kernels run on the same fixed
 partition. Nor do they depend on checkpointing: a
 run resumed from any checkpointed State ends bit-identical to the uninterrupted run.
 """
@@ -31,7 +32,7 @@ from .state import State
 from .stepper import Stepper
 from .version import SOLVER_VERSION
 
-if TYPE_CHECKING:  # xarray is imported when a Dataset is built: the planner and workers need not
+if TYPE_CHECKING:  # xarray is imported when a Dataset is built: callers of run_simulation need not
     import xarray as xr
 
 __all__ = ["simulate", "run_simulation", "output_steps"]
@@ -154,7 +155,7 @@ def run_simulation(
     resume: State | None = None,
 ) -> RunResult:
     """``simulate`` returning the result as plain arrays (``RunResult``), for callers that
-    store or send it without needing a Dataset (a sweep's workers): same arguments, errors
+    store or send it without needing a Dataset (e.g. to another process): same arguments, errors
     and bits; ``.to_dataset()`` gives ``simulate``'s Dataset.
     """
     p = SolverParams.coerce(params)

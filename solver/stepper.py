@@ -1,7 +1,8 @@
 """The time stepper: preallocated work arrays, FFT plans and one fused RK step.
 
-Memory (N = nx ny nz real points, allocated once, nothing allocated per step; no array of
-the whole physical grid exists):
+Memory (N = nx ny nz real points; the work arrays are allocated once and a step allocates
+none, though the scipy backend's passes return new arrays that are copied into place; no
+array of the whole physical grid exists):
 
 * P (6, nx, My, Mz) complex: the x-padded spectra of u and omega = i k x u (rows of kx
   outside the 2/3 box zero before each inverse x pass), about 6 x 0.44 x N/2 complex;
@@ -24,8 +25,8 @@ runs it and however the rows are cut: results depend on neither.
 
 Everything that depends only on (grid, precision, backend, threads, kernel set) lives in a
 ``Workspace``; closed steppers of small grids return theirs to a per-process cache (at most
-``CACHE_MAX_ENTRIES``, each of at most ``CACHE_MAX_POINTS`` points), so a sweep of tiny runs
-plans its FFTs and binds its kernels once per worker process, not once per run.
+``CACHE_MAX_ENTRIES``, each of at most ``CACHE_MAX_POINTS`` points), so a process that runs
+many tiny cases plans its FFTs and binds its kernels once, not once per run.
 """
 
 from __future__ import annotations
