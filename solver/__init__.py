@@ -1,4 +1,9 @@
-"""Pseudo-spectral incompressible Navier-Stokes solver (pyFFTW and numba kernels, with numpy fallbacks; no Dask, no files). Re-exports only."""
+"""Pseudo-spectral incompressible Navier-Stokes solver.
+
+FFTs through pyFFTW (scipy.fft or numpy.fft without it) and slab kernels compiled by numba
+(numpy ones without it). One run at a time, in memory: scheduling runs and storing results
+are the caller's business. Re-exports only.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Diagnostics of a velocity field: pure functions of the compact spectrum or physical arrays.
+"""Diagnostics of a velocity field: pure functions of its compact spectrum.
+
+The maxima over physical space (max_velocity, cfl, max_divergence) are taken by the
+stepper while the field is in physical space (``solver.stepper``); ``DIAGNOSTICS`` lists all.
 
 Sums over Fourier modes use Parseval's theorem with the solver's normalisation
 (u_hat = rfftn(u) / N): <|u|^2> = sum over all k of |u_hat(k)|^2, where the real-FFT half
@@ -11,8 +14,7 @@ import numpy as np
 
 from .grid import Grid
 
-__all__ = ["DIAGNOSTICS", "energy", "enstrophy", "energy_spectrum", "spectrum_wavenumbers",
-           "mode_energy"]
+__all__ = ["DIAGNOSTICS", "energy", "enstrophy", "energy_spectrum", "spectrum_wavenumbers", "mode_energy"]
 
 # name -> (units, long name): the time series recorded at every output time
 DIAGNOSTICS: dict[str, tuple[str, str]] = {
@@ -33,7 +35,7 @@ def _weighted_sum(a2: np.ndarray, grid: Grid) -> float:
 def mode_energy(u_hat: np.ndarray, grid: Grid) -> np.ndarray:
     """1/2 |u_hat|^2 per compact mode (float64), without the half-layout weight."""
     u = u_hat.astype(np.complex128)
-    return 0.5 * (u.real ** 2 + u.imag ** 2).sum(axis=0)
+    return 0.5 * (u.real**2 + u.imag**2).sum(axis=0)
 
 
 def energy(u_hat: np.ndarray, grid: Grid) -> float:
@@ -44,6 +46,7 @@ def energy(u_hat: np.ndarray, grid: Grid) -> float:
 def enstrophy(u_hat: np.ndarray, grid: Grid) -> float:
     """Mean enstrophy 1/2 <|omega|^2>, omega = curl u."""
     from .operators import curl_hat
+
     return _weighted_sum(mode_energy(curl_hat(u_hat.astype(np.complex128), grid), grid), grid)
 
 

@@ -1,4 +1,4 @@
-"""Typed errors raised by the solver. The engine maps each class to a run status."""
+"""Typed errors raised by the solver, one class per kind of failure (a caller maps each to a run status)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class ParameterError(SolverError, ValueError):
     """A solver parameter is missing, unknown, of the wrong type or out of range.
 
     ``field`` names the parameter, ``value`` the bad value and ``allowed`` says what is
-    accepted, so callers (spec validation, the CLI) can print one precise line.
+    accepted, so a caller can print one precise line.
     """
 
     def __init__(self, field: str, value: object, allowed: str) -> None:

@@ -37,14 +37,23 @@ import functools
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .errors import ParameterError
 from .params import FFT_BACKENDS
 
-__all__ = ["Plans", "KINDS", "FFTBackend", "BACKENDS", "AUTO_ORDER", "installed_backends", "resolve_backend",
-           "get_backend"]
+__all__ = [
+    "Plans",
+    "KINDS",
+    "FFTBackend",
+    "BACKENDS",
+    "AUTO_ORDER",
+    "installed_backends",
+    "resolve_backend",
+    "get_backend",
+]
 
 Transform = Callable[[], None]
 
@@ -72,8 +81,13 @@ class Plans:
         raise NotImplementedError  # pragma: no cover
 
 
-_NUMPY_KINDS = {"forward": (np.fft.fft, {}), "backward": (np.fft.ifft, {"norm": "forward"}),
-                "r2c": (np.fft.rfft, {}), "c2r": (np.fft.irfft, {"norm": "forward"})}
+# kind -> (numpy.fft function, its keyword arguments)
+_NUMPY_KINDS: dict[str, tuple[Callable[..., np.ndarray], dict[str, Any]]] = {
+    "forward": (np.fft.fft, {}),
+    "backward": (np.fft.ifft, {"norm": "forward"}),
+    "r2c": (np.fft.rfft, {}),
+    "c2r": (np.fft.irfft, {"norm": "forward"}),
+}
 
 
 class NumpyPlans(Plans):
@@ -86,6 +100,7 @@ class NumpyPlans(Plans):
 
         def run() -> None:
             fn(src, axis=axis, out=dst, **kw)
+
         return run
 
 
@@ -94,13 +109,15 @@ class ScipyPlans(Plans):
 
     def transform(self, src: np.ndarray, dst: np.ndarray, axis: int, kind: str, threads: int) -> Transform:
         import scipy.fft as sf
+
         fn = {"forward": sf.fft, "backward": sf.ifft, "r2c": sf.rfft, "c2r": sf.irfft}[kind]
-        kw: dict = {"norm": "forward"} if kind in ("backward", "c2r") else {}
+        kw: dict[str, Any] = {"norm": "forward"} if kind in ("backward", "c2r") else {}
         if kind == "c2r":
             kw["n"] = dst.shape[axis]
 
         def run() -> None:
             dst[...] = fn(src, axis=axis, workers=threads, **kw)
+
         return run
 
 
@@ -114,11 +131,16 @@ class PyfftwPlans(Plans):
 
     _ESTIMATE = ("FFTW_ESTIMATE",)  # never MEASURE: it plans by timing
     _DESTROY = ("FFTW_ESTIMATE", "FFTW_DESTROY_INPUT")
-    _KINDS = {"forward": ("FFTW_FORWARD", _DESTROY), "backward": ("FFTW_BACKWARD", _DESTROY),
-              "r2c": ("FFTW_FORWARD", _DESTROY), "c2r": ("FFTW_BACKWARD", _ESTIMATE)}
+    _KINDS = {
+        "forward": ("FFTW_FORWARD", _DESTROY),
+        "backward": ("FFTW_BACKWARD", _DESTROY),
+        "r2c": ("FFTW_FORWARD", _DESTROY),
+        "c2r": ("FFTW_BACKWARD", _ESTIMATE),
+    }
 
     def transform(self, src: np.ndarray, dst: np.ndarray, axis: int, kind: str, threads: int) -> Transform:
         import pyfftw
+
         direction, flags = self._KINDS[kind]
         if kind in ("forward", "backward") and not np.shares_memory(src, dst):
             flags = self._ESTIMATE  # out of place: the caller keeps its input
@@ -152,12 +174,14 @@ def _numpy_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 
 def _pyfftw_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     import pyfftw
+
     return pyfftw.empty_aligned(shape, dtype=dtype)
 
 
 def _fftw_build() -> str:
     """FFTW's own version and SIMD codelets per precision, e.g. 'fftw-3.3.5-sse2-avx'."""
     import pyfftw
+
     builds = getattr(pyfftw, "_fftw_version_dict", {})  # pyFFTW >= 0.11
     used = sorted({builds[k] for k in ("64", "32") if k in builds})
     return ", ".join(used) or "FFTW build unknown"
@@ -192,9 +216,11 @@ def resolve_backend(name: str) -> str:
         raise ParameterError("fft_backend", name, "one of " + ", ".join(repr(b) for b in FFT_BACKENDS))
     if name not in installed_backends():
         raise ParameterError(
-            "fft_backend", name,
+            "fft_backend",
+            name,
             f"an installed backend: {', '.join(installed_backends())} or 'auto' "
-            f"(install {BACKENDS[name].module!r}, e.g. pip install 'ns-sweep[fast]')")
+            f"(install {BACKENDS[name].module!r}, e.g. pip install 'ns-sweep[fast]')",
+        )
     return name
 
 

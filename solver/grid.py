@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 __all__ = ["Grid", "Block", "kept_max", "make_grid"]
 
@@ -46,6 +47,11 @@ def _blocks(n: int, k: int) -> tuple[Block, ...]:
     if k == 0:
         return (pos,)
     return (pos, Block(k + 1, 2 * k + 1, n - k))
+
+
+def _coords(n: int) -> np.ndarray:
+    """x_j = 2 pi j / n, j = 0 .. n-1 (float64)."""
+    return 2 * math.pi * np.arange(n) / n
 
 
 def _int_wavenumbers(n: int) -> np.ndarray:
@@ -85,11 +91,13 @@ class Grid:
 
     @property
     def dx(self) -> tuple[float, float, float]:
-        return tuple(2 * math.pi / n for n in self.shape)  # type: ignore[return-value]
+        nx, ny, nz = self.shape
+        return (2 * math.pi / nx, 2 * math.pi / ny, 2 * math.pi / nz)
 
     def coords(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Physical coordinates x_i = 2 pi j / n_i (float64)."""
-        return tuple(2 * math.pi * np.arange(n) / n for n in self.shape)  # type: ignore[return-value]
+        nx, ny, nz = self.shape
+        return (_coords(nx), _coords(ny), _coords(nz))
 
     def k_squared(self) -> np.ndarray:
         """|k|^2 on the compact layout (float64)."""
@@ -108,9 +116,9 @@ class Grid:
         return (self.kx % nx, self.ky % ny, self.kz.copy())
 
 
-def make_grid(shape: tuple[int, int, int], dtype: str | np.dtype = "float64") -> Grid:
+def make_grid(shape: tuple[int, int, int], dtype: DTypeLike = "float64") -> Grid:
     """The grid for ``shape`` points at real ``dtype`` (one shared, read-only Grid per
-    shape and dtype in a process: a sweep of tiny runs would otherwise rebuild it each run)."""
+    shape and dtype in a process: many tiny runs would otherwise rebuild it each run)."""
     return _make_grid(tuple(int(n) for n in shape), np.dtype(dtype).str)
 
 
@@ -119,8 +127,8 @@ def _make_grid(shape: tuple[int, ...], dtype: str) -> Grid:
     nx, ny, nz = shape
     K = (kept_max(nx), kept_max(ny), kept_max(nz))
     kx_full, ky_full = _int_wavenumbers(nx), _int_wavenumbers(ny)
-    kx = np.concatenate([kx_full[b.f0:b.f1] for b in _blocks(nx, K[0])])
-    ky = np.concatenate([ky_full[b.f0:b.f1] for b in _blocks(ny, K[1])])
+    kx = np.concatenate([kx_full[b.f0 : b.f1] for b in _blocks(nx, K[0])])
+    ky = np.concatenate([ky_full[b.f0 : b.f1] for b in _blocks(ny, K[1])])
     kz = np.arange(K[2] + 1, dtype=np.int64)
     for a in (kx, ky, kz):
         a.flags.writeable = False  # shared by every run of this grid

@@ -9,6 +9,7 @@ precision.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +31,9 @@ def project(u_hat: np.ndarray, grid: Grid) -> np.ndarray:
     """Remove the compressible part: u_hat - k (k . u_hat) / |k|^2 (new array)."""
     k = [grid.kx[:, None, None], grid.ky[None, :, None], grid.kz[None, None, :]]
     k2 = grid.k_squared()
-    kdotu = sum(ki * ui for ki, ui in zip(k, u_hat))
+    kdotu = sum(ki * ui for ki, ui in zip(k, u_hat, strict=True))
     p = np.where(k2 > 0, kdotu / np.where(k2 > 0, k2, 1), 0)
-    return np.stack([ui - ki * p for ki, ui in zip(k, u_hat)])
+    return np.stack([ui - ki * p for ki, ui in zip(k, u_hat, strict=True)])
 
 
 def _mesh(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -45,8 +46,9 @@ def _taylor_green(p: SolverParams, grid: Grid) -> np.ndarray:
     u = np.sin(x) * np.cos(y) * np.cos(z)
     v = -np.cos(x) * np.sin(y) * np.cos(z)
     shape = grid.shape
-    return physical_to_compact(np.stack([np.broadcast_to(u, shape), np.broadcast_to(v, shape),
-                                         np.zeros(shape)]), grid)
+    return physical_to_compact(
+        np.stack([np.broadcast_to(u, shape), np.broadcast_to(v, shape), np.zeros(shape)]), grid
+    )
 
 
 def _taylor_green_2d(p: SolverParams, grid: Grid) -> np.ndarray:
@@ -60,8 +62,12 @@ def _taylor_green_2d(p: SolverParams, grid: Grid) -> np.ndarray:
 def _abc(p: SolverParams, grid: Grid) -> np.ndarray:
     k = p.abc_k
     if 3 * k >= min(grid.shape):
-        raise ParameterError("abc_k", k, f"a wavenumber below min(grid)/3 = {min(grid.shape) / 3:.4g} "
-                             "(the 2/3 rule would remove it); raise the grid or lower abc_k")
+        raise ParameterError(
+            "abc_k",
+            k,
+            f"a wavenumber below min(grid)/3 = {min(grid.shape) / 3:.4g} "
+            "(the 2/3 rule would remove it); raise the grid or lower abc_k",
+        )
     x, y, z = _mesh(grid)
     A, B, C = p.abc_A, p.abc_B, p.abc_C
     shape = grid.shape
@@ -82,8 +88,9 @@ def _random(p: SolverParams, grid: Grid) -> np.ndarray:
     u_hat *= amp
     e = energy(u_hat, grid)
     if e == 0:
-        raise ParameterError("random_k_peak", p.random_k_peak,
-                             "a peak wavenumber whose spectrum has energy on this grid")
+        raise ParameterError(
+            "random_k_peak", p.random_k_peak, "a peak wavenumber whose spectrum has energy on this grid"
+        )
     return u_hat * np.sqrt(p.random_energy / e)
 
 
@@ -106,10 +113,10 @@ if set(INITIAL_REGISTRY) != set(INITIAL_CONDITIONS) or set(INITIAL_PARAMS) != se
     raise ImportError("solver.initial registry disagrees with params.INITIAL_CONDITIONS")
 
 # Small grids only: there, building the field (a few FFTs and many small numpy calls) costs
-# as much as a whole one-step run, and a sweep runs the same initial field many times.
+# as much as a whole one-step run, and a parameter study runs the same initial field many times.
 CACHE_MAX_POINTS = 32**3
 _CACHE_SIZE = 8
-_cache: dict[tuple, np.ndarray] = {}
+_cache: dict[tuple[Any, ...], np.ndarray] = {}
 
 
 def initial_velocity(p: SolverParams, grid: Grid) -> np.ndarray:
@@ -118,12 +125,17 @@ def initial_velocity(p: SolverParams, grid: Grid) -> np.ndarray:
     try:
         make = INITIAL_REGISTRY[p.initial_condition]
     except KeyError:
-        raise ParameterError("initial_condition", p.initial_condition,
-                             "one of " + ", ".join(repr(k) for k in INITIAL_REGISTRY)) from None
+        raise ParameterError(
+            "initial_condition", p.initial_condition, "one of " + ", ".join(repr(k) for k in INITIAL_REGISTRY)
+        ) from None
     if grid.n_points > CACHE_MAX_POINTS:
         return np.ascontiguousarray(make(p, grid), dtype=grid.complex_dtype)
-    key = (p.initial_condition, grid.shape, grid.dtype.str,
-           *(getattr(p, name) for name in INITIAL_PARAMS[p.initial_condition]))
+    key = (
+        p.initial_condition,
+        grid.shape,
+        grid.dtype.str,
+        *(getattr(p, name) for name in INITIAL_PARAMS[p.initial_condition]),
+    )
     cached = _cache.get(key)
     if cached is None:
         cached = np.ascontiguousarray(make(p, grid), dtype=grid.complex_dtype)
@@ -131,4 +143,3 @@ def initial_velocity(p: SolverParams, grid: Grid) -> np.ndarray:
             _cache.pop(next(iter(_cache)))
         _cache[key] = cached
     return cached.copy()
-

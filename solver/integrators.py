@@ -33,8 +33,9 @@ class Integrator:
 
     def coefficients(self, dt: float) -> list[tuple[float, float | None]]:
         """(a_s dt, b_s dt or None at the last stage) for each stage, as Python floats."""
-        return [(float(a * dt), float(self.b[s] * dt) if s < len(self.b) else None)
-                for s, a in enumerate(self.a)]
+        return [
+            (float(a * dt), float(self.b[s] * dt) if s < len(self.b) else None) for s, a in enumerate(self.a)
+        ]
 
 
 INTEGRATOR_REGISTRY: dict[str, Integrator] = {
@@ -50,5 +51,6 @@ def get_integrator(name: str) -> Integrator:
     try:
         return INTEGRATOR_REGISTRY[name]
     except KeyError:
-        raise ParameterError("integrator", name,
-                             "one of " + ", ".join(repr(k) for k in INTEGRATOR_REGISTRY)) from None
+        raise ParameterError(
+            "integrator", name, "one of " + ", ".join(repr(k) for k in INTEGRATOR_REGISTRY)
+        ) from None

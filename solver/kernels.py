@@ -24,9 +24,9 @@ points, or on every grid once ``warm_up_kernels()`` has loaded it in this proces
 numpy. numba is faster per run on small grids too (with pyFFTW: an 8^3 one-step run 1.8
 against 3.5 ms, 50 steps at 16^3 65 against 155 ms), but a process pays once for importing
 it and loading its cached machine code (1.2-1.4 s for both precisions, more on a busy
-machine): too much for one small run, and it would count against a package's timeout. A
-sweep's workers warm the kernels up when they start (``sweep.runner.KernelWarmUp``), so
-every run of a sweep gets the fast set.
+machine): too much for one small run, and it would count against that run's time limit. A
+long-lived process that runs many cases calls ``warm_up_kernels()`` once when it starts, so
+every run it does gets the fast set.
 
 The environment variable ``SOLVER_KERNELS`` (auto, numba, numpy) sets the default for a
 process, e.g. ``SOLVER_KERNELS=numpy`` on memory-tight nodes: numba and its LLVM add about
@@ -43,11 +43,22 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .errors import ParameterError
 
-__all__ = ["KernelSet", "KERNEL_SETS", "AUTO_ORDER", "AUTO_MIN_POINTS", "ENV_VAR", "default_kernels",
-           "installed_kernel_sets", "resolve_kernels", "get_kernels", "warm_up_kernels"]
+__all__ = [
+    "KernelSet",
+    "KERNEL_SETS",
+    "AUTO_ORDER",
+    "AUTO_MIN_POINTS",
+    "ENV_VAR",
+    "default_kernels",
+    "installed_kernel_sets",
+    "resolve_kernels",
+    "get_kernels",
+    "warm_up_kernels",
+]
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ class KernelSet:
     # x-padded spectra (gather fused in: ``make_spectral_kernels(..., scale)``)
     gather_in_stage: bool = False
 
-    def phys_slab_elems(self, dtype: np.dtype | str) -> int:
+    def phys_slab_elems(self, dtype: DTypeLike) -> int:
         """Complex elements per component array of a physical slab at real ``dtype``."""
         return self.phys_slab_bytes // (2 * np.dtype(dtype).itemsize)
 
@@ -112,7 +123,7 @@ def warm_up_kernels() -> str:
     """Load this process's kernel set now (the fastest installed one, or the one
     ``SOLVER_KERNELS`` names: numba's import and the loading or compiling of its machine
     code for both precisions) so that 'auto' uses it on every grid in this process; returns
-    its name. For long-lived processes that run many small cases (sweep workers)."""
+    its name. For long-lived processes that run many small cases."""
     name = resolve_kernels(default_kernels(), AUTO_MIN_POINTS)
     if name not in _warm:
         warm = getattr(KERNEL_SETS[name].factories(), "warm_up", None)
@@ -130,9 +141,12 @@ def resolve_kernels(name: str, n_points: int) -> str:
     if name not in KERNEL_SETS:
         raise ParameterError("kernels", name, "one of 'auto', " + ", ".join(repr(k) for k in KERNEL_SETS))
     if name not in installed_kernel_sets():
-        raise ParameterError("kernels", name,
-                             f"an installed kernel set: {', '.join(installed_kernel_sets())} or 'auto' "
-                             f"(install {KERNEL_SETS[name].requires!r}, e.g. pip install 'ns-sweep[fast]')")
+        raise ParameterError(
+            "kernels",
+            name,
+            f"an installed kernel set: {', '.join(installed_kernel_sets())} or 'auto' "
+            f"(install {KERNEL_SETS[name].requires!r}, e.g. pip install 'ns-sweep[fast]')",
+        )
     return name
 
 

@@ -9,7 +9,7 @@ passed at the arrays' precision, as numpy casts a Python float to a float32 arra
 
 Kernels are ``nogil`` and run per slab on the stepper's own ``SlabPool`` threads, never
 with ``parallel=True``: numba's workqueue threading layer aborts when two threads launch
-parallel kernels at once (e.g. a Dask worker running two solves), and the fixed slab
+parallel kernels at once (e.g. a process running two solves on two threads), and the fixed slab
 partition keeps the bits independent of the thread count. ``cache=True`` stores the
 compiled code next to this file (or in NUMBA_CACHE_DIR / the user cache when that is
 read-only), so a new process loads it instead of compiling.
@@ -25,17 +25,33 @@ factory takes the gather's ``scale``; ``KernelSet.gather_in_stage``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypedDict
 
 import numpy as np
 from numba import njit
 
 from .grid import Block
-from .operators import SpectralCoefficients, pair
+from .operators import SpectralCoefficients, SpectralKernels, pair
 
-__all__ = ["make_gather_kernel", "make_spectral_kernels", "make_load_pack_kernel",
-           "make_store_unpack_kernel", "make_packed_cross_kernel", "make_packed_speed_kernel", "warm_up"]
+__all__ = [
+    "make_gather_kernel",
+    "make_spectral_kernels",
+    "make_load_pack_kernel",
+    "make_store_unpack_kernel",
+    "make_packed_cross_kernel",
+    "make_packed_speed_kernel",
+    "warm_up",
+]
 
-_JIT = dict(nogil=True, cache=True)  # no fastmath: bits must equal the numpy kernels'
+
+class _JitOptions(TypedDict):
+    """Options of every ``njit`` here (typed, so that ``njit(**_JIT)`` matches numba's overloads)."""
+
+    nogil: bool
+    cache: bool
+
+
+_JIT: _JitOptions = {"nogil": True, "cache": True}  # no fastmath: bits must equal the numpy kernels'
 
 
 # ---------------------------------------------------------------- compiled loops
@@ -121,8 +137,19 @@ def _stage(P, U, U0, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, cb, zero
         fx = fx0 + x - x0
         kxx = kx[x]
         for j in range(kyf.shape[0]):
-            r0, r1, r2 = _project(P[0, fx, j] * scale, P[1, fx, j] * scale, P[2, fx, j] * scale,
-                                  U[0, x, j], U[1, x, j], U[2, x, j], kxx, kyf[j], kzf[j], ik2[x, j], nk2[x, j])
+            r0, r1, r2 = _project(
+                P[0, fx, j] * scale,
+                P[1, fx, j] * scale,
+                P[2, fx, j] * scale,
+                U[0, x, j],
+                U[1, x, j],
+                U[2, x, j],
+                kxx,
+                kyf[j],
+                kzf[j],
+                ik2[x, j],
+                nk2[x, j],
+            )
             A[0, x, j] += r0 * ca
             A[1, x, j] += r1 * ca
             A[2, x, j] += r2 * ca
@@ -133,7 +160,9 @@ def _stage(P, U, U0, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, cb, zero
 
 
 @njit(**_JIT)
-def _stage_first(P, U, U0, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, cb, zero, one):  # pragma: no cover
+def _stage_first(  # pragma: no cover  (compiled)
+    P, U, U0, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, cb, zero, one
+):
     """The first stage, where u0 = acc = u (the numpy set's registers all hold u): reads u
     alone, writes acc = u + ca r, u0 = u and u = u + cb r (see ``_stage``)."""
     for x in range(x0, x1):
@@ -141,8 +170,19 @@ def _stage_first(P, U, U0, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, cb
         kxx = kx[x]
         for j in range(kyf.shape[0]):
             v0, v1, v2 = U[0, x, j], U[1, x, j], U[2, x, j]
-            r0, r1, r2 = _project(P[0, fx, j] * scale, P[1, fx, j] * scale, P[2, fx, j] * scale,
-                                  v0, v1, v2, kxx, kyf[j], kzf[j], ik2[x, j], nk2[x, j])
+            r0, r1, r2 = _project(
+                P[0, fx, j] * scale,
+                P[1, fx, j] * scale,
+                P[2, fx, j] * scale,
+                v0,
+                v1,
+                v2,
+                kxx,
+                kyf[j],
+                kzf[j],
+                ik2[x, j],
+                nk2[x, j],
+            )
             A[0, x, j] = v0 + r0 * ca
             A[1, x, j] = v1 + r1 * ca
             A[2, x, j] = v2 + r2 * ca
@@ -162,8 +202,19 @@ def _stage_last(P, U, A, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, scale, ca, zero, o
         fx = fx0 + x - x0
         kxx = kx[x]
         for j in range(kyf.shape[0]):
-            r0, r1, r2 = _project(P[0, fx, j] * scale, P[1, fx, j] * scale, P[2, fx, j] * scale,
-                                  U[0, x, j], U[1, x, j], U[2, x, j], kxx, kyf[j], kzf[j], ik2[x, j], nk2[x, j])
+            r0, r1, r2 = _project(
+                P[0, fx, j] * scale,
+                P[1, fx, j] * scale,
+                P[2, fx, j] * scale,
+                U[0, x, j],
+                U[1, x, j],
+                U[2, x, j],
+                kxx,
+                kyf[j],
+                kzf[j],
+                ik2[x, j],
+                nk2[x, j],
+            )
             P[0, fx, j] = U[0, x, j] = A[0, x, j] + r0 * ca
             P[1, fx, j] = U[1, x, j] = A[1, x, j] + r1 * ca
             P[2, fx, j] = U[2, x, j] = A[2, x, j] + r2 * ca
@@ -176,8 +227,18 @@ def _rhs(R, U, x0, x1, kx, kyf, kzf, ik2, nk2):  # pragma: no cover  (compiled)
     for x in range(x0, x1):
         for j in range(kyf.shape[0]):
             R[0, x, j], R[1, x, j], R[2, x, j] = _project(
-                R[0, x, j], R[1, x, j], R[2, x, j], U[0, x, j], U[1, x, j], U[2, x, j],
-                kx[x], kyf[j], kzf[j], ik2[x, j], nk2[x, j])
+                R[0, x, j],
+                R[1, x, j],
+                R[2, x, j],
+                U[0, x, j],
+                U[1, x, j],
+                U[2, x, j],
+                kx[x],
+                kyf[j],
+                kzf[j],
+                ik2[x, j],
+                nk2[x, j],
+            )
 
 
 @njit(**_JIT)
@@ -198,7 +259,7 @@ def _load_pack(P, Z, ja, jb, npairs, x0, ymap, mz, g0, g1):  # pragma: no cover 
         c = jb + 2 * p
         for x in range(Z.shape[1]):
             fx = x0 + x
-            Z[p, x].reshape(-1)[g0 * 2 * n:g1 * 2 * n] = 0.0
+            Z[p, x].reshape(-1)[g0 * 2 * n : g1 * 2 * n] = 0.0
             for y in range(Z.shape[2]):
                 cy = ymap[y]
                 if cy < 0:
@@ -243,10 +304,12 @@ def _store_unpack(Z, P, x0, yfull, mz):  # pragma: no cover  (compiled)
             for k in range(mz):
                 m = n - k if k > 0 else 0
                 ym = y if k > 0 else yfull[(yfull.shape[0] - c) % yfull.shape[0]]
-                _, _, b0r, b0i = _split(Z[1, x, y, 2 * k], Z[1, x, y, 2 * k + 1],
-                                        Z[1, x, ym, 2 * m], Z[1, x, ym, 2 * m + 1])
-                a1r, a1i, b1r, b1i = _split(Z[2, x, y, 2 * k], Z[2, x, y, 2 * k + 1],
-                                            Z[2, x, ym, 2 * m], Z[2, x, ym, 2 * m + 1])
+                _, _, b0r, b0i = _split(
+                    Z[1, x, y, 2 * k], Z[1, x, y, 2 * k + 1], Z[1, x, ym, 2 * m], Z[1, x, ym, 2 * m + 1]
+                )
+                a1r, a1i, b1r, b1i = _split(
+                    Z[2, x, y, 2 * k], Z[2, x, y, 2 * k + 1], Z[2, x, ym, 2 * m], Z[2, x, ym, 2 * m + 1]
+                )
                 P[0, fx, c, 2 * k], P[0, fx, c, 2 * k + 1] = b0r, b0i
                 P[1, fx, c, 2 * k], P[1, fx, c, 2 * k + 1] = a1r, a1i
                 P[2, fx, c, 2 * k], P[2, fx, c, 2 * k + 1] = b1r, b1i
@@ -298,8 +361,9 @@ def _ymap(yblocks: tuple[Block, ...]) -> np.ndarray:
     return np.concatenate([np.arange(b.f0, b.f1) for b in yblocks]).astype(np.intp)
 
 
-def make_gather_kernel(F: np.ndarray, R: np.ndarray, xs: slice, xf: slice,
-                       yblocks: tuple[Block, ...], scale: float) -> Callable[[int], None]:
+def make_gather_kernel(
+    F: np.ndarray, R: np.ndarray, xs: slice, xf: slice, yblocks: tuple[Block, ...], scale: float
+) -> Callable[[int], None]:
     """Kernel: R[i, xs] <- the kept modes of the forward transform F (rows ``xf``) / N."""
     Fp, Rp, ymap = pair(F), pair(R), _ymap(yblocks)
     s = Rp.dtype.type(scale)
@@ -307,12 +371,20 @@ def make_gather_kernel(F: np.ndarray, R: np.ndarray, xs: slice, xf: slice,
     return lambda i: _gather(Fp, Rp, i, x0, x1, fx0, ymap, s)
 
 
-def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np.ndarray,
-                          accf: np.ndarray, xs: slice, xf: slice, yblocks: tuple[Block, ...],
-                          co: SpectralCoefficients, t: np.ndarray | None,
-                          s: np.ndarray | None, scale: float) -> tuple[Callable[[float, float | None], None],
-                                                                       Callable[[], None],
-                                                                       Callable[[np.ndarray], None]]:
+def make_spectral_kernels(
+    P: np.ndarray,
+    Rf: np.ndarray,
+    uf: np.ndarray,
+    u0f: np.ndarray,
+    accf: np.ndarray,
+    xs: slice,
+    xf: slice,
+    yblocks: tuple[Block, ...],
+    co: SpectralCoefficients,
+    t: np.ndarray | None,
+    s: np.ndarray | None,
+    scale: float,
+) -> SpectralKernels:
     """(stage, prepare, rhs) of compact rows ``xs``; see ``operators.make_spectral_kernels``.
 
     Unlike the numpy set, ``stage`` reads the forward transform of u x omega straight from
@@ -320,11 +392,13 @@ def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np
     less over the spectra; ``KernelSet.gather_in_stage``). ``rhs`` still reads ``Rf``, which
     the caller fills with the gather kernels first.
     """
+
     def flat(a: np.ndarray) -> np.ndarray:  # (..., My, 2Mz) -> (..., My 2Mz), no copy
         f = a.reshape(*a.shape[:-2], -1)
         if not np.shares_memory(f, a):  # pragma: no cover
             raise ValueError("spectral kernels need C-contiguous work arrays")
         return f
+
     Pf, Rff, uff, u0ff, accff = flat(pair(P)), flat(Rf), flat(uf), flat(u0f), flat(accf)
     ik2, nk2 = flat(co.inv_k2), flat(co.nu_k2)  # nu k^2 is rewritten in place (set_nu)
     x0, x1, fx0 = xs.start, xs.stop, xf.start
@@ -342,13 +416,17 @@ def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np
 
     def stage(ca: float, cb: float | None, first: bool = False) -> None:
         if cb is None:  # at a first stage acc = u: the sum starts from u
-            _stage_last(Pf, uff, uff if first else accff, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, sc, real(ca),
-                        zero, one)
+            _stage_last(
+                Pf, uff, uff if first else accff, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, sc, real(ca), zero, one
+            )
         elif first:
-            _stage_first(Pf, uff, u0ff, accff, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, sc, real(ca), real(cb),
-                         zero, one)
+            _stage_first(
+                Pf, uff, u0ff, accff, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, sc, real(ca), real(cb), zero, one
+            )
         else:
-            _stage(Pf, uff, u0ff, accff, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, sc, real(ca), real(cb), zero, one)
+            _stage(
+                Pf, uff, u0ff, accff, x0, x1, fx0, kx, kyf, kzf, ik2, nk2, sc, real(ca), real(cb), zero, one
+            )
 
     def rhs(out_pairs: np.ndarray) -> None:
         _rhs(Rff, uff, x0, x1, kx, kyf, kzf, ik2, nk2)
@@ -357,13 +435,14 @@ def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np
     return stage, prepare, rhs
 
 
-def make_load_pack_kernel(P: np.ndarray, Z: np.ndarray, yblocks: tuple[Block, ...],
-                          mz: int) -> Callable[[int, int, int, int], None]:
+def make_load_pack_kernel(
+    P: np.ndarray, Z: np.ndarray, yblocks: tuple[Block, ...], mz: int
+) -> Callable[[int, int, int, int], None]:
     """Kernel ``load(ja, jb, npairs, x0)``: Z[p] <- packed spectra of P[ja + 2p] + i P[jb + 2p]
     (jb < 0: no imaginary part), rows x0:x0+b; see ``_load_pack`` and ``solver.stepper``."""
     ymap = np.full(Z.shape[2], -1, np.intp)
     for b in yblocks:
-        ymap[b.f0:b.f1] = np.arange(b.c0, b.c1)
+        ymap[b.f0 : b.f1] = np.arange(b.c0, b.c1)
     gap = np.flatnonzero(ymap < 0)  # rows not kept: one contiguous run (grid.Block layout)
     g0, g1 = (int(gap[0]), int(gap[-1]) + 1) if gap.size else (0, 0)
     if g1 - g0 != gap.size:  # pragma: no cover
@@ -372,8 +451,9 @@ def make_load_pack_kernel(P: np.ndarray, Z: np.ndarray, yblocks: tuple[Block, ..
     return lambda ja, jb, npairs, x0: _load_pack(Pp, Zp, ja, jb, npairs, x0, ymap, mz, g0, g1)
 
 
-def make_store_unpack_kernel(Z: np.ndarray, P: np.ndarray, yblocks: tuple[Block, ...],
-                             mz: int) -> Callable[[int], None]:
+def make_store_unpack_kernel(
+    Z: np.ndarray, P: np.ndarray, yblocks: tuple[Block, ...], mz: int
+) -> Callable[[int], None]:
     """Kernel ``store(x0)``: P[0:3, x0:x0+b] <- the kept modes of u x omega unpacked from Z."""
     yfull = _ymap(yblocks)
     Pp, Zp = pair(P), pair(Z)
@@ -393,6 +473,7 @@ def make_packed_cross_kernel(Z: np.ndarray) -> Callable[[bool], tuple[float, flo
             return _cross_packed_stats(*q)
         _cross_packed(*q)
         return None
+
     return run
 
 
@@ -412,9 +493,12 @@ def warm_up() -> None:
         k2, six, flat3 = np.zeros(2, dt), np.zeros((6, 1, 2), dt), np.zeros((3, 1, 2), dt)
         flat6 = np.zeros((1, 2), dt)
         _prepare(flat3, six, 0, 1, 0, one, k2, k2, dt(0), dt(1))
-        _stage(six, flat3, flat3, flat3, 0, 1, 0, one, k2, k2, flat6, flat6, dt(1), dt(1), dt(1), dt(0), dt(1))
-        _stage_first(six, flat3, flat3, flat3, 0, 1, 0, one, k2, k2, flat6, flat6, dt(1), dt(1), dt(1), dt(0),
-                     dt(1))
+        _stage(
+            six, flat3, flat3, flat3, 0, 1, 0, one, k2, k2, flat6, flat6, dt(1), dt(1), dt(1), dt(0), dt(1)
+        )
+        _stage_first(
+            six, flat3, flat3, flat3, 0, 1, 0, one, k2, k2, flat6, flat6, dt(1), dt(1), dt(1), dt(0), dt(1)
+        )
         _stage_last(six, flat3, flat3, 0, 1, 0, one, k2, k2, flat6, flat6, dt(1), dt(1), dt(0), dt(1))
         _rhs(flat3, flat3, 0, 1, one, k2, k2, flat6, flat6)
         z4 = np.zeros((3, 1, 1, 8), dt)  # 3 packed lines of n = 4

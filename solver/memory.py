@@ -31,7 +31,7 @@ KERNELS_BASELINE = {"numba": 115 * 2**20, "numpy": 0}
 
 def memory_key(p: SolverParams) -> tuple[Any, ...]:
     """What ``memory_estimate`` depends on besides the kernel set: runs with equal keys need
-    the same memory, so a sweep's many runs of one grid are estimated once."""
+    the same memory, so many runs of one grid are estimated once."""
     return (tuple(p.grid), p.precision, p.keep_fields, p.fft_threads)
 
 
@@ -65,12 +65,14 @@ def _estimate(p: SolverParams) -> int:
     b = slab_rows(nx, ny, nz, ks.phys_slab_elems(g.dtype))
     workers = effective_threads(g, p.fft_threads or default_threads())
     slab = b * ny * nz * (2 * 3 * 2 + (4 if ks.scratch else 0)) * rs
-    stepper = (6 * nx * my * mz * 2 * rs  # P: x-padded spectra, the passes run in place
-               + 12 * mc * 2 * rs         # u, u0, acc, R
-               + (5 if ks.scratch else 2) * 2 * mc * rs  # kx, ky, kz (numpy set), 1/k^2, nu k^2
-               + workers * slab
-               + 4 * 2**20)               # spectral slab scratch, FFTW plans, thread stacks
-    diagnostics = 5 * 3 * mc * 16    # complex128 temporaries of energy, enstrophy, divergence
+    stepper = (
+        6 * nx * my * mz * 2 * rs  # P: x-padded spectra, the passes run in place
+        + 12 * mc * 2 * rs  # u, u0, acc, R
+        + (5 if ks.scratch else 2) * 2 * mc * rs  # kx, ky, kz (numpy set), 1/k^2, nu k^2
+        + workers * slab
+        + 4 * 2**20
+    )  # spectral slab scratch, FFTW plans, thread stacks
+    diagnostics = 5 * 3 * mc * 16  # complex128 temporaries of energy, enstrophy, divergence
     # initial condition, built in float64 before the stepper exists: the physical field
     # (and its components before stacking), one full complex128 transform at a time and
     # the compact result (x2 while projecting)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from .grid import Block, Grid
 
 __all__ = [
     "SpectralCoefficients",
+    "StageKernel",
+    "SpectralKernels",
     "spectral_coefficients",
     "nu_k2",
     "pair",
@@ -68,6 +71,16 @@ class SpectralCoefficients:
     kz: np.ndarray
     inv_k2: np.ndarray  # 1/|k|^2, 0 at k = 0
     nu_k2: np.ndarray  # nu |k|^2
+
+
+class StageKernel(Protocol):
+    """``stage(ca, cb, first=False)`` of a spectral slab (``make_spectral_kernels``)."""
+
+    def __call__(self, ca: float, cb: float | None, first: bool = False) -> None: ...
+
+
+# (stage, prepare, rhs) of a spectral slab: what every kernel set's make_spectral_kernels returns
+SpectralKernels = tuple[StageKernel, Callable[[], None], Callable[[np.ndarray], None]]
 
 
 def nu_k2(grid: Grid, nu: float) -> np.ndarray:
@@ -117,8 +130,9 @@ def _max_abs(a: np.ndarray) -> float:
     return math.nan if (hi != hi or lo != lo) else max(hi, -lo)
 
 
-def make_cross_kernel(U: list[np.ndarray], W: list[np.ndarray], rows: slice,
-                      tmp: np.ndarray) -> Callable[[bool], tuple[float, float, float] | None]:
+def make_cross_kernel(
+    U: list[np.ndarray], W: list[np.ndarray], rows: slice, tmp: np.ndarray
+) -> Callable[[bool], tuple[float, float, float] | None]:
     """Kernel: W[rows] <- U[rows] x W[rows] (u x omega); scratch ``tmp`` (4, >=m, ny, nz).
 
     Called with ``stats=True`` it first returns (max|u|, max|v|, max|w|) of the slab
@@ -130,9 +144,9 @@ def make_cross_kernel(U: list[np.ndarray], W: list[np.ndarray], rows: slice,
     t0, t1, t2, s = tmp[0, :m], tmp[1, :m], tmp[2, :m], tmp[3, :m]
 
     def run(stats: bool) -> tuple[float, float, float] | None:
-        out = None
+        out: tuple[float, float, float] | None = None
         if stats:
-            out = tuple(_max_abs(a) for a in (u, v, w))
+            out = (_max_abs(u), _max_abs(v), _max_abs(w))
         _mul(w, ox, t1)  # y: w ox - u oz
         _mul(u, oz, s)
         _sub(t1, s, t1)
@@ -145,6 +159,7 @@ def make_cross_kernel(U: list[np.ndarray], W: list[np.ndarray], rows: slice,
         _copy(oy, t1)
         _copy(oz, t2)
         return out
+
     return run
 
 
@@ -161,30 +176,41 @@ def make_speed_kernel(U: list[np.ndarray], rows: slice, tmp: np.ndarray) -> Call
         _mul(w, w, t)
         s.__iadd__(t)
         return float(s.max())
+
     return run
 
 
-def make_gather_kernel(F: np.ndarray, R: np.ndarray, xs: slice, xf: slice,
-                       yblocks: tuple[Block, ...], scale: float) -> Callable[[int], None]:
+def make_gather_kernel(
+    F: np.ndarray, R: np.ndarray, xs: slice, xf: slice, yblocks: tuple[Block, ...], scale: float
+) -> Callable[[int], None]:
     """Kernel: R[i, xs] <- the kept modes of the forward transform F (rows ``xf``) / N.
 
     Works on pair views: one real multiply per number (re * s, im * s).
     """
     m2 = 2 * R.shape[-1]
     Fp, Rp = pair(F), pair(R)
-    blocks = [[(Fp[xf, b.f0:b.f1, :m2], Rp[i, xs, b.c0:b.c1]) for b in yblocks] for i in range(3)]
+    blocks = [[(Fp[xf, b.f0 : b.f1, :m2], Rp[i, xs, b.c0 : b.c1]) for b in yblocks] for i in range(3)]
 
     def run(i: int) -> None:
         for src, dst in blocks[i]:
             _mul(src, scale, dst)
+
     return run
 
 
-def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np.ndarray,
-                          accf: np.ndarray, xs: slice, xf: slice, yblocks: tuple[Block, ...],
-                          co: SpectralCoefficients, t: np.ndarray,
-                          s: np.ndarray) -> tuple[Callable[[float, float | None], None],
-                                                  Callable[[], None], Callable[[np.ndarray], None]]:
+def make_spectral_kernels(
+    P: np.ndarray,
+    Rf: np.ndarray,
+    uf: np.ndarray,
+    u0f: np.ndarray,
+    accf: np.ndarray,
+    xs: slice,
+    xf: slice,
+    yblocks: tuple[Block, ...],
+    co: SpectralCoefficients,
+    t: np.ndarray,
+    s: np.ndarray,
+) -> SpectralKernels:
     """Kernels of compact rows ``xs`` (full rows ``xf``): (stage, prepare, rhs).
 
     ``Rf`` (pair view) holds the kept modes of rfft(u x omega) / N (``make_gather_kernel``);
@@ -216,7 +242,7 @@ def make_spectral_kernels(P: np.ndarray, Rf: np.ndarray, uf: np.ndarray, u0f: np
     def prepare() -> None:
         for i in range(3):
             _copy(pu[i], ui[i])
-        for (ka, ua, kb, ub), dst in zip(curl_terms, pw):  # omega_j = i (k x u)_j
+        for (ka, ua, kb, ub), dst in zip(curl_terms, pw, strict=True):  # omega_j = i (k x u)_j
             _mul(ua, ka, t)
             _mul(ub, kb, s)
             t.__isub__(s)
@@ -267,14 +293,14 @@ def scatter_compact(dst: np.ndarray, src: np.ndarray, grid: Grid) -> None:
     mz = src.shape[-1]
     for bx in grid.xblocks:
         for by in grid.yblocks:
-            dst[bx.f0:bx.f1, by.f0:by.f1, :mz] = src[bx.c0:bx.c1, by.c0:by.c1]
+            dst[bx.f0 : bx.f1, by.f0 : by.f1, :mz] = src[bx.c0 : bx.c1, by.c0 : by.c1]
 
 
 def scatter_padded(dst: np.ndarray, src: np.ndarray, grid: Grid) -> None:
     """dst (x-padded: nx rows, compact y and z) <- compact ``src``, zero in the other rows."""
     dst[...] = 0
     for bx in grid.xblocks:
-        dst[bx.f0:bx.f1] = src[bx.c0:bx.c1]
+        dst[bx.f0 : bx.f1] = src[bx.c0 : bx.c1]
 
 
 def gather_compact(src: np.ndarray, grid: Grid) -> np.ndarray:
@@ -294,5 +320,4 @@ def curl_hat(u_hat: np.ndarray, grid: Grid) -> np.ndarray:
 def divergence_hat(u_hat: np.ndarray, grid: Grid) -> np.ndarray:
     """i k . u_hat on the compact layout (new array)."""
     kx, ky, kz = (k.astype(np.float64) for k in (grid.kx, grid.ky, grid.kz))
-    return 1j * (kx[:, None, None] * u_hat[0] + ky[None, :, None] * u_hat[1]
-                 + kz[None, None, :] * u_hat[2])
+    return 1j * (kx[:, None, None] * u_hat[0] + ky[None, :, None] * u_hat[1] + kz[None, None, :] * u_hat[2])

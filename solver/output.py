@@ -3,25 +3,26 @@
 All attributes are JSON-serialisable (strings and numbers), so the result can be written to
 zarr as is: the parameters are one JSON string under ``params``.
 
-``RunResult`` is the result as plain numpy arrays (what a sweep worker sends back and the
-store writes: building an ``xarray.Dataset`` costs several milliseconds, more than a tiny run
+``RunResult`` is the result as plain numpy arrays (what a caller sends to another process
+or stores: building an ``xarray.Dataset`` costs several milliseconds, more than a tiny run
 itself); ``RunResult.to_dataset()`` is the Dataset ``solver.simulate`` returns.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .diagnostics import DIAGNOSTICS, spectrum_wavenumbers
 from .grid import Grid
 from .params import SolverParams
 
-if TYPE_CHECKING:  # xarray is imported when a Dataset is built: the planner and workers need not
+if TYPE_CHECKING:  # xarray is imported when a Dataset is built: callers of RunResult need not
     import xarray as xr
 
 __all__ = ["RunResult", "build_result", "build_dataset"]
@@ -52,7 +53,8 @@ class RunResult:
         return tuple(self.coords)
 
     # Pickled small arrays travel as plain bytes: as separate out-of-band buffers (numpy's
-    # pickle protocol 5) a tiny run's ten arrays cost Dask's serialisation three times more.
+    # pickle protocol 5) a tiny run's ten arrays cost a serialiser that ships such buffers
+    # separately (e.g. a task scheduler's) three times more.
     def __getstate__(self) -> dict[str, Any]:
         return {"data_vars": _packed(self.data_vars), "coords": _packed(self.coords), "attrs": self.attrs}
 
@@ -76,8 +78,9 @@ def _packed(variables: Variables) -> dict[str, Any]:
     for name, (dims, values, attrs) in variables.items():
         a = np.asarray(values)
         if a.dtype.kind in "biufc" and a.nbytes <= _PACK_BYTES:
-            values = (a.dtype.str, a.shape, a.tobytes())  # arrays are never tuples
-        out[name] = (dims, values, attrs)
+            out[name] = (dims, (a.dtype.str, a.shape, a.tobytes()), attrs)  # arrays are never tuples
+        else:
+            out[name] = (dims, values, attrs)
     return out
 
 
@@ -91,29 +94,46 @@ def _unpacked(variables: dict[str, Any]) -> Variables:
     return out
 
 
-def build_result(p: SolverParams, grid: Grid, diagnostics: dict[str, np.ndarray],
-                 spectrum: np.ndarray, fields: np.ndarray | None,
-                 provenance: dict[str, Any]) -> RunResult:
+def build_result(
+    p: SolverParams,
+    grid: Grid,
+    diagnostics: Mapping[str, ArrayLike],
+    spectrum: np.ndarray,
+    fields: np.ndarray | None,
+    provenance: dict[str, Any],
+) -> RunResult:
     """The result's arrays: time series on ``time``, E(k) on ``k``, optional u, v, w."""
     times = np.asarray(diagnostics["step"], dtype=np.float64) * p.dt
     data: Variables = {
-        name: (("time",), np.asarray(diagnostics[name], dtype=np.float64),
-               {"units": units, "long_name": long_name})
+        name: (
+            ("time",),
+            np.asarray(diagnostics[name], dtype=np.float64),
+            {"units": units, "long_name": long_name},
+        )
         for name, (units, long_name) in DIAGNOSTICS.items()
     }
-    data["energy_spectrum"] = (("k",), np.asarray(spectrum, dtype=np.float64), {
-        "units": "velocity^2 length", "long_name": f"energy spectrum E(k) at t = {p.T_final:g} "
-        "(energy of the modes with round(|k|) = k)"})
+    data["energy_spectrum"] = (
+        ("k",),
+        np.asarray(spectrum, dtype=np.float64),
+        {
+            "units": "velocity^2 length",
+            "long_name": f"energy spectrum E(k) at t = {p.T_final:g} "
+            "(energy of the modes with round(|k|) = k)",
+        },
+    )
     coords: Variables = {
         "time": (("time",), times, {"units": "time units", "long_name": "simulation time"}),
         "k": (("k",), spectrum_wavenumbers(grid), {"units": "1/length", "long_name": "wavenumber shell"}),
     }
     if fields is not None:
-        for name, axis in zip("xyz", grid.coords()):
+        for name, axis in zip("xyz", grid.coords(), strict=True):
             coords[name] = ((name,), axis, {"units": "length", "long_name": f"{name} coordinate"})
-        for comp, name in zip(fields, "uvw"):
-            data[name] = (("x", "y", "z"), comp, {
-                "units": "velocity", "long_name": f"{name} velocity at t = {p.T_final:g}"})
+        for comp, name in zip(fields, "uvw", strict=True):
+            data[name] = (
+                ("x", "y", "z"),
+                comp,
+                {"units": "velocity", "long_name": f"{name} velocity at t = {p.T_final:g}"},
+            )
     attrs = {
         "title": "incompressible Navier-Stokes, pseudo-spectral, periodic box [0, 2pi)^3",
         "params": json.dumps(p.as_dict(), sort_keys=True),
@@ -122,8 +142,13 @@ def build_result(p: SolverParams, grid: Grid, diagnostics: dict[str, np.ndarray]
     return RunResult(data, coords, attrs)
 
 
-def build_dataset(p: SolverParams, grid: Grid, diagnostics: dict[str, np.ndarray],
-                  spectrum: np.ndarray, fields: np.ndarray | None,
-                  provenance: dict[str, Any]) -> xr.Dataset:
+def build_dataset(
+    p: SolverParams,
+    grid: Grid,
+    diagnostics: Mapping[str, ArrayLike],
+    spectrum: np.ndarray,
+    fields: np.ndarray | None,
+    provenance: dict[str, Any],
+) -> xr.Dataset:
     """The result Dataset: time series on ``time``, E(k) on ``k``, optional u, v, w."""
     return build_result(p, grid, diagnostics, spectrum, fields, provenance).to_dataset()

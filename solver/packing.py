@@ -10,6 +10,7 @@ both sets give the same bits.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -19,14 +20,15 @@ from .grid import Block
 __all__ = ["make_load_pack_kernel", "make_store_unpack_kernel"]
 
 
-def make_load_pack_kernel(P: np.ndarray, Z: np.ndarray, yblocks: tuple[Block, ...],
-                          mz: int) -> Callable[[int, int, int, int], None]:
+def make_load_pack_kernel(
+    P: np.ndarray, Z: np.ndarray, yblocks: tuple[Block, ...], mz: int
+) -> Callable[[int, int, int, int], None]:
     """numpy version of ``kernels_numba.make_load_pack_kernel``: ``load(ja, jb, npairs, x0)``
     sets Z[p] (k < mz) <- A + i B and Z[p] (n - k) <- conj A + i conj B for A = P[ja + 2p],
     B = P[jb + 2p] (jb < 0: B = 0) at rows x0:x0+b, y-padded; all pairs in each call."""
     b, n = Z.shape[1], Z.shape[-1]
     mirror = slice(n - 1, n - mz, -1)  # n - k for k = 1 .. mz-1
-    gaps = [slice(a.f1, c.f0) for a, c in zip(yblocks[:-1], yblocks[1:])]
+    gaps = [slice(a.f1, c.f0) for a, c in itertools.pairwise(yblocks)]
     blocks = [(slice(yb.f0, yb.f1), slice(yb.c0, yb.c1)) for yb in yblocks]
 
     def load(ja: int, jb: int, npairs: int, x0: int) -> None:
@@ -34,9 +36,9 @@ def make_load_pack_kernel(P: np.ndarray, Z: np.ndarray, yblocks: tuple[Block, ..
         z = Z[:npairs]
         for g in gaps:  # (the kz band stays zero: only the kept blocks are transformed)
             z[:, :, g, :mz] = 0
-            z[:, :, g, n - mz + 1:] = 0
-        A = P[ja:ja + 2 * npairs:2, xs]
-        B = P[jb:jb + 2 * npairs:2, xs] if jb >= 0 else None
+            z[:, :, g, n - mz + 1 :] = 0
+        A = P[ja : ja + 2 * npairs : 2, xs]
+        B = P[jb : jb + 2 * npairs : 2, xs] if jb >= 0 else None
         for f, c in blocks:
             zr, zi = z.real[:, :, f], z.imag[:, :, f]
             a = A[:, :, c]
@@ -50,11 +52,13 @@ def make_load_pack_kernel(P: np.ndarray, Z: np.ndarray, yblocks: tuple[Block, ..
                 z[:, :, f, :mz] = a
                 zr[..., mirror] = a.real[..., 1:]
                 np.negative(a.imag[..., 1:], out=zi[..., mirror])
+
     return load
 
 
-def make_store_unpack_kernel(Z: np.ndarray, P: np.ndarray, yblocks: tuple[Block, ...],
-                             mz: int) -> Callable[[int], None]:
+def make_store_unpack_kernel(
+    Z: np.ndarray, P: np.ndarray, yblocks: tuple[Block, ...], mz: int
+) -> Callable[[int], None]:
     """numpy version of ``kernels_numba.make_store_unpack_kernel``: ``store(x0)`` sets
     P[0:3, x0:x0+b] from Z[1], Z[2] (columns n - k hold the values at (-ky, -k) in row ky)."""
     b, n = Z.shape[1], Z.shape[-1]
@@ -84,4 +88,5 @@ def make_store_unpack_kernel(Z: np.ndarray, P: np.ndarray, yblocks: tuple[Block,
         np.multiply(t1, 0.5, out=Adst.real)
         np.subtract(zk[1].imag, zm[1].imag, out=t1)
         np.multiply(t1, 0.5, out=Adst.imag)
+
     return store

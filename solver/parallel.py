@@ -26,17 +26,28 @@ import _thread
 import itertools
 import queue
 import threading
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Literal, TypedDict, TypeVar
 
 import numpy as np
 
 __all__ = ["SlabPool", "slab_bounds", "slab_owner"]
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+
+
+class _ErrState(TypedDict):
+    """``np.errstate`` keywords (a TypedDict, so that ``**_QUIET`` type-checks against them)."""
+
+    over: Literal["ignore"]
+    invalid: Literal["ignore"]
+    divide: Literal["ignore"]
+
+
 # Overflow and NaN are expected in a diverging run: the stepper detects them and raises
 # DivergedError, so the kernels need not warn.
-_QUIET = dict(over="ignore", invalid="ignore", divide="ignore")
+_QUIET: _ErrState = {"over": "ignore", "invalid": "ignore", "divide": "ignore"}
 
 
 def slab_bounds(threads: int, n: int) -> list[int]:
@@ -54,8 +65,7 @@ def slab_owner(threads: int, i: int, n: int) -> int:
 class _Job:
     """One ``map`` call: its slabs, how they are handed out, and its results."""
 
-    def __init__(self, fn: Callable[[int, Any], Any], items: Sequence[Any],
-                 bounds: list[int] | None) -> None:
+    def __init__(self, fn: Callable[[int, Any], Any], items: Sequence[Any], bounds: list[int] | None) -> None:
         self.fn, self.items, self.n = fn, items, len(items)
         self.bounds = bounds  # static: worker w runs bounds[w]:bounds[w+1]; None: dynamic
         self.results: list[Any] = [None] * self.n
@@ -65,7 +75,7 @@ class _Job:
         self.done = _thread.allocate_lock()
         self.done.acquire()  # released by the thread that finishes the last slab
 
-    def _mine(self, w: int) -> Any:
+    def _mine(self, w: int) -> Iterator[int]:
         if self.bounds is None:
             while (i := next(self._next)) < self.n:
                 yield i
@@ -84,7 +94,7 @@ class _Job:
         return last
 
 
-def _helper(w: int, jobs: "queue.SimpleQueue[_Job | None]") -> None:
+def _helper(w: int, jobs: queue.SimpleQueue[_Job | None]) -> None:
     with np.errstate(**_QUIET):  # errstate is per thread
         while (job := jobs.get()) is not None:
             if job.run(w):
@@ -96,10 +106,10 @@ class SlabPool:
 
     def __init__(self, threads: int) -> None:
         self.threads = max(1, int(threads))
-        self._queues: list[queue.SimpleQueue] = []
+        self._queues: list[queue.SimpleQueue[_Job | None]] = []
         self._threads: list[threading.Thread] = []
         for w in range(1, self.threads):
-            q: queue.SimpleQueue = queue.SimpleQueue()
+            q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
             t = threading.Thread(target=_helper, args=(w, q), name=f"slab-worker-{w}", daemon=True)
             t.start()
             self._queues.append(q)
@@ -109,7 +119,7 @@ class SlabPool:
         """Worker w runs items bounds[w]:bounds[w+1] of a list of n items (static mode)."""
         return slab_bounds(self.threads, n)
 
-    def map(self, fn: Callable[[int, Any], T], items: Sequence[Any], dynamic: bool = False) -> list[T]:
+    def map(self, fn: Callable[[int, Item], T], items: Sequence[Item], dynamic: bool = False) -> list[T]:
         """[fn(worker, item) for item in items], in item order.
 
         Static (default): items split into contiguous per-worker runs (``bounds``).
@@ -120,8 +130,9 @@ class SlabPool:
         if not self._queues or n < 2:
             with np.errstate(**_QUIET):
                 return [fn(0, it) for it in items]
-        job = _Job(fn, items, None if dynamic else self.bounds(n))
-        helpers = self._queues if dynamic else self._queues[:len(job.bounds) - 2]
+        bounds = None if dynamic else self.bounds(n)
+        job = _Job(fn, items, bounds)
+        helpers = self._queues if bounds is None else self._queues[: len(bounds) - 2]
         for q in helpers:
             q.put(job)
         with np.errstate(**_QUIET):
@@ -141,7 +152,7 @@ class SlabPool:
             t.join()
         self._threads = []
 
-    def __enter__(self) -> "SlabPool":
+    def __enter__(self) -> SlabPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

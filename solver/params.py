@@ -1,7 +1,7 @@
 """The solver's parameters, each declared exactly once with its default, unit and doc.
 
-Everything else (package validation, run identity, the generator, the CLI help) reads
-these declarations; nothing re-states a default or a range elsewhere.
+Everything else (validation, run identity, and any caller's help text or generator of
+parameter sets) reads these declarations; nothing re-states a default or a range elsewhere.
 """
 
 from __future__ import annotations
@@ -125,50 +125,104 @@ class Param:
 
 
 _DECLARED = [
-    Param("Re", 100.0, "1", "Reynolds number; the kinematic viscosity is nu = 1/Re",
-          _positive_float, _as_float),
-    Param("dt", 0.01, "time units", "time step; T_final must be a whole number of steps",
-          _positive_float, _as_float),
-    Param("T_final", 1.0, "time units", "end time of the run (start is t = 0)",
-          _positive_float, _as_float),
-    Param("grid", (32, 32, 32), "points", "grid points (nx, ny, nz) on the periodic box [0, 2pi)^3",
-          _grid, _as_grid),
-    Param("initial_condition", "taylor_green", "-",
-          "initial velocity field: " + ", ".join(INITIAL_CONDITIONS),
-          _one_of(INITIAL_CONDITIONS)),
-    Param("abc_A", 1.0, "velocity", "ABC flow coefficient A (initial_condition='abc')",
-          _float_any, _as_float),
-    Param("abc_B", 1.0, "velocity", "ABC flow coefficient B (initial_condition='abc')",
-          _float_any, _as_float),
-    Param("abc_C", 1.0, "velocity", "ABC flow coefficient C (initial_condition='abc')",
-          _float_any, _as_float),
-    Param("abc_k", 1, "1/length", "ABC flow wavenumber (initial_condition='abc')",
-          _int_at_least(1)),
-    Param("random_seed", 0, "-", "seed of the random initial field (initial_condition='random')",
-          _int_at_least(0)),
-    Param("random_k_peak", 4.0, "1/length",
-          "peak wavenumber of the random field's spectrum E(k) ~ k^4 exp(-2 (k/k_peak)^2)",
-          _positive_float, _as_float),
-    Param("random_energy", 0.5, "velocity^2", "mean kinetic energy of the random initial field",
-          _positive_float, _as_float),
-    Param("output_interval", None, "time units",
-          "time between diagnostics; a whole number of steps; default T_final/50 rounded to whole steps",
-          _optional_positive, lambda v: None if v is None else _as_float(v)),
-    Param("precision", "float64", "-", "floating-point precision: " + ", ".join(PRECISIONS),
-          _one_of(PRECISIONS)),
-    Param("integrator", "rk4", "-", "time integrator: " + ", ".join(INTEGRATORS),
-          _one_of(INTEGRATORS)),
-    Param("cfl_limit", 1.0, "1",
-          "the run stops as diverged when the CFL number dt (max|u|/dx + max|v|/dy + max|w|/dz) exceeds this",
-          _positive_float, _as_float),
+    Param(
+        "Re", 100.0, "1", "Reynolds number; the kinematic viscosity is nu = 1/Re", _positive_float, _as_float
+    ),
+    Param(
+        "dt",
+        0.01,
+        "time units",
+        "time step; T_final must be a whole number of steps",
+        _positive_float,
+        _as_float,
+    ),
+    Param("T_final", 1.0, "time units", "end time of the run (start is t = 0)", _positive_float, _as_float),
+    Param(
+        "grid",
+        (32, 32, 32),
+        "points",
+        "grid points (nx, ny, nz) on the periodic box [0, 2pi)^3",
+        _grid,
+        _as_grid,
+    ),
+    Param(
+        "initial_condition",
+        "taylor_green",
+        "-",
+        "initial velocity field: " + ", ".join(INITIAL_CONDITIONS),
+        _one_of(INITIAL_CONDITIONS),
+    ),
+    Param(
+        "abc_A", 1.0, "velocity", "ABC flow coefficient A (initial_condition='abc')", _float_any, _as_float
+    ),
+    Param(
+        "abc_B", 1.0, "velocity", "ABC flow coefficient B (initial_condition='abc')", _float_any, _as_float
+    ),
+    Param(
+        "abc_C", 1.0, "velocity", "ABC flow coefficient C (initial_condition='abc')", _float_any, _as_float
+    ),
+    Param("abc_k", 1, "1/length", "ABC flow wavenumber (initial_condition='abc')", _int_at_least(1)),
+    Param(
+        "random_seed",
+        0,
+        "-",
+        "seed of the random initial field (initial_condition='random')",
+        _int_at_least(0),
+    ),
+    Param(
+        "random_k_peak",
+        4.0,
+        "1/length",
+        "peak wavenumber of the random field's spectrum E(k) ~ k^4 exp(-2 (k/k_peak)^2)",
+        _positive_float,
+        _as_float,
+    ),
+    Param(
+        "random_energy",
+        0.5,
+        "velocity^2",
+        "mean kinetic energy of the random initial field",
+        _positive_float,
+        _as_float,
+    ),
+    Param(
+        "output_interval",
+        None,
+        "time units",
+        "time between diagnostics; a whole number of steps; default T_final/50 rounded to whole steps",
+        _optional_positive,
+        lambda v: None if v is None else _as_float(v),
+    ),
+    Param(
+        "precision", "float64", "-", "floating-point precision: " + ", ".join(PRECISIONS), _one_of(PRECISIONS)
+    ),
+    Param("integrator", "rk4", "-", "time integrator: " + ", ".join(INTEGRATORS), _one_of(INTEGRATORS)),
+    Param(
+        "cfl_limit",
+        1.0,
+        "1",
+        "the run stops as diverged when the CFL number dt (max|u|/dx + max|v|/dy + max|w|/dz) exceeds this",
+        _positive_float,
+        _as_float,
+    ),
     Param("keep_fields", False, "-", "store the final velocity field on (x, y, z)", _bool),
-    Param("fft_backend", "auto", "-",
-          "FFT library: " + ", ".join(FFT_BACKENDS) + " ('auto' picks the fastest installed)",
-          _one_of(FFT_BACKENDS), identity=False),
-    Param("fft_threads", None, "threads",
-          "threads of one run (FFTs and array kernels; results do not depend on it); "
-          "default: $NS_SOLVER_THREADS, else the usable cores of this machine",
-          _optional_threads, identity=False),
+    Param(
+        "fft_backend",
+        "auto",
+        "-",
+        "FFT library: " + ", ".join(FFT_BACKENDS) + " ('auto' picks the fastest installed)",
+        _one_of(FFT_BACKENDS),
+        identity=False,
+    ),
+    Param(
+        "fft_threads",
+        None,
+        "threads",
+        "threads of one run (FFTs and array kernels; results do not depend on it); "
+        "default: $NS_SOLVER_THREADS, else the usable cores of this machine",
+        _optional_threads,
+        identity=False,
+    ),
 ]
 
 PARAMS: Mapping[str, Param] = MappingProxyType({p.name: p for p in _DECLARED})
@@ -188,8 +242,11 @@ def _cross_checks(v: Mapping[str, Any]) -> list[ParameterError]:
     if oi is not None:
         m = round(oi / dt)
         if m < 1 or abs(m * dt - oi) > 1e-9 * oi or oi > T * (1 + 1e-12):
-            out.append(ParameterError(
-                "output_interval", oi, f"a whole number of steps of dt={dt}, at most T_final={T}"))
+            out.append(
+                ParameterError(
+                    "output_interval", oi, f"a whole number of steps of dt={dt}, at most T_final={T}"
+                )
+            )
     return out
 
 
@@ -208,8 +265,8 @@ _DEFAULTS = _default_values()
 _ORDER = {name: i for i, name in enumerate(PARAMS)}
 
 
-# Verdicts of single values, memoised: a sweep's 10,000 packages hold few distinct values
-# per parameter, so validating a package becomes a few dictionary lookups.
+# Verdicts of single values, memoised: the 10,000 parameter sets of a parameter study hold
+# few distinct values per parameter, so validating one set becomes a few dictionary lookups.
 _MEMO_LIMIT = 1 << 16
 _VERDICTS: dict[tuple[Any, ...], tuple[str | None, Any]] = {}
 
@@ -225,8 +282,9 @@ def _memo_key(name: str, v: Any) -> tuple[Any, ...] | None:
         if not all(x.__class__ is int for x in v):
             return None
         return (name, cls, *v)
-    if (cls is float and v == 0.0) or not (cls is int or cls is float or cls is str or cls is bool
-                                           or v is None):
+    if (cls is float and v == 0.0) or not (
+        cls is int or cls is float or cls is str or cls is bool or v is None
+    ):
         return None
     return (name, cls, v)
 
@@ -249,8 +307,8 @@ def _verdict(name: str, v: Any) -> tuple[str | None, Any]:
 def _validated(raw: Mapping[str, Any]) -> tuple[dict[str, Any], list[ParameterError]]:
     """(complete coerced values, problems) of a raw mapping; only the given keys are checked.
 
-    Defaults were checked once at import and single values are memoised: the planner
-    validates 10,000 package files on every `sweep run`.
+    Defaults were checked once at import and single values are memoised: a caller may
+    validate 10,000 parameter sets at once.
     """
     problems: list[ParameterError] = []
     values = dict(_DEFAULTS)
@@ -279,13 +337,15 @@ _IDENTITY = tuple(sorted(name for name, p in PARAMS.items() if p.identity))
 _FRAGMENTS: dict[tuple[Any, ...], str] = {}
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # one encoder: json.dumps(..., separators=) builds one per call
+_COMPACT = json.JSONEncoder(
+    separators=(",", ":")
+)  # one encoder: json.dumps(..., separators=) builds one per call
 
 
 def _fragment(name: str, v: Any) -> str:
     """``"name":value`` as compact JSON of a coerced value (memoised by ``canonical_json``)."""
     # a finite float is what json writes for it: float.__repr__ (the common, unmemoisable
-    # case: a swept Re takes a new value in every package)
+    # case: a varied Re takes a new value in every parameter set)
     text = float.__repr__(v) if v.__class__ is float and math.isfinite(v) else _COMPACT.encode(v)
     return f'"{name}":{text}'
 
@@ -305,7 +365,7 @@ class SolverParams:
         object.__setattr__(self, "_values", MappingProxyType(values))
 
     @classmethod
-    def coerce(cls, params: "SolverParams | Mapping[str, Any]") -> "SolverParams":
+    def coerce(cls, params: SolverParams | Mapping[str, Any]) -> SolverParams:
         """Return ``params`` as SolverParams, validating a plain mapping."""
         return params if isinstance(params, SolverParams) else cls(params)
 
@@ -331,7 +391,7 @@ class SolverParams:
         changed = {k: v for k, v in self._values.items() if v != PARAMS[k].default}
         return f"SolverParams({changed})"
 
-    def replace(self, **changes: Any) -> "SolverParams":
+    def replace(self, **changes: Any) -> SolverParams:
         """A copy with some values changed (validated again)."""
         return SolverParams({**self._values, **changes})
 
@@ -348,7 +408,7 @@ class SolverParams:
 
         Equal to ``json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))``,
         built from memoised ``"key":value`` fragments (about 6x faster: planning hashes
-        10,000 of these per sweep).
+        10,000 of these for a parameter study).
         """
         values, memo, parts = self._values, _FRAGMENTS, []
         for k in _IDENTITY:
@@ -395,8 +455,8 @@ def usable_cores() -> int:
 
 def default_threads() -> int:
     """Threads of one run when ``fft_threads`` is not given: ``$NS_SOLVER_THREADS`` if set (a
-    process that shares the machine with others, e.g. one of several Dask workers, is told its
-    share), else every usable core."""
+    process that shares the machine with others, e.g. one of several worker processes, is told
+    its share), else every usable core."""
     given = os.environ.get(THREADS_ENV, "").strip()
     if given:
         try:

@@ -37,9 +37,8 @@ def reference_setup(shape: tuple[int, int, int], nu: float) -> ReferenceSetup:
     K = np.array(np.meshgrid(kx, ky, kz, indexing="ij"))
     K2 = np.sum(K * K, 0)
     K_over_K2 = K / np.where(K2 == 0, 1, K2)
-    dealias = ((np.abs(K[0]) <= kept_max(nx)) & (np.abs(K[1]) <= kept_max(ny))
-               & (np.abs(K[2]) <= kept_max(nz)))
-    return ReferenceSetup(tuple(shape), nu, K, K2, K_over_K2, dealias)
+    dealias = (np.abs(K[0]) <= kept_max(nx)) & (np.abs(K[1]) <= kept_max(ny)) & (np.abs(K[2]) <= kept_max(nz))
+    return ReferenceSetup((nx, ny, nz), nu, K, K2, K_over_K2, dealias)
 
 
 def reference_rhs(u_hat: np.ndarray, ref: ReferenceSetup) -> np.ndarray:

@@ -6,7 +6,8 @@ the FFT backend actually used and its library version (``fft_backend``,
 kernels). They do NOT depend on the thread count (``fft_threads``): FFTW plans are made
 with FFTW_ESTIMATE on aligned arrays and run single-threaded on our own thread pool, which
 splits the grid into slabs and column chunks fixed by the grid, never by the thread count
-(identical bits tested for 1-4 threads); the elementwise kernels run on the same fixed
+(identical bits tested: whole runs on 1-3 threads, single passes on 1, 2 and 4); the
+elementwise kernels run on the same fixed
 partition. Nor do they depend on checkpointing: a
 run resumed from any checkpointed State ends bit-identical to the uninterrupted run.
 """
@@ -31,13 +32,14 @@ from .state import State
 from .stepper import Stepper
 from .version import SOLVER_VERSION
 
-if TYPE_CHECKING:  # xarray is imported when a Dataset is built: the planner and workers need not
+if TYPE_CHECKING:  # xarray is imported when a Dataset is built: callers of run_simulation need not
     import xarray as xr
 
 __all__ = ["simulate", "run_simulation", "output_steps"]
 
 Progress = Callable[[int, int, float], Any]
 Checkpoint = Callable[[State], Any]
+Diagnostics = dict[str, list[float]]  # "step" and each name of DIAGNOSTICS -> values so far
 
 
 def output_steps(p: SolverParams) -> list[int]:
@@ -61,35 +63,48 @@ def _check_memory(p: SolverParams) -> None:
     need, avail = memory_estimate(p), _available_memory()
     if avail is not None and need > avail:
         raise ParameterError(
-            "grid", list(p.grid),
+            "grid",
+            list(p.grid),
             f"a grid whose run fits in the available memory ({avail / 2**20:.0f} MiB; this one "
-            f"needs about {need / 2**20:.0f} MiB): use fewer points or precision='float32'")
+            f"needs about {need / 2**20:.0f} MiB): use fewer points or precision='float32'",
+        )
 
 
 def _check_hooks(every_steps: Any, every_seconds: Any) -> None:
-    if every_steps is not None and (isinstance(every_steps, bool) or not isinstance(every_steps, int)
-                                    or every_steps < 1):
+    if every_steps is not None and (
+        isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1
+    ):
         raise ParameterError("checkpoint_every_steps", every_steps, "an integer >= 1 or None")
-    if every_seconds is not None and (isinstance(every_seconds, bool)
-                                      or not isinstance(every_seconds, (int, float))
-                                      or not every_seconds > 0):
+    if every_seconds is not None and (
+        isinstance(every_seconds, bool)
+        or not isinstance(every_seconds, (int, float))
+        or not every_seconds > 0
+    ):
         raise ParameterError("checkpoint_every_seconds", every_seconds, "a number > 0 or None")
 
 
-def _start(p: SolverParams, stepper: Stepper, resume: State | None,
-           u_init: np.ndarray | None) -> tuple[int, dict[str, list]]:
-    """Load the initial or the resumed state; return the first step and the diagnostics so far."""
+def _start(
+    p: SolverParams, stepper: Stepper, resume: State | None, u_init: np.ndarray | None
+) -> tuple[int, Diagnostics]:
+    """Load the initial (``u_init``) or the resumed state; return the first step and the
+    diagnostics so far."""
     key = State.params_key(p.canonical())
     if resume is None:
+        if u_init is None:
+            raise ValueError("an initial velocity is needed when not resuming")
         stepper.load(u_init)
         return 0, {k: list(v) for k, v in State.empty_diagnostics().items()}
     if resume.params_json != key:
-        raise ParameterError("resume", f"State(step={resume.step})",
-                             "a State captured from a run with the same parameters")
+        raise ParameterError(
+            "resume", f"State(step={resume.step})", "a State captured from a run with the same parameters"
+        )
     want = (3, *stepper.grid.compact_shape)
     if resume.u_hat.shape != want or resume.u_hat.dtype != stepper.u.dtype:
-        raise ParameterError("resume", f"u_hat {resume.u_hat.shape} {resume.u_hat.dtype}",
-                             f"a velocity of shape {want} and dtype {stepper.u.dtype}")
+        raise ParameterError(
+            "resume",
+            f"u_hat {resume.u_hat.shape} {resume.u_hat.dtype}",
+            f"a velocity of shape {want} and dtype {stepper.u.dtype}",
+        )
     if not 0 <= resume.step <= p.n_steps:
         raise ParameterError("resume", resume.step, f"a step between 0 and {p.n_steps}")
     stepper.load(resume.u_hat)
@@ -118,10 +133,15 @@ def simulate(
     (including a grid too large for the available memory) and DivergedError (NaN/inf or
     CFL above ``cfl_limit``) naming the step, time and CFL number.
     """
-    return run_simulation(params, deadline=deadline, progress=progress, checkpoint=checkpoint,
-                          checkpoint_every_steps=checkpoint_every_steps,
-                          checkpoint_every_seconds=checkpoint_every_seconds,
-                          resume=resume).to_dataset()
+    return run_simulation(
+        params,
+        deadline=deadline,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every_steps=checkpoint_every_steps,
+        checkpoint_every_seconds=checkpoint_every_seconds,
+        resume=resume,
+    ).to_dataset()
 
 
 def run_simulation(
@@ -135,7 +155,7 @@ def run_simulation(
     resume: State | None = None,
 ) -> RunResult:
     """``simulate`` returning the result as plain arrays (``RunResult``), for callers that
-    store or send it without needing a Dataset (a sweep's workers): same arguments, errors
+    store or send it without needing a Dataset (e.g. to another process): same arguments, errors
     and bits; ``.to_dataset()`` gives ``simulate``'s Dataset.
     """
     p = SolverParams.coerce(params)
@@ -172,11 +192,21 @@ def run_simulation(
             if checkpoint is not None and done < n_steps:
                 now = _time.monotonic()
                 due = (checkpoint_every_steps is not None and done % checkpoint_every_steps == 0) or (
-                    checkpoint_every_seconds is not None and now - last_ckpt >= checkpoint_every_seconds)
+                    checkpoint_every_seconds is not None and now - last_ckpt >= checkpoint_every_seconds
+                )
                 if due:
-                    checkpoint(State(done, done * dt, stepper.u.copy(), {
-                        k: np.array(v, dtype=np.int64 if k == "step" else np.float64)
-                        for k, v in diag.items()}, key))
+                    checkpoint(
+                        State(
+                            done,
+                            done * dt,
+                            stepper.u.copy(),
+                            {
+                                k: np.array(v, dtype=np.int64 if k == "step" else np.float64)
+                                for k, v in diag.items()
+                            },
+                            key,
+                        )
+                    )
                     last_ckpt = now
         with np.errstate(over="ignore", invalid="ignore"):
             record(n_steps, stepper.observe(n_steps))
@@ -190,7 +220,7 @@ def run_simulation(
             "numpy_version": np.__version__,
             "n_steps": int(n_steps),
             "bits_depend_on": "params, solver_version, fft_backend, fft_library_version, "
-                              "numpy_version, CPU instruction set (not fft_threads)",
+            "numpy_version, CPU instruction set (not fft_threads)",
         }
         return build_result(p, stepper.grid, diag, spectrum, fields, provenance)
     finally:

@@ -20,7 +20,10 @@ from .version import SOLVER_VERSION
 
 __all__ = ["State"]
 
-_COMPLEX_OF = {np.dtype(np.float64): np.complex128, np.dtype(np.float32): np.complex64}
+_COMPLEX_OF: dict[np.dtype, type[np.complexfloating]] = {
+    np.dtype(np.float64): np.complex128,
+    np.dtype(np.float32): np.complex64,
+}
 
 
 @dataclass
@@ -52,7 +55,7 @@ class State:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, Any]) -> "State":
+    def from_arrays(cls, arrays: dict[str, Any]) -> State:
         """Inverse of ``to_arrays`` (accepts anything array-like, e.g. zarr arrays)."""
         pairs = np.ascontiguousarray(np.asarray(arrays["u_hat"]))
         u_hat = pairs.view(_COMPLEX_OF[pairs.dtype])

@@ -1,7 +1,8 @@
 """The time stepper: preallocated work arrays, FFT plans and one fused RK step.
 
-Memory (N = nx ny nz real points, allocated once, nothing allocated per step; no array of
-the whole physical grid exists):
+Memory (N = nx ny nz real points; the work arrays are allocated once and a step allocates
+none, though the scipy backend's passes return new arrays that are copied into place; no
+array of the whole physical grid exists):
 
 * P (6, nx, My, Mz) complex: the x-padded spectra of u and omega = i k x u (rows of kx
   outside the 2/3 box zero before each inverse x pass), about 6 x 0.44 x N/2 complex;
@@ -24,8 +25,8 @@ runs it and however the rows are cut: results depend on neither.
 
 Everything that depends only on (grid, precision, backend, threads, kernel set) lives in a
 ``Workspace``; closed steppers of small grids return theirs to a per-process cache (at most
-``CACHE_MAX_ENTRIES``, each of at most ``CACHE_MAX_POINTS`` points), so a sweep of tiny runs
-plans its FFTs and binds its kernels once per worker process, not once per run.
+``CACHE_MAX_ENTRIES``, each of at most ``CACHE_MAX_POINTS`` points), so a process that runs
+many tiny cases plans its FFTs and binds its kernels once, not once per run.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -47,8 +50,17 @@ from .kernels import KernelSet, default_kernels, get_kernels
 from .parallel import SlabPool, slab_owner
 from .params import SolverParams
 
-__all__ = ["Stepper", "Workspace", "effective_threads", "slab_rows", "x_chunk_cols", "clear_workspace_cache",
-           "MIN_POINTS_PER_THREAD", "CACHE_MAX_POINTS", "CACHE_MAX_ENTRIES"]
+__all__ = [
+    "Stepper",
+    "Workspace",
+    "effective_threads",
+    "slab_rows",
+    "x_chunk_cols",
+    "clear_workspace_cache",
+    "MIN_POINTS_PER_THREAD",
+    "CACHE_MAX_POINTS",
+    "CACHE_MAX_ENTRIES",
+]
 
 
 # Below this many points per thread, waking helper threads costs more than it saves.
@@ -98,7 +110,7 @@ class _SlabBuffers:
     P[0:3] (P's x axis is physical at that point).
     """
 
-    def __init__(self, ws: "Workspace", b: int, kf, scratch: bool) -> None:
+    def __init__(self, ws: Workspace, b: int, kf: ModuleType, scratch: bool) -> None:
         g, pl = ws.grid, ws.plans
         nx, ny, nz = g.shape
         _, my, mz = g.compact_shape
@@ -121,15 +133,29 @@ class _SlabBuffers:
 
         def ypasses(a: np.ndarray, kinds: tuple[str, str]) -> list[Callable[[], None]]:
             # the conjugate half (kz > nz/2) is transformed the other way (see ``load``)
-            return [pl.transform(a[..., k], a[..., k], a.ndim - 2, kind, 1) for k, kind in zip(blocks, kinds)]
-        self.y_inv, self.y_inv1 = ypasses(Zi, ("backward", "forward")), ypasses(Zi[0], ("backward", "forward"))
+            # strict=False: with mz == 1 there is no conjugate block, and its kind goes unused
+            return [
+                pl.transform(a[..., k], a[..., k], a.ndim - 2, kind, 1)
+                for k, kind in zip(blocks, kinds, strict=False)
+            ]
+
+        self.y_inv, self.y_inv1 = (
+            ypasses(Zi, ("backward", "forward")),
+            ypasses(Zi[0], ("backward", "forward")),
+        )
         self.y_fwd = ypasses(Z[1:], ("forward", "backward"))
         self.z_inv = pl.transform(Zi, Z, 3, "backward", 1)  # out of place: Zi preserved
         self.z_fwd = pl.transform(Z[1:], Z[1:], 3, "forward", 1)
         self.z_inv1 = pl.transform(Zi[0], Z[0], 2, "backward", 1)  # the divergence diagnostic
         # load/store are exact or the same operations in both kernel sets: same bits
-        self.load = getattr(kf, "make_load_pack_kernel", packing.make_load_pack_kernel)(ws.P, Zi, g.yblocks, mz)
-        self.store = getattr(kf, "make_store_unpack_kernel", packing.make_store_unpack_kernel)(Z, ws.P, g.yblocks, mz)
+        self.load: Callable[[int, int, int, int], None] = getattr(
+            kf, "make_load_pack_kernel", packing.make_load_pack_kernel
+        )(ws.P, Zi, g.yblocks, mz)
+        self.store: Callable[[int], None] = getattr(
+            kf, "make_store_unpack_kernel", packing.make_store_unpack_kernel
+        )(Z, ws.P, g.yblocks, mz)
+        self.cross: Callable[[bool], tuple[float, float, float] | None]
+        self.speed: Callable[[], float]
         if hasattr(kf, "make_packed_cross_kernel"):
             self.cross = kf.make_packed_cross_kernel(Z)
             self.speed = kf.make_packed_speed_kernel(Z)
@@ -203,8 +229,11 @@ class Workspace:
         self.slab_bufs = [_SlabBuffers(self, b, kf, kernels.scratch) for _ in range(workers)]
 
         bs = max(1, kernels.spec_slab_elems // (my * mz))
-        spec_slabs = [(xs, slice(b_.f0 + xs.start - b_.c0, b_.f0 + xs.stop - b_.c0))
-                      for b_ in g.xblocks for xs in _chunks(b_.c0, b_.c1, bs)]
+        spec_slabs = [
+            (xs, slice(b_.f0 + xs.start - b_.c0, b_.f0 + xs.stop - b_.c0))
+            for b_ in g.xblocks
+            for xs in _chunks(b_.c0, b_.c1, bs)
+        ]
         # kernels with scratch arrays: spectral slabs are dealt to workers in contiguous runs
         # (static map) and each worker owns its scratch; scratch-free kernels run on any worker
         self.dynamic = not kernels.scratch
@@ -215,12 +244,26 @@ class Workspace:
         scratch = kernels.scratch
         t = [np.empty((bs, my, 2 * mz), rdt) if scratch else None for _ in range(workers)]
         s = [np.empty((bs, my, 2 * mz), rdt) if scratch else None for _ in range(workers)]
-        spec = []
+        spec: list[op.SpectralKernels] = []
         for i, (xs, xf) in enumerate(spec_slabs):
             w = owner(i, len(spec_slabs))
             fused = (1.0 / g.n_points,) if kernels.gather_in_stage else ()  # the gather's scale
-            spec.append(kf.make_spectral_kernels(self.P, self.Rf, self.uf, self.u0f, self.accf, xs, xf,
-                                                 g.yblocks, self.co, t[w], s[w], *fused))
+            spec.append(
+                kf.make_spectral_kernels(
+                    self.P,
+                    self.Rf,
+                    self.uf,
+                    self.u0f,
+                    self.accf,
+                    xs,
+                    xf,
+                    g.yblocks,
+                    self.co,
+                    t[w],
+                    s[w],
+                    *fused,
+                )
+            )
         self.stage_k = [k[0] for k in spec]
         self.prepare_k = [k[1] for k in spec]
         self.rhs_k = [k[2] for k in spec]
@@ -228,8 +271,11 @@ class Workspace:
         # kernel sets with gather_in_stage read P in the stage kernel instead (R only for rhs)
         self.gather_in_stage = kernels.gather_in_stage
         ident = (Block(0, my, 0),)
-        self.gather_k = [(i, kf.make_gather_kernel(self.P[i], self.R, xs, xf, ident, 1.0 / g.n_points))
-                         for i in range(3) for xs, xf in spec_slabs]
+        self.gather_k: list[tuple[int, Callable[[int], None]]] = [
+            (i, kf.make_gather_kernel(self.P[i], self.R, xs, xf, ident, 1.0 / g.n_points))
+            for i in range(3)
+            for xs, xf in spec_slabs
+        ]
 
     @property
     def nbytes(self) -> int:
@@ -243,7 +289,7 @@ class Workspace:
         self.co.nu_k2[...] = op.nu_k2(self.grid, nu)
 
 
-def _workspace_key(grid: Grid, backend: str, threads: int, kernels: str) -> tuple:
+def _workspace_key(grid: Grid, backend: str, threads: int, kernels: str) -> tuple[Any, ...]:
     return (grid.shape, grid.dtype.str, backend, threads, kernels)
 
 
@@ -295,8 +341,9 @@ class Stepper:
         kernels = default_kernels() if kernels is None else kernels
         g = make_grid(params.grid, params.precision)
         self.threads = effective_threads(g, threads)
-        ws = self._ws = _acquire(g, backend, self.threads, get_kernels(kernels, g.n_points))
+        ws = _acquire(g, backend, self.threads, get_kernels(kernels, g.n_points))
         ws.set_nu(params.nu)
+        self._ws: Workspace | None = ws  # None once closed (``_workspace``)
         self.grid: Grid = ws.grid
         self.backend, self.kernels, self.plans = ws.backend, ws.kernels, ws.plans
         self.pool = SlabPool(self.threads)
@@ -326,6 +373,13 @@ class Stepper:
         """P <- transform inputs (u_hat, omega_hat) of the state (kept rows)."""
         self.pool.map(lambda w, k: k(), self._prepare_k, self._dynamic)
 
+    def _workspace(self) -> Workspace:
+        """The workspace; a closed stepper has given it back (to the cache, maybe another
+        stepper), so using one is an error."""
+        if self._ws is None:
+            raise RuntimeError("this Stepper is closed")
+        return self._ws
+
     def close(self) -> None:
         """Stop the helper threads; return the workspace to the cache (idempotent)."""
         self.pool.close()
@@ -348,7 +402,7 @@ class Stepper:
         sb.forward(xs.start)
         return stats if mode < 2 else (stats, speed)
 
-    def _nonlinear(self, mode: int = 0) -> list:
+    def _nonlinear(self, mode: int = 0) -> list[Any]:
         """R <- dealiased rfft(u x omega) / N of the state in P; per-slab stats (``_slab``).
 
         Transforms: 6 inverse x passes (in place in P), per physical slab 6 (y, z) inverse
@@ -367,16 +421,18 @@ class Stepper:
         """R <- kept kx rows of the forward transforms in P[0:3], / N."""
         self.pool.map(lambda w, ik: ik[1](ik[0]), self._gather_k, self._dynamic)
 
-    def _x_inv(self, passes: list | None = None) -> None:
+    def _x_inv(self, passes: list[tuple[np.ndarray, Callable[[], None]]] | None = None) -> None:
         """Inverse x passes, in place in P, after zeroing the rows of kx outside the 2/3 box
         (the previous passes filled them; the spectral stage writes only the kept rows)."""
-        def run(w: int, zp: tuple) -> None:
+
+        def run(w: int, zp: tuple[np.ndarray, Callable[[], None]]) -> None:
             zp[0].fill(0)
             zp[1]()
-        self.pool.map(run, self._ws.x_inv if passes is None else passes, True)
+
+        self.pool.map(run, self._workspace().x_inv if passes is None else passes, True)
 
     def _x_fwd(self) -> None:
-        self.pool.map(lambda w, f: f(), self._ws.x_fwd, True)
+        self.pool.map(lambda w, f: f(), self._workspace().x_fwd, True)
 
     def fft_passes(self, packing: bool = False) -> None:
         """The transforms of one stage alone, for the benchmark: the 1-D FFT passes, and with
@@ -385,7 +441,7 @@ class Stepper:
         if packing:
             self._x_inv()
         else:
-            self.pool.map(lambda w, zp: zp[1](), self._ws.x_inv, True)
+            self.pool.map(lambda w, zp: zp[1](), self._workspace().x_inv, True)
 
         def slab(w: int, xs: slice) -> None:
             sb = self._bufs[w]
@@ -395,6 +451,7 @@ class Stepper:
                 return
             for f in (*sb.y_inv, sb.z_inv, sb.z_fwd, *sb.y_fwd):
                 f()
+
         self.pool.map(slab, self._phys_slabs, True)
         self._x_fwd()
 
@@ -404,20 +461,21 @@ class Stepper:
         the stages of a step must run in order from the first)."""
         self.pool.map(lambda w, k: k(ca, cb, first), self._stage_k, self._dynamic)
 
-    def _cfl(self, maxima: list) -> float:
+    def _cfl(self, maxima: list[Any]) -> float:
         m = np.max(np.array(maxima), axis=0)  # NaN propagates
-        return float(self.dt * sum(mi * inv for mi, inv in zip(m, self.inv_dx)))
+        return float(self.dt * sum(mi * inv for mi, inv in zip(m, self.inv_dx, strict=True)))
 
     def _max_divergence(self) -> float:
         """max |div u| of the state, through P[3] (call between a stage's transforms and
         its spectral update, which rewrites P[3])."""
         op.scatter_padded(self.P[3], op.divergence_hat(self.u, self.grid), self.grid)
-        self._x_inv(self._ws.x_inv1)
+        self._x_inv(self._workspace().x_inv1)
 
         def slab(w: int, xs: slice) -> float:
             sb = self._bufs[w]
             sb.inverse(xs.start, 3, -1, 1)
             return op._max_abs(sb.Z[0].real)
+
         return float(np.max(self.pool.map(slab, self._phys_slabs, True)))
 
     def _check(self, step: int, cfl: float) -> None:
@@ -475,6 +533,7 @@ class Stepper:
             sb = self._bufs[w]
             sb.inverse(xs.start)
             out[0, xs], out[1, xs], out[2, xs] = sb.Z[0].real, sb.Z[0].imag, sb.Z[1].real
+
         self.pool.map(slab, self._phys_slabs, True)
         self._prepare()  # restore P
         return out

@@ -25,14 +25,17 @@ def _data(kind: str, shape, axis: int, dtype, seed: int = 3) -> np.ndarray:
 def _expected(kind: str, x: np.ndarray, n: int, axis: int) -> np.ndarray:
     """numpy's transform of the same kind, unnormalised (in float64)."""
     x = x.astype(np.complex128 if np.iscomplexobj(x) else np.float64)
-    return {"forward": lambda: np.fft.fft(x, axis=axis),
-            "backward": lambda: np.fft.ifft(x, axis=axis, norm="forward"),
-            "r2c": lambda: np.fft.rfft(x, axis=axis),
-            "c2r": lambda: np.fft.irfft(x, n=n, axis=axis, norm="forward")}[kind]()
+    return {
+        "forward": lambda: np.fft.fft(x, axis=axis),
+        "backward": lambda: np.fft.ifft(x, axis=axis, norm="forward"),
+        "r2c": lambda: np.fft.rfft(x, axis=axis),
+        "c2r": lambda: np.fft.irfft(x, n=n, axis=axis, norm="forward"),
+    }[kind]()
 
 
-def _run_pass(backend: str, kind: str, x: np.ndarray, n: int, axis: int, threads: int,
-              in_place: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def _run_pass(
+    backend: str, kind: str, x: np.ndarray, n: int, axis: int, threads: int, in_place: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """(output, input afterwards) of one pass on backend-allocated arrays."""
     b = get_backend(backend)
     real = np.dtype(x.real.dtype)
@@ -41,8 +44,13 @@ def _run_pass(backend: str, kind: str, x: np.ndarray, n: int, axis: int, threads
     if in_place:
         dst = src
     else:
-        shape = tuple(n if a == axis else m for a, m in enumerate(x.shape)) if kind == "c2r" else \
-            tuple(m // 2 + 1 if a == axis else m for a, m in enumerate(x.shape)) if kind == "r2c" else x.shape
+        shape = (
+            tuple(n if a == axis else m for a, m in enumerate(x.shape))
+            if kind == "c2r"
+            else tuple(m // 2 + 1 if a == axis else m for a, m in enumerate(x.shape))
+            if kind == "r2c"
+            else x.shape
+        )
         dst = b.empty(shape, real if kind == "c2r" else np.result_type(real, np.complex64))
     plans = b.plans((4, 4, 4), real, threads)
     plans.transform(src, dst, axis, kind, threads)()
@@ -72,8 +80,9 @@ def test_fft_pyfftw_multidimensional_c2r_would_destroy_zero_modes():
     pyfftw = pytest.importorskip("pyfftw")
     c = pyfftw.empty_aligned((24, 24, 13), np.complex128)
     r = pyfftw.empty_aligned((24, 24, 24), np.float64)
-    plan = pyfftw.FFTW(c, r, axes=(0, 1, 2), direction="FFTW_BACKWARD",
-                       flags=("FFTW_ESTIMATE", "FFTW_DESTROY_INPUT"))
+    plan = pyfftw.FFTW(
+        c, r, axes=(0, 1, 2), direction="FFTW_BACKWARD", flags=("FFTW_ESTIMATE", "FFTW_DESTROY_INPUT")
+    )
     c[...] = 0
     c[:8, :8, :8] = 1 + 1j
     plan.execute()
@@ -104,8 +113,8 @@ def test_fft_pass_bits_do_not_depend_on_slab_cut(dtype):
             whole, _ = _run_pass(backend, kind, x, shape[axis], axis, 1)
             for rows in (1, 2, 3):
                 for a in range(0, shape[0], rows):
-                    part, _ = _run_pass(backend, kind, x[a:a + rows], shape[axis], axis, 1)
-                    assert np.array_equal(part, whole[a:a + rows]), (kind, axis, rows, a)
+                    part, _ = _run_pass(backend, kind, x[a : a + rows], shape[axis], axis, 1)
+                    assert np.array_equal(part, whole[a : a + rows]), (kind, axis, rows, a)
 
 
 def test_fft_auto_resolves_to_fastest_installed():

@@ -32,7 +32,7 @@ def _full(u_hat: np.ndarray, st: Stepper) -> np.ndarray:
 
 def test_simulate_taylor_green_matches_spectraldns_regression_value():
     # spectralDNS's published regression value for this exact case and algorithm
-    ds = simulate(dict(Re=1600, dt=0.01, T_final=0.1, grid=[64, 64, 64], output_interval=0.1))
+    ds = simulate({"Re": 1600, "dt": 0.01, "T_final": 0.1, "grid": [64, 64, 64], "output_interval": 0.1})
     assert ds.time.values.tolist() == pytest.approx([0.0, 0.1], abs=1e-15)
     assert abs(ds.energy.values[-1] - 0.124953117517) < 1e-10
     assert ds.dissipation.values[0] == pytest.approx(2 / 1600 * 3 / 8, rel=1e-13)
@@ -41,8 +41,20 @@ def test_simulate_taylor_green_matches_spectraldns_regression_value():
 
 @pytest.mark.parametrize("k", [1, 2])
 def test_simulate_abc_energy_decays_exactly(k):
-    ds = simulate(dict(initial_condition="abc", abc_A=1.0, abc_B=0.7, abc_C=0.4, abc_k=k, Re=50,
-                       dt=0.01, T_final=1.0, grid=[16, 16, 16], output_interval=0.1))
+    ds = simulate(
+        {
+            "initial_condition": "abc",
+            "abc_A": 1.0,
+            "abc_B": 0.7,
+            "abc_C": 0.4,
+            "abc_k": k,
+            "Re": 50,
+            "dt": 0.01,
+            "T_final": 1.0,
+            "grid": [16, 16, 16],
+            "output_interval": 0.1,
+        }
+    )
     nu = 1 / 50
     exact = ds.energy.values[0] * np.exp(-2 * nu * k * k * ds.time.values)
     assert ds.energy.values[0] == pytest.approx(0.5 * (1 + 0.49 + 0.16), rel=1e-14)
@@ -50,15 +62,31 @@ def test_simulate_abc_energy_decays_exactly(k):
 
 
 def test_simulate_taylor_green_2d_energy_decays_exactly():
-    ds = simulate(dict(initial_condition="taylor_green_2d", Re=20, dt=0.01, T_final=1.0,
-                       grid=[16, 16, 4], output_interval=0.1))
+    ds = simulate(
+        {
+            "initial_condition": "taylor_green_2d",
+            "Re": 20,
+            "dt": 0.01,
+            "T_final": 1.0,
+            "grid": [16, 16, 4],
+            "output_interval": 0.1,
+        }
+    )
     exact = 0.25 * np.exp(-4 / 20 * ds.time.values)
     np.testing.assert_allclose(ds.energy.values, exact, rtol=1e-10, atol=0)
 
 
 def test_simulate_velocity_stays_divergence_free():
-    ds = simulate(dict(initial_condition="random", Re=200, dt=0.01, T_final=0.3,
-                       grid=[16, 16, 16], output_interval=0.05))
+    ds = simulate(
+        {
+            "initial_condition": "random",
+            "Re": 200,
+            "dt": 0.01,
+            "T_final": 0.3,
+            "grid": [16, 16, 16],
+            "output_interval": 0.05,
+        }
+    )
     assert ds.max_velocity.values.min() > 0.5  # a non-trivial field
     assert ds.max_divergence.values.max() < 1e-12
 
@@ -103,8 +131,16 @@ def test_stepper_step_matches_reference_step():
 
 def test_simulate_dissipation_equals_minus_energy_rate():
     dt = 0.005
-    ds = simulate(dict(initial_condition="random", Re=50, dt=dt, T_final=0.2, grid=[16, 16, 16],
-                       output_interval=dt))
+    ds = simulate(
+        {
+            "initial_condition": "random",
+            "Re": 50,
+            "dt": dt,
+            "T_final": 0.2,
+            "grid": [16, 16, 16],
+            "output_interval": dt,
+        }
+    )
     e, d = ds.energy.values, ds.dissipation.values
     # 4th-order central difference of E(t)
     dedt = (e[:-4] - 8 * e[1:-3] + 8 * e[3:-1] - e[4:]) / (12 * dt)
@@ -113,7 +149,14 @@ def test_simulate_dissipation_equals_minus_energy_rate():
 
 
 def test_simulate_float32_agrees_with_float64():
-    base = dict(Re=400, dt=0.01, T_final=0.5, grid=[24, 24, 24], output_interval=0.1, keep_fields=True)
+    base = {
+        "Re": 400,
+        "dt": 0.01,
+        "T_final": 0.5,
+        "grid": [24, 24, 24],
+        "output_interval": 0.1,
+        "keep_fields": True,
+    }
     d64 = simulate(base)
     d32 = simulate({**base, "precision": "float32"})
     assert d32.u.dtype == np.float32 and d64.u.dtype == np.float64
@@ -124,7 +167,9 @@ def test_simulate_float32_agrees_with_float64():
 
 
 def test_energy_spectrum_sums_to_energy():
-    ds = simulate(dict(initial_condition="random", Re=100, dt=0.01, T_final=0.05, grid=[16, 16, 16]))
+    ds = simulate(
+        {"initial_condition": "random", "Re": 100, "dt": 0.01, "T_final": 0.05, "grid": [16, 16, 16]}
+    )
     assert ds.energy_spectrum.sum().item() == pytest.approx(ds.energy.values[-1], rel=1e-13)
     assert ds.energy_spectrum.values[0] < 1e-25  # no mean flow
 
@@ -132,6 +177,7 @@ def test_energy_spectrum_sums_to_energy():
 def test_initial_random_is_seeded_divergence_free_and_scaled():
     p = SolverParams(initial_condition="random", grid=[16, 16, 16], random_energy=0.3, random_k_peak=3.0)
     from solver.grid import make_grid
+
     g = make_grid(p.grid)
     a, b = initial_velocity(p, g), initial_velocity(p, g)
     c = initial_velocity(p.replace(random_seed=1), g)
@@ -192,27 +238,34 @@ def test_stepper_holds_no_whole_physical_field():
 
 
 def test_kernels_auto_and_unknown_name():
-    assert resolve_kernels("auto", 8 ** 3) == "numpy"  # tiny runs never pay numba's start-up
-    assert resolve_kernels("auto", 64 ** 3) == installed_kernel_sets()[0]
-    assert resolve_kernels("numpy", 64 ** 3) == "numpy"
+    assert resolve_kernels("auto", 8**3) == "numpy"  # tiny runs never pay numba's start-up
+    assert resolve_kernels("auto", 64**3) == installed_kernel_sets()[0]
+    assert resolve_kernels("numpy", 64**3) == "numpy"
     with pytest.raises(ParameterError, match="kernels: bad value 'cuda'.*'numba', 'numpy'"):
-        resolve_kernels("cuda", 64 ** 3)
+        resolve_kernels("cuda", 64**3)
 
 
 def test_kernels_warm_up_gives_tiny_grids_the_fastest_set():
     import subprocess
     import sys
 
-    code = ("from solver.kernels import resolve_kernels as r, warm_up_kernels as w\n"
-            "before = r('auto', 8 ** 3); name = w(); print(before, name, r('auto', 8 ** 3))")
+    code = (
+        "from solver.kernels import resolve_kernels as r, warm_up_kernels as w\n"
+        "before = r('auto', 8 ** 3); name = w(); print(before, name, r('auto', 8 ** 3))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "SOLVER_KERNELS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     fastest = installed_kernel_sets()[0]
     assert out.stdout.split() == ["numpy", fastest, fastest]  # a fresh process, then warmed up
     # a process told to use the numpy kernels (memory-tight nodes) does not load numba
     code += "\nimport sys; print('numba' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**env, "SOLVER_KERNELS": "numpy"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, "SOLVER_KERNELS": "numpy"},
+    )
     assert out.stdout.split() == ["numpy", "numpy", "numpy", "False"]
 
 
@@ -240,9 +293,24 @@ def test_stepper_workspace_cache_reuses_only_idle_workspaces():
         again.close()
 
 
+def test_closed_stepper_refuses_to_step():
+    # its workspace went back to the cache, where another stepper may take it
+    st = _stepper(grid=[8, 8, 8])
+    st.close()
+    st.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        st.step(0)
+
+
 def test_simulate_with_cached_workspace_gives_same_bits():
     clear_workspace_cache()
-    base = dict(initial_condition="random", dt=0.01, T_final=0.05, grid=[12, 12, 8], keep_fields=True)
+    base = {
+        "initial_condition": "random",
+        "dt": 0.01,
+        "T_final": 0.05,
+        "grid": [12, 12, 8],
+        "keep_fields": True,
+    }
     fresh = simulate({**base, "Re": 100})
     simulate({**base, "Re": 30})  # leaves a workspace with another nu and state in the cache
     reused = simulate({**base, "Re": 100})
@@ -262,6 +330,7 @@ def test_slab_pool_dynamic_and_static_maps_keep_order_and_raise():
             if i == 7:
                 raise KeyError("slab 7")
             return i
+
         for dynamic in (False, True):
             with pytest.raises(KeyError, match="slab 7"):
                 pool.map(boom, items, dynamic)
@@ -271,12 +340,24 @@ def test_slab_pool_dynamic_and_static_maps_keep_order_and_raise():
 def test_simulate_concurrent_solves_in_threads_give_same_bits():
     # a Dask worker with 2 threads runs two solves at once: kernels and pools must not mix
     import threading
-    runs = [dict(initial_condition="random", Re=re, dt=0.01, T_final=0.03, grid=[32, 32, 32],
-                 keep_fields=True, fft_threads=2) for re in (100, 300)]
+
+    runs = [
+        {
+            "initial_condition": "random",
+            "Re": re,
+            "dt": 0.01,
+            "T_final": 0.03,
+            "grid": [32, 32, 32],
+            "keep_fields": True,
+            "fft_threads": 2,
+        }
+        for re in (100, 300)
+    ]
     alone = [simulate(p).u.values.tobytes() for p in runs]
     together: list = [None, None]
-    threads = [threading.Thread(target=lambda i=i: together.__setitem__(i, simulate(runs[i])))
-               for i in range(2)]
+    threads = [
+        threading.Thread(target=lambda i=i: together.__setitem__(i, simulate(runs[i]))) for i in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:

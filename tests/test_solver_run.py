@@ -16,8 +16,14 @@ from solver import DivergedError, ParameterError, SolverTimeout, State, memory_e
 from solver.diagnostics import DIAGNOSTICS
 from solver.fft import BACKENDS, installed_backends
 
-SMALL = dict(initial_condition="random", Re=100, dt=0.01, T_final=0.2, grid=[16, 16, 8],
-             output_interval=0.04)
+SMALL = {
+    "initial_condition": "random",
+    "Re": 100,
+    "dt": 0.01,
+    "T_final": 0.2,
+    "grid": [16, 16, 8],
+    "output_interval": 0.04,
+}
 
 
 def _assert_same_bits(a: xr.Dataset, b: xr.Dataset) -> None:
@@ -27,8 +33,16 @@ def _assert_same_bits(a: xr.Dataset, b: xr.Dataset) -> None:
 
 
 def test_solver_exports_documented_names():
-    for name in ("simulate", "State", "memory_estimate", "SOLVER_VERSION", "SolverParams",
-                 "DivergedError", "SolverTimeout", "ParameterError"):
+    for name in (
+        "simulate",
+        "State",
+        "memory_estimate",
+        "SOLVER_VERSION",
+        "SolverParams",
+        "DivergedError",
+        "SolverTimeout",
+        "ParameterError",
+    ):
         assert name in solver.__all__ and hasattr(solver, name)
 
 
@@ -68,8 +82,14 @@ def test_simulate_same_params_same_bits():
 @pytest.mark.parametrize("backend", installed_backends())
 def test_simulate_thread_count_does_not_change_bits(backend):
     # large enough for every thread to get work (small grids run on one thread)
-    p = {**SMALL, "grid": [64, 64, 32], "T_final": 0.03, "output_interval": 0.01,
-         "fft_backend": backend, "keep_fields": True}
+    p = {
+        **SMALL,
+        "grid": [64, 64, 32],
+        "T_final": 0.03,
+        "output_interval": 0.01,
+        "fft_backend": backend,
+        "keep_fields": True,
+    }
     runs = [simulate({**p, "fft_threads": t}) for t in (1, 2, 3)]
     assert [ds.attrs["fft_threads"] for ds in runs] == [1, 2, 3]
     for ds in runs[1:]:
@@ -153,6 +173,7 @@ def test_simulate_deadline_during_run_names_step():
     def slow(step, n, t):
         if step == 3:  # the deadline passes during step 3's callback
             time.sleep(max(0.0, deadline - time.time()) + 0.01)
+
     with pytest.raises(SolverTimeout) as e:
         simulate(SMALL, deadline=deadline, progress=slow)
     assert e.value.step == 3 and e.value.time == pytest.approx(0.03)
@@ -160,15 +181,23 @@ def test_simulate_deadline_during_run_names_step():
 
 def test_simulate_large_dt_fails_on_cfl():
     with pytest.raises(DivergedError, match=r"step 0 .*CFL number above cfl_limit") as e:
-        simulate(dict(Re=100, dt=0.5, T_final=5.0, grid=[32, 32, 32]))
+        simulate({"Re": 100, "dt": 0.5, "T_final": 5.0, "grid": [32, 32, 32]})
     assert e.value.step == 0 and e.value.cfl > 1.0
 
 
 def test_simulate_unstable_run_is_diverged_with_step_and_time():
     # explicit viscous term far beyond RK4's stability limit; CFL check disabled
     with pytest.raises(DivergedError, match="NaN or inf") as e:
-        simulate(dict(initial_condition="random", Re=1, dt=0.1, T_final=50.0, grid=[16, 16, 16],
-                      cfl_limit=1e300))
+        simulate(
+            {
+                "initial_condition": "random",
+                "Re": 1,
+                "dt": 0.1,
+                "T_final": 50.0,
+                "grid": [16, 16, 16],
+                "cfl_limit": 1e300,
+            }
+        )
     assert e.value.step > 1
     assert e.value.time == pytest.approx(e.value.step * 0.1)
 
@@ -206,13 +235,13 @@ def test_simulate_bad_checkpoint_interval():
 
 
 def test_memory_estimate_scales_with_grid_and_precision():
-    small = memory_estimate(dict(grid=[32, 32, 32]))
-    big = memory_estimate(dict(grid=[128, 128, 128]))
-    single = memory_estimate(dict(grid=[128, 128, 128], precision="float32"))
+    small = memory_estimate({"grid": [32, 32, 32]})
+    big = memory_estimate({"grid": [128, 128, 128]})
+    single = memory_estimate({"grid": [128, 128, 128], "precision": "float32"})
     assert isinstance(big, int) and small < single < big
     # arrays of the 128^3 float64 stepper (x-padded spectra, compact state, diagnostics'
     # temporaries: ~190 MiB) and, where installed, numba's baseline (~115 MiB)
-    assert 180 * 2**20 < big - memory_estimate(dict(grid=[4, 4, 4])) < 350 * 2**20
+    assert 180 * 2**20 < big - memory_estimate({"grid": [4, 4, 4]}) < 350 * 2**20
 
 
 def test_run_simulation_result_is_simulate_dataset_and_pickles_losslessly():
@@ -224,7 +253,7 @@ def test_run_simulation_result_is_simulate_dataset_and_pickles_losslessly():
     result = run_simulation(params)
     assert result.to_dataset().identical(simulate(params))
     back = pickle.loads(pickle.dumps(result, protocol=5))
-    for (n, d, v, a), (n2, d2, v2, a2) in zip(result.variables(), back.variables()):
+    for (n, d, v, a), (n2, d2, v2, a2) in zip(result.variables(), back.variables(), strict=True):
         assert (n, d, a) == (n2, d2, a2)
         assert v2.dtype == v.dtype and v2.shape == v.shape and v2.tobytes() == v.tobytes(), n
         assert v2.flags.writeable
@@ -256,8 +285,11 @@ def test_memory_key_groups_runs_of_equal_memory_need():
 
     base = SolverParams(SMALL)
     same = [base.replace(Re=3000.0), base.replace(random_seed=7, cfl_limit=0.5)]
-    other = [base.replace(grid=[16, 16, 16]), base.replace(precision="float32"),
-             base.replace(keep_fields=True)]
+    other = [
+        base.replace(grid=[16, 16, 16]),
+        base.replace(precision="float32"),
+        base.replace(keep_fields=True),
+    ]
     for p in same:
         assert memory_key(p) == memory_key(base) and memory_estimate(p) == memory_estimate(base)
     for p in other:
