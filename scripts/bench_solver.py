@@ -345,8 +345,11 @@ def default_threads() -> int:
     """Same answer as solver.params.default_threads, without importing the solver (this driver's
     peak memory would be inherited by the child processes it measures)."""
     given = os.environ.get("NS_SOLVER_THREADS", "").strip()
-    if given.isdigit() and int(given) > 0:
-        return int(given)
+    if given:
+        try:
+            return max(1, int(given))
+        except ValueError:
+            pass  # a malformed value: the cores, as the solver does
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 
 
