@@ -57,7 +57,7 @@ def scratch_processes(root: Path) -> list[psutil.Process]:
 
 def test_command_example_end_to_end(tmp_path):
     spec = load_command(EXAMPLE)
-    result = run_command(spec, {"Re": 10.0, "dt": 0.01, "T_final": 1.0}, scratch_root=tmp_path)
+    result = spec.run({"Re": 10.0, "dt": 0.01, "T_final": 1.0}, scratch_root=tmp_path)
     ds = result.to_dataset()
     assert list(ds.dims) == ["time"] and ds.sizes["time"] == 101
     assert ds.time.values[0] == 0.0 and ds.time.values[-1] == 1.0
@@ -192,9 +192,9 @@ def test_command_config_errors_are_one_line(tmp_path):
     (directory / "in.tmpl").write_text("x = ${x}\ny = ${y}\n")
     with pytest.raises(ConfigError) as info:
         load_command(directory)
-    assert (
-        str(info.value)
-        == 'in.tmpl: input.template: ${y}: bad value "y"; allowed: a parameter or constant: keep_failed, x'
+    assert str(info.value) == (
+        f'{directory.resolve()}/in.tmpl: input.template: ${{y}}: bad value "y"; allowed: a parameter or '
+        "constant: keep_failed, x"
     )
     directory = make_command(tmp_path, "", {"outputs": [{"file": "result.xlsx"}]}, name="other")
     with pytest.raises(

@@ -8,6 +8,7 @@ apt where it can). Meshes are small: the whole module runs in a few seconds.
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 import time
@@ -109,6 +110,11 @@ def test_cavity_re100_u_centerline_matches_ghia(cavity, tmp_path):
     assert result.data_vars["cell_y"][1].max() < 0.1
     assert result.data_vars["probe_U_x"][0] == ("time", "probe")
     assert list(tmp_path.iterdir()) == []  # the scratch directory is gone
+    # attributes are strings and numbers (zarr-ready): the parameters as JSON, the case hash
+    for attrs in [result.attrs, *(a for _, _, _, a in result.variables())]:
+        assert all(isinstance(v, (str, int, float)) for v in attrs.values()), attrs
+    assert json.loads(result.attrs["params"])["Re"] == 100.0 and result.attrs["case_hash"] == cavity.hash
+    assert result.to_dataset().u_centerline.dims == ("y",)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +160,10 @@ def test_cavity_too_large_dt_is_classified_diverged(cavity):
         run_case(cavity, {"Re": 1e4, "n_cells": 16, "dt": 0.2, "T_final": 2.0})
     assert failure_class_of(info.value) == "diverged"
     assert "\n" not in str(info.value)
+    # with OpenFOAM's floating-point traps off it would run on with NaNs (and exit 0): the log
+    # watcher stops it at the first NaN residual
+    with pytest.raises(DivergedError, match=r"icoFoam diverged at step \d+ .*: the U[xy] residual is nan"):
+        run_case(cavity, {"Re": 1e4, "n_cells": 16, "dt": 0.2, "T_final": 20.0}, env={"FOAM_SIGFPE": "false"})
 
 
 @needs_openfoam
@@ -226,8 +236,8 @@ def test_template_field_without_value_is_one_line_config_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_case(case_dir)
     assert str(info.value) == (
-        'system/blockMeshDict: ${n_cellz}: bad value "n_cellz"; allowed: a parameter or constant: '
-        "L, Re, T_final, U, dt, keep_failed, keep_fields, n_cells, write_interval"
+        f'{case_dir.resolve()}/system/blockMeshDict: ${{n_cellz}}: bad value "n_cellz"; allowed: a parameter '
+        "or constant: L, Re, T_final, U, dt, keep_failed, keep_fields, n_cells, write_interval"
     )
 
 

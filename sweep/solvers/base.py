@@ -16,6 +16,7 @@ import ast
 import atexit
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -50,6 +51,7 @@ __all__ = [
     "check_keys",
     "declare_params",
     "COMMON_PARAMS",
+    "KEEP_FIELDS",
     "parameter_problems",
     "validate_params",
     "identity_values",
@@ -147,11 +149,8 @@ def check_keys(
             )
     for key in required:
         if key not in mapping:
-            raise ConfigError(
-                f"{file}: {where}.{key}: missing".replace(": .", ": ", 1)
-                + "; required: "
-                + ", ".join(required)
-            )
+            name = f"{where}.{key}" if where else key
+            raise ConfigError(f"{file}: {name}: missing; required: " + ", ".join(required))
     return mapping
 
 
@@ -266,6 +265,16 @@ def declare_params(block: Any, file: str, reserved: Collection[str] = ()) -> dic
 def _bool_check(v: Any) -> str | None:
     return None if isinstance(v, bool) else "true or false"
 
+
+# Declared by a solver whose template lists final fields among its outputs (it changes the result).
+KEEP_FIELDS = Param(
+    "keep_fields",
+    False,
+    "-",
+    "store the final fields (outputs.fields) on the cell dimension, with the cell centres",
+    _bool_check,
+    bool,
+)
 
 # Execution-only parameters of every external-program solver (not part of a run's identity).
 COMMON_PARAMS: Mapping[str, Param] = MappingProxyType(
@@ -429,9 +438,15 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Div: operator.truediv,
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
+    ast.Pow: lambda a, b: _pow(a, b),
 }
 _UNARY: dict[type, Callable[[Any], Any]] = {ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+
+def _pow(a: Any, b: Any) -> Any:
+    if isinstance(b, (int, float)) and abs(b) > 64:  # 10 ** 10 ** 10 would not end
+        raise ValueError(f"exponent {b} is too large (at most 64)")
+    return a**b
 
 
 @dataclass(frozen=True)
@@ -459,9 +474,12 @@ def _eval(node: ast.expr, values: Mapping[str, Any]) -> Any:
     raise TypeError(f"unsupported expression node {type(node).__name__}")  # compile_expression forbids it
 
 
-def compile_expression(text: Any, names: Collection[str], file: str, where: str) -> Expression:
+def compile_expression(
+    text: Any, names: Collection[str], file: str, where: str, defaults: Mapping[str, Any] | None = None
+) -> Expression:
     """``text`` as an Expression over ``names``; a one-line ConfigError for a syntax error, an
-    unknown name or anything but arithmetic."""
+    unknown name, anything but arithmetic, or (given ``defaults``) a failure to evaluate at the
+    default values (a division by zero, an exponent over 64)."""
     allowed = "an arithmetic expression (+ - * / // % **, numbers) of " + ", ".join(sorted(names))
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ConfigError(config_line(file, where, text, allowed))
@@ -487,7 +505,15 @@ def compile_expression(text: Any, names: Collection[str], file: str, where: str)
                 raise ConfigError(config_line(file, where, source, allowed))
         elif not isinstance(node, (ast.operator, ast.unaryop, ast.Load)):
             raise ConfigError(config_line(file, where, source, allowed))
-    return Expression(source, tree, frozenset(used))
+    expr = Expression(source, tree, frozenset(used))
+    if defaults is not None:
+        try:
+            expr.evaluate(defaults)
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise ConfigError(
+                config_line(file, where, source, f"an expression valid at the defaults ({exc})")
+            ) from None
+    return expr
 
 
 def format_value(v: Any) -> str:
@@ -537,9 +563,9 @@ class TemplateTree:
     def __reduce__(self) -> tuple[Any, ...]:
         return (TemplateTree, (dict(self.files), self.executable))  # a mappingproxy does not pickle
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
-        """The content hash (64 hex digits)."""
+        """The content hash (64 hex digits; computed once: run ids of every package use it)."""
         h = hashlib.sha256()
         for path in sorted(self.files):
             data = self.files[path]
@@ -601,9 +627,8 @@ def read_tree(directory: Path, what: str = "case directory") -> TemplateTree:
 # ----------------------------------------------------------------------------------------------
 # Running a program in its own process group under a deadline
 
-SCRATCH_ENV = (
-    "NS_SWEEP_SCRATCH"  # every program of a run gets its scratch path here: find its processes by it
-)
+# every program of a run gets its scratch path in this variable: find its processes by it
+SCRATCH_ENV = "NS_SWEEP_SCRATCH"
 _LIVE_GROUPS: set[int] = set()  # process groups started here and not yet reaped
 
 
@@ -657,7 +682,7 @@ def _group_alive(pgid: int) -> bool:
 
 def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     """SIGTERM the group, SIGKILL it after ``grace`` seconds, reap the leader, and wait until
-    no member is left (orphaned members are reaped by init within milliseconds)."""
+    no member is left alive."""
     pgid = proc.pid
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
@@ -669,6 +694,8 @@ def _kill_group(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 
 def _reap_group(proc: subprocess.Popen[bytes]) -> None:
+    """Reap the leader and SIGKILL what is left of its group until no member is alive (at most
+    5 s: a member in uninterruptible sleep cannot be waited for longer)."""
     pgid = proc.pid
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)

@@ -25,7 +25,7 @@ import os
 import shlex
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
@@ -103,9 +103,29 @@ class CommandSpec(DeclaredSolver):
     outputs: tuple[OutputFile, ...]
     diverged_exit_codes: frozenset[int]
 
+    supports_resume = False  # a command runs from the start every time
+
     def __reduce__(self) -> tuple[Any, ...]:
         # a task carries the files only; the manifest is checked again where it arrives
         return (command_from_tree, (self.tree, self.name, self.source))
+
+    def run(
+        self,
+        params: Mapping[str, Any],
+        *,
+        deadline: float | None = None,
+        scratch_root: str | os.PathLike[str] | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+        checkpoint: Callable[[Any], None] | None = None,
+        checkpoint_every_seconds: float | None = None,
+        resume: Any = None,
+        env: Mapping[str, str] | None = None,
+    ) -> RunResult:
+        """``run_command`` with the keywords of ``run_case`` (a command reports no progress and
+        takes no checkpoints; ``resume`` must be None)."""
+        if resume is not None:
+            raise ValueError("a command solver cannot resume; run it again from the start")
+        return run_command(self, params, deadline=deadline, scratch_root=scratch_root, env=env)
 
 
 def load_command(directory: str | Path) -> CommandSpec:
@@ -178,20 +198,12 @@ def command_from_tree(tree: TemplateTree, name: str, source: str) -> CommandSpec
 def _fields_of(
     texts: list[str], names: list[str], file: str, where: str, defaults: Mapping[str, Any]
 ) -> dict[str, Expression]:
-    fields = {}
-    for text in texts:
-        for inner in template_fields(text):
-            expr = compile_expression(inner, names, file, f"{where}: ${{{inner}}}")
-            try:
-                expr.evaluate(defaults)
-            except (ArithmeticError, TypeError, ValueError) as exc:
-                raise ConfigError(
-                    config_line(
-                        file, f"{where}: ${{{inner}}}", inner, f"an expression valid at the defaults ({exc})"
-                    )
-                ) from None
-            fields[inner] = expr
-    return fields
+    """The compiled ``${...}`` fields of some texts (a field naming no parameter: ConfigError)."""
+    return {
+        inner: compile_expression(inner, names, file, f"{where}: ${{{inner}}}", defaults)
+        for text in texts
+        for inner in template_fields(text)
+    }
 
 
 def _input(
@@ -216,8 +228,12 @@ def _input(
                 + ", ".join(sorted(p for p in tree.files if p != COMMAND_MANIFEST)),
             )
         )
-    text = tree.files[template].decode("utf-8")
-    return target, template, _fields_of([text], names, template, "input.template", defaults)
+    try:
+        text = tree.files[template].decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(config_line(file, "input.template", template, "a UTF-8 text file")) from None
+    shown = str(Path(file).parent / template)
+    return target, template, _fields_of([text], names, shown, "input.template", defaults)
 
 
 def _relative(path: str) -> bool:
@@ -239,7 +255,7 @@ def _outputs(block: Any, file: str) -> tuple[OutputFile, ...]:
                 config_line(file, f"{where}.file", target, "a relative path inside the run directory")
             )
         fmt = spec.get("format") or _SUFFIXES.get(PurePosixPath(target).suffix.lower())
-        if fmt not in OUTPUT_FORMATS:
+        if not isinstance(fmt, str) or fmt not in OUTPUT_FORMATS:
             raise ConfigError(
                 config_line(
                     file,

@@ -22,11 +22,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from solver.output import RunResult
 from solver.params import Param
 from sweep.errors import ConfigError
 
 from ..base import (
     COMMON_PARAMS,
+    KEEP_FIELDS,
     DeclaredSolver,
     Expression,
     TemplateTree,
@@ -78,21 +80,6 @@ _PROFILE_KEYS = (
     "long_name",
     "coord_units",
     "coord_long_name",
-)
-
-
-def _bool(v: Any) -> str | None:
-    return None if isinstance(v, bool) else "true or false"
-
-
-# Declared by the solver for cases whose manifest lists final fields (outputs.fields).
-KEEP_FIELDS = Param(
-    "keep_fields",
-    False,
-    "-",
-    "store the final fields (outputs.fields) on the cell dimension, with cell centres",
-    _bool,
-    bool,
 )
 
 
@@ -152,9 +139,17 @@ class CaseTemplate(DeclaredSolver):
     application: str
     outputs: Outputs = field(repr=False)
 
+    supports_resume = True  # run(..., resume=CaseCheckpoint) restarts from a saved time
+
     def __reduce__(self) -> tuple[Any, ...]:
         # a task carries the files only; the manifest is checked again where it arrives
         return (case_from_tree, (self.tree, self.name, self.source))
+
+    def run(self, params: Mapping[str, Any], **options: Any) -> RunResult:
+        """``run_case(self, params, **options)``: the same call for every template solver."""
+        from .run import run_case  # run imports this module
+
+        return run_case(self, params, **options)
 
 
 def bundled_cases() -> list[str]:
@@ -164,6 +159,8 @@ def bundled_cases() -> list[str]:
 
 def load_case(case: str | Path) -> CaseTemplate:
     """A bundled case by name (``"cavity"``) or a case directory (a path), read and checked.
+
+    A plain name is a bundled case first: write ``./cavity`` for a directory of that name.
 
     A missing directory, a directory without ``sweep-case.yaml`` or a bad manifest is a
     one-line ConfigError naming the file, the field, the bad value and what is allowed.
@@ -199,7 +196,8 @@ def load_case(case: str | Path) -> CaseTemplate:
 
 def case_from_tree(tree: TemplateTree, name: str, source: str) -> CaseTemplate:
     """A CaseTemplate from files in memory (how a task's case is rebuilt on a worker)."""
-    file = MANIFEST if source.startswith("bundled:") else str(Path(source) / MANIFEST)
+    home = CASES_DIR / name if source.startswith("bundled:") else Path(source)
+    file = str(home / MANIFEST)
     doc = load_manifest(tree, MANIFEST, file)
     check_keys(doc, _TOP_KEYS, file, "", required=("params", "steps", "application"))
 
@@ -211,7 +209,7 @@ def case_from_tree(tree: TemplateTree, name: str, source: str) -> CaseTemplate:
         raise ConfigError(
             config_line(file, f"constants.{name0}", name0, "a name that is not also a parameter")
         )
-    outputs = _outputs(doc.get("outputs"), file, [*declared, *constants], tree)
+    outputs = _outputs(doc.get("outputs"), file, [*declared, *constants])
     params = {**declared, **COMMON_PARAMS}
     if outputs.fields:
         params[KEEP_FIELDS.name] = KEEP_FIELDS
@@ -223,7 +221,7 @@ def case_from_tree(tree: TemplateTree, name: str, source: str) -> CaseTemplate:
         _entry(key, expr, file, names, tree, defaults)
         for key, expr in _mapping(doc.get("entries"), file, "entries").items()
     )
-    templated = _templated(doc.get("templated"), file, names, tree, defaults)
+    templated = _templated(doc.get("templated"), file, names, tree, defaults, home)
     steps = _steps(doc["steps"], file)
     application = doc["application"]
     if not any(step[0] == application for step in steps):
@@ -297,22 +295,12 @@ def _entry(
         # foamDictionary -set would silently add a misspelt entry: refuse it here
         if not re.search(rf"(^|[\s{{;]){re.escape(keyword)}(\s|;|$)", text, re.MULTILINE):
             raise ConfigError(config_line(file, where, keyword, f"an entry that exists in {dict_file}"))
-    value = compile_expression(expr, names, file, where)
-    _try(value, defaults, file, where)
+    value = compile_expression(expr, names, file, where, defaults)
     return Entry(dict_file, "/".join(parts[cut:]), value)
 
 
-def _try(expr: Expression, defaults: Mapping[str, Any], file: str, where: str) -> None:
-    try:
-        expr.evaluate(defaults)
-    except (ArithmeticError, TypeError, ValueError) as exc:
-        raise ConfigError(
-            config_line(file, where, expr.text, f"an expression valid at the defaults ({exc})")
-        ) from None
-
-
 def _templated(
-    block: Any, file: str, names: list[str], tree: TemplateTree, defaults: Mapping[str, Any]
+    block: Any, file: str, names: list[str], tree: TemplateTree, defaults: Mapping[str, Any], home: Path
 ) -> dict[str, dict[str, Expression]]:
     if block is None:
         return {}
@@ -329,17 +317,15 @@ def _templated(
                     "a file of the case: " + ", ".join(sorted(p for p in tree.files if p != MANIFEST)),
                 )
             )
-        text = tree.files[rel].decode("utf-8")
+        shown = str(home / rel)
+        try:
+            text = tree.files[rel].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(config_line(file, "templated", rel, "a UTF-8 text file")) from None
         fields: dict[str, Expression] = {}
         for inner in template_fields(text):
-            if not inner.strip():
-                raise ConfigError(
-                    config_line(rel, "${}", "${}", "a parameter or constant: " + ", ".join(names))
-                )
             # a field naming no parameter: the file and the field, and the names that have a value
-            expr = compile_expression(inner, names, rel, "${" + inner + "}")
-            _try(expr, defaults, rel, "${" + inner + "}")
-            fields[inner] = expr
+            fields[inner] = compile_expression(inner, names, shown, "${" + inner + "}", defaults)
         out[rel] = fields
     return out
 
@@ -360,7 +346,7 @@ def _steps(block: Any, file: str) -> tuple[tuple[str, ...], ...]:
     return tuple(steps)
 
 
-def _outputs(block: Any, file: str, names: list[str], tree: TemplateTree) -> Outputs:
+def _outputs(block: Any, file: str, names: list[str]) -> Outputs:
     if block is None:
         return Outputs()
     check_keys(block, _OUTPUT_KEYS, file, "outputs")

@@ -114,11 +114,7 @@ def _probes(
 ) -> None:
     """Probe values on (time, <function>); rows of a resumed run's later start directory win."""
     root = work / "postProcessing" / function
-    starts = (
-        sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: float(p.name))
-        if root.is_dir()
-        else []
-    )
+    starts = sorted(_time_dirs(root), key=lambda p: float(p.name))
     fields = sorted({f.name for start in starts for f in start.iterdir() if f.is_file()})
     tol = 0.5 * float(np.min(np.diff(times))) if times.size > 1 else 1e-12
     for field in fields:
@@ -153,6 +149,21 @@ def _probes(
                 merged[:, :, k],
                 {"units": _units(case, field), "long_name": f"{field}{suffix} at the probes of {function}"},
             )
+
+
+def _time_dirs(root: Path) -> list[Path]:
+    """The subdirectories of ``root`` named by a time (a function object's start times)."""
+    if not root.is_dir():
+        return []
+    out = []
+    for p in root.iterdir():
+        try:
+            float(p.name)
+        except ValueError:
+            continue
+        if p.is_dir():
+            out.append(p)
+    return out
 
 
 def _match(times: np.ndarray, t: np.ndarray, tol: float) -> np.ndarray:

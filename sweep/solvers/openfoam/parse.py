@@ -98,8 +98,10 @@ class LogParser:
                 self._solved.add(name)
                 column = s.residuals.setdefault(name, [math.nan] * len(s.times))
                 column[-1] = value
-            if not (math.isfinite(value) and math.isfinite(_number(m.group(3)))):
-                return f"the {name} residual is {m.group(2)} at t={s.time_names[-1]}"
+            final = _number(m.group(3))
+            if not (math.isfinite(value) and math.isfinite(final)):
+                shown = m.group(2) if not math.isfinite(value) else m.group(3)
+                return f"the {name} residual is {shown.rstrip(',')} at t={s.time_names[-1]}"
             return None
         if _STEP_END.match(line):
             s.completed = len(s.times)

@@ -119,7 +119,7 @@ def run_case(
         runner.prepare()
         timings = runner.run_steps(resume)
         provenance = {
-            "wall_time_steps": ", ".join(f"{k} {v:.3f} s" for k, v in timings.items()),
+            **{f"wall_time_{step}": seconds for step, seconds in timings.items()},
             "resumed_from_time": resume.time_name if resume else "",
             "openfoam_build": runner.build,
         }
@@ -129,7 +129,7 @@ def run_case(
 
 
 def _check_programs(case: CaseTemplate, env: Mapping[str, str]) -> None:
-    for argv in ((("foamDictionary",),) if case.entries else ()) + case.steps:
+    for argv in (("foamDictionary",), *case.steps):  # foamDictionary sets entries and restarts
         if shutil.which(argv[0], path=env.get("PATH")) is None:
             raise ExternalSolverError(
                 f"{argv[0]}: not found on PATH; install OpenFOAM (Debian: apt-get "
