@@ -18,9 +18,13 @@ import pytest
 
 from solver.errors import DivergedError, SolverTimeout
 from sweep.errors import ConfigError
-from sweep.runner import failure_class_of
 from sweep.solvers.base import SCRATCH_ENV, ExternalSolverError
 from sweep.solvers.command import COMMAND_MANIFEST, load_command, run_command
+
+try:  # the engine's mapping of solver exceptions to failure classes (sweep.runner until the restructure)
+    from sweep.engine.worker import failure_class_of
+except ImportError:
+    from sweep.runner import failure_class_of
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "command"
 

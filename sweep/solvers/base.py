@@ -70,6 +70,7 @@ __all__ = [
     "ProgramRun",
     "SCRATCH_ENV",
     "run_program",
+    "describe_exit",
     "kill_live_groups",
     "scratch_dir",
 ]
@@ -818,6 +819,16 @@ def _pump(
         _reap_group(proc)  # reap it and kill whatever it left behind in its group
     assert proc.returncode is not None
     return ProgramRun((), proc.returncode, 0.0, timed_out, stop_reason, list(tail))
+
+
+def describe_exit(returncode: int) -> str:
+    """``exit code N`` or ``killed by SIGNAME`` (a negative return code)."""
+    if returncode >= 0:
+        return f"exit code {returncode}"
+    try:
+        return f"killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"killed by signal {-returncode}"
 
 
 @contextlib.contextmanager

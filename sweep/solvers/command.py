@@ -50,6 +50,7 @@ from .base import (
     compile_expression,
     config_line,
     declare_params,
+    describe_exit,
     load_manifest,
     parse_time_block,
     read_tree,
@@ -308,10 +309,7 @@ def run_command(
         if run.returncode in spec.diverged_exit_codes:
             raise ProgramDiverged(shown, -1, math.nan, math.nan, f"exit code {run.returncode}: {said}")
         if run.returncode != 0:
-            how = (
-                f"exit code {run.returncode}" if run.returncode > 0 else f"killed by signal {-run.returncode}"
-            )
-            raise ExternalSolverError(f"{shown} failed ({how}): {said}")
+            raise ExternalSolverError(f"{shown} failed ({describe_exit(run.returncode)}): {said}")
         data: Variables = {}
         coords: Variables = {}
         attrs: dict[str, Any] = {}

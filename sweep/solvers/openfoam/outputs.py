@@ -18,6 +18,7 @@ import numpy as np
 
 from solver.output import RunResult
 
+from ..base import ExternalSolverError
 from .case import CaseTemplate
 from .parse import LogSeries, parse_dimensions, parse_internal_field, parse_probes, parse_raw_set
 
@@ -69,7 +70,7 @@ def read_result(
     final = series.time_names[n - 1] if n else "0"
     for prof in case.outputs.profiles:
         path = work / prof.file.format(time=final)
-        table = parse_raw_set(_read(path, prof.name))
+        table = parse_raw_set(_read(path, work, f"outputs.profiles.{prof.name}"))
         coord = table[:, prof.coord_column] * float(prof.coord_scale.evaluate(scope))
         value = table[:, prof.column] * float(prof.scale.evaluate(scope))
         if prof.coord in coords and not np.array_equal(coords[prof.coord][1], coord):
@@ -97,11 +98,11 @@ def read_result(
     return RunResult(data, coords, attrs)
 
 
-def _read(path: Path, what: str) -> str:
+def _read(path: Path, work: Path, what: str) -> str:
     try:
         return path.read_text()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{what}: the case wrote no {path.name} ({path})") from None
+        raise ExternalSolverError(f"{what}: the case wrote no {path.relative_to(work)}") from None
 
 
 def _units(case: CaseTemplate, field: str) -> str:
@@ -188,7 +189,7 @@ def _fields(case: CaseTemplate, work: Path, final: str, data: Variables, coords:
         for k, axis in enumerate("xyz"):
             data[f"cell_{axis}"] = (("cell",), c[:, k], {"units": "m", "long_name": f"cell centre {axis}"})
     for field in case.outputs.fields:
-        values = parse_internal_field(_read(directory / field, f"fields.{field}"), n_cells)
+        values = parse_internal_field(_read(directory / field, work, f"outputs.fields.{field}"), n_cells)
         n_cells = len(values)
         for k, suffix in enumerate(COMPONENTS.get(values.shape[1], ())):
             data[f"{field}{suffix}"] = (

@@ -39,6 +39,7 @@ from ..base import (
     ProgramDiverged,
     ProgramRun,
     ProgramTimeout,
+    describe_exit,
     format_value,
     render_fields,
     run_program,
@@ -245,7 +246,7 @@ class _CaseRun:
         if run.returncode != 0 or fatal is not None:
             why = fatal or last_meaningful_lines(text) or "no output"
             raise ExternalSolverError(
-                f"{program} failed ({_exit(run.returncode)}): "
+                f"{program} failed ({describe_exit(run.returncode)}): "
                 + why.replace(f"{self.work}/", "").replace(str(self.work), ".")
             )
         if watch and not self.build:
@@ -323,12 +324,3 @@ def _log_upto(log: bytes, steps: int) -> bytes:
         pos = log.index(b"\nExecutionTime = ", pos) + 1
     end = log.find(b"\n", pos)
     return log[: end + 1] if end >= 0 else log
-
-
-def _exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
