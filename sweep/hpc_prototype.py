@@ -8,9 +8,12 @@ lifetime expires, ``Worker.close_gracefully`` asks the scheduler to ``retire_wor
 only waits for the worker's *in-memory* results to be copied elsewhere, not for executing tasks.
 The scheduler then removes the worker (``expected=True``: no KilledWorker, no suspicious count)
 and reschedules its executing tasks from their original arguments, while the old thread runs on
-for up to ``Worker.close``'s 30 s executor timeout and its result is thrown away. The worker's
-status is ``closing_gracefully`` for only milliseconds before ``closing``, too short for a task
-to hand anything back. So the task restarts from zero: dask/dask-jobqueue#122, #416, #597, #691.
+in the closing worker (until it ends, ``Worker.close``'s 30 s executor timeout, or the job is
+cancelled ``distributed.deploy.lost-worker-timeout`` after the removal) and its result is thrown
+away. The worker's status is ``closing_gracefully`` for only milliseconds before ``closing``
+(never seen by a task polling every 0.2 s), too short to hand anything back; a
+``WorkerPlugin.teardown`` or a scheduler plugin's ``remove_worker`` runs after the removal. So
+the task restarts from zero: dask/dask-jobqueue#122, #416, #597, #691.
 
 The mechanism here, all public APIs:
 
@@ -26,7 +29,7 @@ The mechanism here, all public APIs:
    and no result waits to be fetched, retires the worker for good (``remove=True``) and closes
    it with its nanny, which ends the job early instead of idling until the walltime.
 3. A run loops over its steps with ``run_steps``, which checks ``preempt_requested()`` between
-   steps (a status read and a dict lookup: about a microsecond), and on a drain returns a
+   steps (a status read and a dict lookup: 0.23 us measured), and on a drain returns a
    ``StepOutcome`` with status ``"preempted"`` carrying the state as its checkpoint.
 4. ``drive`` (the driver loop) resubmits a preempted run from that checkpoint; a preemption is
    not a failure and not a lost worker.
