@@ -13,6 +13,7 @@ from .lazy import lazy_exports
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
     "run_sweep": "sweep.engine.sweep",
+    "adapt": "sweep.adapt",
     "SweepOptions": "sweep.engine.options",
     "SweepResult": "sweep.engine.sweep",
     "explain_packages": "sweep.engine.plan",
@@ -33,6 +34,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "adapt",
     "ConfigError",
     "Package",
     "RunRecord",
@@ -54,6 +56,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .adapt import adapt
     from .engine.options import SweepOptions
     from .engine.plan import explain_packages
     from .engine.sweep import SweepResult, run_sweep

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "validate": "sweep.commands.validate",
     "new": "sweep.commands.new",
     "explain": "sweep.commands.explain",
+    "adapt": "sweep.commands.adapt",
 }
 
 

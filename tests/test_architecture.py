@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 # layer of each part of sweep/ (a module may import its own layer and lower ones)
-LAYERS = {"spec": 1, "store": 2, "engine": 3, "monitor": 4, "commands": 5, "cli": 5}
+LAYERS = {"spec": 1, "store": 2, "engine": 3, "adapt": 4, "monitor": 5, "commands": 6, "cli": 6}
 BOTTOM = 0  # sweep/errors.py, config.py, provenance.py, units.py, machine.py, codec.py, ...
 
 

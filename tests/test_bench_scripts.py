@@ -134,3 +134,16 @@ def test_bench_checkpoint_counts_the_checkpoints_it_times(tmp_path: Path) -> Non
     counts = dict(re.findall(r"^\s+(none|default|forced)\s+:.*?(\d+) checkpoints?", out, re.M))
     assert counts == {"none": "0", "default": "0", "forced": "9"}, out
     assert re.search(r"overhead ratio, default/none \(sweep wall time\): [\d.]+", out)
+
+
+def test_bench_adapt_prints_runs_to_accuracy_and_overhead(tmp_path: Path) -> None:
+    out = run_script("bench_adapt.py", "--runs", "8", "--uniform-max", "64", cwd=tmp_path)
+    assert "1. runs to bracket the stability limit" in out
+    assert re.search(r"to 1\.0%: adaptive (\d+|> 8) runs, uniform grid (\d+|> 64) runs", out), out
+    for label in (
+        "adaptive (ask, package, round of run_sweep, tell)",
+        "plain run_sweep of the same packages",
+        "adaptive overhead per point",
+    ):
+        assert re.search(re.escape(label) + r"\s+-?\d+\.\d ms", out), (label, out)
+    assert "(4 rounds)" in out  # 8 runs, 2 points a round

@@ -262,6 +262,7 @@ class SweepData:
     packages: Sequence[Any] | None = None
     source: str = ""
     workers: int | None = None
+    packages_dir: str | None = None
 
     @property
     def units(self) -> pd.DataFrame:
@@ -311,4 +312,11 @@ def load_sweep(
     with Store.open(str(store), mode="r") as st:  # one open: records and series agree
         runs = runs_table(st.records())
         results = open_results(st) if with_results and len(runs) else None
-    return SweepData(runs=runs, results=results, packages=packages, source=str(store), workers=workers)
+    return SweepData(
+        runs=runs,
+        results=results,
+        packages=packages,
+        source=str(store),
+        workers=workers,
+        packages_dir=packages_dir,
+    )

@@ -334,8 +334,14 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
 
 def build_views(data: SweepData) -> dict[str, Any]:
     """All report views as holoviews objects, keyed by name (progress first, then science)."""
+    from .adaptive import learner_views
+
     units = data.units
-    return {**_progress_views(data.status), **_science_views(data, units)}
+    return {
+        **_progress_views(data.status),
+        **_science_views(data, units),
+        **learner_views(data.packages_dir, data.source),
+    }
 
 
 def _summary_markdown(data: SweepData, status: SweepStatus, title: str) -> str:
@@ -379,9 +385,13 @@ def report_layout(
         for k in ("energy_vs_time", "dissipation_vs_time", "peak_dissipation", "wall_time", "parameter_space")
         if k in views
     ]
-    if science:
+    learners = [k for k in views if k.startswith("learner-")]
+    if science or learners:
         items.append(pn.pane.Markdown("## Results", width=900))
         items += [pane(views[k]) for k in science]
     else:
         items.append(pn.pane.Markdown("*No finished run in the store yet.*", width=900))
+    if learners:
+        items.append(pn.pane.Markdown("## Adaptive sweeps: the learners' view", width=900))
+        items += [pane(views[k]) for k in learners]
     return pn.Column(*items)

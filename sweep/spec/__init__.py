@@ -7,9 +7,16 @@
 
 from __future__ import annotations
 
-from .check import check_directory, load_packages, memory_need
+from .check import check_directory, check_document, load_packages, memory_need
 from .files import MAX_FILE_BYTES
-from .generate import expand_grids, parse_value, read_grid_file, write_packages
+from .generate import (
+    append_packages,
+    expand_grids,
+    parse_value,
+    read_document,
+    read_grid_file,
+    write_packages,
+)
 from .package import (
     FILE_PARAMETER_NAMES,
     FILE_TO_SOLVER,
@@ -39,7 +46,9 @@ __all__ = [
     "SOLVER_TO_FILE",
     "SUMMARY_FILE",
     "Package",
+    "append_packages",
     "canonical_json",
+    "check_document",
     "check_directory",
     "check_priority",
     "expand_grids",
@@ -48,6 +57,7 @@ __all__ = [
     "memory_need",
     "package_document",
     "parse_value",
+    "read_document",
     "read_grid_file",
     "run_id_of",
     "select_packages",

@@ -33,7 +33,7 @@ from .package import (
     id_problem,
 )
 
-__all__ = ["check_directory", "load_packages", "memory_need"]
+__all__ = ["check_directory", "check_document", "load_packages", "memory_need"]
 
 _PACKAGE_RE = re.compile(r"package_.*\.json")
 
@@ -277,3 +277,13 @@ def load_packages(
         raise config_error(problems)
     order = {p: i for i, p in enumerate(PRIORITIES)}
     return sorted(packages, key=lambda p: (order[p.priority], p.package_id))
+
+
+def check_document(name: str, doc: Any) -> list[str]:
+    """The problems of one package document (as ``check_directory`` checks a file's content),
+    one line each naming ``name``; empty when it is a valid package."""
+    problems: list[str] = []
+    _, _, raw, _ = _check_package_doc(name, doc, problems)
+    if raw is not None:
+        _solver_params(name, raw, problems)
+    return problems

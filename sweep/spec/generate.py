@@ -28,7 +28,15 @@ from .package import (
     package_document,
 )
 
-__all__ = ["GRID_KEYS", "expand_grids", "read_grid_file", "write_packages", "parse_value"]
+__all__ = [
+    "GRID_KEYS",
+    "expand_grids",
+    "read_document",
+    "read_grid_file",
+    "write_packages",
+    "append_packages",
+    "parse_value",
+]
 
 GRID_KEYS = ("priority", "parameters", "tags")
 # short names used in generated ids
@@ -128,8 +136,9 @@ def expand_grids(grids: Sequence[Mapping[str, Any]], *, source: str = "grid") ->
     return docs
 
 
-def read_grid_file(path: str) -> list[dict[str, Any]]:
-    """The grids of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) grid file."""
+def read_document(path: str, what: str = "grid file") -> Any:
+    """The content of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file; one-line ConfigErrors
+    (``what`` names the kind of file in them)."""
     readers = {".toml": _read_toml, ".yaml": _read_yaml, ".yml": _read_yaml}
     ext = os.path.splitext(path)[1].lower()
     if ext not in readers:
@@ -137,15 +146,20 @@ def read_grid_file(path: str) -> list[dict[str, Any]]:
             f"{path}: (file): bad value {ext or '(no extension)'!r}; allowed: one of " + ", ".join(readers)
         )
     try:
-        doc = readers[ext](path)
+        return readers[ext](path)
     except OSError as exc:
         raise ConfigError(
-            f"{path}: (file): cannot read: {exc.strerror}; allowed: a readable grid file"
+            f"{path}: (file): cannot read: {exc.strerror}; allowed: a readable {what}"
         ) from None
     except ValueError as exc:  # tomllib.TOMLDecodeError and yaml.YAMLError (wrapped) are ValueErrors
         raise ConfigError(
             f"{path}: (syntax): {str(exc).splitlines()[0]}; allowed: valid {ext.lstrip('.').upper()}"
         ) from None
+
+
+def read_grid_file(path: str) -> list[dict[str, Any]]:
+    """The grids of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) grid file."""
+    doc = read_document(path)
     if not isinstance(doc, dict):
         raise ConfigError(
             f"{path}: (top level): bad value {type(doc).__name__}; allowed: a table with "
@@ -223,4 +237,44 @@ def write_packages(directory: str, docs: Sequence[Mapping[str, Any]], *, force: 
     with open(os.path.join(directory, SUMMARY_FILE), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2)
         f.write("\n")
+    return names
+
+
+def append_packages(directory: str, docs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Add package files to an existing sweep directory (or a new one) and list them in its
+    priority summary; returns the written file names. An id already in the directory is refused.
+
+    The package files are written first, then the summary replaced atomically (a new file and a
+    rename): a crash in between leaves files no summary lists, which ``sweep validate`` names.
+    """
+    os.makedirs(directory, exist_ok=True)
+    summary_path = os.path.join(directory, SUMMARY_FILE)
+    summary: dict[str, list[str]] = {p: [] for p in PRIORITIES}
+    if os.path.exists(summary_path):
+        with open(summary_path, encoding="utf-8") as f:
+            summary.update(json.load(f))
+    known = {pid for ids in summary.values() for pid in ids}
+    clash = [d["package_id"] for d in docs if d["package_id"] in known]
+    if clash:
+        raise ConfigError(
+            f"{directory}: package_id: bad value {clash[0]!r}; allowed: an id not yet in the directory"
+        )
+    taken = {e.name for e in os.scandir(directory) if e.name.startswith("package_")}
+    names = []
+    n = len(taken)
+    for doc in docs:
+        n += 1
+        while f"package_{n:04d}.json" in taken:
+            n += 1
+        name = f"package_{n:04d}.json"
+        with open(os.path.join(directory, name), "x", encoding="utf-8") as f:
+            f.write(_dumps(doc))
+        taken.add(name)
+        summary[doc["priority"]].append(doc["package_id"])
+        names.append(name)
+    tmp = f"{summary_path}.{os.getpid()}.partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, summary_path)
     return names
