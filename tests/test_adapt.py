@@ -295,6 +295,7 @@ def test_adapt_objectives_reduce_a_stored_run(tmp_path: Path) -> None:
         "argmax(dissipation, time)": time[np.argmax(diss)],
         "diverged": 0.0,
         "python:test_adapt:_double_peak": 2 * diss.max(),
+        "python:test_adapt._double_peak": 2 * diss.max(),
     }
     for text, value in expect.items():
         assert parse_objective(text, "spec.toml").of_done(stored, record) == pytest.approx(
@@ -303,3 +304,17 @@ def test_adapt_objectives_reduce_a_stored_run(tmp_path: Path) -> None:
     assert parse_objective("diverged", "spec.toml").of_diverged(record) == 1.0
     assert parse_objective("max(dissipation)", "spec.toml").of_diverged(record) is None
     assert parse_objective("final(no_such_variable)", "spec.toml").of_done(stored, record) is None
+
+
+@pytest.mark.cluster
+def test_adapt_runs_that_time_out_are_reported_not_told(tmp_path: Path, local_client):
+    from sweep.adapt import adapt
+
+    spec = _spec(tmp_path, TG_SPEC.replace("runs = 15", "runs = 4"))
+    out = io.StringIO()
+    res = adapt(spec, tmp_path / "st.zarr", client=local_client, out=out, timeout=1e-6)
+    assert res.exit_code == 1 and len(res.points) == 4 and not res.learner.data
+    assert {p.state for p in res.points} == {"timeout"} and all(p.value is None for p in res.points)
+    text = out.getvalue()
+    assert "0 point(s) told" in text and "4 failed (not told)" in text
+    assert text.count("adapt: failed (timeout), not told: tgdt-") == 4

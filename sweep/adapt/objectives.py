@@ -3,8 +3,9 @@
 A small registry of reducers over result variables, written as in the spec file:
 ``final(energy)``, ``max(dissipation)``, ``min(v)``, ``mean(v)``, ``argmax(dissipation, time)``,
 ``argmin(v, coord)``, ``diverged`` (1 for a run that diverged, 0 for a done one), and a user
-function ``python:package.module:function`` called with the run's ``xarray.Dataset`` (or None
-for a diverged run) and its ``RunRecord``, returning a float (or None: not told).
+function ``python:package.module:function`` (or ``python:package.module.function``), called
+with the run's ``xarray.Dataset`` (None for a diverged run) and its ``RunRecord``, returning a
+float (or None: not told).
 
 A run that errored or timed out has no value: the adaptive loop reports it and tells the
 learner nothing. A diverged run has a value only for ``diverged`` (and for user functions that
@@ -122,7 +123,8 @@ def parse_objective(text: Any, file: str, where: str = "objective.reducer") -> O
 
 def _user_function(text: str, file: str, where: str) -> Callable[[Any, Any], float | None]:
     target = text.removeprefix("python:")
-    module, _, name = target.partition(":")
+    # python:package.module:function, or the dotted path python:package.module.function
+    module, _, name = target.partition(":") if ":" in target else target.rpartition(".")
     allowed = "python:package.module:function, a function of (dataset, record) returning a number"
     if not module or not name:
         raise ConfigError(problem_line(file, where, text, allowed))
