@@ -22,27 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SPEC = """
-name = "tgdt"
-packages = "pk"
-[parameters]
-Re = 1600
-grid_size = [16, 16, 16]
-initial_condition = "taylor_green"
-cfl_limit = 1e6
-[derived]
-T_final = "40 * dt"
-output_interval = "40 * dt"
-[vary.dt]
-bounds = [0.1, 3.0]
-scale = "log"
-[objective]
-reducer = "diverged"
-[learner]
-points_per_round = 2
-[stop]
-runs = {runs}
-"""
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "adapt" / "tg-dt-limit.toml"  # the README's
 LO, HI = 0.1, 3.0
 
 
@@ -128,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench_adapt_"))
     handle = connect(SweepOptions(mode="parallel", max_parallel=2))
     try:
-        (tmp / "tg.toml").write_text(SPEC.format(runs=args.runs))
+        (tmp / "tg.toml").write_text(EXAMPLE.read_text().replace("runs = 15", f"runs = {args.runs}"))
         t0 = time.perf_counter()
         res = adapt(
             tmp / "tg.toml", tmp / "adapt.zarr", client=handle.client, out=io.StringIO(), log_dir=tmp / "logs"
@@ -152,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         with Store.open(tmp / "adapt.zarr") as st:
             solver_s = sum(r.wall_time or 0 for r in st.records().values())
         plain = tmp / "plain"
-        shutil.copytree(tmp / "pk", plain)
+        shutil.copytree(tmp / "tg-dt-limit", plain)
         t0 = time.perf_counter()
         run_sweep(
             plain,

@@ -17,31 +17,11 @@ import pytest
 from browser import Page, browser  # noqa: F401  (fixture)
 from conftest import run_cli
 
-# Taylor-Green at Re = 1600 on 16^3, RK4, 40 steps whatever dt: a run diverges (NaN or a CFL
-# number above the huge limit) exactly when dt is past RK4's stability limit for this flow
-TG_SPEC = """
-name = "tgdt"
-packages = "pk"
-priority = "HIGH"
-[parameters]
-Re = 1600
-grid_size = [16, 16, 16]
-initial_condition = "taylor_green"
-cfl_limit = 1e6
-[derived]
-T_final = "40 * dt"
-output_interval = "40 * dt"
-[vary.dt]
-bounds = [0.1, 3.0]
-scale = "log"
-[objective]
-reducer = "diverged"
-[learner]
-type = "Learner1D"
-points_per_round = 2
-[stop]
-runs = 15
-"""
+# The README's example (examples/adapt/tg-dt-limit.toml): Taylor-Green at Re = 1600 on 16^3, RK4,
+# 40 steps whatever dt; a run diverges (NaN, or a CFL number above the huge limit) exactly when
+# dt is past RK4's stability limit for this flow. Its sweep directory is written beside the copy.
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "adapt" / "tg-dt-limit.toml"
+TG_SPEC = EXAMPLE.read_text().replace('packages = "tg-dt-limit"', 'packages = "pk"')
 
 
 def _diverges(dt: float, re: float = 1600.0) -> bool:
