@@ -19,7 +19,7 @@ import numpy as np
 from .grid import make_grid
 from .kernels import KERNEL_SETS, default_kernels, resolve_kernels
 from .params import SolverParams, default_threads
-from .stepper import effective_threads, slab_rows
+from .workspace import effective_threads, slab_rows
 
 __all__ = ["memory_estimate", "memory_key", "available_memory", "PROCESS_BASELINE", "KERNELS_BASELINE"]
 
@@ -61,7 +61,7 @@ def _estimate(p: SolverParams) -> int:
     kernels = resolve_kernels(default_kernels(), n)
     ks = KERNEL_SETS[kernels]
     # per worker thread: a slab of b x-rows in Zi and Z (3 complex lines each) and, for
-    # kernels with scratch, 4 more real (solver.stepper._SlabBuffers)
+    # kernels with scratch, 4 more real (solver.workspace._SlabBuffers)
     b = slab_rows(nx, ny, nz, ks.phys_slab_elems(g.dtype))
     workers = effective_threads(g, p.fft_threads or default_threads())
     slab = b * ny * nz * (2 * 3 * 2 + (4 if ks.scratch else 0)) * rs

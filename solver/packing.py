@@ -1,6 +1,6 @@
 """numpy versions of the slab load/store kernels that pack real lines in pairs.
 
-The stepper (``solver.stepper._SlabBuffers``) transforms real z lines two at a time as one
+The stepper (``solver.workspace._SlabBuffers``) transforms real z lines two at a time as one
 complex line: ``make_load_pack_kernel`` writes the packed spectra of component pairs from
 the x-padded spectra P, ``make_store_unpack_kernel`` unpacks the forward transforms back
 into P. The numba kernel set has compiled versions (``solver.kernels_numba``, where the

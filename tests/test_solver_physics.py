@@ -15,7 +15,8 @@ from solver.operators import scatter_compact
 from solver.parallel import SlabPool
 from solver.params import SolverParams
 from solver.reference import reference_rhs, reference_setup, reference_step
-from solver.stepper import Stepper, clear_workspace_cache
+from solver.stepper import Stepper
+from solver.workspace import clear_workspace_cache
 
 
 def _stepper(threads: int = 1, kernels: str = "auto", **kw) -> Stepper:
