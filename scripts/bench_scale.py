@@ -1,0 +1,154 @@
+"""Benchmark of large sweeps (issue 17): every command on N tiny packages, printed as a table.
+
+    python scripts/bench_scale.py --packages 100000     # about 10-15 minutes on 2 cores
+    python scripts/bench_scale.py --packages 2000       # a quick look (the CI smoke size)
+
+N one-step 8^3 packages (Re x random_seed, random initial field) are written by `sweep new`
+from a grid file, then each command runs as a child process of its own, as a user would run
+it, on 2 workers: `sweep new`, `validate`, `explain`, `run`, `run` again with nothing left,
+`status --packages`, `report`, `--help`, and `open_results` in Python. For each: wall time and
+the child's peak RSS (resource.getrusage). For the sweep: the cost per package over the whole
+sweep and in its first and last tenth (from the commit times in the store: growth shows as a
+last tenth slower than the first), the store's size per run, the log files written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SWEEP = [sys.executable, "-m", "sweep.cli"]
+
+
+def child(args: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+    """Run a child process; (wall seconds, its own peak RSS in MiB: the driver's, not its Dask
+    workers', and its stdout). Fails on exit != 0."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(args[2:5])} ... exited {proc.returncode}:\n{err.read()[-3000:]}")
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def grid_file(path: Path, n: int) -> None:
+    """A grid of n packages: Re x random_seed, one 8^3 step each."""
+    n_re = min(n, 1000)
+    n_seed = math.ceil(n / n_re)
+    res = [100.0 + i for i in range(n_re)]
+    path.write_text(
+        '[[grids]]\npriority = "HIGH"\n[grids.parameters]\n'
+        f"Re = {json.dumps(res)}\nrandom_seed = {json.dumps(list(range(n_seed)))}\n"
+        'dt = 0.01\nT_final = 0.01\ngrid_size = [8, 8, 8]\ninitial_condition = "random"\n'
+    )
+
+
+def tree(path: Path) -> tuple[int, int]:
+    """(entries, bytes) under path."""
+    n = size = 0
+    for root, dirs, files in os.walk(path):
+        n += len(dirs) + len(files)
+        size += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return n, size
+
+
+def commit_rates(store: Path) -> tuple[float, float, float]:
+    """Seconds per package over the sweep, its first tenth and its last tenth (commit times)."""
+    from datetime import datetime
+
+    from sweep.store import Store
+
+    with Store.open(store) as st:
+        times = sorted(
+            datetime.fromisoformat(r.committed).timestamp() for r in st.records().values() if r.committed
+        )
+    n = len(times)
+    k = max(1, n // 10)
+    whole = (times[-1] - times[0]) / max(1, n - 1)
+    return whole, (times[k] - times[0]) / k, (times[-1] - times[-1 - k]) / k
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--packages", type=int, default=100_000, help="packages (default 100000)")
+    ap.add_argument("--dir", default=None, help="where to build it (default: the system temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the directory")
+    args = ap.parse_args(argv)
+    n = args.packages
+    tmp = Path(tempfile.mkdtemp(prefix="bench_scale_", dir=args.dir))
+    env = {**os.environ, "NS_SWEEP_CACHE_DIR": str(tmp / "cache"), "PYTHONWARNINGS": "ignore"}
+    rows: list[tuple[str, str, str, str]] = []
+
+    def row(what: str, wall: float, rss: float, note: str = "") -> None:
+        rows.append((what, f"{wall:8.2f} s", f"{rss:7.0f} MiB", note))
+        print(f"  {what:<34} {wall:8.2f} s  {rss:7.0f} MiB  {note}", flush=True)
+
+    try:
+        grid_file(tmp / "grid.toml", n)
+        pk, store, report = tmp / "pk", tmp / "st.zarr", tmp / "report"
+        print(f"bench_scale: {n} packages in {tmp}", flush=True)
+        w, r, _ = child([*SWEEP, "new", str(pk), "--from", str(tmp / "grid.toml")], cwd=tmp, env=env)
+        row("sweep new", w, r, f"{len(list(pk.glob('package_*.json')))} files")
+        w, r, _ = child([*SWEEP, "validate", str(pk)], cwd=tmp, env=env)
+        row("sweep validate", w, r)
+        w, r, _ = child([*SWEEP, "explain", str(pk), "--store", str(store)], cwd=tmp, env=env)
+        row("sweep explain (no store yet)", w, r)
+        w, r, _ = child(
+            [*SWEEP, "run", str(pk), "--store", str(store), "--max-parallel", "2", "--no-progress"],
+            cwd=tmp,
+            env=env,
+        )
+        whole, first, last = commit_rates(store)
+        row(
+            "sweep run",
+            w,
+            r,
+            f"{w / n * 1e3:.2f} ms/package; commits {whole * 1e3:.2f} ms/package, first "
+            f"tenth {first * 1e3:.2f}, last tenth {last * 1e3:.2f}",
+        )
+        entries, size = tree(store)
+        logs = tmp / "logs"
+        log_entries, log_size = tree(logs) if logs.exists() else (0, 0)
+        print(
+            f"  {'store':<34} {entries} entries, {size / 2**20:.1f} MiB, {size / n:.0f} B per run; logs "
+            f"{log_entries} files, {log_size / 2**20:.1f} MiB",
+            flush=True,
+        )
+        w, r, out = child(
+            [*SWEEP, "run", str(pk), "--store", str(store), "--max-parallel", "2", "--no-progress"],
+            cwd=tmp,
+            env=env,
+        )
+        row("sweep run (nothing left)", w, r)
+        w, r, _ = child([*SWEEP, "status", "--store", str(store), "--packages", str(pk)], cwd=tmp, env=env)
+        row("sweep status --packages", w, r)
+        w, r, _ = child([*SWEEP, "report", "--store", str(store), "--out", str(report)], cwd=tmp, env=env)
+        html = report / "sweep_report.html"
+        row("sweep report", w, r, f"HTML {html.stat().st_size / 2**20:.1f} MiB")
+        w, r, _ = child(
+            [sys.executable, "-c", f"import sweep; sweep.open_results({str(store)!r})"], cwd=tmp, env=env
+        )
+        row("open_results (a fresh process)", w, r)
+        w, r, _ = child([*SWEEP, "--help"], cwd=tmp, env=env)
+        row("sweep --help", w, r)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
