@@ -18,8 +18,9 @@ import pytest
 
 from solver.errors import DivergedError, SolverTimeout
 from sweep.errors import ConfigError
-from sweep.solvers.base import SCRATCH_ENV, ExternalSolverError
 from sweep.solvers.command import COMMAND_MANIFEST, load_command, run_command
+from sweep.solvers.errors import ExternalSolverError
+from sweep.solvers.process import SCRATCH_ENV
 
 try:  # the engine's mapping of solver exceptions to failure classes (sweep.runner until the restructure)
     from sweep.engine.worker import failure_class_of

@@ -21,7 +21,7 @@ import pytest
 
 from solver.errors import DivergedError, SolverTimeout
 from sweep.errors import ConfigError
-from sweep.solvers.base import SCRATCH_ENV, ExternalSolverError
+from sweep.solvers.errors import ExternalSolverError
 from sweep.solvers.openfoam import (
     CASES_DIR,
     GHIA_Y,
@@ -32,6 +32,7 @@ from sweep.solvers.openfoam import (
 )
 from sweep.solvers.openfoam.ghia import ghia_u
 from sweep.solvers.openfoam.parse import fatal_message, parse_internal_field, parse_probes
+from sweep.solvers.process import SCRATCH_ENV
 
 try:  # the engine's mapping of solver exceptions to failure classes (sweep.runner until the restructure)
     from sweep.engine.worker import failure_class_of

@@ -8,9 +8,10 @@ declared in a manifest, the template tree and its hash, process groups under a d
 
 from __future__ import annotations
 
-from .base import ExternalSolverError, ProgramDiverged, ProgramTimeout, TemplateTree
 from .command import CommandSpec, load_command, run_command
+from .errors import ExternalSolverError, ProgramDiverged, ProgramTimeout
 from .openfoam import CaseCheckpoint, CaseTemplate, load_case, run_case
+from .template import TemplateTree
 
 __all__ = [
     "ExternalSolverError",

@@ -37,28 +37,17 @@ from solver.output import RunResult
 from solver.params import Param
 from sweep.errors import ConfigError
 
-from .base import (
+from .errors import ExternalSolverError, ProgramDiverged, ProgramTimeout, check_keys, config_line
+from .expressions import Expression, compile_expression, render_fields, template_fields
+from .manifest import (
     COMMON_PARAMS,
-    SCRATCH_ENV,
     DeclaredSolver,
-    Expression,
-    ExternalSolverError,
-    ProgramDiverged,
-    ProgramTimeout,
-    TemplateTree,
-    check_keys,
-    compile_expression,
-    config_line,
     declare_params,
-    describe_exit,
     load_manifest,
     parse_time_block,
-    read_tree,
-    render_fields,
-    run_program,
-    scratch_dir,
-    template_fields,
 )
+from .process import SCRATCH_ENV, describe_exit, run_program, scratch_dir
+from .template import TemplateTree, read_tree
 
 __all__ = [
     "COMMAND_MANIFEST",

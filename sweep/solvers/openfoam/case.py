@@ -26,21 +26,17 @@ from solver.output import RunResult
 from solver.params import Param
 from sweep.errors import ConfigError
 
-from ..base import (
+from ..errors import check_keys, config_line
+from ..expressions import Expression, compile_expression, template_fields
+from ..manifest import (
     COMMON_PARAMS,
     KEEP_FIELDS,
     DeclaredSolver,
-    Expression,
-    TemplateTree,
-    check_keys,
-    compile_expression,
-    config_line,
     declare_params,
     load_manifest,
     parse_time_block,
-    read_tree,
-    template_fields,
 )
+from ..template import TemplateTree, read_tree
 
 __all__ = [
     "MANIFEST",

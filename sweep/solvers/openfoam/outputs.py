@@ -18,7 +18,7 @@ import numpy as np
 
 from solver.output import RunResult
 
-from ..base import ExternalSolverError
+from ..errors import ExternalSolverError
 from .case import CaseTemplate
 from .parse import LogSeries, parse_dimensions, parse_internal_field, parse_probes, parse_raw_set
 

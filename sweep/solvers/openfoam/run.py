@@ -33,18 +33,9 @@ from typing import Any
 from solver.output import RunResult
 from sweep.errors import ConfigError
 
-from ..base import (
-    SCRATCH_ENV,
-    ExternalSolverError,
-    ProgramDiverged,
-    ProgramRun,
-    ProgramTimeout,
-    describe_exit,
-    format_value,
-    render_fields,
-    run_program,
-    scratch_dir,
-)
+from ..errors import ExternalSolverError, ProgramDiverged, ProgramTimeout
+from ..expressions import format_value, render_fields
+from ..process import SCRATCH_ENV, ProgramRun, describe_exit, run_program, scratch_dir
 from .case import CaseTemplate
 from .outputs import read_result
 from .parse import LogParser, LogSeries, fatal_message, last_meaningful_lines, truncate_rows
