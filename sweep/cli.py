@@ -40,11 +40,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser(command: str | None = None) -> tuple[_Parser, dict[str, _Parser]]:
+def build_parser(
+    command: str | None = None, argv: Sequence[str] | None = None
+) -> tuple[_Parser, dict[str, _Parser]]:
     """The parser and each subcommand's parser; with ``command``, only that one gets its options.
 
     Building the options of `sweep run` reads Dask's config, and of the other subcommands
-    whatever they import: a command that does not run them should not pay for that.
+    whatever they import: a command that does not run them should not pay for that. A command
+    whose options depend on others (`sweep new`: the parameters of the solver ``--solver``
+    names) sets ``OPTIONS_FROM_ARGV`` and gets ``argv`` too.
     """
     parser = _Parser(
         prog="sweep",
@@ -58,7 +62,10 @@ def build_parser(command: str | None = None) -> tuple[_Parser, dict[str, _Parser
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         subparsers[name] = p
         if command is None or command == name:
-            mod.add_arguments(p)
+            if getattr(mod, "OPTIONS_FROM_ARGV", False):
+                mod.add_arguments(p, argv)
+            else:
+                mod.add_arguments(p)
             p.set_defaults(_main=mod.main)
     return parser, subparsers
 
@@ -84,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)  # options before it are global
-    parser, subparsers = build_parser(chosen if chosen in COMMANDS else None)
+    parser, subparsers = build_parser(chosen if chosen in COMMANDS else None, argv)
     args = parser.parse_args(argv)
     if getattr(args, "_main", None) is None:
         parser.print_help()

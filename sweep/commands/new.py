@@ -3,60 +3,101 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
 from ..errors import EXIT_OK
 
 HELP = "write package files from a grid (value lists as options, or a TOML/YAML grid file)"
 DESCRIPTION = (
     "Write one package file per combination of the given values (cartesian product) and the "
-    "priority summary. Each solver parameter has an option taking one or more values, e.g. "
-    "`sweep new demo --Re 100 400 1600 --dt 0.01 --T-final 0.5 --grid 16,16,16 --priority HIGH`. "
-    "Package ids come from the swept values, so the same grid gives the same files. "
+    "priority summary. Each parameter of the chosen solver has an option taking one or more "
+    "values, e.g. `sweep new demo --Re 100 400 1600 --dt 0.01 --T-final 0.5 --grid 16,16,16 "
+    "--priority HIGH`, or for an OpenFOAM case `sweep new cavity --solver openfoam --case cavity "
+    "--Re 100 400 1000 --n-cells 64` (`--solver S --case C --help` lists that solver's "
+    "parameters). Package ids come from the swept values, so the same grid gives the same files. "
     "Existing packages are kept unless --force."
 )
+OPTIONS_FROM_ARGV = True  # the parameter options are those of the solver --solver/--case name
 
 
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of `sweep new`: one per declared solver parameter, plus the grid file."""
-    from solver.params import PARAMS
+def _chosen(argv: Sequence[str] | None) -> tuple[str, str | None]:
+    """The --solver and --case values of the command line (before the full parse)."""
+    from ..solvers.registry import DEFAULT_SOLVER
 
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--solver", default=DEFAULT_SOLVER)
+    pre.add_argument("--case", default=None)
+    known, _ = pre.parse_known_args(list(argv or []))
+    return known.solver, known.case
+
+
+def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> None:
+    """Options of `sweep new`: the solver and its case, one per parameter the solver declares,
+    the grid file. A bad --solver or --case is a usage error (exit 2), --help included."""
+    from ..errors import ConfigError
+    from ..solvers.registry import DEFAULT_SOLVER, load_solver
     from ..spec import PRIORITIES, SOLVER_TO_FILE
 
+    solver_name, case = _chosen(argv)
     parser.add_argument("directory", metavar="DIR", help="directory to write (created if missing)")
+    parser.add_argument(
+        "--solver",
+        default=DEFAULT_SOLVER,
+        metavar="NAME",
+        help=f"the solver of every package (default {DEFAULT_SOLVER}): spectral, openfoam, command, or "
+        "one an installed package registers (entry point group ns_sweep.solvers)",
+    )
+    parser.add_argument(
+        "--case",
+        default=None,
+        metavar="TEMPLATE",
+        help="the solver's template: a bundled OpenFOAM case (cavity) or a case directory, a command "
+        "directory; paths are written relative to DIR",
+    )
     parser.add_argument(
         "--from",
         dest="grid_file",
         metavar="FILE",
         help="grid file (.toml/.yaml): a table with priority, parameters (value lists), "
-        "tags; or several under 'grids'",
+        "tags, solver, case; or several under 'grids'",
     )
     parser.add_argument(
         "--priority", choices=PRIORITIES, default=None, help="priority of every package (default MEDIUM)"
     )
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag every package")
     parser.add_argument("--force", action="store_true", help="replace existing package files")
-    group = parser.add_argument_group("parameter values (one or more each)")
-    for name, p in PARAMS.items():
-        fname = SOLVER_TO_FILE.get(name, name)
+    try:
+        solver = load_solver(solver_name, case, ".")
+    except ConfigError as exc:  # the options depend on it: say why now, as a usage error
+        text = f"--{exc}" if isinstance(exc.option, str) and str(exc).startswith(exc.option) else str(exc)
+        parser.error(text)
+    spectral = solver_name == DEFAULT_SOLVER
+    which = "" if spectral else f" of solver {solver_name}" + (f", case {case}" if case else "")
+    group = parser.add_argument_group(f"parameter values{which} (one or more each)")
+    for name, p in solver.params.items():
+        fname = SOLVER_TO_FILE.get(name, name) if spectral else name
         opts = [_option(fname)] + ([_option(name)] if fname != name else [])
-        example = " (e.g. 16,16,16 24,24,24)" if name == "grid" else ""
+        example = " (e.g. 16,16,16 24,24,24)" if spectral and name == "grid" else ""
         group.add_argument(
             *opts,
             dest=f"p_{fname}",
             nargs="+",
             metavar="V",
             default=None,
-            help=f"{p.doc} [{p.unit}]{example}",
+            help=f"{p.doc} [{p.unit}; default {p.default}]{example}",
         )
 
 
 def main(args: argparse.Namespace) -> int:
     """Expand the grid, check every combination, then write the files."""
+    import os
+
     from ..errors import ConfigError, config_error
+    from ..solvers.registry import DEFAULT_SOLVER
     from ..spec import check_directory, expand_grids, parse_value, read_grid_file, write_packages
 
     values = {
@@ -70,6 +111,9 @@ def main(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ConfigError(f"--tag: bad value {t!r}; allowed: KEY=VALUE")
         tags[key] = parse_value(val)
+    chosen = {"solver": args.solver} if args.solver != DEFAULT_SOLVER else {}
+    if args.case is not None:
+        chosen["case"] = args.case
     if args.grid_file:
         if values:
             raise ConfigError(
@@ -82,16 +126,18 @@ def main(args: argparse.Namespace) -> int:
                 g["priority"] = args.priority
             if tags:
                 g["tags"] = {**tags, **(g.get("tags") or {})}
-        source = args.grid_file
+            for key, value in chosen.items():
+                g.setdefault(key, value)
+        source, base = args.grid_file, os.path.dirname(os.path.abspath(args.grid_file))
     else:
         if not values:
             raise ConfigError(
                 "parameters: bad value (none); allowed: at least one option such as "
                 "--Re 100 400, or --from GRID.toml"
             )
-        grids = [{"priority": args.priority or "MEDIUM", "parameters": values, "tags": tags}]
-        source = "options"
-    docs = expand_grids(grids, source=source)
+        grids = [{"priority": args.priority or "MEDIUM", "parameters": values, "tags": tags, **chosen}]
+        source, base = "options", "."
+    docs = expand_grids(grids, source=source, base=base, directory=args.directory)
     names = write_packages(args.directory, docs, force=args.force)
     # check what was written, as `sweep validate` would: this also records each file's verdict
     # in the validation cache, so the first `sweep run` of a large sweep need not re-check them

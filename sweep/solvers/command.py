@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -47,7 +47,8 @@ from .manifest import (
     parse_time_block,
 )
 from .process import SCRATCH_ENV, describe_exit, run_program, scratch_dir
-from .template import TemplateTree, read_tree
+from .protocol import FieldError
+from .template import TemplateTree, read_tree, rebuilt
 
 __all__ = [
     "COMMAND_MANIFEST",
@@ -57,6 +58,7 @@ __all__ = [
     "load_command",
     "command_from_tree",
     "run_command",
+    "load_solver",
 ]
 
 COMMAND_MANIFEST = "sweep-command.yaml"
@@ -94,10 +96,12 @@ class CommandSpec(DeclaredSolver):
     diverged_exit_codes: frozenset[int]
 
     supports_resume = False  # a command runs from the start every time
+    solver_name: ClassVar[str] = "command"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # a task carries the files only; the manifest is checked again where it arrives
-        return (command_from_tree, (self.tree, self.name, self.source))
+        # a task carries the files only; the manifest is checked again where it arrives (once
+        # per worker process for the same files)
+        return (rebuilt, (command_from_tree, self.tree, self.name, self.source))
 
     def run(
         self,
@@ -108,6 +112,7 @@ class CommandSpec(DeclaredSolver):
         progress: Callable[[int, int, float], None] | None = None,
         checkpoint: Callable[[Any], None] | None = None,
         checkpoint_every_seconds: float | None = None,
+        checkpoint_every_steps: int | None = None,
         resume: Any = None,
         env: Mapping[str, str] | None = None,
     ) -> RunResult:
@@ -116,6 +121,23 @@ class CommandSpec(DeclaredSolver):
         if resume is not None:
             raise ValueError("a command solver cannot resume; run it again from the start")
         return run_command(self, params, deadline=deadline, scratch_root=scratch_root, env=env)
+
+
+def load_solver(case: str | None, base: Path) -> CommandSpec:
+    """The solver registry's entry for ``"solver": "command"``: ``case`` is the command
+    directory, relative to ``base`` (the package directory) unless absolute. A directory without
+    ``sweep-command.yaml`` is a FieldError of field ``case``; a bad manifest a ConfigError."""
+    allowed = (
+        f"a command directory with {COMMAND_MANIFEST} (a relative path starts at the package "
+        "directory; see examples/command/)"
+    )
+    if not isinstance(case, str) or not case:
+        raise FieldError("case", case, allowed)
+    path = Path(case).expanduser()
+    path = path if path.is_absolute() else Path(base) / path
+    if not (path / COMMAND_MANIFEST).is_file():
+        raise FieldError("case", case, allowed)
+    return load_command(path)
 
 
 def load_command(directory: str | Path) -> CommandSpec:

@@ -15,7 +15,7 @@ import math
 import operator
 from collections.abc import Callable, Collection, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -245,6 +245,7 @@ class DeclaredSolver:
     tree: TemplateTree
     time_end: str | None
     time_step: str | None
+    solver_name: ClassVar[str]  # its name in the solver registry ("openfoam", "command")
 
     @property
     def hash(self) -> str:
@@ -275,6 +276,15 @@ class DeclaredSolver:
     def canonical_json(self, values: Mapping[str, Any]) -> str:
         """``identity(values)`` as compact JSON with sorted keys (what a run id hashes)."""
         return json.dumps(self.identity(values), sort_keys=True, separators=(",", ":"))
+
+    def checkpoint_key(self, values: Mapping[str, Any]) -> str:
+        """What a checkpoint of a run of ``values`` must carry to resume it: the solver's name,
+        the run's identity and the version of ns-sweep's solvers (``solver.SOLVER_VERSION``, as
+        for the spectral solver's states: a new version starts unfinished runs over)."""
+        from sweep.provenance import solver_version
+
+        key = {"solver": self.solver_name, "solver_version": solver_version(), **self.identity(values)}
+        return json.dumps(key, sort_keys=True)
 
     def n_steps(self, values: Mapping[str, Any]) -> int | None:
         """Time steps of a run (None when no time parameters are declared)."""

@@ -31,8 +31,12 @@ def _fingerprint() -> str:
     from . import check, files, package
 
     h = hashlib.sha1()
-    for mod in (solver.params, solver.memory, package, files, check):
-        path = getattr(mod, "__file__", None)
+    paths = [getattr(mod, "__file__", None) for mod in (solver.params, solver.memory, package, files, check)]
+    # the checks of other solvers' parameters (their verdicts also hold only for the same
+    # template: check.py compares the run id, which hashes the template's content)
+    solvers = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "solvers")
+    paths += [os.path.join(solvers, name) for name in ("manifest.py", "registry.py", "run_params.py")]
+    for path in paths:
         if path:
             with open(path, "rb") as f:
                 h.update(f.read())

@@ -2,8 +2,10 @@
 
 ``check_directory`` reports every problem at once, one line each (``<file>: <field>: bad
 value <v>; allowed: <...>``); ``load_packages`` raises them as one ``ConfigError``.
-Parameter checks are the solver's own (``solver.params``); nothing here restates a default
-or a range.
+Parameter checks are the solver's own (``solver.params``, or the declarations of the solver
+the package names: ``sweep.solvers.registry``); nothing here restates a default or a range.
+A solver's template (an OpenFOAM case, a command directory) is loaded once per pass, and a
+problem in it is reported once, naming its file.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from solver.params import PARAMS, SolverParams, parameter_problems
 from ..errors import ConfigError, config_error
 from ..gc_pause import paused_gc
 from ..machine import memory_per_worker
+from ..solvers.protocol import FieldError, Solver
+from ..solvers.registry import DEFAULT_SOLVER, SolverCache
+from ..solvers.run_params import RunParams
 from ..units import format_bytes
 from .cache import cache_file, load_cache, save_cache
 from .files import json_type, parse_json, problem_line, read_bytes, read_json
@@ -38,22 +43,29 @@ __all__ = ["check_directory", "check_document", "load_packages", "memory_need"]
 _PACKAGE_RE = re.compile(r"package_.*\.json")
 
 
-def memory_need(params: SolverParams) -> int:
-    """Bytes one run of ``params`` needs on a worker (the solver's own estimate)."""
+def memory_need(params: SolverParams | RunParams) -> int:
+    """Bytes one run of ``params`` needs on a worker (the spectral solver's own estimate; 0 for
+    other solvers, whose programs' memory ns-sweep cannot know)."""
+    if isinstance(params, RunParams):
+        return 0
     from solver import memory_estimate
 
     return int(memory_estimate(params))
 
 
-def _check_package_doc(name: str, doc: Any, problems: list[str]) -> tuple[str | None, Any, dict | None, dict]:
-    """Field checks of one parsed package file; returns (id, priority, solver raw, tags)."""
+def _check_package_doc(
+    name: str, doc: Any, problems: list[str]
+) -> tuple[str | None, Any, dict | None, dict, Any, Any]:
+    """Field checks of one parsed package file; returns (id, priority, solver raw, tags,
+    solver name, case). The raw parameters of another solver than the spectral one are
+    returned as written (that solver checks them)."""
     if not isinstance(doc, dict):
         problems.append(
             problem_line(
                 name, "(top level)", json_type(doc), "a JSON object with keys " + ", ".join(PACKAGE_KEYS)
             )
         )
-        return None, None, None, {}
+        return None, None, None, {}, DEFAULT_SOLVER, None
     for key in doc:
         if key not in PACKAGE_KEYS:
             problems.append(problem_line(name, key, key, "one of the keys " + ", ".join(PACKAGE_KEYS)))
@@ -72,20 +84,24 @@ def _check_package_doc(name: str, doc: Any, problems: list[str]) -> tuple[str | 
     if not isinstance(tags, dict):
         problems.append(problem_line(name, "tags", tags, "a JSON object (free-form provenance)"))
         tags = {}
+    solver, case = doc.get("solver", DEFAULT_SOLVER), doc.get("case")
     raw = doc.get("parameters")
+    names = (
+        FILE_PARAMETER_NAMES
+        if solver == DEFAULT_SOLVER
+        else (f"those its solver declares (sweep new DIR --solver {solver} --case CASE --help lists them)",)
+    )
     if "parameters" not in doc:
         problems.append(
-            f"{name}: parameters: missing; allowed: an object of solver parameters: "
-            + ", ".join(FILE_PARAMETER_NAMES)
+            f"{name}: parameters: missing; allowed: an object of solver parameters: " + ", ".join(names)
         )
-        return pid, prio, None, tags
+        return pid, prio, None, tags, solver, case
     if not isinstance(raw, dict):
-        problems.append(
-            problem_line(
-                name, "parameters", raw, "an object of solver parameters: " + ", ".join(FILE_PARAMETER_NAMES)
-            )
-        )
-        return pid, prio, None, tags
+        allowed = "an object of solver parameters: " + ", ".join(names)
+        problems.append(problem_line(name, "parameters", raw, allowed))
+        return pid, prio, None, tags, solver, case
+    if solver != DEFAULT_SOLVER or case is not None:
+        return pid, prio, raw, tags, solver, case
     solver_raw: dict[str, Any] = {}
     for key, value in raw.items():
         sname = str(FILE_TO_SOLVER.get(key, key))  # JSON keys are strings
@@ -98,7 +114,47 @@ def _check_package_doc(name: str, doc: Any, problems: list[str]) -> tuple[str | 
             )
             continue
         solver_raw[sname] = value
-    return pid, prio, solver_raw, tags
+    return pid, prio, solver_raw, tags, solver, case
+
+
+class _Solvers:
+    """The solvers the packages of one directory name, loaded once each (``SolverCache``); a
+    bad ``solver`` or ``case`` value is a problem of each file that has it, a broken template
+    one problem (naming the template's file) however many packages use it."""
+
+    def __init__(self, directory: str, problems: list[str]) -> None:
+        self.cache = SolverCache(directory)
+        self.problems = problems
+        self.reported: set[str] = set()
+
+    def get(self, name: str, solver: Any, case: Any) -> Solver | None:
+        """The solver of file ``name`` (None, with a problem line, when it cannot be had)."""
+        try:
+            return self.cache.get(solver, case)
+        except FieldError as exc:
+            self.problems.append(exc.line(name))
+        except ConfigError as exc:
+            if str(exc) not in self.reported:
+                self.reported.add(str(exc))
+                self.problems.append(str(exc))
+        return None
+
+    def quiet(self, solver: str, case: str | None) -> Solver | None:
+        """The solver, or None when it cannot be had (a cache hit then checks the file again)."""
+        try:
+            return self.cache.get(solver, case)
+        except ConfigError:
+            return None
+
+
+def _solver_values(
+    name: str, solver: Solver, solver_name: str, raw: dict[str, Any], problems: list[str]
+) -> RunParams | None:
+    """The validated values of another solver's package, or None with its problems."""
+    found = solver.parameter_problems(raw)
+    for err in found:
+        problems.append(problem_line(name, f"parameters.{err.field}", err.value, err.allowed))
+    return None if found else RunParams(solver_name, solver, solver.validate(raw, name))
 
 
 def _solver_params(name: str, raw: dict[str, Any], problems: list[str]) -> SolverParams | None:
@@ -110,6 +166,11 @@ def _solver_params(name: str, raw: dict[str, Any], problems: list[str]) -> Solve
         fname = SOLVER_TO_FILE.get(err.field, err.field)
         problems.append(problem_line(name, f"parameters.{fname}", err.value, err.allowed))
     return None
+
+
+def _run_id(params: SolverParams | RunParams) -> str:
+    """``run_id_of`` of validated parameters (without coercing them again)."""
+    return hashlib.sha256(params.canonical_json().encode()).hexdigest()[:16]
 
 
 def _read_summary(directory: str, problems: list[str]) -> dict[str, str] | None:
@@ -175,6 +236,7 @@ def check_directory(
         worker_memory = memory_per_worker()
     cache_path = cache_file(directory)
     cache = load_cache(cache_path)
+    solvers = _Solvers(directory, problems)
     fresh: dict[str, list[Any]] = {}
     seen: dict[str, str] = {}
     unreadable: list[str] = []
@@ -188,23 +250,40 @@ def check_directory(
             continue
         digest = hashlib.sha1(text).hexdigest()
         hit = cache.get(digest)
-        params: SolverParams | None = None
+        params: SolverParams | RunParams | None = None
+        solver, case, solver_obj = DEFAULT_SOLVER, None, None
+        if hit is not None and len(hit) > 6:
+            # another solver's package: its verdict holds while its template gives the same run
+            # id (the id hashes the template's content: an edited case is checked again)
+            solver, case = hit[6]
+            solver_obj = solvers.quiet(solver, case)
+            if solver_obj is None or _run_id(RunParams(solver, solver_obj, hit[2])) != hit[4]:
+                hit, solver, case, solver_obj = None, DEFAULT_SOLVER, None, None
         if hit is not None:
-            pid, prio, values, tags, run_id, need = hit
+            pid, prio, values, tags, run_id, need = hit[:6]
         else:
             doc = parse_json(text, name, problems)
             if doc is None:
                 unreadable.append(name)
                 continue
-            pid, prio, raw, tags = _check_package_doc(name, doc, problems)
-            params = _solver_params(name, raw, problems) if raw is not None else None
+            pid, prio, raw, tags, solver, case = _check_package_doc(name, doc, problems)
+            if solver == DEFAULT_SOLVER and case is None:
+                params = _solver_params(name, raw, problems) if raw is not None else None
+            else:
+                solver_obj = solvers.get(name, solver, case)
+                if solver_obj is not None and raw is not None:
+                    params = _solver_values(name, solver_obj, solver, raw, problems)
             values, run_id, need = None, None, None
-            if params is not None:
+            if isinstance(params, RunParams):
+                values, run_id, need = params.as_dict(), _run_id(params), 0
+            elif params is not None:
                 values = raw  # as written (solver names): small to cache; SolverParams fills defaults
-                run_id = hashlib.sha256(params.canonical_json().encode()).hexdigest()[:16]
+                run_id = _run_id(params)
                 need = memory_need(params)  # memoised by solver.memory
         if len(problems) == before and values is not None:
             fresh[digest] = [pid, prio, values, tags, run_id, need]
+            if solver_obj is not None:
+                fresh[digest].append([solver, case])
         if pid is not None:
             if pid in seen:
                 problems.append(
@@ -245,7 +324,20 @@ def check_directory(
                 )
             )
         if len(problems) == before and pid is not None and values is not None and prio is not None:
-            packages.append(Package(pid, prio, params, tags, path, run_id=run_id, values=values))
+            packages.append(
+                Package(
+                    pid,
+                    prio,
+                    params,
+                    tags,
+                    path,
+                    run_id=run_id,
+                    values=values,
+                    solver=solver,
+                    case=case,
+                    solver_object=solver_obj,
+                )
+            )
     if fresh.keys() != cache.keys():  # an entry is a pure function of its key
         save_cache(cache_path, fresh)
     if summary is not None:

@@ -1,9 +1,10 @@
 """Write a package directory from a grid: the cartesian product of value lists.
 
 A grid is ``{"priority": "HIGH", "parameters": {"Re": [100, 400], "dt": 0.01, ...},
-"tags": {...}}`` (a scalar is a one-value list); a grid file (TOML or YAML) holds one grid
-at top level or several under ``grids``. Package ids are derived from the swept values,
-so the same grid always gives the same ids and files.
+"tags": {...}}`` (a scalar is a one-value list), optionally with ``"solver"`` and ``"case"``
+(another solver than the spectral one: its declared parameters are the grid's); a grid file
+(TOML or YAML) holds one grid at top level or several under ``grids``. Package ids are derived
+from the swept values, so the same grid always gives the same ids and files.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 from solver.params import PARAMS, parameter_problems
 
 from ..errors import ConfigError, config_error
+from ..solvers.protocol import FieldError, Solver
+from ..solvers.registry import DEFAULT_SOLVER, SolverCache
 from .package import (
     FILE_PARAMETER_NAMES,
     FILE_TO_SOLVER,
@@ -36,9 +39,10 @@ __all__ = [
     "write_packages",
     "append_packages",
     "parse_value",
+    "relocated_case",
 ]
 
-GRID_KEYS = ("priority", "parameters", "tags")
+GRID_KEYS = ("priority", "parameters", "tags", "solver", "case")
 # short names used in generated ids
 _ID_NAMES = {"Re": "Re", "dt": "dt", "T_final": "T", "grid": "n"}
 
@@ -62,6 +66,11 @@ def _values(name: str, v: Any) -> list[Any]:
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
+def _axis(v: Any) -> list[Any]:
+    """The list of values of one grid axis of another solver's parameters."""
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "x".join(_fmt(x) for x in v)
@@ -70,10 +79,49 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def expand_grids(grids: Sequence[Mapping[str, Any]], *, source: str = "grid") -> list[dict[str, Any]]:
-    """Package documents of every combination of every grid, ids included; ConfigError on bad input."""
+def relocated_case(case: Any, base: str, directory: str) -> Any:
+    """A ``case`` given relative to ``base`` as the package files in ``directory`` must write it
+    (relative to that directory). A plain name (a bundled case) stays as it is: write
+    ``./name`` for a directory of that name."""
+    if not isinstance(case, str) or not (os.sep in case or "/" in case or case.startswith("~")):
+        return case
+    path = os.path.expanduser(case)
+    if os.path.isabs(path):
+        return case
+    target = os.path.relpath(os.path.join(os.path.abspath(base), path), os.path.abspath(directory))
+    return target if "/" in target or os.sep in target else f"./{target}"
+
+
+def _grid_solver(
+    grid: Mapping[str, Any], where: str, solvers: SolverCache, problems: list[str]
+) -> tuple[str, Any, Solver | None]:
+    """(solver name, case, loaded solver or None with a problem) of one grid."""
+    name, case = grid.get("solver", DEFAULT_SOLVER), grid.get("case")
+    try:
+        return name, case, solvers.get(name, case)
+    except FieldError as exc:
+        problems.append(f"{where}: {exc}")
+    except ConfigError as exc:
+        problems.append(str(exc))
+    return name, case, None
+
+
+def expand_grids(
+    grids: Sequence[Mapping[str, Any]],
+    *,
+    source: str = "grid",
+    base: str = ".",
+    directory: str | None = None,
+) -> list[dict[str, Any]]:
+    """Package documents of every combination of every grid, ids included; ConfigError on bad input.
+
+    ``base``: where a grid's relative ``case`` path starts (the grid file's directory, or the
+    current one); ``directory``: where the packages go (their ``case`` is written relative to
+    it; default ``base``).
+    """
     problems: list[str] = []
-    combos: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    combos: list[tuple[str, dict[str, Any], dict[str, Any], str, Any, Solver | None]] = []
+    solvers = SolverCache(base)
     for gi, grid in enumerate(grids):
         where = source if len(grids) == 1 else f"{source}: grids[{gi}]"
         for key in grid:
@@ -92,35 +140,49 @@ def expand_grids(grids: Sequence[Mapping[str, Any]], *, source: str = "grid") ->
                 f"{where}: parameters: bad value {params!r}; allowed: a table of parameter value lists"
             )
             continue
+        solver_name, case, solver = _grid_solver(grid, where, solvers, problems)
+        if solver is None:
+            continue
+        spectral = solver_name == DEFAULT_SOLVER
+        names = FILE_PARAMETER_NAMES if spectral else tuple(solver.params)
         for key in params:
-            if key not in FILE_PARAMETER_NAMES:
+            if key not in names:
                 problems.append(
-                    f"{where}: parameters.{key}: bad value {key!r}; allowed: one of "
-                    + ", ".join(FILE_PARAMETER_NAMES)
+                    f"{where}: parameters.{key}: bad value {key!r}; allowed: one of " + ", ".join(names)
                 )
-        axes = {k: _values(k, v) for k, v in params.items() if k in FILE_PARAMETER_NAMES}
+        axes = {k: _values(k, v) if spectral else _axis(v) for k, v in params.items() if k in names}
         for choice in itertools.product(*axes.values()):
-            combos.append((prio, dict(zip(axes, choice, strict=True)), dict(grid.get("tags") or {})))
+            values = dict(zip(axes, choice, strict=True))
+            combos.append((prio, values, dict(grid.get("tags") or {}), solver_name, case, solver))
     if problems:
         raise config_error(problems)
     # the swept names are those taking more than one value over all grids: they name the ids
+    order = [*FILE_PARAMETER_NAMES, *(n for c in combos if c[5] is not None for n in c[5].params)]
     swept = [
-        n for n in FILE_PARAMETER_NAMES if len({json.dumps(c[1].get(n), sort_keys=True) for c in combos}) > 1
+        n for n in dict.fromkeys(order) if len({json.dumps(c[1].get(n), sort_keys=True) for c in combos}) > 1
     ]
+    mixed = len({c[3] for c in combos}) > 1  # ids then start with the solver's name
     docs: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for i, (prio, values, tags) in enumerate(combos):
-        raw = {FILE_TO_SOLVER.get(k, k): v for k, v in values.items()}
-        for err in parameter_problems(raw):
-            fname = SOLVER_TO_FILE.get(err.field, err.field)
+    for i, (prio, values, tags, solver_name, case, solver) in enumerate(combos):
+        spectral = solver_name == DEFAULT_SOLVER
+        raw = {FILE_TO_SOLVER.get(k, k): v for k, v in values.items()} if spectral else values
+        found = parameter_problems(raw) if spectral else solver.parameter_problems(raw) if solver else []
+        for err in found:
+            fname = SOLVER_TO_FILE.get(err.field, err.field) if spectral else err.field
             problems.append(
                 f"{source}: parameters.{fname}: bad value {err.value!r} (in combination {i + 1}: "
                 f"{json.dumps(values)}); allowed: {err.allowed}"
             )
-        parts = []
+        parts = [solver_name] if mixed else []
         for n in swept:
-            solver_name = FILE_TO_SOLVER.get(n, n)
-            parts.append(f"{_ID_NAMES.get(solver_name, n)}{_fmt(values.get(n, PARAMS[solver_name].default))}")
+            if spectral:
+                declared = FILE_TO_SOLVER.get(n, n)
+                if declared in PARAMS:
+                    value = values.get(n, PARAMS[declared].default)
+                    parts.append(f"{_ID_NAMES.get(declared, n)}{_fmt(value)}")
+            elif solver is not None and n in solver.params:
+                parts.append(f"{n}{_fmt(values.get(n, solver.params[n].default))}")
         pid = "-".join(parts) if parts else "run"
         if id_problem(pid) is not None:
             pid = f"pkg{i + 1:04d}"
@@ -130,7 +192,16 @@ def expand_grids(grids: Sequence[Mapping[str, Any]], *, source: str = "grid") ->
                 f"once (combinations {seen[pid] + 1} and {i + 1} are the same)"
             )
         seen[pid] = i
-        docs.append(package_document(pid, prio, values, tags))
+        docs.append(
+            package_document(
+                pid,
+                prio,
+                values,
+                tags,
+                solver=solver_name,
+                case=relocated_case(case, base, directory if directory is not None else base),
+            )
+        )
     if problems:
         raise config_error(problems)
     return docs

@@ -20,7 +20,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
+
+import numpy as np
 
 from solver.output import RunResult
 from solver.params import Param
@@ -36,7 +38,8 @@ from ..manifest import (
     load_manifest,
     parse_time_block,
 )
-from ..template import TemplateTree, read_tree
+from ..protocol import CHECKPOINT_KEY, FieldError
+from ..template import TemplateTree, read_tree, rebuilt
 
 __all__ = [
     "MANIFEST",
@@ -48,6 +51,7 @@ __all__ = [
     "bundled_cases",
     "load_case",
     "case_from_tree",
+    "load_solver",
 ]
 
 MANIFEST = "sweep-case.yaml"
@@ -136,16 +140,30 @@ class CaseTemplate(DeclaredSolver):
     outputs: Outputs = field(repr=False)
 
     supports_resume = True  # run(..., resume=CaseCheckpoint) restarts from a saved time
+    solver_name: ClassVar[str] = "openfoam"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # a task carries the files only; the manifest is checked again where it arrives
-        return (case_from_tree, (self.tree, self.name, self.source))
+        # a task carries the files only; the manifest is checked again where it arrives (once
+        # per worker process for the same files)
+        return (rebuilt, (case_from_tree, self.tree, self.name, self.source))
 
     def run(self, params: Mapping[str, Any], **options: Any) -> RunResult:
         """``run_case(self, params, **options)``: the same call for every template solver."""
         from .run import run_case  # run imports this module
 
         return run_case(self, params, **options)
+
+    def checkpoint_to_arrays(self, ckpt: Any, values: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """A ``CaseCheckpoint`` as plain arrays (``CaseCheckpoint.to_arrays``) with its key."""
+        key = np.frombuffer(self.checkpoint_key(values).encode(), dtype=np.uint8).copy()
+        arrays: dict[str, np.ndarray] = ckpt.to_arrays()
+        return {**arrays, CHECKPOINT_KEY: key}
+
+    def checkpoint_from_arrays(self, arrays: Mapping[str, Any]) -> Any:
+        """The ``CaseCheckpoint`` of ``checkpoint_to_arrays``."""
+        from .run import CaseCheckpoint
+
+        return CaseCheckpoint.from_arrays(arrays)
 
 
 def bundled_cases() -> list[str]:
@@ -188,6 +206,28 @@ def load_case(case: str | Path) -> CaseTemplate:
             )
         )
     return case_from_tree(read_tree(path), path.resolve().name, str(path.resolve()))
+
+
+def load_solver(case: str | None, base: Path) -> CaseTemplate:
+    """The solver registry's entry for ``"solver": "openfoam"``: ``case`` is a bundled case's
+    name or a case directory, relative to ``base`` (the package directory) unless absolute.
+
+    A case the package does not give, or a directory without ``sweep-case.yaml``, is a
+    FieldError of field ``case``; a broken case a one-line ConfigError naming its file.
+    """
+    allowed = (
+        f"a bundled case ({', '.join(bundled_cases())}) or a case directory with {MANIFEST} "
+        "(a relative path starts at the package directory)"
+    )
+    if not isinstance(case, str) or not case:
+        raise FieldError("case", case, allowed)
+    if "/" not in case and (CASES_DIR / case / MANIFEST).is_file():
+        return load_case(case)
+    path = Path(case).expanduser()
+    path = path if path.is_absolute() else Path(base) / path
+    if not (path / MANIFEST).is_file():
+        raise FieldError("case", case, allowed)
+    return load_case(path)
 
 
 def case_from_tree(tree: TemplateTree, name: str, source: str) -> CaseTemplate:

@@ -21,6 +21,7 @@ bit-identical to an uninterrupted run's.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -29,6 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from solver.output import RunResult
 from sweep.errors import ConfigError
@@ -64,6 +67,35 @@ class CaseCheckpoint:
         """Total bytes of the files."""
         return sum(len(b) for b in self.files.values())
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain numpy arrays (lossless; what the engine relays and the store keeps): ``step``,
+        ``header`` (JSON of the case hash, the time's name, the paths and sizes, as uint8) and
+        ``data`` (the files' bytes, concatenated)."""
+        paths = sorted(self.files)
+        header = {
+            "case_hash": self.case_hash,
+            "time_name": self.time_name,
+            "paths": paths,
+            "sizes": [len(self.files[p]) for p in paths],
+        }
+        return {
+            "step": np.array([self.step], dtype=np.int64),
+            "header": np.frombuffer(json.dumps(header).encode(), dtype=np.uint8).copy(),
+            "data": np.frombuffer(b"".join(self.files[p] for p in paths), dtype=np.uint8).copy(),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, Any]) -> CaseCheckpoint:
+        """Inverse of ``to_arrays`` (anything array-like, e.g. zarr arrays)."""
+        header = json.loads(np.asarray(arrays["header"], dtype=np.uint8).tobytes())
+        data = np.asarray(arrays["data"], dtype=np.uint8).tobytes()
+        files, pos = {}, 0
+        for path, size in zip(header["paths"], header["sizes"], strict=True):
+            files[path] = data[pos : pos + size]
+            pos += size
+        step = int(np.asarray(arrays["step"]).reshape(-1)[0])
+        return cls(header["case_hash"], header["time_name"], step, files)
+
 
 def openfoam_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment OpenFOAM's programs get: this process's, plus ``WM_PROJECT_DIR``
@@ -83,6 +115,7 @@ def run_case(
     progress: Callable[[int, int, float], None] | None = None,
     checkpoint: Callable[[CaseCheckpoint], None] | None = None,
     checkpoint_every_seconds: float | None = None,
+    checkpoint_every_steps: int | None = None,
     resume: CaseCheckpoint | None = None,
     env: Mapping[str, str] | None = None,
 ) -> RunResult:
@@ -90,7 +123,9 @@ def run_case(
 
     ``deadline`` is a ``time.time()`` value; ``progress(step, n_steps, t)`` is called after
     each time step; ``checkpoint`` receives a CaseCheckpoint of a newly written time directory
-    at most every ``checkpoint_every_seconds`` (every write time if None); ``resume`` restarts
+    once ``checkpoint_every_seconds`` have passed or ``checkpoint_every_steps`` steps were run
+    since the last one (every write time if both are None: the case's ``writeInterval`` sets
+    where a restart is possible); ``resume`` restarts
     from such a checkpoint. ``scratch_root``: where the scratch directory goes (default: the
     system's temporary directory); ``env``: extra environment variables for the programs.
     """
@@ -106,7 +141,14 @@ def run_case(
     with scratch_dir(scratch_root, f"ns-sweep-{case.name}-", values["keep_failed"]) as work:
         run_env[SCRATCH_ENV] = str(work)
         runner = _CaseRun(
-            case, values, work, run_env, deadline, progress, checkpoint, checkpoint_every_seconds
+            case,
+            values,
+            work,
+            run_env,
+            deadline,
+            progress,
+            checkpoint,
+            (checkpoint_every_seconds, checkpoint_every_steps),
         )
         runner.prepare()
         timings = runner.run_steps(resume)
@@ -141,14 +183,16 @@ class _CaseRun:
         deadline: float | None,
         progress: Callable[[int, int, float], None] | None,
         checkpoint: Callable[[CaseCheckpoint], None] | None,
-        every: float | None,
+        every: tuple[float | None, int | None],
     ) -> None:
         self.case, self.values, self.work, self.env = case, values, work, env
-        self.deadline, self.progress, self.checkpoint, self.every = deadline, progress, checkpoint, every
+        self.deadline, self.progress, self.checkpoint = deadline, progress, checkpoint
+        self.every_seconds, self.every_steps = every
         self.n_steps = case.n_steps(values) or 0
         self.parser = LogParser()
         self.build = ""
         self._last_ckpt = time.time()
+        self._last_ckpt_step = 0
         self._pending = 0  # a written step waiting for its function-object rows before packing
         self._segment_start = 0  # steps completed before this process of the application
         self._app_log = work / f"log.{case.application}"
@@ -197,6 +241,7 @@ class _CaseRun:
         for line in self._prior_log.decode("utf-8", "replace").splitlines():
             self.parser.feed(line)
         self._segment_start = self.series.completed
+        self._last_ckpt_step = self.series.completed
         if self._app_log.exists():
             self._app_log.rename(self.work / f"{self._app_log.name}.before-resume")
         self._run(
@@ -268,7 +313,7 @@ class _CaseRun:
         if self._pending and len(s.times) > started:
             # the next step began: the function objects have written their rows for the
             # pending write time (OpenFOAM runs them at the top of the following time step)
-            self._last_ckpt = time.time()
+            self._last_ckpt, self._last_ckpt_step = time.time(), self._pending
             assert self.checkpoint is not None
             self.checkpoint(self._pack(self._pending))
             self._pending = 0
@@ -280,11 +325,20 @@ class _CaseRun:
         if (
             self.checkpoint is not None
             and step < self.n_steps
-            and (self.every is None or time.time() - self._last_ckpt >= self.every)
+            and self._due(step)
             and (self.work / s.time_names[step - 1]).is_dir()
         ):
             self._pending = step
         return None
+
+    def _due(self, step: int) -> bool:
+        """Whether a time written at ``step`` is to be checkpointed (see ``run_case``)."""
+        seconds, steps = self.every_seconds, self.every_steps
+        if seconds is None and steps is None:
+            return True
+        return (seconds is not None and time.time() - self._last_ckpt >= seconds) or (
+            steps is not None and step - self._last_ckpt_step >= steps
+        )
 
     def _pack(self, step: int) -> CaseCheckpoint:
         """The checkpoint of the time directory written at ``step`` (complete: OpenFOAM prints
