@@ -55,11 +55,11 @@ def test_checkpoint_of_another_solver_version_is_not_resumed(tmp_path: Path):
     log = logging.getLogger("test")
     with Store.open(tmp_path / "s.zarr", mode="a") as st:
         st.save_checkpoint(a.run_id, state.to_arrays())
-        assert State.key_of_arrays(usable_checkpoint(st, a.run_id, a.params, log)) == key
+        assert State.key_of_arrays(usable_checkpoint(st, a.run_id, a, log)) == key
         st.save_checkpoint(a.run_id, State(3, 0.03, state.u_hat, state.diagnostics, old).to_arrays())
         assert st.load_checkpoint(a.run_id) is not None
-        assert usable_checkpoint(st, a.run_id, a.params, log) is None  # the run starts over
-        assert usable_checkpoint(st, a.run_id, _pkg("a", 200).params, log) is None
+        assert usable_checkpoint(st, a.run_id, a, log) is None  # the run starts over
+        assert usable_checkpoint(st, a.run_id, _pkg("a", 200), log) is None
 
 
 def test_explain_says_which_checkpoints_resume_and_which_start_over(tmp_path: Path):

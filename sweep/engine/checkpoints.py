@@ -18,19 +18,20 @@ from .worker import checkpoint_variable_name
 __all__ = ["usable_checkpoint", "step_of", "CheckpointRelay"]
 
 
-def usable_checkpoint(store: Any, run_id: str, params: Any, log: logging.Logger) -> dict[str, Any] | None:
-    """The stored checkpoint of ``run_id`` if this solver can resume it, else None.
+def usable_checkpoint(store: Any, run_id: str, package: Any, log: logging.Logger) -> dict[str, Any] | None:
+    """The stored checkpoint of ``run_id`` if the solver of ``package`` can resume it, else None.
 
-    A checkpoint of another solver version (or other parameters) would not end bit-identical
-    to an uninterrupted run: it is ignored and the run starts over (the next checkpoint
-    replaces it).
+    A checkpoint of another solver version (or other parameters, or another template) would
+    not end bit-identical to an uninterrupted run: it is ignored and the run starts over (the
+    next checkpoint replaces it). Every solver's checkpoint carries its key
+    (``sweep.solvers.protocol``).
     """
-    from solver import State
+    from ..solvers.protocol import checkpoint_key_of
 
     arrays = store.load_checkpoint(run_id)
     if arrays is None:
         return None
-    if "params_json" not in arrays or State.key_of_arrays(arrays) != State.params_key(params.canonical()):
+    if checkpoint_key_of(arrays) != package.checkpoint_key():
         log.warning("run %s: its checkpoint was written by another solver version; it starts over", run_id)
         return None
     return arrays

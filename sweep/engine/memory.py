@@ -26,7 +26,7 @@ def memory_problems(client: Any, packages: Sequence[Package]) -> list[tuple[Pack
     biggest = max(limits)
     problems = []
     for p in packages:
-        need = memory_need(p.params)  # memoised by solver.memory
+        need = memory_need(p.params)  # memoised by solver.memory; 0 for other solvers than spectral
         if need > biggest:
             problems.append(
                 (

@@ -40,7 +40,7 @@ class Recovery:
         attempt = d.tasks.attempt.get(run_id, 1)
         d.commits.sync()
         if attempt <= d.options.retries and not d.stopping:
-            arrays = usable_checkpoint(d.store, run_id, d.entries[run_id].package.params, d.log)
+            arrays = usable_checkpoint(d.store, run_id, d.entries[run_id].package, d.log)
             resume = None
             where = "from the start"
             if arrays is not None:

@@ -57,6 +57,7 @@ class Submitter:
             channel=self.channel,
             progress_every=o.progress_every,
             announce_after=o.announce_after,
+            solver=p.solver_object,  # None for the spectral solver; a template travels as its files
         )
 
     def submit(self, run_ids: list[str], resumes: dict[str, dict[str, Any]]) -> list[Any]:

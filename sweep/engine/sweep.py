@@ -316,10 +316,10 @@ class _Sweep:
         """Encoded checkpoints of the runs that resume (those this solver version can resume)."""
         from ..codec import encode_arrays
 
-        params_of = {p.run_id: p.params for p in self.packages}
+        package_of = {p.run_id: p for p in self.packages}
         resumes = {}
         for rid in had_checkpoint:
-            arrays = usable_checkpoint(st, rid, params_of[rid], log)
+            arrays = usable_checkpoint(st, rid, package_of[rid], log)
             if arrays is not None:
                 resumes[rid] = encode_arrays(arrays)
         return resumes

@@ -6,6 +6,11 @@ result, and checkpoints travel to the driver through the scheduler (a ``distribu
 holding the latest one, announced by a worker event), where the driver saves them in the store.
 Solver errors become failure classes here, so a failed run is an ordinary result, not a task
 error: task errors mean the infrastructure failed (a lost worker), which the driver retries.
+
+The package's solver comes through the registry (``sweep.solvers``): ``WorkItem.solver`` is
+None for the built-in spectral solver, else the loaded solver itself (an OpenFOAM case or a
+command directory pickles as its files: the worker needs no shared disk). Every solver is
+run, checkpointed and resumed through the same calls.
 """
 
 from __future__ import annotations
@@ -48,10 +53,11 @@ class WorkItem:
     attempt: int = 1
     checkpoint_every_seconds: float | None = None
     checkpoint_every_steps: int | None = None
-    resume: dict[str, Any] | None = None  # encoded State arrays (see encode_arrays)
+    resume: dict[str, Any] | None = None  # encoded checkpoint arrays (see encode_arrays)
     channel: str | None = None  # event topic / variable prefix of this sweep; None: no messages
     progress_every: float = 5.0  # seconds between two progress events
     announce_after: float = 0.5  # seconds a run runs before it announces its start (see _Announcer)
+    solver: Any = None  # the package's solver (sweep.solvers.protocol.Solver); None: spectral
 
 
 @dataclass
@@ -239,9 +245,9 @@ def _run(
     note: Callable[[str], None],
 ) -> Outcome:
     """The simulation of ``run_package``, its failures turned into failure classes."""
-    from solver import SolverParams, State
-    from solver.simulate import run_simulation
+    from ..solvers.spectral import SPECTRAL
 
+    solver = item.solver if item.solver is not None else SPECTRAL
     last_progress = [t0]
 
     def progress(step: int, n_steps: int, t: float) -> None:
@@ -260,7 +266,7 @@ def _run(
             )
 
     def checkpoint(state: Any) -> None:
-        payload = encode_arrays(state.to_arrays())
+        payload = encode_arrays(solver.checkpoint_to_arrays(state, item.params))
         step = int(getattr(state, "step", -1))
         if messenger.publish_checkpoint(item.run_id, payload):
             prov["checkpoints_sent"] += 1
@@ -271,16 +277,19 @@ def _run(
 
     resume = None
     try:
-        params = SolverParams(item.params)
         if item.resume is not None:
-            resume = State.from_arrays(decode_arrays(item.resume))
+            resume = solver.checkpoint_from_arrays(decode_arrays(item.resume))
             prov["resumed_from_step"] = int(resume.step)
-            note(f"resuming from the checkpoint at step {resume.step} (t={resume.time:.6g})")
-        want_ckpt = item.channel is not None and (
-            item.checkpoint_every_seconds is not None or item.checkpoint_every_steps is not None
+            when = getattr(resume, "time", None)
+            at = f"t={when:.6g}" if isinstance(when, float) else f"time {getattr(resume, 'time_name', '?')}"
+            note(f"resuming from the checkpoint at step {resume.step} ({at})")
+        want_ckpt = (
+            item.channel is not None
+            and solver.supports_resume
+            and (item.checkpoint_every_seconds is not None or item.checkpoint_every_steps is not None)
         )
-        result = run_simulation(
-            params,
+        result = solver.run(
+            item.params,
             deadline=t0 + item.timeout,
             progress=progress,
             checkpoint=checkpoint if want_ckpt else None,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..solvers.registry import DEFAULT_SOLVER
 from ..store import RunRecord
 
 __all__ = [
@@ -51,6 +52,7 @@ RUN_COLUMNS = (
     "nx",
     "ny",
     "nz",
+    "solver",
 )
 
 
@@ -92,6 +94,7 @@ def runs_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
                 "nx": nx,
                 "ny": ny,
                 "nz": nz,
+                "solver": rec.solver or DEFAULT_SOLVER,
             }
         )
     return _frame(rows)
@@ -132,6 +135,7 @@ def runs_table_from_results(ds: Any) -> pd.DataFrame:
                     k: float(col(k, math.nan)[i])
                     for k in ("wall_time", "Re", "dt", "T_final", "nx", "ny", "nz")
                 },
+                "solver": str(col("solver", DEFAULT_SOLVER)[i]),
             }
         )
     return _frame(rows)

@@ -2,6 +2,9 @@
 
 Built from plain inputs (``sweep.monitor.status.SweepData``: the runs table, the packages and
 the ``open_results`` Dataset), so the report file and the live dashboard show the same ones.
+The spectral solver's views read ``energy`` and ``dissipation``; runs of other solvers show
+their own time series (``residual_*`` of OpenFOAM, log scale) and profiles (``u_centerline``
+on ``y``), whatever their names: no view assumes a variable the store does not have.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def _grid_label(nx: float, ny: float, nz: float) -> str:
 def timeseries_frame(results: Any) -> pd.DataFrame:
     """Long table of the done runs' time series: run, case, Re, grid, time, energy, dissipation."""
     cols = ["run", "case", "Re", "grid", "time", "energy", "dissipation"]
-    if results is None or results.sizes.get("run", 0) == 0:
+    if results is None or results.sizes.get("run", 0) == 0 or "energy" not in results:
         return pd.DataFrame(columns=cols)
     ds = results
     if "status" in ds.coords:
@@ -93,7 +96,10 @@ def per_run_frame(results: Any) -> pd.DataFrame:
             idx = np.nanargmax(np.where(np.isfinite(diss[has]), diss[has], -np.inf), axis=1)
             peak[has] = diss[has][np.arange(has.sum()), idx]
             t_peak[has] = time[idx]
-    grid = [_grid_label(a, b, c) for a, b, c in zip(nx, ny, nz, strict=True)]
+    solvers = get("solver", "spectral").astype(str)
+    grid = [
+        _grid_label(a, b, c) if s == "spectral" else s for a, b, c, s in zip(nx, ny, nz, solvers, strict=True)
+    ]
     df = pd.DataFrame(
         {
             "run": [str(r) for r in runs],
@@ -110,11 +116,72 @@ def per_run_frame(results: Any) -> pd.DataFrame:
     )
     # A case names a line in the time plots: Re alone when that is unique within its grid.
     dup = df.duplicated(["grid", "Re"], keep=False)
+    more = [p for p in str(results.attrs.get("parameters", "")).split() if p in _OWN and p in results.coords]
     df["case"] = [
-        f"Re={r:g}" + (f", dt={d:g}, T={t:g}" if u else "")
-        for r, d, t, u in zip(df["Re"], df["dt"], df["T_final"], dup, strict=True)
+        f"Re={r:g}"
+        + (f", dt={d:g}, T={t:g}" if u else "")
+        + "".join(f", {p}={get(p, '')[i]}" for p in more if u and s != "spectral")
+        for i, (r, d, t, u, s) in enumerate(zip(df["Re"], df["dt"], df["T_final"], dup, solvers, strict=True))
     ]
     return df
+
+
+_OWN = ("n_cells", "n")  # size parameters of the bundled case and the command example, when they vary
+
+
+def _other_solver_runs(results: Any) -> Any:
+    """The done runs of solvers other than the spectral one (None when there are none)."""
+    if results is None or results.sizes.get("run", 0) == 0 or "solver" not in results.coords:
+        return None
+    keep = (np.asarray(results["solver"].values) != "spectral") & (
+        np.asarray(results["status"].values) == "done"
+    )
+    return results.isel(run=np.flatnonzero(keep)) if keep.any() else None
+
+
+def _solver_views(results: Any) -> dict[str, Any]:
+    """Profiles (each on its own coordinate) and time series of other solvers' done runs, one
+    line per run, named by case (``per_run_frame``)."""
+    import holoviews as hv
+    import hvplot.pandas  # noqa: F401
+
+    ds = _other_solver_runs(results)
+    if ds is None:
+        return {}
+    case = per_run_frame(ds)["case"].to_numpy()
+    views: dict[str, Any] = {}
+    for kind, dim in (("profiles", None), ("series", "time")):
+        plots = []
+        for name, var in ds.data_vars.items():
+            dims = var.dims
+            if len(dims) != 2 or dims[0] != "run" or (dim is not None and dims[1] != dim):
+                continue
+            if dim is None and dims[1] == "time":
+                continue
+            values = np.asarray(var.transpose("run", dims[1]).values, dtype=float)
+            r, c = np.nonzero(np.isfinite(values))
+            if not r.size:
+                continue
+            x = np.asarray(ds[dims[1]].values, dtype=float)
+            frame = pd.DataFrame({dims[1]: x[c], str(name): values[r, c], "case": case[r]})
+            plots.append(
+                frame.hvplot.line(
+                    x=dims[1],
+                    y=str(name),
+                    by="case",
+                    logy=kind == "series" and _log(frame[str(name)]),
+                    width=560,
+                    height=300,
+                    title=f"{name} vs {dims[1]}",
+                    legend="right",
+                )
+            )
+        if plots:
+            views[f"solver_{kind}"] = hv.Layout(plots[:MAX_PLOTS]).cols(2).opts(shared_axes=False)
+    return views
+
+
+MAX_PLOTS = 8  # plots per kind of another solver's variables
 
 
 def stats_frame(status: SweepStatus) -> pd.DataFrame:
@@ -260,6 +327,7 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                 done.hvplot.scatter(y="peak_dissipation", title="Peak dissipation vs Re", **kw)
                 + done.hvplot.scatter(y="t_peak", title="Time of peak dissipation vs Re", **kw)
             ).opts(shared_axes=False)
+    views.update(_solver_views(data.results))
     runs = data.runs.reset_index()
     runs = runs[np.isfinite(runs["wall_time"]) & (runs["wall_time"] > 0)]
     if not runs.empty:
@@ -279,7 +347,7 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                         color=STATE_COLORS["done" if st == "done" else "failed"],
                         hover_cols=["run_id", "Re", "dt", "T_final", "grid_points"],
                     )
-                    for st, sub in runs.groupby("status")
+                    for st, sub in runs[np.isfinite(runs[x])].groupby("status")
                 ]
             ).opts(
                 width=520,
@@ -290,9 +358,12 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                 legend_position="right",
             )
 
-        views["wall_time"] = (
-            hv.Layout([wall("grid_points", "grid points"), wall("Re", "Re")]).cols(2).opts(shared_axes=False)
-        )
+        # grid points are the spectral runs' measure of size; other solvers' runs have none
+        panels = [wall("grid_points", "grid points")] if np.isfinite(runs["grid_points"]).any() else []
+        if np.isfinite(runs["Re"]).any():
+            panels.append(wall("Re", "Re"))
+        if panels:
+            views["wall_time"] = hv.Layout(panels).cols(2).opts(shared_axes=False)
     if not units.empty:
         u = units.assign(
             grid_points=units["nx"] * units["ny"] * units["nz"], state_label=units["state"].map(STATE_LABELS)
@@ -301,6 +372,8 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
         pairs = (("grid_points", "grid points"), ("dt", "dt"))
         panels = []
         for y, ylabel in pairs:
+            if not np.isfinite(u[y]).any():
+                continue  # no spectral grid (other solvers' runs): no such panel
             panels.append(
                 hv.Overlay(
                     [
@@ -382,7 +455,15 @@ def report_layout(
     ]
     science = [
         k
-        for k in ("energy_vs_time", "dissipation_vs_time", "peak_dissipation", "wall_time", "parameter_space")
+        for k in (
+            "energy_vs_time",
+            "dissipation_vs_time",
+            "peak_dissipation",
+            "solver_profiles",
+            "solver_series",
+            "wall_time",
+            "parameter_space",
+        )
         if k in views
     ]
     learners = [k for k in views if k.startswith("learner-")]

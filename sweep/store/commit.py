@@ -13,7 +13,7 @@ from .groups import write_failure_marker, write_run_group
 from .index import RunIndex
 from .packed import encode_run, packable
 from .records import FAILURE_CLASSES, RunRecord, make_record
-from .variables import Variable, encode_series, result_variables, series_of
+from .variables import Variable, encode_profiles, encode_series, profiles_of, result_variables, series_of
 from .write_errors import writing
 from .zarr_docs import jsonable
 
@@ -44,15 +44,24 @@ class RunWriter:
         """The record of a commit, after checking that the parameters hash to ``run_id``."""
         from solver import SolverParams
 
+        from ..solvers.registry import DEFAULT_SOLVER
+        from ..solvers.run_params import RunParams
         from ..spec import run_id_of
 
         prov = dict(provenance)
         if "params" not in prov:
             raise ConfigError(
-                "provenance: params: missing; allowed: the run's solver parameters (SolverParams or mapping)"
+                "provenance: params: missing; allowed: the run's solver parameters (SolverParams, "
+                "RunParams or a mapping of spectral parameters)"
             )
         given = prov.pop("params")
-        if isinstance(given, SolverParams):  # validated already: hash it as it is
+        solver, case = DEFAULT_SOLVER, None
+        if isinstance(given, RunParams):  # another solver: its identity, template and name
+            expected, params = run_id_of(given), jsonable(given.canonical())
+            solver, case = given.solver_name, given.case
+            prov.setdefault("template_hash", given.template_hash)
+            prov.setdefault("all_params", jsonable(given.as_dict()))  # execution-only ones too
+        elif isinstance(given, SolverParams):  # validated already: hash it as it is
             expected, params = run_id_of(given), jsonable(given.as_dict())
         else:
             params = jsonable(dict(given))
@@ -63,7 +72,15 @@ class RunWriter:
                 "these parameters (a result must never be stored under another run)"
             )
         return make_record(
-            run_id, status, params, prov, seq=self._index.next_seq(), failure_class=failure_class, error=error
+            run_id,
+            status,
+            params,
+            prov,
+            seq=self._index.next_seq(),
+            failure_class=failure_class,
+            error=error,
+            solver=solver,
+            case=case,
         )
 
     def _guard_done(self, run_id: str) -> None:
@@ -95,10 +112,11 @@ class RunWriter:
             )
         fault_point("before-log", run_id)
         series = series_of(variables)
+        profiles = encode_profiles(profiles_of(variables))
         with writing(
             self.url, f"log the commit of run {run_id} (the run is done; the next open recovers its record)"
         ):
-            self._index.append(rec, encode_series(series), series)
+            self._index.append(rec, encode_series(series), series, profiles=profiles)
         return rec
 
     def _commit_packed(self, rec: RunRecord, variables: list[Variable], attrs: dict[str, Any]) -> None:

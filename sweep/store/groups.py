@@ -17,10 +17,10 @@ from typing import Any
 from ..faults import fault_point
 from .blobs import O_CREATE, LocalBlobs, write_fd
 from .records import STATUSES, RunRecord
-from .variables import Variable, encode_series, result_variables, series_of
+from .variables import Variable, encode_profiles, encode_series, profiles_of, result_variables, series_of
 from .zarr_docs import encode_small, group_document, is_small, jsonable, write_large
 
-__all__ = ["MARKER_ATTR", "write_run_group", "write_failure_marker", "read_marker", "group_series"]
+__all__ = ["MARKER_ATTR", "write_run_group", "write_failure_marker", "read_marker", "group_indexed"]
 
 MARKER_ATTR = "ns_sweep_run"
 
@@ -92,12 +92,13 @@ def read_marker(blobs: Any, run_id: str) -> RunRecord | None:
     return RunRecord.from_dict(d)
 
 
-def group_series(zarr_store: Any, run_id: str) -> dict[str, str]:
-    """The time series of a done run group, encoded as a log record holds them."""
+def group_indexed(zarr_store: Any, run_id: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The time series and profiles of a done run group, encoded as a log record holds them."""
     import xarray as xr
 
     ds = xr.open_zarr(zarr_store, group=f"runs/{run_id}", consolidated=False, zarr_format=3, chunks=None)
-    return encode_series(series_of(result_variables(ds)[0]))
+    variables = result_variables(ds)[0]
+    return encode_series(series_of(variables)), encode_profiles(profiles_of(variables))
 
 
 class _NewLocalGroup:

@@ -2,8 +2,10 @@
 
 ``index/zarr.json`` (attrs ``current``, ``upto_seq``) points at the current generation
 ``index/<gen>/``: every record up to a log sequence number as columns (its zarr.json attrs),
-``provenance/`` (attrs, read on demand) and ``series/`` (the time series as (run, slot)
-arrays). Records after it are in the log (``sweep.store.log``). The index is a cache:
+``provenance/`` (attrs, read on demand), ``series/`` (the time series as (run, slot)
+arrays) and ``profiles/<dim>/`` (the profiles on each other dimension, the same way, with that
+dimension's coordinate: ``sweep.store.variables``; a generation written before profiles were
+indexed has none). Records after it are in the log (``sweep.store.log``). The index is a cache:
 ``rebuild()`` recreates it from the runs' own data alone (the markers in runs/, the batch
 groups, the packed runs of the log).
 
@@ -28,12 +30,12 @@ import numpy as np
 
 from ..errors import StoreError
 from ..faults import fault_point
-from .groups import group_series, read_marker
+from .groups import group_indexed, read_marker
 from .log import RunLog
 from .packed import Batch, batch_documents, decode_run, read_batch
 from .records import RunRecord
-from .table import LOG_HOME, RunTable
-from .variables import Variable, decode_series, series_of
+from .table import LOG_HOME, Profiles, RunTable
+from .variables import Variable, decode_profiles, decode_series, profiles_of, series_of
 from .write_errors import writing
 from .zarr_docs import encode_small, group_document, read_array
 
@@ -87,7 +89,9 @@ class RunIndex:
         self.max_seq = upto
         if gen and raw is not None:
             table = RunTable.from_columns(
-                json.loads(raw)["attributes"]["columns"], functools.partial(self._generation_series, gen)
+                json.loads(raw)["attributes"]["columns"],
+                functools.partial(self._generation_series, gen),
+                functools.partial(self._generation_profiles, gen),
             )
         else:  # no index yet (or lost): the batch groups stand in for it
             table = RunTable()
@@ -106,6 +110,20 @@ class RunIndex:
         arrays = {name: read_array(grp, name) for name in grp.array_keys()}
         return arrays, arrays.pop("length")
 
+    def _generation_profiles(self, gen: str) -> Profiles:
+        import zarr
+
+        raw = self._blobs.read(f"index/{gen}/profiles/zarr.json")
+        if raw is None:  # written before profiles were indexed
+            return {}
+        out: Profiles = {}
+        for dim in json.loads(raw).get("attributes", {}).get("dims", []):
+            path = f"index/{gen}/profiles/{dim}"
+            grp = zarr.open_group(self._zarr_store(), path=path, mode="r", zarr_format=3)
+            arrays = {name: read_array(grp, name) for name in grp.array_keys()}
+            out[dim] = (arrays, arrays.pop("length"))
+        return out
+
     def _apply_log(self, table: RunTable, upto: int) -> None:
         """Add the log's records newer than ``upto`` to ``table`` (a later record of a run wins)."""
         for body in self.log.scan():
@@ -117,10 +135,11 @@ class RunIndex:
                 packed = body.get("run")
                 if packed is not None:  # a packed run: the record holds all its data
                     variables, attrs = decode_run(packed)
-                    table.upsert(rec, series_of(variables), LOG_HOME)
+                    table.upsert(rec, series_of(variables), LOG_HOME, profiles_of(variables))
                     self.pending[rec["run_id"]] = (rec, variables, attrs)
                 else:
-                    table.upsert(rec, decode_series(body.get("series") or {}))
+                    series = decode_series(body.get("series") or {})
+                    table.upsert(rec, series, None, decode_profiles(body.get("profiles") or {}))
                     self.pending.pop(rec["run_id"], None)
             except (TypeError, ValueError, KeyError):
                 log.debug("store %s: skipping an undecodable log record of run %s", self.url, rec["run_id"])
@@ -136,7 +155,8 @@ class RunIndex:
                 continue
             for rid, record in zip(batch.run_ids, batch.records, strict=True):
                 if int(record["seq"]) > table.seq(rid):
-                    table.upsert(record, series_of(batch.run(rid)[0]), name)
+                    variables = batch.run(rid)[0]
+                    table.upsert(record, series_of(variables), name, profiles_of(variables))
                     self.max_seq = max(self.max_seq, int(record["seq"]))
 
     def _adopt_markers(self, table: RunTable) -> None:
@@ -147,13 +167,13 @@ class RunIndex:
             rec = read_marker(self._blobs, name)
             if rec is None or table.seq(name) >= rec.seq:
                 continue
-            series = group_series(self._zarr_store(), name) if rec.status == "done" else {}
+            series, profiles = group_indexed(self._zarr_store(), name) if rec.status == "done" else ({}, {})
             self.max_seq = max(self.max_seq, rec.seq)
             if self.writer:
                 log.info("store %s: recovering the index record of run %s", self.url, name)
-                self.append(rec, series)
+                self.append(rec, series, profiles=profiles)
             else:
-                table.upsert(rec.to_dict(), decode_series(series))
+                table.upsert(rec.to_dict(), decode_series(series), None, decode_profiles(profiles))
 
     def provenance(self) -> list[dict[str, Any]]:
         """The provenance of the compacted generation's rows (read on demand: it is large)."""
@@ -197,22 +217,33 @@ class RunIndex:
         series: dict[str, str],
         arrays: dict[str, np.ndarray] | None = None,
         packed: dict[str, Any] | None = None,
+        profiles: dict[str, dict[str, str]] | None = None,
     ) -> None:
-        """Log a record with its base64 ``series`` (decoded as ``arrays`` when given), or a packed
-        run's encoded data ``packed`` (its series are taken from it), and add it to the table."""
+        """Log a record with its base64 ``series`` (decoded as ``arrays`` when given) and
+        ``profiles``, or a packed run's encoded data ``packed`` (its series and profiles are
+        taken from it), and add it to the table."""
         d = rec.to_dict()
         # a packed run: the store's own copy until compaction, decoded from the record itself
         # (what a reader of the log gets after a restart, and no view of the caller's arrays)
+        profile_arrays = decode_profiles(profiles or {})
         if packed is not None:
             variables, attrs = decode_run(packed)
             arrays = series_of(variables)
-        body = {"record": d, "run": packed} if packed is not None else {"record": d, "series": dict(series)}
+            profile_arrays = profiles_of(variables)
+        body: dict[str, Any] = {"record": d}
+        if packed is not None:
+            body["run"] = packed
+        else:
+            body["series"] = dict(series)
+            if profiles:
+                body["profiles"] = dict(profiles)
         self.log.append(body, rec.seq, rec.run_id)
         if self.table is not None:
             self.table.upsert(
                 d,
                 arrays if arrays is not None else decode_series(series),
                 LOG_HOME if packed is not None else None,
+                profile_arrays,
             )
         if packed is not None:
             self.pending[rec.run_id] = (d, variables, attrs)
@@ -282,6 +313,13 @@ class RunIndex:
         items.update(encode_small(f"{base}/series/length", lengths, ("run",), {}))
         for name, a in series.items():
             items.update(encode_small(f"{base}/series/{name}", a, ("run", "slot"), {}))
+        profiles = table.profiles()
+        items[f"{base}/profiles/zarr.json"] = group_document({"dims": sorted(profiles)})
+        for dim, (arrays, lengths) in profiles.items():
+            items[f"{base}/profiles/{dim}/zarr.json"] = group_document({})
+            items.update(encode_small(f"{base}/profiles/{dim}/length", lengths, ("run",), {}))
+            for name, a in arrays.items():
+                items.update(encode_small(f"{base}/profiles/{dim}/{name}", a, ("run", "slot"), {}))
         self._blobs.write_many(items)
         # the generation's root document last: a generation without it is never pointed at
         self._blobs.write(
@@ -299,8 +337,9 @@ class RunIndex:
         for name in sorted(self._blobs.children("runs")):
             rec = read_marker(self._blobs, name) if name != "zarr.json" else None
             if rec is not None and rec.seq > table.seq(name):
-                series = group_series(self._zarr_store(), name) if rec.status == "done" else {}
-                table.upsert(rec.to_dict(), decode_series(series))
+                done = rec.status == "done"
+                series, profiles = group_indexed(self._zarr_store(), name) if done else ({}, {})
+                table.upsert(rec.to_dict(), decode_series(series), None, decode_profiles(profiles))
                 self.max_seq = max(self.max_seq, rec.seq)
         self._read_batches(table)
         self.table, self.gen, self.pending = table, None, {}

@@ -23,7 +23,7 @@ class RunRecord:
 
     run_id: str
     status: str  # "done" or "failed"
-    params: dict[str, Any]
+    params: dict[str, Any]  # spectral: every value; another solver: its identity parameters
     package_ids: tuple[str, ...] = ()
     priority: str | None = None
     failure_class: str | None = None
@@ -40,6 +40,8 @@ class RunRecord:
     committed: str | None = None
     seq: int = 0
     provenance: dict[str, Any] = field(default_factory=dict)
+    solver: str | None = None  # its registered name; None in records written before solvers had names
+    case: str | None = None  # the name of the solver's template (an OpenFOAM case, a command)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON form (as stored); the values are JSON-safe by construction."""
@@ -89,10 +91,13 @@ def make_record(
     seq: int,
     failure_class: str | None = None,
     error: str | None = None,
+    solver: str | None = None,
+    case: str | None = None,
 ) -> RunRecord:
-    """The record of one commit: ``params`` (JSON-safe identity parameters), the record fields
-    taken from ``provenance`` (``PROVENANCE_FIELDS``), the rest of it kept as free-form
-    provenance; host, solver version and git commit default to this process's."""
+    """The record of one commit: ``params`` (JSON-safe identity parameters), the run's
+    ``solver`` and ``case``, the record fields taken from ``provenance``
+    (``PROVENANCE_FIELDS``), the rest of it kept as free-form provenance; host, solver version
+    and git commit default to this process's."""
     prov = dict(provenance)
     values: dict[str, Any] = {}
     for target, keys in PROVENANCE_FIELDS.items():
@@ -118,5 +123,7 @@ def make_record(
         committed=utc_now(),
         seq=seq,
         provenance=jsonable(prov),
+        solver=solver,
+        case=case,
         **values,
     )

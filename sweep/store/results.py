@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +19,7 @@ import xarray as xr
 from solver.params import PARAMS
 
 from ..errors import ConfigError
+from ..solvers.registry import DEFAULT_SOLVER
 from .store import Store
 from .table import RunTable
 from .variables import SERIES_DIM
@@ -33,9 +34,11 @@ __all__ = [
     "EXPORTERS",
 ]
 
-# coordinates on `run` that name a run's parameters (always present, each selectable)
+# coordinates on `run` that name a spectral run's parameters (present whenever the store holds a
+# spectral run, or no run at all); other solvers' runs bring their own (see _parameters)
 PARAMETER_COORDS = ("Re", "dt", "T_final", "nx", "ny", "nz")
 _TIME_DECIMALS = 12  # output times that agree to 1e-12 are one time (dt sums round differently)
+_SPECTRAL_SERIES = ("energy", "dissipation", "enstrophy")  # always variables of a spectral store
 
 
 def _as_store(store: Store | str | os.PathLike[str]) -> tuple[Store, bool]:
@@ -44,113 +47,173 @@ def _as_store(store: Store | str | os.PathLike[str]) -> tuple[Store, bool]:
     return Store.open(store, mode="r"), True
 
 
-def _param_values(table: RunTable, rows: np.ndarray) -> dict[str, list[Any]]:
-    """Per-run values of every declared parameter (defaults where a record lacks one), the
-    grid split into nx, ny, nz."""
-    cols: dict[str, list[Any]] = {}
-    for name, p in PARAMS.items():
-        col = table.params.get(name)
-        cols[name] = (
-            [p.default] * len(rows)
-            if col is None
-            else [p.default if col[i] is None else col[i] for i in rows]
-        )
-    grids = [tuple(g) for g in cols.pop("grid")]
-    cols["nx"] = [int(g[0]) for g in grids]
-    cols["ny"] = [int(g[1]) for g in grids]
-    cols["nz"] = [int(g[2]) for g in grids]
-    return cols
+def _solver_column(table: RunTable, rows: np.ndarray) -> np.ndarray:
+    """Each run's solver (records written before solvers had names ran the spectral one)."""
+    col = table.cols.get("solver") or [None] * len(table)
+    return np.array([col[i] or DEFAULT_SOLVER for i in rows], dtype=object)
 
 
-def _varying_extra(cols: dict[str, list[Any]]) -> list[str]:
-    """Identity parameters beyond the standard ones that differ between runs."""
-    out = []
-    for name, p in PARAMS.items():
-        if name in PARAMETER_COORDS or name == "grid" or not p.identity or name not in cols:
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _column(values: list[Any]) -> np.ndarray:
+    """A coordinate's values: int64 when all are integers, float64 with NaN for missing
+    numbers, else objects (None where missing)."""
+    present = [v for v in values if v is not None]
+    if present and all(_is_number(v) for v in present):
+        if len(present) == len(values) and all(isinstance(v, (int, np.integer)) for v in present):
+            return np.array(values, dtype=np.int64)
+        return np.array([np.nan if v is None else v for v in values], dtype=float)
+    return np.array(values, dtype=object)
+
+
+def _parameters(table: RunTable, rows: np.ndarray, *, every: bool = False) -> dict[str, np.ndarray]:
+    """The parameter coordinates of the runs ``rows``, in order.
+
+    Spectral runs (and an empty store): ``Re``, ``dt``, ``T_final``, ``nx``, ``ny``, ``nz``,
+    defaults where a record lacks one, then the identity parameters that differ between them
+    (every parameter with ``every``). Other solvers' runs: each parameter their records hold
+    (their identity parameters), numbers always and others when they differ (all with
+    ``every``); a name two solvers share (``Re``) is one coordinate. A run without a parameter
+    has NaN (or None) there.
+    """
+    n = len(rows)
+    spectral = _solver_column(table, rows) == DEFAULT_SOLVER
+    cols = {name: [values[i] for i in rows] for name, values in table.params.items()}
+    out: dict[str, np.ndarray] = {}
+    if spectral.any() or n == 0:
+        full: dict[str, list[Any]] = {}
+        for name, p in PARAMS.items():  # a spectral record without a parameter had its default
+            col = cols.get(name, [None] * n)
+            full[name] = [p.default if s and v is None else v for s, v in zip(spectral, col, strict=True)]
+        grids = [g if s else None for s, g in zip(spectral, full.pop("grid"), strict=True)]
+        for k, axis in enumerate(("nx", "ny", "nz")):
+            full[axis] = [None if g is None else int(g[k]) for g in grids]
+        for name in PARAMETER_COORDS:
+            values = _column(full[name])
+            out[name] = values.astype(float) if name in ("Re", "dt", "T_final") else values
+        for name, p in PARAMS.items():
+            if name in PARAMETER_COORDS or name == "grid" or not (p.identity or every):
+                continue
+            own = [v for s, v in zip(spectral, full[name], strict=True) if s]
+            if every or len({repr(v) for v in own}) > 1:
+                out[name] = _column(full[name])
+    for name, col in cols.items():  # the other solvers' parameters
+        if name in out:
             continue
-        if len({repr(v) for v in cols[name]}) > 1:
-            out.append(name)
+        own = [v for s, v in zip(spectral, col, strict=True) if not s and v is not None]
+        if own and (every or all(_is_number(v) for v in own) or len({repr(v) for v in own}) > 1):
+            out[name] = _column(col)
     return out
 
 
+def _on_union(
+    coord: np.ndarray, lengths: np.ndarray, values: Mapping[str, np.ndarray]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Runs' arrays along one dimension (``coord``: each run's coordinate, (run, slot), valid up
+    to its length) on the union of every run's coordinate values: NaN where a run has none."""
+    n, width = coord.shape
+    valid = np.arange(width)[None, :] < lengths[:, None]
+    rounded = np.round(coord, _TIME_DECIMALS)
+    union = np.unique(rounded[valid]) if valid.any() else np.zeros(0)
+    rr = np.broadcast_to(np.arange(n)[:, None], (n, width))[valid]
+    cc = np.searchsorted(union, rounded[valid])
+    out = {}
+    for name, a in values.items():
+        spread = np.full((n, union.size), np.nan)
+        spread[rr, cc] = a[valid]
+        out[name] = spread
+    return union, out
+
+
 def open_results(store: Store | str | os.PathLike[str], *, status: str | None = None) -> xr.Dataset:
-    """One Dataset over the runs of ``store``: dimension ``run`` (run ids) and ``time``.
+    """One Dataset over the runs of ``store``: dimension ``run`` (run ids), ``time``, and one
+    dimension per profile coordinate (``k`` of the spectral solver's ``energy_spectrum``,
+    ``y`` of the OpenFOAM cavity's ``u_centerline``).
 
     Coordinates on ``run``: ``package_id`` (the first package of the run), ``package_ids``
-    (all, comma-separated), ``Re``, ``dt``, ``T_final``, ``nx``, ``ny``, ``nz``, ``priority``,
-    ``status``, ``failure_class`` and any other identity parameter that varies. Each has
-    its own index, so ``ds.sel(Re=400)`` works (chain ``.sel`` calls to select on several,
-    or use ``to_grid``). Variables: the time series on (run, time), NaN where a run has no
-    value at that time (``time`` is the union of every run's output times), and
-    ``wall_time``, ``attempts``, ``error`` on ``run``. ``status="done"`` keeps done runs only.
+    (all, comma-separated), ``solver``, the parameters (a spectral run's ``Re``, ``dt``,
+    ``T_final``, ``nx``, ``ny``, ``nz`` and any other identity parameter that varies; another
+    solver's, e.g. the cavity's ``Re``, ``n_cells``, ``T_final``, ``dt``: see
+    ``attrs["parameters"]``), ``priority``, ``status``, ``failure_class``. Each has its own
+    index, so ``ds.sel(Re=400)`` works (chain ``.sel`` calls to select on several, or use
+    ``to_grid``). Variables: the time series on (run, time), NaN where a run has no value at
+    that time (``time`` is the union of every run's output times; a spectral store always has
+    ``energy``, ``dissipation`` and ``enstrophy``), the profiles on (run, <their dimension>) the
+    same way, and ``wall_time``, ``attempts``, ``error`` on ``run``. ``status="done"`` keeps
+    done runs only.
     """
     st, opened = _as_store(store)
     try:
         table = st.run_table()
         series, lengths = table.series()
+        profiles = table.profiles()
     finally:
         if opened:
             st.close()
     status_col = np.array(table.cols["status"], dtype=object)
     rows = np.arange(len(table)) if status is None else np.flatnonzero(status_col == status)
-    series = {k: v[rows] for k, v in series.items()}
-    lengths = lengths[rows]
     n = len(rows)
 
     def col(name: str, fill: Any = None) -> list[Any]:
         values = table.cols[name]
         return [fill if values[i] is None else values[i] for i in rows]
 
-    # union of output times; each run's values scattered into it
-    times = series.pop(SERIES_DIM, np.zeros((n, 0)))
-    width = times.shape[1]
-    valid = np.arange(width)[None, :] < lengths[:, None]
-    rounded = np.round(times, _TIME_DECIMALS)
-    union = np.unique(rounded[valid]) if valid.any() else np.zeros(0)
-    rr = np.broadcast_to(np.arange(n)[:, None], (n, width))[valid]
-    cc = np.searchsorted(union, rounded[valid])
-    data_vars: dict[str, Any] = {}
-    for name in (
-        "energy",
-        "dissipation",
-        "enstrophy",
-        *sorted(set(series) - {"energy", "dissipation", "enstrophy"}),
-    ):
-        out = np.full((n, union.size), np.nan)
-        if name in series:
-            out[rr, cc] = series[name][valid]
-        data_vars[name] = (("run", "time"), out)
-    data_vars["wall_time"] = ("run", np.array(col("wall_time", math.nan), dtype=float))
-    data_vars["attempts"] = ("run", np.array(col("attempts", 1), dtype=np.int64))
-    data_vars["error"] = ("run", np.array(col("error", ""), dtype=object))
-    params = _param_values(table, rows)
+    params = _parameters(table, rows)
+    solvers = _solver_column(table, rows)
     pids = col("package_ids", ())
     coords: dict[str, Any] = {
         "run": ("run", np.array([table.ids[i] for i in rows], dtype=object)),
-        "time": ("time", union),
         "package_id": ("run", np.array([p[0] if p else "" for p in pids], dtype=object)),
         "package_ids": ("run", np.array([",".join(p) for p in pids], dtype=object)),
-        "Re": ("run", np.array(params["Re"], dtype=float)),
-        "dt": ("run", np.array(params["dt"], dtype=float)),
-        "T_final": ("run", np.array(params["T_final"], dtype=float)),
-        "nx": ("run", np.array(params["nx"], dtype=np.int64)),
-        "ny": ("run", np.array(params["ny"], dtype=np.int64)),
-        "nz": ("run", np.array(params["nz"], dtype=np.int64)),
+        "solver": ("run", solvers),
+        **{name: ("run", values) for name, values in params.items()},
         "priority": ("run", np.array(col("priority", ""), dtype=object)),
         "status": ("run", np.array(col("status", ""), dtype=object)),
         "failure_class": ("run", np.array(col("failure_class", ""), dtype=object)),
     }
-    extra = _varying_extra(params)
-    for name in extra:
-        coords[name] = ("run", np.array(params[name]))
-    ds = xr.Dataset(data_vars, coords=coords, attrs={"source": st.url})
-    ds["energy"].attrs.update(long_name="mean kinetic energy 1/2<|u|^2>")
-    ds["dissipation"].attrs.update(long_name="dissipation rate nu<|omega|^2> = -dE/dt")
-    ds["enstrophy"].attrs.update(long_name="enstrophy 1/2<|omega|^2>")
+    data_vars: dict[str, Any] = {}
+    # time series: the union of output times, each run's values scattered into it
+    series = {k: v[rows] for k, v in series.items()}
+    times = series.pop(SERIES_DIM, np.zeros((n, 0)))
+    spectral_store = bool((solvers == DEFAULT_SOLVER).any()) or n == 0
+    names = [*(_SPECTRAL_SERIES if spectral_store else ()), *sorted(set(series) - set(_SPECTRAL_SERIES))]
+    union, spread = _on_union(times, lengths[rows], {k: series[k] for k in names if k in series})
+    coords["time"] = ("time", union)
+    for name in names:
+        data_vars[name] = (("run", "time"), spread.get(name, np.full((n, union.size), np.nan)))
+    # profiles: the same on each profile's own coordinate
+    for dim, (arrays, dim_lengths) in profiles.items():
+        if dim in coords or dim in data_vars:
+            continue  # a dimension named like a coordinate on run (never written by our solvers)
+        arrays = {k: v[rows] for k, v in arrays.items()}
+        own = arrays.pop(dim)
+        wanted = {k: v for k, v in arrays.items() if k not in coords and k not in data_vars}
+        union, spread = _on_union(own, dim_lengths[rows], wanted)
+        if not union.size:
+            continue
+        coords[dim] = (dim, union)
+        for name, values in spread.items():
+            data_vars[name] = (("run", dim), values)
+    data_vars["wall_time"] = ("run", np.array(col("wall_time", math.nan), dtype=float))
+    data_vars["attempts"] = ("run", np.array(col("attempts", 1), dtype=np.int64))
+    data_vars["error"] = ("run", np.array(col("error", ""), dtype=object))
+    ds = xr.Dataset(data_vars, coords=coords, attrs={"source": st.url, "parameters": " ".join(params)})
+    for name, long_name in _LONG_NAMES.items():
+        if name in ds:
+            ds[name].attrs.update(long_name=long_name)
     ds["wall_time"].attrs.update(units="s", long_name="wall-clock seconds of the run")
-    for name in (*PARAMETER_COORDS, "package_id", "priority", "status", *extra):
+    for name in (*params, "package_id", "solver", "priority", "status"):
         ds = ds.set_xindex(name)
     return ds
+
+
+_LONG_NAMES = {
+    "energy": "mean kinetic energy 1/2<|u|^2>",
+    "dissipation": "dissipation rate nu<|omega|^2> = -dE/dt",
+    "enstrophy": "enstrophy 1/2<|omega|^2>",
+}
 
 
 def _swept(ds: xr.Dataset, dims: Sequence[str] | None) -> list[str]:
@@ -160,7 +223,12 @@ def _swept(ds: xr.Dataset, dims: Sequence[str] | None) -> list[str]:
             allowed = [str(c) for c in ds.coords if ds[c].dims == ("run",) and c != "run"]
             raise ConfigError(f"dims: bad value {bad}; allowed: coordinates on run: {', '.join(allowed)}")
         return list(dims)
-    names = [*PARAMETER_COORDS, *(str(c) for c in ds.coords if c in PARAMS and c not in PARAMETER_COORDS)]
+    given = ds.attrs.get("parameters")
+    names = (
+        given.split()
+        if isinstance(given, str)
+        else [*PARAMETER_COORDS, *(str(c) for c in ds.coords if c in PARAMS and c not in PARAMETER_COORDS)]
+    )
     # a parameter that varies only together with earlier ones (ny, nz of cubic grids) is no
     # dimension of its own: keep those that tell more runs apart
     out: list[str] = []
@@ -221,7 +289,7 @@ def results_frame(store: Store | str | os.PathLike[str]) -> pd.DataFrame:
         if opened:
             st.close()
     rows = np.arange(len(table))
-    params = _param_values(table, rows)
+    params = _parameters(table, rows, every=True)
     c = table.cols
     df = pd.DataFrame(
         {
@@ -231,10 +299,8 @@ def results_frame(store: Store | str | os.PathLike[str]) -> pd.DataFrame:
             "status": c["status"],
             "failure_class": [f or "" for f in c["failure_class"]],
             "error": [e or "" for e in c["error"]],
-            **{
-                k: params[k]
-                for k in (*PARAMETER_COORDS, *(n for n in PARAMS if n not in ("grid", *PARAMETER_COORDS)))
-            },
+            "solver": _solver_column(table, rows),
+            **params,
             **{
                 k: c[k]
                 for k in (

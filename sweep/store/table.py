@@ -18,6 +18,8 @@ from .records import RECORD_COLUMNS, RunRecord
 __all__ = ["RunTable", "LOG_HOME"]
 
 LOG_HOME = "log"  # RunTable.home of a packed run whose only copy is its log record
+# profiles of many runs: dimension -> (name -> (run, slot) float array, each run's length)
+Profiles = dict[str, tuple[dict[str, np.ndarray], np.ndarray]]
 
 
 class RunTable:
@@ -36,6 +38,10 @@ class RunTable:
         self._base: tuple[dict[str, np.ndarray], np.ndarray] | None = None
         self._base_loader: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]] | None = None
         self._tail: dict[int, dict[str, np.ndarray]] = {}  # series of rows written after the base
+        # profiles (sweep.store.variables.profiles_of) of the base rows and of later rows, the same way
+        self._base_profiles: Profiles | None = None
+        self._profiles_loader: Callable[[], Profiles] | None = None
+        self._tail_profiles: dict[int, dict[str, dict[str, np.ndarray]]] = {}
 
     # ---------------------------------------------------------------- building
 
@@ -44,9 +50,10 @@ class RunTable:
         cls,
         doc: Mapping[str, Any],
         series: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]] | None = None,
+        profiles: Callable[[], Profiles] | None = None,
     ) -> RunTable:
-        """A table from the columnar JSON of ``to_columns``; ``series()`` loads its time series
-        (only when asked for: planning never needs them)."""
+        """A table from the columnar JSON of ``to_columns``; ``series()`` and ``profiles()``
+        load its time series and profiles (only when asked for: planning never needs them)."""
         t = cls()
         t.ids = list(doc["run_id"])
         t.pos = {rid: i for i, rid in enumerate(t.ids)}
@@ -58,13 +65,18 @@ class RunTable:
         t.prov = [None] * n
         t.home = list(doc.get("home") or [None] * n)
         t._base_loader = series
+        t._profiles_loader = profiles
         return t
 
     def upsert(
-        self, d: Mapping[str, Any], series: dict[str, np.ndarray] | None = None, home: str | None = None
+        self,
+        d: Mapping[str, Any],
+        series: dict[str, np.ndarray] | None = None,
+        home: str | None = None,
+        profiles: dict[str, dict[str, np.ndarray]] | None = None,
     ) -> int:
-        """Add or replace the row of record dict ``d`` (with its series and the ``home`` of its
-        data); returns the row."""
+        """Add or replace the row of record dict ``d`` (with its series, its profiles and the
+        ``home`` of its data); returns the row."""
         rid = d["run_id"]
         i = self.pos.get(rid)
         if i is None:
@@ -90,6 +102,7 @@ class RunTable:
         self.prov[i] = dict(d.get("provenance") or {})
         self.home[i] = home
         self._tail[i] = series or {}
+        self._tail_profiles[i] = profiles or {}
         return i
 
     # ---------------------------------------------------------------- reading
@@ -168,3 +181,36 @@ class RunTable:
             for k, v in s.items():
                 out[k][i, : len(v)] = v
         return out, lengths
+
+    def profiles(self) -> Profiles:
+        """Every row's profiles: dimension -> (name -> (run, slot) float array with the
+        dimension's coordinate under its own name, each row's length); NaN past a row's end."""
+        n = len(self.ids)
+        if self._base_profiles is None and self._profiles_loader is not None:
+            self._base_profiles = self._profiles_loader()
+        base = self._base_profiles or {}
+        names: dict[str, set[str]] = {dim: set(arrays) for dim, (arrays, _) in base.items()}
+        width = {dim: max([a.shape[1] for a in arrays.values()] + [0]) for dim, (arrays, _) in base.items()}
+        for by_dim in self._tail_profiles.values():
+            for dim, arrays in by_dim.items():
+                names.setdefault(dim, set()).update(arrays)
+                width[dim] = max([width.get(dim, 0)] + [len(v) for v in arrays.values()])
+        out: Profiles = {}
+        for dim in sorted(names):
+            arrays = {k: np.full((n, width[dim]), np.nan) for k in sorted(names[dim])}
+            lengths = np.zeros(n, dtype=np.int64)
+            if dim in base:
+                base_arrays, base_len = base[dim]
+                m = len(base_len)
+                lengths[:m] = base_len
+                for k, a in base_arrays.items():
+                    arrays[k][:m, : a.shape[1]] = a
+            for i, by_dim in self._tail_profiles.items():  # a later write of a row replaces it whole
+                for a in arrays.values():
+                    a[i, :] = np.nan
+                own = by_dim.get(dim, {})
+                lengths[i] = len(own.get(dim, ()))
+                for k, v in own.items():
+                    arrays[k][i, : len(v)] = v
+            out[dim] = (arrays, lengths)
+        return out
