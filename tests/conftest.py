@@ -21,7 +21,8 @@ TINY = {"Re": 100.0, "dt": 0.01, "T_final": 0.04, "grid_size": [8, 8, 8]}
 
 def write_packages(directory: Path, packages: Iterable[Mapping[str, Any]]) -> Path:
     """Write a package directory: ``packages`` holds dicts with ``package_id``, ``priority``,
-    ``parameters`` (file names, e.g. ``grid_size``) and optional ``tags``. Returns the directory.
+    ``parameters`` (file names, e.g. ``grid_size``) and optional ``tags``, ``solver`` and
+    ``case``. Returns the directory.
     """
     from sweep.spec import SUMMARY_FILE
 
@@ -36,6 +37,9 @@ def write_packages(directory: Path, packages: Iterable[Mapping[str, Any]]) -> Pa
         }
         if pkg.get("tags"):
             doc["tags"] = dict(pkg["tags"])
+        for key in ("solver", "case"):
+            if key in pkg:
+                doc[key] = pkg[key]
         summary[pkg["priority"]].append(pkg["package_id"])
         (directory / f"package_{i:04d}.json").write_text(json.dumps(doc, indent=1))
     (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))

@@ -179,8 +179,10 @@ def partial_files(root: Path) -> list[str]:
 
 
 # per-run Dataset attributes that may differ between equal results: the store's record (timings,
-# attempts, hosts) and the FFT thread count, which changes no bit (solver/simulate.py)
-_VOLATILE_ATTRS = ("ns_sweep_run", "fft_threads")
+# attempts, hosts), the FFT thread count, which changes no bit (solver/simulate.py), and the
+# timings and restart time external programs' runs record (wall_time, wall_time_<step>)
+_VOLATILE_ATTRS = ("ns_sweep_run", "fft_threads", "resumed_from_time")
+_VOLATILE_PREFIX = "wall_time"
 # open_results variables that describe how a run went, not what it computed
 _VOLATILE_VARS = ("wall_time", "attempts")
 
@@ -214,7 +216,11 @@ def assert_results_equal(clean: Path | str, other: Path | str) -> None:
             assert set(x.variables) == set(y.variables), rid
             for name in x.variables:
                 assert _equal_bits(x[name].values, y[name].values), f"run {rid}: {name} differs"
-            keep = lambda attrs: {k: v for k, v in attrs.items() if k not in _VOLATILE_ATTRS}  # noqa: E731
+            keep = lambda attrs: {  # noqa: E731
+                k: v
+                for k, v in attrs.items()
+                if k not in _VOLATILE_ATTRS and not k.startswith(_VOLATILE_PREFIX)
+            }
             assert keep(x.attrs) == keep(y.attrs), f"run {rid}: attributes differ"
 
 

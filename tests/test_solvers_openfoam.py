@@ -142,7 +142,11 @@ def test_cavity_resumed_from_checkpoint_is_bit_identical(cavity):
     saved: list[CaseCheckpoint] = []
     full = run_case(cavity, params, checkpoint=saved.append)
     assert [c.time_name for c in saved] == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]
-    ckpt = pickle.loads(pickle.dumps(saved[4]))  # what a driver would store and send back
+    # what the engine relays and the store keeps: plain arrays (with the run's key), and back
+    arrays = cavity.checkpoint_to_arrays(saved[4], cavity.validate(params))
+    assert {"step", "params_json", "header", "data"} <= set(arrays) and arrays["step"].tolist() == [100]
+    ckpt = cavity.checkpoint_from_arrays({k: np.asarray(v) for k, v in arrays.items()})
+    assert ckpt == saved[4] and pickle.loads(pickle.dumps(ckpt)) == ckpt
     assert ckpt.step == 100 and "0.5/U" in ckpt.files and "log.icoFoam" in ckpt.files
     resumed = run_case(cavity, params, resume=ckpt)
     assert resumed.attrs["resumed_from_time"] == "0.5"

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,6 +38,10 @@ __all__ = [
 
 # every program of a run gets its scratch path in this variable: find its processes by it
 SCRATCH_ENV = "NS_SWEEP_SCRATCH"
+# A program must not outlive the process that runs it, even one killed with SIGKILL (a lost
+# Dask worker): util-linux's setpriv asks the kernel to kill it when its parent dies
+# (PR_SET_PDEATHSIG) and then execs it in place; without setpriv (not Linux) that safety is lost.
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 _LIVE_GROUPS: set[int] = set()  # process groups started here and not yet reaped
 
 
@@ -134,7 +139,8 @@ def run_program(
     line of the main output is passed to ``on_line``; a non-None return stops the run (kill
     the group) with that reason. When ``deadline`` (``time.time()`` seconds) passes, the whole
     group is killed (SIGTERM, SIGKILL after ``grace`` s). Members the program left running
-    after it exited are killed too: nothing this call started outlives it.
+    after it exited are killed too: nothing this call started outlives it, and on Linux the
+    program is killed by the kernel if this process dies first (``setpriv --pdeathsig``).
     """
     cwd = Path(cwd)
     full_env = {**env, "PWD": str(cwd)}
@@ -146,7 +152,7 @@ def run_program(
         out = stack.enter_context(open(stdout_path, "wb", buffering=0))
         err = stack.enter_context(open(stderr_path, "wb", buffering=0)) if stderr_path is not None else None
         proc = subprocess.Popen(
-            list(argv),
+            [_SETPRIV, "--pdeathsig", "KILL", "--", *argv] if _SETPRIV else list(argv),
             cwd=cwd,
             env=full_env,
             stdin=subprocess.DEVNULL,

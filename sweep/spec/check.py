@@ -257,7 +257,11 @@ def check_directory(
             # id (the id hashes the template's content: an edited case is checked again)
             solver, case = hit[6]
             solver_obj = solvers.quiet(solver, case)
-            if solver_obj is None or _run_id(RunParams(solver, solver_obj, hit[2])) != hit[4]:
+            if (
+                solver_obj is None
+                or set(hit[2]) != set(solver_obj.params)
+                or _run_id(RunParams(solver, solver_obj, hit[2])) != hit[4]
+            ):
                 hit, solver, case, solver_obj = None, DEFAULT_SOLVER, None, None
         if hit is not None:
             pid, prio, values, tags, run_id, need = hit[:6]
