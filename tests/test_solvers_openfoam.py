@@ -143,9 +143,9 @@ def test_cavity_resumed_from_checkpoint_is_bit_identical(cavity):
     full = run_case(cavity, params, checkpoint=saved.append)
     assert [c.time_name for c in saved] == ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9"]
     # what the engine relays and the store keeps: plain arrays (with the run's key), and back
-    arrays = cavity.checkpoint_to_arrays(saved[4], cavity.validate(params))
-    assert {"step", "params_json", "header", "data"} <= set(arrays) and arrays["step"].tolist() == [100]
-    ckpt = cavity.checkpoint_from_arrays({k: np.asarray(v) for k, v in arrays.items()})
+    relayed = cavity.checkpoint_to_arrays(saved[4], cavity.validate(params))
+    assert {"step", "params_json", "header", "data"} <= set(relayed) and relayed["step"].tolist() == [100]
+    ckpt = cavity.checkpoint_from_arrays({k: np.asarray(v) for k, v in relayed.items()})
     assert ckpt == saved[4] and pickle.loads(pickle.dumps(ckpt)) == ckpt
     assert ckpt.step == 100 and "0.5/U" in ckpt.files and "log.icoFoam" in ckpt.files
     resumed = run_case(cavity, params, resume=ckpt)
