@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -147,3 +148,28 @@ def test_bench_adapt_prints_runs_to_accuracy_and_overhead(tmp_path: Path) -> Non
     ):
         assert re.search(re.escape(label) + r"\s+-?\d+\.\d ms", out), (label, out)
     assert "(4 rounds)" in out  # 8 runs, 2 points a round
+
+
+@pytest.mark.skipif(
+    shutil.which("icoFoam") is None, reason="OpenFOAM is not installed (apt-get install openfoam)"
+)
+def test_bench_openfoam_prints_the_engine_and_shell_loop_figures(tmp_path: Path) -> None:
+    out = run_script(
+        "bench_openfoam.py",
+        "--cases",
+        "4",
+        "--steps",
+        "20",
+        "--repeat",
+        "1",
+        "--dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    shell = re.search(r"shell loop \(blockMesh && icoFoam\)\s+([\d.]+) s\s+([\d.]+) ms per case", out)
+    engine = re.search(r"engine \(sweep run, store commits\)\s+([\d.]+) s\s+([\d.]+) ms per package", out)
+    assert shell and engine, out
+    assert float(shell.group(2)) == pytest.approx(float(shell.group(1)) * 1e3 / 4, rel=0.01)
+    assert float(engine.group(1)) > 0 and re.search(r"engine / shell loop\s+[\d.]+", out)
+    assert re.search(r"engine overhead per run\s+-?[\d.]+ ms", out)
+    assert list(tmp_path.glob("bench_openfoam_*")) == []  # its working directory is removed
