@@ -32,7 +32,10 @@ def usable_checkpoint(store: Any, run_id: str, package: Any, log: logging.Logger
     if arrays is None:
         return None
     if checkpoint_key_of(arrays) != package.checkpoint_key():
-        log.warning("run %s: its checkpoint was written by another solver version; it starts over", run_id)
+        log.warning(
+            "run %s: its checkpoint is of another solver version, parameters or template; it starts over",
+            run_id,
+        )
         return None
     return arrays
 

@@ -69,8 +69,6 @@ def _allowed_names() -> str:
 def solver_loader(name: str) -> SolverLoader:
     """The loader of solver ``name``; a FieldError (field ``solver``) listing the registered
     names when there is none, a one-line ConfigError when a plug-in fails to import."""
-    if not isinstance(name, str):
-        raise FieldError("solver", name, _allowed_names())
     target = BUILTIN_SOLVERS.get(name)
     if target is not None:
         module, _, attr = target.partition(":")
@@ -98,6 +96,8 @@ def load_solver(name: str, case: str | None = None, base: str | Path = ".") -> S
     """Solver ``name`` with its ``case`` (relative paths start at ``base``, the package
     directory). Raises FieldError for a bad ``solver`` or ``case`` value, ConfigError for a
     broken template or a loader that returns no solver."""
+    if not isinstance(name, str):  # a JSON list or number: no solver's name (nor hashable)
+        raise FieldError("solver", name, _allowed_names())
     solver = solver_loader(name)(case, Path(base))
     if not isinstance(solver, Solver):
         raise ConfigError(

@@ -237,6 +237,7 @@ def check_directory(
     cache_path = cache_file(directory)
     cache = load_cache(cache_path)
     solvers = _Solvers(directory, problems)
+    rechecked = False  # a cached verdict whose template changed: its entry is rewritten
     fresh: dict[str, list[Any]] = {}
     seen: dict[str, str] = {}
     unreadable: list[str] = []
@@ -263,6 +264,7 @@ def check_directory(
                 or _run_id(RunParams(solver, solver_obj, hit[2])) != hit[4]
             ):
                 hit, solver, case, solver_obj = None, DEFAULT_SOLVER, None, None
+                rechecked = True
         if hit is not None:
             pid, prio, values, tags, run_id, need = hit[:6]
         else:
@@ -342,7 +344,7 @@ def check_directory(
                     solver_object=solver_obj,
                 )
             )
-    if fresh.keys() != cache.keys():  # an entry is a pure function of its key
+    if rechecked or fresh.keys() != cache.keys():  # else each entry is what it was
         save_cache(cache_path, fresh)
     if summary is not None:
         fix = f", or fix {', '.join(unreadable)}" if unreadable else ""
