@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -230,3 +231,66 @@ def test_results_grid_couples_parameters_that_vary_together(tmp_path: Path) -> N
     assert grid.energy.dims == ("Re", "nx", "time") and grid.energy.shape[:2] == (2, 2)
     assert grid.nz.sel(nx=12).values.tolist() == [12, 12]  # nz rides along with nx
     assert sweep.to_grid(sweep.open_results(url), dims=["Re", "nz"]).energy.dims == ("Re", "nz", "time")
+
+
+def _profiled(n: int, shift: float) -> Any:
+    """A result shaped like an OpenFOAM case's: a profile on a float coordinate (y), a series on
+    time, and a field on an index-like dimension (cell), which stays out of the index."""
+    from solver.output import RunResult
+
+    y = np.linspace(0.0, 1.0, n)
+    t = np.arange(1, 4) * 0.1
+    return RunResult(
+        {
+            "u_centerline": (("y",), y**2 + shift, {"units": "1"}),
+            "residual_p": (("time",), 1.0 / t + shift, {}),
+            "U_x": (("cell",), np.arange(6.0) + shift, {}),
+        },
+        {"y": (("y",), y, {}), "time": (("time",), t, {}), "cell": (("cell",), np.arange(6), {})},
+        {"solver": "openfoam"},
+    )
+
+
+def test_results_profiles_survive_the_log_compaction_and_a_rebuild(tmp_path: Path) -> None:
+    from sweep.solvers import RunParams, load_solver
+
+    cavity = load_solver("openfoam", "cavity")
+    spectral = _params(100.0, 0.01)
+    url = tmp_path / "mixed.zarr"
+    runs = {}
+    with Store.open(url, mode="a", pack_bytes=0) as st:  # every run its own group: the log keeps profiles
+        for re, n in ((100.0, 5), (400.0, 9)):
+            params = RunParams("openfoam", cavity, cavity.validate({"Re": re}))
+            runs[re] = run_id_of(params)
+            st.commit_run(
+                runs[re], _profiled(n, re), {**provenance(spectral, f"cavity{re:g}"), "params": params}
+            )
+        st.commit_run(run_id_of(spectral), result_like(spectral), provenance(spectral, "spectral"))
+        before = sweep.open_results(st)  # from the log
+    after = sweep.open_results(url)  # from the compacted index
+    with Store.open(url, mode="a") as st:
+        assert st.rebuild_index() == 3
+    rebuilt = sweep.open_results(url)  # from the runs' own groups
+    for ds in (before, after, rebuilt):
+        assert ds.u_centerline.dims == ("run", "y") and "U_x" not in ds and "cell" not in ds.dims
+        np.testing.assert_array_equal(ds.y.values, np.linspace(0.0, 1.0, 9))  # the union of both samples
+        coarse = ds.sel(Re=100.0).sel(solver="openfoam")
+        assert np.isnan(coarse.u_centerline.values[1::2]).all()  # no value where it was not sampled
+        np.testing.assert_array_equal(coarse.u_centerline.values[::2], np.linspace(0, 1, 5) ** 2 + 100.0)
+        assert ds.sel(solver="spectral").u_centerline.isnull().all()
+        assert ds.sel(Re=400.0).n_cells.item() == 32
+        assert np.isnan(ds.sel(solver="spectral").n_cells.item()) and ds.sel(solver="spectral").nx.item() == 8
+        assert np.isnan(ds.sel(Re=400.0).nx.item())
+        assert "energy" in ds and np.isfinite(ds.sel(Re=400.0).residual_p.values).sum() == 3
+    recs = {r.run_id: r for r in Store.open(url).records().values()}
+    assert recs[runs[100.0]].solver == "openfoam" and recs[runs[100.0]].case == "cavity"
+    own = {k: v for k, v in recs[runs[100.0]].params.items() if v is not None}  # a mixed store's columns
+    assert own == {
+        "Re": 100.0,
+        "T_final": 2.0,
+        "dt": 0.0025,
+        "keep_fields": False,
+        "n_cells": 32,
+    }
+    assert recs[runs[100.0]].provenance["template_hash"] == cavity.hash
+    assert recs[run_id_of(spectral)].solver == "spectral"
