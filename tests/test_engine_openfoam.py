@@ -125,8 +125,11 @@ def test_openfoam_cavity_sweep_matches_ghia_and_reruns_bit_identical(cavity_swee
 
 
 @pytest.mark.slow
-def test_openfoam_status_and_report_on_an_openfoam_only_store(cavity_sweep, tmp_path: Path) -> None:
+def test_openfoam_status_explain_and_report_on_an_openfoam_only_store(cavity_sweep, tmp_path: Path) -> None:
     d, store = cavity_sweep
+    proc = run_cli("explain", str(d), "--store", str(store))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("done: run ") == 2 and "0 would run" in proc.stdout
     proc = run_cli("status", "--store", str(store), "--packages", str(d), "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"done": 2' in proc.stdout

@@ -79,10 +79,10 @@ def _parameters(table: RunTable, rows: np.ndarray, *, every: bool = False) -> di
     has NaN (or None) there.
     """
     n = len(rows)
-    spectral = _solver_column(table, rows) == DEFAULT_SOLVER
+    spectral = (_solver_column(table, rows) == DEFAULT_SOLVER).tolist()  # a list: zipped per run below
     cols = {name: [values[i] for i in rows] for name, values in table.params.items()}
     out: dict[str, np.ndarray] = {}
-    if spectral.any() or n == 0:
+    if any(spectral) or n == 0:
         full: dict[str, list[Any]] = {}
         for name, p in PARAMS.items():  # a spectral record without a parameter had its default
             col = cols.get(name, [None] * n)
