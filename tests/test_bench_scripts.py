@@ -169,7 +169,8 @@ def test_bench_openfoam_prints_the_engine_and_shell_loop_figures(tmp_path: Path)
     shell = re.search(r"shell loop \(blockMesh && icoFoam\)\s+([\d.]+) s\s+([\d.]+) ms per case", out)
     engine = re.search(r"engine \(sweep run, store commits\)\s+([\d.]+) s\s+([\d.]+) ms per package", out)
     assert shell and engine, out
-    assert float(shell.group(2)) == pytest.approx(float(shell.group(1)) * 1e3 / 4, rel=0.01)
+    # per case = total / 4 (the total is printed to 10 ms, so to 2.5 ms per case)
+    assert abs(float(shell.group(2)) - float(shell.group(1)) * 1e3 / 4) <= 1.3
     assert float(engine.group(1)) > 0 and re.search(r"engine / shell loop\s+[\d.]+", out)
     assert re.search(r"engine overhead per run\s+-?[\d.]+ ms", out)
     assert list(tmp_path.glob("bench_openfoam_*")) == []  # its working directory is removed

@@ -67,6 +67,11 @@ def _live_programs(root: Path) -> list[str]:
     return found
 
 
+def _said(text: str) -> set[str]:
+    """Which of a package log's milestones it holds."""
+    return {m for m in ("checkpoint at step", " started on ") if m in text}
+
+
 def _store_files(store: Path) -> dict[str, str]:
     return {k: v for k, v in tree_digest(store).items() if k != "lock.json"}
 
@@ -277,7 +282,11 @@ def test_openfoam_lost_worker_run_resumes_from_its_last_time_directory(tmp_path:
 
     def kill_its_worker() -> None:
         try:  # once the driver saved a checkpoint (a time directory), SIGKILL the victim's worker
-            wait_for(lambda: log.exists() and "checkpoint at step" in log.read_text(), what="a checkpoint")
+            # (its first time directory may be saved before the run announces where it started)
+            wait_for(
+                lambda: log.exists() and {"checkpoint at step", " started on "} <= _said(log.read_text()),
+                what="a checkpoint and the victim's worker",
+            )
             address = started_on(log.read_text())[0]
             pid = worker_pids(client)[address]
             os.kill(pid, signal.SIGKILL)
