@@ -95,7 +95,7 @@ class AdaptSpec:
     packages: Path
     priority: str
     fixed: dict[str, Any]
-    derived: dict[str, Any]  # name -> Expression (sweep.solvers.base)
+    derived: dict[str, Any]  # name -> Expression (sweep.solvers.expressions)
     axes: tuple[Axis, ...]
     objective: Objective
     learner: str
@@ -208,7 +208,7 @@ def _axes(doc: Mapping[str, Any], file: str) -> tuple[Axis, ...]:
 
 
 def _derived(doc: Mapping[str, Any], fixed: Mapping[str, Any], axes: tuple[Axis, ...], file: str) -> dict:
-    from ..solvers.base import compile_expression
+    from ..solvers.expressions import compile_expression
 
     table = _table(doc, "derived", tuple(FILE_PARAMETER_NAMES), file)
     taken = set(fixed) | {a.name for a in axes}

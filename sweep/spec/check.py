@@ -377,11 +377,17 @@ def load_packages(
     return sorted(packages, key=lambda p: (order[p.priority], p.package_id))
 
 
-def check_document(name: str, doc: Any) -> list[str]:
+def check_document(name: str, doc: Any, base: str | os.PathLike[str] = ".") -> list[str]:
     """The problems of one package document (as ``check_directory`` checks a file's content),
-    one line each naming ``name``; empty when it is a valid package."""
+    one line each naming ``name``; empty when it is a valid package. ``base``: where a relative
+    ``case`` starts (the package directory)."""
     problems: list[str] = []
-    _, _, raw, _ = _check_package_doc(name, doc, problems)
-    if raw is not None:
-        _solver_params(name, raw, problems)
+    _, _, raw, _, solver, case = _check_package_doc(name, doc, problems)
+    if solver == DEFAULT_SOLVER and case is None:
+        if raw is not None:
+            _solver_params(name, raw, problems)
+        return problems
+    solver_obj = _Solvers(os.fspath(base), problems).get(name, solver, case)
+    if solver_obj is not None and raw is not None:
+        _solver_values(name, solver_obj, solver, raw, problems)
     return problems
