@@ -59,6 +59,13 @@ class WorkItem:
     announce_after: float = 0.5  # seconds a run runs before it announces its start (see _Announcer)
     solver: Any = None  # the package's solver (sweep.solvers.protocol.Solver); None: spectral
 
+    def __dask_tokenize__(self) -> tuple[str, str | None, str, int]:
+        """Dask's token of this item (its tokenize protocol): the sweep, the run and the attempt
+        identify it. Tasks are submitted under explicit keys, so the token only names the map
+        expression; hashing every parameter, tag and checkpoint byte of every item cost the
+        driver about a third of a millisecond per package."""
+        return ("WorkItem", self.channel, self.run_id, self.attempt)
+
 
 @dataclass
 class Outcome:
