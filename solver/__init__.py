@@ -7,7 +7,7 @@ are the caller's business. Re-exports only.
 
 from __future__ import annotations
 
-from .errors import DivergedError, ParameterError, SolverError, SolverTimeout
+from .errors import DivergedError, ParameterError, SolverError, SolverStopped, SolverTimeout
 from .memory import memory_estimate
 from .params import PARAMS, Param, SolverParams, parameter_problems
 from .simulate import simulate
@@ -19,6 +19,7 @@ __all__ = [
     "ParameterError",
     "SolverError",
     "SolverTimeout",
+    "SolverStopped",
     "PARAMS",
     "Param",
     "SolverParams",

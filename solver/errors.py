@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["SolverError", "ParameterError", "DivergedError", "SolverTimeout"]
+__all__ = ["SolverError", "ParameterError", "DivergedError", "SolverTimeout", "SolverStopped"]
 
 
 class SolverError(Exception):
@@ -45,3 +45,14 @@ class SolverTimeout(SolverError, TimeoutError):
         self.time = time
         self.deadline = deadline
         super().__init__(f"deadline passed at step {step} (t={time:.6g})")
+
+
+class SolverStopped(SolverError):
+    """The caller asked the run to stop (its ``stop()`` callback said so between two steps):
+    ``state`` is the run after ``step`` steps, a checkpoint to resume from (bit-identically)."""
+
+    def __init__(self, step: int, time: float, state: object) -> None:
+        self.step = step
+        self.time = time
+        self.state = state
+        super().__init__(f"stopped on request at step {step} (t={time:.6g})")

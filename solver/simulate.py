@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .diagnostics import DIAGNOSTICS, energy_spectrum
-from .errors import ParameterError, SolverTimeout
+from .errors import ParameterError, SolverStopped, SolverTimeout
 from .fft import get_backend, resolve_backend
 from .grid import make_grid
 from .initial import initial_velocity
@@ -39,6 +39,7 @@ __all__ = ["simulate", "run_simulation", "output_steps"]
 
 Progress = Callable[[int, int, float], Any]
 Checkpoint = Callable[[State], Any]
+Stop = Callable[[], bool]
 Diagnostics = dict[str, list[float]]  # "step" and each name of DIAGNOSTICS -> values so far
 
 
@@ -123,13 +124,16 @@ def simulate(
     checkpoint_every_steps: int | None = None,
     checkpoint_every_seconds: float | None = None,
     resume: State | None = None,
+    stop: Stop | None = None,
 ) -> xr.Dataset:
     """Integrate the Navier-Stokes equations for ``params``; return the diagnostics Dataset.
 
     ``deadline`` (a ``time.time()`` value) is checked before every step (SolverTimeout);
     ``progress(step, n_steps, t)`` is called after every step; ``checkpoint(state)`` every
     ``checkpoint_every_steps`` steps and/or ``checkpoint_every_seconds`` wall seconds;
-    ``resume`` continues from such a State. Raises ParameterError for bad parameters
+    ``resume`` continues from such a State; ``stop()``, asked before every step, ends the run
+    early with SolverStopped carrying the State so far (a forced checkpoint: resumed from it,
+    the run ends bit-identical). Raises ParameterError for bad parameters
     (including a grid too large for the available memory) and DivergedError (NaN/inf or
     CFL above ``cfl_limit``) naming the step, time and CFL number.
     """
@@ -141,6 +145,7 @@ def simulate(
         checkpoint_every_steps=checkpoint_every_steps,
         checkpoint_every_seconds=checkpoint_every_seconds,
         resume=resume,
+        stop=stop,
     ).to_dataset()
 
 
@@ -153,6 +158,7 @@ def run_simulation(
     checkpoint_every_steps: int | None = None,
     checkpoint_every_seconds: float | None = None,
     resume: State | None = None,
+    stop: Stop | None = None,
 ) -> RunResult:
     """``simulate`` returning the result as plain arrays (``RunResult``), for callers that
     store or send it without needing a Dataset (e.g. to another process): same arguments, errors
@@ -179,9 +185,21 @@ def run_simulation(
             for name in DIAGNOSTICS:
                 diag[name].append(values[name])
 
+        def state_at(done: int) -> State:
+            # what a resume needs, copied: the stepper goes on (or is closed) after this
+            return State(
+                done,
+                done * dt,
+                stepper.u.copy(),
+                {k: np.array(v, dtype=np.int64 if k == "step" else np.float64) for k, v in diag.items()},
+                key,
+            )
+
         for n in range(first, n_steps):
             if deadline is not None and _time.time() > deadline:
                 raise SolverTimeout(n, n * dt, deadline)
+            if stop is not None and stop():
+                raise SolverStopped(n, n * dt, state_at(n))
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked, not warned
                 values = stepper.step(n, record=n in record_at)
             if values is not None:
@@ -195,18 +213,7 @@ def run_simulation(
                     checkpoint_every_seconds is not None and now - last_ckpt >= checkpoint_every_seconds
                 )
                 if due:
-                    checkpoint(
-                        State(
-                            done,
-                            done * dt,
-                            stepper.u.copy(),
-                            {
-                                k: np.array(v, dtype=np.int64 if k == "step" else np.float64)
-                                for k, v in diag.items()
-                            },
-                            key,
-                        )
-                    )
+                    checkpoint(state_at(done))
                     last_ckpt = now
         with np.errstate(over="ignore", invalid="ignore"):
             record(n_steps, stepper.observe(n_steps))

@@ -10,6 +10,11 @@ nothing written yet), ``before-log`` (marker written, log record not; a packed r
 record is its marker, the run is done), ``checkpoint-before-pointer``, ``compact-before-index``
 (batch groups written, the index pointing at them not); engine ``before-commit``,
 ``after-commit``, ``after-checkpoint``.
+
+Slow steps: with ``NS_SWEEP_TEST_STEP_SECONDS=<seconds>`` in a worker's environment, every solver
+step of a run on it lasts at least that long (a sleep after the step: the numbers are
+untouched). The walltime tests use it for runs that outlive a job's walltime while costing the
+machine next to nothing, so their timing does not depend on a shared machine's load.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["FAULT_ENV", "fault_point"]
+__all__ = ["FAULT_ENV", "STEP_ENV", "fault_point", "step_delay"]
 
 FAULT_ENV = "NS_SWEEP_TEST_PAUSE_AT"
+STEP_ENV = "NS_SWEEP_TEST_STEP_SECONDS"
 
 
 def fault_point(name: str, run_id: str | None = None) -> None:
@@ -34,3 +40,11 @@ def fault_point(name: str, run_id: str | None = None) -> None:
     with open(flag, "w") as f:
         f.write(str(os.getpid()))
     time.sleep(float(seconds))
+
+
+def step_delay() -> float:
+    """Seconds each solver step must last on this worker (0 unless the tests ask for more)."""
+    try:
+        return max(0.0, float(os.environ.get(STEP_ENV) or 0.0))
+    except ValueError:
+        return 0.0

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import math
+import re
 
 from .errors import option_error
 
-__all__ = ["format_duration", "format_bytes", "parse_size"]
+__all__ = [
+    "format_duration",
+    "format_bytes",
+    "parse_size",
+    "parse_walltime",
+    "format_walltime",
+    "WALLTIME_FORMS",
+]
+
+_WALLTIME = re.compile(r"^(?:(?P<d>\d+)-)?(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$")
+
+WALLTIME_FORMS = "HH:MM:SS, MM:SS or D-HH:MM:SS (e.g. 01:30:00)"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -47,3 +59,21 @@ def parse_size(text: str | None, option: str = "worker_memory") -> int | None:
     if n <= 0:
         raise option_error(option, text, "a size such as 4GiB or 500MB")
     return int(n)
+
+
+def parse_walltime(text: str) -> float:
+    """Seconds in a SLURM/PBS walltime: ``[D-]HH:MM:SS`` or ``MM:SS``.
+
+    Raises ValueError naming the value and the accepted forms (``1h`` is not one).
+    """
+    m = _WALLTIME.match(str(text).strip())
+    if m is None:
+        raise ValueError(f"bad walltime {text!r}; allowed: {WALLTIME_FORMS}")
+    d, h, mi, s = (int(m.group(k) or 0) for k in ("d", "h", "m", "s"))
+    return float(((d * 24 + h) * 60 + mi) * 60 + s)
+
+
+def format_walltime(seconds: float) -> str:
+    """``HH:MM:SS`` (hours may exceed 24), rounded up to the second."""
+    s = int(math.ceil(seconds))
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"

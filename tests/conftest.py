@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slurm import slurm  # noqa: F401  (a real one-node SLURM: the session fixture of the HPC tests)
 
 # A tiny run: 8^3 points, 4 steps; about a few milliseconds of solver time.
 TINY = {"Re": 100.0, "dt": 0.01, "T_final": 0.04, "grid_size": [8, 8, 8]}

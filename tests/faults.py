@@ -315,9 +315,10 @@ def read_only(path: Path) -> Iterator[Path]:
 class RemoteCluster:
     """`dask scheduler` and one `dask worker` on 127.0.0.1, each a subprocess we may kill."""
 
-    def __init__(self, tmp: Path, name: str = "remote") -> None:
+    def __init__(self, tmp: Path, name: str = "remote", worker_env: Mapping[str, str] | None = None) -> None:
         self.tmp = Path(tmp) / name
         self.tmp.mkdir(parents=True, exist_ok=True)
+        self.worker_env = dict(worker_env or {})  # added to the worker's environment
         self.scheduler: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.address = ""
@@ -372,6 +373,7 @@ class RemoteCluster:
             stdout=subprocess.DEVNULL,
             stderr=open(self.tmp / "worker.err", "w"),
             start_new_session=True,
+            env={**os.environ, **self.worker_env},
         )
         from distributed import Client
 

@@ -174,3 +174,31 @@ def test_bench_openfoam_prints_the_engine_and_shell_loop_figures(tmp_path: Path)
     assert float(engine.group(1)) > 0 and re.search(r"engine / shell loop\s+[\d.]+", out)
     assert re.search(r"engine overhead per run\s+-?[\d.]+ ms", out)
     assert list(tmp_path.glob("bench_openfoam_*")) == []  # its working directory is removed
+
+
+@pytest.mark.cluster
+def test_bench_hpc_prints_cost_start_and_lost_work_on_the_test_slurm(slurm, tmp_path: Path) -> None:
+    # the test SLURM's SLURM_CONF is in the environment (the fixture): the script uses it
+    out = run_script(
+        "bench_hpc.py",
+        "--tiny",
+        "10",
+        "--long-seconds",
+        "10",
+        "--margin",
+        "49",
+        "--policy",
+        "0",
+        cwd=tmp_path,
+    )
+    for mode in ("slurm", "parallel"):
+        assert re.search(
+            rf"{mode}\s*: cost per package\s+[\d.]+ ms .* sweep run to first run started\s+[\d.]+ s", out
+        ), out
+    assert re.search(r"slurm/parallel: cost per package [\d.]+ x, to first run [-+][\d.]+ s", out)
+    ends = re.search(
+        r"(\d+) walltime end\(s\) over (\d+) jobs; seconds recomputed per walltime end (\S+)", out
+    )
+    assert ends and int(ends.group(1)) >= 1 and float(ends.group(3)) == 0, out
+    assert re.search(r"ratio to ideal [\d.]+; hand-over \(core idle between attempts\) [\d.]+ s each", out)
+    assert slurm.squeue() == [] or slurm.wait_queue_empty(timeout=20) >= 0

@@ -34,9 +34,11 @@ def test_connect_local_mode_starts_single_threaded_worker_processes(mode, max_pa
 
 
 def test_connect_unknown_mode_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"mode: bad value 'turbo'; allowed: sequential, parallel"):
+    with pytest.raises(
+        ConfigError, match=r"mode: bad value 'turbo'; allowed: sequential, parallel, slurm, pbs"
+    ):
         SweepOptions(mode="turbo")
-    assert set(MODES) == {"sequential", "parallel"}
+    assert set(MODES) == {"sequential", "parallel", "slurm", "pbs", "sge", "lsf"}
 
 
 def test_connect_bad_scheduler_scheme_says_what_is_allowed():

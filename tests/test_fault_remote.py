@@ -1,9 +1,13 @@
 """A remote scheduler (`dask scheduler` + `dask worker` subprocesses) SIGKILLed mid-sweep:
-the client says so in one line, and a rerun against a new scheduler resumes."""
+the client says so in one line, and a rerun against a new scheduler resumes. A remote worker
+SIGKILLed mid-run: the scheduler (which we did not start, so its allowed-failures is its own)
+reruns the task itself, and the rerun continues from the run's latest checkpoint."""
 
 from __future__ import annotations
 
 import io
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -82,6 +86,62 @@ def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, 
     assert len(recs) == 5 and {r.status for r in recs.values()} == {"done"}
     (resumed,) = [r for r in recs.values() if r.package_ids == (victim,)]
     assert resumed.resumed_from_step is not None and resumed.resumed_from_step >= 10
+
+    from sweep.engine import run_sweep
+
+    clean = tmp_path / "clean.zarr"
+    assert run_sweep(d, clean, client=local_client, progress_bar=False, out=io.StringIO()).exit_code == 0
+    assert_results_equal(clean, store)
+
+
+def test_fault_remote_lost_worker_rerun_by_the_scheduler_resumes_from_the_checkpoint(
+    tmp_path: Path, packages_dir, local_client
+):
+    """Issue 18 item 16: before, the scheduler's own rerun of the task started from step 0 although
+    a checkpoint was saved; now the rerun finds the relay's newest checkpoint and continues."""
+    pkgs = [{"package_id": "long", "priority": "HIGH", "parameters": {**TINY, "T_final": 4.0}}]
+    d = packages_dir(pkgs)
+    store = tmp_path / "r.zarr"
+    # 400 steps of at least 20 ms: ~8 s, a checkpoint every 50 steps
+    cluster = RemoteCluster(tmp_path, "lost-worker", worker_env={"NS_SWEEP_TEST_STEP_SECONDS": "0.02"})
+    try:
+        address = cluster.start()
+        drv = Driver(
+            tmp_path,
+            "run",
+            str(d),
+            "--store",
+            str(store),
+            "--scheduler",
+            address,
+            "--no-progress",
+            "--checkpoint-every-steps",
+            "50",
+        )
+        log = tmp_path / "logs" / "long.log"
+
+        def saved_step() -> int | None:
+            steps = [
+                int(line.split("checkpoint at step ")[1].split()[0])
+                for line in (log.read_text().splitlines() if log.exists() else [])
+                if "checkpoint at step " in line
+            ]
+            return max(steps) if steps and max(steps) >= 100 else None
+
+        step = wait_for(saved_step, proc=drv, what="a checkpoint at step 100 or later")
+        from distributed import Client
+
+        with Client(address, timeout="30s") as c:
+            (pid,) = c.run(os.getpid).values()  # the worker process (its nanny restarts it)
+        os.kill(pid, signal.SIGKILL)
+        assert drv.wait(timeout=120) == 0, drv.output()
+    finally:
+        cluster.stop()
+    (rec,) = records(store).values()
+    assert rec.status == "done" and rec.resumed_from_step is not None and rec.resumed_from_step >= step
+    text = log.read_text()
+    assert "in the relay: this is a rerun after a lost worker" in text
+    assert f"resuming from the checkpoint at step {rec.resumed_from_step}" in text
 
     from sweep.engine import run_sweep
 

@@ -68,7 +68,9 @@ def test_monitor_status_without_packages_counts_runs(scenario):
 
 
 def test_monitor_eta_scales_with_grid_work_and_workers():
-    # two done runs of 8^3 x 10 steps at 2 s each; pending: one 16^3 x 10 steps run
+    # two done runs of 8^3 x 10 steps at 2 s each; pending: two 16^3 x 10 steps runs
+    from sweep.engine.predict import RuntimePredictor
+
     runs = pd.DataFrame(
         {
             "status": ["done", "done"],
@@ -88,17 +90,30 @@ def test_monitor_eta_scales_with_grid_work_and_workers():
     )
 
     class P:  # the attributes load_packages' Package has
-        def __init__(self, pid, rid, grid):
-            self.package_id, self.run_id, self.priority = pid, rid, "LOW"
+        def __init__(self, pid, rid, grid, priority="LOW"):
+            self.package_id, self.run_id, self.priority = pid, rid, priority
             self.params = {"Re": 1.0, "dt": 0.1, "T_final": 1.0, "grid": [grid] * 3}
 
-    pkgs = [P("a", "r1", 8), P("b", "r2", 8), P("c", "r3", 16)]
+    pkgs = [P("a", "r1", 8), P("b", "r2", 8), P("c", "r3", 16, "MEDIUM"), P("d", "r4", 16)]
     one = sweep_status(runs, pkgs, workers=1)
     two = sweep_status(runs, pkgs, workers=2)
-    # cost ~ N log N per step: 16^3 log2(16^3) / (8^3 log2(8^3)) = 8 * 12 / 9
-    assert one.eta_seconds == pytest.approx(2.0 * 8 * 12 / 9)
+    # a grid not run yet: the first-guess model (per-step overhead + N log N) scaled by what the
+    # 8^3 runs measured: 2 s for 512 x 10 grid-point-steps
+    guess = RuntimePredictor()
+    ratio = guess.rate(pkgs[2].params)[0] / guess.rate(pkgs[0].params)[0]
+    t16 = 2.0 / (512 * 10) * ratio * 4096 * 10
+    assert 2.0 < t16 < 2.0 * 8  # more than an 8^3 run, less than its point count says
+    assert one.eta_seconds == pytest.approx(2 * t16)
     assert two.eta_seconds == pytest.approx(one.eta_seconds / 2)
-    assert sweep_status(runs.iloc[0:0], pkgs).eta_seconds is None  # nothing finished yet
+    # priorities run in order: MEDIUM's run first, then LOW's
+    assert one.eta_by_priority == {"MEDIUM": pytest.approx(t16), "LOW": pytest.approx(2 * t16)}
+    assert "scaled from other grids" in one.eta_method
+    # one run cannot be shared: more workers never bring the ETA below its own time
+    assert sweep_status(runs, pkgs[:3], workers=4).eta_seconds == pytest.approx(t16)
+    # nothing finished yet: the first guess
+    first = sweep_status(runs.iloc[0:0], pkgs, workers=1)
+    assert first.eta_seconds == pytest.approx(sum(guess.predict(p.params) for p in pkgs))
+    assert "first guess" in first.eta_method
 
 
 def test_monitor_progress_bar_shows_done_failed_pending():

@@ -7,7 +7,9 @@ import argparse
 HELP = "run a sweep (skips runs already done; resumes checkpointed ones)"
 DESCRIPTION = (
     "Run every package of PACKAGES_DIR that is not done yet in STORE, on a local Dask cluster "
-    "(--mode) or a remote scheduler (--scheduler / --scheduler-file), committing each result as "
+    "(--mode sequential|parallel), an HPC queue (--mode slurm|pbs|sge|lsf, through dask-jobqueue: "
+    "jobs follow the work, runs checkpoint before a job's walltime and continue in the next) or "
+    "a remote scheduler (--scheduler / --scheduler-file), committing each result as "
     "soon as it finishes. Run it again after any interruption: finished runs are skipped and "
     "checkpointed ones resume. Exit codes: 0 all done, 1 some run failed, 2 bad input, "
     "3 internal error, 124 a run timed out (and nothing else failed). Defaults come from "
@@ -51,8 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--mode",
         choices=list(MODES),
         default=None,
-        help=f"local cluster: one worker with one thread, or --max-parallel worker "
-        f"processes (default: {config.get('mode')})",
+        help=f"sequential: one local worker with one thread; parallel: --max-parallel local worker "
+        f"processes; slurm, pbs, sge, lsf: jobs of that batch system (see 'HPC queue') "
+        f"(default: {config.get('mode')})",
     )
     where.add_argument(
         "--max-parallel",
@@ -71,6 +74,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     where.add_argument("--tls-ca", metavar="PEM", help="tls://: CA certificate file")
     where.add_argument("--tls-cert", metavar="PEM", help="tls://: this client's certificate file")
     where.add_argument("--tls-key", metavar="PEM", help="tls://: this client's private key file")
+    hpc = p.add_argument_group(
+        "HPC queue (--mode slurm, pbs, sge or lsf)",
+        "Unset job settings come from your jobqueue.yaml (jobqueue.<mode>.*, dask-jobqueue's "
+        "convention); options given here win over it.",
+    )
+    hpc.add_argument(
+        "--jobs",
+        default=None,
+        metavar="N",
+        help=f"jobs at once, at most; fewer while fewer runs are left, none at the end "
+        f"(default: {config.get('jobqueue.jobs')})",
+    )
+    hpc.add_argument("--walltime", default=None, metavar="HH:MM:SS", help="walltime of each job")
+    hpc.add_argument("--job-cores", default=None, metavar="C", help="cores of each job (one run per core)")
+    hpc.add_argument("--job-memory", default=None, metavar="SIZE", help="memory of each job, e.g. 4GiB")
+    hpc.add_argument("--queue", default=None, metavar="Q", help="queue (SLURM: partition) of the jobs")
+    hpc.add_argument("--account", default=None, metavar="A", help="account (SGE, LSF: project) charged")
+    hpc.add_argument(
+        "--job-extra",
+        action="append",
+        default=None,
+        metavar="'DIRECTIVES'",
+        help="more job directives, e.g. '--exclusive --constraint=haswell' (added to jobqueue.yaml's)",
+    )
+    hpc.add_argument(
+        "--walltime-margin",
+        default=None,
+        metavar="SECONDS",
+        help=f"runs checkpoint and stop this long before a job's walltime, and continue in another "
+        f"job (default: {config.get('jobqueue.walltime-margin')})",
+    )
     how = p.add_argument_group("how it runs")
     how.add_argument(
         "--timeout",

@@ -94,16 +94,23 @@ class CheckpointRelay:
         except Exception as exc:  # the next checkpoint will do; the run itself is unaffected
             log.warning("%s: checkpoint at step %s not fetched: %s", package_id, step, exc)
             return
-        arrays = decode_arrays(payload)
-        got = step_of(arrays)  # the variable holds the latest one, maybe newer than announced
+        # the variable holds the latest one, maybe newer than announced
+        self.keep(run_id, package_id, decode_arrays(payload))
+
+    def keep(self, run_id: str, package_id: str, arrays: dict[str, Any], what: str = "checkpoint") -> bool:
+        """Save a run's checkpoint arrays in the store unless a later one is there already
+        (the store's writer thread done first); whether it was saved."""
+        got = step_of(arrays)
         if got <= self.step.get(run_id, -1):
-            return
+            return False
+        self.sync_store()
         self.store.save_checkpoint(run_id, arrays, step=got)
         self.step[run_id] = got
         self.sent.add(run_id)
         fault_point("after-checkpoint", run_id)
-        log.info("%s: checkpoint at step %s saved", package_id, got)
-        self.logs.package(package_id, f"checkpoint at step {got} saved in the store", stamped=True)
+        self.logs.logger.info("%s: %s at step %s saved", package_id, what, got)
+        self.logs.package(package_id, f"{what} at step {got} saved in the store", stamped=True)
+        return True
 
     def forget(self, run_id: str) -> None:
         """Delete the run's scheduler-side variable (its outcome is in)."""

@@ -4,6 +4,9 @@
   thread) so that a run that stops answering can be killed by restarting its worker.
 - ``parallel``: a ``LocalCluster`` of ``max_parallel`` worker processes with one thread each
   (the solver holds the GIL between FFT calls, so threads would not help).
+- ``slurm``, ``pbs``, ``sge``, ``lsf``: an HPC queue through its dask-jobqueue cluster class
+  (``sweep.engine.jobqueue``): jobs started and cancelled as the sweep needs them, workers that
+  checkpoint their runs before their job's walltime.
 - a remote scheduler: ``tcp://host:port``, ``tls://host:port`` (with CA, certificate and key
   files) or a scheduler file written by ``dask scheduler --scheduler-file``. Its workers may
   share no disk with this process: everything travels through Dask.
@@ -11,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -23,6 +27,7 @@ from solver.params import THREADS_ENV
 
 from ..errors import ConfigError, option_error
 from ..machine import usable_cores
+from .jobqueue import QUEUES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .options import SweepOptions
@@ -38,14 +43,16 @@ class ClusterHandle:
     description: str
     cluster: Any = None
     own_client: bool = True
+    queue: Any = None  # a queue mode's QueueRuntime (sweep.engine.jobs): jobs, scaling, guard
 
     @property
     def dashboard_link(self) -> str | None:
         """The Dask dashboard's address, when the scheduler serves one."""
         try:
-            return self.client.dashboard_link
+            link = self.client.dashboard_link
         except Exception:  # no bokeh on a remote scheduler, or no HTTP server
             return None
+        return self.queue.dashboard_link(link) if self.queue is not None and link else link
 
     def close(self) -> None:
         """Close what we opened (a client given by the caller stays open)."""
@@ -99,10 +106,35 @@ def _parallel(max_parallel: int | None = None, **_: Any) -> ClusterHandle:
     return handle
 
 
-# mode name -> factory(max_parallel=...) -> ClusterHandle
+def _queue(
+    name: str, *, options: SweepOptions, log_dir: Path, queue_spec: Any = None, **_: Any
+) -> ClusterHandle:
+    from .jobqueue import prepare_queue, start_queue
+    from .jobs import QueueRuntime
+
+    spec = queue_spec if queue_spec is not None else prepare_queue(options)
+    cluster, adaptive, failures = start_queue(spec, log_dir)
+    try:
+        client = _client_of(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+    runtime = QueueRuntime(spec, cluster, adaptive, failures)
+    return ClusterHandle(client, spec.describe(), cluster=cluster, queue=runtime)
+
+
+def _client_of(cluster: Any) -> Any:
+    from distributed import Client
+
+    return Client(cluster)
+
+
+# mode name -> factory(max_parallel=..., options=..., log_dir=...) -> ClusterHandle
 MODES: dict[str, Callable[..., ClusterHandle]] = {
     "sequential": _sequential,
     "parallel": _parallel,
+    # the HPC queues: sweep.engine.jobqueue.QUEUES
+    **{name: functools.partial(_queue, name) for name in QUEUES},
 }
 
 # scheduler address schemes we connect to
@@ -176,16 +208,22 @@ def _remote(address: str | None, scheduler_file: str | None, security: Any) -> C
     return ClusterHandle(client, f"remote scheduler {address}")
 
 
-def connect(options: SweepOptions) -> ClusterHandle:
+def connect(options: SweepOptions, log_dir: Path | None = None, queue_spec: Any = None) -> ClusterHandle:
     """Start or connect to the cluster a sweep runs on (``options`` are validated already).
 
     A ``scheduler`` address or ``scheduler_file`` selects a remote cluster (``mode`` is then
-    ignored); otherwise ``mode`` picks a local one from ``MODES``.
+    ignored); otherwise ``mode`` picks a local one or an HPC queue from ``MODES`` (queue modes
+    put their job logs in ``log_dir/jobs``; ``queue_spec``: their settings, checked already).
     """
     if options.remote:
         return _remote(options.scheduler, options.scheduler_file, options.security)
     assert options.mode is not None
-    return MODES[options.mode](max_parallel=options.max_parallel)
+    return MODES[options.mode](
+        max_parallel=options.max_parallel,
+        options=options,
+        log_dir=Path(log_dir) if log_dir is not None else Path.cwd() / "logs",
+        queue_spec=queue_spec,
+    )
 
 
 def wrap_client(client: Any) -> ClusterHandle:

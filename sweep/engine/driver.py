@@ -3,7 +3,10 @@ commit it (the driver is the store's only writer), relay checkpoints, recover fr
 
 Collaborators, one job each: ``Submitter`` (packages -> tasks), ``CommitWriter`` (the store's
 writer thread), ``CheckpointRelay`` (checkpoints from workers into the store), ``Recovery``
-(retries, watchdog, restarts), ``SweepLogs`` and ``SweepProgress`` (what the user sees).
+(retries, watchdog, restarts, runs handed back by leaving workers), ``RuntimePredictor`` (how
+long each run will take), ``LiveStatus`` (the status document ``sweep status`` reads), in queue
+modes ``QueueRuntime`` (walltime guard, scaling, jobs), ``SweepLogs`` and ``SweepProgress``
+(what the user sees).
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ from typing import Any
 
 import dask.config
 
+from .. import config
+from ..codec import decode_arrays
 from ..provenance import ns_sweep_version
-from .checkpoints import CheckpointRelay
+from .checkpoints import CheckpointRelay, step_of
 from .commits import CommitWriter
+from .live import LiveStatus
 from .logs import SweepLogs
 from .options import SweepOptions
 from .plan import PlanEntry
+from .predict import RunSize, RuntimePredictor, run_size
 from .progress import SweepProgress
 from .recovery import Recovery
 from .submit import Submitter
-from .worker import KernelWarmUp, Outcome
+from .worker import KernelWarmUp, Outcome, rates_variable_name
 
 __all__ = ["Driver", "LOCAL_CLUSTERS"]
 
@@ -36,8 +43,11 @@ class Driver:
     """The driver's state during one sweep (one instance per ``run_sweep`` call).
 
     ``entries``: the plan's runs to do, ``duplicates``: run id -> every package sharing it;
-    ``cluster_kind``: ``sequential``, ``parallel``, ``remote`` or ``client`` (recorded with
-    each run); ``had_checkpoint``: runs with a checkpoint in the store at the start.
+    ``cluster_kind``: ``sequential``, ``parallel``, a queue mode, ``remote`` or ``client``
+    (recorded with each run); ``had_checkpoint``: runs with a checkpoint in the store at the
+    start; ``queue``: a queue mode's ``QueueRuntime``; ``cluster``: the cluster the sweep
+    started (None for a remote one); ``predictor``: what the store's finished
+    runs taught about run times; ``description``: the cluster, for the status document.
     """
 
     def __init__(
@@ -52,6 +62,11 @@ class Driver:
         progress: SweepProgress,
         cluster_kind: str,
         had_checkpoint: set[str],
+        queue: Any = None,
+        cluster: Any = None,
+        predictor: RuntimePredictor | None = None,
+        description: str = "",
+        resume_steps: dict[str, int] | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -67,7 +82,16 @@ class Driver:
         self.status: dict[str, str] = {}  # run_id -> final status
         self.events: collections.deque[dict[str, Any]] = collections.deque()
         self.stopping = False
-        self.tasks = Submitter(client, self.channel, self.entries, options)
+        self.queue = queue
+        self.cluster = cluster  # the cluster this sweep started (None: a remote one or a client's)
+        self.predictor = predictor if predictor is not None else RuntimePredictor()
+        self.steps_done: dict[str, int] = dict(resume_steps or {})  # run_id -> steps known done
+        self.segments: dict[str, list[dict[str, Any]]] = {}  # run_id -> its attempts that ran
+        self._sizes: dict[str, RunSize] = {}
+        self._published: dict[str, float] = {}
+        self._last_progress: dict[str, tuple[Any, int, float]] = {}  # run -> (attempt, step, elapsed)
+        self.live = LiveStatus(float(config.get("status-every")), description)
+        self.tasks = Submitter(client, self.channel, self.entries, options, extras=self._item_extras)
         self.commits = CommitWriter(
             store, options.max_pending_commits, self._committed, lambda rid: self.relay.has_checkpoint(rid)
         )
@@ -75,6 +99,83 @@ class Driver:
             client, store, self.channel, logs, had_checkpoint, self.commits.sync, self.connected
         )
         self.recovery = Recovery(self)
+
+    # -- predictions ----------------------------------------------------------------------
+    def size_of(self, run_id: str) -> RunSize:
+        """What the run's cost scales with (computed once per run)."""
+        size = self._sizes.get(run_id)
+        if size is None:
+            size = self._sizes[run_id] = run_size(self.entries[run_id].package.params)
+        return size
+
+    def predicted_left(self, run_id: str) -> float:
+        """Predicted seconds the run still needs (from the steps known done)."""
+        size = self.size_of(run_id)
+        return self.predictor.seconds(size, size.steps - self.steps_done.get(run_id, 0))
+
+    def work_left(self, guess_too: bool = True) -> float | None:
+        """Predicted seconds of every run not finished (one rate per solver, grid, precision);
+        None when a rate is only the first guess and ``guess_too`` is False."""
+        point_steps: dict[Any, float] = collections.defaultdict(float)
+        sizes: dict[Any, RunSize] = {}
+        for rid in self.entries:
+            if rid not in self.status:
+                size = self.size_of(rid)
+                sizes[size.key] = size
+                point_steps[size.key] += size.points * (size.steps - self.steps_done.get(rid, 0))
+        total = 0.0
+        for k, n in point_steps.items():
+            rate, how = self.predictor.rate_of(sizes[k])
+            if how == "first guess" and not guess_too:
+                return None
+            total += rate * n
+        return total
+
+    def _item_extras(self, run_id: str, resume: dict[str, Any] | None) -> dict[str, Any]:
+        """The WorkItem fields of an attempt that depend on predictions and on the cluster."""
+        size = self.size_of(run_id)
+        start = step_of(decode_arrays({"step": resume["step"]})) if resume and "step" in resume else 0
+        left = size.steps - max(0, start)
+        predicted = self.predictor.seconds(size, left)
+        o = self.options
+        # a rerun by the scheduler looks for the relay's newest checkpoint only when the run
+        # may live long enough to have one (tiny runs must not pay a scheduler round trip)
+        relay = (o.checkpoint_every_steps is not None and o.checkpoint_every_steps < left) or (
+            o.checkpoint_every_seconds is not None and predicted >= o.checkpoint_every_seconds / 10
+        )
+        out: dict[str, Any] = {"predicted_seconds": predicted, "relay_resume": relay}
+        if self.queue is not None and self.recovery.declines.get(run_id, 0) < 3:
+            out.update(
+                fresh_life=self.queue.fresh_life(),
+                lifetime_fit=self.queue.fit,
+                rate_key=size.label,
+                point_steps=float(size.points) * left,
+            )
+        return out
+
+    def publish_rates(self) -> None:
+        """Put the latest measured rates where workers can read them (queue modes: a worker
+        near its end refreshes a run's prediction before starting it)."""
+        from distributed import Variable
+
+        rates = self.predictor.published()
+        if rates and rates != self._published:
+            try:
+                Variable(rates_variable_name(self.channel), client=self.client).set(rates)
+                self._published = rates
+            except Exception:  # the scheduler may be gone: the sweep reports that itself
+                pass
+
+    def n_workers(self) -> int:
+        """Workers now (for the status document), without a call to the scheduler (one that
+        is gone would hold it for distributed's connect timeout): those of the cluster we
+        started, else the workers running runs."""
+        try:
+            if self.cluster is not None:
+                return len(self.cluster.scheduler_info.get("workers", {}))
+        except Exception:  # a closing cluster: count as below
+            pass
+        return len({worker for worker, _ in self.running.values()})
 
     def connected(self) -> bool:
         """Whether the client talks to its scheduler (not reconnecting after losing it)."""
@@ -110,6 +211,11 @@ class Driver:
             elif kind == "checkpoint":
                 self.relay.save(rid, pid, msg.get("step"))
             elif kind == "progress":
+                step, took = msg.get("step"), msg.get("elapsed")
+                if isinstance(step, int):
+                    self.steps_done[rid] = step
+                    if isinstance(took, (int, float)):
+                        self._progress_rate(rid, msg.get("attempt"), step, float(took))
                 self.logs.package(
                     pid, f"step {msg.get('step')}/{msg.get('n_steps')} t={msg.get('t'):.6g}", stamped=True
                 )
@@ -130,7 +236,52 @@ class Driver:
             mode=self.cluster_kind,  # stored as "mode" since the first store schema
             engine_version=ns_sweep_version(),
         )
+        segments = self.segments.get(run_id)
+        if segments:  # every attempt that ran: where, from which step to which, how it ended
+            if len(segments) > 1:  # the run's time is all of its attempts', not the last one's
+                prov["wall_time"] = sum(float(s.get("seconds") or 0.0) for s in segments)
+            prov.update(
+                segments=segments,
+                jobs=sorted({str(s["job_id"]) for s in segments if s.get("job_id")}),
+                preemptions=sum(s["ended"] == "preempted" for s in segments),
+                resumed_from_steps=[s["from_step"] for s in segments if s.get("from_step")],
+                compute_seconds=round(sum(float(s.get("seconds") or 0.0) for s in segments), 3),
+            )
         return prov
+
+    def _progress_rate(self, run_id: str, attempt: Any, step: int, elapsed: float) -> None:
+        """A run under way tells its rate before any run finished: steps over seconds between
+        two of its progress messages (the run's start-up, which a whole run's time includes
+        once, would weigh on the first few seconds far more)."""
+        last = self._last_progress.get(run_id)
+        self._last_progress[run_id] = (attempt, step, elapsed)
+        if last is not None and last[0] == attempt and step > last[1] and elapsed > last[2]:
+            self.predictor.observe_progress(self.size_of(run_id), elapsed - last[2], step - last[1])
+
+    def add_segment(self, outcome: Outcome) -> None:
+        """Remember an attempt that ran (for the run's provenance and the predictions)."""
+        prov = outcome.provenance or {}
+        if prov.get("from_step") is None:
+            return
+        start = int(prov.get("from_step") or 0)
+        end = int(prov.get("to_step") or start)
+        seconds = round(float(prov.get("seconds") or 0.0), 3)
+        seg = {
+            "attempt": prov.get("attempt"),
+            "worker": prov.get("worker"),
+            "host": prov.get("host"),
+            "job_id": prov.get("job_id"),
+            "from_step": start,
+            "to_step": end,
+            "seconds": seconds,
+            "ended": outcome.status,
+            "start": prov.get("start_time"),
+            "end": prov.get("end_time"),
+        }
+        self.segments.setdefault(outcome.run_id, []).append(seg)
+        self.steps_done[outcome.run_id] = end
+        if outcome.status in ("done", "preempted") and end > start:
+            self.predictor.observe(self.entries[outcome.run_id].package.params, seconds, end - start)
 
     def finish(self, run_id: str, status: str, lines: Iterable[str]) -> None:
         """A run's final status: logged, counted, and with --stop-on-error maybe the end."""
@@ -143,13 +294,18 @@ class Driver:
         if status != "done" and self.options.stop_on_error and not self.stopping:
             self.stop(f"{pid} failed ({status}) and --stop-on-error is set")
 
-    def handle_outcome(self, outcome: Outcome) -> None:
-        """Record a run's outcome: a result is committed by the writer thread, a failure at once."""
+    def handle_outcome(self, outcome: Outcome) -> list[Any]:
+        """Record a run's outcome: a result is committed by the writer thread, a failure at once,
+        a run handed back (preempted, declined) is resubmitted; returns new futures."""
         rid = outcome.run_id
+        if outcome.status != "declined":
+            self.add_segment(outcome)
+        if outcome.status in ("preempted", "declined"):
+            return self.recovery.handle_moved(outcome)
         prov = self.provenance(rid, outcome)
         if outcome.status == "done":
             self.commits.commit(outcome, prov)
-            return
+            return []
         self.commits.sync()
         self.store.record_failure(rid, outcome.failure_class or "error", outcome.error or "", prov)
         self.log.warning(
@@ -160,6 +316,7 @@ class Driver:
             outcome.error,
         )
         self.finished(outcome, prov, outcome.failure_class or "error")
+        return []
 
     def _committed(self, outcome: Outcome, prov: dict[str, Any]) -> None:
         self.log.info(
@@ -207,7 +364,10 @@ class Driver:
         # On a LocalCluster we started, never let it drop a nanny whose worker is briefly
         # absent (its default 15 s lost-worker timeout can fire during a later restart).
         local = self.cluster_kind in LOCAL_CLUSTERS
-        with dask.config.set({"distributed.deploy.lost-worker-timeout": "1h"} if local else {}):
+        held = {"distributed.deploy.lost-worker-timeout": "1h"} if local else {}
+        if self.queue is not None:  # a queue mode: a worker whose job ended is replaced at once
+            held = self.queue.run_config()
+        with dask.config.set(held):
             self._run(resumes)
 
     def _run(self, resumes: dict[str, dict[str, Any]]) -> None:
@@ -217,6 +377,8 @@ class Driver:
         # its first run (once per worker process: the plugin is idempotent)
         self.client.register_plugin(KernelWarmUp())
         self.client.subscribe_topic(self.channel, self.on_event)
+        if self.queue is not None:
+            self.queue.attach(self)
         try:
             ac = as_completed(self.tasks.submit_next(resumes))
             last_tick = last_gather = 0.0
@@ -241,6 +403,10 @@ class Driver:
                     self.progress.set_running(len(self.running))
                     self.recovery.watchdog()
                     self.recovery.reap_restarts()
+                    if self.queue is not None:
+                        self.queue.tick(self)
+                        self.publish_rates()
+                    self.live.maybe_write(self)
                     self.logs.flush_main()
                 if not batch:
                     time.sleep(0.005)
@@ -248,7 +414,10 @@ class Driver:
             self.commits.sync()
             self.recovery.reap_restarts(wait=True)  # the cluster is whole again when the sweep ends
         finally:
+            if self.queue is not None:
+                self.queue.detach(self)
             self.commits.close()  # before the store closes, whatever happened
+            self.live.write(self, "ended")
             self.recovery.close()
             try:
                 self.client.unsubscribe_topic(self.channel)
@@ -267,13 +436,13 @@ class Driver:
             if rid in self.status or attempt != self.tasks.attempt.get(rid):
                 continue
             (ok if f.status == "finished" else lost).append((f, rid))
+        new: list[Any] = []
         if ok:
             results = self.client.gather([f for f, _ in ok])  # one round trip per batch
             for (f, rid), outcome in zip(ok, results, strict=True):
-                f.release()
+                f.release()  # at once: a draining worker waits for its results to be fetched
                 if rid not in self.status:
-                    self.handle_outcome(outcome)
-        new: list[Any] = []
+                    new += self.handle_outcome(outcome)
         for f, rid in lost:
             if f.status == "cancelled" or self.stopping:
                 if rid not in self.status:

@@ -60,8 +60,13 @@ class SweepOptions:
     names; empty: every package). Where: ``mode`` (``sequential`` | ``parallel``) with
     ``max_parallel`` worker processes, or a remote ``scheduler`` address (``tcp://``, or
     ``tls://`` with ``tls_ca``/``tls_cert``/``tls_key`` or a ``security`` object) or
-    ``scheduler_file``. How: ``timeout`` seconds per package, ``retries`` after a lost worker,
-    checkpoints every ``checkpoint_every_seconds`` / ``checkpoint_every_steps``,
+    ``scheduler_file``, or an HPC queue (``mode`` ``slurm`` | ``pbs`` | ``sge`` | ``lsf``, see
+    ``sweep.engine.jobqueue``) with up to ``jobs`` jobs of ``walltime`` (``HH:MM:SS``),
+    ``job_cores`` cores and ``job_memory`` (``4GiB``) each, in ``queue`` charged to ``account``,
+    with ``job_extra`` directives; runs checkpoint and stop ``walltime_margin`` seconds before
+    a job's walltime and continue in the next job. How: ``timeout`` seconds per package,
+    ``retries`` after a lost worker, checkpoints every ``checkpoint_every_seconds`` /
+    ``checkpoint_every_steps``,
     ``stop_on_error``. Output: ``log_dir`` (default: ``logs/`` beside a local store),
     ``progress_bar`` (None: on a terminal), ``dry_run``. The rest are the engine's tunables
     (documented in sweep.yaml).
@@ -72,6 +77,14 @@ class SweepOptions:
     package_ids: tuple[str, ...]
     mode: str
     max_parallel: int | None
+    jobs: int
+    walltime: float | None  # seconds
+    job_cores: int | None
+    job_memory: str | None  # as given (dask-jobqueue reads it), checked to be a size
+    queue: str | None
+    account: str | None
+    job_extra: tuple[str, ...]
+    walltime_margin: float
     scheduler: str | None
     scheduler_file: str | None
     tls_ca: str | None
@@ -105,6 +118,14 @@ class SweepOptions:
         package_ids: Sequence[str] | str | None = None,
         mode: str | None = None,
         max_parallel: int | None = None,
+        jobs: int | None = None,
+        walltime: str | None = None,
+        job_cores: int | None = None,
+        job_memory: str | None = None,
+        queue: str | None = None,
+        account: str | None = None,
+        job_extra: Sequence[str] | str | None = None,
+        walltime_margin: float | None = None,
         scheduler: str | None = None,
         scheduler_file: str | None = None,
         tls_ca: str | None = None,
@@ -144,12 +165,46 @@ class SweepOptions:
         put("tls_cert", tls_cert)
         put("tls_key", tls_key)
         from .cluster import MODES, check_remote
+        from .jobqueue import QUEUES, check_queue_values, queue_options_given
 
         put("mode", _setting(mode, "mode"))
         if not self.remote and self.mode not in MODES:
             raise option_error("mode", self.mode, ", ".join(MODES))
+        if self.remote and mode in QUEUES:
+            raise option_error("mode", mode, "a queue mode or a remote scheduler, not both")
         n = _setting(max_parallel, "max-parallel")
         put("max_parallel", None if n is None else _count("max_parallel", n, 1))
+        queued = check_queue_values(
+            _setting(walltime, "jobqueue.walltime"),
+            _setting(job_cores, "jobqueue.job-cores"),
+            _setting(job_memory, "jobqueue.job-memory"),
+            _setting(queue, "jobqueue.queue"),
+            _setting(account, "jobqueue.account"),
+            _setting(job_extra, "jobqueue.job-extra"),
+            _setting(jobs, "jobqueue.jobs"),
+        )
+        put("jobs", queued["jobs"])
+        put("walltime", queued.get("walltime"))
+        put("job_cores", queued.get("job_cores"))
+        put(
+            "job_memory",
+            None if queued.get("job_memory") is None else str(_setting(job_memory, "jobqueue.job-memory")),
+        )
+        put("queue", queued.get("queue"))
+        put("account", queued.get("account"))
+        put("job_extra", queued["job_extra"])
+        put(
+            "walltime_margin",
+            _positive("walltime_margin", _setting(walltime_margin, "jobqueue.walltime-margin")),
+        )
+        if self.mode not in QUEUES or self.remote:
+            stray = queue_options_given(given)
+            if stray:
+                raise option_error(
+                    stray[0],
+                    given[stray[0]],
+                    "only with a queue mode (mode " + ", ".join(QUEUES) + "): give the mode too",
+                )
         put(
             "security",
             check_remote(scheduler, scheduler_file, security, (tls_ca, tls_cert, tls_key))

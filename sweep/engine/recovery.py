@@ -1,6 +1,8 @@
-"""What the driver does when the infrastructure fails a run: a lost worker's run is resubmitted
-from its latest checkpoint (the engine, not the scheduler, owns retries), and a run that stops
-answering past its deadline is given up and its worker restarted."""
+"""What the driver does when the infrastructure fails or moves a run: a lost worker's run is
+resubmitted from its latest checkpoint (the engine, not the scheduler, owns retries); a run
+whose worker is leaving (preempted: its job's walltime nears) or that a worker declined is
+resubmitted from the checkpoint it handed back, which is no failure and uses no retry; a run
+that stops answering past its deadline is given up and its worker restarted."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import concurrent.futures
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..codec import encode_arrays
+from ..codec import decode_arrays, encode_arrays
 from .checkpoints import step_of, usable_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -23,6 +25,11 @@ class Recovery:
     def __init__(self, driver: Driver) -> None:
         self.d = driver
         self.n_retries = 0
+        self.lost: dict[str, int] = {}  # run_id -> workers lost under it (what --retries bounds)
+        self.n_preempted = 0
+        self.n_declined = 0
+        self.declines: dict[str, int] = {}  # run_id -> times a worker did not start it
+        self.stalled: dict[str, int] = {}  # run_id -> preemptions in a row without a step done
         self._restarter: concurrent.futures.ThreadPoolExecutor | None = None
         self.restarts: list[tuple[str, Any]] = []  # (worker, concurrent future of its restart)
 
@@ -37,7 +44,8 @@ class Recovery:
         except Exception as e2:
             text = f"{type(e2).__name__}: {e2}".splitlines()[0]
         d.running.pop(run_id, None)
-        attempt = d.tasks.attempt.get(run_id, 1)
+        attempt = self.lost[run_id] = self.lost.get(run_id, 0) + 1
+        d.drain_events()  # a checkpoint announced before the loss is saved first
         d.commits.sync()
         if attempt <= d.options.retries and not d.stopping:
             arrays = usable_checkpoint(d.store, run_id, d.entries[run_id].package, d.log)
@@ -58,6 +66,69 @@ class Recovery:
         d.relay.forget(run_id)
         d.finish(run_id, "worker-lost", [f"failed (worker-lost): {msg}", "status: worker-lost"])
         return []
+
+    def handle_moved(self, outcome: Any) -> list[Any]:
+        """A run that stopped because its worker is leaving (``preempted``) or that a worker
+        did not start (``declined``): save the checkpoint it handed back in the store (a driver
+        that dies now loses nothing) and resubmit it from there; returns the new futures.
+
+        A run preempted ``sweep.max-stalled`` times in a row without a step done (a step longer
+        than a job's life) fails with class ``error`` instead of going round for ever.
+        """
+        d = self.d
+        rid = outcome.run_id
+        pid = d.entries[rid].package_id
+        d.running.pop(rid, None)
+        prov = outcome.provenance or {}
+        resume = outcome.checkpoint
+        if outcome.status == "declined":
+            self.n_declined += 1
+            self.declines[rid] = self.declines.get(rid, 0) + 1
+            d.logs.package(pid, outcome.log)
+            d.log.info("%s: not started on %s: %s", pid, prov.get("worker", "?"), outcome.error or "")
+            worker = prov.get("worker")
+            if d.queue is not None and worker:
+                left = d.queue.time_left(worker)
+                fits = (
+                    left is None
+                    or left <= 0
+                    or any(
+                        d.predicted_left(r) <= left
+                        for r in d.entries
+                        if r not in d.status and r not in d.running and r != rid
+                    )
+                )
+                d.queue.declined(d, worker, fits)
+        else:
+            self.n_preempted += 1
+            step, start = prov.get("to_step"), prov.get("from_step")
+            self.stalled[rid] = self.stalled.get(rid, 0) + 1 if step == start else 0
+            d.logs.package(pid, outcome.log)
+            if resume is not None:
+                d.relay.keep(rid, pid, decode_arrays(resume), what="forced checkpoint")
+            d.log.info(
+                "%s: preempted at step %s on %s (job %s): resubmitted from its forced checkpoint",
+                pid,
+                step,
+                prov.get("worker", "?"),
+                prov.get("job_id") or "-",
+            )
+            if self.stalled[rid] >= 3:
+                msg = (
+                    f"preempted {self.stalled[rid]} times in a row without finishing a step: a step takes "
+                    "longer than a job gives it; give a longer --walltime or a smaller --walltime-margin"
+                )
+                d.commits.sync()
+                d.store.record_failure(rid, "error", msg, d.provenance(rid, outcome))
+                d.relay.forget(rid)
+                d.finish(rid, "error", [f"failed (error): {msg}", "status: error"])
+                return []
+        if d.stopping:
+            return []
+        # no worker restriction: the run waits at the scheduler for the next free worker (a
+        # loose restriction to a worker that then leaves strands it: distributed 2026.8 does not
+        # reschedule such a no-worker task when another worker joins)
+        return d.tasks.submit([rid], {rid: resume} if resume else {})
 
     def watchdog(self) -> None:
         """Give up on runs past deadline + grace whose worker no longer answers."""

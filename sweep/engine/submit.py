@@ -11,6 +11,7 @@ driver itself, from its latest checkpoint (``sweep.engine.recovery``).
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from typing import Any
 
 from ..spec import PRIORITIES
@@ -25,9 +26,16 @@ class Submitter:
     """The tasks of one sweep: what was submitted (futures, attempts) and what is left."""
 
     def __init__(
-        self, client: Any, channel: str, entries: dict[str, PlanEntry], options: SweepOptions
+        self,
+        client: Any,
+        channel: str,
+        entries: dict[str, PlanEntry],
+        options: SweepOptions,
+        extras: Callable[[str, dict[str, Any] | None], dict[str, Any]] | None = None,
     ) -> None:
         self.client = client
+        # run_id, resume -> more WorkItem fields (predicted time, placement policy)
+        self.extras = extras
         self.channel = channel
         self.tag = channel.removeprefix("sweep-")[:8]  # tells this sweep's task keys apart
         self.entries = entries
@@ -58,6 +66,7 @@ class Submitter:
             progress_every=o.progress_every,
             announce_after=o.announce_after,
             solver=p.solver_object,  # None for the spectral solver; a template travels as its files
+            **(self.extras(run_id, resume) if self.extras is not None else {}),
         )
 
     def submit(self, run_ids: list[str], resumes: dict[str, dict[str, Any]]) -> list[Any]:

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -28,10 +28,12 @@ from .checkpoints import usable_checkpoint
 from .cluster import ClusterHandle, connect, wrap_client
 from .connection import quiet_connection_noise, scheduler_lost
 from .driver import Driver
+from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
 from .logs import SweepLogs
 from .memory import check_cluster_memory
 from .options import SweepOptions
 from .plan import PlanEntry, explain_store, explanation_lines, plan_sweep, store_state
+from .predict import RuntimePredictor
 from .progress import SweepProgress, final_summary
 
 __all__ = ["SweepResult", "SweepStart", "run_sweep", "default_log_dir", "exit_code_of"]
@@ -134,9 +136,16 @@ def run_sweep(
     # a cluster we start has known worker memory: check it with the package files
     own = client is None and not opts.remote
     n_local = 1 if opts.mode == "sequential" else opts.max_parallel or usable_cores()
+    worker_memory = memory_per_worker(n_local) if own else None
+    queue_spec = None
+    if own and opts.mode in QUEUES:
+        # the batch system is asked before anything is read or written (a job it would refuse,
+        # or a controller that does not answer, is one line and exit 2); a dry run asks nothing
+        queue_spec = None if opts.dry_run else prepare_queue(opts)
+        worker_memory = None if queue_spec is None else queue_spec.worker_memory
     packages = select_packages(
         load_packages(
-            packages_dir, worker_memory=memory_per_worker(n_local) if own else None, check_memory=own
+            packages_dir, worker_memory=worker_memory, check_memory=own and worker_memory is not None
         ),
         opts.priority,
         opts.package_ids,
@@ -164,6 +173,7 @@ def run_sweep(
             early,
             "client" if client is not None else "remote" if opts.remote else opts.mode,
             on_start,
+            queue_spec,
         )
         return sweep.run()
     finally:
@@ -189,6 +199,7 @@ class _Sweep:
         early: ClusterHandle | None,
         cluster_kind: str,
         on_start: StartHook | None,
+        queue_spec: QueueSpec | None = None,
     ) -> None:
         self.opts = opts
         self.store_url = store_url
@@ -201,6 +212,7 @@ class _Sweep:
         self.early = early
         self.cluster_kind = cluster_kind
         self.on_start = on_start
+        self.queue_spec = queue_spec
         self.log_dir = opts.log_dir if opts.log_dir is not None else default_log_dir(store_url)
 
     def run(self) -> SweepResult:
@@ -218,7 +230,7 @@ class _Sweep:
             try:
                 self._announce(logs, len(to_run), n_done, result.skipped)
                 if to_run:
-                    self._execute(st, logs, plan, to_run, set(ckpt_steps), result)
+                    self._execute(st, logs, plan, to_run, ckpt_steps, result)
                 self._summarise(logs, plan, state.done, n_done, result)
             finally:
                 logs.close()
@@ -249,12 +261,17 @@ class _Sweep:
         logs: SweepLogs,
         plan: list[PlanEntry],
         to_run: list[PlanEntry],
-        had_checkpoint: set[str],
+        ckpt_steps: Mapping[str, int | None],
         result: SweepResult,
     ) -> None:
         """Start (or use) the cluster and drive the runs of ``to_run`` to their end."""
         log = logs.logger
-        handle = self.early if self.early is not None else connect(self.opts)
+        had_checkpoint = set(ckpt_steps)
+        predictor = RuntimePredictor.from_records(st.records().values())
+        warned = self.queue_spec is not None and self._warn_long_runs(to_run, predictor, ckpt_steps, log)
+        handle = self.early if self.early is not None else connect(self.opts, self.log_dir, self.queue_spec)
+        if handle.queue is not None:
+            handle.queue.warned = warned  # else once the runs' measured rates say so
         stop_hook = None
         try:
             result.dashboard_link = handle.dashboard_link
@@ -297,6 +314,11 @@ class _Sweep:
                 progress=progress,
                 cluster_kind=self.cluster_kind,
                 had_checkpoint=had_checkpoint,
+                queue=handle.queue,
+                cluster=handle.cluster,
+                predictor=predictor,
+                description=handle.description,
+                resume_steps={r: s for r, s in ckpt_steps.items() if s},
             )
             try:
                 self._drive(driver, handle, resumes)
@@ -311,6 +333,32 @@ class _Sweep:
             if handle is not self.early:  # run_sweep closes that one
                 with quiet_connection_noise():  # closing a client whose scheduler is gone
                     handle.close()
+
+    def _warn_long_runs(
+        self,
+        to_run: list[PlanEntry],
+        predictor: RuntimePredictor,
+        ckpt_steps: Mapping[str, int | None],
+        log: Any,
+    ) -> bool:
+        """Say before submission when runs are predicted to outlive a job (they continue from
+        checkpoints in later jobs: how many jobs the longest takes); whether it said so."""
+        assert self.queue_spec is not None
+        life = self.queue_spec.fresh_life
+        times = []
+        for e in to_run:
+            size_steps = getattr(e.package.params, "n_steps", None)
+            left = None if size_steps is None else size_steps - (ckpt_steps.get(e.package.run_id) or 0)
+            times.append((predictor.predict(e.package.params, left), e.package_id))
+        longer = [t for t in times if t[0] > life]
+        if longer:
+            seconds, pid = max(longer)
+            line = walltime_warning(self.queue_spec, seconds, pid, len(longer))
+            if line:
+                self.say(line)
+                log.info(line)
+                return True
+        return False
 
     def _resumes(self, st: Store, had_checkpoint: set[str], log: Any) -> dict[str, dict[str, Any]]:
         """Encoded checkpoints of the runs that resume (those this solver version can resume)."""

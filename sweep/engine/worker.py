@@ -11,6 +11,13 @@ The package's solver comes through the registry (``sweep.solvers``): ``WorkItem.
 None for the built-in spectral solver, else the loaded solver itself (an OpenFOAM case or a
 command directory pickles as its files: the worker needs no shared disk). Every solver is
 run, checkpointed and resumed through the same calls.
+
+Two outcomes are neither done nor failed: ``preempted`` (the worker is leaving, e.g. its job's
+walltime nears: the run stopped between two steps and hands back its state as a forced
+checkpoint, see ``sweep.engine.walltime``) and ``declined`` (the run did not start here: the
+worker is leaving, or its time left is far shorter than the run's predicted time while a fresh
+job would give it more). The driver resubmits both, from the checkpoint, without counting a
+failure or a retry.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..codec import decode_arrays, encode_arrays
+from ..faults import step_delay
 from ..provenance import hostname, utc_now
+from .walltime import declines, job_id, preempt_requested, worker_time_left
 
 __all__ = [
     "WorkItem",
@@ -58,6 +67,14 @@ class WorkItem:
     progress_every: float = 5.0  # seconds between two progress events
     announce_after: float = 0.5  # seconds a run runs before it announces its start (see _Announcer)
     solver: Any = None  # the package's solver (sweep.solvers.protocol.Solver); None: spectral
+    predicted_seconds: float | None = None  # the driver's prediction of this attempt's time
+    fresh_life: float | None = None  # seconds a fresh job's worker would give it (queue modes)
+    lifetime_fit: float = 0.0  # the lifetime-vs-prediction policy's fraction (0: off)
+    rate_key: str = ""  # the run's RunSize.label, to refresh its prediction from the driver's rates
+    point_steps: float = 0.0  # grid points times the steps this attempt has to do
+    # look for a newer checkpoint in the relay first (a run long enough to have one: the
+    # scheduler may rerun this very task after losing its worker, see _newest_resume)
+    relay_resume: bool = False
 
     def __dask_tokenize__(self) -> tuple[str, str | None, str, int]:
         """Dask's token of this item (its tokenize protocol): the sweep, the run and the attempt
@@ -77,12 +94,13 @@ class Outcome:
 
     package_id: str
     run_id: str
-    status: str  # "done" or "failed"
+    status: str  # "done", "failed", "preempted" or "declined"
     failure_class: str | None = None  # diverged, timeout, error (worker-lost is the driver's)
     error: str | None = None
     result: Any = None
     provenance: dict[str, Any] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    checkpoint: dict[str, Any] | None = None  # preempted: the encoded State to resume from
 
     @property
     def dataset(self) -> Any:
@@ -114,6 +132,12 @@ def failure_class_of(exc: BaseException) -> str:
 def checkpoint_variable_name(channel: str, run_id: str) -> str:
     """Name of the scheduler-side variable holding a run's latest checkpoint."""
     return f"{channel}-ckpt-{run_id}"
+
+
+def rates_variable_name(channel: str) -> str:
+    """Name of the scheduler-side variable holding the driver's latest measured rates
+    (seconds per grid-point-step by ``RunSize.label``), for the lifetime-vs-prediction policy."""
+    return f"{channel}-rates"
 
 
 class _Announcer:
@@ -210,11 +234,17 @@ def run_package(item: WorkItem) -> Outcome:
         "host": hostname(),
         "pid": os.getpid(),
         "worker": messenger.address,
+        "job_id": job_id(),
         "attempt": item.attempt,
         "start_time": started,
         "resumed_from_step": None,
         "checkpoints_sent": 0,
     }
+    why_not = _why_not_here(item)
+    if why_not is not None:  # before any work: nothing is lost, the driver places it again
+        note(f"not started on {messenger.address}: {why_not}")
+        prov.update(end_time=utc_now(), wall_time=time.time() - t0, seconds=0.0)
+        return Outcome(item.package_id, item.run_id, "declined", None, why_not, None, prov, log, item.resume)
     m0 = time.monotonic()
     token = None
     if messenger.worker is not None:
@@ -243,6 +273,69 @@ def run_package(item: WorkItem) -> Outcome:
             _announcer.remove(token)
 
 
+def _why_not_here(item: WorkItem) -> str | None:
+    """Why this worker should not start the run (None: start it)."""
+    if preempt_requested():
+        return "its worker is leaving"
+    left = worker_time_left()
+    if left is None or not item.lifetime_fit or item.fresh_life is None:
+        return None
+    if left >= item.lifetime_fit * item.fresh_life:
+        return None  # early in its life: never declines (and asks the scheduler nothing)
+    predicted = _fresh_prediction(item)
+    if declines(predicted, left, item.fresh_life, item.lifetime_fit):
+        return (
+            f"its worker has {left:.0f} s left, the run is predicted to need {predicted:.0f} s "
+            f"and a fresh job would give it {item.fresh_life:.0f} s"
+        )
+    return None
+
+
+def _fresh_prediction(item: WorkItem) -> float | None:
+    """The run's predicted time from the driver's latest rates (they may have been learned
+    after the run was submitted), else the prediction it was submitted with."""
+    if item.channel is None or not item.rate_key:
+        return item.predicted_seconds
+    try:
+        from distributed import Variable, get_client
+
+        rates = Variable(rates_variable_name(item.channel), client=get_client()).get(timeout=0)
+        return float(rates[item.rate_key]) * item.point_steps
+    except Exception:  # none published yet, or not this key: what the driver said at submission
+        return item.predicted_seconds
+
+
+def _newest_resume(item: WorkItem, note: Callable[[str], None]) -> dict[str, Any] | None:
+    """The checkpoint to start from: ``item.resume``, or the relay's latest one of this run when
+    it is further on.
+
+    Why: a scheduler we did not start (a remote one) reruns a task whose worker it lost, from
+    the arguments it was submitted with; the checkpoints that run sent since are in the relay
+    (a ``distributed.Variable`` the driver deletes once the run is finished), so this rerun
+    continues from the newest instead of from the start. One scheduler round trip, only for
+    runs predicted to live long enough to have a checkpoint.
+    """
+    if not item.relay_resume or item.channel is None:
+        return item.resume
+    try:
+        from distributed import Variable, get_client
+
+        payload = Variable(checkpoint_variable_name(item.channel, item.run_id), client=get_client()).get(
+            timeout=0
+        )
+    except Exception:  # none yet (a TimeoutError), or not on a worker
+        return item.resume
+    try:
+        relay_step = int(decode_arrays(payload)["step"].reshape(-1)[0])
+        own = -1 if item.resume is None else int(decode_arrays(item.resume)["step"].reshape(-1)[0])
+    except Exception:  # not a checkpoint of ours: ignore it
+        return item.resume
+    if relay_step <= own:
+        return item.resume
+    note(f"a checkpoint at step {relay_step} is in the relay: this is a rerun after a lost worker")
+    return dict(payload)
+
+
 def _run(
     item: WorkItem,
     t0: float,
@@ -256,8 +349,13 @@ def _run(
 
     solver = item.solver if item.solver is not None else SPECTRAL
     last_progress = [t0]
+    delay = step_delay()  # 0 except in the walltime tests
+    done_steps = [0]
 
     def progress(step: int, n_steps: int, t: float) -> None:
+        done_steps[0] = step
+        if delay:
+            time.sleep(delay)
         now = time.time()
         if now - last_progress[0] >= item.progress_every:
             last_progress[0] = now
@@ -269,6 +367,9 @@ def _run(
                     "step": step,
                     "n_steps": n_steps,
                     "t": t,
+                    # the driver learns the run's rate from these before any run finished
+                    "attempt": item.attempt,
+                    "elapsed": now - t0,
                 }
             )
 
@@ -283,18 +384,26 @@ def _run(
             note(f"checkpoint at step {step} sent to the driver")
 
     resume = None
+    from solver.errors import SolverStopped
+
     try:
-        if item.resume is not None:
-            resume = solver.checkpoint_from_arrays(decode_arrays(item.resume))
+        resume_arrays = _newest_resume(item, note)
+        if resume_arrays is not None:
+            resume = solver.checkpoint_from_arrays(decode_arrays(resume_arrays))
             prov["resumed_from_step"] = int(resume.step)
             when = getattr(resume, "time", None)
             at = f"t={when:.6g}" if isinstance(when, float) else f"time {getattr(resume, 'time_name', '?')}"
             note(f"resuming from the checkpoint at step {resume.step} ({at})")
+        prov["from_step"] = done_steps[0] = 0 if resume is None else int(resume.step)
         want_ckpt = (
             item.channel is not None
             and solver.supports_resume
             and (item.checkpoint_every_seconds is not None or item.checkpoint_every_steps is not None)
         )
+        # a worker that is leaving (its job's walltime nears): the run stops at its next step
+        # with a forced checkpoint, when its solver can (``supports_stop``; others are cut off
+        # at the guard's deadline and continue from their last periodic checkpoint)
+        can_stop = {"stop": preempt_requested} if getattr(solver, "supports_stop", False) else {}
         result = solver.run(
             item.params,
             deadline=t0 + item.timeout,
@@ -303,6 +412,18 @@ def _run(
             checkpoint_every_steps=item.checkpoint_every_steps if want_ckpt else None,
             checkpoint_every_seconds=item.checkpoint_every_seconds if want_ckpt else None,
             resume=resume,
+            **can_stop,
+        )
+    except SolverStopped as stopped:  # not a failure: the run continues elsewhere from here
+        t1 = time.time()
+        prov.update(end_time=utc_now(), wall_time=t1 - t0, seconds=t1 - t0, to_step=int(stopped.step))
+        note(
+            f"stopped at step {stopped.step}: its worker is leaving (job {prov['job_id'] or '-'}); "
+            "its state goes back to the driver as a checkpoint"
+        )
+        payload = encode_arrays(solver.checkpoint_to_arrays(stopped.state, item.params))
+        return Outcome(
+            item.package_id, item.run_id, "preempted", None, str(stopped), None, prov, log, payload
         )
     except Exception as exc:  # every solver failure is a result; the class says which
         cls = failure_class_of(exc)
@@ -311,10 +432,10 @@ def _run(
         if cls == "error":
             log.extend(traceback.format_exc().rstrip().splitlines())
         t1 = time.time()
-        prov.update(end_time=utc_now(), wall_time=t1 - t0)
+        prov.update(end_time=utc_now(), wall_time=t1 - t0, seconds=t1 - t0, to_step=done_steps[0])
         return Outcome(item.package_id, item.run_id, "failed", cls, text, None, prov, log)
     t1 = time.time()
-    prov.update(end_time=utc_now(), wall_time=t1 - t0)
+    prov.update(end_time=utc_now(), wall_time=t1 - t0, seconds=t1 - t0, to_step=done_steps[0])
     note(f"finished in {t1 - t0:.3f} s")
     return Outcome(item.package_id, item.run_id, "done", None, None, result, prov, log)
 

@@ -2,7 +2,11 @@
 
 ``pending`` is every unit that is neither done nor failed, so ``stale`` is a subset of it;
 without packages nothing can be pending (see ``sweep.monitor.tables``). The ETA is the
-pending work at the cost rate of the done runs, shared by the workers.
+predicted time of the pending runs (``sweep.engine.predict``: seconds per grid-point-step of the
+finished runs, by solver, grid and precision; a first guess before any finished), shared by the
+workers: those of the sweep running now (its status document in the store, the HPC jobs it has
+running), else ``--workers``. Per priority it is the time until every run of that priority and
+the ones before it is done (HIGH runs first), and never less than its longest pending run.
 """
 
 from __future__ import annotations
@@ -14,9 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..engine.predict import RuntimePredictor
 from ..errors import option_error
 from ..store import FAILURE_CLASSES
 from ..units import format_duration
+from .live import LiveSweep, jobs_of_records, live_lines, live_sweep
 from .tables import PRIORITY_ORDER, STATES, package_table, runs_table
 
 __all__ = [
@@ -102,10 +108,18 @@ class SweepStatus:
     eta_method: str
     workers: int
     extra: dict[str, Any] = field(default_factory=dict)
+    eta_by_priority: dict[str, float | None] = field(default_factory=dict)
+    live: LiveSweep | None = None  # the sweep running now (or the last one), from its document
+    jobs_in_records: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
         return {
+            "eta_by_priority": {
+                p: None if v is None else round(v, 3) for p, v in self.eta_by_priority.items()
+            },
+            "sweep": None if self.live is None else self.live.as_dict(),
+            "jobs_in_records": self.jobs_in_records,
             "unit": self.unit,
             "overall": self.overall.as_dict(),
             "by_priority": {p: c.as_dict() for p, c in self.by_priority.items()},
@@ -119,33 +133,66 @@ class SweepStatus:
         }
 
 
-def _work(df: pd.DataFrame) -> pd.Series:
-    """Relative cost of a run: N log N per FFT times the number of steps (N = grid points)."""
-    n = df["nx"] * df["ny"] * df["nz"]
-    steps = (df["T_final"] / df["dt"]).round()
-    return n * np.log2(n.clip(lower=2)) * steps
+def _predictor_of_runs(runs: pd.DataFrame) -> RuntimePredictor:
+    """A predictor from a runs table alone (grid, steps and wall time of the done runs)."""
+    pred = RuntimePredictor()
+    done = runs[(runs["status"] == "done") & np.isfinite(runs["wall_time"])]
+    for nx, ny, nz, dt, t_final, wall in zip(
+        done["nx"], done["ny"], done["nz"], done["dt"], done["T_final"], done["wall_time"], strict=True
+    ):
+        if all(np.isfinite(v) for v in (nx, ny, nz, dt, t_final)):
+            pred.observe({"grid": [int(nx), int(ny), int(nz)], "dt": dt, "T_final": t_final}, float(wall))
+    return pred
 
 
-def _eta(runs: pd.DataFrame, units: pd.DataFrame, workers: int) -> tuple[float | None, str]:
-    """Seconds left: pending work at the cost rate of the done runs, shared by ``workers``.
+def _params_of(pkg: Any) -> Any:
+    return pkg.params
 
-    When the grid and step counts are known, the rate is seconds per unit of work
-    (sum of wall times / sum of work of the done runs), so a sweep whose large grids come
-    last is not under-estimated; otherwise mean wall time times the pending run count.
+
+def _eta(
+    units: pd.DataFrame,
+    packages: Sequence[Any] | None,
+    workers: int,
+    predictor: RuntimePredictor,
+    live: LiveSweep | None,
+) -> tuple[float | None, dict[str, float | None], str]:
+    """(ETA of everything, ETA per priority, how) from the predicted time of each pending run.
+
+    A run under way counts with what its driver predicts it still needs (the status document);
+    priorities are done in order, so a priority's ETA includes the work of those before it.
     """
     pending = units[units["state"].isin(("stale", "new"))].drop_duplicates("run_id")
     if pending.empty:
-        return 0.0, "nothing pending"
-    done = runs[(runs["status"] == "done") & np.isfinite(runs["wall_time"])]
-    if done.empty:
-        return None, "no finished run yet"
-    work_done, work_left = _work(done), _work(pending)
-    if np.isfinite(work_done).all() and np.isfinite(work_left).all() and work_done.sum() > 0:
-        rate = done["wall_time"].sum() / work_done.sum()
-        return float(
-            rate * work_left.sum() / workers
-        ), "cost model: wall time per grid-point-step of done runs"
-    return float(done["wall_time"].mean() * len(pending) / workers), "mean wall time of done runs"
+        return 0.0, {}, "nothing pending"
+    if packages is None:
+        return None, {}, "needs --packages"
+    params_of = {str(p.run_id): _params_of(p) for p in packages}
+    under_way = {}
+    if live is not None and live.active:
+        under_way = {str(r.get("run_id")): r.get("predicted_left") for r in live.running}
+    work: dict[str, float] = {}
+    longest: dict[str, float] = {}
+    hows: set[str] = set()
+    for rid, prio in zip(pending["run_id"].tolist(), pending["priority"].tolist(), strict=True):
+        left = under_way.get(str(rid))
+        if left is None:
+            params = params_of.get(str(rid))
+            if params is None:
+                continue
+            left = predictor.predict(params)
+            hows.add(predictor.rate(params)[1])
+        work[prio] = work.get(prio, 0.0) + float(left)
+        longest[prio] = max(longest.get(prio, 0.0), float(left))
+    by_priority: dict[str, float | None] = {}
+    total = peak = 0.0
+    for prio in _priority_order(work):
+        total += work[prio]
+        peak = max(peak, longest[prio])
+        by_priority[prio] = max(total / workers, peak)
+    how = "runtime prediction: seconds per grid-point-step of " + (
+        "finished runs" if hows <= {"measured", "measured on runs under way"} else ", ".join(sorted(hows))
+    )
+    return max(total / workers, peak), by_priority, how
 
 
 def _priority_order(values: Iterable[str]) -> list[str]:
@@ -154,12 +201,22 @@ def _priority_order(values: Iterable[str]) -> list[str]:
 
 
 def sweep_status(
-    runs: pd.DataFrame, packages: Sequence[Any] | None = None, *, workers: int | None = None
+    runs: pd.DataFrame,
+    packages: Sequence[Any] | None = None,
+    *,
+    workers: int | None = None,
+    predictor: RuntimePredictor | None = None,
+    live: LiveSweep | None = None,
+    jobs_in_records: dict[str, Any] | None = None,
 ) -> SweepStatus:
     """All status figures from a runs table and (optionally) the current packages.
 
-    ``workers``: how many runs proceed at once, for the ETA (default 1).
+    ``workers``: how many runs proceed at once, for the ETA (default: the workers of the sweep
+    running now, from ``live``, else 1). ``predictor``: run times learned from the store's
+    records (default: from the runs table). ``live``: the store's status document, read.
     """
+    if workers is None and live is not None and live.active:
+        workers = live.workers  # the jobs actually running (0 while they wait in the queue)
     workers = max(1, int(workers or 1))
     units = package_table(runs, packages)
     by_priority = {p: Counts.of(units[units["priority"] == p]) for p in _priority_order(units["priority"])}
@@ -169,7 +226,9 @@ def sweep_status(
         } | by_priority
     walls = runs["wall_time"][np.isfinite(runs["wall_time"])]
     done_walls = runs.loc[(runs["status"] == "done") & np.isfinite(runs["wall_time"]), "wall_time"]
-    eta, method = _eta(runs, units, workers)
+    eta, eta_by_priority, method = _eta(
+        units, packages, workers, predictor if predictor is not None else _predictor_of_runs(runs), live
+    )
     extra = {}
     if packages is not None:
         extra["runs_not_in_packages"] = int(len(set(runs.index) - set(units["run_id"])))
@@ -184,6 +243,9 @@ def sweep_status(
         eta_method=method,
         workers=workers,
         extra=extra,
+        eta_by_priority=eta_by_priority,
+        live=live,
+        jobs_in_records=dict(jobs_in_records or {}),
     )
 
 
@@ -250,6 +312,12 @@ def format_status(status: SweepStatus, *, title: str = "", width: int = 40) -> s
             f"ETA: {format_duration(status.eta_seconds)} for {o.pending} pending with "
             f"{workers} ({status.eta_method})"
         )
+        if status.eta_by_priority:
+            lines.append(
+                "ETA by priority (done in order): "
+                + ", ".join(f"{p} {format_duration(v)}" for p, v in status.eta_by_priority.items())
+            )
+    lines += live_lines(status.live, status.jobs_in_records)
     return "\n".join(lines)
 
 
@@ -263,6 +331,9 @@ class SweepData:
     source: str = ""
     workers: int | None = None
     packages_dir: str | None = None
+    predictor: RuntimePredictor | None = None
+    live: LiveSweep | None = None
+    jobs_in_records: dict[str, Any] = field(default_factory=dict)
 
     @property
     def units(self) -> pd.DataFrame:
@@ -272,7 +343,14 @@ class SweepData:
     @property
     def status(self) -> SweepStatus:
         """The ``sweep status`` figures."""
-        return sweep_status(self.runs, self.packages, workers=self.workers)
+        return sweep_status(
+            self.runs,
+            self.packages,
+            workers=self.workers,
+            predictor=self.predictor,
+            live=self.live,
+            jobs_in_records=self.jobs_in_records,
+        )
 
 
 def read_runs(store: str) -> pd.DataFrame:
@@ -310,8 +388,10 @@ def load_sweep(
     check_workers(workers)
     packages = read_packages(packages_dir)
     with Store.open(str(store), mode="r") as st:  # one open: records and series agree
-        runs = runs_table(st.records())
+        records = st.records()
+        runs = runs_table(records)
         results = open_results(st) if with_results and len(runs) else None
+        document = st.status_document()
     return SweepData(
         runs=runs,
         results=results,
@@ -319,4 +399,7 @@ def load_sweep(
         source=str(store),
         workers=workers,
         packages_dir=packages_dir,
+        predictor=RuntimePredictor.from_records(records.values()),
+        live=live_sweep(document),
+        jobs_in_records=jobs_of_records(records.values()),
     )

@@ -9,6 +9,11 @@ directory (``CommandSpec``) and any solver another package registers
 (``sweep.solvers.registry``) all have this shape, so validation, ``sweep new``, ``sweep
 explain``, run identity, the worker side and the results work the same for every one.
 
+A solver that can stop between two steps when asked (``supports_stop``, optional: False when
+absent) takes a ``stop`` option, a callable asked between steps, and raises
+``solver.errors.SolverStopped`` with its checkpoint when it says True: the engine uses it when a
+worker's job nears its walltime (``sweep.engine.walltime``).
+
 A solver that can resume (``supports_resume``) also turns its checkpoints into plain arrays and
 back (``checkpoint_to_arrays``, ``checkpoint_from_arrays``): the engine relays them to the
 driver, which keeps them in the store, as it does the spectral solver's states. The arrays hold

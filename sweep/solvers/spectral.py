@@ -33,6 +33,7 @@ class SpectralSolver:
 
     name = NAME
     supports_resume = True  # solver.State: a resumed run is bit-identical to an uninterrupted one
+    supports_stop = True  # run(stop=...): SolverStopped with the State between two steps
 
     @property
     def params(self) -> Mapping[str, Param]:
@@ -65,8 +66,10 @@ class SpectralSolver:
         checkpoint_every_seconds: float | None = None,
         checkpoint_every_steps: int | None = None,
         resume: Any = None,
+        stop: Any = None,
     ) -> RunResult:
-        """``solver.simulate.run_simulation`` (``resume``: a ``solver.State``)."""
+        """``solver.simulate.run_simulation`` (``resume``: a ``solver.State``; ``stop()``: asked
+        between steps, True ends the run with ``SolverStopped`` carrying its State)."""
         from solver.simulate import run_simulation
 
         return run_simulation(
@@ -77,6 +80,7 @@ class SpectralSolver:
             checkpoint_every_steps=checkpoint_every_steps,
             checkpoint_every_seconds=checkpoint_every_seconds,
             resume=resume,
+            stop=stop,
         )
 
     def checkpoint_key(self, values: Mapping[str, Any]) -> str:

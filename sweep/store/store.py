@@ -12,6 +12,8 @@ Layout (a local path or an fsspec URL)::
       log/<seq>-<tag>.jsonl     a record per commit or failure since the index (sweep.store.log)
       index/                    compacted generations of every record      (sweep.store.index)
       checkpoints/<run_id>/     the latest checkpoint of an unfinished run (sweep.store.checkpoints)
+      status.json               what the last sweep's driver said about itself (jobs, workers,
+                                running runs), rewritten every few seconds while it runs
 
 Why a log and a compacted index instead of reading ``runs/``: opening 10,000 zarr groups
 takes minutes, the columnar index well under a second (scripts/bench_store.py); and a
@@ -51,6 +53,8 @@ from .write_errors import writing
 __all__ = ["Store"]
 
 log = logging.getLogger("sweep.store")
+
+STATUS_KEY = "status.json"  # the running sweep's status document (Store.write_status)
 
 _MODES = {"r": False, "a": True}  # zarr's names: read, or read and write
 
@@ -298,6 +302,30 @@ class Store:
         groups in batches/, the packed runs in the log); returns the run count."""
         self._require_writer()
         return self._index.rebuild()
+
+    # ------------------------------------------------------------------ the driver's status
+
+    def write_status(self, document: Mapping[str, Any]) -> None:
+        """Replace the running sweep's status document (``status.json``: a small JSON object,
+        written atomically, so a reader sees the previous or this one). Its own key: safe next to
+        the writer thread's commits."""
+        self._require_writer()
+        import json
+
+        self._blobs.write(STATUS_KEY, json.dumps(document, sort_keys=True, default=str).encode())
+
+    def status_document(self) -> dict[str, Any] | None:
+        """The last status document a sweep's driver wrote (None: none, or unreadable)."""
+        import json
+
+        raw = self._blobs.read(STATUS_KEY)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
 
     # ------------------------------------------------------------------ checkpoints
 
