@@ -184,3 +184,81 @@ def test_status_cli_missing_store_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2
     assert "nothing.zarr" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_monitor_status_reads_the_running_sweeps_document_jobs_workers_and_staleness():
+    from sweep.monitor.live import jobs_of_records, live_lines, live_sweep
+
+    doc = {
+        "state": "running",
+        "updated_epoch": 1000.0,
+        "every": 5.0,
+        "mode": "slurm",
+        "host": "login1",
+        "pid": 42,
+        "workers": 3,
+        "running": [{"run_id": "r3", "package_id": "c", "priority": "MEDIUM", "predicted_left": 7.0}],
+        "jobs": {
+            "system": "slurm",
+            "max_jobs": 4,
+            "walltime": 3600.0,
+            "current": [
+                {"job_id": "11", "state": "running", "walltime_left": 1200.0, "workers": 2},
+                {"job_id": "12", "state": "running", "walltime_left": None, "workers": 1},
+                {"job_id": "13", "state": "queued", "walltime_left": None, "workers": 0},
+            ],
+            "history": {"9": {"ended": "walltime margin"}, "11": {}, "12": {}, "13": {}},
+            "drains": 1,
+        },
+    }
+    live = live_sweep(doc, now=1004.0)
+    assert live is not None and live.active and live.workers == 3
+    text = "\n".join(live_lines(live))
+    assert "sweep running: slurm on login1 (pid 42), 3 worker(s), 1 run(s) under way" in text
+    assert "jobs (slurm, at most 4, walltime 1h 00m 00s): 2 running: 11 (20m 00s left), 12; 1 queued" in text
+    assert "jobs used by this sweep: 4 (3 running, 1 walltime margin); walltime ends survived: 1" in text
+    stale = live_sweep(doc, now=1100.0)  # 100 s without an update: its driver is gone
+    assert stale is not None and stale.state == "stale" and not stale.active
+    assert "stopped updating its status" in live_lines(stale)[0]
+    assert live_sweep({**doc, "state": "ended"}, now=1004.0).state == "ended"
+    assert live_sweep(None) is None
+
+    class Rec:  # what RunRecord gives
+        def __init__(self, prov):
+            self.provenance = prov
+
+    seen = jobs_of_records([Rec({"jobs": ["9", "11"], "preemptions": 1}), Rec({"jobs": ["11"]}), Rec({})])
+    assert seen == {"jobs": ["9", "11"], "preempted_runs": 1, "preemptions": 1}
+
+    # the ETA takes the workers running now and the runs under way at their own predicted time
+    runs = pd.DataFrame(
+        {
+            "status": ["done"],
+            "failure_class": [""],
+            "error": [""],
+            "package_ids": [("a",)],
+            "priority": ["HIGH"],
+            "wall_time": [2.0],
+            "Re": [100.0],
+            "dt": [0.1],
+            "T_final": [1.0],
+            "nx": [8.0],
+            "ny": [8.0],
+            "nz": [8.0],
+            "solver": ["spectral"],
+        },
+        index=pd.Index(["r1"], name="run_id"),
+    )
+
+    class P:
+        def __init__(self, pid, rid, priority):
+            self.package_id, self.run_id, self.priority = pid, rid, priority
+            self.params = {"Re": 1.0, "dt": 0.1, "T_final": 1.0, "grid": [8, 8, 8]}
+
+    pkgs = [P("a", "r1", "HIGH"), P("b", "r2", "MEDIUM"), P("c", "r3", "MEDIUM"), P("d", "r4", "LOW")]
+    status = sweep_status(runs, pkgs, live=live)
+    assert status.workers == 3
+    # MEDIUM: b (2 s, as a) and c (7 s left, from the document): c alone takes 7 s; LOW's d
+    # (2 s) fits beside it on the third worker: 11 s of work over 3 workers, c still the longest
+    assert status.eta_by_priority == {"MEDIUM": pytest.approx(7.0), "LOW": pytest.approx(7.0)}
+    assert sweep_status(runs, pkgs, live=live, workers=1).eta_by_priority["LOW"] == pytest.approx(11.0)

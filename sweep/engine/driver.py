@@ -139,9 +139,11 @@ class Driver:
         predicted = self.predictor.seconds(size, left)
         o = self.options
         # a rerun by the scheduler looks for the relay's newest checkpoint only when the run
-        # may live long enough to have one (tiny runs must not pay a scheduler round trip)
+        # may live long enough to have one (tiny runs must not pay a scheduler round trip);
+        # a first guess may be far off: it must be far below a checkpoint's interval to skip
+        odds = 100 if self.predictor.rate_of(size)[1] == "first guess" else 10
         relay = (o.checkpoint_every_steps is not None and o.checkpoint_every_steps < left) or (
-            o.checkpoint_every_seconds is not None and predicted >= o.checkpoint_every_seconds / 10
+            o.checkpoint_every_seconds is not None and predicted >= o.checkpoint_every_seconds / odds
         )
         out: dict[str, Any] = {"predicted_seconds": predicted, "relay_resume": relay}
         if self.queue is not None and self.recovery.declines.get(run_id, 0) < 3:

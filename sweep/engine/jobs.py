@@ -15,14 +15,13 @@ wherever the scheduler puts it: with forced checkpoints a short stay costs only 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import time
 from typing import TYPE_CHECKING, Any
 
 from .. import config
 from ..errors import EXIT_BAD_INPUT, SweepError
 from .scaling import wanted_workers
-from .walltime import WalltimeGuard
+from .walltime import WalltimeGuard, drain_worker
 
 if TYPE_CHECKING:  # pragma: no cover
     from .driver import Driver
@@ -54,7 +53,6 @@ class QueueRuntime:
         self.events: collections.deque[dict[str, Any]] = collections.deque()
         self.drains = 0
         self.retired: list[str] = []  # workers let go early by the lifetime-vs-prediction policy
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._last_demand = 0.0
         self._last_alive = time.monotonic()
         self.ever_connected = False
@@ -98,8 +96,6 @@ class QueueRuntime:
             driver.client.unsubscribe_topic(WalltimeGuard.topic)
         except Exception:  # the scheduler may be gone
             pass
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _on_event(self, event: Any) -> None:
         # the client's event loop: only queue it; the driver acts on it in tick()
@@ -223,14 +219,16 @@ class QueueRuntime:
             )
         elif action == "drain":
             self.drains += 1
+            early = msg.get("source") not in ("job-end", "lifetime")
             driver.log.info(
-                "worker %s (job %s): walltime near: draining (%s run(s) checkpoint and stop)",
+                "worker %s (job %s): %s: draining (%s run(s) checkpoint and stop)",
                 worker,
                 jid or "-",
+                msg.get("source") if early else "walltime near",
                 msg.get("running"),
             )
             if jid:
-                self.history.setdefault(str(jid), {})["ended"] = "walltime margin"
+                self.history.setdefault(str(jid), {}).setdefault("ended", "walltime margin")
         elif action == "close":
             driver.log.info(
                 "worker %s (job %s): closed %.1f s after its drain%s",
@@ -283,9 +281,14 @@ class QueueRuntime:
         jid = self.job_of.get(worker)
         if jid:
             self.history.setdefault(jid, {})["ended"] = "retired early (lifetime-vs-prediction)"
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweep-retire")
-        self._pool.submit(driver.client.retire_workers, workers=[worker], close_workers=True)
+        # drained by its guard before the run goes back to the scheduler: it takes no task any
+        # more (the scheduler would hand the run straight back to this idle worker), leaves once
+        # its results are fetched, and its job ends (a retirement from here would be refused
+        # while the scheduler still counts the declined outcome as held there)
+        try:
+            driver.client.run(drain_worker, "retired early (lifetime-vs-prediction)", workers=[worker])
+        except Exception as exc:  # gone already, or the scheduler is: nothing to retire
+            driver.log.info("worker %s: not retired: %s", worker, exc)
 
     # -- the status document -------------------------------------------------------------
     def document(self, ended: bool = False) -> dict[str, Any]:

@@ -83,7 +83,8 @@ class Recovery:
         resume = outcome.checkpoint
         if outcome.status == "declined":
             self.n_declined += 1
-            self.declines[rid] = self.declines.get(rid, 0) + 1
+            if "is leaving" not in (outcome.error or ""):  # the policy's: at most 3 per run
+                self.declines[rid] = self.declines.get(rid, 0) + 1
             d.logs.package(pid, outcome.log)
             d.log.info("%s: not started on %s: %s", pid, prov.get("worker", "?"), outcome.error or "")
             worker = prov.get("worker")

@@ -61,6 +61,7 @@ __all__ = [
     "job_end_time",
     "job_id",
     "WalltimeGuard",
+    "drain_worker",
     "preempt_requested",
     "worker_time_left",
     "declines",
@@ -218,6 +219,8 @@ class WalltimeGuard(WorkerPlugin):
         self.deadline: float | None = None  # time.time() by which the worker must be gone
         self.drained_at: float | None = None
         self._tasks: list[asyncio.Task] = []
+        self._wake: asyncio.Event | None = None
+        self._early: str | None = None  # why drain_now was asked
 
     @property
     def grace(self) -> float:
@@ -228,6 +231,15 @@ class WalltimeGuard(WorkerPlugin):
         """Start the watch on the worker's event loop."""
         self.draining = threading.Event()
         self._tasks.append(asyncio.ensure_future(self._watch(worker)))
+
+    def drain_now(self, why: str) -> bool:
+        """Drain at once, as if the walltime were near (on the worker's event loop: from
+        ``client.run(drain_worker, workers=[...])``); whether the watch was waiting for it."""
+        if self._wake is None or self._wake.is_set():
+            return False
+        self._early = why
+        self._wake.set()
+        return True
 
     def teardown(self, worker: Any) -> None:
         """Stop the watch when the worker closes for another reason."""
@@ -270,7 +282,12 @@ class WalltimeGuard(WorkerPlugin):
                 "source": source,
             },
         )
-        await asyncio.sleep(max(0.0, self.drain_at - time.time()))
+        self._wake = asyncio.Event()
+        try:  # until the drain is due, or drain_now asks for it sooner
+            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, self.drain_at - time.time()))
+            source = self._early or source
+        except TimeoutError:
+            pass
         if worker.status not in (Status.running, Status.paused) or self.draining is None:
             return
         self.draining.set()
@@ -335,6 +352,14 @@ async def _leave(worker: Any) -> None:
             await worker.close(reason="walltime-guard")
     except OSError:  # the nanny stopped this process while answering: the expected end
         pass
+
+
+def drain_worker(why: str = "retired early", *, dask_worker: Any = None) -> bool:
+    """``client.run`` target: drain this worker now through its guard (its runs stop with a
+    forced checkpoint, no task starts here any more, then it leaves and its job ends); whether
+    it had a guard that was waiting."""
+    guard = dask_worker.plugins.get(WalltimeGuard.name)
+    return isinstance(guard, WalltimeGuard) and guard.drain_now(why)
 
 
 def _guard() -> tuple[Any, WalltimeGuard | None]:
