@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..engine.jobqueue import QUEUES
 from ..engine.options import SweepOptions
-from ..errors import EXIT_FAILED, EXIT_OK
+from ..errors import EXIT_FAILED, EXIT_OK, option_error
 from ..spec import SUMMARY_FILE, append_packages, load_packages
 from ..store import Store, is_local
 from .learners import make_learner
@@ -167,6 +168,15 @@ def adapt(
 
     spec = spec if isinstance(spec, AdaptSpec) else load_spec(spec)
     opts = SweepOptions.from_kwargs(options, **option_values)
+    if client is None and not opts.remote and opts.mode in QUEUES:
+        # each round is a run_sweep on one shared client: the jobs, their scaling and walltime
+        # guard belong to run_sweep's own cluster, which a round does not start
+        raise option_error(
+            "mode",
+            opts.mode,
+            "sequential or parallel, or a remote scheduler (sweep adapt does not start HPC queue jobs; "
+            "the scheduler of a dask-jobqueue cluster of your own works)",
+        )
     out = out or sys.stdout
     store_url = os.fspath(store)
     t0 = time.monotonic()

@@ -18,11 +18,14 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of `sweep adapt` (where and how the runs go: as for `sweep run`)."""
     from ..engine.cluster import MODES
+    from ..engine.jobqueue import QUEUES
 
     p.add_argument("spec", metavar="SPEC", help="the adaptive-sweep spec (.toml or .yaml)")
     p.add_argument("--store", required=True, metavar="STORE", help="result store (path or fsspec URL)")
     where = p.add_argument_group("where it runs")
-    where.add_argument("--mode", choices=list(MODES), default=None, help="local cluster (default: parallel)")
+    # the HPC queue modes need the engine's own sweep (jobs, walltime guard): `sweep run` only
+    local = [m for m in MODES if m not in QUEUES]
+    where.add_argument("--mode", choices=local, default=None, help="local cluster (default: parallel)")
     where.add_argument("--max-parallel", default=None, metavar="N", help="parallel mode: worker processes")
     where.add_argument("--scheduler", metavar="ADDRESS", help="remote Dask scheduler, tcp:// or tls://")
     where.add_argument(
