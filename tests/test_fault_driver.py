@@ -76,8 +76,12 @@ def test_fault_driver_sigkill_before_during_after_store_writes(
     )
     slow = _run_id(d, "slow")
 
+    # steps 1 and 1b wait for a checkpoint the driver saves while the slow run still runs: its
+    # steps are slowed (3 ms each: ~1 s in all) so a loaded machine cannot finish it first
+    slowed = {**env, "NS_SWEEP_TEST_STEP_SECONDS": "0.003"}
+
     # 1. stopped with Ctrl-C right after a checkpoint was saved: the store keeps it
-    stopped = run_and_kill_at(tmp_path, f"after-checkpoint@{slow}", *args, sig=signal.SIGINT, env=env)
+    stopped = run_and_kill_at(tmp_path, f"after-checkpoint@{slow}", *args, sig=signal.SIGINT, env=slowed)
     assert "interrupted; finished runs are kept, run again to resume" in stopped.stderr
     assert "Traceback" not in stopped.stderr
     assert checkpoint_steps(store)[slow] >= 10
@@ -90,7 +94,7 @@ def test_fault_driver_sigkill_before_during_after_store_writes(
     # 1b. during a checkpoint write: the new checkpoint's data written, the pointer to it not;
     # the previous checkpoint stays the one that counts, whole
     step = checkpoint_steps(store)[slow]
-    run_and_kill_at(tmp_path, f"checkpoint-before-pointer@{slow}", *args, env=env)
+    run_and_kill_at(tmp_path, f"checkpoint-before-pointer@{slow}", *args, env=slowed)
     assert checkpoint_steps(store)[slow] == step
     from sweep.store import Store
 
