@@ -30,6 +30,13 @@ def client2():
         yield client
 
 
+def _set_step_seconds(value: str) -> None:
+    """Run on every worker: slow each solver step (sweep.faults.STEP_ENV); "" restores full speed."""
+    from sweep.faults import STEP_ENV
+
+    os.environ[STEP_ENV] = value
+
+
 def _sweep(d: Path, store: Path, client, **kw):
     from sweep.engine import run_sweep
 
@@ -51,9 +58,10 @@ def test_fault_worker_killed_mid_run_retried_resumed_identical(tmp_path: Path, p
 
     def kill_its_worker() -> None:
         try:  # once the driver saved a checkpoint, SIGKILL the process running the victim
+            # the start event and the checkpoints reach the log on different paths: wait for both
             wait_for(
-                lambda: log.exists() and "checkpoint at step" in log.read_text(),
-                what="a checkpoint of the victim",
+                lambda: log.exists() and "checkpoint at step" in (t := log.read_text()) and started_on(t),
+                what="the victim's start and a checkpoint of it",
             )
             address = started_on(log.read_text())[0]
             pid = worker_pids(client2)[address]
@@ -65,7 +73,12 @@ def test_fault_worker_killed_mid_run_retried_resumed_identical(tmp_path: Path, p
     killer = threading.Thread(target=kill_its_worker, daemon=True)
     killer.start()
     store = tmp_path / "r.zarr"
-    res = _sweep(d, store, client2, checkpoint_every_steps=10, retries=2, log_dir=logs)
+    # steps of at least 10 ms (numbers untouched): a loaded machine's killer still finds the victim running
+    client2.run(_set_step_seconds, "0.01")
+    try:
+        res = _sweep(d, store, client2, checkpoint_every_steps=10, retries=2, log_dir=logs)
+    finally:
+        client2.run(_set_step_seconds, "")
     killer.join(timeout=60)
     assert not failure, failure
     ((address, pid),) = killed.items()
