@@ -176,3 +176,54 @@ def test_cli_run_dry_run_lists_what_would_run_and_why(tmp_path: Path, packages_d
     lines = {ln.split()[1]: ln for ln in res2.stdout.splitlines() if ln.startswith(("run ", "skip "))}
     assert lines["p000"].startswith("skip") and "done" in lines["p000"]
     assert lines["p001"].startswith("run")
+
+
+def _plant(store: Path, victim: Path, where: str) -> None:
+    """Issue 18 items 1-3: lock.json a link to a file, batches/ or log/ a link to a directory."""
+    import shutil
+
+    if where == "lock.json":
+        (store / "lock.json").unlink(missing_ok=True)
+        (store / "lock.json").symlink_to(victim / "notes.txt")
+        return
+    if where == "batches":
+        (victim / "b000000000001-abc-0").mkdir()  # subdirectories a repair would remove
+        (victim / "b000000000001-abc-0" / "zarr.json").write_text("{}")
+    else:  # the log's own file names, so that a compaction following the link finds them
+        for f in (store / "log").iterdir():
+            shutil.copy(f, victim / f.name)
+    shutil.rmtree(store / where)
+    (store / where).symlink_to(victim, target_is_directory=True)
+
+
+@pytest.mark.parametrize("where", ["lock.json", "batches", "log"])
+def test_cli_run_store_with_symlink_refused_outside_untouched(
+    tmp_path: Path, packages_dir, sweep_cli, where: str
+):
+    from faults import tree_digest
+    from store_data import provenance, result_like
+
+    from sweep.spec import run_id_of
+    from sweep.store import Store
+
+    store = tmp_path / "r.zarr"
+    p = {**TINY, "grid": TINY["grid_size"]}
+    del p["grid_size"]
+    st = Store.open(store, mode="a")
+    st.commit_run(run_id_of(p), result_like(p), provenance(p))
+    st._index.log.close_segment()
+    st._lock.release()  # as a killed writer leaves it: records in the log, to be compacted
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("precious\n")
+    (victim / "keep").mkdir()
+    (victim / "keep" / "a.json").write_text("{}")
+    _plant(store, victim, where)
+    before = tree_digest(victim)
+    res = sweep_cli("run", str(packages_dir(tiny_sweep(2))), "--store", str(store), "--no-progress")
+    assert res.returncode == 2, res.stderr + res.stdout
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith(f"sweep run: error: store {store}: {where} is "), lines[0]
+    assert "Dask dashboard" not in res.stdout
+    assert tree_digest(victim) == before

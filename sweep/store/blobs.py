@@ -5,30 +5,78 @@ because going through zarr's async machinery costs ~5 ms per array; bulky arrays
 through zarr (``zarr_store()``). Every single-key write is atomic: a reader sees the old
 or the new bytes, never a torn file (local: write a temporary file, then rename; object
 stores: a PUT is atomic).
+
+A local store's own tree is the only thing its writer creates, truncates or deletes. Every
+write and delete of ``LocalBlobs`` walks from the store's root one directory at a time,
+relative to the previous directory's descriptor and without following symbolic links
+(``O_NOFOLLOW``, ``O_DIRECTORY``), and opens files with ``O_NOFOLLOW``: a symbolic link, a
+non-directory where a directory belongs, a hard-linked file or a special file met on the
+way is refused with a ``StoreError`` naming it (``UnsafeStoreError``), before anything
+outside the store can be touched. The store's root itself may be a link (the user chose
+that path). Reads follow links: they change nothing, and a reader never hangs on a FIFO
+(files are opened non-blocking and checked to be regular).
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import shutil
+import stat
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-__all__ = ["Blobs", "LocalBlobs", "FsspecBlobs", "Appender", "open_blobs", "is_local", "write_fd", "O_CREATE"]
+from ..errors import StoreError
 
-O_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
-_O_APPEND = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0)
+__all__ = [
+    "Blobs",
+    "LocalBlobs",
+    "FsspecBlobs",
+    "Appender",
+    "UnsafeStoreError",
+    "open_blobs",
+    "is_local",
+    "write_fd",
+    "O_NEW",
+    "STORE_DIRS",
+    "STORE_FILES",
+]
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# a file the writer makes: it must not exist (no link, no other file's inode can be in the way)
+O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
+# a file the writer may rewrite in place: never through a link; non-blocking so that a FIFO
+# cannot hang the open (it is then refused as not a regular file)
+_O_REWRITE = os.O_WRONLY | os.O_CREAT | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+_O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+_O_READ = os.O_RDONLY | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
+_ELOOP = errno.ELOOP
+
+# the entries a store's root holds (sweep.store.store): what the writer checks when it opens
+STORE_DIRS = ("runs", "batches", "log", "index", "checkpoints")
+STORE_FILES = ("zarr.json", "lock.json")
 
 
-def open_new(path: str, flags: int) -> int:
-    """``os.open(path, flags)``, making the parent directory only when it is missing (the
-    first file of a directory): no existence check on the common path."""
-    try:
-        return os.open(path, flags, 0o666)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return os.open(path, flags, 0o666)
+class UnsafeStoreError(StoreError):
+    """Something in a store's tree that its writer must not write through: a symbolic link,
+    a non-directory where a directory belongs, a hard-linked or special file."""
+
+
+def _kind(mode: int) -> str:
+    """What a file-system entry is, for a message."""
+    for test, name in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "a regular file"
 
 
 def write_fd(fd: int, data: bytes, fsync: bool) -> None:
@@ -49,8 +97,8 @@ class Appender:
     newline.
     """
 
-    def __init__(self, path: str, fsync: bool) -> None:
-        self.fd = open_new(path, _O_APPEND)
+    def __init__(self, fd: int, fsync: bool) -> None:
+        self.fd = fd  # a new file, made by LocalBlobs.open_append
         self.fsync = fsync
 
     def append(self, data: bytes) -> None:
@@ -84,45 +132,208 @@ def is_local(url: str) -> bool:
 
 
 class LocalBlobs:
-    """A directory on a local (or network-mounted POSIX) file system."""
+    """A directory on a local (or network-mounted POSIX) file system.
+
+    Writes and deletes never leave the store's tree (see the module docstring): they go
+    through ``dir_fd``, which opens a directory of the store one component at a time
+    without following links.
+    """
 
     def __init__(self, url: str, *, fsync: bool = False) -> None:
         self.root = os.path.abspath(url[len("file://") :] if url.startswith("file://") else url)
         self.url = self.root
         self.fsync = fsync
+        self._root_fd = -1  # the store's root directory, opened on the first write
+        self._root_lock = threading.Lock()
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *key.split("/"))
 
-    def ensure_root(self) -> None:
-        os.makedirs(self.root, exist_ok=True)
+    # ------------------------------------------------------------------ the safe-path layer
 
-    def read(self, key: str) -> bytes | None:
+    def unsafe(self, rel: str, what: str) -> UnsafeStoreError:
+        """The refusal of a store that holds ``what`` at ``rel`` (one line, exit 2)."""
+        return UnsafeStoreError(
+            f"store {self.url}: {rel} is {what}; allowed: a store holding only its own files and "
+            "directories (its writer never creates, truncates or deletes through a symbolic link, "
+            "a hard link or a special file): remove it, or give another --store"
+        )
+
+    def _check_entry(self, rel: str, st: os.stat_result, *, directory: bool) -> None:
+        """Refuse ``rel`` unless it is a directory (``directory``) or a regular file with one link."""
+        if directory:
+            if not stat.S_ISDIR(st.st_mode):
+                raise self.unsafe(rel, _kind(st.st_mode) + " where a directory belongs")
+            return
+        if not stat.S_ISREG(st.st_mode):
+            raise self.unsafe(rel, _kind(st.st_mode) + " where a regular file belongs")
+        if st.st_nlink > 1:
+            raise self.unsafe(rel, f"a hard-linked file ({st.st_nlink} links)")
+
+    def root_fd(self) -> int:
+        """The store's root directory, opened once (the root may be a link: the user's path)."""
+        if self._root_fd < 0:
+            fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+            with self._root_lock:
+                if self._root_fd < 0:
+                    self._root_fd, fd = fd, -1
+            if fd >= 0:  # another thread opened it first
+                os.close(fd)
+        return self._root_fd
+
+    def close(self) -> None:
+        """Close the root's descriptor (the writer's store does at close; reopened if used)."""
+        with self._root_lock:
+            if self._root_fd >= 0:
+                os.close(self._root_fd)
+                self._root_fd = -1
+
+    def __del__(self) -> None:
         try:
-            with open(self._path(key), "rb") as f:
-                return f.read()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+            self.close()
+        except (OSError, AttributeError):  # interpreter shutdown
+            pass
 
-    def write(self, key: str, data: bytes, *, atomic: bool = True) -> None:
-        """Write one key; ``atomic=False`` skips the rename for files a later marker guards.
+    def dir_fd(self, rel: str, *, create: bool) -> int:
+        """A new descriptor of the store's directory ``rel`` ('' is the root), opened one
+        component at a time without following links (``create``: making missing ones).
+        ``FileNotFoundError`` when it is missing and not to be made; ``UnsafeStoreError`` for a
+        link or a non-directory on the way. The caller closes it."""
+        fd, owned = self.root_fd(), False
+        done: list[str] = []
+        try:
+            for part in rel.split("/") if rel else ():
+                done.append(part)
+                try:
+                    new = self._open_dir_at(fd, part, "/".join(done))
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    try:
+                        os.mkdir(part, 0o777, dir_fd=fd)
+                    except FileExistsError:  # made meanwhile (or a dangling link: refused next)
+                        pass
+                    new = self._open_dir_at(fd, part, "/".join(done))
+                if owned:
+                    os.close(fd)
+                fd, owned = new, True
+        except BaseException:
+            if owned:
+                os.close(fd)
+            raise
+        return fd if owned else os.dup(fd)
 
-        Plain system calls (half the cost of ``open()``); the parent directory is made only
-        when the file cannot be created without it.
-        """
-        path = self._path(key)
-        tmp = f"{path}.{uuid.uuid4().hex[:8]}.partial" if atomic else path
-        fd = open_new(tmp, O_CREATE)
+    def _open_dir_at(self, fd: int, part: str, rel: str) -> int:
+        """Open the directory ``part`` of the directory ``fd`` without following a link."""
+        try:
+            return os.open(part, _O_DIR, dir_fd=fd)
+        except OSError as exc:
+            if isinstance(exc, NotADirectoryError) or exc.errno == _ELOOP:
+                st = os.stat(part, dir_fd=fd, follow_symlinks=False)
+                raise self.unsafe(rel, _kind(st.st_mode) + " where a directory belongs") from None
+            raise
+
+    def _split(self, key: str) -> tuple[str, str]:
+        parent, _, name = key.rpartition("/")
+        return parent, name
+
+    def _new_file(self, dfd: int, name: str, data: bytes) -> None:
+        """Create ``name`` in the directory ``dfd`` (it must not exist) and write ``data``."""
+        fd = os.open(name, O_NEW, 0o666, dir_fd=dfd)
         try:
             write_fd(fd, data, self.fsync)
         finally:
             os.close(fd)
-        if atomic:
-            os.replace(tmp, path)
+
+    def _rewrite_file(self, dfd: int, name: str, rel: str, data: bytes) -> None:
+        """Write ``data`` as the whole content of ``name`` in place (a file the writer owns:
+        never a link, a hard-linked or special file)."""
+        fd = self.open_rewrite(dfd, name, rel)
+        try:
+            os.ftruncate(fd, 0)
+            write_fd(fd, data, self.fsync)
+        finally:
+            os.close(fd)
+
+    def open_rewrite(self, dfd: int, name: str, rel: str, flags: int = _O_REWRITE) -> int:
+        """Open (creating it if missing) a file of the store to change it in place; refuses a
+        link (``O_NOFOLLOW``), a hard-linked file and anything not a regular file, before any
+        byte of it changes."""
+        try:
+            fd = os.open(name, flags, 0o666, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno in (_ELOOP, errno.ENXIO) or isinstance(exc, IsADirectoryError):
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                raise self.unsafe(rel, _kind(st.st_mode) + " where a regular file belongs") from None
+            raise
+        try:
+            self._check_entry(rel, os.fstat(fd), directory=False)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _write_at(self, dfd: int, parent: str, name: str, data: bytes, atomic: bool) -> None:
+        rel = f"{parent}/{name}" if parent else name
+        if not atomic:
+            self._rewrite_file(dfd, name, rel, data)
+            return
+        tmp = f"{name}.{uuid.uuid4().hex[:8]}.partial"
+        self._new_file(dfd, tmp, data)
+        try:
+            # a rename replaces the name itself, never what a link there points at
+            os.replace(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except IsADirectoryError:
+            os.unlink(tmp, dir_fd=dfd)
+            raise self.unsafe(rel, "a directory where a regular file belongs") from None
+
+    # ------------------------------------------------------------------ the Blobs protocol
+
+    def ensure_root(self) -> None:
+        # the root may be a link to a directory not made yet (a store on scratch space)
+        os.makedirs(os.path.realpath(self.root), exist_ok=True)
+
+    def read(self, key: str) -> bytes | None:
+        """A file's bytes (None when missing); a special file is refused, never waited on."""
+        try:
+            fd = os.open(self._path(key), _O_READ)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                if stat.S_ISDIR(st.st_mode):
+                    return None  # a group's directory, not a document
+                raise self.unsafe(key, _kind(st.st_mode) + " where a regular file belongs")
+            parts = []
+            while chunk := os.read(fd, max(st.st_size, 1 << 16)):
+                parts.append(chunk)
+            return b"".join(parts)
+        finally:
+            os.close(fd)
+
+    def write(self, key: str, data: bytes, *, atomic: bool = True) -> None:
+        """Write one key; ``atomic=False`` rewrites in place (files a later marker guards)."""
+        parent, name = self._split(key)
+        dfd = self.dir_fd(parent, create=True)
+        try:
+            self._write_at(dfd, parent, name, data, atomic)
+        finally:
+            os.close(dfd)
 
     def write_many(self, items: Mapping[str, bytes], *, atomic: bool = True) -> None:
-        for key, data in items.items():
-            self.write(key, data, atomic=atomic)
+        """Write several keys, opening each directory once."""
+        fds: dict[str, int] = {}
+        try:
+            for key, data in items.items():
+                parent, name = self._split(key)
+                dfd = fds.get(parent)
+                if dfd is None:
+                    dfd = fds[parent] = self.dir_fd(parent, create=True)
+                self._write_at(dfd, parent, name, data, atomic)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
     def exists(self, key: str) -> bool:
         return os.path.exists(self._path(key))
@@ -134,23 +345,122 @@ class LocalBlobs:
             return []
 
     def delete(self, key: str) -> None:
+        """Remove one file of the store (a link, directory or hard-linked file is refused)."""
+        parent, name = self._split(key)
         try:
-            os.remove(self._path(key))
+            dfd = self.dir_fd(parent, create=False)
+        except FileNotFoundError:
+            return
+        try:
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                return
+            self._check_entry(key, st, directory=False)
+            os.unlink(name, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(dfd)
+
+    def delete_tree(self, prefix: str) -> None:
+        """Remove a directory of the store and everything in it, walking by descriptors and
+        refusing any link, hard-linked or special file met (the store keeps what is left)."""
+        parent, name = self._split(prefix)
+        try:
+            dfd = self.dir_fd(parent, create=False)
+        except FileNotFoundError:
+            return
+        try:
+            self._remove_tree_at(dfd, name, prefix)
+        finally:
+            os.close(dfd)
+
+    def _remove_tree_at(self, dfd: int, name: str, rel: str) -> None:
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        self._check_entry(rel, st, directory=True)
+        try:
+            fd = os.open(name, _O_DIR, dir_fd=dfd)
+        except FileNotFoundError:
+            return
+        try:
+            for entry, entry_st in _entries(fd):
+                sub = f"{rel}/{entry}"
+                if stat.S_ISDIR(entry_st.st_mode):
+                    self._remove_tree_at(fd, entry, sub)
+                else:
+                    self._check_entry(sub, entry_st, directory=False)
+                    try:
+                        os.unlink(entry, dir_fd=fd)
+                    except FileNotFoundError:
+                        pass
+        finally:
+            os.close(fd)
+        try:
+            os.rmdir(name, dir_fd=dfd)
         except FileNotFoundError:
             pass
 
-    def delete_tree(self, prefix: str) -> None:
-        path = self._path(prefix)
-        shutil.rmtree(path, ignore_errors=True)
-
     def open_append(self, key: str) -> Appender:
         """A new append-only file at ``key`` (local files only: object stores cannot append)."""
-        return Appender(self._path(key), self.fsync)
+        parent, name = self._split(key)
+        dfd = self.dir_fd(parent, create=True)
+        try:
+            fd = os.open(name, O_NEW | os.O_APPEND, 0o666, dir_fd=dfd)
+        finally:
+            os.close(dfd)
+        return Appender(fd, self.fsync)
+
+    def check_tree(self) -> None:
+        """The writer's check when it opens the store: the root's entries and those of each
+        store directory (without following links) are the store's own (``UnsafeStoreError``
+        naming the first that is not). Deeper entries are checked by each write and delete."""
+        try:
+            dfd = self.dir_fd("", create=False)
+        except FileNotFoundError:
+            return
+        try:
+            top = dict(_entries(dfd))
+            for name, st in top.items():
+                if stat.S_ISLNK(st.st_mode):
+                    raise self.unsafe(name, "a symbolic link")
+                if name in STORE_DIRS or name in STORE_FILES:
+                    self._check_entry(name, st, directory=name in STORE_DIRS)
+            for name in STORE_DIRS:
+                if name not in top:
+                    continue
+                fd = self._open_dir_at(dfd, name, name)
+                try:
+                    for entry, st in _entries(fd):
+                        rel = f"{name}/{entry}"
+                        if stat.S_ISLNK(st.st_mode):
+                            raise self.unsafe(rel, "a symbolic link")
+                        if not stat.S_ISDIR(st.st_mode):
+                            self._check_entry(rel, st, directory=False)
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(dfd)
 
     def zarr_store(self, read_only: bool = False) -> Any:
         from zarr.storage import LocalStore
 
         return LocalStore(self.root, read_only=read_only)
+
+
+def _entries(fd: int) -> Iterator[tuple[str, os.stat_result]]:
+    """(name, lstat) of each entry of the open directory ``fd`` (entries removed meanwhile are
+    left out)."""
+    with os.scandir(fd) as it:
+        names = [e.name for e in it]
+    for name in names:
+        try:
+            yield name, os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
 
 
 class FsspecBlobs:

@@ -44,6 +44,7 @@ class Checkpoints:
         with writing(
             self._url, f"save a checkpoint of run {run_id}", lambda: self._blobs.delete_tree(f"{base}/{gen}")
         ):
+            self._blobs.delete_tree(f"{base}/{gen}")  # new: zarr's writes below follow no stray link
             self._blobs.write_many(items)
             for name, a in large:
                 write_large(self._zarr_store(), f"{base}/{gen}/{name}", a, (), {})

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..faults import fault_point
-from .blobs import O_CREATE, LocalBlobs, write_fd
+from .blobs import O_NEW, LocalBlobs, write_fd
 from .records import STATUSES, RunRecord
 from .variables import Variable, encode_profiles, encode_series, profiles_of, result_variables, series_of
 from .zarr_docs import encode_small, group_document, is_small, jsonable, write_large
@@ -106,22 +105,26 @@ class _NewLocalGroup:
     calls: the group directory is created (``replace``: after removing an earlier attempt's;
     a partial one left by a crash is removed too), then every file and directory is made
     relative to its descriptor, with no existence checks (a commit costs ~60 file-system
-    operations, each ~60 us here: they were most of a tiny run's commit)."""
+    operations, each ~60 us here: they were most of a tiny run's commit). The directory is
+    new and reached without following links (``LocalBlobs.dir_fd``), and each file is
+    created exclusively (``O_EXCL``, ``O_NOFOLLOW``): nothing outside the store is written."""
 
     def __init__(self, blobs: LocalBlobs, base: str, *, replace: bool) -> None:
         self.fsync = blobs.fsync
-        path = os.path.join(blobs.root, *base.split("/"))
+        parent, _, name = base.rpartition("/")
         if replace:
-            shutil.rmtree(path, ignore_errors=True)
+            blobs.delete_tree(base)
+        pfd = blobs.dir_fd(parent, create=True)
         try:
-            os.mkdir(path)
-        except FileExistsError:  # a partial attempt (crash before its marker): never mix it in
-            shutil.rmtree(path)
-            os.mkdir(path)
-        except FileNotFoundError:
-            os.makedirs(path)
+            try:
+                os.mkdir(name, 0o777, dir_fd=pfd)
+            except FileExistsError:  # a partial attempt (crash before its marker): never mix it in
+                blobs.delete_tree(base)
+                os.mkdir(name, 0o777, dir_fd=pfd)
+            self.fd = blobs.dir_fd(base, create=False)
+        finally:
+            os.close(pfd)
         self.prefix = base + "/"
-        self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         self.made: set[str] = set()
 
     def _parents(self, rel: str) -> None:
@@ -138,7 +141,7 @@ class _NewLocalGroup:
         for key, data in items.items():
             rel = key[n:]
             self._parents(rel)
-            fd = os.open(rel, O_CREATE, 0o666, dir_fd=self.fd)
+            fd = os.open(rel, O_NEW, 0o666, dir_fd=self.fd)
             try:
                 write_fd(fd, data, self.fsync)
             finally:
@@ -147,7 +150,7 @@ class _NewLocalGroup:
     def write_atomic(self, name: str, data: bytes) -> None:
         """Write a file of the group directory through a temporary file and a rename."""
         tmp = f"{name}.{os.urandom(4).hex()}.partial"
-        fd = os.open(tmp, O_CREATE, 0o666, dir_fd=self.fd)
+        fd = os.open(tmp, O_NEW, 0o666, dir_fd=self.fd)
         try:
             write_fd(fd, data, self.fsync)
         finally:

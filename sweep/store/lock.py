@@ -27,6 +27,7 @@ from .blobs import FsspecBlobs, LocalBlobs
 __all__ = ["LOCK_KEY", "WriterLock", "acquire_lock", "holder_alive"]
 
 LOCK_KEY = "lock.json"
+LOCK_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 log = logging.getLogger("sweep.store")
 
 
@@ -94,8 +95,12 @@ class WriterLock:
 def _acquire_local(blobs: LocalBlobs) -> WriterLock:
     import fcntl
 
-    path = os.path.join(blobs.root, LOCK_KEY)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # never through a link, a hard link or a FIFO: the lock file is truncated and rewritten
+    root = blobs.dir_fd("", create=False)
+    try:
+        fd = blobs.open_rewrite(root, LOCK_KEY, LOCK_KEY, LOCK_FLAGS)
+    finally:
+        os.close(root)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

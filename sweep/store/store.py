@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, StoreError, option_error
-from .blobs import open_blobs
+from .blobs import LocalBlobs, open_blobs
 from .checkpoints import Checkpoints
 from .commit import RunWriter
 from .groups import MARKER_ATTR
@@ -134,6 +134,8 @@ class Store:
         if mode == "a":
             with writing(url, "open the store for writing"):
                 blobs.ensure_root()
+                if isinstance(blobs, LocalBlobs):  # no link, hard link or FIFO in its tree
+                    blobs.check_tree()
                 lock = acquire_lock(blobs)
                 try:
                     current = blobs.read("zarr.json")
@@ -188,6 +190,8 @@ class Store:
             if self._lock is not None:
                 self._lock.release()
                 self._lock = None
+            if isinstance(self._blobs, LocalBlobs):
+                self._blobs.close()
 
     def __repr__(self) -> str:
         return f"Store({self.url!r}, mode={self.mode!r})"
