@@ -5,7 +5,8 @@ for one run only) in its environment, a process reaching that point writes its p
 flag file and sleeps, and the test SIGKILLs it there. Unset (always, outside tests), a
 fault point costs one dictionary lookup.
 
-Points: store ``before-marker`` (a run's data written, its done marker not; a packed run:
+Points: store ``store-create`` (a new store: its lock taken, nothing else written yet),
+``before-marker`` (a run's data written, its done marker not; a packed run:
 nothing written yet), ``before-log`` (marker written, log record not; a packed run: its
 record is its marker, the run is done), ``checkpoint-before-pointer``, ``compact-before-index``
 (batch groups written, the index pointing at them not); engine ``before-commit``,

@@ -284,3 +284,59 @@ def test_fault_second_sweep_on_one_store_refused_naming_holder(tmp_path: Path, p
     finally:
         first.kill()
     assert os.path.exists(store / "zarr.json")
+
+
+def test_fault_store_creation_killed_is_completed_and_second_writer_told_who(tmp_path: Path, packages_dir):
+    d = packages_dir(tiny_sweep(2))
+    store = tmp_path / "r.zarr"
+    args = ("run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress")
+    env, flag = pause_env(tmp_path, "store-create")
+    creator = Driver(tmp_path, *args, env=env, name="creator")
+    try:  # the first sweep holds the new store's lock, nothing else of it is written
+        wait_for(
+            lambda: flag.exists() and flag.read_text().strip(), proc=creator, what="the store's creation"
+        )
+        second = Driver(tmp_path, *args, name="second")
+        assert second.wait() == 2, second.output()
+        line = _one_error_line(second)
+        assert re.fullmatch(
+            rf"sweep run: error: store {re.escape(str(store))} is open for writing by pid {creator.pid} "
+            rf"on host {re.escape(socket.gethostname())} since .*",
+            line,
+        ), line
+    finally:
+        assert creator.kill() == -9
+    assert not (store / "zarr.json").exists() and (store / "lock.json").exists()
+    again = Driver(tmp_path, *args, name="again")
+    assert again.wait() == 0, again.output()
+    assert "2 to run, 0 skipped" in again.stdout
+    assert f"taking over the write lock left by pid {creator.pid}" in again.stderr
+    assert {r.status for r in records(store).values()} == {"done"} and len(records(store)) == 2
+
+
+def test_fault_store_lock_of_another_host_refused_then_broken(tmp_path: Path, packages_dir, sweep_cli):
+    import time
+
+    d = packages_dir(tiny_sweep(1))
+    store = tmp_path / "r.zarr"
+    from sweep.store import Store
+
+    Store.open(store, mode="a").close()
+    holder = {"host": "far-away-node", "pid": 4242, "since": "2026-01-01T00:00:00+00:00", "token": "theirs"}
+    (store / "lock.json").write_text(json.dumps(holder))
+    refused = sweep_cli("run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress")
+    assert refused.returncode == 2, refused.stderr + refused.stdout
+    (line,) = refused.stderr.strip().splitlines()
+    assert "open for writing by pid 4242 on host far-away-node" in line and "--break-lock" in line, line
+    assert json.loads((store / "lock.json").read_text()) == holder
+    old = time.time() - 3600 * 24
+    os.utime(store / "lock.json", (old, old))  # and refreshed a day ago: stale, taken over
+    stale = sweep_cli("run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress")
+    assert stale.returncode == 0, stale.stderr + stale.stdout
+    assert "not refreshed for" in stale.stderr
+    (store / "lock.json").write_text(json.dumps(holder))
+    broken = sweep_cli(
+        "run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress", "--break-lock"
+    )
+    assert broken.returncode == 0, broken.stderr + broken.stdout
+    assert "breaking the write lock of pid 4242 on host far-away-node" in broken.stderr

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from store_data import provenance, result_like
 
-from sweep.errors import StoreLockedError
+from sweep.errors import StoreError, StoreLockedError
 from sweep.spec import run_id_of
 from sweep.store import Store
 
@@ -200,7 +200,7 @@ def test_store_object_store_lock_stale_and_live(tmp_path: Path) -> None:
         Store.open(url, mode="a")
     elsewhere = {**live, "host": "far-away-node"}
     blobs.write("lock.json", json.dumps(elsewhere).encode())
-    with pytest.raises(StoreLockedError, match="far-away-node.*delete .*lock.json"):
+    with pytest.raises(StoreLockedError, match="far-away-node.*--break-lock"):
         Store.open(url, mode="a")
 
 
@@ -318,3 +318,113 @@ def test_store_sigkill_during_compaction_keeps_every_packed_run_once(tmp_path: P
             )
     with Store.open(store, mode="a") as st:
         assert st.rebuild_index() == 3  # each run once, from the batch groups alone
+
+
+# ------------------------------------------------------------------ store creation cut short (issue 18, 12)
+
+
+def _creation_leftover(store: Path, holder: dict | None, *, groups: bool) -> None:
+    """What a writer killed while creating the store leaves: its lock file (with or without its
+    record), maybe some of the groups, never the root document."""
+    store.mkdir()
+    (store / "lock.json").write_text(json.dumps(holder) if holder else "")
+    if groups:
+        for name in ("runs", "batches"):
+            (store / name).mkdir()
+            (store / name / "zarr.json").write_text(
+                '{"zarr_format": 3, "node_type": "group", "attributes": {}}'
+            )
+        (store / "checkpoints").mkdir()
+        (store / "checkpoints" / "zarr.json.1a2b3c4d.partial").write_text('{"zarr_fo')
+
+
+@pytest.mark.parametrize("groups", [False, True])
+@pytest.mark.parametrize("recorded", [False, True])
+def test_store_creation_cut_short_is_completed(tmp_path: Path, groups: bool, recorded: bool) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    holder = {"host": socket.gethostname(), "pid": int(dead.stdout), "since": "2026-01-01T00:00:00+00:00"}
+    store = tmp_path / "r.zarr"
+    _creation_leftover(store, holder if recorded else None, groups=groups)
+    with Store.open(store, mode="a") as st:
+        st.commit_run(run_id_of(A), result_like(A), provenance(A, "a"))
+    with Store.open(store) as st:
+        assert st.done_run_ids() == {run_id_of(A)}
+
+
+def test_store_directory_of_other_files_is_still_refused(tmp_path: Path) -> None:
+    store = tmp_path / "r.zarr"
+    store.mkdir()
+    (store / "lock.json").write_text("")
+    (store / "runs").mkdir()
+    (store / "runs" / "my-notes.txt").write_text("mine")  # not a store's: never adopted
+    with pytest.raises(StoreError, match="not empty and not a result store"):
+        Store.open(store, mode="a")
+    assert (store / "runs" / "my-notes.txt").read_text() == "mine"
+
+
+# ------------------------------------------------------------------ locks of other hosts (issue 18, 17)
+
+
+def _other_host_lock(store: Path, age: float) -> dict:
+    holder = {
+        "host": "far-away-node",
+        "pid": 4242,
+        "since": "2026-01-01T00:00:00+00:00",
+        "pid_started": 1.0,
+        "token": "theirs",
+    }
+    (store / "lock.json").write_text(json.dumps(holder))
+    t = time.time() - age
+    os.utime(store / "lock.json", (t, t))
+    return holder
+
+
+def test_store_lock_of_another_host_refused_unless_stale_or_broken(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import dask.config
+
+    store = tmp_path / "r.zarr"
+    Store.open(store, mode="a").close()
+    stale = dask.config.get("sweep.store.lock-stale-after")
+    assert stale >= 300  # the holder refreshes it every sweep.store.lock-refresh-every seconds
+    _other_host_lock(store, age=5)
+    with pytest.raises(StoreLockedError) as err:
+        Store.open(store, mode="a")
+    line = str(err.value)
+    assert "pid 4242 on host far-away-node" in line and "--break-lock" in line and "\n" not in line, line
+    assert json.loads((store / "lock.json").read_text())["token"] == "theirs"  # untouched
+    with caplog.at_level(logging.WARNING, logger="sweep.store"):
+        with Store.open(store, mode="a", break_lock=True):
+            assert json.loads((store / "lock.json").read_text())["pid"] == os.getpid()
+    assert "breaking the write lock of pid 4242 on host far-away-node" in caplog.text
+    caplog.clear()
+    _other_host_lock(store, age=stale + 60)  # not refreshed for longer than the stale age
+    with caplog.at_level(logging.WARNING, logger="sweep.store"):
+        with Store.open(store, mode="a"):
+            pass
+    assert "not refreshed for" in caplog.text and "far-away-node" in caplog.text
+
+
+def test_store_lock_is_refreshed_and_a_takeover_stops_the_writer(tmp_path: Path) -> None:
+    import dask.config
+
+    store = tmp_path / "r.zarr"
+    with dask.config.set({"sweep.store.lock-refresh-every": 0.1}):
+        st = Store.open(store, mode="a")
+    try:
+        old = time.time() - 1000
+        os.utime(store / "lock.json", (old, old))
+        deadline = time.time() + 10
+        while (store / "lock.json").stat().st_mtime < time.time() - 100:
+            assert time.time() < deadline, "the holder never refreshed its lock"
+            time.sleep(0.05)
+        # another host broke the lock (a shared file system without flock across hosts)
+        (store / "lock.json").write_text(json.dumps({"host": "far-away-node", "pid": 7, "token": "x"}))
+        time.sleep(0.5)
+        with pytest.raises(StoreLockedError, match="taken over by pid 7 on host far-away-node"):
+            st.commit_run(run_id_of(A), result_like(A), provenance(A, "a"))
+    finally:
+        st._lock.release()

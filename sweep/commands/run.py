@@ -138,6 +138,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="solver steps between checkpoints (default: by time only)",
     )
+    how.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="take over the store's write lock held by a process on another host (a shared file "
+        "system); only when that process is gone: file systems whose flock does not reach across "
+        "hosts need it (otherwise such a lock is taken over once it is "
+        f"{config.get('store.lock-stale-after')} s old)",
+    )
     out = p.add_argument_group("output")
     out.add_argument(
         "--log-dir", metavar="DIR", help="main and per-package logs (default: logs/ beside a local store)"

@@ -66,10 +66,10 @@ class SweepOptions:
     with ``job_extra`` directives; runs checkpoint and stop ``walltime_margin`` seconds before
     a job's walltime and continue in the next job. How: ``timeout`` seconds per package,
     ``retries`` after a lost worker, checkpoints every ``checkpoint_every_seconds`` /
-    ``checkpoint_every_steps``,
-    ``stop_on_error``. Output: ``log_dir`` (default: ``logs/`` beside a local store),
-    ``progress_bar`` (None: on a terminal), ``dry_run``. The rest are the engine's tunables
-    (documented in sweep.yaml).
+    ``checkpoint_every_steps``, ``stop_on_error``, ``break_lock`` (take over the store's lock
+    held by a process of another host: only when it is gone; see ``sweep.store.lock``).
+    Output: ``log_dir`` (default: ``logs/`` beside a local store), ``progress_bar`` (None: on
+    a terminal), ``dry_run``. The rest are the engine's tunables (documented in sweep.yaml).
     """
 
     _given: dict[str, Any]  # the arguments as given (what replace() starts from)
@@ -94,6 +94,7 @@ class SweepOptions:
     timeout: float
     retries: int
     stop_on_error: bool
+    break_lock: bool
     checkpoint_every_seconds: float | None
     checkpoint_every_steps: int | None
     dry_run: bool
@@ -135,6 +136,7 @@ class SweepOptions:
         timeout: float | None = None,
         retries: int | None = None,
         stop_on_error: bool = False,
+        break_lock: bool = False,
         checkpoint_every_seconds: float | None = None,
         checkpoint_every_steps: int | None = None,
         dry_run: bool = False,
@@ -214,6 +216,7 @@ class SweepOptions:
         put("timeout", _positive("timeout", _setting(timeout, "timeout")))
         put("retries", _count("retries", _setting(retries, "retries"), 0))
         put("stop_on_error", bool(stop_on_error))
+        put("break_lock", bool(break_lock))
         every_s = _setting(checkpoint_every_seconds, "checkpoint.every-seconds")
         put(
             "checkpoint_every_seconds",

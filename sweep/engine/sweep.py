@@ -216,7 +216,7 @@ class _Sweep:
         self.log_dir = opts.log_dir if opts.log_dir is not None else default_log_dir(store_url)
 
     def run(self) -> SweepResult:
-        with Store.open(self.store_url, mode="a") as st:
+        with Store.open(self.store_url, mode="a", break_lock=self.opts.break_lock) as st:
             state = store_state(st)
             run_ids = {p.run_id for p in self.packages}
             ckpt_steps = {r: s for r, s in state.checkpoints.items() if r in run_ids}

@@ -9,7 +9,7 @@ from ..errors import StoreError
 from ..provenance import ns_sweep_version, utc_now
 from .zarr_docs import group_document
 
-__all__ = ["SCHEMA_VERSION", "ROOT_ATTR", "check_schema", "initialise", "upgrade"]
+__all__ = ["SCHEMA_VERSION", "ROOT_ATTR", "check_schema", "creation_cut_short", "initialise", "upgrade"]
 
 SCHEMA_VERSION = 2  # 2: packed runs (batches/, log records with data); 1 is upgraded on write
 ROOT_ATTR = "ns_sweep"
@@ -37,6 +37,32 @@ def check_schema(url: str, root: bytes) -> None:
             f"{SCHEMA_VERSION} (this ns-sweep {ns_sweep_version()}); the store was written "
             "by a newer ns-sweep: upgrade (pip install -U ns-sweep) to read it"
         )
+
+
+# what a writer killed while it created a store may have left: its lock file, some of the
+# groups (each its zarr.json alone), temporary files of atomic writes; never the root document
+_CREATED_FIRST = ("runs", "batches", "checkpoints", "index")
+
+
+def _partial(name: str, of: str = "zarr.json") -> bool:
+    return name.startswith(of + ".") and name.endswith(".partial")
+
+
+def creation_cut_short(blobs: Any) -> bool:
+    """Whether a store location without a root document holds only what a writer killed while
+    it created the store leaves behind (its next writer completes the creation); anything
+    else there is not ours."""
+    names = blobs.children("")
+    if "lock.json" not in names:
+        return False
+    for name in names:
+        if name in ("lock.json", "zarr.json") or _partial(name) or _partial(name, "lock.json"):
+            continue
+        if name not in _CREATED_FIRST:
+            return False
+        if any(n != "zarr.json" and not _partial(n) for n in blobs.children(name)):
+            return False
+    return True
 
 
 def initialise(blobs: Any) -> None:

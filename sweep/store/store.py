@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, StoreError, option_error
+from ..faults import fault_point
 from .blobs import LocalBlobs, open_blobs
 from .checkpoints import Checkpoints
 from .commit import RunWriter
@@ -46,7 +47,7 @@ from .index import RunIndex
 from .lock import WriterLock, acquire_lock
 from .packed import to_dataset
 from .records import RunRecord
-from .schema import check_schema, initialise, upgrade
+from .schema import check_schema, creation_cut_short, initialise, upgrade
 from .table import RunTable
 from .write_errors import writing
 
@@ -92,14 +93,18 @@ class Store:
         mode: str = "r",
         *,
         pack_bytes: int | None = None,
+        break_lock: bool = False,
         **storage_options: Any,
     ) -> Store:
-        """Open the store at ``url``: "r" reads; "a" creates it if needed and takes the writer lock.
+        """Open the store at ``url``: "r" reads; "a" creates it if needed (or completes a
+        creation cut short) and takes the writer lock.
 
         ``pack_bytes`` (writer): a run whose data are small 1-D arrays of at most this many
         bytes in all is packed (``sweep.store.packed``: no files of its own); 0 gives every run
         its group ``runs/<run_id>/``. Default: the ``sweep.store.pack-bytes`` setting; the log
-        is folded into the index every ``sweep.store.compact-every`` records.
+        is folded into the index every ``sweep.store.compact-every`` records. ``break_lock``
+        (writer): take over a lock that a process of another host holds (``sweep.store.lock``:
+        only when that process is known to be gone).
         """
         from ..config import get as config_get
 
@@ -116,6 +121,12 @@ class Store:
             raise ConfigError(
                 f"sweep.store.compact-every: bad value {every!r}; allowed: an integer >= 1 (log records)"
             )
+        lock_timing = {}
+        for key in ("lock-stale-after", "lock-refresh-every"):
+            value = config_get(f"store.{key}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"sweep.store.{key}: bad value {value!r}; allowed: seconds > 0")
+            lock_timing[key] = float(value)
         url = os.fspath(url)
         blobs = open_blobs(url, **storage_options)
         root = blobs.read("zarr.json")
@@ -124,7 +135,7 @@ class Store:
                 raise StoreError(
                     f"{url}: no result store here; allowed: a store written by `sweep run` (check the path)"
                 )
-            if blobs.children("") and not blobs.exists("zarr.json"):
+            if blobs.children("") and not blobs.exists("zarr.json") and not creation_cut_short(blobs):
                 raise StoreError(
                     f"{url}: not empty and not a result store; allowed: a new path or an existing store"
                 )
@@ -136,10 +147,17 @@ class Store:
                 blobs.ensure_root()
                 if isinstance(blobs, LocalBlobs):  # no link, hard link or FIFO in its tree
                     blobs.check_tree()
-                lock = acquire_lock(blobs)
+                lock = acquire_lock(
+                    blobs,
+                    stale_after=lock_timing["lock-stale-after"],
+                    break_lock=break_lock,
+                    refresh_every=lock_timing["lock-refresh-every"],
+                )
                 try:
                     current = blobs.read("zarr.json")
                     if current is None:
+                        # a second writer arriving now is refused, naming this process
+                        fault_point("store-create")
                         initialise(blobs)
                     else:
                         upgrade(blobs, current)
@@ -209,6 +227,8 @@ class Store:
                 f"{self.url}: opened read-only or closed; allowed: Store.open(url, mode='a') "
                 "by the one process that runs the sweep"
             )
+        if self._lock is not None:
+            self._lock.check()  # another process took the lock over: stop writing
 
     # ------------------------------------------------------------------ queries
 
