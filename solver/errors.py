@@ -20,7 +20,10 @@ class ParameterError(SolverError, ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field}: bad value {value!r}; allowed: {allowed}")
+        shown = repr(value)
+        if len(shown) > 80:  # a 400-digit number is named, not printed in full
+            shown = shown[:77] + "..."
+        super().__init__(f"{field}: bad value {shown}; allowed: {allowed}")
 
 
 class DivergedError(SolverError, FloatingPointError):

@@ -26,6 +26,9 @@ __all__ = [
     "INTEGRATORS",
     "PRECISIONS",
     "MIN_GRID",
+    "MAX_GRID",
+    "MAX_STEPS",
+    "MAX_SEED",
     "THREADS_ENV",
     "usable_cores",
     "default_threads",
@@ -40,24 +43,44 @@ PRECISIONS = ("float64", "float32")
 MIN_GRID = 4  # below 4 points the 2/3-rule leaves no resolved mode besides k=0,±1
 
 
+# Every numeric parameter is bounded (declared below, once): a value that no run could use
+# is refused here, before a huge integer can overflow a float or an array, and before a run
+# that could never finish is planned.
+MAX_GRID = 1 << 14  # points per axis: a 16384^3 run needs petabytes (the memory check refuses far less)
+MAX_STEPS = 10**12  # time steps of a run (T_final / dt)
+MAX_SEED = 2**63 - 1  # random_seed: a signed 64-bit integer (stored in int64 columns)
+
+
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """An int or a finite float (never a bool). Huge ints are numbers too: the bounds compare
+    them exactly, never converting them to float (which would overflow)."""
+    if isinstance(v, bool):
+        return False
+    return isinstance(v, int) or (isinstance(v, float) and math.isfinite(v))
 
 
-def _positive_float(v: Any) -> str | None:
-    if not _is_number(v) or v <= 0:
-        return "a finite number > 0"
-    return None
-
-
-def _float_any(v: Any) -> str | None:
-    return None if _is_number(v) else "a finite number"
-
-
-def _int_at_least(lo: int) -> Callable[[Any], str | None]:
+def _positive_float(hi: float) -> Callable[[Any], str | None]:
     def check(v: Any) -> str | None:
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            return f"an integer >= {lo}"
+        if not _is_number(v) or not 0 < v <= hi:
+            return f"a finite number > 0 and <= {hi:g}"
+        return None
+
+    return check
+
+
+def _float_between(lo: float, hi: float) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if not _is_number(v) or not lo <= v <= hi:
+            return f"a finite number from {lo:g} to {hi:g}"
+        return None
+
+    return check
+
+
+def _int_between(lo: int, hi: int) -> Callable[[Any], str | None]:
+    def check(v: Any) -> str | None:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            return f"an integer >= {lo} and <= {hi}"
         return None
 
     return check
@@ -71,23 +94,20 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str | None]:
 
 
 def _grid(v: Any) -> str | None:
-    allowed = f"three even integers >= {MIN_GRID}, e.g. [32, 32, 32]"
+    allowed = f"three even integers >= {MIN_GRID} and <= {MAX_GRID}, e.g. [32, 32, 32]"
     if not isinstance(v, (list, tuple)) or len(v) != 3:
         return allowed
     for n in v:
-        if isinstance(n, bool) or not isinstance(n, int) or n < MIN_GRID or n % 2:
+        if isinstance(n, bool) or not isinstance(n, int) or not MIN_GRID <= n <= MAX_GRID or n % 2:
             return allowed
     return None
 
 
-def _optional_positive(v: Any) -> str | None:
-    return None if v is None else _positive_float(v)
+def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def optional(v: Any) -> str | None:
+        return None if v is None else check(v)
 
-
-def _optional_threads(v: Any) -> str | None:
-    if v is None:
-        return None
-    return _int_at_least(1)(v)
+    return optional
 
 
 def _bool(v: Any) -> str | None:
@@ -126,17 +146,24 @@ class Param:
 
 _DECLARED = [
     Param(
-        "Re", 100.0, "1", "Reynolds number; the kinematic viscosity is nu = 1/Re", _positive_float, _as_float
+        "Re",
+        100.0,
+        "1",
+        "Reynolds number; the kinematic viscosity is nu = 1/Re",
+        _positive_float(1e30),
+        _as_float,
     ),
     Param(
         "dt",
         0.01,
         "time units",
         "time step; T_final must be a whole number of steps",
-        _positive_float,
+        _positive_float(1e6),
         _as_float,
     ),
-    Param("T_final", 1.0, "time units", "end time of the run (start is t = 0)", _positive_float, _as_float),
+    Param(
+        "T_final", 1.0, "time units", "end time of the run (start is t = 0)", _positive_float(1e9), _as_float
+    ),
     Param(
         "grid",
         (32, 32, 32),
@@ -153,28 +180,49 @@ _DECLARED = [
         _one_of(INITIAL_CONDITIONS),
     ),
     Param(
-        "abc_A", 1.0, "velocity", "ABC flow coefficient A (initial_condition='abc')", _float_any, _as_float
+        "abc_A",
+        1.0,
+        "velocity",
+        "ABC flow coefficient A (initial_condition='abc')",
+        _float_between(-1e6, 1e6),
+        _as_float,
     ),
     Param(
-        "abc_B", 1.0, "velocity", "ABC flow coefficient B (initial_condition='abc')", _float_any, _as_float
+        "abc_B",
+        1.0,
+        "velocity",
+        "ABC flow coefficient B (initial_condition='abc')",
+        _float_between(-1e6, 1e6),
+        _as_float,
     ),
     Param(
-        "abc_C", 1.0, "velocity", "ABC flow coefficient C (initial_condition='abc')", _float_any, _as_float
+        "abc_C",
+        1.0,
+        "velocity",
+        "ABC flow coefficient C (initial_condition='abc')",
+        _float_between(-1e6, 1e6),
+        _as_float,
     ),
-    Param("abc_k", 1, "1/length", "ABC flow wavenumber (initial_condition='abc')", _int_at_least(1)),
+    Param(
+        "abc_k",
+        1,
+        "1/length",
+        "ABC flow wavenumber (initial_condition='abc')",
+        _int_between(1, MAX_GRID // 2),
+    ),
     Param(
         "random_seed",
         0,
         "-",
         "seed of the random initial field (initial_condition='random')",
-        _int_at_least(0),
+        _int_between(0, MAX_SEED),
     ),
     Param(
         "random_k_peak",
         4.0,
         "1/length",
         "peak wavenumber of the random field's spectrum E(k) ~ k^4 exp(-2 (k/k_peak)^2)",
-        _positive_float,
+        _positive_float(1e6),
         _as_float,
     ),
     Param(
@@ -182,7 +230,7 @@ _DECLARED = [
         0.5,
         "velocity^2",
         "mean kinetic energy of the random initial field",
-        _positive_float,
+        _positive_float(1e12),
         _as_float,
     ),
     Param(
@@ -190,7 +238,7 @@ _DECLARED = [
         None,
         "time units",
         "time between diagnostics; a whole number of steps; default T_final/50 rounded to whole steps",
-        _optional_positive,
+        _optional(_positive_float(1e9)),
         lambda v: None if v is None else _as_float(v),
     ),
     Param(
@@ -201,8 +249,9 @@ _DECLARED = [
         "cfl_limit",
         1.0,
         "1",
-        "the run stops as diverged when the CFL number dt (max|u|/dx + max|v|/dy + max|w|/dz) exceeds this",
-        _positive_float,
+        "the run stops as diverged when the CFL number dt (max|u|/dx + max|v|/dy + max|w|/dz) "
+        "exceeds this (1e300 disables the check)",
+        _positive_float(1e300),
         _as_float,
     ),
     Param("keep_fields", False, "-", "store the final velocity field on (x, y, z)", _bool),
@@ -220,7 +269,7 @@ _DECLARED = [
         "threads",
         "threads of one run (FFTs and array kernels; results do not depend on it); "
         "default: $NS_SOLVER_THREADS, else the usable cores of this machine",
-        _optional_threads,
+        _optional(_int_between(1, 4096)),
         identity=False,
     ),
 ]
@@ -234,6 +283,13 @@ def _cross_checks(v: Mapping[str, Any]) -> list[ParameterError]:
     dt, T = v["dt"], v["T_final"]
     if dt > T:
         out.append(ParameterError("dt", dt, f"a time step <= T_final ({T})"))
+        return out
+    if T / dt > MAX_STEPS:
+        out.append(
+            ParameterError(
+                "dt", dt, f"at most {MAX_STEPS:.0e} steps to T_final={T} (dt >= {T / MAX_STEPS:g})"
+            )
+        )
         return out
     n = round(T / dt)
     if abs(n * dt - T) > 1e-9 * T:

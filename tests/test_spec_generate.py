@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 
 from sweep.spec import load_packages
@@ -135,3 +136,103 @@ def test_spec_new_summary_lists_every_package(tmp_path: Path) -> None:
     assert run_cli("new", str(d), "--Re", "100", "200", "--priority", "LOW").returncode == 0
     summary = json.loads((d / "priority_summary.json").read_text())
     assert summary == {"HIGH": [], "MEDIUM": [], "LOW": ["Re100", "Re200"]}
+
+
+# ------------------------------------------------------------------ bounded, and nothing written when refused
+
+
+def _nothing_written(d: Path) -> bool:
+    return not d.exists() or not any(d.iterdir())
+
+
+def test_spec_new_counts_combinations_first_and_refuses_a_huge_grid(tmp_path: Path) -> None:
+    import time
+
+    d = tmp_path / "sweep"
+    values = [str(v) for v in range(1, 13)]  # 12 values on each of 10 axes: 12^10 combinations
+    axes = ["--Re", "--T-final", "--abc-A", "--abc-B", "--abc-C", "--abc-k", "--random-seed"]
+    axes += ["--random-k-peak", "--random-energy", "--cfl-limit"]
+    args = [a for axis in axes for a in (axis, *values)]
+    t0 = time.monotonic()
+    proc = run_cli("new", str(d), *args, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert time.monotonic() - t0 < 30
+    (line,) = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert f"bad value {12**10} combinations; allowed: at most 100000 packages" in line, line
+    assert "--max-packages" in line
+    assert _nothing_written(d)
+
+
+def test_spec_new_max_packages_is_overridable(tmp_path: Path) -> None:
+    args = ["--Re", "100", "200", "300", "--grid-size", "8,8,8", "12,12,12"]
+    refused = run_cli("new", str(tmp_path / "a"), *args, "--max-packages", "5")
+    assert (
+        refused.returncode == 2 and "bad value 6 combinations; allowed: at most 5 packages" in refused.stderr
+    )
+    assert _nothing_written(tmp_path / "a")
+    ok = run_cli("new", str(tmp_path / "b"), *args, "--max-packages", "6")
+    assert ok.returncode == 0, ok.stderr
+    assert len(load_packages(tmp_path / "b", worker_memory=WORKER)) == 6
+    bad = run_cli("new", str(tmp_path / "c"), *args, "--max-packages", "0")
+    assert bad.returncode == 2 and "--max-packages: bad value '0'; allowed: an integer >= 1" in bad.stderr
+
+
+def test_spec_new_yaml_billion_laughs_in_tags_refused_nothing_written(tmp_path: Path) -> None:
+    lol = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 9):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lol.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    grid = tmp_path / "laughs.yaml"
+    grid.write_text(
+        "priority: HIGH\nparameters:\n  Re: [100, 200]\ntags:\n" + "".join(f"  {x}\n" for x in lol)
+    )
+    d = tmp_path / "sweep"
+    proc = run_cli("new", str(d), "--from", str(grid), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    assert line.startswith(f"sweep new: error: {grid}: tags: bad value: ") and "allowed: " in line, line
+    assert _nothing_written(d)
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("deep.yaml", "parameters:\n  Re: " + "[" * 5000 + "1" + "]" * 5000 + "\n", "nested deeper than"),
+        ("deep.toml", "[parameters]\nRe = " + "[" * 5000 + "1" + "]" * 5000 + "\n", "nested deeper than"),
+        ("cycle.yaml", "parameters:\n  Re: [100]\ntags: &t\n  self: *t\n", "nested deeper than"),
+        ("big.yaml", "parameters:\n  Re: [" + "1" * 5000 + "]\n", "bad value"),
+        ("dup.yaml", "parameters:\n  Re: [100]\n  Re: [200]\n", 'the key "Re" twice'),
+    ],
+)
+def test_spec_new_hostile_grid_file_one_line(tmp_path: Path, name: str, text: str, message: str) -> None:
+    grid = tmp_path / name
+    grid.write_text(text)
+    d = tmp_path / "sweep"
+    proc = run_cli("new", str(d), "--from", str(grid), timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert _nothing_written(d)
+
+
+def test_spec_new_grid_file_that_is_a_fifo_does_not_hang(tmp_path: Path) -> None:
+    import os
+
+    grid = tmp_path / "grid.yaml"
+    os.mkfifo(grid)
+    proc = run_cli("new", str(tmp_path / "sweep"), "--from", str(grid), timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "grid.yaml: (file): bad value: a FIFO" in proc.stderr
+
+
+def test_spec_new_never_writes_through_a_link(tmp_path: Path) -> None:
+    d = tmp_path / "sweep"
+    d.mkdir()
+    victim = tmp_path / "victim.txt"
+    (d / "package_0001.json").symlink_to(victim)  # dangling: a plain open() would create the victim
+    proc = run_cli("new", str(d), "--Re", "100", "200", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert not victim.exists() and not (d / "package_0001.json").is_symlink()

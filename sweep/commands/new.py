@@ -70,6 +70,13 @@ def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
     )
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag every package")
     parser.add_argument("--force", action="store_true", help="replace existing package files")
+    parser.add_argument(
+        "--max-packages",
+        default=None,
+        metavar="N",
+        help="refuse a grid of more combinations (counted first; default: the sweep.new.max-packages "
+        "setting, 100000)",
+    )
     try:
         solver = load_solver(solver_name, case, ".")
     except ConfigError as exc:  # the options depend on it: say why now, as a usage error
@@ -137,7 +144,9 @@ def main(args: argparse.Namespace) -> int:
             )
         grids = [{"priority": args.priority or "MEDIUM", "parameters": values, "tags": tags, **chosen}]
         source, base = "options", "."
-    docs = expand_grids(grids, source=source, base=base, directory=args.directory)
+    docs = expand_grids(
+        grids, source=source, base=base, directory=args.directory, max_packages=args.max_packages
+    )
     names = write_packages(args.directory, docs, force=args.force)
     # check what was written, as `sweep validate` would: this also records each file's verdict
     # in the validation cache, so the first `sweep run` of a large sweep need not re-check them

@@ -25,7 +25,7 @@ from ..solvers.registry import DEFAULT_SOLVER, SolverCache
 from ..solvers.run_params import RunParams
 from ..units import format_bytes
 from .cache import cache_file, load_cache, save_cache
-from .files import json_type, parse_json, problem_line, read_bytes, read_json
+from .files import file_problem, json_type, parse_json, problem_line, read_bytes, read_json
 from .package import (
     FILE_PARAMETER_NAMES,
     FILE_TO_SOLVER,
@@ -176,11 +176,14 @@ def _run_id(params: SolverParams | RunParams) -> str:
 def _read_summary(directory: str, problems: list[str]) -> dict[str, str] | None:
     """package id -> priority from the summary, or None when it is missing or unusable."""
     path = os.path.join(directory, SUMMARY_FILE)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         problems.append(
             f"{SUMMARY_FILE}: (file): missing; allowed: a JSON object "
             '{"HIGH": [ids], "MEDIUM": [ids], "LOW": [ids]} (sweep new writes one)'
         )
+        return None
+    if (why := file_problem(path, SUMMARY_FILE, directory)) is not None:  # never open a FIFO
+        problems.append(why)
         return None
     doc = read_json(path, SUMMARY_FILE, problems)
     if doc is None:
@@ -230,7 +233,9 @@ def check_directory(
             f"{SUMMARY_FILE} and {PACKAGE_GLOB} files (sweep new DIR creates one)"
         )
     summary = _read_summary(directory, problems)
-    entries = {e.name: e for e in os.scandir(directory) if e.is_file() and _PACKAGE_RE.fullmatch(e.name)}
+    # every entry named like a package: one that is not a regular file of the directory is a
+    # problem (seen from its directory entry and lstat: it is never opened)
+    entries = {e.name: e for e in os.scandir(directory) if _PACKAGE_RE.fullmatch(e.name)}
     names = sorted(entries)
     if check_memory and worker_memory is None:
         worker_memory = memory_per_worker()
@@ -244,7 +249,12 @@ def check_directory(
     packages: list[Package] = []
     for name in names:
         before = len(problems)
-        path = entries[name].path
+        entry = entries[name]
+        path = entry.path
+        if not entry.is_file(follow_symlinks=False) and (why := file_problem(path, name, directory)):
+            problems.append(why)
+            unreadable.append(name)
+            continue
         text = read_bytes(path, name, problems)
         if text is None:
             unreadable.append(name)

@@ -5,6 +5,13 @@ A grid is ``{"priority": "HIGH", "parameters": {"Re": [100, 400], "dt": 0.01, ..
 (another solver than the spectral one: its declared parameters are the grid's); a grid file
 (TOML or YAML) holds one grid at top level or several under ``grids``. Package ids are derived
 from the swept values, so the same grid always gives the same ids and files.
+
+Bounded before anything is expanded or written: a grid file is a regular file of at most
+1 MiB, nested at most ``MAX_DEPTH`` deep, holding at most ``MAX_GRID_VALUES`` values once
+YAML aliases are followed (a "billion laughs" file is refused, not expanded), no key twice;
+a grid's tags take at most ``MAX_TAGS_BYTES`` of JSON; the combinations are counted first
+and refused above ``max_packages`` (``sweep new --max-packages``, setting
+``sweep.new.max-packages``). A refused grid writes nothing.
 """
 
 from __future__ import annotations
@@ -18,9 +25,10 @@ from typing import Any
 
 from solver.params import PARAMS, parameter_problems
 
-from ..errors import ConfigError, config_error
+from ..errors import ConfigError, config_error, option_error
 from ..solvers.protocol import FieldError, Solver
 from ..solvers.registry import DEFAULT_SOLVER, SolverCache
+from .files import MAX_DEPTH, MAX_FILE_BYTES, file_problem, read_bytes
 from .package import (
     FILE_PARAMETER_NAMES,
     FILE_TO_SOLVER,
@@ -33,6 +41,9 @@ from .package import (
 
 __all__ = [
     "GRID_KEYS",
+    "MAX_GRID_VALUES",
+    "MAX_TAGS_BYTES",
+    "count_combinations",
     "expand_grids",
     "read_document",
     "read_grid_file",
@@ -43,6 +54,8 @@ __all__ = [
 ]
 
 GRID_KEYS = ("priority", "parameters", "tags", "solver", "case")
+MAX_GRID_VALUES = 100_000  # values in a grid file, aliases followed: far more than any real grid
+MAX_TAGS_BYTES = 64 << 10  # JSON of one grid's tags (copied into each of its package files)
 # short names used in generated ids
 _ID_NAMES = {"Re": "Re", "dt": "dt", "T_final": "T", "grid": "n"}
 
@@ -106,19 +119,58 @@ def _grid_solver(
     return name, case, None
 
 
+def count_combinations(grids: Sequence[Mapping[str, Any]]) -> int:
+    """The number of packages ``grids`` expand to (exact: counted, not expanded)."""
+    total = 0
+    for grid in grids:
+        params = grid.get("parameters") or {}
+        n = 1
+        if isinstance(params, Mapping):
+            spectral = grid.get("solver", DEFAULT_SOLVER) == DEFAULT_SOLVER
+            for k, v in params.items():
+                n *= len(_values(k, v) if spectral else _axis(v))
+        total += n
+    return total
+
+
+def _max_packages(limit: int | None) -> int:
+    """The bound on the packages of one ``sweep new`` (``sweep.new.max-packages`` when None)."""
+    from .. import config
+
+    value = config.get("new.max-packages") if limit is None else limit
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            raise option_error("max_packages", limit, "an integer >= 1") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise option_error("max_packages", limit if limit is not None else value, "an integer >= 1")
+    return value
+
+
 def expand_grids(
     grids: Sequence[Mapping[str, Any]],
     *,
     source: str = "grid",
     base: str = ".",
     directory: str | None = None,
+    max_packages: int | None = None,
 ) -> list[dict[str, Any]]:
     """Package documents of every combination of every grid, ids included; ConfigError on bad input.
 
     ``base``: where a grid's relative ``case`` path starts (the grid file's directory, or the
     current one); ``directory``: where the packages go (their ``case`` is written relative to
-    it; default ``base``).
+    it; default ``base``); more than ``max_packages`` combinations (counted before any is made;
+    default: the ``sweep.new.max-packages`` setting) are refused.
     """
+    limit = _max_packages(max_packages)
+    n_combos = count_combinations(grids)
+    if n_combos > limit:
+        raise ConfigError(
+            f"{source}: parameters: bad value {n_combos} combinations; allowed: at most {limit} "
+            "packages (fewer values, or raise the bound: max_packages / --max-packages N, or the "
+            "sweep.new.max-packages setting)"
+        )
     problems: list[str] = []
     combos: list[tuple[str, dict[str, Any], dict[str, Any], str, Any, Solver | None]] = []
     solvers = SolverCache(base)
@@ -138,6 +190,13 @@ def expand_grids(
         if not isinstance(params, Mapping):
             problems.append(
                 f"{where}: parameters: bad value {params!r}; allowed: a table of parameter value lists"
+            )
+            continue
+        tags = grid.get("tags") or {}
+        if len(json.dumps(tags)) > MAX_TAGS_BYTES:
+            problems.append(
+                f"{where}: tags: bad value: {len(json.dumps(tags))} bytes of JSON; allowed: at most "
+                f"{MAX_TAGS_BYTES} bytes (tags are copied into every package file)"
             )
             continue
         solver_name, case, solver = _grid_solver(grid, where, solvers, problems)
@@ -208,24 +267,37 @@ def expand_grids(
 
 
 def read_document(path: str, what: str = "grid file") -> Any:
-    """The content of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file; one-line ConfigErrors
-    (``what`` names the kind of file in them)."""
+    """The content of a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file: a regular file, read
+    bounded (see the module docstring); one-line ConfigErrors (``what`` names the kind of file)."""
     readers = {".toml": _read_toml, ".yaml": _read_yaml, ".yml": _read_yaml}
     ext = os.path.splitext(path)[1].lower()
     if ext not in readers:
         raise ConfigError(
             f"{path}: (file): bad value {ext or '(no extension)'!r}; allowed: one of " + ", ".join(readers)
         )
+    problems: list[str] = []
+    why = file_problem(path, path, None)  # a FIFO or device is never opened
+    text = read_bytes(path, path, problems) if why is None else None
+    if text is None:
+        raise ConfigError((why or problems[0]).replace("a readable file", f"a readable {what}"))
     try:
-        return readers[ext](path)
-    except OSError as exc:
+        doc = readers[ext](text)
+    except RecursionError:
         raise ConfigError(
-            f"{path}: (file): cannot read: {exc.strerror}; allowed: a readable {what}"
+            f"{path}: (nesting): bad value: nested deeper than {MAX_DEPTH} levels; allowed: "
+            f"tables and lists at most {MAX_DEPTH} deep"
         ) from None
     except ValueError as exc:  # tomllib.TOMLDecodeError and yaml.YAMLError (wrapped) are ValueErrors
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "digits" in first:  # Python's limit on the digits of an int
+            first = "bad value: an integer of more than 4300 digits"
         raise ConfigError(
-            f"{path}: (syntax): {str(exc).splitlines()[0]}; allowed: valid {ext.lstrip('.').upper()}"
+            f"{path}: (syntax): {first}; allowed: valid {ext.lstrip('.').upper()}, numbers within "
+            "each parameter's bounds"
         ) from None
+    if (why := _unbounded(doc, path)) is not None:
+        raise ConfigError(why)
+    return doc
 
 
 def read_grid_file(path: str) -> list[dict[str, Any]]:
@@ -247,21 +319,83 @@ def read_grid_file(path: str) -> list[dict[str, Any]]:
     return [doc]
 
 
-def _read_toml(path: str) -> Any:
-    import tomllib
+def _unbounded(doc: Any, path: str) -> str | None:
+    """Why a loaded grid file is refused: nested deeper than MAX_DEPTH (a YAML alias of its own
+    anchor nests without end) or more than MAX_GRID_VALUES values with aliases followed
+    (counted with an early stop: an alias bomb is never expanded); None when it is bounded."""
+    budget = MAX_GRID_VALUES
+    tops: list[tuple[str, Any]] = [("(top level)", doc)]
+    if isinstance(doc, dict):
+        tops = []
+        for key, value in doc.items():
+            if key == "grids" and isinstance(value, list):
+                tops += [
+                    (f"grids[{i}].{k}", v)
+                    for i, g in enumerate(value)
+                    if isinstance(g, dict)
+                    for k, v in g.items()
+                ]
+            else:
+                tops.append((str(key), value))
+    for field, value in tops:
+        stack = [(value, 2)]
+        while stack:
+            v, depth = stack.pop()
+            budget -= 1
+            if budget < 0:
+                return (
+                    f"{path}: {field}: bad value: more than {MAX_GRID_VALUES} values (YAML aliases "
+                    "repeat what they name); allowed: a grid of at most "
+                    f"{MAX_GRID_VALUES} values in all"
+                )
+            if isinstance(v, (dict, list)):
+                if depth > MAX_DEPTH:
+                    return (
+                        f"{path}: {field}: bad value: nested deeper than {MAX_DEPTH} levels (or a YAML "
+                        f"alias inside its own anchor); allowed: tables and lists at most {MAX_DEPTH} deep"
+                    )
+                stack.extend((x, depth + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return None
 
-    with open(path, "rb") as f:
-        return tomllib.load(f)
+
+def _read_toml(text: bytes) -> Any:
+    import tomllib  # a key twice is a TOML error already
+
+    return tomllib.loads(text.decode("utf-8-sig"))
 
 
-def _read_yaml(path: str) -> Any:
+def _read_yaml(text: bytes) -> Any:
     import yaml
 
-    with open(path, encoding="utf-8") as f:
-        try:
-            return yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ValueError(" ".join(str(exc).split())) from None
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # a SafeLoader: no Python objects
+    except yaml.YAMLError as exc:
+        raise ValueError(" ".join(str(exc).split())) from None
+
+
+def _yaml_loader() -> Any:
+    """PyYAML's SafeLoader refusing a key twice in one mapping (it would keep the last one)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: Any, node: Any) -> Any:
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f'bad value: the key "{key_node.value}" twice in one mapping',
+                        key_node.start_mark,
+                    )
+                seen.add(key_node.value)
+        return (yield from yaml.SafeLoader.construct_yaml_map(loader, node))
+
+    Loader.add_constructor("tag:yaml.org,2002:map", mapping)
+    return Loader
 
 
 _NUMBER_LIST = re.compile(r"\[\s*(-?[0-9.eE+-]+(?:,\s*-?[0-9.eE+-]+)*)\s*\]")
@@ -280,14 +414,28 @@ def write_packages(directory: str, docs: Sequence[Mapping[str, Any]], *, force: 
     """Write package files and the priority summary; refuses to replace packages unless ``force``.
 
     With ``force`` the old ``package_*.json`` files are removed first, so no package of the
-    previous grid lingers. Returns the written file names.
+    previous grid lingers. Every file's text is made (and checked to be at most 1 MiB) before
+    the first one is written; each is written to a new temporary file, then renamed into
+    place (never through a link found there). Returns the written file names.
     """
+    summary: dict[str, list[str]] = {p: [] for p in PRIORITIES}
+    width = max(4, len(str(len(docs))))
+    texts: dict[str, bytes] = {}
+    for i, doc in enumerate(docs, start=1):
+        name = f"package_{i:0{width}d}.json"
+        texts[name] = _dumps(doc).encode()
+        if len(texts[name]) > MAX_FILE_BYTES:
+            raise ConfigError(
+                f"{name}: (file size): bad value {len(texts[name])} bytes; allowed: at most "
+                f"{MAX_FILE_BYTES} bytes (smaller tags)"
+            )
+        summary[doc["priority"]].append(doc["package_id"])
+    texts[SUMMARY_FILE] = (json.dumps(summary, indent=2) + "\n").encode()
     os.makedirs(directory, exist_ok=True)
     old = sorted(
         e.name
         for e in os.scandir(directory)
-        if e.is_file()
-        and (e.name == SUMMARY_FILE or (e.name.startswith("package_") and e.name.endswith(".json")))
+        if e.name == SUMMARY_FILE or (e.name.startswith("package_") and e.name.endswith(".json"))
     )
     if old and not force:
         raise ConfigError(
@@ -295,20 +443,31 @@ def write_packages(directory: str, docs: Sequence[Mapping[str, Any]], *, force: 
             f"(e.g. {old[0]}); allowed: an empty directory, or --force to replace them"
         )
     for name in old:
-        os.remove(os.path.join(directory, name))
-    summary: dict[str, list[str]] = {p: [] for p in PRIORITIES}
-    width = max(4, len(str(len(docs))))
-    names = []
-    for i, doc in enumerate(docs, start=1):
-        name = f"package_{i:0{width}d}.json"
-        with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
-            f.write(_dumps(doc))
-        summary[doc["priority"]].append(doc["package_id"])
-        names.append(name)
-    with open(os.path.join(directory, SUMMARY_FILE), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    return names
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            raise ConfigError(f"{path}: (file): bad value: a directory; allowed: package files only")
+    for name in old:
+        os.unlink(os.path.join(directory, name))  # a link is removed, never what it points at
+    for name, data in texts.items():
+        _write_new(os.path.join(directory, name), data)
+    return [n for n in texts if n != SUMMARY_FILE]
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Write a file through a new temporary file (O_EXCL, O_NOFOLLOW) renamed over ``path``."""
+    tmp = f"{path}.{os.urandom(4).hex()}.partial"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(tmp, flags, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
 
 
 def append_packages(directory: str, docs: Sequence[Mapping[str, Any]]) -> list[str]:
