@@ -302,3 +302,22 @@ def test_run_sweep_short_runs_log_where_and_when_they_started(tmp_path: Path, pa
         assert rest == f"started on {address} (attempt 1)"
         datetime.fromisoformat(stamp)
         assert lines[-1] == "status: done"
+
+
+@pytest.mark.parametrize("package_id", ["sweep", "SWEEP", "Sweep"])
+def test_run_sweep_package_named_like_the_main_log_keeps_its_own_log(
+    tmp_path: Path, packages_dir, client1, package_id: str
+):
+    pkgs = [
+        {"package_id": package_id, "priority": "HIGH", "parameters": {**TINY, "Re": 50.0}},
+        *tiny_sweep(1),
+    ]
+    d = packages_dir(pkgs)
+    logs = tmp_path / "logs"
+    assert _sweep(d, tmp_path / "r.zarr", client1, log_dir=logs).exit_code == 0
+    main = (logs / "sweep.log").read_text()
+    # the main log has timestamped engine lines only: none of a package's own lines
+    assert not [ln for ln in main.splitlines() if "queued: new" in ln or ln == "status: done"], main
+    own = [p for p in logs.iterdir() if p.name != "sweep.log" and p.name != "p000.log"]
+    assert len(own) == 1 and own[0].name.lower() != "sweep.log", own
+    assert own[0].read_text().splitlines()[-1] == "status: done"

@@ -109,8 +109,14 @@ class SweepLogs:
         return self.directory / MAIN_LOG
 
     def package_log(self, package_id: str) -> Path:
-        """Path of a package's log (package ids are validated plain names)."""
-        return self.directory / f"{package_id}.log"
+        """Path of a package's log: ``<package_id>.log`` (ids are validated plain names), except
+        for a package whose log would be the main log's file (id ``sweep`` in any case: case-
+        insensitive file systems), which gets ``<package_id>@package.log`` ('@' is in no id,
+        so no other package's log can have that name)."""
+        name = f"{package_id}.log"
+        if name.lower() == MAIN_LOG.lower():
+            name = f"{package_id}@package.log"
+        return self.directory / name
 
     def package(
         self,
