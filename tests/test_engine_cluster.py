@@ -72,3 +72,111 @@ def test_connect_missing_scheduler_file_is_refused(tmp_path: Path):
 def test_connect_bad_max_parallel_is_refused():
     with pytest.raises(ConfigError, match=r"max_parallel: bad value 0; allowed: an integer >= 1"):
         SweepOptions(mode="parallel", max_parallel=0)
+
+
+# ------------------------------------------------------------------ no open door (issue 18, items 5-6)
+
+
+@pytest.mark.cluster
+def test_local_cluster_refuses_clients_without_its_credentials_dashboard_on_loopback():
+    import os
+    from urllib.parse import urlparse
+
+    import psutil
+    from distributed import Client
+    from distributed.security import Security
+
+    from sweep.engine.worker import KernelWarmUp
+
+    handle = connect(SweepOptions(mode="parallel", max_parallel=1))
+    try:
+        address = handle.client.scheduler.address
+        assert address.startswith("tls://127.0.0.1:"), address
+        # the sweep's own client and workers work, the kernel warm-up plugin too
+        handle.client.register_plugin(KernelWarmUp())
+        assert handle.client.submit(sum, [1, 2, 3]).result() == 6
+        # another local user: plain TCP, no credentials, or credentials of their own
+        refused = []
+        for target, security in (
+            (address.replace("tls://", "tcp://"), None),
+            (address, None),
+            (address, Security.temporary()),
+        ):
+            try:
+                with Client(target, security=security, timeout="5s") as intruder:
+                    intruder.run(os.getpid)
+            except (OSError, TypeError) as exc:
+                refused.append(type(exc).__name__)
+        assert len(refused) == 3, refused
+        # the dashboard listens on the loopback interface only, and says so
+        link = handle.dashboard_link
+        assert link and link.startswith("http://127.0.0.1:"), link
+        port = urlparse(link).port
+        listening = [c.laddr for c in psutil.net_connections(kind="tcp") if c.laddr and c.laddr.port == port]
+        assert listening and {a.ip for a in listening} == {"127.0.0.1"}, listening
+        # the credentials live in the processes' memory: never on a command line or in an environment
+        for proc in psutil.Process().children(recursive=True):
+            assert "BEGIN" not in " ".join(proc.cmdline())
+            assert not any("BEGIN" in v for v in proc.environ().values())
+    finally:
+        handle.close()
+
+
+@pytest.mark.cluster
+def test_local_cluster_dashboard_can_be_exposed():
+    from urllib.parse import urlparse
+
+    import psutil
+
+    handle = connect(SweepOptions(mode="sequential", dashboard_address="0.0.0.0:0"))
+    try:
+        port = urlparse(handle.dashboard_link).port
+        ips = {c.laddr.ip for c in psutil.net_connections(kind="tcp") if c.laddr and c.laddr.port == port}
+        assert ips & {"0.0.0.0", "::"}, ips
+    finally:
+        handle.close()
+
+
+@pytest.mark.parametrize("bad", ["8787", "localhost", "127.0.0.1:http", "127.0.0.1:70000", ":8787", 8787])
+def test_dashboard_address_is_checked(bad):
+    with pytest.raises(ConfigError, match=r"dashboard_address: bad value .*; allowed: HOST:PORT"):
+        SweepOptions(dashboard_address=bad)
+
+
+def _scheduler_file(tmp_path: Path, address: str) -> str:
+    path = tmp_path / "scheduler.json"
+    path.write_text(f'{{"type": "Scheduler", "id": "Scheduler-x", "address": "{address}"}}')
+    return str(path)
+
+
+def test_scheduler_file_of_a_tls_scheduler_needs_the_tls_files(tmp_path: Path):
+    with pytest.raises(
+        ConfigError, match=r"tls_ca: missing; allowed: a tls:// scheduler needs tls_ca, tls_cert, tls_key"
+    ):
+        SweepOptions(scheduler_file=_scheduler_file(tmp_path, "tls://127.0.0.1:8786"))
+
+
+@pytest.mark.parametrize("where", ["address", "scheduler file", "local mode"])
+def test_tls_files_with_a_plain_tcp_scheduler_are_refused(tmp_path: Path, where: str):
+    files = []
+    for name in ("ca", "cert", "key"):
+        (tmp_path / f"{name}.pem").write_text("x")
+        files.append(str(tmp_path / f"{name}.pem"))
+    tls = dict(zip(("tls_ca", "tls_cert", "tls_key"), files, strict=True))
+    target = {
+        "address": {"scheduler": "tcp://127.0.0.1:8786"},
+        "scheduler file": {"scheduler_file": _scheduler_file(tmp_path, "tcp://127.0.0.1:8786")},
+        "local mode": {"mode": "parallel"},
+    }[where]
+    with pytest.raises(
+        ConfigError, match=r"tls_ca: bad value .*ca.pem.; allowed: the TLS files only with a tls:// scheduler"
+    ):
+        SweepOptions(**target, **tls)
+
+
+@pytest.mark.parametrize("text", ["", "{not json", '{"address": 7}', "[]"])
+def test_unreadable_scheduler_file_is_one_line(tmp_path: Path, text: str):
+    path = tmp_path / "scheduler.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"scheduler_file: bad value '.*scheduler.json'; allowed: the file"):
+        SweepOptions(scheduler_file=str(path))

@@ -89,7 +89,7 @@ class _RemoteCluster:
         ca, cert, key = self.tls
         return ["--tls-ca-file", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
 
-    def start(self) -> str:
+    def start(self, *, worker: bool = True) -> str:
         sched = [
             sys.executable,
             "-m",
@@ -115,6 +115,8 @@ class _RemoteCluster:
             time.sleep(0.2)
         time.sleep(0.2)  # the file is written in one go, but give the writer a moment
         self.address = json.loads(self.scheduler_file.read_text())["address"]
+        if not worker:
+            return self.address
         workdir = self.tmp / "worker-home"  # the worker's own directory: no shared store path
         workdir.mkdir()
         worker = [
@@ -228,3 +230,27 @@ def test_cluster_remote_tls_without_certificates_is_refused(tmp_path: Path, refe
     assert res.returncode == 2
     assert "a tls:// scheduler needs --tls-ca, --tls-cert, --tls-key" in res.stderr
     assert not (tmp_path / "r.zarr").exists()
+
+
+@pytest.mark.parametrize("scheme", ["tls", "tcp"])
+def test_cluster_remote_tls_options_must_match_the_scheduler(tmp_path: Path, reference, sweep_cli, scheme):
+    pkgs, _ = reference
+    tls = _write_certificates(tmp_path)
+    cluster = _RemoteCluster(tmp_path, tls if scheme == "tls" else None)
+    try:
+        address = cluster.start(worker=False)
+        store = tmp_path / "r.zarr"
+        if scheme == "tls":  # a TLS scheduler found through its file, without the TLS files
+            args = ["--scheduler-file", str(cluster.scheduler_file)]
+            message = "--tls-ca: missing; allowed: a tls:// scheduler needs --tls-ca, --tls-cert, --tls-key"
+        else:  # TLS files given for a plain TCP scheduler: never silently ignored
+            args = ["--scheduler", address, "--tls-ca", str(tls[0]), "--tls-cert", str(tls[1])]
+            args += ["--tls-key", str(tls[2])]
+            message = "allowed: the TLS files only with a tls:// scheduler"
+        res = sweep_cli("run", str(pkgs), "--store", str(store), *args)
+        assert res.returncode == 2, res.stderr + res.stdout
+        (line,) = res.stderr.strip().splitlines()
+        assert message in line and "Traceback" not in res.stderr, line
+        assert not store.exists()
+    finally:
+        cluster.stop()

@@ -4,6 +4,14 @@
   thread) so that a run that stops answering can be killed by restarting its worker.
 - ``parallel``: a ``LocalCluster`` of ``max_parallel`` worker processes with one thread each
   (the solver holds the GIL between FFT calls, so threads would not help).
+
+  Local clusters keep other users of the host out: every comm between this process, the
+  scheduler and the workers is TLS with throwaway credentials made for the cluster
+  (``distributed.Security.temporary()``: in memory only, never in a file, on a command line
+  or in an environment), so nobody else can connect to the scheduler and run code in the
+  driver (which holds the store's lock) or the workers; everything listens on 127.0.0.1,
+  the Dask dashboard too unless ``dashboard_address`` says otherwise (``dashboard_note``
+  prints how to reach it over SSH).
 - ``slurm``, ``pbs``, ``sge``, ``lsf``: an HPC queue through its dask-jobqueue cluster class
   (``sweep.engine.jobqueue``): jobs started and cancelled as the sweep needs them, workers that
   checkpoint their runs before their job's walltime.
@@ -15,8 +23,10 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +42,16 @@ from .jobqueue import QUEUES
 if TYPE_CHECKING:  # pragma: no cover
     from .options import SweepOptions
 
-__all__ = ["MODES", "SCHEMES", "ClusterHandle", "connect", "check_remote", "tls_security", "wrap_client"]
+__all__ = [
+    "MODES",
+    "SCHEMES",
+    "ClusterHandle",
+    "connect",
+    "check_remote",
+    "tls_security",
+    "wrap_client",
+    "dashboard_note",
+]
 
 
 @dataclass
@@ -62,9 +81,10 @@ class ClusterHandle:
             self.cluster.close()
 
 
-def _local(n_workers: int, *, dashboard: bool = True) -> ClusterHandle:
+def _local(n_workers: int, *, dashboard_address: str | None = "127.0.0.1:0") -> ClusterHandle:
     import dask.config
     from distributed import Client, LocalCluster
+    from distributed.security import Security
 
     # Each worker process gets its share of the host's cores for one run's threads (FFTs and
     # array kernels: the results do not depend on the count), through the solver's own setting.
@@ -83,25 +103,30 @@ def _local(n_workers: int, *, dashboard: bool = True) -> ClusterHandle:
                 n_workers=n_workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=":0" if dashboard else None,
+                dashboard_address=dashboard_address,
                 env=env,
+                security=Security.temporary(),  # TLS: see the module docstring
             )
     finally:
         if prev is not None:
             signal.signal(signal.SIGINT, prev)
-    client = Client(cluster)
+    client = Client(cluster)  # with the cluster's credentials
     return ClusterHandle(client, "", cluster=cluster)
 
 
-def _sequential(max_parallel: int | None = None, **_: Any) -> ClusterHandle:
-    handle = _local(1)
+def _sequential(
+    max_parallel: int | None = None, dashboard_address: str | None = "127.0.0.1:0", **_: Any
+) -> ClusterHandle:
+    handle = _local(1, dashboard_address=dashboard_address)
     handle.description = "sequential: LocalCluster, 1 worker process, 1 thread"
     return handle
 
 
-def _parallel(max_parallel: int | None = None, **_: Any) -> ClusterHandle:
+def _parallel(
+    max_parallel: int | None = None, dashboard_address: str | None = "127.0.0.1:0", **_: Any
+) -> ClusterHandle:
     n = max_parallel or usable_cores()
-    handle = _local(n)
+    handle = _local(n, dashboard_address=dashboard_address)
     handle.description = f"parallel: LocalCluster, {n} worker processes, 1 thread each"
     return handle
 
@@ -129,7 +154,7 @@ def _client_of(cluster: Any) -> Any:
     return Client(cluster)
 
 
-# mode name -> factory(max_parallel=..., options=..., log_dir=...) -> ClusterHandle
+# mode name -> factory(max_parallel=..., dashboard_address=..., options=..., log_dir=...) -> ClusterHandle
 MODES: dict[str, Callable[..., ClusterHandle]] = {
     "sequential": _sequential,
     "parallel": _parallel,
@@ -163,29 +188,59 @@ def tls_security(
     )
 
 
+_TLS_OPTIONS = ("tls_ca", "tls_cert", "tls_key")
+
+
+def tls_files_refused(tls: tuple[Any, Any, Any], why: str) -> ConfigError:
+    """The error for TLS files given where they would be ignored (never silently: plain TCP)."""
+    opt, value = next((o, v) for o, v in zip(_TLS_OPTIONS, tls, strict=True) if v is not None)
+    return option_error(opt, str(value), f"the TLS files only with a tls:// scheduler ({why})")
+
+
+def _scheduler_file_address(path: str) -> str:
+    """The address in a scheduler file (``dask scheduler --scheduler-file``), read bounded."""
+    from ..spec.files import file_problem, read_bytes
+
+    allowed = "the file written by `dask scheduler --scheduler-file FILE`"
+    problems: list[str] = []
+    if not os.path.lexists(path):
+        raise option_error("scheduler_file", path, f"{allowed} (no such file)")
+    why = file_problem(path, path, None)  # a FIFO is never opened
+    text = read_bytes(path, path, problems) if why is None else None
+    try:
+        address = json.loads(text or b"").get("address") if text is not None else None
+    except (ValueError, AttributeError):
+        address = None
+    if not isinstance(address, str) or not address:
+        detail = why or (problems[0] if problems else "a JSON object with the scheduler's address")
+        raise option_error("scheduler_file", path, f"{allowed}: {detail.rsplit(': ', 1)[-1]}")
+    return address
+
+
 def check_remote(
     address: str | None,
     scheduler_file: str | None,
     security: Any = None,
     tls: tuple[Any, Any, Any] = (None, None, None),
 ) -> Any:
-    """Check a remote target's options without connecting; returns the Security to use."""
+    """Check a remote target's options without connecting; returns the Security to use.
+
+    A scheduler file is read for its address: a ``tls://`` scheduler needs the TLS files (or
+    ``security``) either way, and TLS files given for a ``tcp://`` one are refused (they would
+    be ignored: the sweep would run in plain text)."""
     if scheduler_file is not None:
-        if not Path(scheduler_file).is_file():
-            raise option_error(
-                "scheduler_file",
-                scheduler_file,
-                "the file written by `dask scheduler --scheduler-file FILE` (no such file)",
-            )
-        if security is None and any(tls):
-            security = tls_security(*tls)
-        return security
-    assert address is not None
+        address = _scheduler_file_address(scheduler_file)
+    else:
+        assert address is not None
     scheme = address.split("://", 1)[0] if "://" in address else ""
     if scheme not in SCHEMES:
+        if scheduler_file is not None:  # a protocol Dask knows and we do not check (ucx://, ...)
+            return security
         raise option_error(
             "scheduler", address, " or ".join(f"{s}://HOST:PORT" for s in SCHEMES) + " (or a scheduler file)"
         )
+    if scheme == "tcp" and any(v is not None for v in tls):
+        raise tls_files_refused(tls, f"this one is {address}: give its tls:// address, or drop them")
     if scheme == "tls" and security is None:
         security = tls_security(*tls)
     return security
@@ -194,17 +249,22 @@ def check_remote(
 def _remote(address: str | None, scheduler_file: str | None, security: Any) -> ClusterHandle:
     from distributed import Client
 
-    if scheduler_file is not None:
-        client = Client(scheduler_file=scheduler_file, security=security, timeout="30s")
-        return ClusterHandle(client, f"remote scheduler from {scheduler_file}")
+    option = "scheduler_file" if scheduler_file is not None else "scheduler"
+    target = address if scheduler_file is None else f"the scheduler of {scheduler_file}"
     try:
-        client = Client(address, security=security, timeout="30s")
-    except OSError as exc:
+        if scheduler_file is not None:
+            client = Client(scheduler_file=scheduler_file, security=security, timeout="30s")
+        else:
+            client = Client(address, security=security, timeout="30s")
+    except OSError as exc:  # unreachable, or TLS credentials it does not accept
+        why = " ".join(str(exc).split()) or type(exc).__name__
         raise ConfigError(
-            f"scheduler: cannot reach {address}: {exc}; allowed: the address of a running "
-            "`dask scheduler` whose port is open",
-            option="scheduler",
+            f"{option}: cannot reach {target}: {why}; allowed: a running `dask scheduler` whose "
+            "port is open (and, for tls://, the CA, certificate and key it accepts)",
+            option=option,
         ) from None
+    if scheduler_file is not None:
+        return ClusterHandle(client, f"remote scheduler from {scheduler_file}")
     return ClusterHandle(client, f"remote scheduler {address}")
 
 
@@ -220,6 +280,7 @@ def connect(options: SweepOptions, log_dir: Path | None = None, queue_spec: Any 
     assert options.mode is not None
     return MODES[options.mode](
         max_parallel=options.max_parallel,
+        dashboard_address=options.dashboard_address,
         options=options,
         log_dir=Path(log_dir) if log_dir is not None else Path.cwd() / "logs",
         queue_spec=queue_spec,
@@ -229,3 +290,19 @@ def connect(options: SweepOptions, log_dir: Path | None = None, queue_spec: Any 
 def wrap_client(client: Any) -> ClusterHandle:
     """A handle around a client the caller owns (the engine leaves it open)."""
     return ClusterHandle(client, f"existing client of {client.scheduler.address}", own_client=False)
+
+
+def dashboard_note(link: str | None) -> str:
+    """What to add after a dashboard's address: how to reach one that listens on this host only."""
+    from urllib.parse import urlparse
+
+    if not link:
+        return ""
+    url = urlparse(link)
+    if url.hostname not in ("127.0.0.1", "localhost", "::1") or url.port is None:
+        return ""
+    p = url.port
+    return (
+        f" (this host only; from your machine: ssh -N -L {p}:127.0.0.1:{p} {socket.gethostname()}, "
+        f"then open http://localhost:{p}{url.path})"
+    )

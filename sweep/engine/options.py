@@ -47,6 +47,16 @@ def _count(name: str, value: Any, lo: int) -> int:
     return v
 
 
+def _address(name: str, value: Any) -> str:
+    """A ``HOST:PORT`` to listen on (port 0: any free one)."""
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise option_error(
+            name, value, "HOST:PORT, e.g. 127.0.0.1:8787 (this host only) or 0.0.0.0:8787 (every host)"
+        )
+    return str(value)
+
+
 def _setting(value: Any, key: str) -> Any:
     """``value``, or the ``sweep.<key>`` setting when it is None."""
     return config.get(key) if value is None else value
@@ -58,18 +68,20 @@ class SweepOptions:
 
     What runs: ``priority`` (HIGH, MEDIUM, LOW or ALL), ``package_ids`` (package ids or file
     names; empty: every package). Where: ``mode`` (``sequential`` | ``parallel``) with
-    ``max_parallel`` worker processes, or a remote ``scheduler`` address (``tcp://``, or
-    ``tls://`` with ``tls_ca``/``tls_cert``/``tls_key`` or a ``security`` object) or
-    ``scheduler_file``, or an HPC queue (``mode`` ``slurm`` | ``pbs`` | ``sge`` | ``lsf``, see
-    ``sweep.engine.jobqueue``) with up to ``jobs`` jobs of ``walltime`` (``HH:MM:SS``),
-    ``job_cores`` cores and ``job_memory`` (``4GiB``) each, in ``queue`` charged to ``account``,
-    with ``job_extra`` directives; runs checkpoint and stop ``walltime_margin`` seconds before
-    a job's walltime and continue in the next job. How: ``timeout`` seconds per package,
-    ``retries`` after a lost worker, checkpoints every ``checkpoint_every_seconds`` /
-    ``checkpoint_every_steps``, ``stop_on_error``, ``break_lock`` (take over the store's lock
-    held by a process of another host: only when it is gone; see ``sweep.store.lock``).
-    Output: ``log_dir`` (default: ``logs/`` beside a local store), ``progress_bar`` (None: on
-    a terminal), ``dry_run``. The rest are the engine's tunables (documented in sweep.yaml).
+    ``max_parallel`` worker processes (its Dask dashboard on ``dashboard_address``), or a
+    remote ``scheduler`` address (``tcp://``, or ``tls://`` with ``tls_ca``/``tls_cert``/
+    ``tls_key`` or a ``security`` object) or ``scheduler_file`` (the TLS files are refused
+    with anything but a ``tls://`` scheduler), or an HPC queue (``mode`` ``slurm`` | ``pbs`` |
+    ``sge`` | ``lsf``, see ``sweep.engine.jobqueue``) with up to ``jobs`` jobs of ``walltime``
+    (``HH:MM:SS``), ``job_cores`` cores and ``job_memory`` (``4GiB``) each, in ``queue``
+    charged to ``account``, with ``job_extra`` directives; runs checkpoint and stop
+    ``walltime_margin`` seconds before a job's walltime and continue in the next job. How:
+    ``timeout`` seconds per package, ``retries`` after a lost worker, checkpoints every
+    ``checkpoint_every_seconds`` / ``checkpoint_every_steps``, ``stop_on_error``,
+    ``break_lock`` (take over the store's lock held by a process of another host: only when
+    it is gone; see ``sweep.store.lock``). Output: ``log_dir`` (default: ``logs/`` beside a
+    local store), ``progress_bar`` (None: on a terminal), ``dry_run``. The rest are the
+    engine's tunables (documented in sweep.yaml).
     """
 
     _given: dict[str, Any]  # the arguments as given (what replace() starts from)
@@ -85,6 +97,7 @@ class SweepOptions:
     account: str | None
     job_extra: tuple[str, ...]
     walltime_margin: float
+    dashboard_address: str
     scheduler: str | None
     scheduler_file: str | None
     tls_ca: str | None
@@ -127,6 +140,7 @@ class SweepOptions:
         account: str | None = None,
         job_extra: Sequence[str] | str | None = None,
         walltime_margin: float | None = None,
+        dashboard_address: str | None = None,
         scheduler: str | None = None,
         scheduler_file: str | None = None,
         tls_ca: str | None = None,
@@ -166,7 +180,7 @@ class SweepOptions:
         put("tls_ca", tls_ca)
         put("tls_cert", tls_cert)
         put("tls_key", tls_key)
-        from .cluster import MODES, check_remote
+        from .cluster import MODES, check_remote, tls_files_refused
         from .jobqueue import QUEUES, check_queue_values, queue_options_given
 
         put("mode", _setting(mode, "mode"))
@@ -208,11 +222,13 @@ class SweepOptions:
                     "only with a queue mode (mode " + ", ".join(QUEUES) + "): give the mode too",
                 )
         put(
-            "security",
-            check_remote(scheduler, scheduler_file, security, (tls_ca, tls_cert, tls_key))
-            if self.remote
-            else security,
+            "dashboard_address",
+            _address("dashboard_address", _setting(dashboard_address, "dashboard-address")),
         )
+        tls = (tls_ca, tls_cert, tls_key)
+        if not self.remote and any(v is not None for v in tls):
+            raise tls_files_refused(tls, f"mode {self.mode} starts its own cluster")
+        put("security", check_remote(scheduler, scheduler_file, security, tls) if self.remote else security)
         put("timeout", _positive("timeout", _setting(timeout, "timeout")))
         put("retries", _count("retries", _setting(retries, "retries"), 0))
         put("stop_on_error", bool(stop_on_error))

@@ -25,7 +25,7 @@ from ..spec import PRIORITIES, Package, load_packages, select_packages, selectio
 from ..store import Store, is_local
 from ..store.write_errors import writing
 from .checkpoints import usable_checkpoint
-from .cluster import ClusterHandle, connect, wrap_client
+from .cluster import ClusterHandle, connect, dashboard_note, wrap_client
 from .connection import quiet_connection_noise, scheduler_lost
 from .driver import Driver
 from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
@@ -276,7 +276,8 @@ class _Sweep:
         try:
             result.dashboard_link = handle.dashboard_link
             self.say(f"sweep: cluster: {handle.description or handle.client}")
-            self.say(f"sweep: Dask dashboard: {result.dashboard_link or 'not available'}")
+            link = result.dashboard_link
+            self.say(f"sweep: Dask dashboard: {link or 'not available'}{dashboard_note(link)}")
             if self.on_start is not None:
 
                 def say_logged(line: str) -> None:
