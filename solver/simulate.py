@@ -125,6 +125,7 @@ def simulate(
     checkpoint_every_seconds: float | None = None,
     resume: State | None = None,
     stop: Stop | None = None,
+    checkpoint_now: Callable[[], bool] | None = None,
 ) -> xr.Dataset:
     """Integrate the Navier-Stokes equations for ``params``; return the diagnostics Dataset.
 
@@ -133,7 +134,9 @@ def simulate(
     ``checkpoint_every_steps`` steps and/or ``checkpoint_every_seconds`` wall seconds;
     ``resume`` continues from such a State; ``stop()``, asked before every step, ends the run
     early with SolverStopped carrying the State so far (a forced checkpoint: resumed from it,
-    the run ends bit-identical). Raises ParameterError for bad parameters
+    the run ends bit-identical); ``checkpoint_now()``, called after every step when
+    ``checkpoint`` is given, takes a checkpoint at once when it returns True (the caller is
+    being stopped). Raises ParameterError for bad parameters
     (including a grid too large for the available memory) and DivergedError (NaN/inf or
     CFL above ``cfl_limit``) naming the step, time and CFL number.
     """
@@ -146,6 +149,7 @@ def simulate(
         checkpoint_every_seconds=checkpoint_every_seconds,
         resume=resume,
         stop=stop,
+        checkpoint_now=checkpoint_now,
     ).to_dataset()
 
 
@@ -159,6 +163,7 @@ def run_simulation(
     checkpoint_every_seconds: float | None = None,
     resume: State | None = None,
     stop: Stop | None = None,
+    checkpoint_now: Callable[[], bool] | None = None,
 ) -> RunResult:
     """``simulate`` returning the result as plain arrays (``RunResult``), for callers that
     store or send it without needing a Dataset (e.g. to another process): same arguments, errors
@@ -209,8 +214,11 @@ def run_simulation(
                 progress(done, n_steps, done * dt)
             if checkpoint is not None and done < n_steps:
                 now = _time.monotonic()
-                due = (checkpoint_every_steps is not None and done % checkpoint_every_steps == 0) or (
-                    checkpoint_every_seconds is not None and now - last_ckpt >= checkpoint_every_seconds
+                asked = checkpoint_now is not None and checkpoint_now()  # first: it consumes a request
+                due = (
+                    asked
+                    or (checkpoint_every_steps is not None and done % checkpoint_every_steps == 0)
+                    or (checkpoint_every_seconds is not None and now - last_ckpt >= checkpoint_every_seconds)
                 )
                 if due:
                     checkpoint(state_at(done))

@@ -102,11 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = _flag_message(exc, subparsers.get(args.command)) if isinstance(exc, ConfigError) else str(exc)
         print(f"sweep {args.command}: error: {text}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(
-            f"sweep {args.command}: interrupted; finished runs are kept, run again to resume", file=sys.stderr
-        )
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP during a sweep (sweep.engine.interrupts)
+        name = getattr(exc, "signal_name", "SIGINT")
+        how = "interrupted" if name == "SIGINT" else f"stopped by {name}"
+        print(f"sweep {args.command}: {how}; finished runs are kept, run again to resume", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
     except Exception:  # unexpected: keep the traceback, but say what to do
         logging.getLogger("sweep").debug("internal error", exc_info=True)
         traceback.print_exc()

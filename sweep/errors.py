@@ -10,6 +10,7 @@ __all__ = [
     "StoreLockedError",
     "StoreError",
     "SchedulerLostError",
+    "ClusterStartError",
     "option_error",
     "config_error",
     "EXIT_OK",
@@ -58,6 +59,13 @@ class StoreError(SweepError):
 
 class StoreLockedError(StoreError):
     """Another live process holds the store's write lock."""
+
+
+class ClusterStartError(SweepError):
+    """The local Dask cluster could not be started (its worker processes kept dying); nothing
+    ran (exit 1: the requested runs are not done; run again)."""
+
+    exit_code = EXIT_FAILED
 
 
 class SchedulerLostError(SweepError):

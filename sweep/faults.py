@@ -9,8 +9,9 @@ Points: store ``store-create`` (a new store: its lock taken, nothing else writte
 ``before-marker`` (a run's data written, its done marker not; a packed run:
 nothing written yet), ``before-log`` (marker written, log record not; a packed run: its
 record is its marker, the run is done), ``checkpoint-before-pointer``, ``compact-before-index``
-(batch groups written, the index pointing at them not); engine ``before-commit``,
-``after-commit``, ``after-checkpoint``.
+(batch groups written, the index pointing at them not); engine ``cluster-started`` (a local
+cluster is up, nothing submitted), ``before-commit``, ``after-commit``, ``after-checkpoint``,
+``stopping`` (a stop signal arrived; the running runs' checkpoints not asked for yet).
 
 Slow steps: with ``NS_SWEEP_TEST_STEP_SECONDS=<seconds>`` in a worker's environment, every solver
 step of a run on it lasts at least that long (a sleep after the step: the numbers are

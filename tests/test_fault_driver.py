@@ -144,3 +144,110 @@ def test_fault_driver_sigkill_before_during_after_store_writes(
     clean = tmp_path / "clean.zarr"
     assert run_sweep(d, clean, client=local_client, progress_bar=False, out=io.StringIO()).exit_code == 0
     assert_results_equal(clean, store)
+
+
+# ------------------------------------------------------------------ stop signals (issue 18, 14-15)
+
+# ~10,000 steps of 16^3: a run that is still running whenever the signal comes
+LONG = {**TINY, "grid_size": [16, 16, 16], "T_final": 100.0, "initial_condition": "random"}
+
+
+def _long_sweep(packages_dir) -> Path:
+    return packages_dir([{"package_id": "long", "priority": "HIGH", "parameters": LONG}, *tiny_sweep(2)])
+
+
+def _wait_until_long_runs(tmp_path: Path, drv: Driver) -> None:
+    from faults import wait_for
+
+    log = tmp_path / "logs" / "long.log"
+    wait_for(lambda: log.exists() and "started on" in log.read_text(), proc=drv, what="the long run to start")
+
+
+def _lock_free(store: Path) -> bool:
+    import fcntl
+    import os
+
+    fd = os.open(store / "lock.json", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize(
+    "sig, code, how", [(signal.SIGTERM, 143, "stopped by SIGTERM"), (signal.SIGHUP, 129, "stopped by SIGHUP")]
+)
+def test_fault_driver_sigterm_sighup_stop_cleanly_checkpoint_and_resume(
+    tmp_path: Path, packages_dir, local_client, sig, code, how
+):
+    import os
+    import time
+
+    d = _long_sweep(packages_dir)
+    store = tmp_path / "r.zarr"
+    args = ("run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress")
+    drv = Driver(tmp_path, *args, name=f"stopped-by-{sig.name}")
+    try:
+        _wait_until_long_runs(tmp_path, drv)
+        t0 = time.monotonic()
+        os.killpg(drv.pid, sig)  # as a batch system (every process of the job) or a closed terminal
+        assert drv.popen.wait(timeout=60) == code, drv.output()
+        took = time.monotonic() - t0
+    finally:
+        drv.cleanup()
+    assert took < 30, took
+    assert "Traceback" not in drv.stderr, drv.stderr
+    assert (
+        drv.stderr.strip().splitlines()[-1]
+        == f"sweep run: {how}; finished runs are kept, run again to resume"
+    )
+    assert "saving checkpoints of 1 running run(s)" in drv.stdout
+    long_id = _run_id(d, "long")
+    # the default checkpoint interval (300 s) did not pass: this checkpoint was asked for by the stop
+    step = checkpoint_steps(store)[long_id]
+    assert step > 0
+    assert _lock_free(store) and (store / "lock.json").read_bytes() == b""  # released cleanly
+    again = Driver(tmp_path, *args, name="after-stop")
+    assert again.wait() == 0, again.output()
+    rec = records(store)[long_id]
+    assert rec.status == "done" and rec.resumed_from_step == step
+    from sweep.engine import run_sweep
+
+    clean = tmp_path / "clean.zarr"
+    assert run_sweep(d, clean, client=local_client, progress_bar=False, out=io.StringIO()).exit_code == 0
+    assert_results_equal(clean, store)
+    assert checkpoint_steps(store) == {} and partial_files(store) == []
+
+
+def test_fault_driver_second_ctrl_c_stops_at_once(tmp_path: Path, packages_dir):
+    import os
+    import time
+
+    import psutil
+    from faults import pause_env, wait_for
+
+    d = _long_sweep(packages_dir)
+    store = tmp_path / "r.zarr"
+    env, flag = pause_env(tmp_path, "stopping", seconds=300)  # a first stop that takes long
+    drv = Driver(
+        tmp_path, "run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress", env=env
+    )
+    try:
+        _wait_until_long_runs(tmp_path, drv)
+        workers = [p.pid for p in psutil.Process(drv.pid).children(recursive=True)]
+        os.killpg(drv.pid, signal.SIGINT)  # Ctrl-C: the terminal's process group
+        wait_for(lambda: flag.exists() and flag.read_text().strip(), proc=drv, what="the first stop")
+        t0 = time.monotonic()
+        os.killpg(drv.pid, signal.SIGINT)  # and again
+        assert drv.popen.wait(timeout=30) == 130, drv.output()
+        took = time.monotonic() - t0
+    finally:
+        drv.cleanup()
+    assert took < 5, took
+    assert "Traceback" not in drv.stderr
+    assert drv.stderr.strip().splitlines()[-1].startswith("sweep: SIGINT again: stopped at once"), drv.stderr
+    assert not [p for p in workers if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    assert _lock_free(store)

@@ -3,10 +3,12 @@ a diverging run (a failure of the run itself, never retried)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,83 @@ def test_fault_worker_frozen_restarted_while_other_results_are_committed(
     )
     # the sweep waited for the restart: both workers are back, the frozen one replaced
     assert len(worker_pids(client2)) == 2 and frozen[0] not in worker_pids(client2).values()
+
+
+# ------------------------------------------- workers killed as the cluster starts (issue 18, 13)
+
+
+def _worker_processes(pid: int) -> list:
+    """The worker processes a `sweep run` driver spawned (its nannies live in the driver)."""
+    import psutil
+
+    try:
+        return [p for p in psutil.Process(pid).children() if "spawn_main" in " ".join(p.cmdline())]
+    except psutil.Error:
+        return []
+
+
+def _sweep_args(d: Path, store: Path, mode: str = "parallel") -> tuple[str, ...]:
+    return ("run", str(d), "--store", str(store), "--mode", mode, "--max-parallel", "2", "--no-progress")
+
+
+def test_fault_worker_killed_while_the_local_cluster_starts_is_started_again(tmp_path: Path, packages_dir):
+    import psutil
+    from faults import Driver
+
+    d = packages_dir(tiny_sweep(4))
+    drv = Driver(tmp_path, *_sweep_args(d, tmp_path / "r.zarr"), name="killed-worker-at-start")
+    killed = []
+    try:  # the first worker process, as soon as it exists: the cluster is still starting
+        wait_for(lambda: _worker_processes(drv.pid), proc=drv, what="a worker process", every=0.002)
+        victim = _worker_processes(drv.pid)[0]
+        with contextlib.suppress(psutil.Error):
+            victim.kill()
+            killed.append(victim.pid)
+        code = drv.wait()
+    finally:
+        drv.cleanup()
+    assert killed
+    assert code == 0, drv.output()
+    assert "Traceback" not in drv.stderr and "lost the connection" not in drv.stderr, drv.stderr
+    assert {r.status for r in records(tmp_path / "r.zarr").values()} == {"done"}
+
+
+def test_fault_worker_killed_right_after_the_cluster_started_is_no_lost_scheduler(
+    tmp_path: Path, packages_dir
+):
+    from faults import Driver, pause_env
+
+    d = packages_dir(tiny_sweep(4))
+    env, flag = pause_env(tmp_path, "cluster-started", seconds=0.01)
+    drv = Driver(tmp_path, *_sweep_args(d, tmp_path / "r.zarr"), env=env, name="killed-worker-after-start")
+    try:
+        wait_for(
+            lambda: flag.exists() and flag.read_text().strip(), proc=drv, what="the cluster", every=0.002
+        )
+        os.kill(_worker_processes(drv.pid)[0].pid, signal.SIGKILL)
+        code = drv.wait()
+    finally:
+        drv.cleanup()
+    assert code == 0, drv.output()
+    assert "Traceback" not in drv.stderr and "lost the connection" not in drv.stderr, drv.stderr
+    assert {r.status for r in records(tmp_path / "r.zarr").values()} == {"done"}
+
+
+def test_fault_worker_that_never_starts_is_one_true_line(tmp_path: Path, packages_dir):
+    from faults import Driver
+
+    d = packages_dir(tiny_sweep(2))
+    drv = Driver(tmp_path, *_sweep_args(d, tmp_path / "r.zarr", "sequential"), name="never-starts")
+    try:  # every worker process dies as soon as it exists (as when each runs out of memory)
+        while drv.popen.poll() is None:
+            for p in _worker_processes(drv.pid):
+                with contextlib.suppress(Exception):
+                    p.kill()
+            time.sleep(0.003)
+        code = drv.wait()
+    finally:
+        drv.cleanup()
+    assert code == 1, drv.output()
+    (line,) = drv.stderr.strip().splitlines()
+    assert line.startswith("sweep run: error: cannot start the local Dask cluster (3 attempts"), line
+    assert "nothing ran" in line

@@ -12,8 +12,10 @@ DESCRIPTION = (
     "a remote scheduler (--scheduler / --scheduler-file), committing each result as "
     "soon as it finishes. Run it again after any interruption: finished runs are skipped and "
     "checkpointed ones resume. Exit codes: 0 all done, 1 some run failed, 2 bad input, "
-    "3 internal error, 124 a run timed out (and nothing else failed). Defaults come from "
-    "dask.config (the packaged sweep.yaml, section 'sweep')."
+    "3 internal error, 124 a run timed out (and nothing else failed), 130 Ctrl-C (SIGINT), "
+    "143 SIGTERM (a batch system's time limit), 129 SIGHUP: stopped cleanly (the commit under "
+    "way finished, running runs checkpointed, the store's lock released); a second signal "
+    "stops at once. Defaults come from dask.config (the packaged sweep.yaml, section 'sweep')."
 )
 
 # options whose destination is not a SweepOptions field (the rest are passed on by name)

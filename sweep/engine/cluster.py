@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import signal
 import socket
@@ -35,8 +36,10 @@ from typing import TYPE_CHECKING, Any
 
 from solver.params import THREADS_ENV
 
-from ..errors import ConfigError, option_error
+from .. import config
+from ..errors import ClusterStartError, ConfigError, option_error
 from ..machine import usable_cores
+from .interrupts import SIGNALS
 from .jobqueue import QUEUES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,24 +85,53 @@ class ClusterHandle:
 
 
 def _local(n_workers: int, *, dashboard_address: str | None = "127.0.0.1:0") -> ClusterHandle:
-    import dask.config
-    from distributed import Client, LocalCluster
-    from distributed.security import Security
+    from distributed import Client
 
     # Each worker process gets its share of the host's cores for one run's threads (FFTs and
     # array kernels: the results do not depend on the count), through the solver's own setting.
     env = {THREADS_ENV: str(max(1, usable_cores() // n_workers))}
     # A lost worker fails its task at once (KilledWorker), so the engine resubmits the run
     # with its latest checkpoint instead of the scheduler rerunning it from the original one.
-    # Worker processes spawned while SIGINT is ignored keep ignoring it: Ctrl-C then reaches
-    # only the driver, which cancels the runs and closes the cluster in order (instead of every
-    # worker dying at once and distributed printing pages of tracebacks).
-    prev = None
+    # Worker processes spawned while SIGINT, SIGTERM and SIGHUP are ignored keep ignoring them:
+    # Ctrl-C (the terminal's whole process group), a closed terminal or a batch system's
+    # SIGTERM (every process of the job) then stop only the driver, which asks the runs for
+    # checkpoints, cancels them and closes the cluster in order (sweep.engine.interrupts).
+    attempts = max(1, int(config.get("cluster-start-attempts")))
+    for attempt in range(1, attempts + 1):
+        try:
+            cluster = _start_local_cluster(n_workers, dashboard_address, env)
+            break
+        except Exception as exc:  # a worker process that died (killed, out of memory) while it started
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())
+            if attempt == attempts:
+                raise ClusterStartError(
+                    f"cannot start the local Dask cluster ({attempts} attempts, sweep.cluster-start-"
+                    f"attempts): {why}; nothing ran: check the memory and process limits (ulimit -u), "
+                    "try fewer --max-parallel or --mode sequential, and run again"
+                ) from None
+            logging.getLogger("sweep.engine").warning(
+                "local cluster: a worker process failed while it started (%s); starting it again (%d of %d)",
+                why,
+                attempt + 1,
+                attempts,
+            )
+    client = Client(cluster)  # with the cluster's credentials
+    return ClusterHandle(client, "", cluster=cluster)
+
+
+def _start_local_cluster(n_workers: int, dashboard_address: str | None, env: dict[str, str]) -> Any:
+    """One attempt at the LocalCluster (a failed one closes what it started), spawned with the
+    stop signals ignored (see ``_local``)."""
+    import dask.config
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        prev = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
     try:
         with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-            cluster = LocalCluster(
+            return LocalCluster(
                 n_workers=n_workers,
                 threads_per_worker=1,
                 processes=True,
@@ -108,10 +140,8 @@ def _local(n_workers: int, *, dashboard_address: str | None = "127.0.0.1:0") -> 
                 security=Security.temporary(),  # TLS: see the module docstring
             )
     finally:
-        if prev is not None:
-            signal.signal(signal.SIGINT, prev)
-    client = Client(cluster)  # with the cluster's credentials
-    return ClusterHandle(client, "", cluster=cluster)
+        for sig, prev in previous.items():
+            signal.signal(sig, prev)
 
 
 def _sequential(

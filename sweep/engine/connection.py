@@ -13,6 +13,7 @@ __all__ = ["connection_trouble", "quiet_connection_noise", "scheduler_lost"]
 
 # loggers of distributed that print a traceback when the scheduler goes away
 _CONNECTION_LOGGERS = (
+    "distributed.scheduler",
     "distributed.client",
     "distributed.batched",
     "distributed.core",
@@ -37,6 +38,8 @@ class _DropConnectionTracebacks(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if record.name == "distributed.client" and "reconnect" in str(record.msg):
             return False  # "Failed to reconnect to scheduler after ...": the sweep says it
+        if record.name == "distributed.scheduler" and str(record.msg).startswith("broadcast to"):
+            return False  # a worker that died during a broadcast: its nanny restarts it
         return not connection_trouble(exc)
 
 

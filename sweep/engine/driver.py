@@ -24,6 +24,7 @@ from ..codec import decode_arrays
 from ..provenance import ns_sweep_version
 from .checkpoints import CheckpointRelay, step_of
 from .commits import CommitWriter
+from .connection import connection_trouble
 from .live import LiveStatus
 from .logs import SweepLogs
 from .options import SweepOptions
@@ -377,7 +378,16 @@ class Driver:
 
         # every worker, and each one that joins later (a restart), loads the kernels before
         # its first run (once per worker process: the plugin is idempotent)
-        self.client.register_plugin(KernelWarmUp())
+        try:
+            self.client.register_plugin(KernelWarmUp())
+        except Exception as exc:
+            # a worker that died meanwhile (its nanny restarts it) fails the broadcast; the
+            # scheduler keeps the plugin for the workers that join: only a lost scheduler counts
+            if not connection_trouble(exc) or not self.connected():
+                raise
+            self.log.warning(
+                "a worker left while the kernel warm-up was installed (%s); it gets it on restart", exc
+            )
         self.client.subscribe_topic(self.channel, self.on_event)
         if self.queue is not None:
             self.queue.attach(self)

@@ -9,6 +9,7 @@ written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -18,8 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import distributed
+
 from .. import config
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SchedulerLostError
+from ..faults import fault_point
 from ..machine import memory_per_worker, usable_cores
 from ..spec import PRIORITIES, Package, load_packages, select_packages, selection_label
 from ..store import Store, is_local
@@ -29,12 +33,14 @@ from .cluster import ClusterHandle, connect, dashboard_note, wrap_client
 from .connection import quiet_connection_noise, scheduler_lost
 from .driver import Driver
 from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
+from .interrupts import interruptible
 from .logs import SweepLogs
 from .memory import check_cluster_memory
 from .options import SweepOptions
 from .plan import PlanEntry, explain_store, explanation_lines, plan_sweep, store_state
 from .predict import RuntimePredictor
 from .progress import SweepProgress, final_summary
+from .worker import request_checkpoints, stop_runs
 
 __all__ = ["SweepResult", "SweepStart", "run_sweep", "default_log_dir", "exit_code_of"]
 
@@ -155,31 +161,33 @@ def run_sweep(
     if opts.dry_run:
         return _dry_run(store_url, packages, say, scope)
 
-    early = None  # a cluster we did not start: connected (and checked) before the store opens
-    if not own:
-        early = wrap_client(client) if client is not None else connect(opts)
-    try:
-        if early is not None:
-            check_cluster_memory(early.client, packages, store_url)
-        sweep = _Sweep(
-            opts,
-            store_url,
-            packages,
-            scope,
-            str(packages_dir),
-            say,
-            out,
-            t_start,
-            early,
-            "client" if client is not None else "remote" if opts.remote else opts.mode,
-            on_start,
-            queue_spec,
-        )
-        return sweep.run()
-    finally:
-        if early is not None:
-            with quiet_connection_noise():  # closing a client whose scheduler is gone
-                early.close()
+    # SIGINT, SIGTERM, SIGHUP: a clean stop (Interrupted), a second one forces it (.interrupts)
+    with interruptible():
+        early = None  # a cluster we did not start: connected (and checked) before the store opens
+        if not own:
+            early = wrap_client(client) if client is not None else connect(opts)
+        try:
+            if early is not None:
+                check_cluster_memory(early.client, packages, store_url)
+            sweep = _Sweep(
+                opts,
+                store_url,
+                packages,
+                scope,
+                str(packages_dir),
+                say,
+                out,
+                t_start,
+                early,
+                "client" if client is not None else "remote" if opts.remote else opts.mode,
+                on_start,
+                queue_spec,
+            )
+            return sweep.run()
+        finally:
+            if early is not None:
+                with quiet_connection_noise():  # closing a client whose scheduler is gone
+                    early.close()
 
 
 class _Sweep:
@@ -272,6 +280,7 @@ class _Sweep:
         handle = self.early if self.early is not None else connect(self.opts, self.log_dir, self.queue_spec)
         if handle.queue is not None:
             handle.queue.warned = warned  # else once the runs' measured rates say so
+        fault_point("cluster-started")
         stop_hook = None
         try:
             result.dashboard_link = handle.dashboard_link
@@ -383,6 +392,9 @@ class _Sweep:
             if lost:  # futures cancelled by the disconnection: not a run's failure
                 raise SchedulerLostError(lost)
         except BaseException as exc:
+            if isinstance(exc, KeyboardInterrupt):  # stopped (Ctrl-C, SIGTERM, SIGHUP): save what runs
+                self._checkpoint_running(driver, handle)
+                self._stop_running(driver, handle)
             pending = [f for f in driver.tasks.futures if not f.done()]
             if pending:
                 try:
@@ -400,6 +412,58 @@ class _Sweep:
                     "their checkpoints"
                 ) from None
             raise
+
+    def _checkpoint_running(self, driver: Driver, handle: ClusterHandle) -> None:
+        """The sweep is being stopped: ask the running runs for a checkpoint now and save those
+        that arrive within ``sweep.interrupt-grace`` seconds (a second signal stops at once)."""
+        fault_point("stopping")
+        running = {
+            rid for f, (rid, _) in driver.tasks.futures.items() if not f.done() and rid in driver.running
+        }
+        grace = float(config.get("interrupt-grace"))
+        every = (self.opts.checkpoint_every_seconds, self.opts.checkpoint_every_steps)
+        if not running or grace <= 0 or every == (None, None) or not driver.connected():
+            return
+        self.say(
+            f"sweep: stopping: saving checkpoints of {len(running)} running run(s), at most {grace:g} s "
+            "(interrupt again to stop at once)"
+        )
+        before = {rid: driver.relay.step.get(rid, -1) for rid in running}
+        try:  # the driver loop has ended: listen to the runs' checkpoint events again
+            handle.client.subscribe_topic(driver.channel, driver.on_event)
+            handle.client.run(request_checkpoints, driver.channel, on_error="ignore")
+        except Exception as exc:  # the checkpoints saved so far will do
+            driver.log.warning("cannot ask the running runs for checkpoints: %s", exc)
+            return
+        deadline = time.monotonic() + grace
+        try:
+            while time.monotonic() < deadline:
+                driver.drain_events()  # saves each checkpoint as it is announced
+                if all(driver.relay.step.get(r, -1) > before[r] for r in running):
+                    break
+                time.sleep(0.05)
+        finally:
+            with contextlib.suppress(Exception):
+                handle.client.unsubscribe_topic(driver.channel)
+        saved = sum(1 for r in running if driver.relay.step.get(r, -1) > before[r])
+        driver.log.warning("stopping: %d of %d running run(s) checkpointed", saved, len(running))
+
+    def _stop_running(self, driver: Driver, handle: ClusterHandle) -> None:
+        """Cancel the queued tasks, and end the running ones at their next step (a cancelled
+        running task keeps its worker until the cluster kills it); wait a moment for them."""
+        if not driver.connected():
+            return
+        futures = driver.tasks.futures
+        running = [f for f, (rid, _) in futures.items() if rid in driver.running and not f.done()]
+        queued = [f for f in futures if not f.done() and f not in running]
+        try:
+            if queued:
+                handle.client.cancel(queued)  # before they start
+            if running:
+                handle.client.run(stop_runs, driver.channel, on_error="ignore")
+                distributed.wait(running, timeout=2)
+        except Exception:  # (distributed's TimeoutError too) cancelled next, whatever they do
+            pass
 
     def _summarise(
         self, logs: SweepLogs, plan: list[PlanEntry], done: set[str], n_done: int, result: SweepResult

@@ -47,6 +47,9 @@ __all__ = [
     "run_package",
     "KernelWarmUp",
     "checkpoint_variable_name",
+    "request_checkpoints",
+    "stop_runs",
+    "RunStopped",
 ]
 
 
@@ -127,6 +130,29 @@ def failure_class_of(exc: BaseException) -> str:
         if cls in EXCEPTION_CLASSES:
             return EXCEPTION_CLASSES[cls]
     return "error"
+
+
+# sweep channel -> checkpoint requests so far, in this worker process (request_checkpoints);
+# the channels of stopped sweeps, whose runs end at their next step (stop_runs)
+_CHECKPOINT_REQUESTS: dict[str, int] = {}
+_STOPPED: set[str] = set()
+
+
+class RunStopped(Exception):
+    """The sweep was stopped (Ctrl-C, SIGTERM): the run ends at its next step."""
+
+
+def request_checkpoints(channel: str) -> None:
+    """Ask every run of the sweep ``channel`` running in this worker process for a checkpoint at
+    its next step (a stopped driver calls it on every worker with ``Client.run``)."""
+    _CHECKPOINT_REQUESTS[channel] = _CHECKPOINT_REQUESTS.get(channel, 0) + 1
+
+
+def stop_runs(channel: str) -> None:
+    """End every run of the sweep ``channel`` in this worker process at its next step (a stopped
+    driver, after the checkpoints: a running task cannot be cancelled otherwise, and the
+    cluster would wait for it to end before killing its worker)."""
+    _STOPPED.add(channel)
 
 
 def checkpoint_variable_name(channel: str, run_id: str) -> str:
@@ -353,6 +379,8 @@ def _run(
     done_steps = [0]
 
     def progress(step: int, n_steps: int, t: float) -> None:
+        if item.channel in _STOPPED:
+            raise RunStopped(f"the sweep was stopped at step {step}")
         done_steps[0] = step
         if delay:
             time.sleep(delay)
@@ -383,6 +411,15 @@ def _run(
             )
             note(f"checkpoint at step {step} sent to the driver")
 
+    seen = [_CHECKPOINT_REQUESTS.get(item.channel or "", 0)]
+
+    def checkpoint_now() -> bool:  # once per request_checkpoints
+        asked = _CHECKPOINT_REQUESTS.get(item.channel or "", 0)
+        if asked == seen[0]:
+            return False
+        seen[0] = asked
+        return True
+
     resume = None
     from solver.errors import SolverStopped
 
@@ -412,6 +449,7 @@ def _run(
             checkpoint_every_steps=item.checkpoint_every_steps if want_ckpt else None,
             checkpoint_every_seconds=item.checkpoint_every_seconds if want_ckpt else None,
             resume=resume,
+            checkpoint_now=checkpoint_now if want_ckpt else None,
             **can_stop,
         )
     except SolverStopped as stopped:  # not a failure: the run continues elsewhere from here

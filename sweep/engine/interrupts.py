@@ -1,0 +1,89 @@
+"""Stopping a sweep from outside: SIGINT (Ctrl-C), SIGTERM (a batch system's time limit, ``kill``)
+and SIGHUP (a closed terminal) all stop it the same way, and a second one forces it.
+
+The first of them raises ``Interrupted`` (a ``KeyboardInterrupt``) in the driver's main thread:
+the commit under way in the store's writer thread ends, the running runs are asked for a
+checkpoint and those that arrive within ``sweep.interrupt-grace`` seconds are saved, the
+cluster is closed and the store's lock released; the command exits with 128 + the signal's
+number (130, 143, 129) and one line. Any signal of the three that arrives after the first
+ends the process at once (its worker processes first): the store is crash-safe, and the
+kernel releases its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+
+__all__ = ["SIGNALS", "Interrupted", "interruptible", "exit_code_of_signal"]
+
+# the signals that stop a sweep (SIGHUP is missing on Windows)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def exit_code_of_signal(signum: int) -> int:
+    """The exit code of a process stopped by ``signum`` (the shell's convention: 128 + n)."""
+    return 128 + int(signum)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The sweep was asked to stop by a signal (``signum``); exit with ``exit_code``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = exit_code_of_signal(signum)
+
+
+def _force_exit(signum: int) -> None:
+    """A second stop signal: end the worker processes, say so in one line, exit at once."""
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+    except Exception:  # nothing may keep this process from exiting now
+        pass
+    name = signal.Signals(signum).name
+    try:
+        os.write(
+            sys.stderr.fileno(),
+            f"sweep: {name} again: stopped at once; finished runs are kept (the store is crash-safe, "
+            "its lock is released), run again to resume\n".encode(),
+        )
+    except (OSError, ValueError):
+        pass
+    os._exit(exit_code_of_signal(signum))
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """While the block runs in the main thread, the first SIGINT/SIGTERM/SIGHUP raises
+    ``Interrupted`` and any later one forces the exit (see the module docstring); the previous
+    handlers are restored afterwards. Elsewhere (another thread), nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    first: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if first:
+            _force_exit(signum)
+        first.append(signum)
+        raise Interrupted(signum)
+
+    previous = {}
+    try:
+        for sig in SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+                previous[sig] = signal.signal(sig, handler)
+        yield
+    finally:
+        for sig, prev in previous.items():
+            signal.signal(sig, prev)
