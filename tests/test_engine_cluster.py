@@ -80,6 +80,8 @@ def test_connect_bad_max_parallel_is_refused():
 @pytest.mark.cluster
 def test_local_cluster_refuses_clients_without_its_credentials_dashboard_on_loopback():
     import os
+    import signal
+    import time
     from urllib.parse import urlparse
 
     import psutil
@@ -95,6 +97,16 @@ def test_local_cluster_refuses_clients_without_its_credentials_dashboard_on_loop
         # the sweep's own client and workers work, the kernel warm-up plugin too
         handle.client.register_plugin(KernelWarmUp())
         assert handle.client.submit(sum, [1, 2, 3]).result() == 6
+        # the workers ignore the stop signals (the driver stops them), restarted ones too
+        ignored = lambda: [signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM)]  # noqa: E731
+        assert list(handle.client.run(ignored).values()) == [[True, True]]
+        (pid,) = handle.client.run(os.getpid).values()
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while set(handle.client.run(os.getpid, on_error="ignore").values()) in (set(), {pid}):
+            assert time.monotonic() < deadline, "the killed worker was not restarted"
+            time.sleep(0.1)
+        assert list(handle.client.run(ignored).values()) == [[True, True]]
         # another local user: plain TCP, no credentials, or credentials of their own
         refused = []
         for target, security in (

@@ -148,8 +148,8 @@ def test_fault_driver_sigkill_before_during_after_store_writes(
 
 # ------------------------------------------------------------------ stop signals (issue 18, 14-15)
 
-# ~10,000 steps of 16^3: a run that is still running whenever the signal comes
-LONG = {**TINY, "grid_size": [16, 16, 16], "T_final": 100.0, "initial_condition": "random"}
+# ~3,000 steps of 16^3 (seconds): still running when the signal comes
+LONG = {**TINY, "grid_size": [16, 16, 16], "T_final": 30.0, "initial_condition": "random"}
 
 
 def _long_sweep(packages_dir) -> Path:
@@ -199,11 +199,9 @@ def test_fault_driver_sigterm_sighup_stop_cleanly_checkpoint_and_resume(
     finally:
         drv.cleanup()
     assert took < 30, took
-    assert "Traceback" not in drv.stderr, drv.stderr
-    assert (
-        drv.stderr.strip().splitlines()[-1]
-        == f"sweep run: {how}; finished runs are kept, run again to resume"
-    )
+    assert drv.stderr.strip().splitlines() == [
+        f"sweep run: {how}; finished runs are kept, run again to resume"
+    ]
     assert "saving checkpoints of 1 running run(s)" in drv.stdout
     long_id = _run_id(d, "long")
     # the default checkpoint interval (300 s) did not pass: this checkpoint was asked for by the stop
@@ -247,7 +245,7 @@ def test_fault_driver_second_ctrl_c_stops_at_once(tmp_path: Path, packages_dir):
     finally:
         drv.cleanup()
     assert took < 5, took
-    assert "Traceback" not in drv.stderr
-    assert drv.stderr.strip().splitlines()[-1].startswith("sweep: SIGINT again: stopped at once"), drv.stderr
+    (line,) = drv.stderr.strip().splitlines()
+    assert line.startswith("sweep: SIGINT again: stopped at once"), drv.stderr
     assert not [p for p in workers if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
     assert _lock_free(store)

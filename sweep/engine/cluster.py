@@ -39,7 +39,6 @@ from solver.params import THREADS_ENV
 from .. import config
 from ..errors import ClusterStartError, ConfigError, option_error
 from ..machine import usable_cores
-from .interrupts import SIGNALS
 from .jobqueue import QUEUES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -92,10 +91,10 @@ def _local(n_workers: int, *, dashboard_address: str | None = "127.0.0.1:0") -> 
     env = {THREADS_ENV: str(max(1, usable_cores() // n_workers))}
     # A lost worker fails its task at once (KilledWorker), so the engine resubmits the run
     # with its latest checkpoint instead of the scheduler rerunning it from the original one.
-    # Worker processes spawned while SIGINT, SIGTERM and SIGHUP are ignored keep ignoring them:
-    # Ctrl-C (the terminal's whole process group), a closed terminal or a batch system's
-    # SIGTERM (every process of the job) then stop only the driver, which asks the runs for
-    # checkpoints, cancels them and closes the cluster in order (sweep.engine.interrupts).
+    # Worker processes ignore SIGINT, SIGTERM and SIGHUP (sweep.engine.worker_setup): Ctrl-C
+    # (the terminal's whole process group), a closed terminal or a batch system's SIGTERM
+    # (every process of the job) stop only the driver, which asks the runs for checkpoints,
+    # ends them and closes the cluster in order (sweep.engine.interrupts).
     attempts = max(1, int(config.get("cluster-start-attempts")))
     for attempt in range(1, attempts + 1):
         try:
@@ -120,28 +119,41 @@ def _local(n_workers: int, *, dashboard_address: str | None = "127.0.0.1:0") -> 
 
 
 def _start_local_cluster(n_workers: int, dashboard_address: str | None, env: dict[str, str]) -> Any:
-    """One attempt at the LocalCluster (a failed one closes what it started), spawned with the
-    stop signals ignored (see ``_local``)."""
+    """One attempt at the LocalCluster (a failed one closes what it started); each of its worker
+    processes ignores the stop signals (``sweep.engine.worker_setup``, a preload: restarted
+    workers too)."""
     import dask.config
     from distributed import LocalCluster
     from distributed.security import Security
 
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
+    _start_resource_tracker()
+    preload = [*dask.config.get("distributed.worker.preload", []), "sweep.engine.worker_setup"]
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        return LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=dashboard_address,
+            env=env,
+            security=Security.temporary(),  # TLS: see the module docstring
+            preload=preload,
+        )
+
+
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker (a child that the cluster's processes use) with
+    SIGHUP ignored: it ignores SIGINT and SIGTERM itself, and a closed terminal must not kill it
+    under a driver that stops cleanly (it would be relaunched and print tracebacks)."""
+    from multiprocessing import resource_tracker
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGHUP"):
+        resource_tracker.ensure_running()
+        return
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-            return LocalCluster(
-                n_workers=n_workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=dashboard_address,
-                env=env,
-                security=Security.temporary(),  # TLS: see the module docstring
-            )
+        resource_tracker.ensure_running()  # a no-op once it runs
     finally:
-        for sig, prev in previous.items():
-            signal.signal(sig, prev)
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _sequential(
