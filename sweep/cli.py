@@ -88,7 +88,16 @@ def _flag_message(exc: ConfigError, parser: argparse.ArgumentParser | None) -> s
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script; returns the process exit code. SIGINT, SIGTERM and
+    SIGHUP stop every command cleanly (one line, exit 128 + the signal's number); a second one
+    stops it at once (``sweep.engine.interrupts``)."""
+    from .engine.interrupts import interruptible
+
+    with interruptible():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)  # options before it are global
     parser, subparsers = build_parser(chosen if chosen in COMMANDS else None, argv)

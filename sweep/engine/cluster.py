@@ -39,6 +39,8 @@ from solver.params import THREADS_ENV
 from .. import config
 from ..errors import ClusterStartError, ConfigError, option_error
 from ..machine import usable_cores
+from .connection import quiet_distributed
+from .interrupts import Interrupted, deferred_stop
 from .jobqueue import QUEUES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,25 +98,39 @@ def _local(n_workers: int, *, dashboard_address: str | None = "127.0.0.1:0") -> 
     # (every process of the job) stop only the driver, which asks the runs for checkpoints,
     # ends them and closes the cluster in order (sweep.engine.interrupts).
     attempts = max(1, int(config.get("cluster-start-attempts")))
-    for attempt in range(1, attempts + 1):
-        try:
-            cluster = _start_local_cluster(n_workers, dashboard_address, env)
-            break
-        except Exception as exc:  # a worker process that died (killed, out of memory) while it started
-            why = " ".join(f"{type(exc).__name__}: {exc}".split())
-            if attempt == attempts:
-                raise ClusterStartError(
-                    f"cannot start the local Dask cluster ({attempts} attempts, sweep.cluster-start-"
-                    f"attempts): {why}; nothing ran: check the memory and process limits (ulimit -u), "
-                    "try fewer --max-parallel or --mode sequential, and run again"
-                ) from None
-            logging.getLogger("sweep.engine").warning(
-                "local cluster: a worker process failed while it started (%s); starting it again (%d of %d)",
-                why,
-                attempt + 1,
-                attempts,
-            )
-    client = Client(cluster)  # with the cluster's credentials
+    cluster = client = None
+    # a stop signal while the cluster starts is acted on once it is up (or has failed): a start
+    # cut short would leave its tasks and processes behind
+    with deferred_stop() as stopped:
+        for attempt in range(1, attempts + 1):
+            try:
+                cluster = _start_local_cluster(n_workers, dashboard_address, env)
+                break
+            except Exception as exc:  # a worker process that died (killed, out of memory) as it started
+                if stopped:  # the stop signal killed a starting worker too: the stop is what counts
+                    break
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())
+                if attempt == attempts:
+                    raise ClusterStartError(
+                        f"cannot start the local Dask cluster ({attempts} attempts, sweep.cluster-start-"
+                        f"attempts): {why}; nothing ran: check the memory and process limits (ulimit -u), "
+                        "try fewer --max-parallel or --mode sequential, and run again"
+                    ) from None
+                logging.getLogger("sweep.engine").warning(
+                    "local cluster: a worker process failed while it started (%s); starting it again "
+                    "(%d of %d)",
+                    why,
+                    attempt + 1,
+                    attempts,
+                )
+        if cluster is not None and not stopped:
+            client = Client(cluster)  # with the cluster's credentials
+    if stopped:
+        with quiet_distributed():
+            for opened in (client, cluster):
+                if opened is not None:
+                    opened.close()
+        raise Interrupted(stopped[0])
     return ClusterHandle(client, "", cluster=cluster)
 
 

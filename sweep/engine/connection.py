@@ -9,7 +9,13 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["connection_trouble", "quiet_connection_noise", "scheduler_lost"]
+__all__ = [
+    "connection_trouble",
+    "quiet_connection_noise",
+    "quiet_distributed",
+    "quiet_lost_broadcasts",
+    "scheduler_lost",
+]
 
 # loggers of distributed that print a traceback when the scheduler goes away
 _CONNECTION_LOGGERS = (
@@ -65,3 +71,46 @@ def scheduler_lost(client: Any, exc: BaseException | None) -> str | None:
     if status not in ("running", "newly-created"):
         return f"it stopped answering (client {status})"
     return None
+
+
+class _DropAll(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def quiet_distributed() -> Iterator[None]:
+    """Nothing of distributed's logging on the terminal while a stopped sweep shuts its cluster
+    down (the races of a shutdown: handshakes cut short, cancelled tasks); the sweep says how
+    it stopped in one line."""
+    drop = _DropAll()
+    handlers = list(logging.getLogger("distributed").handlers)
+    for h in handlers:
+        h.addFilter(drop)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(drop)
+
+
+class _DropLostBroadcasts(logging.Filter):
+    """asyncio's "Future exception was never retrieved" of a comm to a worker that died."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None and "exception" in record.__dict__:
+            exc = record.__dict__["exception"]
+        text = record.getMessage()
+        return not ("never retrieved" in text and (connection_trouble(exc) or "CommClosedError" in text))
+
+
+_LOST_BROADCASTS = _DropLostBroadcasts()
+
+
+def quiet_lost_broadcasts() -> None:
+    """Keep asyncio's complaint about the unread error of a scheduler's message to a worker that
+    died meanwhile off the terminal from now on (distributed leaves that future unread; the
+    complaint comes whenever it is collected, maybe at exit; the nanny restarts the worker and
+    the engine retries its runs). Only connection errors; idempotent."""
+    logging.getLogger("asyncio").addFilter(_LOST_BROADCASTS)

@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["SIGNALS", "Interrupted", "interruptible", "exit_code_of_signal"]
+__all__ = ["SIGNALS", "Interrupted", "interruptible", "deferred_stop", "exit_code_of_signal"]
 
 # the signals that stop a sweep (SIGHUP is missing on Windows)
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -84,6 +84,32 @@ def interruptible() -> Iterator[None]:
             if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
                 previous[sig] = signal.signal(sig, handler)
         yield
+    finally:
+        for sig, prev in previous.items():
+            signal.signal(sig, prev)
+
+
+@contextlib.contextmanager
+def deferred_stop() -> Iterator[list[int]]:
+    """While the block runs (main thread only), a stop signal is noted in the yielded list
+    instead of interrupting it (a cluster half started would leave its start-up tasks behind);
+    the caller raises ``Interrupted`` afterwards. A second signal still forces the exit."""
+    noted: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted
+        return
+
+    def note(signum: int, frame: object) -> None:
+        if noted:
+            _force_exit(signum)
+        noted.append(signum)
+
+    previous = {}
+    try:
+        for sig in SIGNALS:
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                previous[sig] = signal.signal(sig, note)
+        yield noted
     finally:
         for sig, prev in previous.items():
             signal.signal(sig, prev)

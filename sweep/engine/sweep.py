@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import distributed
-
 from .. import config
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SchedulerLostError
 from ..faults import fault_point
@@ -30,7 +28,7 @@ from ..store import Store, is_local
 from ..store.write_errors import writing
 from .checkpoints import usable_checkpoint
 from .cluster import ClusterHandle, connect, dashboard_note, wrap_client
-from .connection import quiet_connection_noise, scheduler_lost
+from .connection import quiet_connection_noise, quiet_distributed, quiet_lost_broadcasts, scheduler_lost
 from .driver import Driver
 from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
 from .interrupts import interruptible
@@ -40,7 +38,7 @@ from .options import SweepOptions
 from .plan import PlanEntry, explain_store, explanation_lines, plan_sweep, store_state
 from .predict import RuntimePredictor
 from .progress import SweepProgress, final_summary
-from .worker import request_checkpoints, stop_runs
+from .stopping import wind_down
 
 __all__ = ["SweepResult", "SweepStart", "run_sweep", "default_log_dir", "exit_code_of"]
 
@@ -107,6 +105,7 @@ def default_log_dir(store: str) -> Path:
     return Path(str(store).removeprefix("file://")).resolve().parent / name
 
 
+@interruptible()  # SIGINT, SIGTERM, SIGHUP: a clean stop (Interrupted); a second one forces it
 def run_sweep(
     packages_dir: str | os.PathLike[str],
     store: str | os.PathLike[str],
@@ -161,33 +160,31 @@ def run_sweep(
     if opts.dry_run:
         return _dry_run(store_url, packages, say, scope)
 
-    # SIGINT, SIGTERM, SIGHUP: a clean stop (Interrupted), a second one forces it (.interrupts)
-    with interruptible():
-        early = None  # a cluster we did not start: connected (and checked) before the store opens
-        if not own:
-            early = wrap_client(client) if client is not None else connect(opts)
-        try:
-            if early is not None:
-                check_cluster_memory(early.client, packages, store_url)
-            sweep = _Sweep(
-                opts,
-                store_url,
-                packages,
-                scope,
-                str(packages_dir),
-                say,
-                out,
-                t_start,
-                early,
-                "client" if client is not None else "remote" if opts.remote else opts.mode,
-                on_start,
-                queue_spec,
-            )
-            return sweep.run()
-        finally:
-            if early is not None:
-                with quiet_connection_noise():  # closing a client whose scheduler is gone
-                    early.close()
+    early = None  # a cluster we did not start: connected (and checked) before the store opens
+    if not own:
+        early = wrap_client(client) if client is not None else connect(opts)
+    try:
+        if early is not None:
+            check_cluster_memory(early.client, packages, store_url)
+        sweep = _Sweep(
+            opts,
+            store_url,
+            packages,
+            scope,
+            str(packages_dir),
+            say,
+            out,
+            t_start,
+            early,
+            "client" if client is not None else "remote" if opts.remote else opts.mode,
+            on_start,
+            queue_spec,
+        )
+        return sweep.run()
+    finally:
+        if early is not None:
+            with quiet_connection_noise():  # closing a client whose scheduler is gone
+                early.close()
 
 
 class _Sweep:
@@ -341,7 +338,9 @@ class _Sweep:
             if stop_hook is not None:
                 stop_hook()
             if handle is not self.early:  # run_sweep closes that one
-                with quiet_connection_noise():  # closing a client whose scheduler is gone
+                stopped = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+                # closing a client whose scheduler is gone; a stopped sweep's shutdown races
+                with quiet_connection_noise(), quiet_distributed() if stopped else contextlib.nullcontext():
                     handle.close()
 
     def _warn_long_runs(
@@ -384,6 +383,7 @@ class _Sweep:
 
     def _drive(self, driver: Driver, handle: ClusterHandle, resumes: dict[str, dict[str, Any]]) -> None:
         """Run the driver loop; a lost scheduler becomes one line (SchedulerLostError)."""
+        quiet_lost_broadcasts()  # a worker that dies during a broadcast: its nanny restarts it
         try:
             # a full disk or read-only file system under the logs, too, is one line
             with quiet_connection_noise(), writing(self.store_url, "write the results or logs"):
@@ -393,8 +393,8 @@ class _Sweep:
                 raise SchedulerLostError(lost)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):  # stopped (Ctrl-C, SIGTERM, SIGHUP): save what runs
-                self._checkpoint_running(driver, handle)
-                self._stop_running(driver, handle)
+                with quiet_distributed():
+                    wind_down(driver, handle.client, self.opts, self.say)
             pending = [f for f in driver.tasks.futures if not f.done()]
             if pending:
                 try:
@@ -412,58 +412,6 @@ class _Sweep:
                     "their checkpoints"
                 ) from None
             raise
-
-    def _checkpoint_running(self, driver: Driver, handle: ClusterHandle) -> None:
-        """The sweep is being stopped: ask the running runs for a checkpoint now and save those
-        that arrive within ``sweep.interrupt-grace`` seconds (a second signal stops at once)."""
-        fault_point("stopping")
-        running = {
-            rid for f, (rid, _) in driver.tasks.futures.items() if not f.done() and rid in driver.running
-        }
-        grace = float(config.get("interrupt-grace"))
-        every = (self.opts.checkpoint_every_seconds, self.opts.checkpoint_every_steps)
-        if not running or grace <= 0 or every == (None, None) or not driver.connected():
-            return
-        self.say(
-            f"sweep: stopping: saving checkpoints of {len(running)} running run(s), at most {grace:g} s "
-            "(interrupt again to stop at once)"
-        )
-        before = {rid: driver.relay.step.get(rid, -1) for rid in running}
-        try:  # the driver loop has ended: listen to the runs' checkpoint events again
-            handle.client.subscribe_topic(driver.channel, driver.on_event)
-            handle.client.run(request_checkpoints, driver.channel, on_error="ignore")
-        except Exception as exc:  # the checkpoints saved so far will do
-            driver.log.warning("cannot ask the running runs for checkpoints: %s", exc)
-            return
-        deadline = time.monotonic() + grace
-        try:
-            while time.monotonic() < deadline:
-                driver.drain_events()  # saves each checkpoint as it is announced
-                if all(driver.relay.step.get(r, -1) > before[r] for r in running):
-                    break
-                time.sleep(0.05)
-        finally:
-            with contextlib.suppress(Exception):
-                handle.client.unsubscribe_topic(driver.channel)
-        saved = sum(1 for r in running if driver.relay.step.get(r, -1) > before[r])
-        driver.log.warning("stopping: %d of %d running run(s) checkpointed", saved, len(running))
-
-    def _stop_running(self, driver: Driver, handle: ClusterHandle) -> None:
-        """Cancel the queued tasks, and end the running ones at their next step (a cancelled
-        running task keeps its worker until the cluster kills it); wait a moment for them."""
-        if not driver.connected():
-            return
-        futures = driver.tasks.futures
-        running = [f for f, (rid, _) in futures.items() if rid in driver.running and not f.done()]
-        queued = [f for f in futures if not f.done() and f not in running]
-        try:
-            if queued:
-                handle.client.cancel(queued)  # before they start
-            if running:
-                handle.client.run(stop_runs, driver.channel, on_error="ignore")
-                distributed.wait(running, timeout=2)
-        except Exception:  # (distributed's TimeoutError too) cancelled next, whatever they do
-            pass
 
     def _summarise(
         self, logs: SweepLogs, plan: list[PlanEntry], done: set[str], n_done: int, result: SweepResult
