@@ -81,12 +81,12 @@ def test_connect_bad_max_parallel_is_refused():
 def test_local_cluster_refuses_clients_without_its_credentials_dashboard_on_loopback():
     import os
     import signal
+    import subprocess
+    import sys
     import time
     from urllib.parse import urlparse
 
     import psutil
-    from distributed import Client
-    from distributed.security import Security
 
     from sweep.engine.worker import KernelWarmUp
 
@@ -107,19 +107,25 @@ def test_local_cluster_refuses_clients_without_its_credentials_dashboard_on_loop
             assert time.monotonic() < deadline, "the killed worker was not restarted"
             time.sleep(0.1)
         assert list(handle.client.run(ignored).values()) == [[True, True]]
-        # another local user: plain TCP, no credentials, or credentials of their own
-        refused = []
-        for target, security in (
-            (address.replace("tls://", "tcp://"), None),
-            (address, None),
-            (address, Security.temporary()),
+        # another local user (another process): plain TCP, no credentials, or credentials of its own
+        intruder = (
+            "import os, sys; from distributed import Client; from distributed.security import Security\n"
+            "sec = Security.temporary() if sys.argv[2] == 'own' else None\n"
+            "Client(sys.argv[1], security=sec, timeout='5s').run(os.getpid)\n"
+            "print('CONNECTED')\n"
+        )
+        for target, credentials in (
+            (address.replace("tls://", "tcp://"), "none"),
+            (address, "none"),
+            (address, "own"),
         ):
-            try:
-                with Client(target, security=security, timeout="5s") as intruder:
-                    intruder.run(os.getpid)
-            except (OSError, TypeError) as exc:
-                refused.append(type(exc).__name__)
-        assert len(refused) == 3, refused
+            proc = subprocess.run(
+                [sys.executable, "-c", intruder, target, credentials],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert proc.returncode != 0 and "CONNECTED" not in proc.stdout, (target, credentials, proc.stdout)
         # the dashboard listens on the loopback interface only, and says so
         link = handle.dashboard_link
         assert link and link.startswith("http://127.0.0.1:"), link

@@ -38,10 +38,18 @@ def _dir(tmp_path: Path, raw: bytes | None = None, *, summary: bytes | None = No
 def _problems(d: Path) -> list[str]:
     """check_directory's problems, in a thread that must finish (no FIFO may hang it)."""
     out: list = []
-    t = threading.Thread(target=lambda: out.append(check_directory(d, worker_memory=WORKER)), daemon=True)
+
+    def check() -> None:
+        try:
+            out.append(check_directory(d, worker_memory=WORKER))
+        except BaseException as exc:  # reported below, not lost in the thread
+            out.append(exc)
+
+    t = threading.Thread(target=check, daemon=True)
     t.start()
     t.join(30)
     assert out, "check_directory hangs"
+    assert not isinstance(out[0], BaseException), repr(out[0])
     return out[0][1]
 
 
@@ -238,3 +246,20 @@ def test_spec_fifo_summary_does_not_hang_the_cli(tmp_path: Path, command: str) -
     assert "Traceback" not in proc.stderr
     assert "priority_summary.json: (file): bad value: a FIFO" in proc.stderr
     assert not (tmp_path / "r.zarr").exists()
+
+
+def test_spec_declared_solver_numbers_are_bounded_too(tmp_path: Path) -> None:
+    # a template's declared parameters (here the command example's Re: float, n: int)
+    case = Path(__file__).resolve().parent.parent / "examples" / "command"
+    d = tmp_path / "pk"
+    d.mkdir()
+    text = (
+        '{"package_id": "p0", "priority": "HIGH", "solver": "command", "case": "%s", '
+        '"parameters": {"Re": %s, "n": %s}}' % (case, _digits(400), _digits(400))
+    )
+    (d / "package_0000.json").write_text(text)
+    (d / "priority_summary.json").write_text('{"HIGH": ["p0"]}')
+    problems = _problems(d)
+    assert any(p.startswith("package_0000.json: parameters.Re: bad value 1000") for p in problems), problems
+    assert any(p.startswith("package_0000.json: parameters.n: bad value 1000") for p in problems), problems
+    assert all("\n" not in p and len(p) < 600 for p in problems), problems

@@ -449,8 +449,13 @@ def _run(
             checkpoint_every_steps=item.checkpoint_every_steps if want_ckpt else None,
             checkpoint_every_seconds=item.checkpoint_every_seconds if want_ckpt else None,
             resume=resume,
-            checkpoint_now=checkpoint_now if want_ckpt else None,
             **can_stop,
+            # a stopped sweep asks for a checkpoint at once, of a solver that can take one then
+            **(
+                {"checkpoint_now": checkpoint_now}
+                if want_ckpt and getattr(solver, "checkpoint_on_demand", False)
+                else {}
+            ),
         )
     except SolverStopped as stopped:  # not a failure: the run continues elsewhere from here
         t1 = time.time()

@@ -43,12 +43,21 @@ __all__ = [
 _PARAM_KEYS = ("default", "type", "unit", "doc", "gt", "ge", "lt", "le", "choices", "identity")
 
 
+# every declared number is bounded: an integer fits in 64 bits (it is compared, never converted
+# to float: a 400-digit one would overflow), a float is finite
+_INT_LIMIT = 2**63 - 1
+
+
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return -_INT_LIMIT <= v <= _INT_LIMIT
+    return isinstance(v, float) and math.isfinite(v)
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and -_INT_LIMIT <= v <= _INT_LIMIT
 
 
 # type name -> (accepts the value?, coerce, what it is)
@@ -78,7 +87,8 @@ def _make_check(
 
     def check(v: Any) -> str | None:
         if not accepts(v):
-            return allowed
+            huge = isinstance(v, int) and not isinstance(v, bool)  # beyond 64 bits
+            return f"{allowed} (of at most 19 digits)" if huge else allowed
         if choices is not None and v not in choices:
             return allowed
         for b, limit in bounds.items():

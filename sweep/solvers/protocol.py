@@ -61,7 +61,9 @@ class Solver(Protocol):
     def run(self, values: Mapping[str, Any], **options: Any) -> RunResult:
         """Run once. Options the engine passes: ``deadline`` (a ``time.time()`` value),
         ``progress(step, n_steps, t)``, ``checkpoint(state)``, ``checkpoint_every_seconds``,
-        ``checkpoint_every_steps``, ``resume`` (a checkpoint to continue from)."""
+        ``checkpoint_every_steps``, ``resume`` (a checkpoint to continue from); and
+        ``checkpoint_now()`` (True: take a checkpoint at once) to a solver whose
+        ``checkpoint_on_demand`` attribute is True (optional)."""
         ...
 
 

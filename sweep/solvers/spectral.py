@@ -34,6 +34,7 @@ class SpectralSolver:
     name = NAME
     supports_resume = True  # solver.State: a resumed run is bit-identical to an uninterrupted one
     supports_stop = True  # run(stop=...): SolverStopped with the State between two steps
+    checkpoint_on_demand = True  # run() takes checkpoint_now (a stopped sweep asks for one)
 
     @property
     def params(self) -> Mapping[str, Param]:
@@ -67,6 +68,7 @@ class SpectralSolver:
         checkpoint_every_steps: int | None = None,
         resume: Any = None,
         stop: Any = None,
+        checkpoint_now: Any = None,
     ) -> RunResult:
         """``solver.simulate.run_simulation`` (``resume``: a ``solver.State``; ``stop()``: asked
         between steps, True ends the run with ``SolverStopped`` carrying its State)."""
@@ -81,6 +83,7 @@ class SpectralSolver:
             checkpoint_every_seconds=checkpoint_every_seconds,
             resume=resume,
             stop=stop,
+            checkpoint_now=checkpoint_now,
         )
 
     def checkpoint_key(self, values: Mapping[str, Any]) -> str:
