@@ -253,10 +253,9 @@ def test_spec_declared_solver_numbers_are_bounded_too(tmp_path: Path) -> None:
     case = Path(__file__).resolve().parent.parent / "examples" / "command"
     d = tmp_path / "pk"
     d.mkdir()
-    text = (
-        '{"package_id": "p0", "priority": "HIGH", "solver": "command", "case": "%s", '
-        '"parameters": {"Re": %s, "n": %s}}' % (case, _digits(400), _digits(400))
-    )
+    big = _digits(400)
+    head = json.dumps({"package_id": "p0", "priority": "HIGH", "solver": "command", "case": str(case)})
+    text = head[:-1] + f', "parameters": {{"Re": {big}, "n": {big}}}}}
     (d / "package_0000.json").write_text(text)
     (d / "priority_summary.json").write_text('{"HIGH": ["p0"]}')
     problems = _problems(d)
