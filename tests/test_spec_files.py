@@ -255,7 +255,7 @@ def test_spec_declared_solver_numbers_are_bounded_too(tmp_path: Path) -> None:
     d.mkdir()
     big = _digits(400)
     head = json.dumps({"package_id": "p0", "priority": "HIGH", "solver": "command", "case": str(case)})
-    text = head[:-1] + f', "parameters": {{"Re": {big}, "n": {big}}}}}
+    text = head[:-1] + f', "parameters": {{"Re": {big}, "n": {big}}}}}'
     (d / "package_0000.json").write_text(text)
     (d / "priority_summary.json").write_text('{"HIGH": ["p0"]}')
     problems = _problems(d)
