@@ -308,7 +308,8 @@ def test_unreachable_slurm_exits_2_with_one_line_no_hang_no_store(
 def test_queue_options_beat_jobqueue_yaml_which_fills_the_rest(slurm: Slurm, tmp_path: Path) -> None:
     """The user's jobqueue.yaml gives what the options do not (cores, memory, account, extra
     directives); an option wins over it (walltime); DASK_JOBQUEUE__* beats the file; lists add
-    up (--job-extra after the YAML's directives); the job logs always go to the sweep's logs."""
+    up (--job-extra after the YAML's directives); the job logs always go to the sweep's logs; the
+    dashboard listens on 127.0.0.1 unless --dashboard-address says otherwise."""
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "jobqueue.yaml").write_text(
         textwrap.dedent(f"""\
@@ -329,6 +330,8 @@ def test_queue_options_beat_jobqueue_yaml_which_fills_the_rest(slurm: Slurm, tmp
         spec = prepare_queue(SweepOptions(mode="slurm", walltime="00:09:00", job_extra="--comment=ours"))
         print(_job_script(spec))
         print("WALLTIME", spec.walltime, "PROCESSES", spec.processes, "MEMORY", spec.memory)
+        wide = prepare_queue(SweepOptions(mode="slurm", walltime="00:09:00", dashboard_address="0.0.0.0:8799"))
+        print("DASHBOARD", spec.scheduler_options["dashboard_address"], wide.scheduler_options["dashboard_address"])
         """)
     env = {**os.environ, "DASK_CONFIG": str(tmp_path / "cfg"), "DASK_JOBQUEUE__SLURM__ACCOUNT": "envacct"}
     out = subprocess.run(
@@ -342,3 +345,5 @@ def test_queue_options_beat_jobqueue_yaml_which_fills_the_rest(slurm: Slurm, tmp
     assert script.index("--comment=from-yaml") < script.index("--comment=ours")  # lists add up
     assert "--lifetime" in script and "NS_SOLVER_THREADS" in script
     assert "WALLTIME 540.0 PROCESSES 1 MEMORY 805306368" in script
+    # the dashboard on this host only unless --dashboard-address exposes it (issue 18 item 5)
+    assert "DASHBOARD 127.0.0.1:0 0.0.0.0:8799" in script

@@ -69,9 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--dashboard-address",
         default=None,
         metavar="HOST:PORT",
-        help="local cluster: where its Dask dashboard listens (default: 127.0.0.1 on a free port, this "
-        "host only: the address printed at the start says how to reach it with ssh -L; "
-        "0.0.0.0:8787 exposes it to every host)",
+        help="local cluster or queue mode: where its Dask dashboard listens (default: 127.0.0.1 on a "
+        "free port, this host only: the address printed at the start says how to reach it with "
+        "ssh -L; 0.0.0.0:8787 exposes it to every host)",
     )
     where.add_argument(
         "--scheduler", metavar="ADDRESS", help="remote Dask scheduler, tcp://HOST:PORT or tls://HOST:PORT"

@@ -342,9 +342,10 @@ def prepare_queue(options: SweepOptions) -> QueueSpec:
     prologue = list(system.setting("job-script-prologue") or [])
     kwargs["job_script_prologue"] = prologue + ["export NS_SOLVER_THREADS=${NS_SOLVER_THREADS:-1}"]
     scheduler_options = dict(system.setting("scheduler-options") or {})
-    # the dashboard on this host only unless the user's jobqueue.yaml says otherwise (reach it
-    # over SSH: ssh -L 8787:127.0.0.1:PORT login-node); a free port, as several sweeps may run
-    scheduler_options.setdefault("dashboard_address", "127.0.0.1:0")
+    # the dashboard where --dashboard-address says (default: this host only, a free port, as
+    # several sweeps may run; reach it over SSH: ssh -L 8787:127.0.0.1:PORT login-node) unless
+    # the user's jobqueue.yaml says otherwise
+    scheduler_options.setdefault("dashboard_address", options.dashboard_address)
     spec = QueueSpec(
         system=system,
         kwargs=kwargs,

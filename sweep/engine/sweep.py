@@ -30,8 +30,8 @@ from .checkpoints import usable_checkpoint
 from .cluster import ClusterHandle, connect, dashboard_note, wrap_client
 from .connection import quiet_connection_noise, quiet_distributed, quiet_lost_broadcasts, scheduler_lost
 from .driver import Driver
-from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
 from .interrupts import interruptible
+from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
 from .logs import SweepLogs
 from .memory import check_cluster_memory
 from .options import SweepOptions

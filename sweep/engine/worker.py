@@ -441,6 +441,9 @@ def _run(
         # with a forced checkpoint, when its solver can (``supports_stop``; others are cut off
         # at the guard's deadline and continue from their last periodic checkpoint)
         can_stop = {"stop": preempt_requested} if getattr(solver, "supports_stop", False) else {}
+        # a stopped sweep asks for a checkpoint at once, of a solver that can take one then
+        on_demand = getattr(solver, "checkpoint_on_demand", False) and want_ckpt
+        asked = {"checkpoint_now": checkpoint_now} if on_demand else {}
         result = solver.run(
             item.params,
             deadline=t0 + item.timeout,
@@ -450,12 +453,7 @@ def _run(
             checkpoint_every_seconds=item.checkpoint_every_seconds if want_ckpt else None,
             resume=resume,
             **can_stop,
-            # a stopped sweep asks for a checkpoint at once, of a solver that can take one then
-            **(
-                {"checkpoint_now": checkpoint_now}
-                if want_ckpt and getattr(solver, "checkpoint_on_demand", False)
-                else {}
-            ),
+            **asked,
         )
     except SolverStopped as stopped:  # not a failure: the run continues elsewhere from here
         t1 = time.time()
