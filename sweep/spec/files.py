@@ -31,6 +31,7 @@ __all__ = [
     "problem_line",
     "show",
     "json_type",
+    "file_kind",
     "file_problem",
     "read_bytes",
     "parse_json",
@@ -62,8 +63,11 @@ def json_type(v: Any) -> str:
     )
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file-system entry is (its ``st_mode``), for a message: "a FIFO", "a directory"..."""
     for test, name in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISDIR, "a directory"),
         (stat.S_ISFIFO, "a FIFO"),
         (stat.S_ISSOCK, "a socket"),
@@ -100,7 +104,7 @@ def file_problem(path: str, name: str, directory: str | None) -> str | None:
     except OSError as exc:
         return f"{name}: (file): cannot read: {exc.strerror}; allowed: a readable file"
     if not stat.S_ISREG(st.st_mode):
-        return f"{name}: (file): bad value: {_kind(st.st_mode)}; allowed: {allowed}"
+        return f"{name}: (file): bad value: {file_kind(st.st_mode)}; allowed: {allowed}"
     return None
 
 
@@ -117,7 +121,7 @@ def read_bytes(path: str, name: str, problems: list[str]) -> bytes | None:
         try:
             mode = os.fstat(fd).st_mode
             if not stat.S_ISREG(mode):
-                problems.append(f"{name}: (file): bad value: {_kind(mode)}; allowed: {_REGULAR_FILE}")
+                problems.append(f"{name}: (file): bad value: {file_kind(mode)}; allowed: {_REGULAR_FILE}")
                 return None
             text = os.read(fd, _FIRST_READ)
             if len(text) == _FIRST_READ:  # a big file: read on, but never past the limit

@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from ..errors import StoreError
+from ..spec.files import file_kind
 
 __all__ = [
     "Blobs",
@@ -62,21 +63,6 @@ STORE_FILES = ("zarr.json", "lock.json")
 class UnsafeStoreError(StoreError):
     """Something in a store's tree that its writer must not write through: a symbolic link,
     a non-directory where a directory belongs, a hard-linked or special file."""
-
-
-def _kind(mode: int) -> str:
-    """What a file-system entry is, for a message."""
-    for test, name in (
-        (stat.S_ISLNK, "a symbolic link"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return name
-    return "a regular file"
 
 
 def write_fd(fd: int, data: bytes, fsync: bool) -> None:
@@ -163,10 +149,10 @@ class LocalBlobs:
         """Refuse ``rel`` unless it is a directory (``directory``) or a regular file with one link."""
         if directory:
             if not stat.S_ISDIR(st.st_mode):
-                raise self.unsafe(rel, _kind(st.st_mode) + " where a directory belongs")
+                raise self.unsafe(rel, file_kind(st.st_mode) + " where a directory belongs")
             return
         if not stat.S_ISREG(st.st_mode):
-            raise self.unsafe(rel, _kind(st.st_mode) + " where a regular file belongs")
+            raise self.unsafe(rel, file_kind(st.st_mode) + " where a regular file belongs")
         if st.st_nlink > 1:
             raise self.unsafe(rel, f"a hard-linked file ({st.st_nlink} links)")
 
@@ -230,7 +216,7 @@ class LocalBlobs:
         except OSError as exc:
             if isinstance(exc, NotADirectoryError) or exc.errno == _ELOOP:
                 st = os.stat(part, dir_fd=fd, follow_symlinks=False)
-                raise self.unsafe(rel, _kind(st.st_mode) + " where a directory belongs") from None
+                raise self.unsafe(rel, file_kind(st.st_mode) + " where a directory belongs") from None
             raise
 
     def _split(self, key: str) -> tuple[str, str]:
@@ -264,7 +250,7 @@ class LocalBlobs:
         except OSError as exc:
             if exc.errno in (_ELOOP, errno.ENXIO) or isinstance(exc, IsADirectoryError):
                 st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-                raise self.unsafe(rel, _kind(st.st_mode) + " where a regular file belongs") from None
+                raise self.unsafe(rel, file_kind(st.st_mode) + " where a regular file belongs") from None
             raise
         try:
             self._check_entry(rel, os.fstat(fd), directory=False)
@@ -304,7 +290,7 @@ class LocalBlobs:
             if not stat.S_ISREG(st.st_mode):
                 if stat.S_ISDIR(st.st_mode):
                     return None  # a group's directory, not a document
-                raise self.unsafe(key, _kind(st.st_mode) + " where a regular file belongs")
+                raise self.unsafe(key, file_kind(st.st_mode) + " where a regular file belongs")
             parts = []
             while chunk := os.read(fd, max(st.st_size, 1 << 16)):
                 parts.append(chunk)
