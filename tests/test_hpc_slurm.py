@@ -330,8 +330,9 @@ def test_queue_options_beat_jobqueue_yaml_which_fills_the_rest(slurm: Slurm, tmp
         spec = prepare_queue(SweepOptions(mode="slurm", walltime="00:09:00", job_extra="--comment=ours"))
         print(_job_script(spec))
         print("WALLTIME", spec.walltime, "PROCESSES", spec.processes, "MEMORY", spec.memory)
-        wide = prepare_queue(SweepOptions(mode="slurm", walltime="00:09:00", dashboard_address="0.0.0.0:8799"))
-        print("DASHBOARD", spec.scheduler_options["dashboard_address"], wide.scheduler_options["dashboard_address"])
+        wide = SweepOptions(mode="slurm", walltime="00:09:00", dashboard_address="0.0.0.0:8799")
+        dash = [s.scheduler_options["dashboard_address"] for s in (spec, prepare_queue(wide))]
+        print("DASHBOARD", *dash)
         """)
     env = {**os.environ, "DASK_CONFIG": str(tmp_path / "cfg"), "DASK_JOBQUEUE__SLURM__ACCOUNT": "envacct"}
     out = subprocess.run(
