@@ -174,7 +174,7 @@ def test_scheduler_file_of_a_tls_scheduler_needs_the_tls_files(tmp_path: Path):
         SweepOptions(scheduler_file=_scheduler_file(tmp_path, "tls://127.0.0.1:8786"))
 
 
-@pytest.mark.parametrize("where", ["address", "scheduler file", "local mode"])
+@pytest.mark.parametrize("where", ["address", "scheduler file", "local mode", "queue mode"])
 def test_tls_files_with_a_plain_tcp_scheduler_are_refused(tmp_path: Path, where: str):
     files = []
     for name in ("ca", "cert", "key"):
@@ -185,6 +185,7 @@ def test_tls_files_with_a_plain_tcp_scheduler_are_refused(tmp_path: Path, where:
         "address": {"scheduler": "tcp://127.0.0.1:8786"},
         "scheduler file": {"scheduler_file": _scheduler_file(tmp_path, "tcp://127.0.0.1:8786")},
         "local mode": {"mode": "parallel"},
+        "queue mode": {"mode": "slurm"},  # its cluster is the sweep's own too
     }[where]
     with pytest.raises(
         ConfigError, match=r"tls_ca: bad value .*ca.pem.; allowed: the TLS files only with a tls:// scheduler"
