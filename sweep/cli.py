@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import re
 import sys
 import traceback
@@ -87,6 +88,18 @@ def _flag_message(exc: ConfigError, parser: argparse.ArgumentParser | None) -> s
     return text
 
 
+EXIT_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
+
+
+def _reader_gone() -> int:
+    """The reader of our output left (``sweep explain ... | head -1``): stop quietly, as
+    command-line tools do. Later writes (the interpreter's last flush) go to /dev/null."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code. SIGINT, SIGTERM and
     SIGHUP stop every command cleanly (one line, exit 128 + the signal's number); a second one
@@ -106,7 +119,11 @@ def _main(argv: Sequence[str] | None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return int(args._main(args) or 0)
+        code = int(args._main(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except SweepError as exc:
         text = _flag_message(exc, subparsers.get(args.command)) if isinstance(exc, ConfigError) else str(exc)
         print(f"sweep {args.command}: error: {text}", file=sys.stderr)

@@ -129,6 +129,12 @@ class Store:
             lock_timing[key] = float(value)
         url = os.fspath(url)
         blobs = open_blobs(url, **storage_options)
+        root_path = getattr(blobs, "root", None)  # a local store's directory
+        if isinstance(root_path, str) and os.path.lexists(root_path) and not os.path.isdir(root_path):
+            raise StoreError(
+                f"{url}: a file, not a result store; allowed: a directory (an existing store, or a "
+                "new path where one is created)"
+            )
         root = blobs.read("zarr.json")
         if root is None:
             if mode == "r":
