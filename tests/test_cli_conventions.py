@@ -59,3 +59,56 @@ def test_cli_piped_into_head_stops_quietly(tmp_path: Path, packages_dir, sweep_c
     assert "Traceback" not in r.stderr and "BrokenPipeError" not in r.stderr, r.stderr
     assert r.stderr == "", r.stderr
     assert r.returncode in (0, 141), r.returncode  # 141 = 128 + SIGPIPE, as a shell reports it
+
+
+BIG = {"Re": 100.0, "dt": 0.01, "T_final": 0.04, "grid_size": [256, 256, 256]}  # needs ~1.7 GiB
+
+
+def test_cli_run_worker_memory_flag_where_the_message_points(tmp_path: Path, packages_dir, sweep_cli):
+    pdir = packages_dir([{"package_id": "big", "priority": "HIGH", "parameters": BIG}])
+    store = tmp_path / "s.zarr"
+    r = sweep_cli("run", str(pdir), "--store", str(store), "--worker-memory", "1GiB")
+    assert r.returncode == 2, r.stderr
+    line = r.stderr.strip().splitlines()
+    assert len(line) == 1 and "parameters.grid" in line[0] and "--worker-memory" in line[0], r.stderr
+    assert not store.exists()
+    r = sweep_cli("run", str(pdir), "--store", str(store), "--worker-memory", "2GiB", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "big" in r.stdout
+    r = sweep_cli("run", str(pdir), "--store", str(store), "--worker-memory", "lots")
+    assert r.returncode == 2 and "--worker-memory: bad value 'lots'" in r.stderr, r.stderr
+
+
+def test_run_sweep_on_a_cluster_we_did_not_start_uses_its_workers_memory(tmp_path: Path, packages_dir):
+    """The scheduler says how much memory its workers have: a run that fits in none is refused
+    before the store is created, whatever this machine has."""
+    from distributed import Client, LocalCluster
+
+    import sweep
+
+    pdir = packages_dir([{"package_id": "big", "priority": "HIGH", "parameters": BIG}])
+    store = tmp_path / "s.zarr"
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, memory_limit="1GiB", dashboard_address=":0") as c,
+        Client(c) as client,
+    ):
+        with pytest.raises(sweep.ConfigError, match=r"parameters\.grid.*largest worker has 1(\.0)? GiB"):
+            sweep.run_sweep(pdir, store, client=client, worker_memory="64GiB")
+    assert not store.exists()
+
+
+def test_cli_new_and_validate_share_one_check(tmp_path: Path, sweep_cli):
+    """`sweep new` refuses (and writes nothing) what `sweep validate` would refuse."""
+    out = tmp_path / "huge"
+    r = sweep_cli("new", str(out), "--Re", "100", "--dt", "0.01", "--T-final", "0.04", "--grid", "2048")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "parameters.grid" in r.stderr and "--worker-memory" in r.stderr, r.stderr
+    assert not out.exists() or not any(out.iterdir())
+    r = sweep_cli(
+        "new", str(out), "--Re", "100", "--dt", "0.01", "--T-final", "0.04", "--grid", "2048",
+        "--worker-memory", "1TiB",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert sweep_cli("validate", str(out), "--worker-memory", "1TiB").returncode == 0
+    r = sweep_cli("validate", str(out))
+    assert r.returncode == 2 and "parameters.grid" in r.stderr, r.stderr

@@ -81,6 +81,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="remote Dask scheduler from the file `dask scheduler --scheduler-file` wrote",
     )
+    where.add_argument(
+        "--worker-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory of one worker for the check that every run fits, e.g. 8GiB (default: this "
+        "machine's memory shared by the local workers; a remote cluster's workers report their own)",
+    )
     where.add_argument("--tls-ca", metavar="PEM", help="tls://: CA certificate file")
     where.add_argument("--tls-cert", metavar="PEM", help="tls://: this client's certificate file")
     where.add_argument("--tls-key", metavar="PEM", help="tls://: this client's private key file")

@@ -141,7 +141,8 @@ def run_sweep(
     # a cluster we start has known worker memory: check it with the package files
     own = client is None and not opts.remote
     n_local = 1 if opts.mode == "sequential" else opts.max_parallel or usable_cores()
-    worker_memory = memory_per_worker(n_local) if own else None
+    # --worker-memory (else this machine's share) on a local cluster; a queue's jobs have their own
+    worker_memory = (opts.worker_memory or memory_per_worker(n_local)) if own else None
     queue_spec = None
     if own and opts.mode in QUEUES:
         # the batch system is asked before anything is read or written (a job it would refuse,
@@ -165,7 +166,7 @@ def run_sweep(
         early = wrap_client(client) if client is not None else connect(opts)
     try:
         if early is not None:
-            check_cluster_memory(early.client, packages, store_url)
+            check_cluster_memory(early.client, packages, store_url, opts.worker_memory)
         sweep = _Sweep(
             opts,
             store_url,

@@ -12,6 +12,7 @@ from .files import MAX_FILE_BYTES
 from .generate import (
     append_packages,
     expand_grids,
+    parse_grid,
     parse_value,
     read_document,
     read_grid_file,
@@ -56,6 +57,7 @@ __all__ = [
     "load_packages",
     "memory_need",
     "package_document",
+    "parse_grid",
     "parse_value",
     "read_document",
     "read_grid_file",

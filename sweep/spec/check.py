@@ -38,7 +38,7 @@ from .package import (
     id_problem,
 )
 
-__all__ = ["check_directory", "check_document", "load_packages", "memory_need"]
+__all__ = ["check_directory", "check_document", "load_packages", "memory_need", "memory_problem"]
 
 _PACKAGE_RE = re.compile(r"package_.*\.json")
 
@@ -51,6 +51,19 @@ def memory_need(params: SolverParams | RunParams) -> int:
     from solver import memory_estimate
 
     return int(memory_estimate(params))
+
+
+def memory_problem(name: str, grid: Any, need: int, worker_memory: int) -> str:
+    """The one line of a run that needs more than a worker's memory (``sweep validate``,
+    ``sweep new``, ``sweep explain`` and ``sweep run`` on a local cluster say the same)."""
+    return problem_line(
+        name,
+        f"parameters.{SOLVER_TO_FILE.get('grid', 'grid')}",
+        list(grid),
+        f"a grid whose run fits in one worker's memory (it needs {format_bytes(need)}, a worker "
+        f"has {format_bytes(worker_memory)}); use a smaller grid or more memory per worker "
+        "(--worker-memory)",
+    )
 
 
 def _check_package_doc(
@@ -330,14 +343,7 @@ def check_directory(
                 prio = prio or listed
         if need is not None and check_memory and worker_memory is not None and need > worker_memory:
             problems.append(
-                problem_line(
-                    name,
-                    "parameters.grid_size",
-                    list(values.get("grid", PARAMS["grid"].default)),
-                    f"a grid whose run fits in one worker's memory (it needs "
-                    f"{format_bytes(need)}, a worker has {format_bytes(worker_memory)}); "
-                    "use a smaller grid or more memory per worker (--worker-memory)",
-                )
+                memory_problem(name, values.get("grid", PARAMS["grid"].default), need, worker_memory)
             )
         if len(problems) == before and pid is not None and values is not None and prio is not None:
             packages.append(
@@ -387,15 +393,21 @@ def load_packages(
     return sorted(packages, key=lambda p: (order[p.priority], p.package_id))
 
 
-def check_document(name: str, doc: Any, base: str | os.PathLike[str] = ".") -> list[str]:
+def check_document(
+    name: str, doc: Any, base: str | os.PathLike[str] = ".", *, worker_memory: int | None = None
+) -> list[str]:
     """The problems of one package document (as ``check_directory`` checks a file's content),
     one line each naming ``name``; empty when it is a valid package. ``base``: where a relative
-    ``case`` starts (the package directory)."""
+    ``case`` starts (the package directory); ``worker_memory``: also check that the run fits in
+    a worker of that many bytes, as ``check_directory`` does."""
     problems: list[str] = []
     _, _, raw, _, solver, case = _check_package_doc(name, doc, problems)
     if solver == DEFAULT_SOLVER and case is None:
-        if raw is not None:
-            _solver_params(name, raw, problems)
+        params = _solver_params(name, raw, problems) if raw is not None else None
+        if params is not None and worker_memory is not None:
+            need = memory_need(params)
+            if need > worker_memory:
+                problems.append(memory_problem(name, params.grid, need, worker_memory))
         return problems
     solver_obj = _Solvers(os.fspath(base), problems).get(name, solver, case)
     if solver_obj is not None and raw is not None:

@@ -50,6 +50,7 @@ __all__ = [
     "write_packages",
     "append_packages",
     "parse_value",
+    "parse_grid",
     "relocated_case",
 ]
 
@@ -68,6 +69,19 @@ def parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+
+
+_GRID_TEXT = re.compile(r"([0-9]+)(?:x([0-9]+)x([0-9]+))?")
+
+
+def parse_grid(text: str) -> Any:
+    """A grid as the command line writes it: ``32`` (a cube), ``16x16x32`` (the form package
+    ids use) or ``16,16,32`` -> [nx, ny, nz]; anything else is returned for the check to name."""
+    m = _GRID_TEXT.fullmatch(text.strip())
+    if m is None:
+        return parse_value(text)
+    n = [int(g) for g in m.groups() if g is not None]
+    return n * 3 if len(n) == 1 else n
 
 
 def _values(name: str, v: Any) -> list[Any]:
@@ -438,9 +452,11 @@ def write_packages(directory: str, docs: Sequence[Mapping[str, Any]], *, force: 
         if e.name == SUMMARY_FILE or (e.name.startswith("package_") and e.name.endswith(".json"))
     )
     if old and not force:
+        files = [n for n in old if n != SUMMARY_FILE] or old
         raise ConfigError(
-            f"{directory}: (directory): bad value {len(old)} existing package file(s) "
-            f"(e.g. {old[0]}); allowed: an empty directory, or --force to replace them"
+            f"{directory}: (directory): bad value {len(files)} existing package file(s) "
+            f"(e.g. {files[0]}); allowed: an empty directory, --append to add packages to them, "
+            "or --force to replace them"
         )
     for name in old:
         path = os.path.join(directory, name)
