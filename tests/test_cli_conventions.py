@@ -3,6 +3,7 @@ line or silence, never a traceback; the conventions of other command-line tools 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -112,3 +113,30 @@ def test_cli_new_and_validate_share_one_check(tmp_path: Path, sweep_cli):
     assert sweep_cli("validate", str(out), "--worker-memory", "1TiB").returncode == 0
     r = sweep_cli("validate", str(out))
     assert r.returncode == 2 and "parameters.grid" in r.stderr, r.stderr
+
+
+def test_cli_logs_belong_to_their_store_and_generated_ids_are_unique(tmp_path: Path, sweep_cli):
+    """Two sweeps into two stores of one directory keep two logs; `sweep new` with one value
+    per parameter names the package after its values, not `run` for every sweep."""
+    common = ["--dt", "0.01", "--T-final", "0.02", "--grid", "8"]
+    assert sweep_cli("new", str(tmp_path / "a"), "--Re", "100", *common).returncode == 0
+    assert sweep_cli("new", str(tmp_path / "b"), "--Re", "400", *common).returncode == 0
+    ids = {}
+    for name in ("a", "b"):
+        doc = json.loads((tmp_path / name / "package_0001.json").read_text())
+        ids[name] = doc["package_id"]
+    assert ids["a"] != ids["b"] and "run" not in ids.values(), ids
+    assert ids["a"] == "Re100-dt0.01-T0.02-n8x8x8", ids
+    results = tmp_path / "results"
+    for name in ("a", "b"):
+        r = sweep_cli(
+            "run", str(tmp_path / name), "--store", str(results / f"{name}.zarr"), "--mode", "sequential"
+        )
+        assert r.returncode == 0, r.stderr
+        assert f"logs in {results / f'{name}.zarr.logs'}" in r.stdout, r.stdout
+    for name in ("a", "b"):
+        logs = results / f"{name}.zarr.logs"
+        main = (logs / "sweep.log").read_text()
+        assert str(results / f"{name}.zarr") in main and main.count("exit code 0") == 1, main
+        assert [p.name for p in logs.glob("*.log") if p.name != "sweep.log"] == [f"{ids[name]}.log"]
+    assert not (results / "logs").exists()

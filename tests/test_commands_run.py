@@ -21,7 +21,7 @@ def test_cli_run_sweeps_logs_and_resumes(tmp_path: Path, packages_dir, sweep_cli
     assert any(ln.split()[:2] == ["ALL", "6"] for ln in first.stdout.splitlines())
     records = store_records(store)
     assert len(records) == 6 and {r.status for r in records.values()} == {"done"}
-    logs = tmp_path / "out" / "logs"
+    logs = tmp_path / "out" / "r.zarr.logs"  # the store's own logs, beside it
     assert "exit code 0" in (logs / "sweep.log").read_text()
     for i in range(6):
         text = (logs / f"p{i:03d}.log").read_text()
@@ -71,7 +71,7 @@ def test_cli_run_diverged_package_reported_while_others_finish(tmp_path: Path, p
     (bad,) = [r for r in recs if r.status == "failed"]
     assert bad.failure_class == "diverged" and "CFL" in bad.error
     assert "diverged" in res.stdout
-    log = (tmp_path / "logs" / "p001.log").read_text()
+    log = (tmp_path / "r.zarr.logs" / "p001.log").read_text()
     assert "failed (diverged)" in log and "attempt 2" not in log  # never retried
 
 

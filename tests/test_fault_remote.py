@@ -46,7 +46,7 @@ def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, 
             "--checkpoint-every-steps",
             "10",
         )
-        logs = [tmp_path / "logs" / f"long{i}.log" for i in range(3)]
+        logs = [tmp_path / "r.zarr.logs" / f"long{i}.log" for i in range(3)]
 
         def checkpointed() -> str | None:  # the driver notes each checkpoint it saves
             return next((p.stem for p in logs if p.exists() and "checkpoint at step" in p.read_text()), None)

@@ -165,7 +165,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     out = p.add_argument_group("output")
     out.add_argument(
-        "--log-dir", metavar="DIR", help="main and per-package logs (default: logs/ beside a local store)"
+        "--log-dir",
+        metavar="DIR",
+        help="main and per-package logs (default: STORE.logs/ beside a local store)",
     )
     out.add_argument(
         "--dry-run",

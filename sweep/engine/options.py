@@ -94,7 +94,7 @@ class SweepOptions:
     it is gone; see ``sweep.store.lock``); ``worker_memory`` (bytes or ``"4GiB"``): one
     worker's memory for the check that every run fits (default: this machine's memory shared
     by the local cluster's workers; a cluster we did not start reports its own, which wins
-    when it has a limit). Output: ``log_dir`` (default: ``logs/`` beside a local store),
+    when it has a limit). Output: ``log_dir`` (default: ``<store>.logs/`` beside a local store),
     ``progress_bar`` (None: on a terminal), ``dry_run``. The rest are the engine's tunables
     (documented in sweep.yaml).
     """

@@ -98,11 +98,16 @@ def exit_code_of(statuses: Iterable[str]) -> int:
 
 
 def default_log_dir(store: str) -> Path:
-    """``logs/`` beside a local store; ``./logs`` for a remote (URL) store."""
-    name = config.get("log-dir-name")
-    if not is_local(str(store)):
-        return Path.cwd() / name
-    return Path(str(store).removeprefix("file://")).resolve().parent / name
+    """A store's own logs: ``<store><suffix>`` beside a local store (``results/sweep.zarr`` ->
+    ``results/sweep.zarr.logs/``), ``./<store name><suffix>`` for an fsspec URL (the store may
+    be an object store: logs are plain files the driver appends to). One directory per store,
+    so two sweeps never interleave their logs."""
+    suffix = config.get("log-dir-suffix")
+    text = str(store).removeprefix("file://").rstrip("/")
+    if not is_local(text):
+        return Path.cwd() / (text.rsplit("/", 1)[-1] + suffix)
+    path = Path(text).resolve()
+    return path.parent / (path.name + suffix)
 
 
 @interruptible()  # SIGINT, SIGTERM, SIGHUP: a clean stop (Interrupted); a second one forces it

@@ -234,6 +234,8 @@ def expand_grids(
     swept = [
         n for n in dict.fromkeys(order) if len({json.dumps(c[1].get(n), sort_keys=True) for c in combos}) > 1
     ]
+    if not swept:  # one package: named by every value given (not `run`, the same for every sweep)
+        swept = [n for n in dict.fromkeys(order) if any(n in c[1] for c in combos)]
     mixed = len({c[3] for c in combos}) > 1  # ids then start with the solver's name
     docs: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
