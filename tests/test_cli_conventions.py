@@ -140,3 +140,20 @@ def test_cli_logs_belong_to_their_store_and_generated_ids_are_unique(tmp_path: P
         assert str(results / f"{name}.zarr") in main and main.count("exit code 0") == 1, main
         assert [p.name for p in logs.glob("*.log") if p.name != "sweep.log"] == [f"{ids[name]}.log"]
     assert not (results / "logs").exists()
+
+
+def test_cli_new_append_adds_packages_to_an_existing_sweep(tmp_path: Path, sweep_cli):
+    d = tmp_path / "sweep"
+    common = ["--dt", "0.01", "--T-final", "0.02", "--grid", "8x8x8"]
+    assert sweep_cli("new", str(d), "--Re", "100", "200", *common, "--priority", "HIGH").returncode == 0
+    r = sweep_cli("new", str(d), "--Re", "400", *common, "--priority", "LOW")
+    assert r.returncode == 2 and "2 existing package file(s)" in r.stderr and "--append" in r.stderr, r.stderr
+    r = sweep_cli("new", str(d), "--Re", "400", *common, "--priority", "low", "--append")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((d / "priority_summary.json").read_text())
+    assert len(summary["HIGH"]) == 2 and summary["LOW"] == ["Re400-dt0.01-T0.02-n8x8x8"], summary
+    r = sweep_cli("validate", str(d))
+    assert r.returncode == 0 and "3 package(s)" in r.stdout, r.stdout + r.stderr
+    again = sweep_cli("new", str(d), "--Re", "400", *common, "--priority", "LOW", "--append")
+    assert again.returncode == 2 and "Re400-dt0.01-T0.02-n8x8x8" in again.stderr, again.stderr
+    assert json.loads((d / "priority_summary.json").read_text()) == summary

@@ -66,7 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
         "tags, solver, case; or several under 'grids'",
     )
     parser.add_argument(
-        "--priority", choices=PRIORITIES, default=None, help="priority of every package (default MEDIUM)"
+        "--priority",
+        choices=PRIORITIES,
+        type=str.upper,
+        default=None,
+        help="priority of every package (default MEDIUM)",
     )
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag every package")
     how = parser.add_mutually_exclusive_group()

@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--priority",
         default="ALL",
         choices=PRIORITY_CHOICES,
+        type=str.upper,
         help="run only packages of this priority (default: ALL)",
     )
     p.add_argument(
