@@ -157,3 +157,24 @@ def test_cli_new_append_adds_packages_to_an_existing_sweep(tmp_path: Path, sweep
     again = sweep_cli("new", str(d), "--Re", "400", *common, "--priority", "LOW", "--append")
     assert again.returncode == 2 and "Re400-dt0.01-T0.02-n8x8x8" in again.stderr, again.stderr
     assert json.loads((d / "priority_summary.json").read_text()) == summary
+
+
+def test_cli_failures_are_named_with_class_and_reason(tmp_path: Path, packages_dir, sweep_cli):
+    """The final summary and `sweep status` name each failed package, its class and why."""
+    from conftest import TINY
+
+    pkgs = tiny_sweep(3)
+    pkgs[1]["parameters"] = {**TINY, "dt": 0.02, "T_final": 0.04, "cfl_limit": 0.001}
+    d = packages_dir(pkgs)
+    store = tmp_path / "r.zarr"
+    r = sweep_cli("run", str(d), "--store", str(store), "--mode", "sequential", "--no-progress")
+    assert r.returncode == 1, r.stderr
+    (line,) = [ln for ln in r.stdout.splitlines() if ln.strip().startswith("p001")]
+    assert "diverged" in line and "CFL" in line and "reduce dt" in line, r.stdout
+    s = sweep_cli("status", "--store", str(store), "--packages", str(d))
+    assert s.returncode == 0, s.stderr
+    (line,) = [ln for ln in s.stdout.splitlines() if ln.strip().startswith("p001")]
+    assert "diverged" in line and "CFL" in line, s.stdout
+    doc = json.loads(sweep_cli("status", "--store", str(store), "--packages", str(d), "--json").stdout)
+    (failure,) = doc["failures"]
+    assert failure["package"] == "p001" and failure["failure_class"] == "diverged" and "CFL" in failure["error"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO
 
 from tqdm import tqdm
@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ..store import FAILURE_CLASSES
 from ..units import format_duration
 
-__all__ = ["SweepProgress", "final_summary"]
+__all__ = ["SweepProgress", "final_summary", "failure_lines", "MAX_FAILURE_LINES"]
 
 
 class SweepProgress:
@@ -139,3 +139,32 @@ def final_summary(
         lines.append(f"{prio:<10}" + "".join(f"{c[s]:>12}" for s in statuses) + f"{sum(c.values()):>8}")
     lines.append(f"{'ALL':<10}" + "".join(f"{total[s]:>12}" for s in statuses) + f"{sum(total.values()):>8}")
     return lines
+
+
+MAX_FAILURE_LINES = 20  # failed packages named at the end of a sweep; the rest are counted
+
+
+def failure_lines(
+    failed: Sequence[tuple[str, str]], errors: Mapping[str, tuple[str, str]], more: str
+) -> list[str]:
+    """Lines naming each failed package with its class and one-line reason.
+
+    ``failed``: (package_id, run_id) of the failed packages; ``errors``: run id -> (class,
+    error text), as ``Store.failures()`` gives them; ``more``: the command that lists them all.
+    """
+    if not failed:
+        return []
+    width = min(max(len(pid) for pid, _ in failed), 40)
+    out = [f"failed: {len(failed)} package(s) (class and reason; the package logs have the details):"]
+    for pid, rid in failed[:MAX_FAILURE_LINES]:
+        fclass, error = errors.get(rid, ("error", ""))
+        out.append(f"  {pid:<{width}}  {fclass:<11} {one_line(error)}")
+    if len(failed) > MAX_FAILURE_LINES:
+        out.append(f"  ... and {len(failed) - MAX_FAILURE_LINES} more: {more}")
+    return out
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """The first line of an error text, at most ``limit`` characters."""
+    first = (text or "").strip().splitlines()[0] if (text or "").strip() else "(no message)"
+    return first if len(first) <= limit else first[: limit - 3] + "..."

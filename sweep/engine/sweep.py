@@ -24,7 +24,7 @@ from ..errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SchedulerL
 from ..faults import fault_point
 from ..machine import memory_per_worker, usable_cores
 from ..spec import PRIORITIES, Package, load_packages, select_packages, selection_label
-from ..store import Store, is_local
+from ..store import FAILURE_CLASSES, Store, is_local
 from ..store.write_errors import writing
 from .checkpoints import usable_checkpoint
 from .cluster import ClusterHandle, connect, dashboard_note, wrap_client
@@ -37,7 +37,7 @@ from .memory import check_cluster_memory
 from .options import SweepOptions
 from .plan import PlanEntry, explain_store, explanation_lines, plan_sweep, store_state
 from .predict import RuntimePredictor
-from .progress import SweepProgress, final_summary
+from .progress import SweepProgress, failure_lines, final_summary
 from .stopping import wind_down
 
 __all__ = ["SweepResult", "SweepStart", "run_sweep", "default_log_dir", "exit_code_of"]
@@ -242,7 +242,7 @@ class _Sweep:
                 self._announce(logs, len(to_run), n_done, result.skipped)
                 if to_run:
                     self._execute(st, logs, plan, to_run, ckpt_steps, result)
-                self._summarise(logs, plan, state.done, n_done, result)
+                self._summarise(logs, plan, state.done, n_done, result, st)
             finally:
                 logs.close()
         return result
@@ -420,7 +420,13 @@ class _Sweep:
             raise
 
     def _summarise(
-        self, logs: SweepLogs, plan: list[PlanEntry], done: set[str], n_done: int, result: SweepResult
+        self,
+        logs: SweepLogs,
+        plan: list[PlanEntry],
+        done: set[str],
+        n_done: int,
+        result: SweepResult,
+        st: Store,
     ) -> None:
         """Statuses of the skipped packages, the exit code, the closing table."""
         first_run = {e.package.run_id: e.package_id for e in plan if e.action == "run"}
@@ -434,6 +440,15 @@ class _Sweep:
         result.elapsed = time.monotonic() - self.t_start
         lines = final_summary(
             ((result.priority[p], s) for p, s in result.status.items()), PRIORITIES, n_done, result.elapsed
+        )
+        lines += failure_lines(
+            [
+                (e.package_id, e.package.run_id)
+                for e in plan
+                if result.status[e.package_id] in FAILURE_CLASSES
+            ],
+            st.failures() if any(s in FAILURE_CLASSES for s in result.status.values()) else {},
+            f"sweep status --store {self.store_url} --packages {self.packages_dir}",
         )
         for ln in lines:
             self.say(ln)
