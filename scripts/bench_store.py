@@ -168,7 +168,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         assert ds.sizes["run"] == n
         print(
-            f"open_results over {ds.sizes['run']} runs (time {ds.sizes['time']}): best {min(times):.3f} s, "
+            f"open_results over {ds.sizes['run']} runs (outputs {ds.sizes['output']}): best {min(times):.3f} s, "
             f"median {statistics.median(times):.3f} s  target <= 3 s"
         )
         t0 = time.perf_counter()

@@ -177,4 +177,6 @@ def test_cli_failures_are_named_with_class_and_reason(tmp_path: Path, packages_d
     assert "diverged" in line and "CFL" in line, s.stdout
     doc = json.loads(sweep_cli("status", "--store", str(store), "--packages", str(d), "--json").stdout)
     (failure,) = doc["failures"]
-    assert failure["package"] == "p001" and failure["failure_class"] == "diverged" and "CFL" in failure["error"]
+    assert (
+        failure["package"] == "p001" and failure["failure_class"] == "diverged" and "CFL" in failure["error"]
+    )

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..store.results import OUTPUT_DIM
 from ..units import format_duration
 from .status import FAILURE_CLASSES, PRIORITY_ORDER, STATES, Counts, SweepData, SweepStatus
 
@@ -56,9 +57,8 @@ def timeseries_frame(results: Any) -> pd.DataFrame:
     if ds.sizes.get("run", 0) == 0:
         return pd.DataFrame(columns=cols)
     meta = per_run_frame(ds)
-    t = np.asarray(ds["time"].values, dtype=float)
-    e = np.asarray(ds["energy"].transpose("run", "time").values, dtype=float)
-    d = np.asarray(ds["dissipation"].transpose("run", "time").values, dtype=float)
+    t = _per_run(ds, "time")
+    e, d = _per_run(ds, "energy"), _per_run(ds, "dissipation")
     run_idx, time_idx = np.nonzero(np.isfinite(e) | np.isfinite(d))  # row-major: run by run
     df = pd.DataFrame(
         {
@@ -66,7 +66,7 @@ def timeseries_frame(results: Any) -> pd.DataFrame:
             "case": meta["case"].to_numpy()[run_idx],
             "Re": meta["Re"].to_numpy()[run_idx],
             "grid": meta["grid"].to_numpy()[run_idx],
-            "time": t[time_idx],
+            "time": t[run_idx, time_idx],
             "energy": e[run_idx, time_idx],
             "dissipation": d[run_idx, time_idx],
         },
@@ -74,6 +74,11 @@ def timeseries_frame(results: Any) -> pd.DataFrame:
     )
     # legends list cases in order of Re
     return df.sort_values(["grid", "Re", "run", "time"], kind="stable", ignore_index=True)
+
+
+def _per_run(ds: Any, name: str) -> np.ndarray:
+    """A time series of ``open_results`` (or its ``time`` coordinate) as (run, output) floats."""
+    return np.asarray(ds[name].transpose("run", OUTPUT_DIM).values, dtype=float)
 
 
 def per_run_frame(results: Any) -> pd.DataFrame:
@@ -89,13 +94,12 @@ def per_run_frame(results: Any) -> pd.DataFrame:
     peak = np.full(n, np.nan)
     t_peak = np.full(n, np.nan)
     if n and "dissipation" in results:
-        diss = np.asarray(results["dissipation"].transpose("run", "time").values, dtype=float)
-        time = np.asarray(results["time"].values, dtype=float)
+        diss, time = _per_run(results, "dissipation"), _per_run(results, "time")
         has = np.isfinite(diss).any(axis=1)
         if has.any():
             idx = np.nanargmax(np.where(np.isfinite(diss[has]), diss[has], -np.inf), axis=1)
             peak[has] = diss[has][np.arange(has.sum()), idx]
-            t_peak[has] = time[idx]
+            t_peak[has] = time[has][np.arange(has.sum()), idx]
     solvers = get("solver", "spectral").astype(str)
     grid = [
         _grid_label(a, b, c) if s == "spectral" else s for a, b, c, s in zip(nx, ny, nz, solvers, strict=True)
@@ -150,29 +154,31 @@ def _solver_views(results: Any) -> dict[str, Any]:
         return {}
     case = per_run_frame(ds)["case"].to_numpy()
     views: dict[str, Any] = {}
-    for kind, dim in (("profiles", None), ("series", "time")):
+    for kind, dim in (("profiles", None), ("series", OUTPUT_DIM)):
         plots = []
         for name, var in ds.data_vars.items():
             dims = var.dims
             if len(dims) != 2 or dims[0] != "run" or (dim is not None and dims[1] != dim):
                 continue
-            if dim is None and dims[1] == "time":
+            if dim is None and dims[1] == OUTPUT_DIM:
                 continue
             values = np.asarray(var.transpose("run", dims[1]).values, dtype=float)
             r, c = np.nonzero(np.isfinite(values))
             if not r.size:
                 continue
-            x = np.asarray(ds[dims[1]].values, dtype=float)
-            frame = pd.DataFrame({dims[1]: x[c], str(name): values[r, c], "case": case[r]})
+            xname = "time" if dims[1] == OUTPUT_DIM else str(dims[1])
+            x = np.asarray(ds[xname].transpose("run", ...).values, dtype=float) if xname == "time" else None
+            xs = x[r, c] if x is not None else np.asarray(ds[xname].values, dtype=float)[c]
+            frame = pd.DataFrame({xname: xs, str(name): values[r, c], "case": case[r]})
             plots.append(
                 frame.hvplot.line(
-                    x=dims[1],
+                    x=xname,
                     y=str(name),
                     by="case",
                     logy=kind == "series" and _log(frame[str(name)]),
                     width=560,
                     height=300,
-                    title=f"{name} vs {dims[1]}",
+                    title=f"{name} vs {xname}",
                     legend="right",
                 )
             )
