@@ -15,6 +15,7 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ConfigError, SweepError
@@ -100,6 +101,17 @@ def _reader_gone() -> int:
     return EXIT_PIPE
 
 
+def _one_line_warnings(prog: str) -> None:
+    """Our warnings (a deprecated parameter name) as one line each, ``sweep validate: warning:
+    ...``, not Python's two lines with a source location."""
+
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show  # type: ignore[assignment]
+    warnings.filterwarnings("default", category=FutureWarning, module=r"(sweep|solver)(\.|$)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code. SIGINT, SIGTERM and
     SIGHUP stop every command cleanly (one line, exit 128 + the signal's number); a second one
@@ -115,6 +127,7 @@ def _main(argv: Sequence[str] | None) -> int:
     chosen = next((a for a in argv if not a.startswith("-")), None)  # options before it are global
     parser, subparsers = build_parser(chosen if chosen in COMMANDS else None, argv)
     args = parser.parse_args(argv)
+    _one_line_warnings(f"sweep {args.command}" if args.command else "sweep")
     if getattr(args, "_main", None) is None:
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -17,12 +17,12 @@ import pytest
 from slurm import slurm  # noqa: F401  (a real one-node SLURM: the session fixture of the HPC tests)
 
 # A tiny run: 8^3 points, 4 steps; about a few milliseconds of solver time.
-TINY = {"Re": 100.0, "dt": 0.01, "T_final": 0.04, "grid_size": [8, 8, 8]}
+TINY = {"Re": 100.0, "dt": 0.01, "T_final": 0.04, "grid": [8, 8, 8]}
 
 
 def write_packages(directory: Path, packages: Iterable[Mapping[str, Any]]) -> Path:
     """Write a package directory: ``packages`` holds dicts with ``package_id``, ``priority``,
-    ``parameters`` (file names, e.g. ``grid_size``) and optional ``tags``, ``solver`` and
+    ``parameters`` (by name, e.g. ``grid``) and optional ``tags``, ``solver`` and
     ``case``. Returns the directory.
     """
     from sweep.spec import SUMMARY_FILE

@@ -62,7 +62,7 @@ def test_cli_piped_into_head_stops_quietly(tmp_path: Path, packages_dir, sweep_c
     assert r.returncode in (0, 141), r.returncode  # 141 = 128 + SIGPIPE, as a shell reports it
 
 
-BIG = {"Re": 100.0, "dt": 0.01, "T_final": 0.04, "grid_size": [256, 256, 256]}  # needs ~1.7 GiB
+BIG = {"Re": 100.0, "dt": 0.01, "T_final": 0.04, "grid": [256, 256, 256]}  # needs ~1.7 GiB
 
 
 def test_cli_run_worker_memory_flag_where_the_message_points(tmp_path: Path, packages_dir, sweep_cli):

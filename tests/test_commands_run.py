@@ -43,7 +43,7 @@ def test_cli_run_sweeps_logs_and_resumes(tmp_path: Path, packages_dir, sweep_cli
 
 
 def test_cli_run_sequential_and_parallel_stores_identical(tmp_path: Path, packages_dir, sweep_cli):
-    pkgs = packages_dir(tiny_sweep(4, initial_condition="random", grid_size=[8, 8, 12]))
+    pkgs = packages_dir(tiny_sweep(4, initial_condition="random", grid=[8, 8, 12]))
     seq, par = tmp_path / "seq.zarr", tmp_path / "par.zarr"
     r1 = sweep_cli("run", str(pkgs), "--store", str(seq), "--mode", "sequential")
     r2 = sweep_cli("run", str(pkgs), "--store", str(par), "--mode", "parallel", "--max-parallel", "2")
@@ -77,7 +77,7 @@ def test_cli_run_diverged_package_reported_while_others_finish(tmp_path: Path, p
 
 def test_cli_run_timeout_exits_124(tmp_path: Path, packages_dir, sweep_cli):
     pkgs = tiny_sweep(3)
-    pkgs[2]["parameters"] = {**TINY, "grid_size": [16, 16, 16], "dt": 0.001, "T_final": 200.0}
+    pkgs[2]["parameters"] = {**TINY, "grid": [16, 16, 16], "dt": 0.001, "T_final": 200.0}
     d = packages_dir(pkgs)
     store = tmp_path / "r.zarr"
     # generous for the tiny runs even on a cold, busy worker; far too short for the long one

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 # 300 steps of 16^3 (~0.5 s with the numba kernels), a checkpoint every 10: however late
 # the driver saves one, later ones follow (step 1b needs one more), and still cheap
-SLOW = {**TINY, "grid_size": [16, 16, 16], "T_final": 3.0, "initial_condition": "random"}
+SLOW = {**TINY, "grid": [16, 16, 16], "T_final": 3.0, "initial_condition": "random"}
 
 
 def _packages(n_quick: int) -> list[dict]:

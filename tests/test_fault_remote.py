@@ -25,7 +25,7 @@ def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, 
         {
             "package_id": f"long{i}",
             "priority": "LOW",
-            "parameters": {**TINY, "grid_size": [12, 12, 12], "T_final": 2.0 + 0.1 * i},
+            "parameters": {**TINY, "grid": [12, 12, 12], "T_final": 2.0 + 0.1 * i},
         }
         for i in range(3)
     ]

@@ -28,7 +28,7 @@ from faults import (
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 # 32^3 with its final fields: ~0.8 MB, more than the small file system below has left
-BIG = {**TINY, "grid_size": [32, 32, 32], "keep_fields": True, "initial_condition": "random"}
+BIG = {**TINY, "grid": [32, 32, 32], "keep_fields": True, "initial_condition": "random"}
 
 
 def _clean_sweep(d: Path, store: Path, client) -> None:

@@ -181,9 +181,10 @@ def test_results_failed_runs_and_status_filter(factorial_store: Path) -> None:
 def test_results_per_run_data_as_dataset_and_tree(factorial_store: Path) -> None:
     rid = run_id_of(_params(100.0, 0.01))
     tree = sweep.open_run_tree(factorial_store, [rid])
-    assert isinstance(tree, xr.DataTree) and rid in tree.children
+    assert isinstance(tree, xr.DataTree) and list(tree.children) == ["re100-dt0.01"]  # by package id
+    assert tree["re100-dt0.01"].attrs["run_id"] == rid
     np.testing.assert_array_equal(
-        tree[rid].energy_spectrum.values, result_like(_params(100.0, 0.01)).energy_spectrum.values
+        tree["re100-dt0.01"].energy_spectrum.values, result_like(_params(100.0, 0.01)).energy_spectrum.values
     )
     assert len(sweep.open_run_tree(factorial_store).children) == 6
 
@@ -199,7 +200,7 @@ def _pkg(pid: str, re: float, prio: str = "HIGH") -> dict:
     return {
         "package_id": pid,
         "priority": prio,
-        "parameters": {"Re": re, "dt": 0.01, "T_final": 0.1, "grid_size": [8, 8, 8]},
+        "parameters": {"Re": re, "dt": 0.01, "T_final": 0.1, "grid": [8, 8, 8]},
     }
 
 
@@ -327,3 +328,29 @@ def test_results_profiles_survive_the_log_compaction_and_a_rebuild(tmp_path: Pat
     }
     assert recs[runs[100.0]].provenance["template_hash"] == cavity.hash
     assert recs[run_id_of(spectral)].solver == "spectral"
+
+
+def test_results_run_tree_by_package_id_and_groups_open_without_warnings(tmp_path: Path) -> None:
+    """open_run_tree names each child by its package id (the run id is an attribute), and
+    xarray.open_zarr opens a run group and a batch group as they are: no warning about
+    unconsolidated metadata."""
+    import warnings
+
+    url = tmp_path / "r.zarr"
+    with Store.open(url, mode="a", pack_bytes=1 << 20) as st:
+        for re in (100.0, 400.0):
+            p = _params(re, 0.01)
+            st.commit_run(run_id_of(p), result_like(p), provenance(p, f"re{re:g}"))
+        big = {**_params(1600.0, 0.01), "keep_fields": True}
+        st.commit_run(run_id_of(big), result_like(big, fields=True), provenance(big, "fields"))
+        st.compact()
+    tree = sweep.open_run_tree(url)
+    assert sorted(tree.children) == ["fields", "re100", "re400"]
+    assert tree["re400"].attrs["run_id"] == run_id_of(_params(400.0, 0.01))
+    groups = [*(url / "runs").glob("*/zarr.json"), *(url / "batches").glob("*/zarr.json")]
+    assert any("runs" in str(g) for g in groups) and any("batches" in str(g) for g in groups)
+    for g in groups:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ds = xr.open_zarr(g.parent)
+        assert "energy" in ds.data_vars

@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
     the grid file. A bad --solver or --case is a usage error (exit 2), --help included."""
     from ..errors import ConfigError
     from ..solvers.registry import DEFAULT_SOLVER, load_solver
-    from ..spec import PRIORITIES, SOLVER_TO_FILE
+    from ..spec import PRIORITIES
 
     solver_name, case = _chosen(argv)
     parser.add_argument("directory", metavar="DIR", help="directory to write (created if missing)")
@@ -103,8 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
     which = "" if spectral else f" of solver {solver_name}" + (f", case {case}" if case else "")
     group = parser.add_argument_group(f"parameter values{which} (one or more each)")
     for name, p in solver.params.items():
-        fname = SOLVER_TO_FILE.get(name, name) if spectral else name
-        opts = [_option(fname)] + ([_option(name)] if fname != name else [])
+        fname = name
+        opts = [_option(name), *(_option(old) for old in p.deprecated_names)]  # older names still work
         example = " (e.g. 32, 16x16x32 or 16,16,16; several: 16 32)" if spectral and name == "grid" else ""
         group.add_argument(
             *opts,
@@ -133,14 +133,12 @@ def main(args: argparse.Namespace) -> int:
         read_grid_file,
         write_packages,
     )
-    from ..spec.package import SOLVER_TO_FILE
     from ..units import parse_size
 
     worker_memory = parse_size(args.worker_memory)
-    grid_option = SOLVER_TO_FILE.get("grid", "grid")
     values = {
         k[2:]: [
-            (parse_grid if k[2:] == grid_option and args.solver == DEFAULT_SOLVER else parse_value)(v)
+            (parse_grid if k[2:] == "grid" and args.solver == DEFAULT_SOLVER else parse_value)(v)
             for v in vals
         ]
         for k, vals in vars(args).items()

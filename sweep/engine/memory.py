@@ -36,7 +36,7 @@ def memory_problems(
                 (
                     p,
                     (
-                        f"{p.path}: parameters.grid_size: bad value {list(p.params.grid)}; allowed: a grid "
+                        f"{p.path}: parameters.grid: bad value {list(p.params.grid)}; allowed: a grid "
                         f"whose run fits in a worker's memory (it needs {format_bytes(need)}, the largest "
                         f"worker has {format_bytes(biggest)}); use a smaller grid or workers with more memory"
                     ),

@@ -10,12 +10,15 @@ problem in it is reported once, naming its file.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import re
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
-from solver.params import PARAMS, SolverParams, parameter_problems
+from solver.params import DEPRECATED_NAMES, PARAMS, SolverParams, deprecation_message, parameter_problems
 
 from ..errors import ConfigError, config_error
 from ..gc_pause import paused_gc
@@ -32,15 +35,23 @@ from .package import (
     PACKAGE_GLOB,
     PACKAGE_KEYS,
     PRIORITIES,
-    SOLVER_TO_FILE,
     SUMMARY_FILE,
     Package,
     id_problem,
 )
 
-__all__ = ["check_directory", "check_document", "load_packages", "memory_need", "memory_problem"]
+__all__ = ["check_directory", "check_document", "load_packages", "memory_need", "memory_problem", "one_of"]
 
 _PACKAGE_RE = re.compile(r"package_.*\.json")
+# a deprecated parameter name as a JSON key (a cheap look at the bytes, cached verdicts too)
+_OLD_NAMES = re.compile(rb'"(' + b"|".join(re.escape(k.encode()) for k in DEPRECATED_NAMES) + rb')"\s*:')
+
+
+def one_of(value: Any, choices: Sequence[str], what: str = "") -> str:
+    """``one of [what ]a, b, c``, with ``(did you mean 'b'?)`` when ``value`` is close to one."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    head = f"one of {what} " if what else "one of "
+    return head + ", ".join(choices) + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def memory_need(params: SolverParams | RunParams) -> int:
@@ -58,7 +69,7 @@ def memory_problem(name: str, grid: Any, need: int, worker_memory: int) -> str:
     ``sweep new``, ``sweep explain`` and ``sweep run`` on a local cluster say the same)."""
     return problem_line(
         name,
-        f"parameters.{SOLVER_TO_FILE.get('grid', 'grid')}",
+        "parameters.grid",
         list(grid),
         f"a grid whose run fits in one worker's memory (it needs {format_bytes(need)}, a worker "
         f"has {format_bytes(worker_memory)}); use a smaller grid or more memory per worker "
@@ -81,7 +92,7 @@ def _check_package_doc(
         return None, None, None, {}, DEFAULT_SOLVER, None
     for key in doc:
         if key not in PACKAGE_KEYS:
-            problems.append(problem_line(name, key, key, "one of the keys " + ", ".join(PACKAGE_KEYS)))
+            problems.append(problem_line(name, key, key, one_of(key, list(PACKAGE_KEYS), "the keys")))
     pid = doc.get("package_id")
     if "package_id" not in doc:
         problems.append(f'{name}: package_id: missing; allowed: a plain name, e.g. "re400-dt0.01"')
@@ -118,12 +129,12 @@ def _check_package_doc(
     solver_raw: dict[str, Any] = {}
     for key, value in raw.items():
         sname = str(FILE_TO_SOLVER.get(key, key))  # JSON keys are strings
-        if sname not in PARAMS or key in SOLVER_TO_FILE:  # e.g. "grid": the file says grid_size
-            hint = f" (write {SOLVER_TO_FILE[key]!r})" if key in SOLVER_TO_FILE else ""
+        if sname not in PARAMS:
+            problems.append(problem_line(name, f"parameters.{key}", key, one_of(key, FILE_PARAMETER_NAMES)))
+            continue
+        if key != sname and sname in raw:
             problems.append(
-                problem_line(
-                    name, f"parameters.{key}", key, "one of " + ", ".join(FILE_PARAMETER_NAMES) + hint
-                )
+                problem_line(name, f"parameters.{key}", key, f"{sname!r} or its older name {key!r}, not both")
             )
             continue
         solver_raw[sname] = value
@@ -176,8 +187,7 @@ def _solver_params(name: str, raw: dict[str, Any], problems: list[str]) -> Solve
     except ValueError:
         pass
     for err in parameter_problems(raw):
-        fname = SOLVER_TO_FILE.get(err.field, err.field)
-        problems.append(problem_line(name, f"parameters.{fname}", err.value, err.allowed))
+        problems.append(problem_line(name, f"parameters.{err.field}", err.value, err.allowed))
     return None
 
 
@@ -256,6 +266,7 @@ def check_directory(
     cache = load_cache(cache_path)
     solvers = _Solvers(directory, problems)
     rechecked = False  # a cached verdict whose template changed: its entry is rewritten
+    old_names: dict[str, list[str]] = {}  # deprecated parameter name -> files that write it
     fresh: dict[str, list[Any]] = {}
     seen: dict[str, str] = {}
     unreadable: list[str] = []
@@ -272,6 +283,9 @@ def check_directory(
         if text is None:
             unreadable.append(name)
             continue
+        old_name = _OLD_NAMES.search(text)  # also when the verdict is cached: said on every pass
+        if old_name is not None:
+            old_names.setdefault(old_name.group(1).decode(), []).append(name)
         digest = hashlib.sha1(text).hexdigest()
         hit = cache.get(digest)
         params: SolverParams | RunParams | None = None
@@ -360,6 +374,9 @@ def check_directory(
                     solver_object=solver_obj,
                 )
             )
+    for old, files in old_names.items():
+        more = f" (and {len(files) - 1} more file(s))" if len(files) > 1 else ""
+        warnings.warn(deprecation_message(old, f"{files[0]}{more}: parameters."), FutureWarning, stacklevel=2)
     if rechecked or fresh.keys() != cache.keys():  # else each entry is what it was
         save_cache(cache_path, fresh)
     if summary is not None:

@@ -20,20 +20,21 @@ import itertools
 import json
 import os
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from solver.params import PARAMS, parameter_problems
+from solver.params import PARAMS, deprecation_message, parameter_problems
 
 from ..errors import ConfigError, config_error, option_error
 from ..solvers.protocol import FieldError, Solver
 from ..solvers.registry import DEFAULT_SOLVER, SolverCache
 from .files import MAX_DEPTH, MAX_FILE_BYTES, file_problem, read_bytes
+from .check import one_of
 from .package import (
     FILE_PARAMETER_NAMES,
     FILE_TO_SOLVER,
     PRIORITIES,
-    SOLVER_TO_FILE,
     SUMMARY_FILE,
     id_problem,
     package_document,
@@ -85,8 +86,8 @@ def parse_grid(text: str) -> Any:
 
 
 def _values(name: str, v: Any) -> list[Any]:
-    """The list of values of one grid axis (a grid_size axis is a list of triples)."""
-    if name == "grid_size":
+    """The list of values of one grid axis (a grid axis is a list of triples)."""
+    if name == "grid":
         if isinstance(v, (list, tuple)) and v and all(isinstance(x, (list, tuple)) for x in v):
             return [list(x) for x in v]
         return [v]
@@ -217,11 +218,15 @@ def expand_grids(
         if solver is None:
             continue
         spectral = solver_name == DEFAULT_SOLVER
+        if spectral:  # older names (grid_size): read as the parameter's name, with a warning
+            for old in [k for k in params if k in FILE_TO_SOLVER and FILE_TO_SOLVER[k] not in params]:
+                warnings.warn(deprecation_message(old, f"{where}: parameters."), FutureWarning, stacklevel=2)
+                params = {FILE_TO_SOLVER[k] if k == old else k: v for k, v in params.items()}
         names = FILE_PARAMETER_NAMES if spectral else tuple(solver.params)
         for key in params:
             if key not in names:
                 problems.append(
-                    f"{where}: parameters.{key}: bad value {key!r}; allowed: one of " + ", ".join(names)
+                    f"{where}: parameters.{key}: bad value {key!r}; allowed: {one_of(key, names)}"
                 )
         axes = {k: _values(k, v) if spectral else _axis(v) for k, v in params.items() if k in names}
         for choice in itertools.product(*axes.values()):
@@ -241,10 +246,10 @@ def expand_grids(
     seen: dict[str, int] = {}
     for i, (prio, values, tags, solver_name, case, solver) in enumerate(combos):
         spectral = solver_name == DEFAULT_SOLVER
-        raw = {FILE_TO_SOLVER.get(k, k): v for k, v in values.items()} if spectral else values
+        raw = values
         found = parameter_problems(raw) if spectral else solver.parameter_problems(raw) if solver else []
         for err in found:
-            fname = SOLVER_TO_FILE.get(err.field, err.field) if spectral else err.field
+            fname = err.field
             problems.append(
                 f"{source}: parameters.{fname}: bad value {err.value!r} (in combination {i + 1}: "
                 f"{json.dumps(values)}); allowed: {err.allowed}"
@@ -252,10 +257,9 @@ def expand_grids(
         parts = [solver_name] if mixed else []
         for n in swept:
             if spectral:
-                declared = FILE_TO_SOLVER.get(n, n)
-                if declared in PARAMS:
-                    value = values.get(n, PARAMS[declared].default)
-                    parts.append(f"{_ID_NAMES.get(declared, n)}{_fmt(value)}")
+                if n in PARAMS:
+                    value = values.get(n, PARAMS[n].default)
+                    parts.append(f"{_ID_NAMES.get(n, n)}{_fmt(value)}")
             elif solver is not None and n in solver.params:
                 parts.append(f"{n}{_fmt(values.get(n, solver.params[n].default))}")
         pid = "-".join(parts) if parts else "run"
@@ -418,7 +422,7 @@ _NUMBER_LIST = re.compile(r"\[\s*(-?[0-9.eE+-]+(?:,\s*-?[0-9.eE+-]+)*)\s*\]")
 
 
 def _dumps(doc: Mapping[str, Any]) -> str:
-    """Indented JSON with short number lists on one line ("grid_size": [16, 16, 16])."""
+    """Indented JSON with short number lists on one line ("grid": [16, 16, 16])."""
     text = json.dumps(doc, indent=2)
     return (
         _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)

@@ -396,14 +396,24 @@ def export_index(store: Store | str | os.PathLike[str], path: str | os.PathLike[
 
 
 def open_run_tree(store: Store | str | os.PathLike[str], run_ids: Iterable[str] | None = None) -> xr.DataTree:
-    """Per-run Datasets (spectrum, fields, time series) as a DataTree with one child per run.
+    """Per-run Datasets (spectrum, fields, time series) as a DataTree with one child per run,
+    named by its package id (``tree["Re400-dt0.01"]``; the run id is the child's ``run_id``
+    attribute, and names the child of a run no package names).
 
     ``run_ids``: which runs (default every done run; each is opened lazily).
     """
     st, opened = _as_store(store)
     try:
         ids = sorted(st.done_run_ids()) if run_ids is None else list(run_ids)
-        return xr.DataTree.from_dict({f"/{rid}": st.open_run(rid) for rid in ids})
+        records = st.records()
+        children = {}
+        for rid in ids:
+            rec = records.get(rid)
+            name = rec.package_ids[0] if rec is not None and rec.package_ids else rid
+            ds = st.open_run(rid)
+            ds.attrs["run_id"] = rid
+            children[f"/{name}" if f"/{name}" not in children else f"/{rid}"] = ds
+        return xr.DataTree.from_dict(children)
     finally:
         if opened:
             st.close()
