@@ -9,6 +9,7 @@ here they name the flag that sets that parameter (``--timeout: bad value ...``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
 import os
@@ -17,6 +18,7 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ConfigError, SweepError
 
@@ -36,7 +38,12 @@ COMMANDS: dict[str, str] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line and exit code 2."""
+    """ArgumentParser whose usage errors are one line and exit code 2. Options are never
+    abbreviated: ``--re`` is not ``--retries`` (a typo must not change what runs)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -57,6 +64,9 @@ def build_parser(
         description="Run, check and monitor parameter sweeps of a pseudo-spectral "
         "Navier-Stokes solver on Dask, with results in a zarr store.",
     )
+    from .provenance import ns_sweep_version
+
+    parser.add_argument("--version", action="version", version=f"sweep (ns-sweep) {ns_sweep_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers = {}
     for name, modname in COMMANDS.items():
@@ -70,6 +80,26 @@ def build_parser(
                 mod.add_arguments(p)
             p.set_defaults(_main=mod.main)
     return parser, subparsers
+
+
+def _unrecognized(extra: Sequence[str], parser: argparse.ArgumentParser | None) -> str:
+    """``unrecognized arguments: --re 3 (did you mean --retries?)``: close matches among the
+    options of ``parser``: the same but for case (``--re`` -> ``--Re``), one it starts, spelling."""
+    text = "unrecognized arguments: " + " ".join(extra)
+    if parser is None:
+        return text
+    options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for arg in extra:
+        if not arg.startswith("--"):
+            continue
+        flag = arg.split("=", 1)[0]
+        same = [o for o in options if o.lower() == flag.lower()]
+        longer = [o for o in options if o.lower().startswith(flag.lower())]  # a cut-short option
+        close = same or longer or difflib.get_close_matches(flag, options, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"did you mean {close[0]}?")
+    return text + (f" ({'; '.join(hints)})" if hints else "")
 
 
 def _flag_message(exc: ConfigError, parser: argparse.ArgumentParser | None) -> str:
@@ -108,7 +138,7 @@ def _one_line_warnings(prog: str) -> None:
     def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
         print(f"{prog}: warning: {message}", file=sys.stderr)
 
-    warnings.showwarning = show  # type: ignore[assignment]
+    warnings.showwarning = show
     warnings.filterwarnings("default", category=FutureWarning, module=r"(sweep|solver)(\.|$)")
 
 
@@ -126,7 +156,9 @@ def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)  # options before it are global
     parser, subparsers = build_parser(chosen if chosen in COMMANDS else None, argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser, with the options the mistyped ones resemble
+        (subparsers.get(args.command) or parser).error(_unrecognized(extra, subparsers.get(args.command)))
     _one_line_warnings(f"sweep {args.command}" if args.command else "sweep")
     if getattr(args, "_main", None) is None:
         parser.print_help()

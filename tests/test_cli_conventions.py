@@ -180,3 +180,35 @@ def test_cli_failures_are_named_with_class_and_reason(tmp_path: Path, packages_d
     assert (
         failure["package"] == "p001" and failure["failure_class"] == "diverged" and "CFL" in failure["error"]
     )
+
+
+def test_cli_version_abbreviations_and_did_you_mean(tmp_path: Path, packages_dir, sweep_cli):
+    from sweep.provenance import ns_sweep_version
+
+    r = sweep_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"sweep (ns-sweep) {ns_sweep_version()}", (
+        r.stdout + r.stderr
+    )
+    pdir = packages_dir(tiny_sweep(1))
+    store = tmp_path / "s.zarr"
+    # a mistyped option is an error that names the option it resembles, never an abbreviation
+    r = sweep_cli("run", str(pdir), "--store", str(store), "--re", "3")
+    assert r.returncode == 2 and not store.exists(), r.stdout
+    assert "unrecognized arguments: --re 3" in r.stderr and "did you mean --retries?" in r.stderr, r.stderr
+    r = sweep_cli("new", str(tmp_path / "n"), "--re", "100")
+    assert r.returncode == 2 and "did you mean --Re?" in r.stderr, r.stderr
+    r = sweep_cli("status", "--store", str(store), "--pakages", str(pdir))
+    assert r.returncode == 2 and "did you mean --packages?" in r.stderr, r.stderr
+
+
+def test_cli_validate_one_file(tmp_path: Path, packages_dir, sweep_cli):
+    from conftest import TINY
+
+    pdir = packages_dir(
+        [*tiny_sweep(1), {"package_id": "bad", "priority": "LOW", "parameters": {**TINY, "Re": -1}}]
+    )
+    r = sweep_cli("validate", str(pdir / "package_0000.json"))
+    assert r.returncode == 0 and "package_0000.json" in r.stdout and "p000" in r.stdout, r.stdout + r.stderr
+    r = sweep_cli("validate", str(pdir / "package_0001.json"))
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.splitlines()[0].startswith("package_0001.json: parameters.Re: bad value -1"), r.stderr

@@ -237,7 +237,7 @@ def align_time(ds: xr.Dataset) -> xr.Dataset:
     """
     if OUTPUT_DIM not in ds.dims:
         return ds  # already aligned (or no time series)
-    on_output = [k for k, v in ds.data_vars.items() if OUTPUT_DIM in v.dims]
+    on_output = [str(k) for k, v in ds.data_vars.items() if OUTPUT_DIM in v.dims]
     times = np.asarray(ds["time"].transpose("run", OUTPUT_DIM).values, dtype=float)
     lengths = np.asarray(ds["n_times"].values, dtype=np.int64)
     values = {k: np.asarray(ds[k].transpose("run", OUTPUT_DIM).values, dtype=float) for k in on_output}
