@@ -47,6 +47,7 @@ def dashboard_app(
     *,
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
     workers: int | None = None,
+    reference_files: Sequence[str] | None = None,
 ) -> Callable[[], Any]:
     """A Panel app factory (one page per browser session) showing the sweep in ``store``."""
     import panel as pn
@@ -66,7 +67,7 @@ def dashboard_app(
             try:
                 fp = _fingerprint(store, packages_dir)
                 if fp != seen["fingerprint"]:
-                    data = load_sweep(store, packages_dir, workers=workers)
+                    data = load_sweep(store, packages_dir, workers=workers, reference_files=reference_files)
                     body.objects = list(report_layout(data, title="Sweep dashboard").objects)
                     seen["fingerprint"] = fp
                 header.object = (
@@ -107,12 +108,21 @@ def _server(
     workers: int | None,
     allow_origin: Sequence[str],
     loop: Any = None,
+    reference_files: Sequence[str] | None = None,
 ) -> Any:
     import panel as pn
 
     port = port or _free_port(address)
     return pn.serve(
-        {"/": dashboard_app(store, packages_dir, refresh_seconds=refresh_seconds, workers=workers)},
+        {
+            "/": dashboard_app(
+                store,
+                packages_dir,
+                refresh_seconds=refresh_seconds,
+                workers=workers,
+                reference_files=reference_files,
+            )
+        },
         port=port,
         address=address,
         websocket_origin=_origins(address, port, allow_origin),
@@ -140,6 +150,7 @@ def serve_dashboard(
     workers: int | None = None,
     allow_origin: Sequence[str] = (),
     on_ready: Callable[[str], None] | None = None,
+    reference_files: Sequence[str] | None = None,
 ) -> None:
     """Serve the dashboard until interrupted; ``on_ready(url)`` is called once it listens."""
     server = _server(
@@ -150,6 +161,7 @@ def serve_dashboard(
         refresh_seconds=refresh_seconds,
         workers=workers,
         allow_origin=allow_origin,
+        reference_files=reference_files,
     )
     server.start()
     if on_ready is not None:

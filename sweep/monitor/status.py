@@ -355,6 +355,7 @@ class SweepData:
     predictor: RuntimePredictor | None = None
     live: LiveSweep | None = None
     jobs_in_records: dict[str, Any] = field(default_factory=dict)
+    references: Sequence[Any] = ()  # sweep.monitor.reference.Reference curves to overlay
 
     @property
     def units(self) -> pd.DataFrame:
@@ -399,14 +400,22 @@ def check_workers(workers: int | None) -> None:
 
 
 def load_sweep(
-    store: str, packages_dir: str | None = None, *, workers: int | None = None, with_results: bool = True
+    store: str,
+    packages_dir: str | None = None,
+    *,
+    workers: int | None = None,
+    with_results: bool = True,
+    reference_files: Sequence[str] | None = None,
 ) -> SweepData:
     """Read everything the status, report and dashboard need from a store (and packages);
-    ``workers``: runs proceeding at once, for the ETA."""
+    ``workers``: runs proceeding at once, for the ETA; ``reference_files``: published curves
+    to overlay (default: those placed in ``sweep/monitor/reference_data``)."""
     from ..store import Store
     from ..store.results import open_results
+    from .reference import load_references
 
     check_workers(workers)
+    references = load_references(list(reference_files or ())) if with_results else []
     packages = read_packages(packages_dir)
     with Store.open(str(store), mode="r") as st:  # one open: records and series agree
         records = st.records()
@@ -423,4 +432,5 @@ def load_sweep(
         predictor=RuntimePredictor.from_records(records.values()),
         live=live_sweep(document),
         jobs_in_records=jobs_of_records(records.values()),
+        references=references,
     )

@@ -15,8 +15,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..engine.progress import one_line
 from ..store.results import OUTPUT_DIM
 from ..units import format_duration
+from .physics import (
+    NOT_REACHED,
+    PANEL_WIDTH,
+    grid_label,
+    physics_key,
+    physics_views,
+    re_ticks,
+    run_cases,
+    table_hook,
+)
 from .status import FAILURE_CLASSES, PRIORITY_ORDER, STATES, Counts, SweepData, SweepStatus
 
 __all__ = [
@@ -203,7 +214,7 @@ def stats_frame(status: SweepStatus) -> pd.DataFrame:
                 **{k: c.failed_by_class.get(k, 0) for k in FAILURE_CLASSES},
                 "stale": c.stale,
                 "pending": c.pending,
-                "% done": round(c.percent_complete, 1),
+                "% done": f"{c.percent_complete:.1f}" if c.total else "-",
             }
         )
     return pd.DataFrame(rows)
@@ -232,8 +243,9 @@ def _progress_views(status: SweepStatus) -> dict[str, Any]:
         y=labels,
         stacked=True,
         color=colors,
-        height=130,
-        width=900,
+        height=150,
+        width=2 * PANEL_WIDTH,
+        fontscale=1.1,
         xlim=(0, 100),
         xlabel="",
         ylabel=f"% of {status.overall.total} {unit}",
@@ -270,69 +282,19 @@ def _progress_views(status: SweepStatus) -> dict[str, Any]:
     ).opts(width=380, height=320, title="Overall progress", show_legend=False, xlabel="", xrotation=20)
     stats = stats_frame(status)
     table = stats.hvplot.table(
-        columns=list(stats.columns), width=900, height=34 * (len(stats) + 1), title="Statistics"
+        columns=list(stats.columns), width=2 * PANEL_WIDTH, height=34 * (len(stats) + 1), title="Statistics"
     ).opts(index_position=None)
     return {"progress_bar": bar, "overall": overall_bars, "by_priority": by_priority, "table": table}
-
-
-MAX_LINES = 30  # lines per time plot; more are unreadable (and slow in the browser)
-
-
-def _thin(sub: pd.DataFrame) -> pd.DataFrame:
-    """At most MAX_LINES runs of one grid, spread evenly over Re."""
-    runs = sub.drop_duplicates("run").sort_values("Re")["run"].to_numpy()
-    if len(runs) <= MAX_LINES:
-        return sub
-    keep = runs[np.linspace(0, len(runs) - 1, MAX_LINES).round().astype(int)]
-    return sub[sub["run"].isin(keep)]
-
-
-def _shown(sub: pd.DataFrame) -> str:
-    n = sub["run"].nunique()
-    return f" ({MAX_LINES} of {n} runs)" if n > MAX_LINES else ""
 
 
 def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
     import holoviews as hv
     import hvplot.pandas  # noqa: F401
 
-    views: dict[str, Any] = {}
-    ts = timeseries_frame(data.results)
-    if not ts.empty:
-        for var, logy in (("energy", _log(ts["energy"])), ("dissipation", False)):
-            plots = [
-                _thin(sub).hvplot.line(
-                    x="time",
-                    y=var,
-                    by="case",
-                    logy=logy,
-                    width=560,
-                    height=300,
-                    title=f"{var}, grid {grid}" + _shown(sub),
-                    legend="right",
-                )
-                for grid, sub in ts.groupby("grid", sort=True)
-            ]
-            views[f"{var}_vs_time"] = hv.Layout(plots).cols(2).opts(shared_axes=False)
-    if data.results is not None and data.results.sizes.get("run", 0):
-        per_run = per_run_frame(data.results)
-        done = per_run[(per_run["status"] == "done") & np.isfinite(per_run["peak_dissipation"])]
-        if not done.empty:
-            kw = {
-                "x": "Re",
-                "by": "grid",
-                "logx": _log(done["Re"]),
-                "size": 60,
-                "width": 560,
-                "height": 300,
-                "padding": 0.1,
-                "hover_cols": ["run", "dt", "T_final"],
-                "legend": "right",
-            }
-            views["peak_dissipation"] = (
-                done.hvplot.scatter(y="peak_dissipation", title="Peak dissipation vs Re", **kw)
-                + done.hvplot.scatter(y="t_peak", title="Time of peak dissipation vs Re", **kw)
-            ).opts(shared_axes=False)
+    views: dict[str, Any] = physics_views(data.results, data.references) if data.results is not None else {}
+    runs_view = _runs_table(data)
+    if runs_view is not None:
+        views["runs_table"] = runs_view
     views.update(_solver_views(data.results))
     runs = data.runs.reset_index()
     runs = runs[np.isfinite(runs["wall_time"]) & (runs["wall_time"] > 0)]
@@ -356,9 +318,11 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                     for st, sub in runs[np.isfinite(runs[x])].groupby("status")
                 ]
             ).opts(
-                width=520,
-                height=300,
+                width=PANEL_WIDTH,
+                height=320,
+                fontscale=1.1,
                 title=f"Wall time vs {xlabel}",
+                **(re_ticks(runs["Re"]) if x == "Re" else {"xformatter": "%.3g"}),
                 xlabel=xlabel,
                 ylabel="wall time (s)",
                 legend_position="right",
@@ -380,6 +344,8 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
         for y, ylabel in pairs:
             if not np.isfinite(u[y]).any():
                 continue  # no spectral grid (other solvers' runs): no such panel
+            one = u[y][np.isfinite(u[y])].unique()
+            lim = {"ylim": (one[0] * 0.5, one[0] * 1.5)} if len(one) == 1 and one[0] > 0 else {}
             panels.append(
                 hv.Overlay(
                     [
@@ -403,12 +369,55 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                     title=f"Parameter space: Re vs {ylabel}, by status",
                     ylabel=ylabel,
                     legend_position="right",
-                    width=560,
+                    width=PANEL_WIDTH,
+                    fontscale=1.1,
+                    yformatter="%.3g",
+                    **lim,
+                    **re_ticks(u["Re"]),
                 )
             )
         if panels and len(u):
             views["parameter_space"] = hv.Layout(panels).cols(2).opts(shared_axes=False)
     return views
+
+
+def _runs_table(data: SweepData) -> Any:
+    """Every package (or run) with its parameters, status, wall time and, for a failure, the
+    class and the reason: a bokeh DataTable, sortable by any column (click its header)."""
+    import holoviews as hv
+
+    units = data.units
+    if units.empty:
+        return None
+    error_of = dict(zip(data.runs.index.tolist(), data.runs["error"].tolist(), strict=True))
+    status = [
+        STATE_LABELS[st] + (f" ({fc})" if st == "failed" and fc else "")
+        for st, fc in zip(units["state"], units["failure_class"], strict=True)
+    ]
+    table = pd.DataFrame(
+        {
+            "package": units["unit"],
+            "priority": units["priority"],
+            "Re": units["Re"].map(lambda v: f"{v:g}"),
+            "dt": units["dt"].map(lambda v: f"{v:g}"),
+            "T_final": units["T_final"].map(lambda v: f"{v:g}"),
+            "grid": [
+                grid_label(a, b, c) for a, b, c in zip(units["nx"], units["ny"], units["nz"], strict=True)
+            ],
+            "status": status,
+            "wall time (s)": units["wall_time"].round(2),
+            "reason": [
+                one_line(error_of.get(r, "")) if st == "failed" else ""
+                for r, st in zip(units["run_id"], units["state"], strict=True)
+            ],
+        }
+    )
+    return hv.Table(table).opts(
+        width=2 * PANEL_WIDTH,
+        height=min(460, 30 * (len(table) + 1) + 10),
+        title="Runs (click a header to sort)",
+        hooks=[table_hook],
+    )
 
 
 def build_views(data: SweepData) -> dict[str, Any]:
@@ -442,6 +451,29 @@ def _summary_markdown(data: SweepData, status: SweepStatus, title: str) -> str:
     )
 
 
+def _physics_note(data: SweepData) -> str:
+    """The physics section's heading and how to read it (colour, dash, reference)."""
+    refs = data.references
+    cases = run_cases(data.results)
+    used = [
+        r
+        for r in refs
+        if any(r.matches(ic, re) for ic, re in zip(cases["initial_condition"], cases["Re"], strict=True))
+    ]
+    ref = (
+        "; ".join(f"black dashed: {r.label} ({r.source})" for r in used)
+        if used
+        else "no reference curve for these runs (Taylor-Green at Re = 1600: `sweep report --reference "
+        "spectral_Re1600_512.gdiag`, see sweep/monitor/reference_data/README.md)"
+    )
+    return (
+        "## Physics\n\nColour: Reynolds number (viridis over log Re, dark = low), the same in every "
+        "panel; line dash: grid (solid = finest); hover a curve for its run. "
+        f"Reference: {ref}. A run whose dissipation still rises at T_final is marked "
+        f"*{NOT_REACHED}*: its largest value is a lower bound, not a peak."
+    )
+
+
 def report_layout(
     data: SweepData, views: dict[str, Any] | None = None, *, title: str = "Sweep report"
 ) -> Any:
@@ -459,25 +491,29 @@ def report_layout(
         pn.Row(pane(views["overall"]), pane(views["by_priority"])),
         pane(views["table"]),
     ]
-    science = [
-        k
-        for k in (
-            "energy_vs_time",
-            "dissipation_vs_time",
-            "peak_dissipation",
-            "solver_profiles",
-            "solver_series",
-            "wall_time",
-            "parameter_space",
-        )
-        if k in views
+    physics = [
+        k for k in ("energy_vs_time", "dissipation_vs_time", "enstrophy_vs_time", "spectrum") if k in views
     ]
     learners = [k for k in views if k.startswith("learner-")]
-    if science or learners:
-        items.append(pn.pane.Markdown("## Results", width=900))
-        items += [pane(views[k]) for k in science]
-    else:
+    if physics:
+        items.append(pn.pane.Markdown(_physics_note(data), width=2 * PANEL_WIDTH))
+        items.append(pn.pane.HTML(physics_key(data.results, data.references), width=2 * PANEL_WIDTH))
+        items += [pn.Row(*(pane(views[k]) for k in physics[i : i + 2])) for i in range(0, len(physics), 2)]
+        items += [pn.Row(*(pane(views[k]) for k in ("peak_dissipation",) if k in views))]
+        items += [pane(views[k]) for k in ("derived",) if k in views]
+    others = [k for k in ("solver_profiles", "solver_series") if k in views]
+    if others:
+        items.append(pn.pane.Markdown("## Other solvers' results", width=2 * PANEL_WIDTH))
+        items += [pane(views[k]) for k in others]
+    if not physics and not others:
         items.append(pn.pane.Markdown("*No finished run in the store yet.*", width=900))
+    if "runs_table" in views:
+        items.append(pn.pane.Markdown("## Runs", width=2 * PANEL_WIDTH))
+        items.append(pane(views["runs_table"]))
+    cost = [k for k in ("wall_time", "parameter_space") if k in views]
+    if cost:
+        items.append(pn.pane.Markdown("## Cost and coverage", width=2 * PANEL_WIDTH))
+        items += [pane(views[k]) for k in cost]
     if learners:
         items.append(pn.pane.Markdown("## Adaptive sweeps: the learners' view", width=900))
         items += [pane(views[k]) for k in learners]

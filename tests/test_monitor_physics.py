@@ -1,0 +1,157 @@
+"""The report's physics (issue 16): one colour per Re on every panel, E/epsilon/Z against time,
+E(k) at the final time, peaks flagged honestly, a reference curve read from a file, a sortable
+table of runs with failure reasons, '-' for the percent done of an empty priority.
+
+Runs come from the real solver on tiny grids, committed through the real store API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import write_packages
+from monitor_store import build_scenario, commit_done
+
+from sweep.errors import ConfigError
+from sweep.monitor.physics import NOT_REACHED, derived_frame, physics_views, run_cases
+from sweep.monitor.reference import read_gdiag
+from sweep.monitor.status import load_sweep
+from sweep.monitor.views import build_views, stats_frame
+from sweep.spec import load_packages
+from sweep.store import Store
+
+TG = {"dt": 0.05, "grid": [8, 8, 8], "initial_condition": "taylor_green"}
+RUNS = [
+    {"package_id": "re100-long", "priority": "HIGH", "parameters": {**TG, "Re": 100.0, "T_final": 9.0}},
+    {"package_id": "re1600-short", "priority": "HIGH", "parameters": {**TG, "Re": 1600.0, "T_final": 2.0}},
+    {"package_id": "re1600-long", "priority": "HIGH", "parameters": {**TG, "Re": 1600.0, "T_final": 4.0}},
+]
+
+
+def _gdiag_from_our_solver(path: Path) -> Path:
+    """A small real .gdiag file from our own solver's output (clearly labelled: not the DNS)."""
+    import solver
+
+    ds = solver.simulate({**TG, "Re": 1600.0, "T_final": 4.0, "grid": [12, 12, 12]})
+    lines = [
+        "# ns-sweep: label=ns-sweep 12^3 run (test data, NOT the DNS); initial_condition=taylor_green; "
+        "Re=1600; source=tests/test_monitor_physics.py, ns-sweep's own spectral solver",
+        "# time  kinetic_energy  dissipation_rate",
+        *(
+            f"{t:.6g} {e:.9g} {d:.9g}"
+            for t, e, d in zip(ds.time.values, ds.energy.values, ds.dissipation.values, strict=False)
+        ),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def sweep_data(tmp_path_factory: pytest.TempPathFactory):
+    base = tmp_path_factory.mktemp("physics")
+    pkgs = load_packages(write_packages(base / "packages", RUNS), check_memory=False)
+    with Store.open(base / "s.zarr", mode="a") as st:
+        for i, p in enumerate(pkgs):
+            commit_done(st, p, 1.0 + i)
+    ref = _gdiag_from_our_solver(base / "ours.gdiag")
+    return base, load_sweep(str(base / "s.zarr"), str(base / "packages"), reference_files=[str(ref)])
+
+
+def _curves(overlay):
+    """(label, colour) of each curve of an overlay."""
+    import holoviews as hv
+
+    return [
+        (el.label, el.opts.get("style").kwargs.get("color")) for el in overlay if isinstance(el, hv.Curve)
+    ]
+
+
+def test_physics_one_colour_per_re_on_every_panel(sweep_data) -> None:
+    _, data = sweep_data
+    views = physics_views(data.results, data.references)
+    assert {
+        "energy_vs_time",
+        "dissipation_vs_time",
+        "enstrophy_vs_time",
+        "spectrum",
+        "peak_dissipation",
+    } <= set(views)
+    cases = run_cases(data.results)
+    color_of = dict(zip(cases["label"], cases["color"], strict=True))
+    assert len(set(cases.loc[cases["Re"] == 1600.0, "color"])) == 1  # same Re, same colour
+    assert (
+        cases.loc[cases["Re"] == 100.0, "color"].iloc[0] != cases.loc[cases["Re"] == 1600.0, "color"].iloc[0]
+    )
+    for key in ("energy_vs_time", "dissipation_vs_time", "enstrophy_vs_time", "spectrum"):
+        runs = [(label, c) for label, c in _curves(views[key]) if label in color_of]
+        assert len(runs) == 3, key
+        assert all(c == color_of[label] for label, c in runs), key
+
+
+def test_physics_peak_flagged_when_not_reached(sweep_data) -> None:
+    _, data = sweep_data
+    derived = derived_frame(data.results).set_index("package")
+    long = derived.loc["re100-long"]
+    assert long["peak_reached"] and 0 < long["t_peak"] < 9.0 and long["note"] == ""
+    ds = data.results.sel(package_id="re100-long")
+    assert long["peak_dissipation"] == pytest.approx(float(np.nanmax(ds.dissipation.values)))
+    for pid in ("re1600-short", "re1600-long"):  # Re=1600 peaks near t=9: not inside these runs
+        row = derived.loc[pid]
+        assert not row["peak_reached"] and row["note"] == NOT_REACHED and np.isnan(row["t_peak"])
+
+
+def test_physics_reference_overlaid_from_a_gdiag_file(sweep_data, tmp_path: Path) -> None:
+    base, data = sweep_data
+    (ref,) = data.references
+    assert ref.Re == 1600.0 and ref.initial_condition == "taylor_green" and "NOT the DNS" in ref.label
+    labels = [
+        label for label, _ in _curves(physics_views(data.results, data.references)["dissipation_vs_time"])
+    ]
+    assert ref.label in labels
+    assert ref.label not in [
+        label for label, _ in _curves(physics_views(data.results, [])["dissipation_vs_time"])
+    ]
+    # a reference of another Re is not drawn over these runs
+    other = tmp_path / "other.gdiag"
+    other.write_text(
+        (base / "ours.gdiag").read_text().replace("Re=1600", "Re=3000").replace("12^3 run", "other")
+    )
+    views = physics_views(data.results, [read_gdiag(other)])
+    assert "other" not in " ".join(label for label, _ in _curves(views["dissipation_vs_time"]))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0 0.125 0.0004\n1 0.12 0.001\n", r"header.*missing"),
+        ("# ns-sweep: initial_condition=taylor_green; Re=1600\n0 0.125\n1 0.1 0.2\n", r"line 2.*3 columns"),
+        ("# ns-sweep: initial_condition=taylor_green; Re=1600\n0 0.125 x\n", r"line 2: bad value"),
+        ("# ns-sweep: initial_condition=taylor_green; Re=1600\n0 0.125 0.1\n", r"at least 2 points"),
+    ],
+)
+def test_reference_bad_files_are_one_line(tmp_path: Path, text: str, message: str) -> None:
+    bad = tmp_path / "bad.gdiag"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=message) as err:
+        read_gdiag(bad)
+    assert "\n" not in str(err.value) and str(bad) in str(err.value)
+
+
+def test_report_runs_table_names_failures_and_empty_priority_is_a_dash(tmp_path: Path) -> None:
+    pkgs, store = build_scenario(tmp_path)
+    data = load_sweep(str(store), str(pkgs))
+    table = build_views(data)["runs_table"].dframe().set_index("package")
+    assert (
+        table.loc["p002", "status"] == "failed (diverged)" and table.loc["p002", "reason"] == "test: diverged"
+    )
+    assert table.loc["p000", "reason"] == "" and table.loc["p005", "status"] == "not started"
+    # a sweep whose LOW priority is empty: its percent done is "-", not 0
+    empty = load_sweep(str(store), None)
+    stats = stats_frame(empty.status).set_index("priority")
+    assert all(v == "-" for p, v in stats["% done"].items() if stats.loc[p, "total"] == 0)
+    only_high = tmp_path / "only_high"
+    write_packages(only_high, [{"package_id": "p000", "priority": "HIGH", "parameters": {}}])
+    stats = stats_frame(load_sweep(str(store), str(only_high)).status).set_index("priority")
+    assert stats.loc["LOW", "% done"] == "-" and stats.loc["MEDIUM", "% done"] == "-"
