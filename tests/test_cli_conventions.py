@@ -212,3 +212,43 @@ def test_cli_validate_one_file(tmp_path: Path, packages_dir, sweep_cli):
     r = sweep_cli("validate", str(pdir / "package_0001.json"))
     assert r.returncode == 2, r.stdout
     assert r.stderr.splitlines()[0].startswith("package_0001.json: parameters.Re: bad value -1"), r.stderr
+
+
+def test_cli_ctrl_c_is_one_line_and_the_package_log_says_so(tmp_path: Path, packages_dir):
+    """Ctrl-C during a run: our one line, no warnings of distributed before it; the package
+    log records the interrupted attempt."""
+    import signal
+    import time
+
+    from conftest import TINY
+
+    pdir = packages_dir(
+        [
+            {
+                "package_id": "long",
+                "priority": "HIGH",
+                "parameters": {**TINY, "grid": [32, 32, 32], "T_final": 60.0},
+            }
+        ]
+    )
+    store = tmp_path / "s.zarr"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "run", str(pdir), "--store", str(store), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = tmp_path / "s.zarr.logs" / "long.log"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and "started on" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert log.exists(), "the run never started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert err.strip().splitlines() == [
+        "sweep run: interrupted; finished runs are kept, run again to resume"
+    ], err
+    text = log.read_text()
+    assert "interrupted during attempt 1" in text, text

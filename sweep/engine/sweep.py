@@ -409,6 +409,14 @@ class _Sweep:
                     pass
             n_done = sum(1 for s in driver.status.values() if s == "done")
             driver.log.error("sweep interrupted; %d finished run(s) are committed", n_done)
+            what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
+            for rid in driver.running:  # each run under way says in its log that it was cut
+                driver.logs.package(
+                    driver.entries[rid].package_id,
+                    f"interrupted during attempt {driver.tasks.attempt.get(rid, 1)} ({what}); the next "
+                    "sweep run resumes it from its last checkpoint, or starts it again",
+                    stamped=True,
+                )
             why = str(exc) if isinstance(exc, SchedulerLostError) else scheduler_lost(handle.client, exc)
             if why:
                 raise SchedulerLostError(
