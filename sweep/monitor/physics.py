@@ -351,7 +351,7 @@ def _peak_panel(derived: pd.DataFrame, cases: pd.DataFrame) -> Any:
         padding=0.15,
         yformatter="%.3g",
         show_legend=True,
-        legend_position="top_right",
+        legend_position="bottom",
         **ticks,
     )
 
