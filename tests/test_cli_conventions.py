@@ -252,3 +252,35 @@ def test_cli_ctrl_c_is_one_line_and_the_package_log_says_so(tmp_path: Path, pack
     ], err
     text = log.read_text()
     assert "interrupted during attempt 1" in text, text
+
+
+def test_progress_no_eta_before_it_means_something_and_the_clock_starts_with_the_runs():
+    """An ETA from one finished package (or counting the workers' start-up) misleads: none is
+    printed before a few packages finished, and restart_clock() leaves the start-up out."""
+    import io
+    import time
+
+    from sweep.engine.progress import MIN_FINISHED_FOR_ETA, SweepProgress
+
+    out = io.StringIO()
+    prog = SweepProgress(20, summary_every=1, bar=False, out=out)
+    time.sleep(0.3)  # the workers' start-up
+    prog.restart_clock()
+    for _ in range(MIN_FINISHED_FOR_ETA):
+        prog.package_finished("done")
+    prog.close()
+    lines = out.getvalue().splitlines()
+    assert all("eta" not in ln for ln in lines[: MIN_FINISHED_FOR_ETA - 1]), lines
+    assert "eta " in lines[-1], lines
+    assert float(lines[-1].split("elapsed ")[1].split("s")[0]) < 0.3  # the start-up is not counted
+
+
+def test_cli_run_says_what_it_does_before_the_first_package(tmp_path: Path, packages_dir, sweep_cli):
+    pdir = packages_dir(tiny_sweep(2))
+    r = sweep_cli("run", str(pdir), "--store", str(tmp_path / "s.zarr"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    prepare = next(i for i, ln in enumerate(lines) if ln.startswith("sweep: preparing the workers"))
+    ready = next(i for i, ln in enumerate(lines) if ln.startswith("sweep: workers ready in"))
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("[2/2]"))
+    assert prepare < ready < first, lines

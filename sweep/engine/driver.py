@@ -22,6 +22,7 @@ import dask.config
 from .. import config
 from ..codec import decode_arrays
 from ..provenance import ns_sweep_version
+from ..units import format_duration
 from .checkpoints import CheckpointRelay, step_of
 from .commits import CommitWriter
 from .connection import connection_trouble
@@ -378,6 +379,15 @@ class Driver:
 
         # every worker, and each one that joins later (a restart), loads the kernels before
         # its first run (once per worker process: the plugin is idempotent)
+        # (this waits for the workers there: on a first start numba compiles its kernels, ~20 s;
+        # a queue's workers arrive later, each loading them as it joins)
+        waits = self.queue is None
+        if waits:
+            self.progress.write(
+                "sweep: preparing the workers: loading the solver's compiled kernels (numba; the "
+                "first start after an install compiles them, ~20 s, then they are cached)"
+            )
+        t0 = time.monotonic()
         try:
             self.client.register_plugin(KernelWarmUp())
         except Exception as exc:
@@ -388,6 +398,9 @@ class Driver:
             self.log.warning(
                 "a worker left while the kernel warm-up was installed (%s); it gets it on restart", exc
             )
+        if waits:
+            self.progress.write(f"sweep: workers ready in {format_duration(time.monotonic() - t0)}")
+        self.progress.restart_clock()  # the ETA counts the packages' time, not the start-up
         self.client.subscribe_topic(self.channel, self.on_event)
         if self.queue is not None:
             self.queue.attach(self)

@@ -18,7 +18,9 @@ from tqdm import tqdm
 from ..store import FAILURE_CLASSES
 from ..units import format_duration
 
-__all__ = ["SweepProgress", "final_summary", "failure_lines", "MAX_FAILURE_LINES"]
+__all__ = ["SweepProgress", "final_summary", "failure_lines", "MAX_FAILURE_LINES", "MIN_FINISHED_FOR_ETA"]
+
+MIN_FINISHED_FOR_ETA = 3  # packages finished before an ETA is printed
 
 
 class SweepProgress:
@@ -59,11 +61,19 @@ class SweepProgress:
         return sum(self.counts.values())
 
     def eta(self) -> float | None:
-        """Seconds left, from the mean wall time per finished package so far."""
+        """Seconds left, from the mean wall time per finished package so far; None until
+        ``MIN_FINISHED_FOR_ETA`` packages finished (one package's time says little of the rest)."""
         n = self.finished
-        if n == 0:
+        if n < min(self.total, MIN_FINISHED_FOR_ETA):
             return None
         return (time.monotonic() - self.t0) / n * (self.total - n)
+
+    def restart_clock(self) -> None:
+        """Start the elapsed time and the ETA's rate now (once the workers are ready: their
+        start-up is no package's time)."""
+        self.t0 = time.monotonic()
+        self.bar.reset(total=self.total)
+        self._refresh_postfix()
 
     def _refresh_postfix(self) -> None:
         failed = self.finished - self.counts.get("done", 0)
@@ -93,10 +103,11 @@ class SweepProgress:
         fails = {k: v for k, v in sorted(self.counts.items()) if k != "done"}
         failed = sum(fails.values())
         detail = f" ({', '.join(f'{k} {v}' for k, v in fails.items())})" if fails else ""
+        eta = self.eta()
         return (
             f"[{self.finished:>{width}}/{self.total}] done {done}, failed {failed}{detail}, "
-            f"running {self.running}, elapsed {format_duration(time.monotonic() - self.t0)}, "
-            f"eta {format_duration(self.eta())}"
+            f"running {self.running}, elapsed {format_duration(time.monotonic() - self.t0)}"
+            + (f", eta {format_duration(eta)}" if eta is not None else "")
         )
 
     def write(self, line: str) -> None:
