@@ -186,7 +186,7 @@ MALFORMED = {
     "unknown-key": (
         _unknown_key,
         r'package_0001\.json: prio: bad value "prio"; allowed: one of the '
-        r"keys package_id, priority, parameters, tags, solver, case",
+        r"keys package_id, priority, parameters, tags, solver, case \(did you mean 'priority'\?\)",
     ),
     "bad-value": (_bad_value, r"package_0001\.json: parameters\.Re: bad value -5; allowed: .+"),
     "duplicate-ids": (
