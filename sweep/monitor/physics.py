@@ -37,6 +37,7 @@ __all__ = [
 PANEL_WIDTH, PANEL_HEIGHT = 620, 380
 MAX_LINES = 30  # curves per panel; more are unreadable (and slow in the browser)
 NOT_REACHED = "peak not reached before T_final"
+AT_START = "largest at t = 0 (no growth)"
 _DASHES = ("solid", "dashed", "dotted", "dashdot")
 _TITLES = {
     "energy": ("Kinetic energy E(t)", "E = ½⟨|u|²⟩"),
@@ -164,7 +165,7 @@ def derived_frame(results: Any, cases: pd.DataFrame | None = None) -> pd.DataFra
         for case, (t, d), (_, e) in zip(cases.itertuples(), diss, energy, strict=True):
             i = int(np.argmax(d)) if d.size else -1
             reached = d.size >= 3 and 0 < i < d.size - 1
-            note = "" if reached else (NOT_REACHED if d.size and i == d.size - 1 else "largest at t = 0")
+            note = "" if reached else (NOT_REACHED if d.size and i == d.size - 1 else AT_START)
             rows.append(
                 {
                     "run": case.run,
@@ -267,7 +268,7 @@ def _time_panel(results: Any, cases: pd.DataFrame, name: str, refs: Sequence[Ref
             )
             caption = f" · reference at Re={ref.Re:g}"
     title, ylabel = _TITLES[name]
-    return _style(hv.Overlay(curves), title + note + caption, "time t", ylabel, yformatter="%.3g")
+    return _style(hv.Overlay(curves), title + note + caption, "time t", ylabel)
 
 
 def _spectrum_panel(results: Any, cases: pd.DataFrame) -> Any:
@@ -320,11 +321,14 @@ def _peak_panel(derived: pd.DataFrame, cases: pd.DataFrame) -> Any:
     color = dict(zip(cases["run"], cases["color"], strict=True))
     frame = derived.assign(color=[color[r] for r in derived["run"]])
     parts = []
-    for reached, marker, label in (
-        (True, "circle", "peak inside the run"),
-        (False, "triangle", "not reached: value at T_final (a lower bound)"),
-    ):
-        sub = frame[frame["peak_reached"] == reached]
+    kinds = (
+        ("", "circle", "peak inside the run"),
+        (NOT_REACHED, "triangle", "not reached: value at T_final (a lower bound)"),
+        (AT_START, "square", "largest at t = 0 (no growth)"),
+    )
+    for note, marker, label in kinds:
+        sub = frame[frame["note"] == note]
+        reached = note == ""
         if sub.empty:
             continue
         parts.append(
@@ -349,9 +353,9 @@ def _peak_panel(derived: pd.DataFrame, cases: pd.DataFrame) -> Any:
         "max ε",
         logx=logx,
         padding=0.15,
-        yformatter="%.3g",
         show_legend=True,
         legend_position="bottom",
+        yformatter="%.4g",
         **ticks,
     )
 

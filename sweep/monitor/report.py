@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..units import format_duration
-from .physics import MAX_LINES, case_colors, derived_frame, grid_dashes, run_cases
+from .physics import MAX_LINES, NOT_REACHED, case_colors, derived_frame, grid_dashes, run_cases
 from .reference import Reference
 from .status import PRIORITY_ORDER, STATES, SweepData, SweepStatus
 from .views import STATE_COLORS, STATE_LABELS, report_layout, state_counts, stats_frame
@@ -116,7 +116,7 @@ def _physics_axes(ax: Any, results: Any, references: Sequence[Reference]) -> Non
         row = derived.loc[str(c.run)]
         if row["peak_reached"]:
             ax.plot([row["t_peak"]], [row["peak_dissipation"]], "o", color=str(c.color), ms=5)
-        elif ok.any():
+        elif row["note"] == NOT_REACHED and ok.any():
             ax.plot([t[ok][-1]], [d[ok][-1]], "^", mfc="none", color=str(c.color), ms=8, mew=1.5)
     for ref in references:
         if any(ref.matches(ic, re) for ic, re in zip(cases["initial_condition"], cases["Re"], strict=True)):

@@ -322,7 +322,7 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                 height=320,
                 fontscale=1.1,
                 title=f"Wall time vs {xlabel}",
-                **(re_ticks(runs["Re"]) if x == "Re" else {"xformatter": "%.3g"}),
+                **(re_ticks(runs["Re"]) if x == "Re" else {}),
                 xlabel=xlabel,
                 ylabel="wall time (s)",
                 legend_position="right",
@@ -371,7 +371,6 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                     legend_position="right",
                     width=PANEL_WIDTH,
                     fontscale=1.1,
-                    yformatter="%.3g",
                     **lim,
                     **re_ticks(u["Re"]),
                 )
