@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -284,3 +285,75 @@ def test_cli_run_says_what_it_does_before_the_first_package(tmp_path: Path, pack
     ready = next(i for i, ln in enumerate(lines) if ln.startswith("sweep: workers ready in"))
     first = next(i for i, ln in enumerate(lines) if ln.startswith("[2/2]"))
     assert prepare < ready < first, lines
+
+
+def test_cli_status_during_a_sweep_says_who_holds_the_store_and_what_runs(tmp_path: Path, packages_dir):
+    import re
+    import time
+
+    from conftest import TINY, run_cli
+
+    pdir = packages_dir(
+        [
+            {
+                "package_id": "long-run",
+                "priority": "HIGH",
+                "parameters": {**TINY, "grid": [32, 32, 32], "T_final": 200.0},
+            },
+            *tiny_sweep(4, priorities=("LOW",)),
+        ]
+    )
+    store = tmp_path / "s.zarr"
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "DASK_SWEEP__STATUS_EVERY": "1",
+        "DASK_SWEEP__SUMMARY_EVERY": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "run", str(pdir), "--store", str(store), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        summaries = []
+        for line in proc.stdout:
+            if line.startswith("["):
+                summaries.append(line)
+            if len(summaries) == 4:  # the tiny ones are done; the long one runs
+                break
+        deadline = time.monotonic() + 30
+        while True:
+            r = run_cli("status", "--store", str(store), "--packages", str(pdir))
+            runs = [ln for ln in r.stdout.splitlines() if "long-run" in ln]
+            if (runs and re.search(r"step \d+/\d+", runs[0])) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert r.returncode == 0 and "sweep running:" in r.stdout, r.stdout
+        assert runs and re.search(r"step \d+/\d+", runs[0]) and "running for" in runs[0], r.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
+def test_cli_progress_counts_runs_in_flight_as_running(tmp_path: Path, packages_dir, sweep_cli):
+    """Tiny runs finish before they announce their start: the progress lines still count the
+    packages on the workers as running, not 0."""
+    import re
+
+    pdir = packages_dir(tiny_sweep(8))
+    r = sweep_cli(
+        "run",
+        str(pdir),
+        "--store",
+        str(tmp_path / "s.zarr"),
+        "--no-progress",
+        env={"DASK_SWEEP__SUMMARY_EVERY": "1"},
+    )
+    assert r.returncode == 0, r.stderr
+    counts = [int(m.group(1)) for m in re.finditer(r"^\[\s*\d+/8\].*running (\d+)", r.stdout, flags=re.M)]
+    assert len(counts) == 8 and counts[-1] == 0, r.stdout
+    assert max(counts[:-2]) >= 1, r.stdout  # while others were in flight

@@ -155,3 +155,47 @@ def test_report_runs_table_names_failures_and_empty_priority_is_a_dash(tmp_path:
     write_packages(only_high, [{"package_id": "p000", "priority": "HIGH", "parameters": {}}])
     stats = stats_frame(load_sweep(str(store), str(only_high)).status).set_index("priority")
     assert stats.loc["LOW", "% done"] == "-" and stats.loc["MEDIUM", "% done"] == "-"
+
+
+def test_views_draw_runs_under_way_as_running_not_as_not_started(tmp_path: Path) -> None:
+    """With a running sweep's status document in the store (written through the store's own
+    API, as the driver writes it), a package under way is "running now" in the table of runs
+    and in the progress bars, not "not started"."""
+    import time
+
+    from sweep.monitor.views import running_now_html
+
+    pkgs, store = build_scenario(tmp_path)
+    p005 = next(p for p in load_packages(pkgs, check_memory=False) if p.package_id == "p005")
+    doc = {
+        "version": 1,
+        "state": "running",
+        "host": "here",
+        "pid": 1,
+        "updated_epoch": time.time(),
+        "every": 5,
+        "mode": "parallel",
+        "workers": 2,
+        "dashboard": "http://127.0.0.1:8787/status",
+        "running": [
+            {
+                "run_id": p005.run_id,
+                "package_id": "p005",
+                "priority": "LOW",
+                "step": 3,
+                "n_steps": 10,
+                "running_for": 1.5,
+            }
+        ],
+    }
+    with Store.open(store, mode="a") as st:
+        st.write_status(doc)
+    data = load_sweep(str(store), str(pkgs))
+    views = build_views(data)
+    table = views["runs_table"].dframe().set_index("package")
+    assert table.loc["p005", "status"] == "running now" and table.loc["p004", "status"].startswith("stale")
+    bar = views["progress_bar"].dframe()
+    shares = dict(zip(bar.iloc[:, 1], bar.iloc[:, 2], strict=True))  # state label -> % of packages
+    assert shares["running now"] == pytest.approx(100 / 7) and shares["not started"] == pytest.approx(0.0)
+    html = running_now_html(data.live)
+    assert "p005" in html and "step 3/10 (30%)" in html and 'href="http://127.0.0.1:8787/status"' in html

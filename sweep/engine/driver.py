@@ -181,6 +181,11 @@ class Driver:
             pass
         return len({worker for worker, _ in self.running.values()})
 
+    def in_flight(self) -> int:
+        """Packages on the workers now: those that announced their start, or (a tiny run ends
+        before it announces) the tasks submitted and not finished, at most one per worker."""
+        return max(len(self.running), min(len(self.tasks.futures), self.n_workers()))
+
     def connected(self) -> bool:
         """Whether the client talks to its scheduler (not reconnecting after losing it)."""
         return getattr(self.client, "status", "running") == "running"
@@ -293,7 +298,7 @@ class Driver:
         self.status[run_id] = status
         self.running.pop(run_id, None)
         self.logs.package(pid, lines)
-        self.progress.running = len(self.running)
+        self.progress.running = self.in_flight()
         self.progress.package_finished(status)
         if status != "done" and self.options.stop_on_error and not self.stopping:
             self.stop(f"{pid} failed ({status}) and --stop-on-error is set")
@@ -425,7 +430,7 @@ class Driver:
                 now = time.monotonic()
                 if now - last_tick >= self.options.tick:
                     last_tick = now
-                    self.progress.set_running(len(self.running))
+                    self.progress.set_running(self.in_flight())
                     self.recovery.watchdog()
                     self.recovery.reap_restarts()
                     if self.queue is not None:

@@ -86,6 +86,7 @@ class LiveStatus:
             "every": self.every,
             "mode": driver.cluster_kind,
             "cluster": self.description,
+            "dashboard": getattr(driver.client, "dashboard_link", None),  # the Dask dashboard
             "workers": driver.n_workers(),
             "to_run": len(driver.entries),
             "finished": dict(collections.Counter(driver.status.values())),

@@ -29,16 +29,29 @@ DEFAULT_REFRESH_SECONDS = 5.0
 log = logging.getLogger("sweep.dashboard")
 
 
-def _fingerprint(store: str, packages_dir: str | None) -> tuple[Any, ...]:
-    """What changes when the views must change: run statuses and the package files."""
+def _live(store: str) -> Any:
+    """The sweep running on ``store`` now, from its status document (None: no document)."""
+    from ..store import Store
+    from .live import live_sweep
+
+    with Store.open(str(store), mode="r") as st:
+        return live_sweep(st.status_document())
+
+
+def _fingerprint(store: str, packages_dir: str | None, live: Any = None) -> tuple[Any, ...]:
+    """What changes when the views must change: run statuses, the package files and which
+    runs a running sweep has under way (not their steps: the running-now pane shows those)."""
     from .status import read_runs
 
     runs = read_runs(store)
+    under_way = (
+        frozenset(str(r.get("run_id")) for r in live.running) if live is not None and live.active else None
+    )
     pkg: tuple[Any, ...] = ()
     if packages_dir is not None:
         d = Path(packages_dir)
         pkg = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in d.glob("*.json")))
-    return tuple(zip(runs.index, runs["status"], runs["failure_class"], strict=True)), pkg
+    return tuple(zip(runs.index, runs["status"], runs["failure_class"], strict=True)), pkg, under_way
 
 
 def dashboard_app(
@@ -53,22 +66,26 @@ def dashboard_app(
     import panel as pn
 
     from .status import load_sweep
-    from .views import report_layout
+    from .views import report_layout, running_now_html
 
     store, packages_dir = str(store), (None if packages_dir is None else str(packages_dir))
 
     def make() -> Any:
         header = pn.pane.Markdown("", width=900)
+        running = pn.pane.HTML("", width=1240)  # what runs now: every refresh, steps included
         body = pn.Column()
         seen: dict[str, Any] = {"fingerprint": None}
 
         def refresh() -> None:
             now = _dt.datetime.now(_dt.UTC).strftime("%H:%M:%S UTC")
             try:
-                fp = _fingerprint(store, packages_dir)
+                live = _live(store)
+                running.object = running_now_html(live)
+                fp = _fingerprint(store, packages_dir, live)
                 if fp != seen["fingerprint"]:
                     data = load_sweep(store, packages_dir, workers=workers, reference_files=reference_files)
-                    body.objects = list(report_layout(data, title="Sweep dashboard").objects)
+                    layout = report_layout(data, title="Sweep dashboard", running_pane=False)
+                    body.objects = list(layout.objects)
                     seen["fingerprint"] = fp
                 header.object = (
                     f"**Live** · store `{store}` · checked every {refresh_seconds:g} s · last check {now}"
@@ -79,7 +96,7 @@ def dashboard_app(
 
         refresh()
         pn.state.add_periodic_callback(refresh, period=int(refresh_seconds * 1000))
-        return pn.Column(header, body)
+        return pn.Column(header, running, body)
 
     return make
 

@@ -28,7 +28,7 @@ from .physics import (
     run_cases,
     table_hook,
 )
-from .status import FAILURE_CLASSES, PRIORITY_ORDER, STATES, Counts, SweepData, SweepStatus
+from .status import FAILURE_CLASSES, PRIORITY_ORDER, Counts, SweepData, SweepStatus
 
 __all__ = [
     "STATE_COLORS",
@@ -40,8 +40,23 @@ __all__ = [
     "report_layout",
 ]
 
-STATE_COLORS = {"done": "#2ca02c", "failed": "#d62728", "stale": "#ff7f0e", "new": "#c7c7c7"}
-STATE_LABELS = {"done": "done", "failed": "failed", "stale": "stale (params changed)", "new": "not started"}
+STATE_COLORS = {
+    "done": "#2ca02c",
+    "failed": "#d62728",
+    "running": "#1f77b4",
+    "stale": "#ff7f0e",
+    "new": "#c7c7c7",
+}
+STATE_LABELS = {
+    "done": "done",
+    "failed": "failed",
+    "running": "running now",
+    "stale": "stale (params changed)",
+    "new": "not started",
+}
+# what the page draws: the counted states, with the packages a running sweep has under way
+# (its status document) taken out of "stale" and "new"
+VIEW_STATES = ("done", "failed", "running", "stale", "new")
 
 
 def _log(values: Any) -> bool:
@@ -220,21 +235,118 @@ def stats_frame(status: SweepStatus) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def state_counts(c: Counts) -> dict[str, int]:
-    """Units of a Counts by state (done, failed, stale, new)."""
-    return {"done": c.done, "failed": c.failed, "stale": c.stale, "new": c.new}
+def state_counts(c: Counts, running: int = 0) -> dict[str, int]:
+    """Units of a Counts by state (done, failed, running, stale, new); ``running``: how many of
+    its pending units a sweep has under way now (counted out of "new" first, then "stale")."""
+    from_new = min(running, c.new)
+    from_stale = min(running - from_new, c.stale)
+    return {
+        "done": c.done,
+        "failed": c.failed,
+        "running": from_new + from_stale,
+        "stale": c.stale - from_stale,
+        "new": c.new - from_new,
+    }
 
 
-def _progress_views(status: SweepStatus) -> dict[str, Any]:
+def running_ids(data: SweepData) -> set[str]:
+    """Run ids a sweep running now has under way (its status document in the store)."""
+    live = data.live
+    if live is None or not live.active:
+        return set()
+    return {str(r.get("run_id")) for r in live.running}
+
+
+def view_units(data: SweepData) -> pd.DataFrame:
+    """The counted units, a pending one that a running sweep has under way as "running"."""
+    units = data.units
+    ids = running_ids(data)
+    if ids and not units.empty:
+        under_way = units["run_id"].isin(ids) & units["state"].isin(("new", "stale"))
+        units = units.assign(state=np.where(under_way, "running", units["state"]))
+    return units
+
+
+def running_now_html(live: Any, *, at_report_time: bool = False) -> str:
+    """HTML: the sweep running now (where, workers, the Dask dashboard's link) and each run
+    under way with its step/total as a bar, how long it has run and its predicted time left."""
+    import html
+
+    from .live import run_progress
+
+    if live is None:
+        return ""
+    if not live.active:
+        if live.state == "stale":
+            return (
+                f"<p><b>No sweep is updating this store</b>: the last one ({html.escape(live.mode)} on "
+                f"{html.escape(live.host)}) stopped {format_duration(live.age)} ago without ending; run "
+                "the same <code>sweep run</code> again to resume it.</p>"
+            )
+        return f"<p>No sweep is running (the last one ended {format_duration(live.age)} ago).</p>"
+    dash = live.document.get("dashboard")
+    link = f' · <a href="{html.escape(str(dash))}" target="_blank">Dask dashboard</a>' if dash else ""
+    when = (
+        " (when this report was written)" if at_report_time else f" (updated {format_duration(live.age)} ago)"
+    )
+    head = (
+        f"<h2>Running now</h2><p>sweep on {html.escape(live.host)} (pid {live.pid}), "
+        f"{html.escape(live.mode)}, {live.workers} worker(s), {len(live.running)} run(s) under way"
+        f"{when}{link}</p>"
+    )
+    if not live.running:
+        return head
+    rows = []
+    for r in live.running:
+        step, total = r.get("step"), r.get("n_steps")
+        frac = step / total if isinstance(step, int) and isinstance(total, int) and total > 0 else 0.0
+        bar = (
+            '<div style="width:160px;height:12px;background:#e6e6e6;display:inline-block;margin-right:8px">'
+            f'<div style="width:{160 * frac:.0f}px;height:12px;background:{STATE_COLORS["running"]}">'
+            "</div></div>"
+        )
+        left = r.get("predicted_left")
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td style='padding:2px 12px 2px 0'>{c}</td>"
+                for c in (
+                    html.escape(str(r.get("package_id"))),
+                    html.escape(str(r.get("priority") or "")),
+                    bar + html.escape(run_progress(r)),
+                    format_duration(float(r.get("running_for") or 0.0)),
+                    format_duration(float(left)) if isinstance(left, (int, float)) else "-",
+                    html.escape(str(r.get("worker") or "")),
+                )
+            )
+            + "</tr>"
+        )
+    header = "".join(
+        f"<th style='text-align:left;padding-right:12px'>{h}</th>"
+        for h in ("package", "priority", "progress", "running for", "about left", "worker")
+    )
+    return head + f"<table style='font-size:14px'><tr>{header}</tr>{''.join(rows)}</table>"
+
+
+def _progress_views(status: SweepStatus, running: dict[str, int] | None = None) -> dict[str, Any]:
+    """Progress views; ``running``: priority -> packages under way now (drawn as running)."""
     import holoviews as hv
     import hvplot.pandas  # noqa: F401  (registers .hvplot)
 
+    running = running or {}
     unit = status.unit + "s"
     overall = pd.DataFrame(
-        [{"group": "ALL", **{STATE_LABELS[s]: v for s, v in state_counts(status.overall).items()}}]
+        [
+            {
+                "group": "ALL",
+                **{
+                    STATE_LABELS[s]: v for s, v in state_counts(status.overall, sum(running.values())).items()
+                },
+            }
+        ]
     )
-    labels = [STATE_LABELS[s] for s in STATES]
-    colors = [STATE_COLORS[s] for s in STATES]
+    labels = [STATE_LABELS[s] for s in VIEW_STATES]
+    colors = [STATE_COLORS[s] for s in VIEW_STATES]
     total = max(status.overall.total, 1)
     pct = overall.copy()
     pct[labels] = pct[labels] * 100.0 / total
@@ -255,7 +367,7 @@ def _progress_views(status: SweepStatus) -> dict[str, Any]:
     )
     by_p = pd.DataFrame(
         [
-            {"priority": p, **{STATE_LABELS[s]: v for s, v in state_counts(c).items()}}
+            {"priority": p, **{STATE_LABELS[s]: v for s, v in state_counts(c, running.get(p, 0)).items()}}
             for p, c in status.by_priority.items()
         ]
     )
@@ -273,7 +385,9 @@ def _progress_views(status: SweepStatus) -> dict[str, Any]:
         legend="right",
         title="Progress by priority",
     )
-    overall_counts = pd.DataFrame({"state": labels, unit: list(state_counts(status.overall).values())})
+    overall_counts = pd.DataFrame(
+        {"state": labels, unit: list(state_counts(status.overall, sum(running.values())).values())}
+    )
     overall_bars = hv.Overlay(
         [
             overall_counts.iloc[[i]].hvplot.bar(x="state", y=unit, color=colors[i], label=labels[i])
@@ -361,7 +475,7 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                             label=STATE_LABELS[s],
                             hover_cols=["unit", "run_id", "dt", "T_final", "priority"],
                         )
-                        for s in STATES
+                        for s in VIEW_STATES
                         if (u["state"] == s).any()
                     ]
                 ).opts(
@@ -385,7 +499,7 @@ def _runs_table(data: SweepData) -> Any:
     class and the reason: a bokeh DataTable, sortable by any column (click its header)."""
     import holoviews as hv
 
-    units = data.units
+    units = view_units(data)
     if units.empty:
         return None
     error_of = dict(zip(data.runs.index.tolist(), data.runs["error"].tolist(), strict=True))
@@ -423,9 +537,10 @@ def build_views(data: SweepData) -> dict[str, Any]:
     """All report views as holoviews objects, keyed by name (progress first, then science)."""
     from .adaptive import learner_views
 
-    units = data.units
+    units = view_units(data)
+    running = units[units["state"] == "running"].groupby("priority").size().to_dict() if len(units) else {}
     return {
-        **_progress_views(data.status),
+        **_progress_views(data.status, {str(k): int(v) for k, v in running.items()}),
         **_science_views(data, units),
         **learner_views(data.packages_dir, data.source),
     }
@@ -474,9 +589,14 @@ def _physics_note(data: SweepData) -> str:
 
 
 def report_layout(
-    data: SweepData, views: dict[str, Any] | None = None, *, title: str = "Sweep report"
+    data: SweepData,
+    views: dict[str, Any] | None = None,
+    *,
+    title: str = "Sweep report",
+    running_pane: bool = True,
 ) -> Any:
-    """The report page as a Panel Column (used by both the HTML file and the dashboard)."""
+    """The report page as a Panel Column (used by both the HTML file and the dashboard).
+    ``running_pane``: show the sweep running now (the dashboard keeps its own, refreshed)."""
     import panel as pn
 
     views = build_views(data) if views is None else views
@@ -486,6 +606,11 @@ def report_layout(
     pane = lambda v: pn.pane.HoloViews(v, linked_axes=False)  # noqa: E731
     items: list[Any] = [
         pn.pane.Markdown(_summary_markdown(data, status, title), width=900),
+        *(
+            [pn.pane.HTML(running_now_html(data.live, at_report_time=True), width=2 * PANEL_WIDTH)]
+            if running_pane and data.live is not None and data.live.active
+            else []
+        ),
         pane(views["progress_bar"]),
         pn.Row(pane(views["overall"]), pane(views["by_priority"])),
         pane(views["table"]),
