@@ -357,3 +357,45 @@ def test_cli_progress_counts_runs_in_flight_as_running(tmp_path: Path, packages_
     counts = [int(m.group(1)) for m in re.finditer(r"^\[\s*\d+/8\].*running (\d+)", r.stdout, flags=re.M)]
     assert len(counts) == 8 and counts[-1] == 0, r.stdout
     assert max(counts[:-2]) >= 1, r.stdout  # while others were in flight
+
+
+def test_cli_resumed_run_wall_time_is_the_sum_of_its_segments(tmp_path: Path, packages_dir, sweep_cli):
+    """Ctrl-C after a checkpoint, then the same command again: the record's wall time is both
+    attempts' time, and both attempts are kept in its provenance (the first one 'interrupted')."""
+    import time
+
+    from conftest import TINY, store_records
+
+    pdir = packages_dir(
+        [
+            {
+                "package_id": "long",
+                "priority": "HIGH",
+                "parameters": {**TINY, "grid": [24, 24, 24], "T_final": 12.0},
+            }
+        ]
+    )
+    store = tmp_path / "s.zarr"
+    args = [str(pdir), "--store", str(store), "--no-progress", "--checkpoint-every-steps", "100"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    log = tmp_path / "s.zarr.logs" / "long.log"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and "checkpoint at step" in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    again = sweep_cli("run", *args)
+    assert again.returncode == 0, again.stderr
+    (rec,) = store_records(store).values()
+    segments = rec.provenance["segments"]
+    assert len(segments) == 2 and segments[0]["ended"] == "interrupted" and segments[1]["ended"] == "done"
+    assert segments[0]["seconds"] > 0.3 and segments[1]["from_step"] > 0
+    assert rec.wall_time == pytest.approx(sum(s["seconds"] for s in segments), rel=1e-6)
+    assert rec.resumed_from_checkpoint

@@ -87,6 +87,7 @@ class Driver:
         self.queue = queue
         self.cluster = cluster  # the cluster this sweep started (None: a remote one or a client's)
         self.predictor = predictor if predictor is not None else RuntimePredictor()
+        self.resume_steps: dict[str, int] = dict(resume_steps or {})  # run_id -> checkpoint step
         self.steps_done: dict[str, int] = dict(resume_steps or {})  # run_id -> steps known done
         self.segments: dict[str, list[dict[str, Any]]] = {}  # run_id -> its attempts that ran
         self._sizes: dict[str, RunSize] = {}
@@ -291,6 +292,22 @@ class Driver:
         self.steps_done[outcome.run_id] = end
         if outcome.status in ("done", "preempted") and end > start:
             self.predictor.observe(self.entries[outcome.run_id].package.params, seconds, end - start)
+
+    def interrupted_segment(self, run_id: str, why: str) -> dict[str, Any]:
+        """The attempt of a run under way when the sweep is interrupted, as a segment of its
+        provenance (its time counts in the run's wall time once it is done)."""
+        worker, since = self.running[run_id]
+        earlier = self.segments.get(run_id) or []
+        start = int(earlier[-1]["to_step"]) if earlier else int(self.resume_steps.get(run_id, 0))
+        return {
+            "attempt": self.tasks.attempt.get(run_id, 1),
+            "worker": worker,
+            "from_step": start,
+            "to_step": int(self.steps_done.get(run_id, start)),
+            "seconds": round(time.time() - since, 3),
+            "ended": "interrupted",
+            "why": why,
+        }
 
     def finish(self, run_id: str, status: str, lines: Iterable[str]) -> None:
         """A run's final status: logged, counted, and with --stop-on-error maybe the end."""

@@ -333,6 +333,10 @@ class _Sweep:
                 description=handle.description,
                 resume_steps={r: s for r, s in ckpt_steps.items() if s},
             )
+            for rid in resumes:  # attempts of earlier (interrupted) sweeps this run carries on
+                earlier = st.checkpoint_segments(rid)
+                if earlier:
+                    driver.segments[rid] = earlier
             try:
                 self._drive(driver, handle, resumes)
             finally:
@@ -417,6 +421,10 @@ class _Sweep:
                     "sweep run resumes it from its last checkpoint, or starts it again",
                     stamped=True,
                 )
+                try:  # its time is kept with its checkpoint: the run's record will count it
+                    driver.store.add_checkpoint_segment(rid, driver.interrupted_segment(rid, what))
+                except OSError:  # a full or read-only disk: only this bookkeeping is lost
+                    pass
             why = str(exc) if isinstance(exc, SchedulerLostError) else scheduler_lost(handle.client, exc)
             if why:
                 raise SchedulerLostError(

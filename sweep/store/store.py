@@ -370,6 +370,16 @@ class Store:
         """The arrays of a run's latest complete checkpoint, None when it has none."""
         return self._checkpoints.load(run_id)
 
+    def add_checkpoint_segment(self, run_id: str, segment: Mapping[str, Any]) -> bool:
+        """Keep an attempt that ended without a result (an interrupted sweep) with the run's
+        checkpoint; False when it has none. Its record then lists it and counts its time."""
+        self._require_writer()
+        return self._checkpoints.add_segment(run_id, segment)
+
+    def checkpoint_segments(self, run_id: str) -> list[dict[str, Any]]:
+        """The attempts of earlier sweeps a run's checkpoint carries on (oldest first)."""
+        return self._checkpoints.segments(run_id)
+
     def drop_checkpoint(self, run_id: str) -> None:
         """Forget a run's checkpoint (after its result is committed)."""
         self._require_writer()
