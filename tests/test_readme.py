@@ -62,3 +62,30 @@ def test_readme_quickstart_runs_as_shown(tmp_path: Path) -> None:
         r = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, f"{line}\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
     assert (tmp_path / "results" / "mysweep-report" / "sweep_report.html").is_file()
+
+
+def test_readme_opens_with_the_two_commands_then_the_sections_a_new_user_reads_in_order() -> None:
+    """The first commands are the demo and the test suite, each setting itself up; then install,
+    quickstart, the command line, the Python API, monitoring, guarantees, internals, benchmarks."""
+    text = README.read_text(encoding="utf-8")
+    first = _blocks("bash", text)[0]
+    commands = [line.split("#", 1)[0].strip() for line in first.strip().splitlines()]
+    assert commands == ["./scripts/demo.sh", "./scripts/test.sh"], first
+    for script in ("demo.sh", "test.sh"):  # each sets up .venv itself before it runs
+        assert 'bash "$ROOT/scripts/setup.sh"' in (ROOT / "scripts" / script).read_text(), script
+    assert text.index(first) < text.index("\n## ")
+    headings = re.findall(r"^## (.+)$", text, flags=re.M)
+    order = [
+        "Install",
+        "Quickstart",
+        "The command line",
+        "The Python API",
+        "Monitoring",
+        "What is guaranteed",
+        "Internals",
+        "Benchmarks",
+    ]
+    assert [h for h in headings if h in order] == order, headings
+    install = _section(text, "## Install")
+    for how in ("source .venv/bin/activate", ".venv/bin/sweep", "pip install", "conda env create"):
+        assert how in install, how
