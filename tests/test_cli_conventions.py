@@ -46,7 +46,7 @@ def _piped_into_closed_reader(*args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.mark.parametrize("command", ["explain", "status", "validate", "help"])
+@pytest.mark.parametrize("command", ["explain", "status", "validate", "help", "run", "new", "report"])
 def test_cli_piped_into_head_stops_quietly(tmp_path: Path, packages_dir, sweep_cli, command):
     pdir = packages_dir(tiny_sweep(3))
     store = tmp_path / "s.zarr"
@@ -56,6 +56,9 @@ def test_cli_piped_into_head_stops_quietly(tmp_path: Path, packages_dir, sweep_c
         "status": ["status", "--store", str(store), "--packages", str(pdir)],
         "validate": ["validate", str(pdir)],
         "help": ["--help"],
+        "run": ["run", str(pdir), "--store", str(tmp_path / "other.zarr"), "--mode", "sequential"],
+        "new": ["new", str(tmp_path / "new"), "--Re", "100", "200", "--dt", "0.01", "--T-final", "0.02"],
+        "report": ["report", "--store", str(store), "--out", str(tmp_path / "report")],
     }[command]
     r = _piped_into_closed_reader(*args)
     assert "Traceback" not in r.stderr and "BrokenPipeError" not in r.stderr, r.stderr

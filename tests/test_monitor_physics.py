@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import write_packages
-from monitor_store import build_scenario, commit_done
+from monitor_store import SCENARIO, build_scenario, commit_done
 
 from sweep.errors import ConfigError
 from sweep.monitor.physics import NOT_REACHED, derived_frame, physics_views, run_cases
@@ -199,3 +199,75 @@ def test_views_draw_runs_under_way_as_running_not_as_not_started(tmp_path: Path)
     assert shares["running now"] == pytest.approx(100 / 7) and shares["not started"] == pytest.approx(0.0)
     html = running_now_html(data.live)
     assert "p005" in html and "step 3/10 (30%)" in html and 'href="http://127.0.0.1:8787/status"' in html
+
+
+def test_physics_spectrum_is_log_log_with_a_k_minus_five_thirds_guide(sweep_data) -> None:
+    import holoviews as hv
+
+    _, data = sweep_data
+    view = physics_views(data.results, data.references)["spectrum"]
+    fig = hv.render(view, backend="bokeh")
+    assert type(fig.x_scale).__name__ == "LogScale" and type(fig.y_scale).__name__ == "LogScale"
+    curves = {el.label: el for el in view if isinstance(el, hv.Curve)}
+    guide = curves.pop("k^-5/3")
+    k, e = guide.dimension_values(0), guide.dimension_values(1)
+    slopes = np.diff(np.log(e)) / np.diff(np.log(k))
+    assert np.allclose(slopes, -5 / 3)
+    assert len(curves) == 3  # one spectrum per run
+    for label, curve in curves.items():  # the guide runs above every spectrum at k = 2
+        kk, ee = curve.dimension_values(0), curve.dimension_values(1)
+        assert np.interp(2.0, kk, ee) < np.interp(2.0, k, e), label
+
+
+def test_report_panels_are_legible_and_one_value_axes_stay_around_their_value(tmp_path: Path) -> None:
+    """Panels at least 600 px wide with no legend as wide as the plot; Re ticks at the Reynolds
+    numbers themselves, plain (no 5.000e+4); an axis of one value (every run has one dt) spans
+    that value, not -1..1."""
+    import holoviews as hv
+
+    pkgs, store = build_scenario(tmp_path)
+    data = load_sweep(str(store), str(pkgs))
+    views = build_views(data)
+    for key in ("energy_vs_time", "dissipation_vs_time", "enstrophy_vs_time", "spectrum", "peak_dissipation"):
+        fig = hv.render(views[key], backend="bokeh")
+        assert fig.width >= 600 and fig.height >= 350, key
+        for axis in (*fig.xaxis, *fig.yaxis):
+            assert "e" not in str(getattr(axis.formatter, "format", "")), (key, axis.formatter.format)
+        if key != "peak_dissipation":  # curves are named by the key above the panels and on hover
+            assert all(len(legend.items) == 0 for legend in fig.legend), key
+    peak = hv.render(views["peak_dissipation"], backend="bokeh")
+    done_re = sorted(derived_frame(data.results)["Re"].unique())
+    assert list(peak.xaxis[0].ticker.ticks) == done_re and peak.xaxis[0].formatter.format == "%g"
+    (dt,) = {p["parameters"]["dt"] for p in SCENARIO}  # one dt, one grid in the whole sweep
+    ranges = {}
+    for panel in views["parameter_space"]:
+        fig = hv.render(panel, backend="bokeh")
+        assert fig.width >= 600
+        ranges[fig.yaxis[0].axis_label] = (fig.y_range.start, fig.y_range.end)
+    assert 0 < ranges["dt"][0] < dt < ranges["dt"][1], ranges
+    assert 0 < ranges["grid points"][0] < 8**3 < ranges["grid points"][1], ranges
+
+
+def test_report_png_carries_the_physics_panel(sweep_data, tmp_path: Path) -> None:
+    """The PNG summary draws each done run's dissipation in its Re colour (right of the
+    progress panels); without results that part has none of those colours."""
+    from PIL import Image
+
+    from sweep.monitor.report import write_summary_png
+
+    _, data = sweep_data
+    colors = set(run_cases(data.results)["color"])
+
+    def pixels_of(png: Path) -> dict[str, int]:
+        img = np.asarray(Image.open(png).convert("RGB"), dtype=int)
+        right = img[:, int(img.shape[1] * 0.6) :]
+        out = {}
+        for c in colors:
+            rgb = np.array([int(c[i : i + 2], 16) for i in (1, 3, 5)])
+            out[c] = int((np.abs(right - rgb).sum(axis=2) < 30).sum())
+        return out
+
+    with_physics = pixels_of(write_summary_png(data.status, tmp_path / "a.png", results=data.results))
+    without = pixels_of(write_summary_png(data.status, tmp_path / "b.png", results=None))
+    assert all(n > 100 for n in with_physics.values()), with_physics
+    assert all(n < 10 for n in without.values()), without

@@ -65,6 +65,11 @@ def test_results_open_has_contract_dims_coords_and_vars(factorial_store: Path) -
         np.testing.assert_array_equal(row.time.values.ravel()[:n], expected.time.values)
         np.testing.assert_array_equal(row.energy.values.ravel()[:n], expected.energy.values)
         assert np.isnan(row.energy.values.ravel()[n:]).all() and np.isnan(row.time.values.ravel()[n:]).all()
+    # the final energy spectrum, on its own coordinate k (issue 16, item 13)
+    assert ds.energy_spectrum.dims == ("run", "k")
+    spectrum = result_like(_params(400.0, 0.01)).energy_spectrum
+    row = ds.sel(Re=400.0).sel(dt=0.01).energy_spectrum.sel(k=spectrum.k.values)
+    np.testing.assert_array_equal(row.values.ravel(), spectrum.values)
     # the union of output times on demand: align_time
     aligned = sweep.align_time(ds)
     t_fine = result_like(_params(100.0, 0.005)).time.values

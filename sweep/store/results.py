@@ -141,11 +141,12 @@ def open_results(store: Store | str | os.PathLike[str], *, status: str | None = 
     solver's, e.g. the cavity's ``Re``, ``n_cells``, ``T_final``, ``dt``: see
     ``attrs["parameters"]``), ``priority``, ``status``, ``failure_class``. Each has its own
     index, so ``ds.sel(Re=400)`` works (chain ``.sel`` calls to select on several, or use
-    ``to_grid``). Variables: the time series on (run, time), NaN where a run has no value at
-    that time (``time`` is the union of every run's output times; a spectral store always has
-    ``energy``, ``dissipation`` and ``enstrophy``), the profiles on (run, <their dimension>) the
-    same way, and ``wall_time``, ``attempts``, ``error`` on ``run``. ``status="done"`` keeps
-    done runs only.
+    ``to_grid``). Variables: the time series on (run, output), each run's own output times in
+    the 2-D coordinate ``time`` and NaN past its ``n_times`` outputs (a spectral store always
+    has ``energy``, ``dissipation`` and ``enstrophy``; ``align_time`` puts them on the union of
+    every run's times), the profiles on (run, <their dimension>), NaN where a run has no value
+    at that coordinate, and ``wall_time``, ``attempts``, ``error`` on ``run``.
+    ``status="done"`` keeps done runs only.
     """
     st, opened = _as_store(store)
     try:
