@@ -214,6 +214,10 @@ def test_physics_spectrum_is_log_log_with_a_k_minus_five_thirds_guide(sweep_data
     slopes = np.diff(np.log(e)) / np.diff(np.log(k))
     assert np.allclose(slopes, -5 / 3)
     assert len(curves) == 3  # one spectrum per run
+    from sweep.monitor.physics import SPECTRUM_DECADES
+
+    top = max(float(c.dimension_values(1).max()) for c in curves.values())
+    assert top * 10.0**-SPECTRUM_DECADES <= fig.y_range.start < fig.y_range.end and e.max() < fig.y_range.end
     for label, curve in curves.items():  # the guide runs above every spectrum at k = 2
         kk, ee = curve.dimension_values(0), curve.dimension_values(1)
         assert np.interp(2.0, kk, ee) < np.interp(2.0, k, e), label
@@ -271,3 +275,26 @@ def test_report_png_carries_the_physics_panel(sweep_data, tmp_path: Path) -> Non
     without = pixels_of(write_summary_png(data.status, tmp_path / "b.png", results=None))
     assert all(n > 100 for n in with_physics.values()), with_physics
     assert all(n < 10 for n in without.values()), without
+
+
+def test_report_eta_is_none_when_nothing_is_left_and_short_log_axes_get_ticks(tmp_path: Path) -> None:
+    """A finished sweep's ETA is "none", not "0.0s with 1 worker(s)"; a log axis of wall times
+    over less than three decades is labelled at 1-2-5 steps, not at 0.5 and 1 only."""
+    import holoviews as hv
+
+    from sweep.monitor.views import eta_text
+
+    walls = (0.06, 0.3, 1.3)
+    pkgs = write_packages(tmp_path / "packages", RUNS)
+    with Store.open(tmp_path / "s.zarr", mode="a") as st:
+        for p, wall in zip(load_packages(pkgs, check_memory=False), walls, strict=True):
+            commit_done(st, p, wall)
+    data = load_sweep(str(tmp_path / "s.zarr"), str(pkgs))
+    assert eta_text(data.status) == "none (nothing left to run)"
+    scenario = load_sweep(*(str(p) for p in reversed(build_scenario(tmp_path / "scenario"))))
+    assert eta_text(scenario.status).endswith("with 1 worker(s)")
+    (by_grid, by_re) = build_views(data)["wall_time"]
+    fig = hv.render(by_re, backend="bokeh")
+    assert type(fig.y_scale).__name__ == "LogScale"
+    ticks = list(fig.yaxis[0].ticker.ticks)
+    assert {0.1, 0.2, 0.5, 1.0} <= set(ticks) and fig.yaxis[0].formatter.format == "%g", ticks

@@ -36,6 +36,7 @@ __all__ = [
 
 PANEL_WIDTH, PANEL_HEIGHT = 620, 380
 MAX_LINES = 30  # curves per panel; more are unreadable (and slow in the browser)
+SPECTRUM_DECADES = 7  # the spectrum panel's y range below its largest value
 NOT_REACHED = "peak not reached before T_final"
 AT_START = "largest at t = 0 (no growth)"
 _DASHES = ("solid", "dashed", "dotted", "dashdot")
@@ -243,7 +244,7 @@ def table_hook(plot: Any, element: Any) -> None:
     for col in table.columns:
         values = data[col.field].astype(str).tolist() if col.field in data else []
         longest = max([len(str(col.title)), *(len(v) for v in values)])
-        col.width = int(min(380, 24 + 9 * longest))
+        col.width = int(min(380, 20 + 8 * longest))
     table.index_position = None
     table.autosize_mode = "none"
 
@@ -299,8 +300,12 @@ def _spectrum_panel(results: Any, cases: pd.DataFrame) -> Any:
     eg = 4.0 * top * (kg / 2.0) ** (-5 / 3)
     curves.append(_curve(kg, eg, "k", "E(k)", "k^-5/3", color="#555555", line_width=2))
     curves.append(
-        hv.Text(float(kg[8]), float(eg[8]) * 2.5, "k⁻⁵ᐟ³").opts(text_font_size="13pt", text_color="#555555")
+        hv.Text(float(kg[-5]), float(eg[-5]) * 3.0, "k⁻⁵ᐟ³").opts(text_font_size="13pt", text_color="#555555")
     )
+    # SPECTRUM_DECADES below the largest value: the inertial range, not the round-off of the
+    # last shells, fills the panel (zoom out to see the rest)
+    top_all = max(float(ee.max()) for _, ee in anchors)
+    low = max(floor, top_all * 10.0**-SPECTRUM_DECADES, float(min(ee.min() for _, ee in anchors)) / 2)
     return _style(
         hv.Overlay(curves),
         "Energy spectrum E(k) at the final time" + note,
@@ -308,6 +313,7 @@ def _spectrum_panel(results: Any, cases: pd.DataFrame) -> Any:
         "E(k)",
         logx=True,
         logy=True,
+        ylim=(low, float(eg.max()) * 3.0),
     )
 
 

@@ -21,7 +21,7 @@ from ..units import format_duration
 from .physics import MAX_LINES, NOT_REACHED, case_colors, derived_frame, grid_dashes, run_cases
 from .reference import Reference
 from .status import PRIORITY_ORDER, STATES, SweepData, SweepStatus
-from .views import STATE_COLORS, STATE_LABELS, report_layout, state_counts, stats_frame
+from .views import STATE_COLORS, STATE_LABELS, eta_text, report_layout, state_counts, stats_frame
 
 __all__ = [
     "ReportFiles",
@@ -205,12 +205,7 @@ def write_summary_png(
     stats = stats_frame(status)
     extra = (
         f"compute time {format_duration(status.compute_seconds)} · "
-        f"mean run {format_duration(status.mean_run_seconds)} · ETA "
-        + (
-            "n/a (no package list)"
-            if status.unit == "run"
-            else f"{format_duration(status.eta_seconds)} ({status.workers} worker(s))"
-        )
+        f"mean run {format_duration(status.mean_run_seconds)} · ETA {eta_text(status)}"
     )
     tab = ax.table(
         cellText=stats.astype(str).values.tolist(),

@@ -10,6 +10,7 @@ on ``y``), whatever their names: no view assumes a variable the store does not h
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "timeseries_frame",
     "per_run_frame",
     "stats_frame",
+    "eta_text",
     "build_views",
     "report_layout",
 ]
@@ -64,6 +66,18 @@ def _log(values: Any) -> bool:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     return bool(v.size and v.min() > 0 and v.max() >= 10 * v.min())
+
+
+def _log_ticks(values: Any, axis: str) -> dict[str, Any]:
+    """Ticks at 1, 2, 5 x 10^n on a log axis of less than three decades (bokeh's log ticker
+    labels only one or two values there, e.g. none below 0.5 s on 0.06..1.3 s)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not _log(v) or v.max() >= 1000 * v.min():
+        return {}
+    lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
+    ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in (1, 2, 5)]
+    return {f"{axis}ticks": [t for t in ticks if v.min() / 2 <= t <= v.max() * 2], f"{axis}formatter": "%g"}
 
 
 def _grid_label(nx: float, ny: float, nz: float) -> str:
@@ -437,6 +451,7 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                 fontscale=1.1,
                 title=f"Wall time vs {xlabel}",
                 **(re_ticks(runs["Re"]) if x == "Re" else {}),
+                **_log_ticks(runs["wall_time"], "y"),
                 xlabel=xlabel,
                 ylabel="wall time (s)",
                 legend_position="right",
@@ -546,14 +561,20 @@ def build_views(data: SweepData) -> dict[str, Any]:
     }
 
 
+def eta_text(status: SweepStatus) -> str:
+    """The ETA as the report and the PNG say it: none when nothing is left to run (not "0.0s
+    with 1 worker(s)"), a request for the package list when the store alone cannot tell."""
+    if status.unit == "run":
+        return "needs the package directory"
+    if status.overall.pending == 0:
+        return "none (nothing left to run)"
+    return f"{format_duration(status.eta_seconds)} with {status.workers} worker(s)"
+
+
 def _summary_markdown(data: SweepData, status: SweepStatus, title: str) -> str:
     o = status.overall
     failed = ", ".join(f"{k} {v}" for k, v in o.failed_by_class.items() if v) or "none"
-    eta = (
-        "needs the package directory"
-        if status.unit == "run"
-        else f"{format_duration(status.eta_seconds)} with {status.workers} worker(s)"
-    )
+    eta = eta_text(status)
     mean = format_duration(status.mean_run_seconds)
     when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
