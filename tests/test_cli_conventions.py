@@ -161,6 +161,14 @@ def test_cli_new_append_adds_packages_to_an_existing_sweep(tmp_path: Path, sweep
     again = sweep_cli("new", str(d), "--Re", "400", *common, "--priority", "LOW", "--append")
     assert again.returncode == 2 and "Re400-dt0.01-T0.02-n8x8x8" in again.stderr, again.stderr
     assert json.loads((d / "priority_summary.json").read_text()) == summary
+    # other values of the same swept parameter: the short ids (Re100, Re200) are taken, so the
+    # added packages are named by every value given
+    other = ["--dt", "0.02", "--T-final", "0.04", "--grid", "8"]
+    r = sweep_cli("new", str(d), "--Re", "100", "200", *other, "--append")
+    assert r.returncode == 0, r.stderr
+    added = json.loads((d / "priority_summary.json").read_text())["MEDIUM"]
+    assert added == ["Re100-dt0.02-T0.04-n8x8x8", "Re200-dt0.02-T0.04-n8x8x8"], added
+    assert sweep_cli("validate", str(d)).returncode == 0
 
 
 def test_cli_failures_are_named_with_class_and_reason(tmp_path: Path, packages_dir, sweep_cli):

@@ -128,6 +128,7 @@ def main(args: argparse.Namespace) -> int:
         check_directory,
         check_document,
         expand_grids,
+        listed_ids,
         parse_grid,
         parse_value,
         read_grid_file,
@@ -176,8 +177,14 @@ def main(args: argparse.Namespace) -> int:
             )
         grids = [{"priority": args.priority or "MEDIUM", "parameters": values, "tags": tags, **chosen}]
         source, base = "options", "."
+    taken = [pid for ids in listed_ids(args.directory).values() for pid in ids] if args.append else []
     docs = expand_grids(
-        grids, source=source, base=base, directory=args.directory, max_packages=args.max_packages
+        grids,
+        source=source,
+        base=base,
+        directory=args.directory,
+        max_packages=args.max_packages,
+        taken=taken,
     )
     # every package is checked as `sweep validate` checks a file (memory included) before
     # anything is written: what `sweep new` writes, `sweep validate` accepts

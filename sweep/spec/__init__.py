@@ -12,6 +12,7 @@ from .files import MAX_FILE_BYTES
 from .generate import (
     append_packages,
     expand_grids,
+    listed_ids,
     parse_grid,
     parse_value,
     read_document,
@@ -53,6 +54,7 @@ __all__ = [
     "check_directory",
     "check_priority",
     "expand_grids",
+    "listed_ids",
     "id_problem",
     "load_packages",
     "memory_need",

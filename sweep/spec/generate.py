@@ -21,7 +21,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from solver.params import PARAMS, deprecation_message, parameter_problems
@@ -50,6 +50,7 @@ __all__ = [
     "read_grid_file",
     "write_packages",
     "append_packages",
+    "listed_ids",
     "parse_value",
     "parse_grid",
     "relocated_case",
@@ -170,8 +171,13 @@ def expand_grids(
     base: str = ".",
     directory: str | None = None,
     max_packages: int | None = None,
+    taken: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Package documents of every combination of every grid, ids included; ConfigError on bad input.
+
+    Ids name the parameters that vary (``Re400-dt0.01``); when one of those is in ``taken`` (the
+    ids of the sweep the packages are added to), every package is named by every value given
+    (``Re400-dt0.005-T20-n48x48x48``), so an added package never borrows another's id.
 
     ``base``: where a grid's relative ``case`` path starts (the grid file's directory, or the
     current one); ``directory``: where the packages go (their ``case`` is written relative to
@@ -239,12 +245,16 @@ def expand_grids(
     swept = [
         n for n in dict.fromkeys(order) if len({json.dumps(c[1].get(n), sort_keys=True) for c in combos}) > 1
     ]
+    given = [n for n in dict.fromkeys(order) if any(n in c[1] for c in combos)]
     if not swept:  # one package: named by every value given (not `run`, the same for every sweep)
-        swept = [n for n in dict.fromkeys(order) if any(n in c[1] for c in combos)]
+        swept = given
     mixed = len({c[3] for c in combos}) > 1  # ids then start with the solver's name
+    if taken and any(_package_id(c, swept, mixed, i) in taken for i, c in enumerate(combos)):
+        swept = given
     docs: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for i, (prio, values, tags, solver_name, case, solver) in enumerate(combos):
+    for i, combo in enumerate(combos):
+        prio, values, tags, solver_name, case, solver = combo
         spectral = solver_name == DEFAULT_SOLVER
         raw = values
         found = parameter_problems(raw) if spectral else solver.parameter_problems(raw) if solver else []
@@ -254,17 +264,7 @@ def expand_grids(
                 f"{source}: parameters.{fname}: bad value {err.value!r} (in combination {i + 1}: "
                 f"{json.dumps(values)}); allowed: {err.allowed}"
             )
-        parts = [solver_name] if mixed else []
-        for n in swept:
-            if spectral:
-                if n in PARAMS:
-                    value = values.get(n, PARAMS[n].default)
-                    parts.append(f"{_ID_NAMES.get(n, n)}{_fmt(value)}")
-            elif solver is not None and n in solver.params:
-                parts.append(f"{n}{_fmt(values.get(n, solver.params[n].default))}")
-        pid = "-".join(parts) if parts else "run"
-        if id_problem(pid) is not None:
-            pid = f"pkg{i + 1:04d}"
+        pid = _package_id(combo, swept, mixed, i)
         if pid in seen:
             problems.append(
                 f"{source}: parameters: bad value {json.dumps(values)}; allowed: each combination "
@@ -284,6 +284,21 @@ def expand_grids(
     if problems:
         raise config_error(problems)
     return docs
+
+
+def _package_id(combo: tuple[Any, ...], names: Sequence[str], mixed: bool, i: int) -> str:
+    """The id of combination ``i``: its values of ``names`` (``Re400-dt0.01``), after the
+    solver's name when the sweep mixes solvers; ``pkgNNNN`` when that is no valid id."""
+    _, values, _, solver_name, _, solver = combo
+    parts = [solver_name] if mixed else []
+    for n in names:
+        if solver_name == DEFAULT_SOLVER:
+            if n in PARAMS:
+                parts.append(f"{_ID_NAMES.get(n, n)}{_fmt(values.get(n, PARAMS[n].default))}")
+        elif solver is not None and n in solver.params:
+            parts.append(f"{n}{_fmt(values.get(n, solver.params[n].default))}")
+    pid = "-".join(parts) if parts else "run"
+    return pid if id_problem(pid) is None else f"pkg{i + 1:04d}"
 
 
 def read_document(path: str, what: str = "grid file") -> Any:
@@ -492,6 +507,16 @@ def _write_new(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def listed_ids(directory: str) -> dict[str, list[str]]:
+    """The package ids a sweep directory's priority summary lists, by priority (none yet: empty)."""
+    summary: dict[str, list[str]] = {p: [] for p in PRIORITIES}
+    path = os.path.join(directory, SUMMARY_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            summary.update(json.load(f))
+    return summary
+
+
 def append_packages(directory: str, docs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Add package files to an existing sweep directory (or a new one) and list them in its
     priority summary; returns the written file names. An id already in the directory is refused.
@@ -501,10 +526,7 @@ def append_packages(directory: str, docs: Sequence[Mapping[str, Any]]) -> list[s
     """
     os.makedirs(directory, exist_ok=True)
     summary_path = os.path.join(directory, SUMMARY_FILE)
-    summary: dict[str, list[str]] = {p: [] for p in PRIORITIES}
-    if os.path.exists(summary_path):
-        with open(summary_path, encoding="utf-8") as f:
-            summary.update(json.load(f))
+    summary = listed_ids(directory)
     known = {pid for ids in summary.values() for pid in ids}
     clash = [d["package_id"] for d in docs if d["package_id"] in known]
     if clash:
