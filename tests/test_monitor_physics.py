@@ -298,3 +298,15 @@ def test_report_eta_is_none_when_nothing_is_left_and_short_log_axes_get_ticks(tm
     assert type(fig.y_scale).__name__ == "LogScale"
     ticks = list(fig.yaxis[0].ticker.ticks)
     assert {0.1, 0.2, 0.5, 1.0} <= set(ticks) and fig.yaxis[0].formatter.format == "%g", ticks
+    # grid points 4096 .. 110592 on a log axis: 5000, 10000, ... printed plainly (not 5.000e+4)
+    grids = [
+        {"package_id": f"n{n}", "priority": "LOW", "parameters": {**TG, "grid": [n] * 3}} for n in (16, 48)
+    ]
+    more = load_sweep(str(tmp_path / "s.zarr"), str(write_packages(tmp_path / "grids", grids)))
+    points = next(
+        f
+        for f in (hv.render(p, backend="bokeh") for p in build_views(more)["parameter_space"])
+        if f.yaxis[0].axis_label == "grid points"
+    )
+    assert type(points.y_scale).__name__ == "LogScale" and points.yaxis[0].formatter.format == "%g"
+    assert {5000.0, 10000.0, 20000.0, 50000.0, 100000.0} <= set(points.yaxis[0].ticker.ticks)

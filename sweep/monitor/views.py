@@ -69,8 +69,9 @@ def _log(values: Any) -> bool:
 
 
 def _log_ticks(values: Any, axis: str) -> dict[str, Any]:
-    """Ticks at 1, 2, 5 x 10^n on a log axis of less than three decades (bokeh's log ticker
-    labels only one or two values there, e.g. none below 0.5 s on 0.06..1.3 s)."""
+    """Ticks at 1, 2, 5 x 10^n, printed plainly, on a log axis of less than three decades
+    (bokeh's log ticker labels only one or two values there, e.g. none below 0.5 s on
+    0.06..1.3 s, and prints grid points as 5.000e+4)."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     if not _log(v) or v.max() >= 1000 * v.min():
@@ -450,7 +451,7 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                 height=320,
                 fontscale=1.1,
                 title=f"Wall time vs {xlabel}",
-                **(re_ticks(runs["Re"]) if x == "Re" else {}),
+                **(re_ticks(runs["Re"]) if x == "Re" else _log_ticks(runs[x], "x")),
                 **_log_ticks(runs["wall_time"], "y"),
                 xlabel=xlabel,
                 ylabel="wall time (s)",
@@ -502,6 +503,7 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                     fontscale=1.1,
                     **lim,
                     **re_ticks(u["Re"]),
+                    **_log_ticks(u[y], "y"),
                 )
             )
         if panels and len(u):
