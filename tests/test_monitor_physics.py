@@ -250,6 +250,9 @@ def test_report_panels_are_legible_and_one_value_axes_stay_around_their_value(tm
         ranges[fig.yaxis[0].axis_label] = (fig.y_range.start, fig.y_range.end)
     assert 0 < ranges["dt"][0] < dt < ranges["dt"][1], ranges
     assert 0 < ranges["grid points"][0] < 8**3 < ranges["grid points"][1], ranges
+    by_points = hv.render(views["wall_time"][0], backend="bokeh")
+    assert by_points.xaxis[0].axis_label == "grid points"
+    assert 8**3 / 2 <= by_points.x_range.start < 8**3 < by_points.x_range.end <= 8**3 * 1.5
 
 
 def test_report_png_carries_the_physics_panel(sweep_data, tmp_path: Path) -> None:

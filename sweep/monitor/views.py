@@ -68,6 +68,14 @@ def _log(values: Any) -> bool:
     return bool(v.size and v.min() > 0 and v.max() >= 10 * v.min())
 
 
+def _one_value_lim(values: Any, axis: str) -> dict[str, Any]:
+    """An axis whose values are all one positive number spans half to one and a half of it
+    (bokeh's automatic range would be value +- 1: 4095..4097 grid points, -0.99..1.01 for dt)."""
+    v = np.unique(np.asarray(values, dtype=float))
+    v = v[np.isfinite(v)]
+    return {f"{axis}lim": (float(v[0]) * 0.5, float(v[0]) * 1.5)} if len(v) == 1 and v[0] > 0 else {}
+
+
 def _log_ticks(values: Any, axis: str) -> dict[str, Any]:
     """Ticks at 1, 2, 5 x 10^n, printed plainly, on a log axis of less than three decades
     (bokeh's log ticker labels only one or two values there, e.g. none below 0.5 s on
@@ -452,6 +460,7 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
                 fontscale=1.1,
                 title=f"Wall time vs {xlabel}",
                 **(re_ticks(runs["Re"]) if x == "Re" else _log_ticks(runs[x], "x")),
+                **_one_value_lim(runs[x], "x"),
                 **_log_ticks(runs["wall_time"], "y"),
                 xlabel=xlabel,
                 ylabel="wall time (s)",
@@ -474,8 +483,7 @@ def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
         for y, ylabel in pairs:
             if not np.isfinite(u[y]).any():
                 continue  # no spectral grid (other solvers' runs): no such panel
-            one = u[y][np.isfinite(u[y])].unique()
-            lim = {"ylim": (one[0] * 0.5, one[0] * 1.5)} if len(one) == 1 and one[0] > 0 else {}
+            lim = _one_value_lim(u[y], "y")
             panels.append(
                 hv.Overlay(
                     [
