@@ -111,8 +111,11 @@ def _flag_message(exc: ConfigError, parser: argparse.ArgumentParser | None) -> s
         return text
     # argparse keeps a parser's options in _actions (long stable, though not documented)
     flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
-    if exc.option in flags and text.startswith(f"{exc.option}:"):
-        text = flags[exc.option] + text[len(exc.option) :]
+    # the leading name may also be the flag's own (`sweep new --grid` has dest p_grid)
+    leading = {f[2:].replace("-", "_"): f for a in parser._actions for f in a.option_strings if f[:2] == "--"}
+    leading.update(flags)
+    if exc.option in leading and text.startswith(f"{exc.option}:"):
+        text = leading[exc.option] + text[len(exc.option) :]
     for dest, flag in flags.items():
         if "_" in dest:
             text = re.sub(rf"(?<![\w-]){re.escape(dest)}\b", flag, text)

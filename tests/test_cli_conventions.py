@@ -410,3 +410,19 @@ def test_cli_resumed_run_wall_time_is_the_sum_of_its_segments(tmp_path: Path, pa
     assert segments[0]["seconds"] > 0.3 and segments[1]["from_step"] > 0
     assert rec.wall_time == pytest.approx(sum(s["seconds"] for s in segments), rel=1e-6)
     assert rec.resumed_from_checkpoint
+
+
+def test_cli_new_grid_in_the_forms_package_ids_use(tmp_path: Path, sweep_cli):
+    """`--grid 32` is a cube, `--grid 16x16x32` the form package ids use, `16,16,32` the list;
+    anything else is one line naming the value and the forms allowed."""
+    common = ["--Re", "100", "--dt", "0.01", "--T-final", "0.02"]
+    r = sweep_cli("new", str(tmp_path / "g"), *common, "--grid", "32", "16x16x32", "8,8,16")
+    assert r.returncode == 0, r.stderr
+    grids = sorted(
+        json.loads(p.read_text())["parameters"]["grid"] for p in (tmp_path / "g").glob("package_*.json")
+    )
+    assert grids == [[8, 8, 16], [16, 16, 32], [32, 32, 32]], grids
+    r = sweep_cli("new", str(tmp_path / "bad"), *common, "--grid", "16x16")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "--grid: bad value '16x16'; allowed: N (a cube), NXxNYxNZ" in line, line

@@ -78,12 +78,19 @@ _GRID_TEXT = re.compile(r"([0-9]+)(?:x([0-9]+)x([0-9]+))?")
 
 def parse_grid(text: str) -> Any:
     """A grid as the command line writes it: ``32`` (a cube), ``16x16x32`` (the form package
-    ids use) or ``16,16,32`` -> [nx, ny, nz]; anything else is returned for the check to name."""
+    ids use) or ``16,16,32`` -> [nx, ny, nz]; a list's values are left for the check to name,
+    other text is a ConfigError naming the forms."""
     m = _GRID_TEXT.fullmatch(text.strip())
-    if m is None:
+    if m is not None:
+        n = [int(g) for g in m.groups() if g is not None]
+        return n * 3 if len(n) == 1 else n
+    if "," in text:
         return parse_value(text)
-    n = [int(g) for g in m.groups() if g is not None]
-    return n * 3 if len(n) == 1 else n
+    raise ConfigError(
+        f"grid: bad value {text!r}; allowed: N (a cube), NXxNYxNZ (as package ids write it) or "
+        "NX,NY,NZ, e.g. 32 or 16x16x32",
+        option="grid",
+    )
 
 
 def _values(name: str, v: Any) -> list[Any]:
