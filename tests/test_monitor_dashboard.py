@@ -172,6 +172,12 @@ def test_dashboard_beside_a_running_sweep_shows_what_runs_now(tmp_path, browser:
         )
         text = page.text()
         assert "Dask dashboard" in text and page.count(f'a[href="{dask_url}"]') >= 1, text[:2000]
+        # the report's views too: the quick run, done beside the long one, in the physics panels
+        page.wait_for(
+            lambda: all(h in page.text() for h in ("Physics", "Derived quantities", "Runs (click a header")),
+            timeout=60,
+            what="the physics views of the finished run",
+        )
         status = run_cli("status", "--store", str(store), "--packages", str(pkgs))
         assert status.returncode == 0, status.stderr
         assert "sweep running:" in status.stdout, status.stdout

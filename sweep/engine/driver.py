@@ -69,6 +69,7 @@ class Driver:
         predictor: RuntimePredictor | None = None,
         description: str = "",
         resume_steps: dict[str, int] | None = None,
+        dashboard: str | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -93,7 +94,7 @@ class Driver:
         self._sizes: dict[str, RunSize] = {}
         self._published: dict[str, float] = {}
         self._last_progress: dict[str, tuple[Any, int, float]] = {}  # run -> (attempt, step, elapsed)
-        self.live = LiveStatus(float(config.get("status-every")), description)
+        self.live = LiveStatus(float(config.get("status-every")), description, dashboard)
         self.tasks = Submitter(client, self.channel, self.entries, options, extras=self._item_extras)
         self.commits = CommitWriter(
             store, options.max_pending_commits, self._committed, lambda rid: self.relay.has_checkpoint(rid)

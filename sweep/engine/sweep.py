@@ -332,6 +332,7 @@ class _Sweep:
                 predictor=predictor,
                 description=handle.description,
                 resume_steps={r: s for r, s in ckpt_steps.items() if s},
+                dashboard=result.dashboard_link,
             )
             for rid in resumes:  # attempts of earlier (interrupted) sweeps this run carries on
                 earlier = st.checkpoint_segments(rid)
