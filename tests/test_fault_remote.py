@@ -118,7 +118,7 @@ def test_fault_remote_lost_worker_rerun_by_the_scheduler_resumes_from_the_checkp
             "--checkpoint-every-steps",
             "50",
         )
-        log = tmp_path / "logs" / "long.log"
+        log = tmp_path / "r.zarr.logs" / "long.log"  # the store's own logs
 
         def saved_step() -> int | None:
             steps = [
