@@ -226,11 +226,30 @@ def test_cli_validate_one_file(tmp_path: Path, packages_dir, sweep_cli):
     assert r.stderr.splitlines()[0].startswith("package_0001.json: parameters.Re: bad value -1"), r.stderr
 
 
+def _ctrl_c_after(args: list[str], log: Path, marker: str, *, settle: float) -> subprocess.CompletedProcess:
+    """`sweep run ARGS` in a subprocess, interrupted (SIGINT, as Ctrl-C) ``settle`` seconds
+    after its package log ``log`` says ``marker``."""
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (log.exists() and marker in log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert log.exists() and marker in log.read_text(), f"{log} never said {marker!r}"
+    time.sleep(settle)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def test_cli_ctrl_c_is_one_line_and_the_package_log_says_so(tmp_path: Path, packages_dir):
     """Ctrl-C during a run: our one line, no warnings of distributed before it; the package
     log records the interrupted attempt."""
-    import signal
-    import time
 
     from conftest import TINY
 
@@ -244,21 +263,10 @@ def test_cli_ctrl_c_is_one_line_and_the_package_log_says_so(tmp_path: Path, pack
         ]
     )
     store = tmp_path / "s.zarr"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "run", str(pdir), "--store", str(store), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     log = tmp_path / "s.zarr.logs" / "long.log"
-    deadline = time.monotonic() + 120
-    while not (log.exists() and "started on" in log.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert log.exists(), "the run never started"
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out + err
+    r = _ctrl_c_after([str(pdir), "--store", str(store), "--no-progress"], log, "started on", settle=1.0)
+    out, err = r.stdout, r.stderr
+    assert r.returncode == 130, out + err
     assert err.strip().splitlines() == [
         "sweep run: interrupted; finished runs are kept, run again to resume"
     ], err
@@ -373,7 +381,6 @@ def test_cli_progress_counts_runs_in_flight_as_running(tmp_path: Path, packages_
 def test_cli_resumed_run_wall_time_is_the_sum_of_its_segments(tmp_path: Path, packages_dir, sweep_cli):
     """Ctrl-C after a checkpoint, then the same command again: the record's wall time is both
     attempts' time, and both attempts are kept in its provenance (the first one 'interrupted')."""
-    import time
 
     from conftest import TINY, store_records
 
@@ -388,20 +395,8 @@ def test_cli_resumed_run_wall_time_is_the_sum_of_its_segments(tmp_path: Path, pa
     )
     store = tmp_path / "s.zarr"
     args = [str(pdir), "--store", str(store), "--no-progress", "--checkpoint-every-steps", "100"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep.cli", "run", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
     log = tmp_path / "s.zarr.logs" / "long.log"
-    deadline = time.monotonic() + 120
-    while not (log.exists() and "checkpoint at step" in log.read_text()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert _ctrl_c_after(args, log, "checkpoint at step", settle=0.5).returncode == 130
     again = sweep_cli("run", *args)
     assert again.returncode == 0, again.stderr
     (rec,) = store_records(store).values()
