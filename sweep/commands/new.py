@@ -103,12 +103,11 @@ def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
     which = "" if spectral else f" of solver {solver_name}" + (f", case {case}" if case else "")
     group = parser.add_argument_group(f"parameter values{which} (one or more each)")
     for name, p in solver.params.items():
-        fname = name
         opts = [_option(name), *(_option(old) for old in p.deprecated_names)]  # older names still work
         example = " (e.g. 32, 16x16x32 or 16,16,16; several: 16 32)" if spectral and name == "grid" else ""
         group.add_argument(
             *opts,
-            dest=f"p_{fname}",
+            dest=f"p_{name}",
             nargs="+",
             metavar="V",
             default=None,
