@@ -313,3 +313,36 @@ def test_report_eta_is_none_when_nothing_is_left_and_short_log_axes_get_ticks(tm
     )
     assert type(points.y_scale).__name__ == "LogScale" and points.yaxis[0].formatter.format == "%g"
     assert {5000.0, 10000.0, 20000.0, 50000.0, 100000.0} <= set(points.yaxis[0].ticker.ticks)
+
+
+def test_report_cli_overlays_the_workshop_file_by_its_name(sweep_data, tmp_path: Path) -> None:
+    """`sweep report --reference spectral_Re1600_512.gdiag`: the file needs no header of ours
+    (its published name says what it describes: Taylor-Green, Re = 1600) and may have more
+    columns; the report names it. A missing file is one line, exit 2, and nothing is written."""
+    from conftest import run_cli
+
+    base, data = sweep_data
+    ours = read_gdiag(base / "ours.gdiag")
+    ref = tmp_path / "spectral_Re1600_512.gdiag"  # test data under the published name, NOT the DNS
+    ref.write_text(
+        "# synthetic stand-in written by tests/test_monitor_physics.py (not the workshop's data)\n"
+        "# t  E  -dE/dt  extra columns\n"
+        + "".join(
+            f"{t:.4f} {e:.8e} {d:.8e} 0.0 0.0\n"
+            for t, e, d in zip(ours.time, ours.energy, ours.dissipation, strict=True)
+        )
+    )
+    known = read_gdiag(ref)
+    assert known.Re == 1600.0 and known.initial_condition == "taylor_green" and "HiOCFD" in known.label
+    np.testing.assert_array_equal(known.dissipation, ours.dissipation)
+    out = tmp_path / "report"
+    store, pkgs = str(base / "s.zarr"), str(base / "packages")
+    r = run_cli("report", "--store", store, "--packages", pkgs, "--reference", str(ref), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "spectral DNS (HiOCFD workshop C3.5)" in (out / "sweep_report.html").read_text(encoding="utf-8")
+    missing = tmp_path / "nowhere.gdiag"
+    r = run_cli("report", "--store", store, "--reference", str(missing), "--out", str(tmp_path / "no"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert str(missing) in line and "cannot read" in line, line
+    assert not (tmp_path / "no").exists()
