@@ -50,6 +50,13 @@ def test_readme_python_snippets_run_as_shown(tmp_path: Path) -> None:
         tmp_path / "energy.png"
     ).stat().st_size > 10_000
     assert (tmp_path / "runs.csv").read_text().count("\n") == 7  # header + the 6 HIGH runs
+    # the example sweep shows physics: runs past their dissipation peak, not a linear decay
+    import sweep
+    from sweep.monitor.physics import derived_frame
+
+    derived = derived_frame(sweep.open_results(tmp_path / "results" / "sweep.zarr"))
+    reached = derived[derived["peak_reached"]]
+    assert len(reached) >= 2 and (reached["t_peak"] < reached["T_final"]).all(), derived
 
 
 @pytest.mark.slow
