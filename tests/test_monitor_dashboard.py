@@ -158,7 +158,7 @@ def test_dashboard_beside_a_running_sweep_shows_what_runs_now(tmp_path, browser:
         assert proc.stdout is not None
         for line in proc.stdout:
             if "Dask dashboard: http" in line:
-                dask_url = line.split("Dask dashboard: ")[1].strip()
+                dask_url = line.split("Dask dashboard: ")[1].split()[0]  # an ssh hint may follow
             if line.startswith("sweep: sweep dashboard: "):
                 url = line.split()[-1]
                 break
