@@ -29,8 +29,8 @@ from solver.params import PARAMS, deprecation_message, parameter_problems
 from ..errors import ConfigError, config_error, option_error
 from ..solvers.protocol import FieldError, Solver
 from ..solvers.registry import DEFAULT_SOLVER, SolverCache
-from .files import MAX_DEPTH, MAX_FILE_BYTES, file_problem, read_bytes
 from .check import one_of
+from .files import MAX_DEPTH, MAX_FILE_BYTES, file_problem, read_bytes
 from .package import (
     FILE_PARAMETER_NAMES,
     FILE_TO_SOLVER,
