@@ -207,8 +207,7 @@ def test_cli_run_store_with_symlink_refused_outside_untouched(
     from sweep.store import Store
 
     store = tmp_path / "r.zarr"
-    p = {**TINY, "grid": TINY["grid_size"]}
-    del p["grid_size"]
+    p = dict(TINY)
     st = Store.open(store, mode="a")
     st.commit_run(run_id_of(p), result_like(p), provenance(p))
     st._index.log.close_segment()

@@ -149,7 +149,7 @@ def test_fault_driver_sigkill_before_during_after_store_writes(
 # ------------------------------------------------------------------ stop signals (issue 18, 14-15)
 
 # ~3,000 steps of 16^3 (seconds): still running when the signal comes
-LONG = {**TINY, "grid_size": [16, 16, 16], "T_final": 30.0, "initial_condition": "random"}
+LONG = {**TINY, "grid": [16, 16, 16], "T_final": 30.0, "initial_condition": "random"}
 
 
 def _long_sweep(packages_dir) -> Path:
@@ -159,7 +159,7 @@ def _long_sweep(packages_dir) -> Path:
 def _wait_until_long_runs(tmp_path: Path, drv: Driver) -> None:
     from faults import wait_for
 
-    log = tmp_path / "logs" / "long.log"
+    log = tmp_path / "r.zarr.logs" / "long.log"  # the store's own logs
     wait_for(lambda: log.exists() and "started on" in log.read_text(), proc=drv, what="the long run to start")
 
 
