@@ -130,7 +130,8 @@ class Store:
         url = os.fspath(url)
         blobs = open_blobs(url, **storage_options)
         root_path = getattr(blobs, "root", None)  # a local store's directory
-        if isinstance(root_path, str) and os.path.lexists(root_path) and not os.path.isdir(root_path):
+        # a regular file (or a link to one); a link to a directory still to be made is the user's choice
+        if isinstance(root_path, str) and os.path.exists(root_path) and not os.path.isdir(root_path):
             raise StoreError(
                 f"{url}: a file, not a result store; allowed: a directory (an existing store, or a "
                 "new path where one is created)"
