@@ -151,7 +151,14 @@ def test_dashboard_beside_a_running_sweep_shows_what_runs_now(tmp_path, browser:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "DASK_SWEEP__STATUS_EVERY": "1"},
+        # steps of >= 50 ms (numbers untouched: sweep.faults.STEP_ENV): the long run's 4,000 steps
+        # outlast every wait below on a fast idle machine too (it once ended before `status` ran)
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DASK_SWEEP__STATUS_EVERY": "1",
+            "NS_SWEEP_TEST_STEP_SECONDS": "0.05",
+        },
     )
     try:
         url = dask_url = None
