@@ -171,6 +171,35 @@ def test_cli_new_append_adds_packages_to_an_existing_sweep(tmp_path: Path, sweep
     assert sweep_cli("validate", str(d)).returncode == 0
 
 
+def test_cli_new_append_interrupted_lists_every_file_it_wrote(tmp_path: Path, sweep_cli):
+    """Ctrl-C while `sweep new --append` writes (as during `sweep adapt`, whose resume reads the
+    directory) is held back until the summary lists every package file written: no file is
+    left unlisted or cut short, and the directory validates."""
+    from faults import pause_env, wait_for
+
+    d = tmp_path / "sweep"
+    common = ["--dt", "0.01", "--T-final", "0.02", "--grid", "8"]
+    assert sweep_cli("new", str(d), "--Re", "100", *common).returncode == 0
+    env, flag = pause_env(tmp_path, "append-before-summary", seconds=3)
+    args = [sys.executable, "-m", "sweep.cli", "new", str(d), "--Re", "200", "400", *common, "--append"]
+    proc = subprocess.Popen(
+        args, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(flag.exists, timeout=120, what="sweep new to pause before its summary")
+        proc.send_signal(signal.SIGINT)  # files written, summary not yet
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, err  # stopped by the Ctrl-C, once the writing was done
+    files = sorted(p.name for p in d.glob("package_*.json"))
+    listed = [i for ids in json.loads((d / "priority_summary.json").read_text()).values() for i in ids]
+    assert len(files) == 3 and len(listed) == 3, (files, listed)
+    r = sweep_cli("validate", str(d))
+    assert r.returncode == 0 and "3 package(s)" in r.stdout, r.stdout + r.stderr
+
+
 def test_cli_failures_are_named_with_class_and_reason(tmp_path: Path, packages_dir, sweep_cli):
     """The final summary and `sweep status` name each failed package, its class and why."""
     from conftest import TINY

@@ -16,17 +16,21 @@ and refused above ``max_packages`` (``sweep new --max-packages``, setting
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import re
+import signal
+import threading
 import warnings
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from solver.params import PARAMS, deprecation_message, parameter_problems
 
 from ..errors import ConfigError, config_error, option_error
+from ..faults import fault_point
 from ..solvers.protocol import FieldError, Solver
 from ..solvers.registry import DEFAULT_SOLVER, SolverCache
 from .check import one_of
@@ -497,6 +501,26 @@ def write_packages(directory: str, docs: Sequence[Mapping[str, Any]], *, force: 
     return [n for n in texts if n != SUMMARY_FILE]
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold back the stop signals (Ctrl-C, SIGTERM, SIGHUP) while the block runs: one that
+    arrives is raised again, and handled as usual, when it ends. (Python handlers, not a
+    thread's signal mask: the kernel may deliver a signal to any other thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread handles signals (and may set their handlers)
+        return
+    arrived: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    before = {s: signal.signal(s, lambda sig, _frame: arrived.append(sig)) for s in stops}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        for sig in dict.fromkeys(arrived):
+            signal.raise_signal(sig)
+
+
 def _write_new(path: str, data: bytes) -> None:
     """Write a file through a new temporary file (O_EXCL, O_NOFOLLOW) renamed over ``path``."""
     tmp = f"{path}.{os.urandom(4).hex()}.partial"
@@ -528,8 +552,11 @@ def append_packages(directory: str, docs: Sequence[Mapping[str, Any]]) -> list[s
     """Add package files to an existing sweep directory (or a new one) and list them in its
     priority summary; returns the written file names. An id already in the directory is refused.
 
-    The package files are written first, then the summary replaced atomically (a new file and a
-    rename): a crash in between leaves files no summary lists, which ``sweep validate`` names.
+    The package files are written first (each through a temporary file and a rename: never a
+    file cut short), then the summary replaced atomically, with Ctrl-C, SIGTERM and SIGHUP held
+    back until all of it is written (an interrupted ``sweep adapt`` resumes from a directory
+    whose every file is listed). A SIGKILL in between leaves files no summary lists, which
+    ``sweep validate`` names.
     """
     os.makedirs(directory, exist_ok=True)
     summary_path = os.path.join(directory, SUMMARY_FILE)
@@ -543,19 +570,16 @@ def append_packages(directory: str, docs: Sequence[Mapping[str, Any]]) -> list[s
     taken = {e.name for e in os.scandir(directory) if e.name.startswith("package_")}
     names = []
     n = len(taken)
-    for doc in docs:
-        n += 1
-        while f"package_{n:04d}.json" in taken:
+    with _signals_held():
+        for doc in docs:
             n += 1
-        name = f"package_{n:04d}.json"
-        with open(os.path.join(directory, name), "x", encoding="utf-8") as f:
-            f.write(_dumps(doc))
-        taken.add(name)
-        summary[doc["priority"]].append(doc["package_id"])
-        names.append(name)
-    tmp = f"{summary_path}.{os.getpid()}.partial"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, summary_path)
+            while f"package_{n:04d}.json" in taken:
+                n += 1
+            name = f"package_{n:04d}.json"
+            _write_new(os.path.join(directory, name), _dumps(doc).encode())
+            taken.add(name)
+            summary[doc["priority"]].append(doc["package_id"])
+            names.append(name)
+        fault_point("append-before-summary")
+        _write_new(summary_path, (json.dumps(summary, indent=2) + "\n").encode())
     return names
