@@ -285,7 +285,7 @@ def test_report_eta_is_none_when_nothing_is_left_and_short_log_axes_get_ticks(tm
     over less than three decades is labelled at 1-2-5 steps, not at 0.5 and 1 only."""
     import holoviews as hv
 
-    from sweep.monitor.views import eta_text
+    from sweep.monitor.page import eta_text
 
     walls = (0.06, 0.3, 1.3)
     pkgs = write_packages(tmp_path / "packages", RUNS)

@@ -65,8 +65,9 @@ def dashboard_app(
     """A Panel app factory (one page per browser session) showing the sweep in ``store``."""
     import panel as pn
 
+    from .page import report_layout
     from .status import load_sweep
-    from .views import report_layout, running_now_html
+    from .views import running_now_html
 
     store, packages_dir = str(store), (None if packages_dir is None else str(packages_dir))
 

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from ..units import format_duration
+from .page import eta_text, report_layout
 from .physics import MAX_LINES, NOT_REACHED, case_colors, derived_frame, grid_dashes, run_cases
 from .reference import Reference
 from .status import PRIORITY_ORDER, STATES, SweepData, SweepStatus
-from .views import STATE_COLORS, STATE_LABELS, eta_text, report_layout, state_counts, stats_frame
+from .views import STATE_COLORS, STATE_LABELS, state_counts, stats_frame
 
 __all__ = [
     "ReportFiles",
