@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .. import config
 from ..errors import ConfigError, option_error
 from ..units import WALLTIME_FORMS, format_duration, format_walltime, parse_walltime
+from .options import int_at_least
 
 if TYPE_CHECKING:  # pragma: no cover
     from .options import SweepOptions
@@ -226,7 +227,7 @@ def check_queue_values(
         if out["walltime"] <= 0:
             raise option_error("walltime", walltime, "a walltime > 0: " + WALLTIME_FORMS)
     if job_cores is not None:
-        out["job_cores"] = _int_at_least("job_cores", job_cores, 1)
+        out["job_cores"] = int_at_least("job_cores", job_cores, 1)
     if job_memory is not None:
         out["job_memory"] = parse_size(str(job_memory), "job_memory")
     if queue is not None:
@@ -241,20 +242,8 @@ def check_queue_values(
             raise option_error("job_extra", item, f"directives in shell quoting ({exc})") from None
         extra += [_no_control_characters("job_extra", w) for w in words]
     out["job_extra"] = tuple(extra)
-    out["jobs"] = _int_at_least("jobs", jobs, 1)
+    out["jobs"] = int_at_least("jobs", jobs, 1)
     return out
-
-
-def _int_at_least(name: str, value: Any, lo: int) -> int:
-    v = value
-    if isinstance(value, str):
-        try:
-            v = int(value)
-        except ValueError:
-            raise option_error(name, value, f"an integer >= {lo}") from None
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise option_error(name, value, f"an integer >= {lo}")
-    return v
 
 
 def prepare_queue(options: SweepOptions) -> QueueSpec:
@@ -279,7 +268,7 @@ def prepare_queue(options: SweepOptions) -> QueueSpec:
             f"jobqueue.{system.name}.{key} in your jobqueue.yaml (~/.config/dask/jobqueue.yaml)",
             option=option,
         )
-    cores = _int_at_least("job_cores", cores, 1)
+    cores = int_at_least("job_cores", cores, 1)
     from dask.utils import parse_bytes
 
     try:
@@ -298,7 +287,7 @@ def prepare_queue(options: SweepOptions) -> QueueSpec:
         # GIL between its FFT calls, so threads of one process would not run runs side by side
         processes = cores
         kwargs["processes"] = processes
-    processes = _int_at_least(f"jobqueue.{system.name}.processes", processes, 1)
+    processes = int_at_least(f"jobqueue.{system.name}.processes", processes, 1)
     if options.walltime is not None:
         walltime = float(options.walltime)
         kwargs["walltime"] = system.format_walltime(walltime)

@@ -19,7 +19,7 @@ from ..errors import option_error
 from ..spec import PRIORITIES, check_priority
 from ..units import parse_size
 
-__all__ = ["SweepOptions"]
+__all__ = ["SweepOptions", "int_at_least"]
 
 
 # Numbers may come as text (the command line passes them on as typed, so that a bad value is
@@ -36,7 +36,9 @@ def _positive(name: str, value: Any, what: str = "seconds > 0") -> float:
     return v
 
 
-def _count(name: str, value: Any, lo: int) -> int:
+def int_at_least(name: str, value: Any, lo: int) -> int:
+    """An option's integer (given as an int or its text) checked against its lower bound:
+    a one-line error naming the option otherwise (``True`` is not a number here)."""
     v = value
     if isinstance(value, str):
         try:
@@ -206,7 +208,7 @@ class SweepOptions:
         if self.remote and mode in QUEUES:
             raise option_error("mode", mode, "a queue mode or a remote scheduler, not both")
         n = _setting(max_parallel, "max-parallel")
-        put("max_parallel", None if n is None else _count("max_parallel", n, 1))
+        put("max_parallel", None if n is None else int_at_least("max_parallel", n, 1))
         queued = check_queue_values(
             _setting(walltime, "jobqueue.walltime"),
             _setting(job_cores, "jobqueue.job-cores"),
@@ -247,7 +249,7 @@ class SweepOptions:
             raise tls_files_refused(tls, f"mode {self.mode} starts its own cluster")
         put("security", check_remote(scheduler, scheduler_file, security, tls) if self.remote else security)
         put("timeout", _positive("timeout", _setting(timeout, "timeout")))
-        put("retries", _count("retries", _setting(retries, "retries"), 0))
+        put("retries", int_at_least("retries", _setting(retries, "retries"), 0))
         put("stop_on_error", bool(stop_on_error))
         put("break_lock", bool(break_lock))
         every_s = _setting(checkpoint_every_seconds, "checkpoint.every-seconds")
@@ -258,7 +260,7 @@ class SweepOptions:
         every_n = _setting(checkpoint_every_steps, "checkpoint.every-steps")
         put(
             "checkpoint_every_steps",
-            None if every_n is None else _count("checkpoint_every_steps", every_n, 1),
+            None if every_n is None else int_at_least("checkpoint_every_steps", every_n, 1),
         )
         put("dry_run", bool(dry_run))
         put("worker_memory", _size("worker_memory", worker_memory))
@@ -279,7 +281,7 @@ class SweepOptions:
             ("chunk", chunk, "submit.chunk"),
             ("max_pending_commits", max_pending_commits, "max-pending-commits"),
         ):
-            put(name, _count(name, _setting(value, key), 1))
+            put(name, int_at_least(name, _setting(value, key), 1))
         values = dict(_setting(priority_values, "priority-values"))
         if set(values) != set(PRIORITIES) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in values.values()
