@@ -208,7 +208,9 @@ def test_fault_driver_sigterm_sighup_stop_cleanly_checkpoint_and_resume(
     assert "saving checkpoints of 1 running run(s)" in drv.stdout
     long_id = _run_id(d, "long")
     # the default checkpoint interval (300 s) did not pass: this checkpoint was asked for by the stop
-    step = checkpoint_steps(store)[long_id]
+    steps = checkpoint_steps(store)
+    assert long_id in steps, drv.output()
+    step = steps[long_id]
     assert step > 0
     assert _lock_free(store) and (store / "lock.json").read_bytes() == b""  # released cleanly
     again = Driver(tmp_path, *args, name="after-stop")

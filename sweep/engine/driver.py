@@ -427,6 +427,7 @@ class Driver:
         self.client.subscribe_topic(self.channel, self.on_event)
         if self.queue is not None:
             self.queue.attach(self)
+        stopped = False
         try:
             ac = as_completed(self.tasks.submit_next(resumes))
             last_tick = last_gather = 0.0
@@ -461,16 +462,27 @@ class Driver:
             self.drain_events()
             self.commits.sync()
             self.recovery.reap_restarts(wait=True)  # the cluster is whole again when the sweep ends
+        except KeyboardInterrupt:
+            # stopped: the wind-down (stopping.py) listens on for the checkpoints it asks for
+            # and then stops listening. Subscribing again there lost the checkpoint events that
+            # overtook the new subscription (the request to the workers is another message).
+            stopped = True
+            raise
         finally:
             if self.queue is not None:
                 self.queue.detach(self)
             self.commits.close()  # before the store closes, whatever happened
             self.live.write(self, "ended")
             self.recovery.close()
-            try:
-                self.client.unsubscribe_topic(self.channel)
-            except Exception:  # the scheduler may be gone
-                pass
+            if not stopped:
+                self.stop_listening()
+
+    def stop_listening(self) -> None:
+        """Stop receiving the runs' events (starts, checkpoints, progress)."""
+        try:
+            self.client.unsubscribe_topic(self.channel)
+        except Exception:  # the scheduler may be gone
+            pass
 
     def process(self, batch: list[Any]) -> list[Any]:
         """Handle a batch of finished futures; returns the futures of resubmitted runs."""

@@ -6,7 +6,6 @@ task would keep its worker busy until the cluster kills it)."""
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,8 +20,12 @@ __all__ = ["wind_down", "checkpoint_running", "stop_running"]
 
 
 def wind_down(driver: Driver, client: Any, options: SweepOptions, say: Callable[[str], None]) -> None:
-    """Save the running runs' checkpoints (if there is time), then end every task."""
-    checkpoint_running(driver, client, options, say)
+    """Save the running runs' checkpoints (if there is time), then end every task. The driver
+    still listens to the runs' events (``Driver.run`` left it so when it was stopped)."""
+    try:
+        checkpoint_running(driver, client, options, say)
+    finally:
+        driver.stop_listening()
     stop_running(driver, client)
 
 
@@ -42,22 +45,17 @@ def checkpoint_running(
         "(interrupt again to stop at once)"
     )
     before = {rid: driver.relay.step.get(rid, -1) for rid in running}
-    try:  # the driver loop has ended: listen to the runs' checkpoint events again
-        client.subscribe_topic(driver.channel, driver.on_event)
+    try:
         client.run(request_checkpoints, driver.channel, on_error="ignore")
     except Exception as exc:  # the checkpoints saved so far will do
         driver.log.warning("cannot ask the running runs for checkpoints: %s", exc)
         return
     deadline = time.monotonic() + grace
-    try:
-        while time.monotonic() < deadline:
-            driver.drain_events()  # saves each checkpoint as it is announced
-            if all(driver.relay.step.get(r, -1) > before[r] for r in running):
-                break
-            time.sleep(0.05)
-    finally:
-        with contextlib.suppress(Exception):
-            client.unsubscribe_topic(driver.channel)
+    while time.monotonic() < deadline:
+        driver.drain_events()  # saves each checkpoint as it is announced
+        if all(driver.relay.step.get(r, -1) > before[r] for r in running):
+            break
+        time.sleep(0.05)
     saved = sum(1 for r in running if driver.relay.step.get(r, -1) > before[r])
     driver.log.warning("stopping: %d of %d running run(s) checkpointed", saved, len(running))
 
