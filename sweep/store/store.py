@@ -10,14 +10,16 @@ Layout (a local path or an fsspec URL)::
                                 run: the marker alone                      (sweep.store.groups)
       batches/<name>/           packed runs stacked on a `run` dimension   (sweep.store.packed)
       log/<seq>-<tag>.jsonl     a record per commit or failure since the index (sweep.store.log)
-      index/                    compacted generations of every record      (sweep.store.index)
+      index/                    segments of every record, merged by size tiers (sweep.store.index,
+                                sweep.store.segments)
       checkpoints/<run_id>/     the latest checkpoint of an unfinished run (sweep.store.checkpoints)
       status.json               what the last sweep's driver said about itself (jobs, workers,
                                 running runs), rewritten every few seconds while it runs
 
-Why a log and a compacted index instead of reading ``runs/``: opening 10,000 zarr groups
-takes minutes, the columnar index well under a second (scripts/bench_store.py); and a
-commit must not rewrite a table over all runs. Why packed runs: a small run's own group
+Why a log and an index of segments instead of reading ``runs/``: opening 10,000 zarr groups
+takes minutes, the columnar index well under a second (scripts/bench_store.py); a commit
+must not rewrite a table over all runs, and neither must a flush of the log (segments are
+merged by size tiers: each row is rewritten O(log N) times). Why packed runs: a small run's own group
 would be 29 files and directories, most of a tiny run's cost and an inode count HPC file
 systems refuse.
 
@@ -71,6 +73,7 @@ class Store:
         lock: WriterLock | None,
         pack_bytes: int = 0,
         compact_every: int = 2000,
+        merge_fan_in: int = 4,
     ) -> None:
         self.url = url
         self.mode = mode
@@ -80,7 +83,14 @@ class Store:
         self._closed = False
         self.pack_bytes = pack_bytes  # runs of at most this many bytes of small arrays are packed
         self.compact_every = compact_every  # log records before the writer folds them into the index
-        self._index = RunIndex(blobs, url, lambda: self.zarr_store, writer=mode == "a")
+        self._index = RunIndex(
+            blobs,
+            url,
+            lambda: self.zarr_store,
+            writer=mode == "a",
+            fan_in=merge_fan_in,
+            flush_rows=compact_every,
+        )
         self._checkpoints = Checkpoints(blobs, url, lambda: self.zarr_store)
         self._writer = RunWriter(blobs, url, self._index, lambda: self.zarr_store, pack_bytes)
 
@@ -102,9 +112,10 @@ class Store:
         ``pack_bytes`` (writer): a run whose data are small 1-D arrays of at most this many
         bytes in all is packed (``sweep.store.packed``: no files of its own); 0 gives every run
         its group ``runs/<run_id>/``. Default: the ``sweep.store.pack-bytes`` setting; the log
-        is folded into the index every ``sweep.store.compact-every`` records. ``break_lock``
-        (writer): take over a lock that a process of another host holds (``sweep.store.lock``:
-        only when that process is known to be gone).
+        is folded into the index every ``sweep.store.compact-every`` records, and the index's
+        newest ``sweep.store.merge-fan-in`` segments of one size are merged into one.
+        ``break_lock`` (writer): take over a lock that a process of another host holds
+        (``sweep.store.lock``: only when that process is known to be gone).
         """
         from ..config import get as config_get
 
@@ -127,6 +138,11 @@ class Store:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"sweep.store.{key}: bad value {value!r}; allowed: seconds > 0")
             lock_timing[key] = float(value)
+        fan_in = config_get("store.merge-fan-in")
+        if isinstance(fan_in, bool) or not isinstance(fan_in, int) or fan_in < 2:
+            raise ConfigError(
+                f"sweep.store.merge-fan-in: bad value {fan_in!r}; allowed: an integer >= 2 (index segments)"
+            )
         url = os.fspath(url)
         blobs = open_blobs(url, **storage_options)
         root_path = getattr(blobs, "root", None)  # a local store's directory
@@ -171,7 +187,7 @@ class Store:
                 except BaseException:
                     lock.release()
                     raise
-        store = cls(url, blobs, mode, lock, pack, every)
+        store = cls(url, blobs, mode, lock, pack, every, fan_in)
         if mode == "a":
             try:
                 with writing(url, "open the store for writing"):
@@ -184,11 +200,15 @@ class Store:
     def _repair(self) -> None:
         """Writer open: load (adopting orphan markers), drop checkpoints of done runs (left by a
         crash between a commit and its checkpoint's removal), drop batch groups that no run
-        points at, fold a long log into the index."""
+        points at and index segments the index does not list, turn an index of format 1 into
+        segments, fold a long log into the index, finish a merge that is due."""
         for rid in self.checkpoint_run_ids() & self.done_run_ids():
             self.drop_checkpoint(rid)
-        self._index.drop_orphan_batches()
+        self._index.drop_orphans()
+        if self._index.legacy is not None:
+            self._index.compact()
         self._compact_if_due()
+        self._index.merge_due()
 
     def __enter__(self) -> Store:
         return self
