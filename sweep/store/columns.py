@@ -8,24 +8,26 @@ Each column (a list of JSON-safe values, one per row) is stored as the cheapest 
 - ``i8``: integers, with a ``mask`` array (1 = None) when some are None;
 - ``dict``: few distinct values (strings, booleans, lists such as a grid, mixed types):
   ``codes`` (int32, -1 = None) into a dictionary of JSON texts kept in the spec;
-- ``json``: anything else (run ids, package ids, timestamps, provenance): the JSON text of
-  the whole list as one uint8 array.
+- ``json``: anything else (run ids, package ids, timestamps, provenance): JSON text.
 
-Every array is zstd-compressed in its chunk (``sweep.store.zarr_docs``): low-entropy columns
-(codes, the shared prefix of timestamps, the repeated keys of provenance) shrink to a few
-bytes per row. ``encode_column``/``decode_column`` are pure functions: arrays in, arrays out;
-the caller names and writes them.
+``pack_columns`` stores a set of columns in a handful of arrays however many columns there
+are (one file count per group, not per column: HPC file systems count inodes): every f8
+column is a row of one (column, row) float64 array, likewise the i8 columns, the masks and
+the codes; the JSON columns are one JSON object of lists (``json``), provenance its own
+(``prov``: read only when asked for). Every array is zstd-compressed in its chunk
+(``sweep.store.zarr_docs``): low-entropy columns (codes, the shared prefix of timestamps, the
+repeated keys of provenance) shrink to a few bytes per row.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["encode_column", "decode_column", "take"]
+__all__ = ["encode_column", "decode_column", "pack_columns", "unpack_columns", "take"]
 
 # a column with at most this share of distinct values (or at most DICT_ALWAYS) is dictionary-coded
 DICT_SHARE = 0.25
@@ -67,12 +69,14 @@ def encode_column(values: Sequence[Any]) -> tuple[dict[str, Any], dict[str, np.n
         texts = [json.dumps(v, sort_keys=True) for v in values]
         if len(set(texts)) <= max(DICT_ALWAYS, DICT_SHARE * n):
             return _dictionary(texts, {})
-    data = json.dumps(list(values)).encode()
-    return {"kind": "json"}, {"values": np.frombuffer(data, dtype=np.uint8)}
+    return {"kind": "json"}, {}
 
 
-def decode_column(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray], n: int) -> list[Any]:
-    """The values of a column of ``n`` rows (the inverse of ``encode_column``)."""
+def decode_column(
+    spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray], n: int, text: list[Any] | None = None
+) -> list[Any]:
+    """The values of a column of ``n`` rows (the inverse of ``encode_column``; a ``json``
+    column's values are ``text``, decoded by the caller)."""
     kind = spec["kind"]
     if kind == "null":
         return [None] * n
@@ -92,12 +96,76 @@ def decode_column(spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray], n: 
         return out
     if kind == "dict":
         table = np.empty(len(spec["values"]) + 1, dtype=object)  # code -1: the None at the end
-        for i, text in enumerate(spec["values"]):
-            table[i] = json.loads(text)
+        for i, item in enumerate(spec["values"]):
+            table[i] = json.loads(item)
         return table[arrays["codes"]].tolist()
     if kind == "json":
-        return list(json.loads(arrays["values"].tobytes()))
+        return list(text or [])
     raise ValueError(f"column kind: bad value {kind!r}; allowed: null, f8, i8, dict, json")
+
+
+_STACKS = {"values": None, "mask": "mask", "codes": "codes"}  # part -> packed array (values: by kind)
+
+
+def pack_columns(
+    columns: Mapping[str, Sequence[Any]], own: Callable[[str], bool] = lambda name: False
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(spec, arrays) of a set of columns of equal length: at most ``f8``, ``i8``, ``mask``,
+    ``codes`` ((column, row) arrays), ``json`` (uint8: JSON text of the JSON columns) and, for
+    each JSON column whose name ``own`` accepts, ``j<k>`` (its own JSON text: read alone)."""
+    stacks: dict[str, list[np.ndarray]] = {"f8": [], "i8": [], "mask": [], "codes": []}
+    texts: dict[str, dict[str, Any]] = {"json": {}}
+    specs: dict[str, Any] = {}
+    n = 0
+    for name, values in columns.items():
+        n = len(values)
+        spec, arrays = encode_column(values)
+        if spec["kind"] == "json":
+            spec["part"] = f"j{len(texts) - 1}" if own(name) else "json"
+            texts.setdefault(spec["part"], {})[name] = list(values)
+        for part, a in arrays.items():
+            key = _STACKS[part] or spec["kind"]
+            spec[f"at_{part}"] = len(stacks[key])
+            stacks[key].append(a)
+        specs[name] = spec
+    out: dict[str, np.ndarray] = {}
+    dtypes = {"f8": "<f8", "i8": "<i8", "mask": "u1", "codes": "<i4"}
+    for key, arrays_of in stacks.items():
+        if arrays_of:
+            out[key] = np.stack(arrays_of).astype(dtypes[key], copy=False)
+    for key, lists in texts.items():
+        if lists:
+            out[key] = np.frombuffer(json.dumps(lists).encode(), dtype=np.uint8)
+    return {"rows": n, "columns": specs}, out
+
+
+def unpack_columns(
+    spec: Mapping[str, Any], read: Callable[[str], np.ndarray], names: Iterable[str] | None = None
+) -> dict[str, list[Any]]:
+    """The columns ``names`` (default all) of ``pack_columns``' output; ``read(part)`` gives a
+    packed array (each one read once)."""
+    n = int(spec["rows"])
+    cache: dict[str, Any] = {}
+
+    def part(key: str) -> Any:
+        if key not in cache:
+            a = read(key)
+            cache[key] = json.loads(a.tobytes()) if key == "json" or key[0] == "j" else a
+        return cache[key]
+
+    out = {}
+    for name in spec["columns"] if names is None else names:
+        col = spec["columns"][name]
+        kind = col["kind"]
+        if kind == "json":
+            out[name] = decode_column(col, {}, n, part(col["part"])[name])
+            continue
+        arrays = {}
+        for key in ("values", "mask", "codes"):
+            if f"at_{key}" in col:
+                arrays[key] = part(_STACKS[key] or kind)[col[f"at_{key}"]]
+        out[name] = decode_column(col, arrays, n)
+    return out
 
 
 def take(values: list[Any], rows: Sequence[int] | np.ndarray) -> list[Any]:

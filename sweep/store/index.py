@@ -44,8 +44,8 @@ from .records import RunRecord
 from .segments import (
     Rows,
     concat_rows,
-    decode_named,
     merge_plan,
+    read_ids,
     read_profiles,
     read_provenance,
     read_segment,
@@ -188,14 +188,14 @@ class RunIndex:
                 if meta is None:
                     raise FileNotFoundError(base)
                 n = int(meta["rows"])
-                ids += decode_named(self._blobs, f"{base}/records", "run_id", meta["records"]["run_id"], n)
+                ids += read_ids(self._blobs, f"{base}/records", meta["records"])
                 counts.append(n)
                 if what == "series":
                     blocks.append(read_series(self._blobs, base))
                 elif what == "profiles":
                     blocks.append(read_profiles(self._blobs, base))
                 else:
-                    blocks.append(read_provenance(self._blobs, f"{base}/records", meta["records"], n))
+                    blocks.append(read_provenance(self._blobs, f"{base}/records", meta["records"]))
         elif ptr.get("current"):
             gen = ptr["current"]
             raw = self._blobs.read(f"index/{gen}/zarr.json")
@@ -503,7 +503,7 @@ class RunIndex:
                     "index: run Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
                 )
             meta, rows = got
-            rows.prov = read_provenance(self._blobs, f"{base}/records", meta["records"], len(rows))
+            rows.prov = read_provenance(self._blobs, f"{base}/records", meta["records"])
             rows.series = read_series(self._blobs, base)
             rows.profiles = read_profiles(self._blobs, base)
             parts.append(rows)

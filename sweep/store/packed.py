@@ -14,10 +14,10 @@ batch groups ``batches/<name>/``, an ordinary zarr group per batch whose arrays 
                                the specs of the columns below
     batches/<name>/<variable>  (run, <dim>_slot) array, padded past each run's length
                                (NaN for floats); 0-d variables are (run,)
-    batches/<name>/records/    the runs' records (each one a run's marker) as compressed
+    batches/<name>/records/    the runs' records (each one a run's marker) as packed compressed
                                columns (sweep.store.segments.records_documents), each run's
-                               Dataset attributes (``attrs``) and its length along each
-                               dimension (``len-<dim>``) the same way
+                               Dataset attributes (``x:attrs``) and its length along each
+                               dimension (``x:len-<dim>``) the same way
 
 Per-run metadata as compressed columns, not JSON lists: a tiny run's record, provenance and
 attributes repeat most of their bytes from run to run (the solver's attributes, the host, the
@@ -40,7 +40,7 @@ import numpy as np
 
 from ..codec import from_base64, little_endian, to_base64
 from .records import RECORD_COLUMNS
-from .segments import Rows, decode_named, encode_named, read_provenance, read_records, records_documents
+from .segments import Rows, read_columns, read_provenance, read_records, records_documents
 from .variables import Variable
 from .zarr_docs import encode_small, group_document, jsonable, read_array
 
@@ -154,14 +154,14 @@ def batch_documents(
             dims = ("run",) + tuple(f"{d}_slot" for d in v.dims)
             items.update(encode_small(f"{name}/{v.name}", stacked, dims, v.attrs, level=DATA_LEVEL))
         run_ids = [str(runs[i][0]["run_id"]) for i in rows]
-        spec, docs = records_documents(f"{name}/records", records_rows([runs[i][0] for i in rows]))
+        extra = {"attrs": [jsonable(runs[i][2]) for i in rows], **{f"len-{d}": v for d, v in lengths.items()}}
+        spec, docs = records_documents(f"{name}/records", records_rows([runs[i][0] for i in rows]), extra)
         items.update(docs)
         meta = {
             "format": 2,
             "rows": len(rows),
             "records": spec,
-            "attrs": encode_named(f"{name}/records", "attrs", [jsonable(runs[i][2]) for i in rows], items),
-            "lengths": {d: encode_named(f"{name}/records", f"len-{d}", v, items) for d, v in lengths.items()},
+            "dims": sorted(lengths),
             "variables": [_spec(v) for v in first],
         }
         members = {v.name: items[f"{v.name}/zarr.json"] for v in first}  # consolidated: one read
@@ -227,10 +227,9 @@ def read_batch(blobs: Any, zarr_store: Any, path: str) -> Batch | None:
             meta["variables"],
             arrays,
         )
-    n = int(meta["rows"])
     prefix = f"{path}/records"
-    rows = read_records(blobs, prefix, meta["records"], n)
-    prov = read_provenance(blobs, prefix, meta["records"], n)
+    rows = read_records(blobs, prefix, meta["records"])
+    prov = read_provenance(blobs, prefix, meta["records"])
 
     def record(i: int) -> dict[str, Any]:
         d = {c: v[i] for c, v in rows.cols.items()}
@@ -242,6 +241,7 @@ def read_batch(blobs: Any, zarr_store: Any, path: str) -> Batch | None:
         )
         return d
 
-    attrs = decode_named(blobs, prefix, "attrs", meta["attrs"], n)
-    lengths = {d: decode_named(blobs, prefix, f"len-{d}", spec, n) for d, spec in meta["lengths"].items()}
+    extra = read_columns(blobs, prefix, meta["records"], ["x:attrs", *(f"x:len-{d}" for d in meta["dims"])])
+    attrs = extra["x:attrs"]
+    lengths = {d: extra[f"x:len-{d}"] for d in meta["dims"]}
     return Batch(rows.ids, record, attrs, lengths, meta["variables"], arrays)

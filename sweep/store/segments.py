@@ -5,10 +5,12 @@ segments) as columns, never as one JSON document over all runs::
 
     index/<name>/zarr.json       attrs["ns_sweep_segment"]: rows, first/last sequence number,
                                  level, and the spec of every column (sweep.store.columns)
-    index/<name>/records/        the record fields, one array (or two) per field: run_id.values,
-                                 status.codes, wall_time.values, ...; p<k>.<part> per parameter,
-                                 provenance.values (read on demand)
-    index/<name>/series/         the time series as (run, slot) float64 arrays, and ``length``
+    index/<name>/records/        the record fields, the parameters and the provenance as packed
+                                 columns (sweep.store.columns.pack_columns: f8, i8, mask, codes,
+                                 json and prov arrays, whatever the number of columns;
+                                 provenance is read only when asked for)
+    index/<name>/series/         the time series as one (name, run, slot) float64 array
+                                 ``values`` (names in the group's attributes) and ``length``
     index/<name>/profiles/<dim>/ the profiles on each other dimension the same way
 
 Every array is a single zstd-compressed chunk (``zarr_docs.encode_small``), read back with
@@ -25,24 +27,25 @@ index rewrote every row at every compaction: quadratic).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .columns import decode_column, encode_column
+from .columns import pack_columns, unpack_columns
 from .records import RECORD_COLUMNS
 from .zarr_docs import decode_small, encode_small, group_document
 
 __all__ = [
     "SEGMENT_ATTR",
     "Rows",
-    "encode_named",
-    "decode_named",
     "records_documents",
+    "read_columns",
     "read_records",
+    "read_ids",
     "read_provenance",
+    "read_provenance_keys",
     "segment_documents",
     "read_segment",
     "read_series",
@@ -52,6 +55,7 @@ __all__ = [
 ]
 
 SEGMENT_ATTR = "ns_sweep_segment"
+PROV_KEYS = "provenance-keys"  # each row's provenance keys, in order; "v:<key>": their values
 COLUMN_LEVEL = 3  # zstd level of record columns (small, repetitive)
 SERIES_LEVEL = 1  # zstd level of series and profiles (floats: little to gain, keep it cheap)
 # the record columns a segment stores (run_id apart), plus where a done run's data are
@@ -80,71 +84,96 @@ class Rows:
         return len(self.ids)
 
 
-def encode_named(prefix: str, name: str, values: Sequence[Any], items: dict[str, bytes]) -> dict[str, Any]:
-    """Encode column ``name`` (``values``) as arrays ``<prefix>/<name>.<part>`` added to
-    ``items``; returns its spec."""
-    spec, arrays = encode_column(values)
-    for part, a in arrays.items():
-        items.update(encode_small(f"{prefix}/{name}.{part}", a, ("row",), {}, level=COLUMN_LEVEL))
-    return spec
+def _reader(blobs: Any, prefix: str) -> Callable[[str], np.ndarray]:
+    def read(key: str) -> np.ndarray:
+        a = decode_small(blobs, f"{prefix}/{key}")
+        if a is None:
+            raise FileNotFoundError(f"{prefix}/{key}")
+        return a
+
+    return read
 
 
-def decode_named(blobs: Any, prefix: str, name: str, spec: Mapping[str, Any], n: int) -> list[Any]:
-    """The column ``name`` under ``prefix`` (``encode_named``'s inverse)."""
-    parts = {"null": (), "f8": ("values",), "json": ("values",), "dict": ("codes",)}.get(spec["kind"])
-    if parts is None:  # i8: its mask only when written
-        parts = ("values", "mask")
-    arrays = {}
-    for part in parts:
-        a = decode_small(blobs, f"{prefix}/{name}.{part}")
-        if a is not None:
-            arrays[part] = a
-        elif part != "mask":
-            raise FileNotFoundError(f"{prefix}/{name}.{part}")
-    return decode_column(spec, arrays, n)
-
-
-def records_documents(prefix: str, rows: Rows) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """(spec, documents) of the record columns of ``rows`` under the group ``prefix``."""
+def records_documents(
+    prefix: str, rows: Rows, extra: Mapping[str, Sequence[Any]] | None = None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """(spec, documents) of the record columns of ``rows`` (and the ``extra`` columns) as the
+    group ``prefix`` (``sweep.store.columns.pack_columns``: a handful of arrays)."""
+    columns: dict[str, Sequence[Any]] = {"run_id": rows.ids}
+    columns.update({f"f:{c}": rows.cols[c] for c in FIELDS if c in rows.cols})
+    columns.update({f"p:{k}": v for k, v in sorted(rows.params.items())})
+    if rows.prov is not None:  # a column per key: a few keys are read without the rest
+        columns[PROV_KEYS] = [list(p) for p in rows.prov]
+        names = list(dict.fromkeys(k for p in rows.prov for k in p))
+        columns.update({f"v:{k}": [p.get(k) for p in rows.prov] for k in names})
+    columns.update({f"x:{k}": v for k, v in (extra or {}).items()})
+    spec, arrays = pack_columns(columns, own=lambda name: name.startswith("v:"))
     items: dict[str, bytes] = {f"{prefix}/zarr.json": group_document({})}
-    spec: dict[str, Any] = {
-        "run_id": encode_named(prefix, "run_id", rows.ids, items),
-        "fields": {},
-        "params": [],
-    }
-    for name in FIELDS:
-        if name in rows.cols:
-            spec["fields"][name] = encode_named(prefix, name, rows.cols[name], items)
-    for k, (name, values) in enumerate(sorted(rows.params.items())):
-        spec["params"].append([name, encode_named(prefix, f"p{k}", values, items)])
-    if rows.prov is not None:
-        spec["provenance"] = encode_named(prefix, "provenance", rows.prov, items)
+    for key, a in arrays.items():
+        dims = ("column", "row") if a.ndim == 2 else ("byte",)
+        items.update(encode_small(f"{prefix}/{key}", a, dims, {}, level=COLUMN_LEVEL))
     return spec, items
 
 
-def read_records(blobs: Any, prefix: str, spec: Mapping[str, Any], n: int) -> Rows:
+def read_columns(
+    blobs: Any, prefix: str, spec: Mapping[str, Any], names: Sequence[str] | None = None
+) -> dict[str, list[Any]]:
+    """Columns ``names`` (default all) of the group ``prefix`` (``records_documents``)."""
+    return unpack_columns(spec, _reader(blobs, prefix), names)
+
+
+def read_records(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> Rows:
     """The record columns under ``prefix`` (the inverse of ``records_documents``; provenance
-    apart: ``read_provenance``)."""
-    ids = decode_named(blobs, prefix, "run_id", spec["run_id"], n)
-    cols = {name: decode_named(blobs, prefix, name, s, n) for name, s in spec["fields"].items()}
-    if "package_ids" in cols:
-        cols["package_ids"] = [tuple(p or ()) for p in cols["package_ids"]]
-    params = {name: decode_named(blobs, prefix, f"p{k}", s, n) for k, (name, s) in enumerate(spec["params"])}
-    return Rows(ids, cols, params)
+    apart: ``read_provenance``; extra columns: ``read_columns``)."""
+    names = [k for k in spec["columns"] if k != PROV_KEYS and k[:2] not in ("x:", "v:")]
+    cols = read_columns(blobs, prefix, spec, names)
+    ids = cols.pop("run_id")
+    fields = {k[2:]: v for k, v in cols.items() if k.startswith("f:")}
+    if "package_ids" in fields:
+        fields["package_ids"] = [tuple(p or ()) for p in fields["package_ids"]]
+    params = {k[2:]: v for k, v in cols.items() if k.startswith("p:")}
+    return Rows(ids, fields, params)
 
 
-def read_provenance(blobs: Any, prefix: str, spec: Mapping[str, Any], n: int) -> list[Any]:
-    """The provenance column under ``prefix`` (empty dicts when none was stored)."""
-    if "provenance" not in spec:
-        return [{}] * n
-    return [p or {} for p in decode_named(blobs, prefix, "provenance", spec["provenance"], n)]
+def read_ids(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> list[str]:
+    """The run ids of the rows under ``prefix``."""
+    return read_columns(blobs, prefix, spec, ["run_id"])["run_id"]
+
+
+def read_provenance(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> list[Any]:
+    """The provenance of the rows under ``prefix`` (empty dicts when none was stored)."""
+    if PROV_KEYS not in spec["columns"]:
+        return [{}] * int(spec["rows"])
+    names = [k for k in spec["columns"] if k[:2] == "v:"]
+    cols = read_columns(blobs, prefix, spec, [PROV_KEYS, *names])
+    keys = cols.pop(PROV_KEYS)
+    by_key = {k[2:]: v for k, v in cols.items()}
+    return [{k: by_key[k][i] for k in row} for i, row in enumerate(keys)]
+
+
+def read_provenance_keys(
+    blobs: Any, prefix: str, spec: Mapping[str, Any], keys: Sequence[str]
+) -> dict[str, list[Any]]:
+    """Provenance key -> its value in each row under ``prefix`` (None where a row lacks it),
+    for ``keys`` only (each one a column of its own: the rest is not read)."""
+    n = int(spec["rows"])
+    present = [k for k in keys if f"v:{k}" in spec["columns"]]
+    cols = read_columns(blobs, prefix, spec, [f"v:{k}" for k in present])
+    return {k: cols[f"v:{k}"] if k in present else [None] * n for k in keys}
 
 
 def _arrays_documents(prefix: str, arrays: Mapping[str, np.ndarray], lengths: np.ndarray) -> dict[str, bytes]:
-    items = {f"{prefix}/zarr.json": group_document({"names": sorted(arrays)})}
+    """Arrays of one shape (run, slot) as one (name, run, slot) array ``values`` and each
+    run's ``length``."""
+    names = sorted(arrays)
+    n = len(lengths)
+    width = max([a.shape[1] for a in arrays.values()] + [0])
+    values = np.full((len(names), n, width), np.nan)
+    for k, name in enumerate(names):
+        values[k, :, : arrays[name].shape[1]] = arrays[name]
+    items = {f"{prefix}/zarr.json": group_document({"names": names})}
     items.update(encode_small(f"{prefix}/length", lengths, ("run",), {}, level=SERIES_LEVEL))
-    for name, a in arrays.items():
-        items.update(encode_small(f"{prefix}/{name}", a, ("run", "slot"), {}, level=SERIES_LEVEL))
+    items.update(encode_small(f"{prefix}/values", values, ("name", "run", "slot"), {}, level=SERIES_LEVEL))
     return items
 
 
@@ -184,7 +213,7 @@ def read_segment(blobs: Any, base: str) -> tuple[dict[str, Any], Rows] | None:
     meta = segment_meta(blobs, base)
     if meta is None:
         return None
-    rows = read_records(blobs, f"{base}/records", meta["records"], int(meta["rows"]))
+    rows = read_records(blobs, f"{base}/records", meta["records"])
     rows.seqs = (int(meta["first_seq"]), int(meta["upto_seq"]))
     return meta, rows
 
@@ -194,16 +223,9 @@ def _read_arrays(blobs: Any, prefix: str) -> Series:
     if raw is None:
         raise FileNotFoundError(prefix)
     names = json.loads(raw)["attributes"]["names"]
-    lengths = decode_small(blobs, f"{prefix}/length")
-    if lengths is None:
-        raise FileNotFoundError(f"{prefix}/length")
-    arrays = {}
-    for name in names:
-        a = decode_small(blobs, f"{prefix}/{name}")
-        if a is None:
-            raise FileNotFoundError(f"{prefix}/{name}")
-        arrays[name] = a
-    return arrays, lengths
+    read = _reader(blobs, prefix)
+    lengths, values = read("length"), read("values")
+    return {name: values[k] for k, name in enumerate(names)}, lengths
 
 
 def read_series(blobs: Any, base: str) -> Series:
