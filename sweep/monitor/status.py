@@ -23,8 +23,8 @@ from ..engine.progress import failure_lines, one_line
 from ..errors import option_error
 from ..store import FAILURE_CLASSES
 from ..units import format_duration
-from .live import LiveSweep, jobs_of_records, live_lines, live_sweep
-from .tables import PRIORITY_ORDER, STATES, package_table, runs_table
+from .live import LiveSweep, jobs_of_provenance, live_lines, live_sweep
+from .tables import PRIORITY_ORDER, STATES, package_table, runs_table_of
 
 __all__ = [
     "FAILURE_CLASSES",
@@ -380,7 +380,35 @@ def read_runs(store: str) -> pd.DataFrame:
     from ..store import Store
 
     with Store.open(str(store), mode="r") as st:
-        return runs_table(st.records())
+        return runs_table_of(st.run_table())
+
+
+PREDICTOR_MEMORY = 50  # finished runs per run size a RuntimePredictor keeps (sweep.engine.predict)
+
+
+def recent_records(st: Any) -> list[Any]:
+    """The records a ``RuntimePredictor`` learns from, in store order: the last
+    ``PREDICTOR_MEMORY`` done runs of each run size (it forgets older ones), so the provenance
+    of only these is read."""
+    table = st.run_table()
+    c, p = table.cols, table.params
+    n = len(table)
+    none = [None] * n
+    sizes = zip(
+        c["solver"],
+        p.get("grid", none),
+        p.get("grid_size", none),
+        p.get("n_cells", none),
+        p.get("precision", none),
+        strict=True,
+    )
+    rows: dict[str, list[int]] = {}
+    for i, (status, size) in enumerate(zip(c["status"], sizes, strict=True)):
+        if status == "done":
+            rows.setdefault(repr(size), []).append(i)
+    keep = sorted(i for group in rows.values() for i in group[-PREDICTOR_MEMORY:])
+    by_id = st.records_of(table.ids[i] for i in keep)
+    return [by_id[table.ids[i]] for i in keep]
 
 
 def read_packages(packages_dir: str | None) -> list[Any] | None:
@@ -418,8 +446,9 @@ def load_sweep(
     references = load_references(list(reference_files or ())) if with_results else []
     packages = read_packages(packages_dir)
     with Store.open(str(store), mode="r") as st:  # one open: records and series agree
-        records = st.records()
-        runs = runs_table(records)
+        runs = runs_table_of(st.run_table())
+        recent = recent_records(st)
+        jobs = st.provenance_values(["jobs", "preemptions"])
         results = open_results(st) if with_results and len(runs) else None
         document = st.status_document()
     return SweepData(
@@ -429,8 +458,8 @@ def load_sweep(
         source=str(store),
         workers=workers,
         packages_dir=packages_dir,
-        predictor=RuntimePredictor.from_records(records.values()),
+        predictor=RuntimePredictor.from_records(recent),
         live=live_sweep(document),
-        jobs_in_records=jobs_of_records(records.values()),
+        jobs_in_records=jobs_of_provenance(jobs["jobs"], jobs["preemptions"]),
         references=references,
     )

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..solvers.registry import DEFAULT_SOLVER
-from ..store import RunRecord
+from ..store import RunRecord, RunTable
 
 __all__ = [
     "PRIORITY_ORDER",
@@ -29,6 +29,7 @@ __all__ = [
     "UNKNOWN_PRIORITY",
     "RUN_COLUMNS",
     "runs_table",
+    "runs_table_of",
     "runs_table_from_results",
     "package_table",
 ]
@@ -98,6 +99,53 @@ def runs_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
             }
         )
     return _frame(rows)
+
+
+def runs_table_of(table: RunTable) -> pd.DataFrame:
+    """``runs_table`` from the store's index columns (``Store.run_table()``): the same frame,
+    built column by column (no record object per run: 100,000 runs in a fraction of a second)."""
+    c = table.cols
+    n = len(table)
+    status = c["status"]
+    grid = table.params.get("grid") or [None] * n
+    axes = np.array(
+        [g if isinstance(g, list) and len(g) == 3 else _NO_GRID for g in grid], dtype=float
+    ).reshape(n, 3)
+
+    def number(name: str) -> np.ndarray:
+        values = table.params.get(name)
+        if values is None:
+            return np.full(n, math.nan)
+        return np.array(
+            [v if isinstance(v, (int, float)) and v is not True and v is not False else None for v in values],
+            dtype=float,
+        )
+
+    df = pd.DataFrame(
+        {
+            "run_id": list(table.ids),
+            "status": status,
+            "failure_class": [
+                (f or "") if s == "failed" else "" for s, f in zip(status, c["failure_class"], strict=True)
+            ],
+            "error": [e or "" for e in c["error"]],
+            "package_ids": c["package_ids"],
+            "priority": [p or UNKNOWN_PRIORITY for p in c["priority"]],
+            "wall_time": np.array([math.nan if w is None else w for w in c["wall_time"]], dtype=float),
+            "Re": number("Re"),
+            "dt": number("dt"),
+            "T_final": number("T_final"),
+            "nx": axes[:, 0],
+            "ny": axes[:, 1],
+            "nz": axes[:, 2],
+            "solver": [s or DEFAULT_SOLVER for s in c["solver"]],
+        },
+        columns=("run_id",) + RUN_COLUMNS,
+    )
+    return df.set_index("run_id")
+
+
+_NO_GRID = [math.nan] * 3
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

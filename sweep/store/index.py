@@ -48,6 +48,7 @@ from .segments import (
     read_ids,
     read_profiles,
     read_provenance,
+    read_provenance_keys,
     read_segment,
     read_series,
     segment_documents,
@@ -263,6 +264,35 @@ class RunIndex:
             if where is None:
                 return [p or {} for p in flat]
             return [flat[i] or {} if i >= 0 else {} for i in where.tolist()]
+
+        return self._retrying(read, "read the provenance")
+
+    def provenance_keys(self, ids: list[str], keys: list[str]) -> dict[str, list[Any]]:
+        """Provenance key -> its value for each of runs ``ids`` in the index (None where a run
+        lacks it), reading those keys' columns only (an index of format 1: all of it)."""
+
+        def read(ptr: dict[str, Any]) -> dict[str, list[Any]]:
+            have: list[str] = []
+            values: dict[str, list[Any]] = {k: [] for k in keys}
+            if "segments" in ptr:
+                for entry in ptr["segments"]:
+                    base = f"index/{entry['name']}"
+                    meta = segment_meta(self._blobs, base)
+                    if meta is None:
+                        raise FileNotFoundError(base)
+                    have += read_ids(self._blobs, f"{base}/records", meta["records"])
+                    got = read_provenance_keys(self._blobs, f"{base}/records", meta["records"], keys)
+                    for k in keys:
+                        values[k] += got[k]
+            else:
+                have, _, blocks = self._blocks(ptr, "provenance")
+                flat = [p for b in blocks for p in b]
+                values = {k: [(p or {}).get(k) for p in flat] for k in keys}
+            where = self._where(have, ids)
+            if where is None:
+                return values
+            idx = where.tolist()
+            return {k: [v[i] if i >= 0 else None for i in idx] for k, v in values.items()}
 
         return self._retrying(read, "read the provenance")
 

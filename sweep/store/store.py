@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -268,6 +268,37 @@ class Store:
         table = self._index.load()
         table.load_provenance(self._index.provenance)
         return {rid: table.record(i) for i, rid in enumerate(table.ids)}
+
+    def records_of(self, run_ids: Iterable[str]) -> dict[str, RunRecord]:
+        """run_id -> RunRecord of the given runs (those in the store), provenance included:
+        only theirs is read (``records()`` reads every run's)."""
+        table = self._index.load()
+        rows = sorted({table.pos[r] for r in run_ids if r in table.pos})
+        missing = [i for i in rows if table.prov[i] is None]
+        if missing:
+            got = self._index.provenance([table.ids[i] for i in missing])
+            for i, p in zip(missing, got, strict=True):
+                table.prov[i] = p
+        return {table.ids[i]: table.record(i) for i in rows}
+
+    def provenance_values(self, keys: Iterable[str]) -> dict[str, list[Any]]:
+        """Provenance key -> its value in each run's provenance, in ``run_table()`` order (None
+        where a run lacks it): a few keys of every run without reading the rest."""
+        table = self._index.load()
+        keys = list(keys)
+        stored = [i for i, p in enumerate(table.prov) if p is None]
+        out: dict[str, list[Any]] = {k: [None] * len(table) for k in keys}
+        if stored:
+            got = self._index.provenance_keys([table.ids[i] for i in stored], keys)
+            for k in keys:
+                col = out[k]
+                for i, v in zip(stored, got[k], strict=True):
+                    col[i] = v
+        for i, p in enumerate(table.prov):
+            if p is not None:
+                for k in keys:
+                    out[k][i] = p.get(k)
+        return out
 
     def done_run_ids(self) -> set[str]:
         """Ids of the runs that finished and are complete."""
