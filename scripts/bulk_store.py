@@ -18,6 +18,7 @@ and flush would not: this is a fixture builder, not a way to store results.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from solver import SolverParams
+from solver.output import RunResult
 from solver.simulate import run_simulation
 from sweep.spec import run_id_of
 from sweep.store import Store
@@ -32,7 +34,7 @@ from sweep.store.records import make_record
 from sweep.store.table import LOG_HOME
 from sweep.store.variables import Variable, profiles_of, result_variables, series_of
 
-__all__ = ["bulk_fill", "run_params"]
+__all__ = ["bulk_fill", "measured_fill", "run_params"]
 
 BASE = {"dt": 0.01, "T_final": 0.01, "grid": [8, 8, 8], "initial_condition": "random"}
 
@@ -40,10 +42,6 @@ BASE = {"dt": 0.01, "T_final": 0.01, "grid": [8, 8, 8], "initial_condition": "ra
 def run_params(i: int) -> dict[str, Any]:
     """The parameters of run ``i`` (Re x random_seed, as bench_scale's grid)."""
     return {**BASE, "Re": 100.0 + i % 1000, "random_seed": i // 1000}
-
-
-def _template() -> tuple[list[Variable], dict[str, Any]]:
-    return result_variables(run_simulation(SolverParams(run_params(0))))
 
 
 def _provenance(i: int, pid: str, now: float) -> dict[str, Any]:
@@ -72,32 +70,90 @@ def _provenance(i: int, pid: str, now: float) -> dict[str, Any]:
     }
 
 
+class _Runs:
+    """Runs ``k`` as ``sweep run`` would store them: one real result's layout, values varied."""
+
+    def __init__(self) -> None:
+        self.result = run_simulation(SolverParams(run_params(0)))
+        self.variables, self.attrs = result_variables(self.result)
+        self.now = time.time()
+
+    def __call__(self, k: int) -> tuple[str, SolverParams, list[Variable], dict[str, Any], dict[str, Any]]:
+        """(run id, parameters, variables, dataset attributes, provenance) of run ``k``."""
+        p = SolverParams(run_params(k))
+        pid = f"Re{100 + k % 1000}-random_seed{k // 1000}"
+        factor = 1.0 + 1e-6 * k
+        own = [v._replace(values=v.values * factor) if not v.is_coord else v for v in self.variables]
+        return (
+            run_id_of(p),
+            p,
+            own,
+            {**self.attrs, "params": repr(p.canonical())},
+            _provenance(k, pid, self.now + k * 1e-3),
+        )
+
+    def result_of(self, k: int) -> tuple[str, RunResult, dict[str, Any]]:
+        """(run id, result, provenance with its parameters) of run ``k``: what ``commit_run`` takes."""
+        rid, p, _, attrs, prov = self(k)
+        factor = 1.0 + 1e-6 * k
+        data = {n: (d, v * factor, a) for n, (d, v, a) in self.result.data_vars.items()}
+        return rid, RunResult(data, dict(self.result.coords), attrs), {**prov, "params": p}
+
+
+def _bulk(st: Store, runs: _Runs, start: int, n: int) -> list[str]:
+    """Add runs ``start`` .. ``start + n - 1`` through the store's own flush (no log records)."""
+    index = st._index  # the store's own flush and merge, fed without log records
+    table = index.load()
+    ids = []
+    for k in range(start, start + n):
+        rid, p, own, attrs, prov = runs(k)
+        rec = make_record(rid, "done", p.as_dict(), prov, seq=index.next_seq()).to_dict()
+        table.upsert(rec, series_of(own), LOG_HOME, profiles_of(own))
+        index.pending[rid] = (rec, own, attrs)
+        ids.append(rid)
+        if len(index.pending) >= st.compact_every:
+            index.compact()
+    return ids
+
+
 def bulk_fill(url: str, n: int, *, start: int = 0) -> list[str]:
     """Add runs ``start`` .. ``start + n - 1`` to the store at ``url`` (created if needed);
     returns their run ids."""
-    variables, attrs = _template()
-    ids = []
     with Store.open(url, mode="a") as st:
-        index = st._index  # the store's own flush and merge, fed without log records
-        table = index.load()
-        every = st.compact_every
-        now = time.time()
-        for k in range(start, start + n):
-            p = SolverParams(run_params(k))
-            rid = run_id_of(p)
-            pid = f"Re{100 + k % 1000}-random_seed{k // 1000}"
-            factor = 1.0 + 1e-6 * k
-            own = [v._replace(values=v.values * factor) if not v.is_coord else v for v in variables]
-            run_attrs = {**attrs, "params": repr(p.canonical())}
-            rec = make_record(
-                rid, "done", p.as_dict(), _provenance(k, pid, now + k * 1e-3), seq=index.next_seq()
-            ).to_dict()
-            table.upsert(rec, series_of(own), LOG_HOME, profiles_of(own))
-            index.pending[rid] = (rec, own, run_attrs)
-            ids.append(rid)
-            if len(index.pending) >= every:
-                index.compact()
-    return ids
+        return _bulk(st, _Runs(), start, n)
+
+
+def measured_fill(url: str, n: int, window: int) -> dict[str, Any]:
+    """Fill a new store with ``n`` runs: the first and the last ``window`` through
+    ``Store.commit_run`` (timed one by one: their flushes and merges included), the rest in
+    bulk; returns the timings (seconds): ``start``, ``end`` (per commit), ``flush``, ``merge``
+    (the index's totals over the whole fill), ``close``."""
+    runs = _Runs()
+
+    def commit(st: Store, start: int) -> list[float]:
+        out = []
+        for k in range(start, start + window):
+            rid, result, prov = runs.result_of(k)
+            t0 = time.perf_counter()
+            st.commit_run(rid, result, prov)
+            out.append(time.perf_counter() - t0)
+        return out
+
+    with Store.open(url, mode="a") as st:
+        first = commit(st, 0)
+        _bulk(st, runs, window, n - 2 * window)
+        last = commit(st, n - window)
+        t0 = time.perf_counter()
+        st.close()
+        closing = time.perf_counter() - t0
+        index = st._index
+    return {
+        "start": first,
+        "end": last,
+        "flush": index.flush_seconds,
+        "merge": index.merge_seconds,
+        "close": closing,
+    }
 
 
 def main() -> None:
@@ -105,8 +161,19 @@ def main() -> None:
     ap.add_argument("store", help="the store (created if needed)")
     ap.add_argument("--runs", type=int, default=100_000, help="runs to add (default 100000)")
     ap.add_argument("--start", type=int, default=0, help="number of the first run (default 0)")
+    ap.add_argument(
+        "--timed",
+        type=int,
+        default=0,
+        metavar="W",
+        help="a new store: the first and last W runs through Store.commit_run, timed; "
+        "prints the timings as JSON (scripts/bench_store.py --scale)",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
+    if args.timed:
+        print(json.dumps(measured_fill(os.fspath(args.store), args.runs, args.timed)))
+        return
     bulk_fill(os.fspath(args.store), args.runs, start=args.start)
     print(f"bulk_store: {args.runs} runs in {time.perf_counter() - t0:.1f} s")
 

@@ -8,7 +8,9 @@ Each column (a list of JSON-safe values, one per row) is stored as the cheapest 
 - ``i8``: integers, with a ``mask`` array (1 = None) when some are None;
 - ``dict``: few distinct values (strings, booleans, lists such as a grid, mixed types):
   ``codes`` (int32, -1 = None) into a dictionary of JSON texts kept in the spec;
-- ``json``: anything else (run ids, package ids, timestamps, provenance): JSON text.
+- ``ascii``: strings of one length, ASCII, many distinct (run ids, timestamps): an (row,
+  width) uint8 array, decoded by numpy;
+- ``json``: anything else (package ids, provenance's lists): JSON text.
 
 ``pack_columns`` stores a set of columns in a handful of arrays however many columns there
 are (one file count per group, not per column: HPC file systems count inodes): every f8
@@ -65,6 +67,15 @@ def encode_column(values: Sequence[Any]) -> tuple[dict[str, Any], dict[str, np.n
         distinct = set(values)
         if len(distinct) <= max(DICT_ALWAYS, DICT_SHARE * n):
             return _dictionary([json.dumps(v) for v in values], {})
+        if (
+            types == {str}
+            and len({len(v) for v in distinct}) == 1
+            and all(v.isascii() and "\x00" not in v for v in distinct)
+        ):
+            # run ids, timestamps: fixed-width ASCII, decoded by numpy (no JSON, no loop)
+            width = len(values[0])
+            raw = np.frombuffer("".join(values).encode("ascii"), dtype=np.uint8).reshape(n, width)
+            return {"kind": "ascii", "width": width}, {"values": raw}
     else:
         texts = [json.dumps(v, sort_keys=True) for v in values]
         if len(set(texts)) <= max(DICT_ALWAYS, DICT_SHARE * n):
@@ -101,6 +112,9 @@ def decode_column(
         return table[arrays["codes"]].tolist()
     if kind == "json":
         return list(text or [])
+    if kind == "ascii":
+        raw = np.ascontiguousarray(arrays["values"])
+        return raw.view(f"S{spec['width']}").ravel().astype(f"U{spec['width']}").tolist()
     raise ValueError(f"column kind: bad value {kind!r}; allowed: null, f8, i8, dict, json")
 
 
@@ -111,11 +125,13 @@ def pack_columns(
     columns: Mapping[str, Sequence[Any]], own: Callable[[str], bool] = lambda name: False
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(spec, arrays) of a set of columns of equal length: at most ``f8``, ``i8``, ``mask``,
-    ``codes`` ((column, row) arrays), ``json`` (uint8: JSON text of the JSON columns) and, for
-    each JSON column whose name ``own`` accepts, ``j<k>`` (its own JSON text: read alone)."""
+    ``codes`` ((column, row) arrays), ``a<k>`` (each ascii column), ``json`` (uint8: JSON text
+    of the JSON columns) and, for each JSON column whose name ``own`` accepts, ``j<k>`` (its
+    own JSON text: read alone)."""
     stacks: dict[str, list[np.ndarray]] = {"f8": [], "i8": [], "mask": [], "codes": []}
     texts: dict[str, dict[str, Any]] = {"json": {}}
     specs: dict[str, Any] = {}
+    ascii_parts: dict[str, np.ndarray] = {}
     n = 0
     for name, values in columns.items():
         n = len(values)
@@ -123,6 +139,9 @@ def pack_columns(
         if spec["kind"] == "json":
             spec["part"] = f"j{len(texts) - 1}" if own(name) else "json"
             texts.setdefault(spec["part"], {})[name] = list(values)
+        if spec["kind"] == "ascii":
+            spec["part"] = f"a{len(ascii_parts)}"
+            ascii_parts[spec["part"]] = arrays.pop("values")
         for part, a in arrays.items():
             key = _STACKS[part] or spec["kind"]
             spec[f"at_{part}"] = len(stacks[key])
@@ -136,6 +155,7 @@ def pack_columns(
     for key, lists in texts.items():
         if lists:
             out[key] = np.frombuffer(json.dumps(lists).encode(), dtype=np.uint8)
+    out.update(ascii_parts)
     return {"rows": n, "columns": specs}, out
 
 
@@ -159,6 +179,9 @@ def unpack_columns(
         kind = col["kind"]
         if kind == "json":
             out[name] = decode_column(col, {}, n, part(col["part"])[name])
+            continue
+        if kind == "ascii":
+            out[name] = decode_column(col, {"values": part(col["part"])}, n)
             continue
         arrays = {}
         for key in ("values", "mask", "codes"):

@@ -112,6 +112,7 @@ class RunIndex:
         self.pending: dict[str, PendingRun] = {}  # packed runs whose only copy is the log
         self._batch_cache: tuple[str, Batch] | None = None  # the batch group read last
         self.merge_seconds = 0.0  # time this session spent merging segments (benchmarks)
+        self.flush_seconds = 0.0  # time this session spent flushing the log (merges apart)
 
     # ------------------------------------------------------------------ reading
 
@@ -163,7 +164,7 @@ class RunIndex:
                 if got is None:
                     raise FileNotFoundError(entry["name"])
                 parts.append(got[1])
-            rows = concat_rows(parts)
+            rows = concat_rows(parts, dedupe=False)  # from_columns keeps a run's last row
             return RunTable.from_columns({"run_id": rows.ids, **rows.cols, "params": rows.params})
         gen = ptr.get("current")
         if gen:  # index format 1
@@ -436,6 +437,7 @@ class RunIndex:
         the last flush as a new segment, list it, drop the log; then merge what is due.
         ``everything`` (and an index of format 1): one segment of every row replaces the
         index (a rebuild, the conversion of an old store)."""
+        t0 = time.perf_counter()
         table = self.load()
         everything = everything or self.legacy is not None
         rows = list(range(len(table))) if everything else sorted(table.dirty)
@@ -480,6 +482,7 @@ class RunIndex:
         for old in replaced:
             self._blobs.delete_tree(f"index/{old}")
         self.log.drop()
+        self.flush_seconds += time.perf_counter() - t0
         self.merge_due()
 
     def _rows(self, table: RunTable, rows: list[int]) -> Rows:

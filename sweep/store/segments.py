@@ -285,16 +285,27 @@ def last_of_each(ids: Sequence[str]) -> np.ndarray | None:
     return np.array(sorted(pos.values()), dtype=np.int64)
 
 
-def concat_rows(parts: Sequence[Rows]) -> Rows:
+def _chain(columns: Sequence[list[Any] | None], counts: Sequence[int]) -> list[Any]:
+    """Lists one after the other (None: that many Nones)."""
+    if len(columns) == 1 and columns[0] is not None:
+        return columns[0]
+    out: list[Any] = []
+    for col, count in zip(columns, counts, strict=True):
+        out.extend([None] * count if col is None else col)
+    return out
+
+
+def concat_rows(parts: Sequence[Rows], *, dedupe: bool = True) -> Rows:
     """Rows of consecutive segments (older first) as one block; a later row of a run replaces
-    an earlier one. Series, profiles and provenance are combined when every part has them."""
+    an earlier one (``dedupe``; else the caller does). Series, profiles and provenance are
+    combined when every part has them."""
     counts = [len(p) for p in parts]
-    ids = [rid for p in parts for rid in p.ids]
+    ids = _chain([p.ids for p in parts], counts)
     n = len(ids)
-    cols = {c: [v for p in parts for v in p.cols.get(c, [None] * len(p))] for c in FIELDS}
+    cols = {c: _chain([p.cols.get(c) for p in parts], counts) for c in FIELDS}
     names = sorted({k for p in parts for k in p.params})
-    params = {k: [v for p in parts for v in p.params.get(k, [None] * len(p))] for k in names}
-    prov = [v for p in parts for v in (p.prov or [])] if all(p.prov is not None for p in parts) else None
+    params = {k: _chain([p.params.get(k) for p in parts], counts) for k in names}
+    prov = _chain([p.prov for p in parts], counts) if all(p.prov is not None for p in parts) else None
     series = stack([p.series for p in parts], counts) if all(p.series is not None for p in parts) else None  # type: ignore[misc]
     profiles = (
         stack_profiles([p.profiles for p in parts], counts)  # type: ignore[misc]
@@ -302,7 +313,7 @@ def concat_rows(parts: Sequence[Rows]) -> Rows:
         else None
     )
     seqs = (min((p.seqs[0] for p in parts), default=0), max((p.seqs[1] for p in parts), default=0))
-    keep = last_of_each(ids)
+    keep = last_of_each(ids) if dedupe else None
     if keep is not None and len(keep) < n:
         k = keep.tolist()
         ids = [ids[i] for i in k]
