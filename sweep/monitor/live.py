@@ -106,10 +106,10 @@ def jobs_of_provenance(jobs_col: Sequence[Any], preemptions_col: Sequence[Any]) 
     (``Store.provenance_values``: two columns, not every run's whole provenance)."""
     jobs: set[str] = set()
     preempted_runs = preemptions = 0
-    for run_jobs in set(map(_hashable, jobs_col)):
-        jobs.update(str(j) for j in run_jobs or ())
-    for value in preemptions_col:
-        n = int(value or 0)
+    for run_jobs in set(map(_hashable, filter(None, jobs_col))):
+        jobs.update(str(j) for j in run_jobs)
+    for value in filter(None, preemptions_col):
+        n = int(value)
         preemptions += n
         preempted_runs += n > 0
     return {

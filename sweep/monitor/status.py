@@ -223,7 +223,10 @@ def sweep_status(
         workers = live.workers  # the jobs actually running (0 while they wait in the queue)
     workers = max(1, int(workers or 1))
     units = package_table(runs, packages)
-    by_priority = {p: Counts.of(units[units["priority"] == p]) for p in _priority_order(units["priority"])}
+    by_priority = {
+        p: Counts.of(units[units["priority"] == p])
+        for p in _priority_order(units["priority"].unique().tolist())
+    }
     if packages is not None:  # every priority level appears, even when empty
         by_priority = {
             p: by_priority.get(p, Counts.of(units.iloc[0:0])) for p in PRIORITY_ORDER
@@ -394,19 +397,19 @@ def recent_records(st: Any) -> list[Any]:
     c, p = table.cols, table.params
     n = len(table)
     none = [None] * n
-    sizes = zip(
-        c["solver"],
-        p.get("grid", none),
-        p.get("grid_size", none),
-        p.get("n_cells", none),
-        p.get("precision", none),
-        strict=True,
-    )
-    rows: dict[str, list[int]] = {}
-    for i, (status, size) in enumerate(zip(c["status"], sizes, strict=True)):
+    # a run's size: grouped by the identity of its values first (values decoded from the index
+    # share their objects: no per-run hashing), then those groups by value
+    columns = (c["solver"], *(p.get(k, none) for k in ("grid", "grid_size", "n_cells", "precision")))
+    by_identity: dict[tuple[int, ...], list[int]] = {}
+    for i, (status, size) in enumerate(
+        zip(c["status"], zip(*(map(id, col) for col in columns), strict=True), strict=True)
+    ):
         if status == "done":
-            rows.setdefault(repr(size), []).append(i)
-    keep = sorted(i for group in rows.values() for i in group[-PREDICTOR_MEMORY:])
+            by_identity.setdefault(size, []).append(i)
+    rows: dict[str, list[int]] = {}
+    for group in by_identity.values():
+        rows.setdefault(repr([col[group[0]] for col in columns]), []).extend(group)
+    keep = sorted(i for group in rows.values() for i in sorted(group)[-PREDICTOR_MEMORY:])
     by_id = st.records_of(table.ids[i] for i in keep)
     return [by_id[table.ids[i]] for i in keep]
 

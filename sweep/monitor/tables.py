@@ -116,10 +116,10 @@ def runs_table_of(table: RunTable) -> pd.DataFrame:
         values = table.params.get(name)
         if values is None:
             return np.full(n, math.nan)
-        return np.array(
-            [v if isinstance(v, (int, float)) and v is not True and v is not False else None for v in values],
-            dtype=float,
-        )
+        try:
+            return np.array(values, dtype=float)  # None is NaN
+        except (TypeError, ValueError):  # a text value: NaN there
+            return np.array([v if isinstance(v, (int, float)) else None for v in values], dtype=float)
 
     df = pd.DataFrame(
         {
@@ -131,7 +131,7 @@ def runs_table_of(table: RunTable) -> pd.DataFrame:
             "error": [e or "" for e in c["error"]],
             "package_ids": c["package_ids"],
             "priority": [p or UNKNOWN_PRIORITY for p in c["priority"]],
-            "wall_time": np.array([math.nan if w is None else w for w in c["wall_time"]], dtype=float),
+            "wall_time": np.array(c["wall_time"], dtype=float),
             "Re": number("Re"),
             "dt": number("dt"),
             "T_final": number("T_final"),

@@ -256,15 +256,32 @@ class RunIndex:
         return self._retrying(read, "read the profiles")
 
     def provenance(self, ids: list[str]) -> list[dict[str, Any]]:
-        """The provenance of runs ``ids`` in the index (read on demand: it is large)."""
+        """The provenance of runs ``ids`` in the index (read on demand: it is large; only the
+        segments holding some of them are read, and only their rows rebuilt)."""
 
         def read(ptr: dict[str, Any]) -> list[dict[str, Any]]:
-            have, _, blocks = self._blocks(ptr, "provenance")
-            flat = [p for b in blocks for p in b]
-            where = self._where(have, ids)
-            if where is None:
-                return [p or {} for p in flat]
-            return [flat[i] or {} if i >= 0 else {} for i in where.tolist()]
+            if "segments" not in ptr:
+                have, _, blocks = self._blocks(ptr, "provenance")
+                flat = [p for b in blocks for p in b]
+                where = self._where(have, ids)
+                return (
+                    [p or {} for p in flat]
+                    if where is None
+                    else [flat[i] or {} if i >= 0 else {} for i in where.tolist()]
+                )
+            wanted = set(ids)
+            found: dict[str, dict[str, Any]] = {}
+            for entry in ptr["segments"]:  # oldest first: a later row of a run replaces an earlier one
+                base = f"index/{entry['name']}"
+                meta = segment_meta(self._blobs, base)
+                if meta is None:
+                    raise FileNotFoundError(base)
+                seg_ids = read_ids(self._blobs, f"{base}/records", meta["records"])
+                rows = [i for i, rid in enumerate(seg_ids) if rid in wanted]
+                if rows:
+                    got = read_provenance(self._blobs, f"{base}/records", meta["records"], rows)
+                    found.update(zip((seg_ids[i] for i in rows), got, strict=True))
+            return [found.get(rid) or {} for rid in ids]
 
         return self._retrying(read, "read the provenance")
 

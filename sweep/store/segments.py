@@ -101,6 +101,10 @@ def records_documents(
     group ``prefix`` (``sweep.store.columns.pack_columns``: a handful of arrays)."""
     columns: dict[str, Sequence[Any]] = {"run_id": rows.ids}
     columns.update({f"f:{c}": rows.cols[c] for c in FIELDS if c in rows.cols})
+    pids = columns.get("f:package_ids")
+    if pids and all(p is not None and len(p) == 1 for p in pids):  # one package a run: its id alone
+        columns["f:package_ids"] = [p[0] for p in pids]
+        columns = {("one:package_ids" if k == "f:package_ids" else k): v for k, v in columns.items()}
     columns.update({f"p:{k}": v for k, v in sorted(rows.params.items())})
     if rows.prov is not None:  # a column per key: a few keys are read without the rest
         columns[PROV_KEYS] = [list(p) for p in rows.prov]
@@ -129,7 +133,9 @@ def read_records(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> Rows:
     cols = read_columns(blobs, prefix, spec, names)
     ids = cols.pop("run_id")
     fields = {k[2:]: v for k, v in cols.items() if k.startswith("f:")}
-    if "package_ids" in fields:
+    if "one:package_ids" in cols:
+        fields["package_ids"] = list(zip(cols["one:package_ids"]))  # 1-tuples, made in C
+    elif "package_ids" in fields:
         fields["package_ids"] = [tuple(p or ()) for p in fields["package_ids"]]
     params = {k[2:]: v for k, v in cols.items() if k.startswith("p:")}
     return Rows(ids, fields, params)
@@ -140,15 +146,20 @@ def read_ids(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> list[str]:
     return read_columns(blobs, prefix, spec, ["run_id"])["run_id"]
 
 
-def read_provenance(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> list[Any]:
-    """The provenance of the rows under ``prefix`` (empty dicts when none was stored)."""
+def read_provenance(
+    blobs: Any, prefix: str, spec: Mapping[str, Any], rows: Sequence[int] | None = None
+) -> list[Any]:
+    """The provenance of the rows under ``prefix`` (``rows``: of those positions only; empty
+    dicts when none was stored)."""
+    n = int(spec["rows"])
     if PROV_KEYS not in spec["columns"]:
-        return [{}] * int(spec["rows"])
+        return [{}] * (n if rows is None else len(rows))
     names = [k for k in spec["columns"] if k[:2] == "v:"]
     cols = read_columns(blobs, prefix, spec, [PROV_KEYS, *names])
     keys = cols.pop(PROV_KEYS)
     by_key = {k[2:]: v for k, v in cols.items()}
-    return [{k: by_key[k][i] for k in row} for i, row in enumerate(keys)]
+    which = range(n) if rows is None else rows
+    return [{k: by_key[k][i] for k in keys[i]} for i in which]
 
 
 def read_provenance_keys(

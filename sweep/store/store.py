@@ -286,14 +286,10 @@ class Store:
         where a run lacks it): a few keys of every run without reading the rest."""
         table = self._index.load()
         keys = list(keys)
-        stored = [i for i, p in enumerate(table.prov) if p is None]
-        out: dict[str, list[Any]] = {k: [None] * len(table) for k in keys}
-        if stored:
-            got = self._index.provenance_keys([table.ids[i] for i in stored], keys)
-            for k in keys:
-                col = out[k]
-                for i, v in zip(stored, got[k], strict=True):
-                    col[i] = v
+        if any(p is None for p in table.prov):  # every row asked for: the index's own order
+            out = self._index.provenance_keys(list(table.ids), keys)
+        else:
+            out = {k: [None] * len(table) for k in keys}
         for i, p in enumerate(table.prov):
             if p is not None:
                 for k in keys:
