@@ -92,8 +92,12 @@ def commit_many(store: Store, params: list[dict], ids: list[str]) -> list[float]
     return times
 
 
+class ChildFailed(Exception):
+    """A child process exited with a nonzero code (its last stderr line)."""
+
+
 def child(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall seconds, peak RSS in MiB, stdout) of a child process; fails on exit != 0."""
+    """(wall seconds, peak RSS in MiB, stdout) of a child process; ChildFailed on exit != 0."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(args, stdout=out, stderr=err, text=True, env=env)
@@ -101,8 +105,10 @@ def child(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
         wall = time.perf_counter() - t0
         out.seek(0)
         err.seek(0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise SystemExit(f"{' '.join(args[:4])} ... failed:\n{err.read()[-3000:]}")
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            lines = err.read().strip().splitlines() or ["(no output)"]
+            raise ChildFailed(f"exit {code}: {lines[-1][:150]}")
         return wall, usage.ru_maxrss / 1024, out.read()
 
 
@@ -158,10 +164,11 @@ def scale(sizes: list[int], window: int, rounds: int, packages: bool) -> None:
             fills[n] = (json.loads(out), wall, rss, *tree(url))
             if packages:
                 grid_file(os.path.join(tmp, f"grid{n}.toml"), n)
-                child(
-                    [*cli, "new", os.path.join(tmp, f"pk{n}"), "--from", os.path.join(tmp, f"grid{n}.toml")],
-                    env,
-                )
+                new = [*cli, "new", os.path.join(tmp, f"pk{n}"), "--from", os.path.join(tmp, f"grid{n}.toml")]
+                try:
+                    child(new, env)
+                except ChildFailed as err:  # its files are written; `status --packages` says the rest
+                    print(f"  sweep new of {n} packages: {err}")
         print(
             f"{'runs':>8} {'commit ms: start median':>24} {'mean':>6} {'end median':>11} {'mean':>6} "
             f"{'flush s':>8} {'merge s':>8} {'index ms/run':>12} {'B/run':>6} {'files/run':>9} "
@@ -176,6 +183,7 @@ def scale(sizes: list[int], window: int, rounds: int, packages: bool) -> None:
                 f"{t['merge']:>8.2f} {index_ms:>12.3f} {size / n:>6.0f} {files / n:>9.4f} {rss:>5.0f} MiB"
             )
         reads: dict[tuple[int, str], list[tuple[float, float]]] = {}
+        failed: dict[tuple[int, str], str] = {}
         for _ in range(rounds):  # interleaved: the machine's load falls on every size alike
             for n in sizes:
                 url = os.path.join(tmp, f"s{n}.zarr")
@@ -193,17 +201,26 @@ def scale(sizes: list[int], window: int, rounds: int, packages: bool) -> None:
                         os.path.join(tmp, f"pk{n}"),
                     ]
                 for what, args in cmds.items():
-                    wall, rss, _ = child(args, env)
+                    try:
+                        wall, rss, _ = child(args, env)
+                    except ChildFailed as err:
+                        failed[(n, what)] = str(err)
+                        continue
                     reads.setdefault((n, what), []).append((wall, rss))
-        whats = list(dict.fromkeys(w for _, w in reads))
+        whats = list(dict.fromkeys(w for _, w in [*reads, *failed]))
         print(f"fresh processes, best of {rounds} interleaved rounds (peak RSS):")
         print(f"{'runs':>8} " + " ".join(f"{w:>26}" for w in whats))
         for n in sizes:
             cells = []
             for w in whats:
-                best = min(reads[(n, w)])
-                cells.append(f"{best[0]:>8.2f} s ({best[1]:>5.0f} MiB)")
+                if (n, w) in reads:
+                    best = min(reads[(n, w)])
+                    cells.append(f"{best[0]:>8.2f} s ({best[1]:>5.0f} MiB)")
+                else:
+                    cells.append("failed")
             print(f"{n:>8} " + " ".join(f"{c:>26}" for c in cells))
+        for (n, w), why in failed.items():
+            print(f"  {w} at {n} runs: {why}")
 
 
 def main() -> None:
