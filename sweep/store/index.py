@@ -48,6 +48,7 @@ from .segments import (
     read_ids,
     read_profiles,
     read_provenance,
+    read_provenance_columns,
     read_provenance_keys,
     read_segment,
     read_series,
@@ -515,9 +516,9 @@ class RunIndex:
             cols,
             params,
             [table.prov[i] or {} for i in rows],
-            table.rows_series(rows),
-            table.rows_profiles(rows),
-            (min(seqs, default=0), self.max_seq),
+            series=table.rows_series(rows),
+            profiles=table.rows_profiles(rows),
+            seqs=(min(seqs, default=0), self.max_seq),
         )
 
     def _write_segment(self, name: str, rows: Rows, level: int) -> None:
@@ -553,7 +554,7 @@ class RunIndex:
                     "index: run Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
                 )
             meta, rows = got
-            rows.prov = read_provenance(self._blobs, f"{base}/records", meta["records"])
+            rows.prov_cols = read_provenance_columns(self._blobs, f"{base}/records", meta["records"])
             rows.series = read_series(self._blobs, base)
             rows.profiles = read_profiles(self._blobs, base)
             parts.append(rows)

@@ -46,6 +46,7 @@ __all__ = [
     "read_ids",
     "read_provenance",
     "read_provenance_keys",
+    "read_provenance_columns",
     "segment_documents",
     "read_segment",
     "read_series",
@@ -75,6 +76,9 @@ class Rows:
     cols: dict[str, list[Any]]
     params: dict[str, list[Any]]
     prov: list[Any] | None = None
+    # or the provenance as stored: each row's keys, and key -> its value in each row (merges
+    # copy it so, without a dict per row)
+    prov_cols: tuple[list[Any], dict[str, list[Any]]] | None = None
     series: Series | None = None
     profiles: Profiles | None = None
     seqs: tuple[int, int] = (0, 0)  # first and last sequence number
@@ -106,7 +110,10 @@ def records_documents(
         columns["f:package_ids"] = [p[0] for p in pids]
         columns = {("one:package_ids" if k == "f:package_ids" else k): v for k, v in columns.items()}
     columns.update({f"p:{k}": v for k, v in sorted(rows.params.items())})
-    if rows.prov is not None:  # a column per key: a few keys are read without the rest
+    if rows.prov_cols is not None:
+        columns[PROV_KEYS] = rows.prov_cols[0]
+        columns.update({f"v:{k}": v for k, v in rows.prov_cols[1].items()})
+    elif rows.prov is not None:  # a column per key: a few keys are read without the rest
         columns[PROV_KEYS] = [list(p) for p in rows.prov]
         names = list(dict.fromkeys(k for p in rows.prov for k in p))
         columns.update({f"v:{k}": [p.get(k) for p in rows.prov] for k in names})
@@ -162,6 +169,19 @@ def read_provenance(
     return [{k: by_key[k][i] for k in keys[i]} for i in which]
 
 
+def read_provenance_columns(
+    blobs: Any, prefix: str, spec: Mapping[str, Any]
+) -> tuple[list[Any], dict[str, list[Any]]]:
+    """The provenance under ``prefix`` as stored: (each row's keys, key -> its values)."""
+    n = int(spec["rows"])
+    if PROV_KEYS not in spec["columns"]:
+        return [[] for _ in range(n)], {}
+    names = [k for k in spec["columns"] if k[:2] == "v:"]
+    cols = read_columns(blobs, prefix, spec, [PROV_KEYS, *names])
+    keys = cols.pop(PROV_KEYS)
+    return keys, {k[2:]: v for k, v in cols.items()}
+
+
 def read_provenance_keys(
     blobs: Any, prefix: str, spec: Mapping[str, Any], keys: Sequence[str]
 ) -> dict[str, list[Any]]:
@@ -192,7 +212,8 @@ def segment_documents(base: str, rows: Rows, level: int) -> tuple[dict[str, byte
     """The documents of segment ``base`` holding ``rows`` (with provenance, series and
     profiles): (every document but its group, its group ``zarr.json``: written last, it
     makes the segment exist)."""
-    assert rows.series is not None and rows.profiles is not None and rows.prov is not None
+    assert rows.series is not None and rows.profiles is not None
+    assert rows.prov is not None or rows.prov_cols is not None
     spec, items = records_documents(f"{base}/records", rows)
     series, lengths = rows.series
     items.update(_arrays_documents(f"{base}/series", series, lengths))
@@ -317,6 +338,12 @@ def concat_rows(parts: Sequence[Rows], *, dedupe: bool = True) -> Rows:
     names = sorted({k for p in parts for k in p.params})
     params = {k: _chain([p.params.get(k) for p in parts], counts) for k in names}
     prov = _chain([p.prov for p in parts], counts) if all(p.prov is not None for p in parts) else None
+    prov_cols = None
+    if all(p.prov_cols is not None for p in parts):
+        pcs = [p.prov_cols for p in parts if p.prov_cols is not None]
+        keys = _chain([pc[0] for pc in pcs], counts)
+        names = list(dict.fromkeys(k for pc in pcs for k in pc[1]))
+        prov_cols = (keys, {k: _chain([pc[1].get(k) for pc in pcs], counts) for k in names})
     series = stack([p.series for p in parts], counts) if all(p.series is not None for p in parts) else None  # type: ignore[misc]
     profiles = (
         stack_profiles([p.profiles for p in parts], counts)  # type: ignore[misc]
@@ -331,9 +358,14 @@ def concat_rows(parts: Sequence[Rows], *, dedupe: bool = True) -> Rows:
         cols = {c: [v[i] for i in k] for c, v in cols.items()}
         params = {c: [v[i] for i in k] for c, v in params.items()}
         prov = None if prov is None else [prov[i] for i in k]
+        if prov_cols is not None:
+            prov_cols = (
+                [prov_cols[0][i] for i in k],
+                {c: [v[i] for i in k] for c, v in prov_cols[1].items()},
+            )
         series = None if series is None else select(series, keep)
         profiles = None if profiles is None else {d: select(s, keep) for d, s in profiles.items()}
-    return Rows(ids, cols, params, prov, series, profiles, seqs)
+    return Rows(ids, cols, params, prov, prov_cols, series=series, profiles=profiles, seqs=seqs)
 
 
 def merge_plan(levels: Sequence[int], fan_in: int) -> int | None:
