@@ -389,29 +389,15 @@ def read_runs(store: str) -> pd.DataFrame:
 PREDICTOR_MEMORY = 50  # finished runs per run size a RuntimePredictor keeps (sweep.engine.predict)
 
 
+# the parameters a run's size depends on (sweep.engine.predict.run_size), besides its solver
+SIZE_PARAMS = ("grid", "grid_size", "n_cells", "precision")
+
+
 def recent_records(st: Any) -> list[Any]:
     """The records a ``RuntimePredictor`` learns from, in store order: the last
     ``PREDICTOR_MEMORY`` done runs of each run size (it forgets older ones), so the provenance
     of only these is read."""
-    table = st.run_table()
-    c, p = table.cols, table.params
-    n = len(table)
-    none = [None] * n
-    # a run's size: grouped by the identity of its values first (values decoded from the index
-    # share their objects: no per-run hashing), then those groups by value
-    columns = (c["solver"], *(p.get(k, none) for k in ("grid", "grid_size", "n_cells", "precision")))
-    by_identity: dict[tuple[int, ...], list[int]] = {}
-    for i, (status, size) in enumerate(
-        zip(c["status"], zip(*(map(id, col) for col in columns), strict=True), strict=True)
-    ):
-        if status == "done":
-            by_identity.setdefault(size, []).append(i)
-    rows: dict[str, list[int]] = {}
-    for group in by_identity.values():
-        rows.setdefault(repr([col[group[0]] for col in columns]), []).extend(group)
-    keep = sorted(i for group in rows.values() for i in sorted(group)[-PREDICTOR_MEMORY:])
-    by_id = st.records_of(table.ids[i] for i in keep)
-    return [by_id[table.ids[i]] for i in keep]
+    return st.last_done_records(PREDICTOR_MEMORY, SIZE_PARAMS)
 
 
 def read_packages(packages_dir: str | None) -> list[Any] | None:

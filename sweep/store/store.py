@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -280,6 +280,28 @@ class Store:
             for i, p in zip(missing, got, strict=True):
                 table.prov[i] = p
         return {table.ids[i]: table.record(i) for i in rows}
+
+    def last_done_records(self, per_group: int, params: Sequence[str]) -> list[RunRecord]:
+        """The records (provenance included) of the last ``per_group`` done runs of each group
+        of runs with one solver and equal values of the parameters ``params``, in store order
+        (e.g. what a runtime predictor that keeps the recent runs of each size learns from):
+        only their provenance is read."""
+        table = self._index.load()
+        none = [None] * len(table)
+        columns = (table.cols["solver"], *(table.params.get(k, none) for k in params))
+        # grouped by the identity of the values first (values decoded from the index share
+        # their objects: no per-run hashing), then those groups by value
+        by_identity: dict[tuple[int, ...], list[int]] = {}
+        sizes = zip(*(map(id, col) for col in columns), strict=True)
+        for i, (status, size) in enumerate(zip(table.cols["status"], sizes, strict=True)):
+            if status == "done":
+                by_identity.setdefault(size, []).append(i)
+        groups: dict[str, list[int]] = {}
+        for rows in by_identity.values():
+            groups.setdefault(repr([col[rows[0]] for col in columns]), []).extend(rows)
+        keep = sorted(i for rows in groups.values() for i in sorted(rows)[-per_group:])
+        by_id = self.records_of(table.ids[i] for i in keep)
+        return [by_id[table.ids[i]] for i in keep]
 
     def provenance_values(self, keys: Iterable[str]) -> dict[str, list[Any]]:
         """Provenance key -> its value in each run's provenance, in ``run_table()`` order (None
