@@ -170,7 +170,8 @@ def _eta(
         return 0.0, {}, "nothing pending"
     if packages is None:
         return None, {}, "needs --packages"
-    params_of = {str(p.run_id): _params_of(p) for p in packages}
+    wanted = set(pending["run_id"].tolist())  # only the pending runs' parameters are built
+    params_of = {rid: _params_of(p) for p in packages if (rid := str(p.run_id)) in wanted}
     under_way = {}
     if live is not None and live.active:
         under_way = {str(r.get("run_id")): r.get("predicted_left") for r in live.running}
@@ -238,7 +239,7 @@ def sweep_status(
     )
     extra = {}
     if packages is not None:
-        extra["runs_not_in_packages"] = int(len(set(runs.index) - set(units["run_id"])))
+        extra["runs_not_in_packages"] = int(len(set(runs.index.tolist()) - set(units["run_id"].tolist())))
     failed = units[units["state"] == "failed"]
     error_of = dict(zip(runs.index.tolist(), runs["error"].tolist(), strict=True))
     failures = [
