@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["encode_column", "decode_column", "pack_columns", "unpack_columns", "take"]
+__all__ = ["encode_column", "decode_column", "pack_columns", "unpack_columns"]
 
 # a column with at most this share of distinct values (or at most DICT_ALWAYS) is dictionary-coded
 DICT_SHARE = 0.25
@@ -189,8 +189,3 @@ def unpack_columns(
                 arrays[key] = part(_STACKS[key] or kind)[col[f"at_{key}"]]
         out[name] = decode_column(col, arrays, n)
     return out
-
-
-def take(values: list[Any], rows: Sequence[int] | np.ndarray) -> list[Any]:
-    """``values`` at ``rows`` (a list)."""
-    return [values[i] for i in rows]
