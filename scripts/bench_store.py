@@ -130,7 +130,7 @@ def grid_file(path: str, n: int) -> None:
     with open(path, "w") as f:
         f.write('[[grids]]\npriority = "HIGH"\n[grids.parameters]\n')
         f.write(f"Re = {json.dumps([100.0 + i for i in range(n_re)])}\nrandom_seed = {json.dumps(seeds)}\n")
-        f.write(f"dt = {BASE['dt']}\nT_final = {BASE['T_final']}\ngrid_size = {json.dumps(BASE['grid'])}\n")
+        f.write(f"dt = {BASE['dt']}\nT_final = {BASE['T_final']}\ngrid = {json.dumps(BASE['grid'])}\n")
         f.write(f'initial_condition = "{BASE["initial_condition"]}"\n')
 
 

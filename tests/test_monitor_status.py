@@ -280,9 +280,7 @@ def test_monitor_status_reads_columns_as_the_records_say(scenario, tmp_path):
     from sweep.spec import run_id_of
 
     with Store.open(str(copy), mode="a") as st:  # one more run only in the log: rows of both kinds
-        params = SolverParams(
-            {**{k: v for k, v in TINY.items() if k != "grid_size"}, "grid": TINY["grid_size"], "Re": 777.0}
-        )
+        params = SolverParams({**TINY, "Re": 777.0})
         prov = {"params": params, "package_ids": ["extra"], "priority": "LOW", "wall_time": 2.0}
         prov.update(jobs=["17", "18"], preemptions=1)
         st.commit_run(run_id_of(params), simulate_tiny(params), prov)

@@ -164,7 +164,8 @@ def batch_documents(
             "dims": sorted(lengths),
             "variables": [_spec(v) for v in first],
         }
-        members = {v.name: items[f"{v.name}/zarr.json"] for v in first}  # consolidated: one read
+        # consolidated (the stacked arrays: what xarray.open_zarr reads): one read
+        members = {v.name: items[f"{name}/{v.name}/zarr.json"] for v in first}
         group = group_document({BATCH_ATTR: meta}, json_safe=True, members=members)
         out.append((name, run_ids, items, group))
     return out
