@@ -3,11 +3,20 @@
 
     python scripts/bench_store.py            # 10,000 packages, 9,000 done (about 1-2 minutes)
     python scripts/bench_store.py --n 2000   # smaller, for a quick look
+    python scripts/bench_store.py --scale 10000 100000 --packages   # the store at scale (issue 17)
 
 Targets (issue 3): planning 10,000 packages with 9,000 done <= 0.5 s end to end (package
 files read and checked, store read, decisions); open_results over 10,000 runs <= 3 s;
 committing one small run (time series only) <= 10 ms. Everything is built in a temporary
 directory that is removed afterwards.
+
+``--scale N ...`` (issue 17): for each N, a store of N tiny runs (scripts/bulk_store.py: the
+first and last ``--window`` runs through ``Store.commit_run``, timed, the rest in bulk through
+the store's own flush and merge), then, in ``--rounds`` interleaved rounds over the sizes,
+``open_results`` and ``sweep status`` (``--packages``: also with the N package files, written
+by `sweep new`) as fresh processes. Prints the commit cost per run at the start and at the end
+of the fill (flat = linear), the index's flush and merge time in all, bytes and files per run,
+and each command's time and peak RSS (its own ``resource.getrusage``).
 """
 
 from __future__ import annotations
@@ -83,11 +92,151 @@ def commit_many(store: Store, params: list[dict], ids: list[str]) -> list[float]
     return times
 
 
+class ChildFailed(Exception):
+    """A child process exited with a nonzero code (its last stderr line)."""
+
+
+def child(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MiB, stdout) of a child process; ChildFailed on exit != 0."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(args, stdout=out, stderr=err, text=True, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            lines = err.read().strip().splitlines() or ["(no output)"]
+            raise ChildFailed(f"exit {code}: {lines[-1][:150]}")
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def tree(path: str) -> tuple[int, int]:
+    """(files, bytes) under ``path``."""
+    files = size = 0
+    for root, _, names in os.walk(path):
+        files += len(names)
+        size += sum(os.path.getsize(os.path.join(root, f)) for f in names)
+    return files, size
+
+
+def grid_file(path: str, n: int) -> None:
+    """The `sweep new` grid of scripts/bulk_store.py's runs 0 .. n-1 (Re x random_seed)."""
+    from bulk_store import BASE
+
+    n_re = min(n, 1000)
+    seeds = list(range(-(-n // 1000)))
+    with open(path, "w") as f:
+        f.write('[[grids]]\npriority = "HIGH"\n[grids.parameters]\n')
+        f.write(f"Re = {json.dumps([100.0 + i for i in range(n_re)])}\nrandom_seed = {json.dumps(seeds)}\n")
+        f.write(f"dt = {BASE['dt']}\nT_final = {BASE['T_final']}\ngrid = {json.dumps(BASE['grid'])}\n")
+        f.write(f'initial_condition = "{BASE["initial_condition"]}"\n')
+
+
+def scale(sizes: list[int], window: int, rounds: int, packages: bool) -> None:
+    """The store at scale: see the module docstring (``--scale``)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cli = [sys.executable, "-m", "sweep.cli"]
+    every, fan_in = config.get("store.compact-every"), config.get("store.merge-fan-in")
+    print(
+        f"store at scale: compact-every {every}, merge-fan-in {fan_in}; commits timed: {window} at each end"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench_store_scale-") as tmp:
+        env["NS_SWEEP_CACHE_DIR"] = os.path.join(tmp, "cache")
+        fills = {}
+        for n in sizes:
+            url = os.path.join(tmp, f"s{n}.zarr")
+            wall, rss, out = child(
+                [
+                    sys.executable,
+                    os.path.join(here, "bulk_store.py"),
+                    url,
+                    "--runs",
+                    str(n),
+                    "--timed",
+                    str(window),
+                ],
+                env,
+            )
+            fills[n] = (json.loads(out), wall, rss, *tree(url))
+            if packages:
+                grid_file(os.path.join(tmp, f"grid{n}.toml"), n)
+                new = [*cli, "new", os.path.join(tmp, f"pk{n}"), "--from", os.path.join(tmp, f"grid{n}.toml")]
+                try:
+                    child(new, env)
+                except ChildFailed as err:  # its files are written; `status --packages` says the rest
+                    print(f"  sweep new of {n} packages: {err}")
+        print(
+            f"{'runs':>8} {'commit ms: start median':>24} {'mean':>6} {'end median':>11} {'mean':>6} "
+            f"{'flush s':>8} {'merge s':>8} {'index ms/run':>12} {'B/run':>6} {'files/run':>9} "
+            f"{'fill RSS':>9}"
+        )
+        for n, (t, _, rss, files, size) in fills.items():
+            start, end = [x * 1e3 for x in t["start"]], [x * 1e3 for x in t["end"]]
+            index_ms = (t["flush"] + t["merge"] + t["close"]) * 1e3 / n
+            print(
+                f"{n:>8} {statistics.median(start):>24.3f} {statistics.mean(start):>6.3f} "
+                f"{statistics.median(end):>11.3f} {statistics.mean(end):>6.3f} {t['flush']:>8.2f} "
+                f"{t['merge']:>8.2f} {index_ms:>12.3f} {size / n:>6.0f} {files / n:>9.4f} {rss:>5.0f} MiB"
+            )
+        reads: dict[tuple[int, str], list[tuple[float, float]]] = {}
+        failed: dict[tuple[int, str], str] = {}
+        for _ in range(rounds):  # interleaved: the machine's load falls on every size alike
+            for n in sizes:
+                url = os.path.join(tmp, f"s{n}.zarr")
+                cmds = {
+                    "open_results": [sys.executable, "-c", f"import sweep; sweep.open_results({url!r})"],
+                    "sweep status": [*cli, "status", "--store", url],
+                }
+                if packages:
+                    cmds["sweep status --packages"] = [
+                        *cli,
+                        "status",
+                        "--store",
+                        url,
+                        "--packages",
+                        os.path.join(tmp, f"pk{n}"),
+                    ]
+                for what, args in cmds.items():
+                    try:
+                        wall, rss, _ = child(args, env)
+                    except ChildFailed as err:
+                        failed[(n, what)] = str(err)
+                        continue
+                    reads.setdefault((n, what), []).append((wall, rss))
+        whats = list(dict.fromkeys(w for _, w in [*reads, *failed]))
+        print(f"fresh processes, best of {rounds} interleaved rounds (peak RSS):")
+        print(f"{'runs':>8} " + " ".join(f"{w:>26}" for w in whats))
+        for n in sizes:
+            cells = []
+            for w in whats:
+                if (n, w) in reads:
+                    best = min(reads[(n, w)])
+                    cells.append(f"{best[0]:>8.2f} s ({best[1]:>5.0f} MiB)")
+                else:
+                    cells.append("failed")
+            print(f"{n:>8} " + " ".join(f"{c:>26}" for c in cells))
+        for (n, w), why in failed.items():
+            print(f"  {w} at {n} runs: {why}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=10_000, help="packages (default 10000); 90%% are done")
     ap.add_argument("--cli", action="store_true", help="also time `sweep explain` as a fresh process")
+    ap.add_argument("--scale", type=int, nargs="+", metavar="N", help="the store at scale: these run counts")
+    ap.add_argument(
+        "--window", type=int, default=2000, help="--scale: commits timed at each end (default 2000)"
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="--scale: interleaved rounds of reads (default 3)")
+    ap.add_argument("--packages", action="store_true", help="--scale: also `sweep status --packages`")
     args = ap.parse_args()
+    if args.scale:
+        scale(args.scale, args.window, args.rounds, args.packages)
+        return
     n, n_done = args.n, args.n * 9 // 10
     with tempfile.TemporaryDirectory(prefix="bench_store-") as tmp:
         pkg_dir, url = os.path.join(tmp, "packages"), os.path.join(tmp, "results.zarr")

@@ -9,7 +9,10 @@ Points: store ``store-create`` (a new store: its lock taken, nothing else writte
 ``before-marker`` (a run's data written, its done marker not; a packed run:
 nothing written yet), ``before-log`` (marker written, log record not; a packed run: its
 record is its marker, the run is done), ``checkpoint-before-pointer``, ``compact-before-index``
-(batch groups written, the index pointing at them not); engine ``cluster-started`` (a local
+(batch groups written, the index pointing at them not), ``merge-before-list`` (a merged index
+segment written, the index's list of segments not switched to it), ``merge-before-drop`` (the
+list switched, the merged segments not deleted yet; both with ``@L<level>``: the merged
+segment's level); engine ``cluster-started`` (a local
 cluster is up, nothing submitted), ``before-commit``, ``after-commit``, ``after-checkpoint``,
 ``stopping`` (a stop signal arrived; the running runs' checkpoints not asked for yet).
 

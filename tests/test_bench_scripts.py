@@ -25,15 +25,16 @@ pytestmark = pytest.mark.slow
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
-def run_script(name: str, *args: str, cwd: Path) -> str:
-    """Run scripts/``name`` with this interpreter; its stdout (fails on a non-zero exit)."""
+def run_script(name: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
+    """Run scripts/``name`` with this interpreter (``env`` added to the environment); its
+    stdout (fails on a non-zero exit)."""
     proc = subprocess.run(
         [sys.executable, str(SCRIPTS / name), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})},
     )
     assert proc.returncode == 0, f"{name} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -126,6 +127,31 @@ def test_bench_store_plans_and_commits(tmp_path: Path) -> None:
     assert "plan 300 packages (270 done, 30 to run)" in out
     assert re.search(r"commit one small run: median [\d.]+ ms", out)
     assert re.search(r"open_results over 300 runs .*: best [\d.]+ s", out)
+
+
+def test_bench_store_scale_prints_commit_costs_sizes_and_reads(tmp_path: Path) -> None:
+    out = run_script(
+        "bench_store.py",
+        *("--scale", "300", "600", "--window", "50", "--rounds", "1", "--packages"),
+        cwd=tmp_path,
+        env={"DASK_SWEEP__STORE__COMPACT_EVERY": "50"},
+    )
+    assert "compact-every 50, merge-fan-in 4; commits timed: 50 at each end" in out
+    rows = re.findall(
+        r"^\s+(300|600)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)"
+        r"\s+([\d.]+)\s+(\d+)\s+([\d.]+)\s+(\d+) MiB$",
+        out,
+        re.M,
+    )
+    assert [r[0] for r in rows] == ["300", "600"], out
+    for r in rows:
+        # index cost, bytes and files per run (a few fixed files weigh in at this size)
+        assert float(r[7]) > 0 and 0 < int(r[8]) < 5000 and 0 < float(r[9]) < 3
+        assert float(r[6]) > 0  # merges happened (600 runs / 50 per flush: levels 1 and 2)
+    reads = re.findall(
+        r"^\s+(300|600)\s+([\d.]+) s \(\s*\d+ MiB\)\s+([\d.]+) s \(\s*\d+ MiB\)\s+([\d.]+) s", out, re.M
+    )
+    assert [r[0] for r in reads] == ["300", "600"], out
 
 
 def test_bench_checkpoint_counts_the_checkpoints_it_times(tmp_path: Path) -> None:

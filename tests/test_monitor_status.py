@@ -7,8 +7,8 @@ import shutil
 
 import pandas as pd
 import pytest
-from conftest import run_cli
-from monitor_store import EXPECTED, build_scenario, commit_done
+from conftest import TINY, run_cli
+from monitor_store import EXPECTED, build_scenario, commit_done, simulate_tiny
 
 from sweep.monitor.status import Counts, load_sweep, progress_bar, sweep_status
 from sweep.monitor.tables import package_table
@@ -262,3 +262,35 @@ def test_monitor_status_reads_the_running_sweeps_document_jobs_workers_and_stale
     # (2 s) fits beside it on the third worker: 11 s of work over 3 workers, c still the longest
     assert status.eta_by_priority == {"MEDIUM": pytest.approx(7.0), "LOW": pytest.approx(7.0)}
     assert sweep_status(runs, pkgs, live=live, workers=1).eta_by_priority["LOW"] == pytest.approx(11.0)
+
+
+def test_monitor_status_reads_columns_as_the_records_say(scenario, tmp_path):
+    """The runs table, the predictor and the jobs of `sweep status` come from the index's
+    columns (and the provenance of a few runs): the same figures as from every record."""
+    from sweep.engine.predict import RuntimePredictor
+    from sweep.monitor.live import jobs_of_provenance, jobs_of_records
+    from sweep.monitor.status import recent_records
+    from sweep.monitor.tables import runs_table, runs_table_of
+    from sweep.store import Store
+
+    _, store = scenario
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(store, copy)
+    from solver import SolverParams
+    from sweep.spec import run_id_of
+
+    with Store.open(str(copy), mode="a") as st:  # one more run only in the log: rows of both kinds
+        params = SolverParams({**TINY, "Re": 777.0})
+        prov = {"params": params, "package_ids": ["extra"], "priority": "LOW", "wall_time": 2.0}
+        prov.update(jobs=["17", "18"], preemptions=1)
+        st.commit_run(run_id_of(params), simulate_tiny(params), prov)
+        for st_view in (st, Store.open(str(copy))):
+            records = st_view.records()
+            pd.testing.assert_frame_equal(runs_table_of(st_view.run_table()), runs_table(records))
+            columns = st_view.provenance_values(["jobs", "preemptions"])
+            assert jobs_of_provenance(columns["jobs"], columns["preemptions"]) == jobs_of_records(
+                records.values()
+            )
+            every, recent = RuntimePredictor.from_records(records.values()), recent_records(st_view)
+            assert [r.run_id for r in recent] == [r for r, rec in records.items() if rec.status == "done"]
+            assert every._seen == RuntimePredictor.from_records(recent)._seen

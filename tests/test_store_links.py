@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import dask.config
 import numpy as np
 import pytest
 from faults import tree_digest
@@ -202,12 +203,13 @@ def _compaction_with_log_link(store: Path, victim: Path) -> tuple[str, Callable[
     return "log", lambda: st.compact()
 
 
-def _compaction_with_old_generation_link(store: Path, victim: Path) -> tuple[str, Callable[[], object]]:
-    st = _writer(store)
-    gen = json.loads((store / "index" / "zarr.json").read_text())["attributes"]["current"]
+def _compaction_with_old_segment_link(store: Path, victim: Path) -> tuple[str, Callable[[], object]]:
+    with dask.config.set({"sweep.store.merge-fan-in": 2}):  # the flush's segment and the old one merge
+        st = _writer(store)
+    (entry,) = json.loads((store / "index" / "zarr.json").read_text())["attributes"]["segments"]
     st.commit_run(run_id_of(P[2]), result_like(P[2]), provenance(P[2]))
-    _link_dir(store, f"index/{gen}", victim / "project" / "gen")
-    return f"index/{gen}", lambda: st.compact()
+    _link_dir(store, f"index/{entry['name']}", victim / "project" / "segment")
+    return f"index/{entry['name']}", lambda: st.compact()
 
 
 def _compaction_with_batches_link(store: Path, victim: Path) -> tuple[str, Callable[[], object]]:
@@ -280,7 +282,7 @@ def _runs_dir_is_a_file(store: Path, victim: Path) -> tuple[str, Callable[[], ob
 
 WHILE_OPEN = {
     "compaction, log/ symlink": _compaction_with_log_link,
-    "compaction, old index generation symlink": _compaction_with_old_generation_link,
+    "compaction, merged index segment symlink": _compaction_with_old_segment_link,
     "compaction, batches/ symlink": _compaction_with_batches_link,
     "drop checkpoint, checkpoints/<run> symlink": _drop_checkpoint_link,
     "save checkpoint, old generation symlink": _new_checkpoint_old_generation_link,

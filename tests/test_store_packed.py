@@ -82,15 +82,24 @@ def test_store_packed_runs_have_no_files_of_their_own(tmp_path: Path) -> None:
         assert len(others) == 7  # that log file, lock.json and 5 groups' zarr.json
         assert sorted(p.name for p in (url / "runs").iterdir()) == sorted(["zarr.json", run_id_of(big)])
     (batch,) = [p for p in (url / "batches").iterdir() if p.is_dir()]
-    # one batch group: its zarr.json and, per array (9), its zarr.json and one chunk
-    assert len(_files(batch)) == 1 + 2 * 9
+    # one batch group: its zarr.json and, per array (9), its zarr.json and one chunk; the runs'
+    # records as columns in records/: a file count that does not grow with the runs
+    files = _files(batch)
+    assert len([f for f in files if not f.startswith("records/")]) == 1 + 2 * 9
+    columns = [f for f in files if f.startswith("records/")]
+    assert 0 < len(columns) < 30 * 3
     plain = xr.open_zarr(url, group=f"batches/{batch.name}", consolidated=False)
     assert plain.sizes["run"] == 30
-    meta = plain.attrs["ns_sweep_batch"]
-    assert [r["package_ids"] for r in meta["records"]] == [[f"p{i}"] for i in range(30)]
+    assert plain.attrs["ns_sweep_batch"]["rows"] == 30
+    from sweep.store.packed import read_batch
+
+    with Store.open(url) as st:
+        read = read_batch(st._blobs, st.zarr_store, f"batches/{batch.name}")
+    assert read is not None
+    assert [read.record(i)["package_ids"] for i in range(30)] == [[f"p{i}"] for i in range(30)]
     for p in runs:
-        row = meta["run_ids"].index(run_id_of(p))
-        n = meta["lengths"]["time"][row]
+        row = read.row[run_id_of(p)]
+        n = len(read.run(run_id_of(p))[0][0].values)
         np.testing.assert_array_equal(plain.energy.values[row, :n], result_like(p).energy.values)
     with Store.open(url) as st:
         assert st.done_run_ids() == {run_id_of(p) for p in runs + [big]}
@@ -168,7 +177,7 @@ def test_store_schema_1_store_is_upgraded_by_its_first_writer(tmp_path: Path) ->
     with Store.open(url, mode="a") as st:  # a writer marks it as holding packed runs
         st.commit_run(run_id_of(other), result_like(other), provenance(other))
     meta = json.loads(root.read_text())["attributes"]["ns_sweep"]
-    assert meta["schema_version"] == SCHEMA_VERSION == 2 and meta["upgraded"]
+    assert meta["schema_version"] == SCHEMA_VERSION == 3 and meta["upgraded"]
     with Store.open(url) as st:
         assert st.run_table().home_of(run_id_of(P)) is None and st.run_table().home_of(run_id_of(other))
         for p in (P, other):

@@ -8,13 +8,21 @@ through.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..units import format_duration
 
-__all__ = ["LiveSweep", "live_sweep", "jobs_of_records", "live_lines", "running_lines", "run_progress"]
+__all__ = [
+    "LiveSweep",
+    "live_sweep",
+    "jobs_of_records",
+    "jobs_of_provenance",
+    "live_lines",
+    "running_lines",
+    "run_progress",
+]
 
 
 @dataclass(frozen=True)
@@ -88,14 +96,20 @@ def live_sweep(document: Mapping[str, Any] | None, now: float | None = None) -> 
 def jobs_of_records(records: Iterable[Any]) -> dict[str, Any]:
     """What the runs' records say about batch jobs: the jobs they ran in, the runs that went
     through a walltime end (preempted) and how often."""
+    provs = [getattr(rec, "provenance", None) or {} for rec in records]
+    provs = [p for p in provs if isinstance(p, Mapping)]
+    return jobs_of_provenance([p.get("jobs") for p in provs], [p.get("preemptions") for p in provs])
+
+
+def jobs_of_provenance(jobs_col: Sequence[Any], preemptions_col: Sequence[Any]) -> dict[str, Any]:
+    """``jobs_of_records`` from the runs' provenance ``jobs`` and ``preemptions`` values alone
+    (``Store.provenance_values``: two columns, not every run's whole provenance)."""
     jobs: set[str] = set()
     preempted_runs = preemptions = 0
-    for rec in records:
-        prov = getattr(rec, "provenance", None) or {}
-        if not isinstance(prov, Mapping):
-            continue
-        jobs.update(str(j) for j in prov.get("jobs") or ())
-        n = int(prov.get("preemptions") or 0)
+    for run_jobs in set(map(_hashable, filter(None, jobs_col))):
+        jobs.update(str(j) for j in run_jobs)
+    for value in filter(None, preemptions_col):
+        n = int(value)
         preemptions += n
         preempted_runs += n > 0
     return {
@@ -103,6 +117,10 @@ def jobs_of_records(records: Iterable[Any]) -> dict[str, Any]:
         "preempted_runs": preempted_runs,
         "preemptions": preemptions,
     }
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _left(job: Mapping[str, Any]) -> str:

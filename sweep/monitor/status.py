@@ -23,8 +23,8 @@ from ..engine.progress import failure_lines, one_line
 from ..errors import option_error
 from ..store import FAILURE_CLASSES
 from ..units import format_duration
-from .live import LiveSweep, jobs_of_records, live_lines, live_sweep
-from .tables import PRIORITY_ORDER, STATES, package_table, runs_table
+from .live import LiveSweep, jobs_of_provenance, live_lines, live_sweep
+from .tables import PRIORITY_ORDER, STATES, package_table, runs_table_of
 
 __all__ = [
     "FAILURE_CLASSES",
@@ -170,7 +170,8 @@ def _eta(
         return 0.0, {}, "nothing pending"
     if packages is None:
         return None, {}, "needs --packages"
-    params_of = {str(p.run_id): _params_of(p) for p in packages}
+    wanted = set(pending["run_id"].tolist())  # only the pending runs' parameters are built
+    params_of = {rid: _params_of(p) for p in packages if (rid := str(p.run_id)) in wanted}
     under_way = {}
     if live is not None and live.active:
         under_way = {str(r.get("run_id")): r.get("predicted_left") for r in live.running}
@@ -223,7 +224,10 @@ def sweep_status(
         workers = live.workers  # the jobs actually running (0 while they wait in the queue)
     workers = max(1, int(workers or 1))
     units = package_table(runs, packages)
-    by_priority = {p: Counts.of(units[units["priority"] == p]) for p in _priority_order(units["priority"])}
+    by_priority = {
+        p: Counts.of(units[units["priority"] == p])
+        for p in _priority_order(units["priority"].unique().tolist())
+    }
     if packages is not None:  # every priority level appears, even when empty
         by_priority = {
             p: by_priority.get(p, Counts.of(units.iloc[0:0])) for p in PRIORITY_ORDER
@@ -235,7 +239,7 @@ def sweep_status(
     )
     extra = {}
     if packages is not None:
-        extra["runs_not_in_packages"] = int(len(set(runs.index) - set(units["run_id"])))
+        extra["runs_not_in_packages"] = int(len(set(runs.index.tolist()) - set(units["run_id"].tolist())))
     failed = units[units["state"] == "failed"]
     error_of = dict(zip(runs.index.tolist(), runs["error"].tolist(), strict=True))
     failures = [
@@ -380,7 +384,21 @@ def read_runs(store: str) -> pd.DataFrame:
     from ..store import Store
 
     with Store.open(str(store), mode="r") as st:
-        return runs_table(st.records())
+        return runs_table_of(st.run_table())
+
+
+PREDICTOR_MEMORY = 50  # finished runs per run size a RuntimePredictor keeps (sweep.engine.predict)
+
+
+# the parameters a run's size depends on (sweep.engine.predict.run_size), besides its solver
+SIZE_PARAMS = ("grid", "grid_size", "n_cells", "precision")
+
+
+def recent_records(st: Any) -> list[Any]:
+    """The records a ``RuntimePredictor`` learns from, in store order: the last
+    ``PREDICTOR_MEMORY`` done runs of each run size (it forgets older ones), so the provenance
+    of only these is read."""
+    return st.last_done_records(PREDICTOR_MEMORY, SIZE_PARAMS)
 
 
 def read_packages(packages_dir: str | None) -> list[Any] | None:
@@ -418,8 +436,9 @@ def load_sweep(
     references = load_references(list(reference_files or ())) if with_results else []
     packages = read_packages(packages_dir)
     with Store.open(str(store), mode="r") as st:  # one open: records and series agree
-        records = st.records()
-        runs = runs_table(records)
+        runs = runs_table_of(st.run_table())
+        recent = recent_records(st)
+        jobs = st.provenance_values(["jobs", "preemptions"])
         results = open_results(st) if with_results and len(runs) else None
         document = st.status_document()
     return SweepData(
@@ -429,8 +448,8 @@ def load_sweep(
         source=str(store),
         workers=workers,
         packages_dir=packages_dir,
-        predictor=RuntimePredictor.from_records(records.values()),
+        predictor=RuntimePredictor.from_records(recent),
         live=live_sweep(document),
-        jobs_in_records=jobs_of_records(records.values()),
+        jobs_in_records=jobs_of_provenance(jobs["jobs"], jobs["preemptions"]),
         references=references,
     )

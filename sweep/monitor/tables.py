@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..solvers.registry import DEFAULT_SOLVER
-from ..store import RunRecord
+from ..store import RunRecord, RunTable
 
 __all__ = [
     "PRIORITY_ORDER",
@@ -29,6 +29,7 @@ __all__ = [
     "UNKNOWN_PRIORITY",
     "RUN_COLUMNS",
     "runs_table",
+    "runs_table_of",
     "runs_table_from_results",
     "package_table",
 ]
@@ -98,6 +99,53 @@ def runs_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
             }
         )
     return _frame(rows)
+
+
+def runs_table_of(table: RunTable) -> pd.DataFrame:
+    """``runs_table`` from the store's index columns (``Store.run_table()``): the same frame,
+    built column by column (no record object per run: 100,000 runs in a fraction of a second)."""
+    c = table.cols
+    n = len(table)
+    status = c["status"]
+    grid = table.params.get("grid") or [None] * n
+    axes = np.array(
+        [g if isinstance(g, list) and len(g) == 3 else _NO_GRID for g in grid], dtype=float
+    ).reshape(n, 3)
+
+    def number(name: str) -> np.ndarray:
+        values = table.params.get(name)
+        if values is None:
+            return np.full(n, math.nan)
+        try:
+            return np.array(values, dtype=float)  # None is NaN
+        except (TypeError, ValueError):  # a text value: NaN there
+            return np.array([v if isinstance(v, (int, float)) else None for v in values], dtype=float)
+
+    df = pd.DataFrame(
+        {
+            "run_id": list(table.ids),
+            "status": status,
+            "failure_class": [
+                (f or "") if s == "failed" else "" for s, f in zip(status, c["failure_class"], strict=True)
+            ],
+            "error": [e or "" for e in c["error"]],
+            "package_ids": c["package_ids"],
+            "priority": [p or UNKNOWN_PRIORITY for p in c["priority"]],
+            "wall_time": np.array(c["wall_time"], dtype=float),
+            "Re": number("Re"),
+            "dt": number("dt"),
+            "T_final": number("T_final"),
+            "nx": axes[:, 0],
+            "ny": axes[:, 1],
+            "nz": axes[:, 2],
+            "solver": [s or DEFAULT_SOLVER for s in c["solver"]],
+        },
+        columns=("run_id",) + RUN_COLUMNS,
+    )
+    return df.set_index("run_id")
+
+
+_NO_GRID = [math.nan] * 3
 
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -179,41 +227,55 @@ def package_table(runs: pd.DataFrame, packages: Sequence[Any] | None = None) -> 
         )
         return out.reset_index(drop=True)
 
-    # package id -> run ids recorded for it in the store (any parameters)
-    runs_of_pid: dict[str, set[str]] = {}
-    for run_id, pids in zip(runs.index.tolist(), runs["package_ids"].tolist(), strict=True):
-        for pid in pids:
-            runs_of_pid.setdefault(pid, set()).add(str(run_id))
-    # plain dicts: a pandas lookup per package would cost seconds for 10,000 packages
-    ids = runs.index.tolist()  # .tolist(): iterating arrow-backed strings is slow
-    status_of = dict(zip(ids, runs["status"].tolist(), strict=True))
-    class_of = dict(zip(ids, runs["failure_class"].tolist(), strict=True))
-    wall_of = dict(zip(ids, runs["wall_time"].tolist(), strict=True))
-    rows = []
+    # one pass over the packages for what every package has (its run id is kept by the
+    # package: no parameters are built for it); the parameters of a package whose run is in
+    # the store are the run's (one run id, one set of identity parameters), so only the
+    # packages not in the store have theirs read
+    pids, rids, prios = [], [], []
     for pkg in packages:
-        rid = str(pkg.run_id)
-        params = _params_of(pkg)
-        nx, ny, nz = _grid_of(params)
-        if rid in status_of:
-            state = "failed" if status_of[rid] == "failed" else "done"
-            fclass, wall = class_of[rid], wall_of[rid]
-        else:
-            state = "stale" if runs_of_pid.get(str(pkg.package_id), set()) - {rid} else "new"
-            fclass, wall = "", math.nan
-        rows.append(
-            {
-                "unit": str(pkg.package_id),
-                "run_id": rid,
-                "priority": str(pkg.priority),
-                "state": state,
-                "failure_class": fclass,
-                "wall_time": wall,
-                "Re": float(params.get("Re", math.nan)),
-                "dt": float(params.get("dt", math.nan)),
-                "T_final": float(params.get("T_final", math.nan)),
-                "nx": nx,
-                "ny": ny,
-                "nz": nz,
-            }
-        )
-    return pd.DataFrame(rows, columns=cols)
+        pids.append(str(pkg.package_id))
+        rids.append(str(pkg.run_id))
+        prios.append(str(pkg.priority))
+    n = len(pids)
+    ids = runs.index.tolist()  # .tolist(): iterating arrow-backed strings is slow
+    where = pd.Index(ids).get_indexer(rids) if len(ids) else np.full(n, -1)
+    found = where >= 0
+    at = np.where(found, where, 0)
+    status = (
+        np.asarray(runs["status"].tolist(), dtype=object)[at] if len(ids) else np.full(n, "", dtype=object)
+    )
+    state = np.where(status == "failed", "failed", "done").astype(object)
+    fclass = (
+        np.asarray(runs["failure_class"].tolist(), dtype=object)[at]
+        if len(ids)
+        else np.full(n, "", dtype=object)
+    )
+    units = {
+        "unit": pids,
+        "run_id": rids,
+        "priority": prios,
+        "failure_class": np.where(found, fclass, ""),
+        "wall_time": np.where(found, runs["wall_time"].to_numpy(dtype=float)[at], math.nan)
+        if len(ids)
+        else np.full(n, math.nan),
+    }
+    numbers: dict[str, np.ndarray] = {}
+    for k in ("Re", "dt", "T_final", "nx", "ny", "nz"):
+        numbers[k] = runs[k].to_numpy(dtype=float)[at] if len(ids) else np.full(n, math.nan)
+    missing = np.flatnonzero(~found).tolist()
+    if missing:
+        # package id -> run ids recorded for it in the store (any parameters): a missing
+        # package's run with other parameters makes it stale
+        runs_of_pid: dict[str, set[str]] = {}
+        for run_id, run_pids in zip(ids, runs["package_ids"].tolist(), strict=True):
+            for pid in run_pids:
+                runs_of_pid.setdefault(pid, set()).add(str(run_id))
+        for i in missing:
+            params = _params_of(packages[i])
+            state[i] = "stale" if runs_of_pid.get(pids[i], set()) - {rids[i]} else "new"
+            numbers["Re"][i] = float(params.get("Re", math.nan))
+            numbers["dt"][i] = float(params.get("dt", math.nan))
+            numbers["T_final"][i] = float(params.get("T_final", math.nan))
+            numbers["nx"][i], numbers["ny"][i], numbers["nz"][i] = _grid_of(params)
+    units.update(numbers, state=state)
+    return pd.DataFrame(units, columns=cols)

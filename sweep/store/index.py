@@ -1,26 +1,33 @@
-"""The store's index of runs: compacted generations, the log after them, and compaction.
+"""The store's index of runs: immutable segments, the log after them, flushes and merges.
 
-``index/zarr.json`` (attrs ``current``, ``upto_seq``) points at the current generation
-``index/<gen>/``: every record up to a log sequence number as columns (its zarr.json attrs),
-``provenance/`` (attrs, read on demand), ``series/`` (the time series as (run, slot)
-arrays) and ``profiles/<dim>/`` (the profiles on each other dimension, the same way, with that
-dimension's coordinate: ``sweep.store.variables``; a generation written before profiles were
-indexed has none). Records after it are in the log (``sweep.store.log``). The index is a cache:
-``rebuild()`` recreates it from the runs' own data alone (the markers in runs/, the batch
-groups, the packed runs of the log).
+``index/zarr.json`` (attrs ``format`` 2, ``segments``, ``upto_seq``) lists the index's
+segments, oldest first (``sweep.store.segments``: each one a zarr group of columns, series
+and profiles); together they hold every record up to log sequence number ``upto_seq``, a
+later row of a run replacing an earlier one. Records after it are in the log
+(``sweep.store.log``). The index is a cache: ``rebuild()`` recreates it from the runs' own
+data alone (the markers in runs/, the batch groups, the packed runs of the log).
 
-Compaction (at close, and every ``sweep.store.compact-every`` log records) writes the packed runs still in
-the log as batch groups, then the new generation pointing at them, then the pointer, and only
-then drops the log and the old generation. A crash anywhere leaves the old pointer valid
-and the log whole; a batch group no index points at (a compaction cut short: its runs are
-still in the log) is removed by the next writer (``drop_orphan_batches``).
+A flush (at close, and every ``sweep.store.compact-every`` log records) writes the packed
+runs still in the log as batch groups, then the log's rows as one new segment (level 0),
+then the new list, and only then drops the log. Then, while the newest
+``sweep.store.merge-fan-in`` segments share a level, they are merged into one segment of
+the next level: written whole, listed in their place, and only then deleted. Each row is
+rewritten about log_fan_in(N / flush size) times, so the index costs O(N log N) in all, not
+the O(N^2) of rewriting every row at every flush. A crash anywhere leaves the old list
+valid: the log is whole until the list that holds its rows is written, a merge's inputs
+until the list that replaces them is; segments and batch groups no list points at are
+removed by the next writer (``drop_orphans``).
+
+Stores of index format 1 (``current``: one generation ``index/<gen>/`` with every record
+as JSON columns, rewritten at every compaction) are read as they are; their first writer
+turns the generation into a segment (``compact``) and deletes it.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -34,95 +41,293 @@ from .groups import group_indexed, read_marker
 from .log import RunLog
 from .packed import Batch, batch_documents, decode_run, read_batch
 from .records import RunRecord
-from .table import LOG_HOME, Profiles, RunTable
+from .segments import (
+    Rows,
+    concat_rows,
+    merge_plan,
+    read_ids,
+    read_profiles,
+    read_provenance,
+    read_provenance_columns,
+    read_provenance_keys,
+    read_segment,
+    read_series,
+    segment_documents,
+    segment_meta,
+    stack,
+    stack_profiles,
+)
+from .table import LOG_HOME, Profiles, RunTable, Series
 from .variables import Variable, decode_profiles, decode_series, profiles_of, series_of
 from .write_errors import writing
-from .zarr_docs import encode_small, group_document, read_array
+from .zarr_docs import group_document, read_array
 
-__all__ = ["RunIndex"]
+__all__ = ["RunIndex", "INDEX_FORMAT"]
 
 log = logging.getLogger("sweep.store")
+
+INDEX_FORMAT = 2  # 2: segments; 1: one generation rewritten at every compaction
+_RETRIES = 5  # reads of the segment list when a racing writer's merge removed a segment
 
 # a packed run whose only copy is the log, decoded: (record dict, variables, dataset attributes)
 PendingRun = tuple[dict[str, Any], list[Variable], dict[str, Any]]
 
 
+def empty_pointer() -> bytes:
+    """``index/zarr.json`` of an index without segments."""
+    return group_document({"format": INDEX_FORMAT, "segments": [], "upto_seq": 0})
+
+
+def level_of(rows: int, flush_rows: int, fan_in: int) -> int:
+    """The level of a segment of ``rows`` rows made at once (a rebuild, a converted index):
+    the level a series of flushes of ``flush_rows`` rows would have merged it to."""
+    if rows <= flush_rows or fan_in < 2:
+        return 0
+    return int(math.floor(math.log(rows / flush_rows, fan_in)))
+
+
 class RunIndex:
     """The index of one open store: the run table in memory and what keeps it on disk."""
 
-    def __init__(self, blobs: Any, url: str, zarr_store: Callable[[], Any], *, writer: bool) -> None:
+    def __init__(
+        self,
+        blobs: Any,
+        url: str,
+        zarr_store: Callable[[], Any],
+        *,
+        writer: bool,
+        fan_in: int = 4,
+        flush_rows: int = 2000,
+    ) -> None:
         self._blobs = blobs
         self.url = url
         self._zarr_store = zarr_store  # called when arrays are read (zarr is imported then)
         self.writer = writer
+        self.fan_in = fan_in  # segments of one level merged at once
+        self.flush_rows = flush_rows  # rows of a flush, about (sizes the level of a rebuilt index)
         self.table: RunTable | None = None
-        self.gen: str | None = None  # the compacted generation the table was read from
+        self.segments: list[dict[str, Any]] = []  # the list read (and kept up to date by the writer)
+        self.legacy: str | None = None  # an index format 1 generation the table was read from
         self.max_seq = 0
         self.log = RunLog(blobs, url)
         self.pending: dict[str, PendingRun] = {}  # packed runs whose only copy is the log
         self._batch_cache: tuple[str, Batch] | None = None  # the batch group read last
+        self.merge_seconds = 0.0  # time this session spent merging segments (benchmarks)
+        self.flush_seconds = 0.0  # time this session spent flushing the log (merges apart)
 
     # ------------------------------------------------------------------ reading
 
     def pointer(self) -> dict[str, Any]:
-        """The attributes of ``index/zarr.json`` (the current generation and its last record)."""
-        raw = self._blobs.read("index/zarr.json")
-        return json.loads(raw).get("attributes", {}) if raw else {"current": None, "upto_seq": 0}
+        """The attributes of ``index/zarr.json`` (the segments, or a format 1 generation)."""
+        raw = self._blobs.read("index/zarr.json")  # missing: lost (the batch groups stand in)
+        return json.loads(raw).get("attributes", {}) if raw else {}
+
+    def _retrying(self, read: Callable[[dict[str, Any]], Any], what: str) -> Any:
+        """``read(pointer)``, again with a fresh pointer when a racing writer's merge removed
+        a segment it names."""
+        for attempt in range(_RETRIES):
+            ptr = self.pointer()
+            try:
+                return read(ptr)
+            except FileNotFoundError:
+                time.sleep(0.1 * (attempt + 1))
+        raise StoreError(
+            f"{self.url}: {what}: the index names a missing segment or generation; allowed: a "
+            "complete index: run Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
+        )
 
     def load(self) -> RunTable:
-        """The run table: compacted index, then the log after it, then markers newer than both."""
+        """The run table: the index's segments, then the log after them, then markers newer
+        than both."""
         if self.table is not None:
             return self.table
-        for attempt in range(5):  # a reader racing the writer's compaction reads the new pointer
-            ptr = self.pointer()
-            upto = int(ptr.get("upto_seq") or 0)
-            gen = ptr.get("current")
-            raw = self._blobs.read(f"index/{gen}/zarr.json") if gen else None
-            if not gen or raw is not None:
-                break
-            time.sleep(0.1 * (attempt + 1))
-        else:
-            raise StoreError(
-                f"{self.url}: index generation {gen} is missing; allowed: a complete "
-                "index: run Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
-            )
-        self.max_seq = upto
-        if gen and raw is not None:
-            table = RunTable.from_columns(
-                json.loads(raw)["attributes"]["columns"],
-                functools.partial(self._generation_series, gen),
-                functools.partial(self._generation_profiles, gen),
-            )
-        else:  # no index yet (or lost): the batch groups stand in for it
-            table = RunTable()
-            self._read_batches(table)
-        self.gen = gen
+        ptr, table = self._retrying(lambda p: (p, self._read_table(p)), "read the index")
+        upto = int(ptr.get("upto_seq") or 0)
+        self.max_seq = max(self.max_seq, upto)
+        self.segments = list(ptr.get("segments") or [])
+        self.legacy = ptr.get("current") if "segments" not in ptr else None
+        self._attach(table)
         self.table = table
         self.pending = {}
         self._apply_log(table, upto)
         self._adopt_markers(table)
         return table
 
-    def _generation_series(self, gen: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        import zarr  # only when time series are wanted: planning needs the columns only
+    def _attach(self, table: RunTable) -> None:
+        table.series_loader = self.series_by_id
+        table.profiles_loader = self.profiles_by_id
 
-        grp = zarr.open_group(self._zarr_store(), path=f"index/{gen}/series", mode="r", zarr_format=3)
+    def _read_table(self, ptr: dict[str, Any]) -> RunTable:
+        if "segments" in ptr:
+            parts = []
+            for entry in ptr["segments"]:
+                got = read_segment(self._blobs, f"index/{entry['name']}")
+                if got is None:
+                    raise FileNotFoundError(entry["name"])
+                parts.append(got[1])
+            rows = concat_rows(parts, dedupe=False)  # from_columns keeps a run's last row
+            return RunTable.from_columns({"run_id": rows.ids, **rows.cols, "params": rows.params})
+        gen = ptr.get("current")
+        if gen:  # index format 1
+            raw = self._blobs.read(f"index/{gen}/zarr.json")
+            if raw is None:
+                raise FileNotFoundError(gen)
+            return RunTable.from_columns(json.loads(raw)["attributes"]["columns"])
+        table = RunTable()  # no index yet (or lost): the batch groups stand in for it
+        self._read_batches(table)
+        return table
+
+    # -------------------------------------------------- series, profiles, provenance by run id
+
+    def _blocks(self, ptr: dict[str, Any], what: str) -> tuple[list[str], list[int], list[Any]]:
+        """(run ids, row counts, one block of ``what`` per segment) of the index ``ptr`` names."""
+        ids: list[str] = []
+        counts: list[int] = []
+        blocks: list[Any] = []
+        if "segments" in ptr:
+            for entry in ptr["segments"]:
+                base = f"index/{entry['name']}"
+                meta = segment_meta(self._blobs, base)
+                if meta is None:
+                    raise FileNotFoundError(base)
+                n = int(meta["rows"])
+                ids += read_ids(self._blobs, f"{base}/records", meta["records"])
+                counts.append(n)
+                if what == "series":
+                    blocks.append(read_series(self._blobs, base))
+                elif what == "profiles":
+                    blocks.append(read_profiles(self._blobs, base))
+                else:
+                    blocks.append(read_provenance(self._blobs, f"{base}/records", meta["records"]))
+        elif ptr.get("current"):
+            gen = ptr["current"]
+            raw = self._blobs.read(f"index/{gen}/zarr.json")
+            if raw is None:
+                raise FileNotFoundError(gen)
+            ids = list(json.loads(raw)["attributes"]["columns"]["run_id"])
+            counts.append(len(ids))
+            if what == "series":
+                blocks.append(self._generation_arrays(f"index/{gen}/series"))
+            elif what == "profiles":
+                blocks.append(self._generation_profiles(gen))
+            else:
+                raw = self._blobs.read(f"index/{gen}/provenance/zarr.json")
+                blocks.append(json.loads(raw)["attributes"]["provenance"] if raw else [{}] * len(ids))
+        return ids, counts, blocks
+
+    @staticmethod
+    def _where(have: list[str], want: list[str]) -> np.ndarray | None:
+        """Positions in ``have`` (the last of a repeated id) of each of ``want`` (-1: not
+        there); None when ``want`` is ``have`` as it is."""
+        if have == want:
+            return None
+        pos = {rid: i for i, rid in enumerate(have)}
+        return np.fromiter((pos.get(rid, -1) for rid in want), dtype=np.int64, count=len(want))
+
+    @staticmethod
+    def _gather(block: Series, where: np.ndarray | None) -> Series:
+        if where is None:
+            return block
+        arrays, lengths = block
+        missing = where < 0
+        out = {k: a[where] for k, a in arrays.items()}
+        for a in out.values():
+            a[missing] = np.nan
+        got = lengths[where]
+        got[missing] = 0
+        return out, got
+
+    def series_by_id(self, ids: list[str]) -> Series:
+        """The indexed time series of runs ``ids`` (NaN rows of length 0 for runs not indexed)."""
+
+        def read(ptr: dict[str, Any]) -> Series:
+            have, counts, blocks = self._blocks(ptr, "series")
+            return self._gather(stack(blocks, counts), self._where(have, ids))
+
+        return self._retrying(read, "read the time series")
+
+    def profiles_by_id(self, ids: list[str]) -> Profiles:
+        """The indexed profiles of runs ``ids``."""
+
+        def read(ptr: dict[str, Any]) -> Profiles:
+            have, counts, blocks = self._blocks(ptr, "profiles")
+            where = self._where(have, ids)
+            return {d: self._gather(s, where) for d, s in stack_profiles(blocks, counts).items()}
+
+        return self._retrying(read, "read the profiles")
+
+    def provenance(self, ids: list[str]) -> list[dict[str, Any]]:
+        """The provenance of runs ``ids`` in the index (read on demand: it is large; only the
+        segments holding some of them are read, and only their rows rebuilt)."""
+
+        def read(ptr: dict[str, Any]) -> list[dict[str, Any]]:
+            if "segments" not in ptr:
+                have, _, blocks = self._blocks(ptr, "provenance")
+                flat = [p for b in blocks for p in b]
+                where = self._where(have, ids)
+                return (
+                    [p or {} for p in flat]
+                    if where is None
+                    else [flat[i] or {} if i >= 0 else {} for i in where.tolist()]
+                )
+            wanted = set(ids)
+            found: dict[str, dict[str, Any]] = {}
+            for entry in ptr["segments"]:  # oldest first: a later row of a run replaces an earlier one
+                base = f"index/{entry['name']}"
+                meta = segment_meta(self._blobs, base)
+                if meta is None:
+                    raise FileNotFoundError(base)
+                seg_ids = read_ids(self._blobs, f"{base}/records", meta["records"])
+                rows = [i for i, rid in enumerate(seg_ids) if rid in wanted]
+                if rows:
+                    got = read_provenance(self._blobs, f"{base}/records", meta["records"], rows)
+                    found.update(zip((seg_ids[i] for i in rows), got, strict=True))
+            return [found.get(rid) or {} for rid in ids]
+
+        return self._retrying(read, "read the provenance")
+
+    def provenance_keys(self, ids: list[str], keys: list[str]) -> dict[str, list[Any]]:
+        """Provenance key -> its value for each of runs ``ids`` in the index (None where a run
+        lacks it), reading those keys' columns only (an index of format 1: all of it)."""
+
+        def read(ptr: dict[str, Any]) -> dict[str, list[Any]]:
+            have: list[str] = []
+            values: dict[str, list[Any]] = {k: [] for k in keys}
+            if "segments" in ptr:
+                for entry in ptr["segments"]:
+                    base = f"index/{entry['name']}"
+                    meta = segment_meta(self._blobs, base)
+                    if meta is None:
+                        raise FileNotFoundError(base)
+                    have += read_ids(self._blobs, f"{base}/records", meta["records"])
+                    got = read_provenance_keys(self._blobs, f"{base}/records", meta["records"], keys)
+                    for k in keys:
+                        values[k] += got[k]
+            else:
+                have, _, blocks = self._blocks(ptr, "provenance")
+                flat = [p for b in blocks for p in b]
+                values = {k: [(p or {}).get(k) for p in flat] for k in keys}
+            where = self._where(have, ids)
+            if where is None:
+                return values
+            idx = where.tolist()
+            return {k: [v[i] if i >= 0 else None for i in idx] for k, v in values.items()}
+
+        return self._retrying(read, "read the provenance")
+
+    def _generation_arrays(self, path: str) -> Series:
+        import zarr  # index format 1: read through zarr
+
+        grp = zarr.open_group(self._zarr_store(), path=path, mode="r", zarr_format=3)
         arrays = {name: read_array(grp, name) for name in grp.array_keys()}
         return arrays, arrays.pop("length")
 
     def _generation_profiles(self, gen: str) -> Profiles:
-        import zarr
-
         raw = self._blobs.read(f"index/{gen}/profiles/zarr.json")
         if raw is None:  # written before profiles were indexed
             return {}
-        out: Profiles = {}
-        for dim in json.loads(raw).get("attributes", {}).get("dims", []):
-            path = f"index/{gen}/profiles/{dim}"
-            grp = zarr.open_group(self._zarr_store(), path=path, mode="r", zarr_format=3)
-            arrays = {name: read_array(grp, name) for name in grp.array_keys()}
-            out[dim] = (arrays, arrays.pop("length"))
-        return out
+        dims = json.loads(raw).get("attributes", {}).get("dims", [])
+        return {dim: self._generation_arrays(f"index/{gen}/profiles/{dim}") for dim in dims}
 
     def _apply_log(self, table: RunTable, upto: int) -> None:
         """Add the log's records newer than ``upto`` to ``table`` (a later record of a run wins)."""
@@ -150,14 +355,18 @@ class RunIndex:
     def _read_batches(self, table: RunTable) -> None:
         """Add the runs of every complete batch group to ``table`` (a later record of a run wins)."""
         for name in sorted(self._blobs.children("batches")):
-            batch = read_batch(self._zarr_store(), f"batches/{name}") if name != "zarr.json" else None
+            batch = self._read_batch(name) if name != "zarr.json" else None
             if batch is None:  # never completed (a compaction cut short): its runs are in the log
                 continue
-            for rid, record in zip(batch.run_ids, batch.records, strict=True):
+            for i, rid in enumerate(batch.run_ids):
+                record = batch.record(i)
                 if int(record["seq"]) > table.seq(rid):
                     variables = batch.run(rid)[0]
                     table.upsert(record, series_of(variables), name, profiles_of(variables))
                     self.max_seq = max(self.max_seq, int(record["seq"]))
+
+    def _read_batch(self, name: str) -> Batch | None:
+        return read_batch(self._blobs, self._zarr_store(), f"batches/{name}")
 
     def _adopt_markers(self, table: RunTable) -> None:
         """Runs whose marker is in runs/ but whose log record was lost to a crash."""
@@ -175,13 +384,6 @@ class RunIndex:
             else:
                 table.upsert(rec.to_dict(), decode_series(series), None, decode_profiles(profiles))
 
-    def provenance(self) -> list[dict[str, Any]]:
-        """The provenance of the compacted generation's rows (read on demand: it is large)."""
-        if not self.gen:
-            return []
-        raw = self._blobs.read(f"index/{self.gen}/provenance/zarr.json")
-        return json.loads(raw)["attributes"]["provenance"] if raw else []
-
     def packed_run(self, run_id: str, home: str) -> tuple[list[Variable], dict[str, Any], dict[str, Any]]:
         """(variables, dataset attributes, record) of a packed run, from the log or its batch."""
         if home == LOG_HOME:
@@ -189,12 +391,12 @@ class RunIndex:
             return variables, attrs, record
         batch = self._batch(home)
         variables, attrs = batch.run(run_id)
-        return variables, attrs, batch.records[batch.row[run_id]]
+        return variables, attrs, batch.record(batch.row[run_id])
 
     def _batch(self, name: str) -> Batch:
         """The batch group ``batches/<name>`` (the last one read is kept: runs are read in order)."""
         if self._batch_cache is None or self._batch_cache[0] != name:
-            batch = read_batch(self._zarr_store(), f"batches/{name}")
+            batch = self._read_batch(name)
             if batch is None:
                 raise StoreError(
                     f"{self.url}: batch group batches/{name} is missing or incomplete; "
@@ -248,41 +450,129 @@ class RunIndex:
         if packed is not None:
             self.pending[rec.run_id] = (d, variables, attrs)
 
-    def compact(self) -> None:
-        """Fold the log into a new generation, switch to it, then drop the old one and the log."""
+    def compact(self, *, everything: bool = False) -> None:
+        """Flush: write the packed runs of the log as batch groups and the rows written since
+        the last flush as a new segment, list it, drop the log; then merge what is due.
+        ``everything`` (and an index of format 1): one segment of every row replaces the
+        index (a rebuild, the conversion of an old store)."""
+        t0 = time.perf_counter()
         table = self.load()
-        if not len(table) and not self.log.keys:
+        everything = everything or self.legacy is not None
+        rows = list(range(len(table))) if everything else sorted(table.dirty)
+        if not rows and not self.log.keys and not self.pending:
             return
-        table.load_provenance(self.provenance)
-        ptr = self.pointer()
         tag = f"{self.max_seq:012d}-{os.urandom(3).hex()}"
-        gen = f"g{tag}"
+        name = f"s{tag}"
         batches: list[str] = []
+        replaced = [e["name"] for e in self.segments] if everything else []
+        if everything and self.legacy:
+            replaced.append(self.legacy)
+        kept = [] if everything else list(self.segments)
 
-        def cleanup() -> None:  # a failed write: the log still holds everything
-            for name in batches:
-                self._blobs.delete_tree(f"batches/{name}")
-            self._blobs.delete_tree(f"index/{gen}")
+        def cleanup() -> None:  # a failed write: the log and the listed segments still hold everything
+            for b in batches:
+                self._blobs.delete_tree(f"batches/{b}")
+            self._blobs.delete_tree(f"index/{name}")
 
         with writing(self.url, "write the index", cleanup):
             homes = self._write_batches(f"b{tag}", batches)
             fault_point("compact-before-index")
             try:
-                for rid, name in homes.items():
-                    table.home[table.pos[rid]] = name
-                self._write_generation(gen, table)
-                self._blobs.write(
-                    "index/zarr.json", group_document({"current": gen, "upto_seq": self.max_seq})
-                )
+                for rid, batch in homes.items():
+                    table.home[table.pos[rid]] = batch
+                segments = kept
+                if rows:
+                    data = self._rows(table, rows)
+                    level = level_of(len(rows), self.flush_rows, self.fan_in) if everything else 0
+                    self._write_segment(name, data, level)
+                    segments = kept + [
+                        {"name": name, "rows": len(rows), "level": level, "upto_seq": self.max_seq}
+                    ]
+                self._write_pointer(segments)
             except BaseException:
                 for rid in homes:
                     table.home[table.pos[rid]] = LOG_HOME
                 raise
         self.pending = {}
-        self.gen = gen
-        if ptr.get("current") and ptr["current"] != gen:
-            self._blobs.delete_tree(f"index/{ptr['current']}")
+        self.segments = segments
+        self.legacy = None
+        table.flushed(rows)
+        for old in replaced:
+            self._blobs.delete_tree(f"index/{old}")
         self.log.drop()
+        self.flush_seconds += time.perf_counter() - t0
+        self.merge_due()
+
+    def _rows(self, table: RunTable, rows: list[int]) -> Rows:
+        """Rows ``rows`` of the table with their provenance, series and profiles."""
+        if any(table.prov[i] is None for i in rows):
+            table.load_provenance(self.provenance)
+        cols = table.to_columns(rows)
+        ids = cols.pop("run_id")
+        params = cols.pop("params")
+        seqs = [s for s in cols["seq"] if s is not None]
+        return Rows(
+            ids,
+            cols,
+            params,
+            [table.prov[i] or {} for i in rows],
+            series=table.rows_series(rows),
+            profiles=table.rows_profiles(rows),
+            seqs=(min(seqs, default=0), self.max_seq),
+        )
+
+    def _write_segment(self, name: str, rows: Rows, level: int) -> None:
+        base = f"index/{name}"
+        self._blobs.delete_tree(base)  # leftovers of a flush cut short
+        items, group = segment_documents(base, rows, level)
+        self._blobs.write_many(items, atomic=False)  # the group document guards them
+        self._blobs.write(f"{base}/zarr.json", group)  # last: the segment exists
+
+    def _write_pointer(self, segments: list[dict[str, Any]]) -> None:
+        self._blobs.write(
+            "index/zarr.json",
+            group_document({"format": INDEX_FORMAT, "segments": segments, "upto_seq": self.max_seq}),
+        )
+
+    def merge_due(self) -> None:
+        """Merge the newest segments while ``merge_plan`` says so."""
+        while (start := merge_plan([int(e["level"]) for e in self.segments], self.fan_in)) is not None:
+            self.merge(start)
+
+    def merge(self, start: int) -> None:
+        """Merge the segments from ``start`` on (the newest ones) into one of the next level:
+        written whole, listed in their place, then deleted."""
+        t0 = time.perf_counter()
+        entries = self.segments[start:]
+        parts = []
+        for entry in entries:
+            base = f"index/{entry['name']}"
+            got = read_segment(self._blobs, base)
+            if got is None:
+                raise StoreError(
+                    f"{self.url}: index segment {entry['name']} is missing; allowed: a complete "
+                    "index: run Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
+                )
+            meta, rows = got
+            rows.prov_cols = read_provenance_columns(self._blobs, f"{base}/records", meta["records"])
+            rows.series = read_series(self._blobs, base)
+            rows.profiles = read_profiles(self._blobs, base)
+            parts.append(rows)
+        merged = concat_rows(parts)
+        level = max(int(e["level"]) for e in entries) + 1
+        name = f"s{merged.seqs[1]:012d}-{os.urandom(3).hex()}-L{level}"
+        with writing(self.url, "merge index segments", lambda: self._blobs.delete_tree(f"index/{name}")):
+            self._write_segment(name, merged, level)
+            fault_point("merge-before-list", f"L{level}")
+            segments = self.segments[:start] + [
+                {"name": name, "rows": len(merged), "level": level, "upto_seq": merged.seqs[1]}
+            ]
+            self._write_pointer(segments)
+        self.segments = segments
+        fault_point("merge-before-drop", f"L{level}")
+        for entry in entries:
+            self._blobs.delete_tree(f"index/{entry['name']}")
+        self.merge_seconds += time.perf_counter() - t0
 
     def _write_batches(self, base: str, written: list[str]) -> dict[str, str]:
         """Write the packed runs that only the log holds as batch groups (named ``base-<k>``,
@@ -291,48 +581,15 @@ class RunIndex:
         homes: dict[str, str] = {}
         for name, run_ids, items, group in batch_documents(base, list(self.pending.values())):
             written.append(name)
-            self._blobs.write_many({f"batches/{name}/{k}": v for k, v in items.items()}, atomic=False)
+            self._blobs.write_many({f"batches/{k}": v for k, v in items.items()}, atomic=False)
             self._blobs.write(f"batches/{name}/zarr.json", group)  # last: the batch exists
             homes.update(dict.fromkeys(run_ids, name))
         return homes
 
-    def _write_generation(self, gen: str, table: RunTable) -> None:
-        """One index generation: columns (zarr.json attrs), provenance, series as single chunks.
-
-        Written uncompressed in one chunk per array: it is always read whole, and float
-        series barely compress (measured: zstd saves ~10% and costs ~0.2 s per 10,000 runs).
-        """
-        base = f"index/{gen}"
-        self._blobs.delete_tree(base)  # leftovers of a compaction cut short
-        series, lengths = table.series()
-        # values are JSON-safe by construction
-        items = {
-            f"{base}/provenance/zarr.json": group_document({"provenance": table.prov}, json_safe=True),
-            f"{base}/series/zarr.json": group_document({}),
-        }
-        items.update(encode_small(f"{base}/series/length", lengths, ("run",), {}))
-        for name, a in series.items():
-            items.update(encode_small(f"{base}/series/{name}", a, ("run", "slot"), {}))
-        profiles = table.profiles()
-        items[f"{base}/profiles/zarr.json"] = group_document({"dims": sorted(profiles)})
-        for dim, (arrays, lengths) in profiles.items():
-            items[f"{base}/profiles/{dim}/zarr.json"] = group_document({})
-            items.update(encode_small(f"{base}/profiles/{dim}/length", lengths, ("run",), {}))
-            for name, a in arrays.items():
-                items.update(encode_small(f"{base}/profiles/{dim}/{name}", a, ("run", "slot"), {}))
-        self._blobs.write_many(items)
-        # the generation's root document last: a generation without it is never pointed at
-        self._blobs.write(
-            f"{base}/zarr.json",
-            group_document(
-                {"upto_seq": self.max_seq, "n_runs": len(table), "columns": table.to_columns()},
-                json_safe=True,
-            ),
-        )
-
     def rebuild(self) -> int:
         """Recreate the index from the runs' own data alone (the markers in runs/, the batch
         groups in batches/, the packed runs in the log); returns the run count."""
+        self.load()  # the segments to replace
         table = RunTable()
         for name in sorted(self._blobs.children("runs")):
             rec = read_marker(self._blobs, name) if name != "zarr.json" else None
@@ -342,18 +599,24 @@ class RunIndex:
                 table.upsert(rec.to_dict(), decode_series(series), None, decode_profiles(profiles))
                 self.max_seq = max(self.max_seq, rec.seq)
         self._read_batches(table)
-        self.table, self.gen, self.pending = table, None, {}
+        self._attach(table)
+        self.table, self.pending = table, {}
         self.log.close_segment()
         self._apply_log(table, 0)
-        if len(table):
-            self.compact()
+        self.compact(everything=True)
         return len(table)
 
-    def drop_orphan_batches(self) -> None:
-        """Remove batch groups that no run points at (left by a compaction cut short: their
-        runs are still in the log)."""
-        used = set(self.load().home)
+    def drop_orphans(self) -> None:
+        """Remove batch groups no run points at and segments the index does not list (left by
+        a flush or a merge cut short: what they hold is in the log or in listed segments)."""
+        table = self.load()
+        used = set(table.home)
         for name in self._blobs.children("batches"):
             if name != "zarr.json" and name not in used:
                 log.info("store %s: removing batch group %s left by an unfinished compaction", self.url, name)
                 self._blobs.delete_tree(f"batches/{name}")
+        listed = {e["name"] for e in self.segments} | {self.legacy}
+        for name in self._blobs.children("index"):
+            if name != "zarr.json" and name not in listed and not name.endswith(".partial"):
+                log.info("store %s: removing index segment %s left by an unfinished merge", self.url, name)
+                self._blobs.delete_tree(f"index/{name}")

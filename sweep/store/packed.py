@@ -9,12 +9,20 @@ record is its marker), and the store's compaction writes the packed runs of the 
 batch groups ``batches/<name>/``, an ordinary zarr group per batch whose arrays have a
 ``run`` dimension::
 
-    batches/<name>/zarr.json   attrs["ns_sweep_batch"]: run_ids, records (as a run's marker),
-                               attrs (each run's Dataset attributes), lengths (each run's
-                               length along each dimension), variables (name, dims, dtype,
-                               attrs, coordinate or not: one layout per batch)
+    batches/<name>/zarr.json   attrs["ns_sweep_batch"]: format 2, rows, variables (name, dims,
+                               dtype, attrs, coordinate or not: one layout per batch), and
+                               the specs of the columns below
     batches/<name>/<variable>  (run, <dim>_slot) array, padded past each run's length
                                (NaN for floats); 0-d variables are (run,)
+    batches/<name>/records/    the runs' records (each one a run's marker) as packed compressed
+                               columns (sweep.store.segments.records_documents), each run's
+                               Dataset attributes (``x:attrs``) and its length along each
+                               dimension (``x:len-<dim>``) the same way
+
+Per-run metadata as compressed columns, not JSON lists: a tiny run's record, provenance and
+attributes repeat most of their bytes from run to run (the solver's attributes, the host, the
+versions), so they cost ~100 B a run instead of ~2.6 KB (format 1, still read: ``run_ids``,
+``records``, ``attrs``, ``lengths`` as JSON in the group's attributes).
 
 ``xarray.open_zarr(store, group="batches/<name>")`` reads a batch as is; ``Store.open_run``
 gives each run back as the Dataset it was, bit for bit (tests/test_store_packed.py).
@@ -31,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from ..codec import from_base64, little_endian, to_base64
+from .records import RECORD_COLUMNS
+from .segments import Rows, read_columns, read_provenance, read_records, records_documents
 from .variables import Variable
 from .zarr_docs import encode_small, group_document, jsonable, read_array
 
@@ -46,6 +56,19 @@ __all__ = [
 ]
 
 BATCH_ATTR = "ns_sweep_batch"
+DATA_LEVEL = 1  # zstd level of the stacked arrays (floats: the padding is what compresses)
+_FIELDS = tuple(c for c in RECORD_COLUMNS if c != "run_id")
+
+
+def records_rows(records: Sequence[Mapping[str, Any]]) -> Rows:
+    """Record dicts (``RunRecord.to_dict``) as columns."""
+    names = sorted({k for r in records for k in (r.get("params") or {})})
+    return Rows(
+        ids=[str(r["run_id"]) for r in records],
+        cols={c: [r.get(c) for r in records] for c in _FIELDS},
+        params={k: [(r.get("params") or {}).get(k) for r in records] for k in names},
+        prov=[r.get("provenance") or {} for r in records],
+    )
 
 
 def packable(variables: Sequence[Variable], limit: int) -> bool:
@@ -105,8 +128,8 @@ def batch_documents(
     """The zarr documents of batch groups for ``runs`` ((record, variables, attrs) each).
 
     Runs of one layout go into one batch named ``{base}-{k}``; for each batch this returns
-    (its name, its run ids, its array documents keyed by their path inside the batch, its
-    group ``zarr.json``: to be written last, it makes the batch exist).
+    (its name, its run ids, its documents keyed by their path under batches/, its group
+    ``zarr.json``: to be written last, it makes the batch exist).
     """
     by_layout: dict[str, list[int]] = {}
     for i, (_, variables, _) in enumerate(runs):
@@ -129,16 +152,20 @@ def batch_documents(
                 a = runs[i][1][j].values
                 stacked[(r,) + tuple(slice(0, n) for n in a.shape)] = a
             dims = ("run",) + tuple(f"{d}_slot" for d in v.dims)
-            items.update(encode_small(v.name, stacked, dims, v.attrs))
+            items.update(encode_small(f"{name}/{v.name}", stacked, dims, v.attrs, level=DATA_LEVEL))
         run_ids = [str(runs[i][0]["run_id"]) for i in rows]
+        extra = {"attrs": [jsonable(runs[i][2]) for i in rows], **{f"len-{d}": v for d, v in lengths.items()}}
+        spec, docs = records_documents(f"{name}/records", records_rows([runs[i][0] for i in rows]), extra)
+        items.update(docs)
         meta = {
-            "run_ids": run_ids,
-            "records": [runs[i][0] for i in rows],
-            "attrs": [jsonable(runs[i][2]) for i in rows],
-            "lengths": lengths,
+            "format": 2,
+            "rows": len(rows),
+            "records": spec,
+            "dims": sorted(lengths),
             "variables": [_spec(v) for v in first],
         }
-        members = {v.name: items[f"{v.name}/zarr.json"] for v in first}  # consolidated: one read
+        # consolidated (the stacked arrays: what xarray.open_zarr reads): one read
+        members = {v.name: items[f"{name}/{v.name}/zarr.json"] for v in first}
         group = group_document({BATCH_ATTR: meta}, json_safe=True, members=members)
         out.append((name, run_ids, items, group))
     return out
@@ -147,14 +174,26 @@ def batch_documents(
 class Batch:
     """One batch group read back: its runs' records, and each run's variables on request."""
 
-    def __init__(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-        self.run_ids: list[str] = list(meta["run_ids"])
-        self.records: list[dict[str, Any]] = list(meta["records"])
-        self._attrs: list[dict[str, Any]] = list(meta["attrs"])
-        self._lengths: dict[str, list[int]] = dict(meta["lengths"])
-        self._variables = meta["variables"]
+    def __init__(
+        self,
+        run_ids: list[str],
+        record: Any,
+        attrs: list[dict[str, Any]],
+        lengths: Mapping[str, list[int]],
+        variables: list[Any],
+        arrays: Mapping[str, np.ndarray],
+    ) -> None:
+        self.run_ids = run_ids
+        self._record = record  # row -> record dict
+        self._attrs = attrs
+        self._lengths = dict(lengths)
+        self._variables = variables
         self._arrays = arrays
         self.row = {rid: i for i, rid in enumerate(self.run_ids)}
+
+    def record(self, i: int) -> dict[str, Any]:
+        """The record (a dict, as ``RunRecord.to_dict``) of row ``i``."""
+        return dict(self._record(i))
 
     def run(self, run_id: str) -> tuple[list[Variable], dict[str, Any]]:
         """(variables, dataset attributes) of one run of the batch."""
@@ -167,7 +206,7 @@ class Batch:
         return out, dict(self._attrs[r])
 
 
-def read_batch(zarr_store: Any, path: str) -> Batch | None:
+def read_batch(blobs: Any, zarr_store: Any, path: str) -> Batch | None:
     """The batch group at ``path`` (None when it has no group document: never completed)."""
     import zarr
 
@@ -178,4 +217,32 @@ def read_batch(zarr_store: Any, path: str) -> Batch | None:
     meta = grp.attrs.get(BATCH_ATTR)
     if not isinstance(meta, dict):
         return None
-    return Batch(meta, {name: read_array(grp, name) for name, *_ in meta["variables"]})
+    arrays = {name: read_array(grp, name) for name, *_ in meta["variables"]}
+    if meta.get("format", 1) == 1:  # per-run metadata as JSON lists
+        records = list(meta["records"])
+        return Batch(
+            list(meta["run_ids"]),
+            records.__getitem__,
+            list(meta["attrs"]),
+            meta["lengths"],
+            meta["variables"],
+            arrays,
+        )
+    prefix = f"{path}/records"
+    rows = read_records(blobs, prefix, meta["records"])
+    prov = read_provenance(blobs, prefix, meta["records"])
+
+    def record(i: int) -> dict[str, Any]:
+        d = {c: v[i] for c, v in rows.cols.items()}
+        d.update(
+            run_id=rows.ids[i],
+            package_ids=list(d.get("package_ids") or ()),
+            params={k: v[i] for k, v in rows.params.items()},
+            provenance=prov[i],
+        )
+        return d
+
+    extra = read_columns(blobs, prefix, meta["records"], ["x:attrs", *(f"x:len-{d}" for d in meta["dims"])])
+    attrs = extra["x:attrs"]
+    lengths = {d: extra[f"x:len-{d}"] for d in meta["dims"]}
+    return Batch(rows.ids, record, attrs, lengths, meta["variables"], arrays)

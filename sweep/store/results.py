@@ -53,22 +53,47 @@ def _as_store(store: Store | str | os.PathLike[str]) -> tuple[Store, bool]:
 def _solver_column(table: RunTable, rows: np.ndarray) -> np.ndarray:
     """Each run's solver (records written before solvers had names ran the spectral one)."""
     col = table.cols.get("solver") or [None] * len(table)
-    return np.array([col[i] or DEFAULT_SOLVER for i in rows], dtype=object)
+    return np.array([s or DEFAULT_SOLVER for s in _take(col, rows)], dtype=object)
+
+
+def _take(values: list[Any], rows: np.ndarray) -> list[Any]:
+    """``values`` at ``rows`` (the list itself when ``rows`` is every row in order)."""
+    if len(rows) == len(values) and (not len(rows) or (rows[0] == 0 and rows[-1] == len(rows) - 1)):
+        return values
+    return [values[i] for i in rows.tolist()]
+
+
+_NUMBERS = (int, float, np.integer, np.floating)
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+    return isinstance(v, _NUMBERS) and not isinstance(v, (bool, np.bool_))
+
+
+def _number_type(t: type) -> bool:
+    return issubclass(t, _NUMBERS) and not issubclass(t, (bool, np.bool_))
 
 
 def _column(values: list[Any]) -> np.ndarray:
     """A coordinate's values: int64 when all are integers, float64 with NaN for missing
     numbers, else objects (None where missing)."""
-    present = [v for v in values if v is not None]
-    if present and all(_is_number(v) for v in present):
-        if len(present) == len(values) and all(isinstance(v, (int, np.integer)) for v in present):
+    types = set(map(type, values))
+    present = types - {type(None)}
+    if present and all(map(_number_type, present)):
+        if len(present) == len(types) and all(issubclass(t, (int, np.integer)) for t in present):
             return np.array(values, dtype=np.int64)
+        if len(present) == len(types):
+            return np.array(values, dtype=float)
         return np.array([np.nan if v is None else v for v in values], dtype=float)
     return np.array(values, dtype=object)
+
+
+def _distinct(values: list[Any]) -> int:
+    """How many different values (by their repr when they are not hashable)."""
+    try:
+        return len(set(values))
+    except TypeError:
+        return len({repr(v) for v in values})
 
 
 def _parameters(table: RunTable, rows: np.ndarray, *, every: bool = False) -> dict[str, np.ndarray]:
@@ -83,32 +108,49 @@ def _parameters(table: RunTable, rows: np.ndarray, *, every: bool = False) -> di
     """
     n = len(rows)
     spectral = (_solver_column(table, rows) == DEFAULT_SOLVER).tolist()  # a list: zipped per run below
-    cols = {name: [values[i] for i in rows] for name, values in table.params.items()}
+    only_spectral = all(spectral)
+    cols = {name: _take(values, rows) for name, values in table.params.items()}
     out: dict[str, np.ndarray] = {}
     if any(spectral) or n == 0:
         full: dict[str, list[Any]] = {}
         for name, p in PARAMS.items():  # a spectral record without a parameter had its default
             col = cols.get(name, [None] * n)
-            full[name] = [p.default if s and v is None else v for s, v in zip(spectral, col, strict=True)]
-        grids = [g if s else None for s, g in zip(spectral, full.pop("grid"), strict=True)]
-        for k, axis in enumerate(("nx", "ny", "nz")):
-            full[axis] = [None if g is None else int(g[k]) for g in grids]
+            if only_spectral and None not in col:
+                full[name] = col
+            else:
+                full[name] = [p.default if s and v is None else v for s, v in zip(spectral, col, strict=True)]
+        grid = full.pop("grid")
+        grids = grid if only_spectral else [g if s else None for s, g in zip(spectral, grid, strict=True)]
+        axes = _grid_axes(grids)
         for name in PARAMETER_COORDS:
-            values = _column(full[name])
+            values = axes[name] if name in axes else _column(full[name])
             out[name] = values.astype(float) if name in ("Re", "dt", "T_final") else values
         for name, p in PARAMS.items():
             if name in PARAMETER_COORDS or name == "grid" or not (p.identity or every):
                 continue
-            own = [v for s, v in zip(spectral, full[name], strict=True) if s]
-            if every or len({repr(v) for v in own}) > 1:
+            own = full[name] if only_spectral else [v for s, v in zip(spectral, full[name], strict=True) if s]
+            if every or _distinct(own) > 1:
                 out[name] = _column(full[name])
     for name, col in cols.items():  # the other solvers' parameters
-        if name in out:
+        if name in out or only_spectral:
             continue
         own = [v for s, v in zip(spectral, col, strict=True) if not s and v is not None]
-        if own and (every or all(_is_number(v) for v in own) or len({repr(v) for v in own}) > 1):
+        if own and (every or all(_is_number(v) for v in own) or _distinct(own) > 1):
             out[name] = _column(col)
     return out
+
+
+def _grid_axes(grids: list[Any]) -> dict[str, np.ndarray]:
+    """nx, ny, nz of each run's grid (int64; float64 with NaN where a run has none)."""
+    if grids and None not in grids:
+        try:
+            a = np.array(grids, dtype=np.int64)
+        except (TypeError, ValueError):
+            a = None
+        if a is not None and a.shape == (len(grids), 3):
+            return {"nx": a[:, 0], "ny": a[:, 1], "nz": a[:, 2]}
+    axes = [[None if g is None else int(g[k]) for g in grids] for k in range(3)]
+    return {name: _column(axis) for name, axis in zip(("nx", "ny", "nz"), axes, strict=True)}
 
 
 def _on_union(

@@ -7,11 +7,14 @@ from typing import Any
 
 from ..errors import StoreError
 from ..provenance import ns_sweep_version, utc_now
+from .index import empty_pointer
 from .zarr_docs import group_document
 
 __all__ = ["SCHEMA_VERSION", "ROOT_ATTR", "check_schema", "creation_cut_short", "initialise", "upgrade"]
 
-SCHEMA_VERSION = 2  # 2: packed runs (batches/, log records with data); 1 is upgraded on write
+# 3: index segments and batch groups of format 2 (records as compressed columns);
+# 2: packed runs (batches/, log records with data); older stores are upgraded on write
+SCHEMA_VERSION = 3
 ROOT_ATTR = "ns_sweep"
 
 
@@ -72,7 +75,7 @@ def initialise(blobs: Any) -> None:
             "runs/zarr.json": group_document({}),
             "batches/zarr.json": group_document({}),
             "checkpoints/zarr.json": group_document({}),
-            "index/zarr.json": group_document({"current": None, "upto_seq": 0}),
+            "index/zarr.json": empty_pointer(),
         }
     )
     blobs.write(
@@ -90,8 +93,10 @@ def initialise(blobs: Any) -> None:
 
 
 def upgrade(blobs: Any, root: bytes) -> None:
-    """A writer of this version may write what older readers do not know (packed runs):
-    raise the store's schema version so that they refuse it instead of misreading it."""
+    """A writer of this version may write what older readers do not know (packed runs, index
+    segments, batch groups of format 2): raise the store's schema version so that they refuse
+    it instead of misreading it. The data stay as they are: this version reads them (an index
+    of format 1 becomes segments at the writer's first flush: ``sweep.store.index``)."""
     doc = json.loads(root)
     meta = doc["attributes"][ROOT_ATTR]
     if meta["schema_version"] >= SCHEMA_VERSION:

@@ -10,14 +10,16 @@ Layout (a local path or an fsspec URL)::
                                 run: the marker alone                      (sweep.store.groups)
       batches/<name>/           packed runs stacked on a `run` dimension   (sweep.store.packed)
       log/<seq>-<tag>.jsonl     a record per commit or failure since the index (sweep.store.log)
-      index/                    compacted generations of every record      (sweep.store.index)
+      index/                    segments of every record, merged by size tiers (sweep.store.index,
+                                sweep.store.segments)
       checkpoints/<run_id>/     the latest checkpoint of an unfinished run (sweep.store.checkpoints)
       status.json               what the last sweep's driver said about itself (jobs, workers,
                                 running runs), rewritten every few seconds while it runs
 
-Why a log and a compacted index instead of reading ``runs/``: opening 10,000 zarr groups
-takes minutes, the columnar index well under a second (scripts/bench_store.py); and a
-commit must not rewrite a table over all runs. Why packed runs: a small run's own group
+Why a log and an index of segments instead of reading ``runs/``: opening 10,000 zarr groups
+takes minutes, the columnar index well under a second (scripts/bench_store.py); a commit
+must not rewrite a table over all runs, and neither must a flush of the log (segments are
+merged by size tiers: each row is rewritten O(log N) times). Why packed runs: a small run's own group
 would be 29 files and directories, most of a tiny run's cost and an inode count HPC file
 systems refuse.
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,6 +73,7 @@ class Store:
         lock: WriterLock | None,
         pack_bytes: int = 0,
         compact_every: int = 2000,
+        merge_fan_in: int = 4,
     ) -> None:
         self.url = url
         self.mode = mode
@@ -80,7 +83,14 @@ class Store:
         self._closed = False
         self.pack_bytes = pack_bytes  # runs of at most this many bytes of small arrays are packed
         self.compact_every = compact_every  # log records before the writer folds them into the index
-        self._index = RunIndex(blobs, url, lambda: self.zarr_store, writer=mode == "a")
+        self._index = RunIndex(
+            blobs,
+            url,
+            lambda: self.zarr_store,
+            writer=mode == "a",
+            fan_in=merge_fan_in,
+            flush_rows=compact_every,
+        )
         self._checkpoints = Checkpoints(blobs, url, lambda: self.zarr_store)
         self._writer = RunWriter(blobs, url, self._index, lambda: self.zarr_store, pack_bytes)
 
@@ -102,9 +112,10 @@ class Store:
         ``pack_bytes`` (writer): a run whose data are small 1-D arrays of at most this many
         bytes in all is packed (``sweep.store.packed``: no files of its own); 0 gives every run
         its group ``runs/<run_id>/``. Default: the ``sweep.store.pack-bytes`` setting; the log
-        is folded into the index every ``sweep.store.compact-every`` records. ``break_lock``
-        (writer): take over a lock that a process of another host holds (``sweep.store.lock``:
-        only when that process is known to be gone).
+        is folded into the index every ``sweep.store.compact-every`` records, and the index's
+        newest ``sweep.store.merge-fan-in`` segments of one size are merged into one.
+        ``break_lock`` (writer): take over a lock that a process of another host holds
+        (``sweep.store.lock``: only when that process is known to be gone).
         """
         from ..config import get as config_get
 
@@ -127,6 +138,11 @@ class Store:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"sweep.store.{key}: bad value {value!r}; allowed: seconds > 0")
             lock_timing[key] = float(value)
+        fan_in = config_get("store.merge-fan-in")
+        if isinstance(fan_in, bool) or not isinstance(fan_in, int) or fan_in < 2:
+            raise ConfigError(
+                f"sweep.store.merge-fan-in: bad value {fan_in!r}; allowed: an integer >= 2 (index segments)"
+            )
         url = os.fspath(url)
         blobs = open_blobs(url, **storage_options)
         root_path = getattr(blobs, "root", None)  # a local store's directory
@@ -171,7 +187,7 @@ class Store:
                 except BaseException:
                     lock.release()
                     raise
-        store = cls(url, blobs, mode, lock, pack, every)
+        store = cls(url, blobs, mode, lock, pack, every, fan_in)
         if mode == "a":
             try:
                 with writing(url, "open the store for writing"):
@@ -184,11 +200,15 @@ class Store:
     def _repair(self) -> None:
         """Writer open: load (adopting orphan markers), drop checkpoints of done runs (left by a
         crash between a commit and its checkpoint's removal), drop batch groups that no run
-        points at, fold a long log into the index."""
+        points at and index segments the index does not list, turn an index of format 1 into
+        segments, fold a long log into the index, finish a merge that is due."""
         for rid in self.checkpoint_run_ids() & self.done_run_ids():
             self.drop_checkpoint(rid)
-        self._index.drop_orphan_batches()
+        self._index.drop_orphans()
+        if self._index.legacy is not None:
+            self._index.compact()
         self._compact_if_due()
+        self._index.merge_due()
 
     def __enter__(self) -> Store:
         return self
@@ -248,6 +268,55 @@ class Store:
         table = self._index.load()
         table.load_provenance(self._index.provenance)
         return {rid: table.record(i) for i, rid in enumerate(table.ids)}
+
+    def records_of(self, run_ids: Iterable[str]) -> dict[str, RunRecord]:
+        """run_id -> RunRecord of the given runs (those in the store), provenance included:
+        only theirs is read (``records()`` reads every run's)."""
+        table = self._index.load()
+        rows = sorted({table.pos[r] for r in run_ids if r in table.pos})
+        missing = [i for i in rows if table.prov[i] is None]
+        if missing:
+            got = self._index.provenance([table.ids[i] for i in missing])
+            for i, p in zip(missing, got, strict=True):
+                table.prov[i] = p
+        return {table.ids[i]: table.record(i) for i in rows}
+
+    def last_done_records(self, per_group: int, params: Sequence[str]) -> list[RunRecord]:
+        """The records (provenance included) of the last ``per_group`` done runs of each group
+        of runs with one solver and equal values of the parameters ``params``, in store order
+        (e.g. what a runtime predictor that keeps the recent runs of each size learns from):
+        only their provenance is read."""
+        table = self._index.load()
+        none = [None] * len(table)
+        columns = (table.cols["solver"], *(table.params.get(k, none) for k in params))
+        # grouped by the identity of the values first (values decoded from the index share
+        # their objects: no per-run hashing), then those groups by value
+        by_identity: dict[tuple[int, ...], list[int]] = {}
+        sizes = zip(*(map(id, col) for col in columns), strict=True)
+        for i, (status, size) in enumerate(zip(table.cols["status"], sizes, strict=True)):
+            if status == "done":
+                by_identity.setdefault(size, []).append(i)
+        groups: dict[str, list[int]] = {}
+        for rows in by_identity.values():
+            groups.setdefault(repr([col[rows[0]] for col in columns]), []).extend(rows)
+        keep = sorted(i for rows in groups.values() for i in sorted(rows)[-per_group:])
+        by_id = self.records_of(table.ids[i] for i in keep)
+        return [by_id[table.ids[i]] for i in keep]
+
+    def provenance_values(self, keys: Iterable[str]) -> dict[str, list[Any]]:
+        """Provenance key -> its value in each run's provenance, in ``run_table()`` order (None
+        where a run lacks it): a few keys of every run without reading the rest."""
+        table = self._index.load()
+        keys = list(keys)
+        if any(p is None for p in table.prov):  # every row asked for: the index's own order
+            out = self._index.provenance_keys(list(table.ids), keys)
+        else:
+            out = {k: [None] * len(table) for k in keys}
+        for i, p in enumerate(table.prov):
+            if p is not None:
+                for k in keys:
+                    out[k][i] = p.get(k)
+        return out
 
     def done_run_ids(self) -> set[str]:
         """Ids of the runs that finished and are complete."""

@@ -2,24 +2,34 @@
 
 Columns (lists) rather than one object per run because the index is read far more often
 than it changes, and whole-column reads are what planning (status, package ids) and
-``open_results`` (parameters, series) need: parsing columnar JSON and slicing arrays is
-several times faster than building 10,000 records. ``RunRecord`` objects are made on request.
+``open_results`` (parameters, series) need. ``RunRecord`` objects are made on request.
+
+Time series, profiles and provenance of the rows already in the index's segments are read on
+demand, by run id (a writer's segments are merged while it runs: positions change, ids do
+not); only the rows written since the last flush keep theirs in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from .records import RECORD_COLUMNS, RunRecord
 
-__all__ = ["RunTable", "LOG_HOME"]
+__all__ = ["RunTable", "LOG_HOME", "Series", "Profiles"]
 
 LOG_HOME = "log"  # RunTable.home of a packed run whose only copy is its log record
 # profiles of many runs: dimension -> (name -> (run, slot) float array, each run's length)
 Profiles = dict[str, tuple[dict[str, np.ndarray], np.ndarray]]
+Series = tuple[dict[str, np.ndarray], np.ndarray]
+# what the index reads on demand for the given run ids (in their order; unknown ids: NaN rows
+# of length 0, an empty provenance)
+SeriesLoader = Callable[[list[str]], Series]
+ProfilesLoader = Callable[[list[str]], Profiles]
+ProvenanceLoader = Callable[[list[str]], list[dict[str, Any]]]
 
 
 class RunTable:
@@ -30,42 +40,41 @@ class RunTable:
         self.pos: dict[str, int] = {}
         self.cols: dict[str, list[Any]] = {c: [] for c in RECORD_COLUMNS if c != "run_id"}
         self.params: dict[str, list[Any]] = {}
-        self.prov: list[dict[str, Any] | None] = []  # None: not loaded yet (see load_provenance)
+        self.prov: list[dict[str, Any] | None] = []  # None: not in memory (see load_provenance)
         # where a done run's data are: None its own group runs/<run_id>/, else a batch group's
         # name or LOG_HOME (a packed run not yet compacted: see sweep.packed)
         self.home: list[str | None] = []
-        # series of the rows read from the compacted index: arrays, or a loader called on first use
-        self._base: tuple[dict[str, np.ndarray], np.ndarray] | None = None
-        self._base_loader: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]] | None = None
-        self._tail: dict[int, dict[str, np.ndarray]] = {}  # series of rows written after the base
-        # profiles (sweep.store.variables.profiles_of) of the base rows and of later rows, the same way
-        self._base_profiles: Profiles | None = None
-        self._profiles_loader: Callable[[], Profiles] | None = None
+        # series and profiles of the rows not in memory, read by run id on first use
+        self.series_loader: SeriesLoader | None = None
+        self.profiles_loader: ProfilesLoader | None = None
+        self._tail: dict[int, dict[str, np.ndarray]] = {}  # series of rows written since the flush
         self._tail_profiles: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+        self.dirty: set[int] = set()  # rows written since the last flush of the index
 
     # ---------------------------------------------------------------- building
 
     @classmethod
-    def from_columns(
-        cls,
-        doc: Mapping[str, Any],
-        series: Callable[[], tuple[dict[str, np.ndarray], np.ndarray]] | None = None,
-        profiles: Callable[[], Profiles] | None = None,
-    ) -> RunTable:
-        """A table from the columnar JSON of ``to_columns``; ``series()`` and ``profiles()``
-        load its time series and profiles (only when asked for: planning never needs them)."""
+    def from_columns(cls, doc: Mapping[str, Any]) -> RunTable:
+        """A table from columns: ``run_id``, the record fields, ``params`` (name -> column),
+        ``home`` (lists of one value per row); nothing of it is dirty."""
         t = cls()
         t.ids = list(doc["run_id"])
         t.pos = {rid: i for i, rid in enumerate(t.ids)}
+        if len(t.pos) != len(t.ids):  # a later row of a run replaces an earlier one
+            keep = sorted(t.pos.values())
+            t.ids = [t.ids[i] for i in keep]
+            t.pos = {rid: i for i, rid in enumerate(t.ids)}
+            doc = {
+                **{c: [v[i] for i in keep] for c, v in doc.items() if c not in ("params", "run_id") and v},
+                "params": {k: [v[i] for i in keep] for k, v in (doc.get("params") or {}).items()},
+            }
         n = len(t.ids)
         for c in t.cols:
             t.cols[c] = list(doc.get(c) or [None] * n)
-        t.cols["package_ids"] = [tuple(p or ()) for p in t.cols["package_ids"]]
+        t.cols["package_ids"] = [p if type(p) is tuple else tuple(p or ()) for p in t.cols["package_ids"]]
         t.params = {k: list(v) for k, v in (doc.get("params") or {}).items()}
         t.prov = [None] * n
         t.home = list(doc.get("home") or [None] * n)
-        t._base_loader = series
-        t._profiles_loader = profiles
         return t
 
     def upsert(
@@ -103,7 +112,17 @@ class RunTable:
         self.home[i] = home
         self._tail[i] = series or {}
         self._tail_profiles[i] = profiles or {}
+        self.dirty.add(i)
         return i
+
+    def flushed(self, rows: Iterable[int]) -> None:
+        """``rows`` are in the index's segments now: their series, profiles and provenance
+        are read from there on demand (the writer's memory holds only unflushed rows)."""
+        for i in rows:
+            self._tail.pop(i, None)
+            self._tail_profiles.pop(i, None)
+            self.prov[i] = None
+            self.dirty.discard(i)
 
     # ---------------------------------------------------------------- reading
 
@@ -127,14 +146,13 @@ class RunTable:
         i = self.pos.get(run_id)
         return -1 if i is None else int(self.cols["seq"][i] or 0)
 
-    def load_provenance(self, loader: Callable[[], list[dict[str, Any]]]) -> None:
-        """Fill the provenance of the rows read from the compacted index (read on demand)."""
-        if any(p is None for p in self.prov):
-            base = loader()
-            for i, p in enumerate(base):
-                if i < len(self.prov) and self.prov[i] is None:
-                    self.prov[i] = p
-            self.prov = [p if p is not None else {} for p in self.prov]
+    def load_provenance(self, loader: ProvenanceLoader) -> None:
+        """Fill the provenance of the rows not in memory (read on demand: it is large)."""
+        missing = [i for i, p in enumerate(self.prov) if p is None]
+        if missing:
+            got = loader([self.ids[i] for i in missing])
+            for i, p in zip(missing, got, strict=True):
+                self.prov[i] = p if p is not None else {}
 
     def record(self, i: int) -> RunRecord:
         """Row ``i`` as a RunRecord."""
@@ -144,73 +162,103 @@ class RunTable:
         d["provenance"] = self.prov[i] or {}
         return RunRecord.from_dict(d)
 
-    def to_columns(self) -> dict[str, Any]:
-        """The table (without provenance) as columnar, JSON-safe lists."""
-        out: dict[str, Any] = {"run_id": list(self.ids)}
+    def to_columns(self, rows: Sequence[int] | None = None) -> dict[str, Any]:
+        """The rows ``rows`` (default all) without provenance as columns: ``run_id``, the
+        record fields, ``params`` (name -> column), ``home``."""
+        idx = range(len(self.ids)) if rows is None else rows
+        out: dict[str, Any] = {"run_id": [self.ids[i] for i in idx]}
         for c, col in self.cols.items():
-            out[c] = [list(v) for v in col] if c == "package_ids" else list(col)
-        out["params"] = {k: list(v) for k, v in self.params.items()}
-        out["home"] = list(self.home)
+            out[c] = [col[i] for i in idx]
+        out["params"] = {k: [v[i] for i in idx] for k, v in self.params.items()}
+        out["home"] = [self.home[i] for i in idx]
         return out
 
-    def series(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def rows_series(self, rows: Sequence[int]) -> Series:
+        """The time series of rows ``rows`` (as ``series``, those rows only)."""
+        if all(i in self._tail for i in rows):
+            tail = {k: self._tail[i] for k, i in enumerate(rows)}
+            return _overlay(len(rows), None, tail, _time_length)
+        arrays, lengths = self.series()
+        idx = np.asarray(rows, dtype=np.int64)
+        return {k: a[idx] for k, a in arrays.items()}, lengths[idx]
+
+    def rows_profiles(self, rows: Sequence[int]) -> Profiles:
+        """The profiles of rows ``rows`` (as ``profiles``, those rows only)."""
+        if all(i in self._tail_profiles for i in rows):
+            dims = sorted({d for i in rows for d in self._tail_profiles[i]})
+            return {
+                dim: _overlay(
+                    len(rows),
+                    None,
+                    {k: self._tail_profiles[i].get(dim, {}) for k, i in enumerate(rows)},
+                    functools.partial(_dim_length, dim),
+                )
+                for dim in dims
+            }
+        idx = np.asarray(rows, dtype=np.int64)
+        return {
+            d: ({k: a[idx] for k, a in arrays.items()}, n[idx]) for d, (arrays, n) in self.profiles().items()
+        }
+
+    def series(self) -> Series:
         """Every row's time series as (name -> (run, slot) float arrays, lengths); NaN past a run's end."""
         n = len(self.ids)
-        names: set[str] = set()
-        width = 0
-        if self._base is None and self._base_loader is not None:
-            self._base = self._base_loader()
-        if self._base is not None:
-            names.update(self._base[0])
-            width = max([a.shape[1] for a in self._base[0].values()] + [0])
-        for s in self._tail.values():
-            names.update(s)
-            width = max([width] + [len(v) for v in s.values()])
-        out = {k: np.full((n, width), np.nan) for k in sorted(names)}
-        lengths = np.zeros(n, dtype=np.int64)
-        if self._base is not None:
-            arrays, base_len = self._base
-            m = len(base_len)
-            lengths[:m] = base_len
-            for k, a in arrays.items():
-                out[k][:m, : a.shape[1]] = a
-        for i, s in self._tail.items():
-            for a in out.values():
-                a[i, :] = np.nan
-            lengths[i] = len(s.get("time", ()))
-            for k, v in s.items():
-                out[k][i, : len(v)] = v
-        return out, lengths
+        base: Series | None = None
+        if self.series_loader is not None and len(self._tail) < n:
+            base = self.series_loader(self.ids)
+        return _overlay(n, base, self._tail, _time_length)
 
     def profiles(self) -> Profiles:
         """Every row's profiles: dimension -> (name -> (run, slot) float array with the
         dimension's coordinate under its own name, each row's length); NaN past a row's end."""
         n = len(self.ids)
-        if self._base_profiles is None and self._profiles_loader is not None:
-            self._base_profiles = self._profiles_loader()
-        base = self._base_profiles or {}
-        names: dict[str, set[str]] = {dim: set(arrays) for dim, (arrays, _) in base.items()}
-        width = {dim: max([a.shape[1] for a in arrays.values()] + [0]) for dim, (arrays, _) in base.items()}
-        for by_dim in self._tail_profiles.values():
-            for dim, arrays in by_dim.items():
-                names.setdefault(dim, set()).update(arrays)
-                width[dim] = max([width.get(dim, 0)] + [len(v) for v in arrays.values()])
+        base: Profiles = {}
+        if self.profiles_loader is not None and len(self._tail_profiles) < n:
+            base = self.profiles_loader(self.ids)
+        dims = set(base) | {d for by_dim in self._tail_profiles.values() for d in by_dim}
         out: Profiles = {}
-        for dim in sorted(names):
-            arrays = {k: np.full((n, width[dim]), np.nan) for k in sorted(names[dim])}
-            lengths = np.zeros(n, dtype=np.int64)
-            if dim in base:
-                base_arrays, base_len = base[dim]
-                m = len(base_len)
-                lengths[:m] = base_len
-                for k, a in base_arrays.items():
-                    arrays[k][:m, : a.shape[1]] = a
-            for i, by_dim in self._tail_profiles.items():  # a later write of a row replaces it whole
-                for a in arrays.values():
-                    a[i, :] = np.nan
-                own = by_dim.get(dim, {})
-                lengths[i] = len(own.get(dim, ()))
-                for k, v in own.items():
-                    arrays[k][i, : len(v)] = v
-            out[dim] = (arrays, lengths)
+        for dim in sorted(dims):
+            tail = {i: by_dim.get(dim, {}) for i, by_dim in self._tail_profiles.items()}
+            out[dim] = _overlay(n, base.get(dim), tail, functools.partial(_dim_length, dim))
         return out
+
+
+def _dim_length(dim: str, arrays: Mapping[str, np.ndarray]) -> int:
+    """A row's length along ``dim``: the length of its coordinate (0: none)."""
+    return len(arrays.get(dim, ()))
+
+
+def _time_length(arrays: Mapping[str, np.ndarray]) -> int:
+    return _dim_length("time", arrays)
+
+
+def _overlay(
+    n: int,
+    base: Series | None,
+    tail: Mapping[int, Mapping[str, np.ndarray]],
+    length: Callable[[Mapping[str, np.ndarray]], int],
+) -> Series:
+    """Rows read from the index (``base``, n rows) with the rows in memory (``tail``: row ->
+    name -> values) written over them, NaN-padded to the widest."""
+    names: set[str] = set()
+    width = 0
+    if base is not None:
+        names.update(base[0])
+        width = max([a.shape[1] for a in base[0].values()] + [0])
+    for s in tail.values():
+        names.update(s)
+        width = max([width] + [len(v) for v in s.values()])
+    out = {k: np.full((n, width), np.nan) for k in sorted(names)}
+    lengths = np.zeros(n, dtype=np.int64)
+    if base is not None:
+        arrays, base_len = base
+        lengths[:] = base_len
+        for k, a in arrays.items():
+            out[k][:, : a.shape[1]] = a
+    for i, s in tail.items():
+        for a in out.values():
+            a[i, :] = np.nan
+        lengths[i] = length(s)
+        for k, v in s.items():
+            out[k][i, : len(v)] = v
+    return out, lengths

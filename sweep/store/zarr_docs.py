@@ -25,6 +25,7 @@ __all__ = [
     "SMALL_ARRAY_BYTES",
     "group_document",
     "encode_small",
+    "decode_small",
     "is_small",
     "jsonable",
     "write_large",
@@ -90,9 +91,13 @@ def is_small(a: np.ndarray) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _template(dtype: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> tuple[dict[str, Any], str | None]:
-    """zarr's own metadata for an uncompressed one-chunk array, and its chunk key."""
+def _template(
+    dtype: str, shape: tuple[int, ...], dims: tuple[str, ...], level: int | None = None
+) -> tuple[dict[str, Any], str | None]:
+    """zarr's own metadata for a one-chunk array (zstd at ``level``, or uncompressed), and
+    its chunk key."""
     import zarr
+    from zarr.codecs import ZstdCodec
     from zarr.storage import MemoryStore
 
     mem: dict[str, Any] = {}
@@ -103,7 +108,7 @@ def _template(dtype: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> tupl
         shape=shape,
         dtype=dt,
         chunks=tuple(max(1, n) for n in shape),
-        compressors=None,
+        compressors=None if level is None else ZstdCodec(level=level),
         filters=None,
         fill_value=fill,
         # chunk "0" beside zarr.json, not "c/0": one directory less per
@@ -121,27 +126,86 @@ def _template(dtype: str, shape: tuple[int, ...], dims: tuple[str, ...]) -> tupl
 
 @lru_cache(maxsize=1024)
 def _document(
-    dtype: str, shape: tuple[int, ...], dims: tuple[str, ...], attrs_json: str
+    dtype: str, shape: tuple[int, ...], dims: tuple[str, ...], attrs_json: str, level: int | None = None
 ) -> tuple[bytes, str | None]:
     """An array's ``zarr.json`` (attributes given as their JSON text) and its chunk key.
     A sweep writes the same few documents for every run: they are made once."""
-    meta, chunk_key = _template(dtype, shape, dims)
+    meta, chunk_key = _template(dtype, shape, dims, level)
     doc = dict(meta)
     doc["attributes"] = json.loads(attrs_json)
     return json.dumps(doc).encode(), chunk_key
 
 
 def encode_small(
-    path: str, a: np.ndarray, dims: tuple[str, ...], attrs: Mapping[str, Any]
+    path: str, a: np.ndarray, dims: tuple[str, ...], attrs: Mapping[str, Any], *, level: int | None = None
 ) -> dict[str, bytes]:
-    """The documents of one small array at ``path``: metadata and its single chunk."""
+    """The documents of one small array at ``path``: metadata and its single chunk
+    (zstd-compressed at ``level``; None: raw bytes)."""
     a = np.asarray(a)
     little = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
-    doc, chunk_key = _document(little.str, tuple(a.shape), tuple(dims), json.dumps(jsonable(attrs)))
+    doc, chunk_key = _document(little.str, tuple(a.shape), tuple(dims), json.dumps(jsonable(attrs)), level)
     out = {f"{path}/zarr.json": doc}
     if chunk_key is not None:
-        out[f"{path}/{chunk_key}"] = np.ascontiguousarray(a, dtype=little).tobytes()
+        raw = np.ascontiguousarray(a, dtype=little).tobytes()
+        out[f"{path}/{chunk_key}"] = raw if level is None else _zstd(level).encode(raw)
     return out
+
+
+@lru_cache(maxsize=8)
+def _zstd(level: int) -> Any:
+    from numcodecs import Zstd  # type: ignore[import-untyped]
+
+    return Zstd(level=level)
+
+
+def decode_small(blobs: Any, path: str) -> np.ndarray | None:
+    """The array at ``path`` as ``encode_small`` wrote it (one chunk, raw or zstd), read with
+    plain reads instead of zarr's API (~50 us instead of ~3 ms an array: an index read is
+    hundreds of arrays); None when it is missing. Anything else is read through zarr."""
+    raw = blobs.read(f"{path}/zarr.json")
+    if raw is None:
+        return None
+    meta = json.loads(raw)
+    shape = tuple(meta["shape"])
+    dtype = np.dtype(_DTYPES.get(meta["data_type"], meta["data_type"]))
+    codecs = [c["name"] for c in meta["codecs"]]
+    grid = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+    encoding = meta["chunk_key_encoding"]
+    simple = (
+        codecs in (["bytes"], ["bytes", "zstd"])
+        and grid == tuple(max(1, n) for n in shape)
+        and encoding.get("name") == "v2"
+        and all(c.get("configuration", {}).get("endian", "little") == "little" for c in meta["codecs"][:1])
+    )
+    if not simple:
+        import zarr
+
+        return np.asarray(zarr.open_array(blobs.zarr_store(read_only=True), path=path, mode="r")[...])
+    if 0 in shape:
+        return np.zeros(shape, dtype=dtype)
+    sep = encoding.get("configuration", {}).get("separator", ".")
+    chunk = blobs.read(f"{path}/{sep.join('0' * len(shape)) or '0'}")
+    if chunk is None:  # never written: all fill value
+        return np.full(shape, meta["fill_value"], dtype=dtype)
+    if codecs[-1] == "zstd":
+        chunk = _zstd(1).decode(chunk)
+    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).reshape(shape)
+
+
+# zarr v3 data type names -> numpy
+_DTYPES = {
+    "bool": "?",
+    "int8": "<i1",
+    "int16": "<i2",
+    "int32": "<i4",
+    "int64": "<i8",
+    "uint8": "<u1",
+    "uint16": "<u2",
+    "uint32": "<u4",
+    "uint64": "<u8",
+    "float32": "<f4",
+    "float64": "<f8",
+}
 
 
 def write_large(
