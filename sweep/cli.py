@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "new": "sweep.commands.new",
     "explain": "sweep.commands.explain",
     "adapt": "sweep.commands.adapt",
+    "logs": "sweep.commands.logs",
 }
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import TINY, run_cli, write_packages
+from conftest import TINY, PackageLog, run_cli, write_packages
 from faults import (
     RemoteCluster,
     assert_results_equal,
@@ -276,7 +276,7 @@ def test_openfoam_lost_worker_run_resumes_from_its_last_time_directory(tmp_path:
         tmp_path / "packages", [_cavity("victim", victim), _cavity("small", SMALL_RUN, priority="LOW")]
     )
     logs = tmp_path / "logs"
-    log = logs / "victim.log"
+    log = PackageLog(logs, "victim")
     killed: list[tuple[str, int]] = []
     failure: list[BaseException] = []
 

@@ -135,6 +135,8 @@ class RuntimePredictor:
         self._seen: dict[tuple[str, tuple[int, ...], str], list[tuple[float, float]]] = {}
         # the latest rate a run under way reported, per key: used until one of that key finishes
         self._provisional: dict[tuple[str, tuple[int, ...], str], float] = {}
+        # rate_of's answers until the next observation (it is asked for every package)
+        self._rates: dict[RunSize, tuple[float, str]] = {}
 
     @classmethod
     def from_records(cls, records: Iterable[Any]) -> RuntimePredictor:
@@ -156,11 +158,13 @@ class RuntimePredictor:
             seen = self._seen.setdefault(size.key, [])
             seen.append((float(seconds), float(size.points) * n))
             del seen[:-50]  # the recent past: a machine's load changes
+            self._rates.clear()
 
     def observe_progress(self, size: RunSize, seconds: float, steps: int) -> None:
         """Learn from a run under way: ``steps`` steps in ``seconds`` since its attempt began."""
         if seconds > 0 and steps > 0 and math.isfinite(seconds):
             self._provisional[size.key] = seconds / (size.points * steps)
+            self._rates.clear()
 
     def rate(self, params: Any) -> tuple[float, str]:
         """(seconds per grid-point-step, how it was found) for a run."""
@@ -168,6 +172,12 @@ class RuntimePredictor:
 
     def rate_of(self, size: RunSize) -> tuple[float, str]:
         """``rate`` of a run's size."""
+        known = self._rates.get(size)
+        if known is None:
+            known = self._rates[size] = self._rate_of(size)
+        return known
+
+    def _rate_of(self, size: RunSize) -> tuple[float, str]:
         own = self._measured(size.key)
         if own is not None:
             return own, "measured"

@@ -257,8 +257,14 @@ class _Sweep:
             n_run,
             n_skipped,
         )
-        for pid, why in skipped:
-            logs.logger.info("%s: skipped: %s", pid, why)
+        if shared:  # few, and each names the package it shares with
+            for pid, why in skipped:
+                if not why.startswith("done"):
+                    logs.logger.info("%s: skipped: %s", pid, why)
+        if n_done:  # one line, not one per package (100,000 lines took 3 s to log)
+            logs.logger.info(
+                "skipped %d package(s) already done in the store (sweep explain lists each)", n_done
+            )
 
     def _execute(
         self,
