@@ -397,3 +397,67 @@ def test_spec_validation_cache_sees_edit_with_same_size_and_mtime(
     f.write_text(text.replace('"Re": 200.0', '"Re": -20.0'))
     os.utime(f, (old, old))
     assert "parameters.Re: bad value -20.0" in _one(_problems(d), r"package_0001")
+
+
+def test_spec_summary_patterns_give_priorities_to_many_packages(tmp_path: Path) -> None:
+    """A summary entry with *, ? or [...] is a pattern over package ids: an id listed by name
+    wins, the patterns a package matches must be of one priority, a pattern matching nothing
+    is a problem (issue 17: a summary of 1,000,000 ids would not fit any file cap)."""
+    pkgs = [
+        {
+            "package_id": f"re{i}-s{j}",
+            "priority": None,
+            "parameters": {**TINY, "Re": 100.0 + i, "dt": 0.001 * (j + 1)},
+        }
+        for i in range(3)
+        for j in range(2)
+    ]
+    d = tmp_path / "pk"
+    write_packages(d, [{**p, "priority": "LOW"} for p in pkgs])
+    for p in d.glob("package_*.json"):  # no priority in the files: the summary gives it
+        doc = json.loads(p.read_text())
+        del doc["priority"]
+        p.write_text(json.dumps(doc))
+    summary = {"HIGH": ["re0-s1", "re1-*"], "LOW": ["re0-*", "re2-?[0-9]"]}
+    (d / "priority_summary.json").write_text(json.dumps(summary))
+    got = {p.package_id: p.priority for p in load_packages(d, worker_memory=WORKER)}
+    assert got == {
+        "re0-s0": "LOW",
+        "re0-s1": "HIGH",  # listed by its id: that wins over the LOW pattern it matches
+        "re1-s0": "HIGH",
+        "re1-s1": "HIGH",
+        "re2-s0": "LOW",
+        "re2-s1": "LOW",
+    }
+    (d / "priority_summary.json").write_text(
+        json.dumps({"HIGH": ["re1-*"], "LOW": ["re[02]-s?", "nothing-*"]})
+    )
+    problems = _problems(d)
+    assert _one(problems, r"nothing-\*").startswith('priority_summary.json: LOW: bad value "nothing-*"')
+    assert not [p for p in problems if "re1-" in p or "re0-" in p]
+    (d / "priority_summary.json").write_text(json.dumps({"HIGH": ["re1-*"], "LOW": ["*"]}))
+    clash = _one(_problems(d), r"re1-s0")
+    assert "'re1-*' under HIGH and '*' under LOW" in clash and "list the id under its priority" in clash
+
+
+def test_spec_summary_cap_grows_with_the_package_files(tmp_path: Path) -> None:
+    """The summary may hold SUMMARY_BYTES_PER_PACKAGE bytes per package file (at least 1 MiB):
+    a directory of few files keeps the 1 MiB cap; sweep new lists ids up to IDS_UP_TO packages
+    of one priority and writes a pattern above."""
+    from sweep.spec.summary import IDS_UP_TO, SUMMARY_BYTES_PER_PACKAGE, read_summary, summary_document
+
+    big = tmp_path / "summary.json"
+    ids = [f"package-with-a-long-id-{i:08d}" for i in range(40_000)]  # ~1.4 MB
+    big.write_text(json.dumps({"HIGH": ids}))
+    problems: list[str] = []
+    assert read_summary(str(big), 3, problems) is None
+    assert "at most 1048576 bytes" in problems[0]
+    problems = []
+    summary = read_summary(str(big), 40_000, problems)
+    assert problems == [] and summary is not None and len(summary.ids) == 40_000
+    assert big.stat().st_size < SUMMARY_BYTES_PER_PACKAGE * 40_000
+    docs = [{"package_id": f"p{i}", "priority": "MEDIUM"} for i in range(IDS_UP_TO + 1)]
+    assert summary_document(docs) == {"HIGH": [], "MEDIUM": ["*"], "LOW": []}
+    assert summary_document(docs[:-1])["MEDIUM"] == [d["package_id"] for d in docs[:-1]]
+    mixed = [*docs, {"package_id": "x", "priority": "LOW"}]
+    assert len(summary_document(mixed)["MEDIUM"]) == IDS_UP_TO + 1

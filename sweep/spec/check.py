@@ -25,7 +25,7 @@ from ..solvers.registry import DEFAULT_SOLVER, SolverCache
 from ..solvers.run_params import RunParams
 from ..units import format_bytes
 from .cache import cache_file, load_cache, save_cache
-from .files import file_problem, json_type, parse_json, problem_line, read_bytes, read_json
+from .files import file_problem, json_type, parse_json, problem_line, read_bytes
 from .package import (
     FILE_PARAMETER_NAMES,
     FILE_TO_SOLVER,
@@ -37,6 +37,7 @@ from .package import (
     Package,
     id_problem,
 )
+from .summary import PrioritySummary, read_summary
 
 __all__ = ["check_directory", "check_document", "load_packages", "memory_need"]
 
@@ -173,8 +174,8 @@ def _run_id(params: SolverParams | RunParams) -> str:
     return hashlib.sha256(params.canonical_json().encode()).hexdigest()[:16]
 
 
-def _read_summary(directory: str, problems: list[str]) -> dict[str, str] | None:
-    """package id -> priority from the summary, or None when it is missing or unusable."""
+def _read_summary(directory: str, n_files: int, problems: list[str]) -> PrioritySummary | None:
+    """The directory's priority summary, or None when it is missing or unusable."""
     path = os.path.join(directory, SUMMARY_FILE)
     if not os.path.lexists(path):
         problems.append(
@@ -185,35 +186,7 @@ def _read_summary(directory: str, problems: list[str]) -> dict[str, str] | None:
     if (why := file_problem(path, SUMMARY_FILE, directory)) is not None:  # never open a FIFO
         problems.append(why)
         return None
-    doc = read_json(path, SUMMARY_FILE, problems)
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        problems.append(
-            problem_line(
-                SUMMARY_FILE, "(top level)", json_type(doc), "an object with keys " + ", ".join(PRIORITIES)
-            )
-        )
-        return None
-    out: dict[str, str] = {}
-    for key, ids in doc.items():
-        if key not in PRIORITIES:
-            problems.append(problem_line(SUMMARY_FILE, key, key, "one of the keys " + ", ".join(PRIORITIES)))
-            continue
-        if not isinstance(ids, list):
-            problems.append(problem_line(SUMMARY_FILE, key, ids, "a list of package ids"))
-            continue
-        for pid in ids:
-            if (why := id_problem(pid)) is not None:
-                problems.append(problem_line(SUMMARY_FILE, key, pid, why))
-            elif pid in out:
-                where = "twice in " + key if out[pid] == key else f"in both {out[pid]} and {key}"
-                problems.append(
-                    problem_line(SUMMARY_FILE, key, pid, f"each id under one priority only (it is {where})")
-                )
-            else:
-                out[pid] = key
-    return out
+    return read_summary(path, n_files, problems)
 
 
 @paused_gc()
@@ -232,11 +205,18 @@ def check_directory(
             f"{directory}: (directory): not found; allowed: a directory with "
             f"{SUMMARY_FILE} and {PACKAGE_GLOB} files (sweep new DIR creates one)"
         )
-    summary = _read_summary(directory, problems)
     # every entry named like a package: one that is not a regular file of the directory is a
-    # problem (seen from its directory entry and lstat: it is never opened)
-    entries = {e.name: e for e in os.scandir(directory) if _PACKAGE_RE.fullmatch(e.name)}
-    names = sorted(entries)
+    # problem (seen from its directory entry and lstat: it is never opened); names only, not
+    # DirEntry objects (a million of them)
+    names: list[str] = []
+    odd: set[str] = set()  # entries named like packages that are not plain regular files
+    for e in os.scandir(directory):
+        if _PACKAGE_RE.fullmatch(e.name):
+            names.append(e.name)
+            if not e.is_file(follow_symlinks=False):
+                odd.add(e.name)
+    names.sort()
+    summary = _read_summary(directory, len(names), problems)
     if check_memory and worker_memory is None:
         worker_memory = memory_per_worker()
     cache_path = cache_file(directory)
@@ -249,9 +229,8 @@ def check_directory(
     packages: list[Package] = []
     for name in names:
         before = len(problems)
-        entry = entries[name]
-        path = entry.path
-        if not entry.is_file(follow_symlinks=False) and (why := file_problem(path, name, directory)):
+        path = os.path.join(directory, name)
+        if name in odd and (why := file_problem(path, name, directory)):
             problems.append(why)
             unreadable.append(name)
             continue
@@ -310,15 +289,25 @@ def check_directory(
             else:
                 seen[pid] = name
             if summary is not None:
-                listed = summary.get(pid)
-                if listed is None:
+                listed, clash = summary.priority_of(pid)
+                if clash:
+                    problems.append(
+                        problem_line(
+                            name,
+                            "package_id",
+                            pid,
+                            f"an id matched by patterns of one priority in {SUMMARY_FILE} (it matches "
+                            f"{clash}; list the id under its priority)",
+                        )
+                    )
+                elif listed is None:
                     problems.append(
                         problem_line(
                             name,
                             "package_id",
                             pid,
                             f"an id listed under a priority in {SUMMARY_FILE} "
-                            "(add it under HIGH, MEDIUM or LOW)",
+                            "(add it, or a pattern matching it, under HIGH, MEDIUM or LOW)",
                         )
                     )
                 elif prio is not None and prio != listed:
@@ -358,7 +347,16 @@ def check_directory(
         save_cache(cache_path, fresh)
     if summary is not None:
         fix = f", or fix {', '.join(unreadable)}" if unreadable else ""
-        for pid, prio in summary.items():
+        for prio, pattern in summary.unmatched_patterns():
+            problems.append(
+                problem_line(
+                    SUMMARY_FILE,
+                    prio,
+                    pattern,
+                    f"a pattern matching the id of a {PACKAGE_GLOB} file (remove it, or add packages{fix})",
+                )
+            )
+        for pid, prio in summary.ids.items():
             if pid not in seen:
                 problems.append(
                     problem_line(
