@@ -1,15 +1,24 @@
 """Benchmark of large sweeps (issue 17): every command on N tiny packages, printed as a table.
 
-    python scripts/bench_scale.py --packages 100000     # about 10-15 minutes on 2 cores
-    python scripts/bench_scale.py --packages 2000       # a quick look (the CI smoke size)
+    python scripts/bench_scale.py --packages 100000     # the whole sweep: about 10 minutes on 2 cores
+    python scripts/bench_scale.py --packages 1000000 --plan-only --run-seconds 60
+    python scripts/bench_scale.py --packages 2000       # a quick look (the CI smoke test is smaller)
 
 N one-step 8^3 packages (Re x random_seed, random initial field) are written by `sweep new`
 from a grid file, then each command runs as a child process of its own, as a user would run
 it, on 2 workers: `sweep new`, `validate`, `explain`, `run`, `run` again with nothing left,
-`status --packages`, `report`, `--help`, and `open_results` in Python. For each: wall time and
-the child's peak RSS (resource.getrusage). For the sweep: the cost per package over the whole
-sweep and in its first and last tenth (from the commit times in the store: growth shows as a
-last tenth slower than the first), the store's size per run, the log files written.
+`logs PACKAGE_ID`, `status --packages`, `report`, `--help`, and `open_results` in Python. For
+each: wall time and the child's peak RSS (resource usage of the child: the driver's, not its
+Dask workers'). For the sweep: the cost per package over the whole sweep and in its first and
+last tenth (from the commit times in the store: growth shows as a last tenth slower than the
+first), the store's size per run, the log files written.
+
+``--plan-only`` (for 1,000,000 packages, whose whole sweep would take hours): `sweep new`,
+`validate`, `explain`, `run --dry-run` (the plan against the store), then the real `run`
+interrupted (SIGINT, as Ctrl-C) after ``--run-seconds``: the whole planning and submission
+path over the full backlog (every package loaded, planned and queued in the driver; the
+window of tasks going to the workers; the runs finished by then committed), with its peak RSS
+and the packages committed in that time.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,18 +38,26 @@ from pathlib import Path
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 
 
-def child(args: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[float, float, str]:
+def child(
+    args: list[str], *, cwd: Path, env: dict[str, str], stop_after: float | None = None
+) -> tuple[float, float, str]:
     """Run a child process; (wall seconds, its own peak RSS in MiB: the driver's, not its Dask
-    workers', and its stdout). Fails on exit != 0."""
+    workers', and its stdout). Fails on exit != 0, except 130 when stopped by ``stop_after``
+    seconds (SIGINT, as Ctrl-C)."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
+        if stop_after is not None:
+            while proc.poll() is None and time.perf_counter() - t0 < stop_after:
+                time.sleep(0.2)
+            if proc.returncode is None:
+                os.kill(proc.pid, signal.SIGINT)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
         out.seek(0)
         err.seek(0)
-        if proc.returncode != 0:
+        if proc.returncode != 0 and not (stop_after is not None and proc.returncode == 130):
             raise SystemExit(f"{' '.join(args[2:5])} ... exited {proc.returncode}:\n{err.read()[-3000:]}")
         return wall, usage.ru_maxrss / 1024, out.read()
 
@@ -65,20 +83,32 @@ def tree(path: Path) -> tuple[int, int]:
     return n, size
 
 
-def commit_rates(store: Path) -> tuple[float, float, float]:
-    """Seconds per package over the sweep, its first tenth and its last tenth (commit times)."""
+def commit_times(store: Path) -> list[float]:
+    """The commit times of the store's runs, sorted (epoch seconds)."""
     from datetime import datetime
 
     from sweep.store import Store
 
     with Store.open(store) as st:
-        times = sorted(
+        return sorted(
             datetime.fromisoformat(r.committed).timestamp() for r in st.records().values() if r.committed
         )
+
+
+def commit_rates(store: Path) -> tuple[float, float, float]:
+    """Seconds per package over the sweep, its first tenth and its last tenth (commit times)."""
+    times = commit_times(store)
     n = len(times)
     k = max(1, n // 10)
     whole = (times[-1] - times[0]) / max(1, n - 1)
     return whole, (times[k] - times[0]) / k, (times[-1] - times[-1 - k]) / k
+
+
+def log_dir_of(store: Path) -> Path:
+    """Where `sweep run` puts the logs of ``store`` by default."""
+    from sweep.engine.sweep import default_log_dir
+
+    return default_log_dir(str(store))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,14 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--packages", type=int, default=100_000, help="packages (default 100000)")
     ap.add_argument("--dir", default=None, help="where to build it (default: the system temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the directory")
+    ap.add_argument(
+        "--plan-only",
+        action="store_true",
+        help="new, validate, explain, run --dry-run, and a run interrupted after --run-seconds",
+    )
+    ap.add_argument("--run-seconds", type=float, default=60.0, help="with --plan-only (default 60)")
     args = ap.parse_args(argv)
     n = args.packages
     tmp = Path(tempfile.mkdtemp(prefix="bench_scale_", dir=args.dir))
     env = {**os.environ, "NS_SWEEP_CACHE_DIR": str(tmp / "cache"), "PYTHONWARNINGS": "ignore"}
-    rows: list[tuple[str, str, str, str]] = []
+    run_args = ["--max-parallel", "2", "--no-progress"]
 
     def row(what: str, wall: float, rss: float, note: str = "") -> None:
-        rows.append((what, f"{wall:8.2f} s", f"{rss:7.0f} MiB", note))
         print(f"  {what:<34} {wall:8.2f} s  {rss:7.0f} MiB  {note}", flush=True)
 
     try:
@@ -101,16 +136,33 @@ def main(argv: list[str] | None = None) -> int:
         pk, store, report = tmp / "pk", tmp / "st.zarr", tmp / "report"
         print(f"bench_scale: {n} packages in {tmp}", flush=True)
         w, r, _ = child([*SWEEP, "new", str(pk), "--from", str(tmp / "grid.toml")], cwd=tmp, env=env)
-        row("sweep new", w, r, f"{len(list(pk.glob('package_*.json')))} files")
+        n_files = sum(1 for e in os.scandir(pk) if e.name.startswith("package_"))
+        summary = (pk / "priority_summary.json").stat().st_size
+        row("sweep new", w, r, f"{n_files} files, summary {summary} B")
         w, r, _ = child([*SWEEP, "validate", str(pk)], cwd=tmp, env=env)
-        row("sweep validate", w, r)
+        row("sweep validate (cache cold)", w, r)
+        w, r, _ = child([*SWEEP, "validate", str(pk)], cwd=tmp, env=env)
+        row("sweep validate (cache warm)", w, r)
         w, r, _ = child([*SWEEP, "explain", str(pk), "--store", str(store)], cwd=tmp, env=env)
         row("sweep explain (no store yet)", w, r)
-        w, r, _ = child(
-            [*SWEEP, "run", str(pk), "--store", str(store), "--max-parallel", "2", "--no-progress"],
-            cwd=tmp,
-            env=env,
-        )
+        if args.plan_only:
+            w, r, _ = child([*SWEEP, "run", str(pk), "--store", str(store), "--dry-run"], cwd=tmp, env=env)
+            row("sweep run --dry-run", w, r)
+            w, r, _ = child(
+                [*SWEEP, "run", str(pk), "--store", str(store), *run_args],
+                cwd=tmp,
+                env=env,
+                stop_after=args.run_seconds,
+            )
+            times = commit_times(store) if store.exists() else []
+            rate = (
+                f"{(times[-1] - times[0]) / max(1, len(times) - 1) * 1e3:.2f} ms/package between commits"
+                if len(times) > 1
+                else ""
+            )
+            row(f"sweep run, stopped after {args.run_seconds:g} s", w, r, f"{len(times)} committed; {rate}")
+            return 0
+        w, r, _ = child([*SWEEP, "run", str(pk), "--store", str(store), *run_args], cwd=tmp, env=env)
         whole, first, last = commit_rates(store)
         row(
             "sweep run",
@@ -120,19 +172,21 @@ def main(argv: list[str] | None = None) -> int:
             f"tenth {first * 1e3:.2f}, last tenth {last * 1e3:.2f}",
         )
         entries, size = tree(store)
-        logs = tmp / "logs"
+        logs = log_dir_of(store)
         log_entries, log_size = tree(logs) if logs.exists() else (0, 0)
         print(
             f"  {'store':<34} {entries} entries, {size / 2**20:.1f} MiB, {size / n:.0f} B per run; logs "
             f"{log_entries} files, {log_size / 2**20:.1f} MiB",
             flush=True,
         )
-        w, r, out = child(
-            [*SWEEP, "run", str(pk), "--store", str(store), "--max-parallel", "2", "--no-progress"],
-            cwd=tmp,
-            env=env,
-        )
+        w, r, _ = child([*SWEEP, "run", str(pk), "--store", str(store), *run_args], cwd=tmp, env=env)
         row("sweep run (nothing left)", w, r)
+        main_log = logs / "sweep.log"
+        if main_log.exists():
+            print(f"  {'sweep.log':<34} {main_log.stat().st_size / 1024:.0f} KiB after 2 runs", flush=True)
+        some = json.loads((pk / sorted(os.listdir(pk))[n // 2]).read_text())["package_id"]
+        w, r, out = child([*SWEEP, "logs", some, "--store", str(store)], cwd=tmp, env=env)
+        row("sweep logs PACKAGE_ID", w, r, f"{len(out.splitlines())} lines")
         w, r, _ = child([*SWEEP, "status", "--store", str(store), "--packages", str(pk)], cwd=tmp, env=env)
         row("sweep status --packages", w, r)
         w, r, _ = child([*SWEEP, "report", "--store", str(store), "--out", str(report)], cwd=tmp, env=env)

@@ -347,8 +347,8 @@ def test_spec_validation_cache_follows_file_content(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
     d = write_packages(tmp_path / "pk", _pkgs(3))
     first = load_packages(d, worker_memory=WORKER)
-    caches = list((tmp_path / "cache").iterdir())
-    assert len(caches) == 1 and len(json.loads(caches[0].read_text())["entries"]) == 3
+    caches = [c for c in (tmp_path / "cache").iterdir() if c.suffix == ".sqlite"]
+    assert len(caches) == 1 and len(_cached_verdicts(caches[0])) == 3
     second = load_packages(d, worker_memory=WORKER)  # from the cache: same packages, lazy params
     assert [(p.package_id, p.priority, p.run_id, p.tags) for p in second] == [
         (p.package_id, p.priority, p.run_id, p.tags) for p in first
@@ -368,6 +368,44 @@ def test_spec_validation_cache_follows_file_content(tmp_path: Path, monkeypatch:
     assert "listed under a priority" in _one(_problems(d), r"package_0002")
     # the memory check uses the cached need against the worker memory given now
     assert any("fits in one worker" in p for p in check_directory(d, worker_memory=1000)[1])
+
+
+def _cached_verdicts(path: Path) -> list[list]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return [json.loads(v) for (v,) in db.execute("SELECT verdict FROM verdicts")]
+
+
+def test_spec_validation_cache_skips_unchanged_old_files_by_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose stat key (size, mtime, ctime, inode) is what it was when its bytes were
+    hashed is not read again; one changed within RACY_SECONDS of a pass is hashed again."""
+    import sqlite3
+    import time
+
+    from sweep.spec.cache import RACY_SECONDS, ValidationCache, cache_file, stat_key
+
+    monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    d = write_packages(tmp_path / "pk", _pkgs(3))
+    load_packages(d, worker_memory=WORKER)  # the files are new: no stat key kept (racy)
+    path = cache_file(str(d))
+    with sqlite3.connect(path) as db:
+        assert [k for (k,) in db.execute("SELECT stat FROM files")] == [None] * 3
+    time.sleep(RACY_SECONDS + 0.1)
+    first = load_packages(d, worker_memory=WORKER)  # now old enough: their keys are kept
+    f = d / "package_0001.json"
+    cache = ValidationCache(path)
+    hit = cache.known(f.name, stat_key(f.stat()))
+    assert hit is not None and hit[1][0] == "p1"  # known without reading the file
+    cache.close()
+    again = load_packages(d, worker_memory=WORKER)
+    assert [(p.package_id, p.run_id) for p in again] == [(p.package_id, p.run_id) for p in first]
+    doc = json.loads(f.read_text())
+    doc["parameters"]["Re"] = 901.0
+    f.write_text(json.dumps(doc))  # a write changes the key (ctime): read again
+    assert {p.package_id: p.params.Re for p in load_packages(d, worker_memory=WORKER)}["p1"] == 901.0
 
 
 def test_spec_validation_cache_can_be_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

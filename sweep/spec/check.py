@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import stat
 from typing import Any
 
 from solver.params import PARAMS, SolverParams, parameter_problems
@@ -24,7 +25,7 @@ from ..solvers.protocol import FieldError, Solver
 from ..solvers.registry import DEFAULT_SOLVER, SolverCache
 from ..solvers.run_params import RunParams
 from ..units import format_bytes
-from .cache import cache_file, load_cache, save_cache
+from .cache import ValidationCache, cache_file, stat_key
 from .files import file_problem, json_type, parse_json, problem_line, read_bytes
 from .package import (
     FILE_PARAMETER_NAMES,
@@ -219,11 +220,8 @@ def check_directory(
     summary = _read_summary(directory, len(names), problems)
     if check_memory and worker_memory is None:
         worker_memory = memory_per_worker()
-    cache_path = cache_file(directory)
-    cache = load_cache(cache_path)
+    cache = ValidationCache(cache_file(directory))
     solvers = _Solvers(directory, problems)
-    rechecked = False  # a cached verdict whose template changed: its entry is rewritten
-    fresh: dict[str, list[Any]] = {}
     seen: dict[str, str] = {}
     unreadable: list[str] = []
     packages: list[Package] = []
@@ -234,12 +232,24 @@ def check_directory(
             problems.append(why)
             unreadable.append(name)
             continue
-        text = read_bytes(path, name, problems)
-        if text is None:
-            unreadable.append(name)
-            continue
-        digest = hashlib.sha1(text).hexdigest()
-        hit = cache.get(digest)
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except OSError:
+            st = None
+        # a regular file whose stat key is what it was when its bytes were hashed: not read
+        known = None if st is None or not stat.S_ISREG(st.st_mode) else cache.known(name, stat_key(st))
+        text: bytes | None = None
+        hit: list[Any] | None
+        if known is not None:
+            digest, hit = known
+        else:
+            text = read_bytes(path, name, problems)
+            if text is None:
+                unreadable.append(name)
+                continue
+            digest = hashlib.sha1(text).digest()
+            hit = cache.verdict(digest)
+            cache.record_file(name, st, digest)
         params: SolverParams | RunParams | None = None
         solver, case, solver_obj = DEFAULT_SOLVER, None, None
         if hit is not None and len(hit) > 6:
@@ -253,10 +263,15 @@ def check_directory(
                 or _run_id(RunParams(solver, solver_obj, hit[2])) != hit[4]
             ):
                 hit, solver, case, solver_obj = None, DEFAULT_SOLVER, None, None
-                rechecked = True
+                cache.forget(digest)
         if hit is not None:
             pid, prio, values, tags, run_id, need = hit[:6]
         else:
+            if text is None:
+                text = read_bytes(path, name, problems)
+                if text is None:
+                    unreadable.append(name)
+                    continue
             doc = parse_json(text, name, problems)
             if doc is None:
                 unreadable.append(name)
@@ -275,10 +290,11 @@ def check_directory(
                 values = raw  # as written (solver names): small to cache; SolverParams fills defaults
                 run_id = _run_id(params)
                 need = memory_need(params)  # memoised by solver.memory
-        if len(problems) == before and values is not None:
-            fresh[digest] = [pid, prio, values, tags, run_id, need]
+        if hit is None and len(problems) == before and values is not None:
+            verdict = [pid, prio, values, tags, run_id, need]
             if solver_obj is not None:
-                fresh[digest].append([solver, case])
+                verdict.append([solver, case])
+            cache.record_verdict(digest, verdict)
         if pid is not None:
             if pid in seen:
                 problems.append(
@@ -343,8 +359,7 @@ def check_directory(
                     solver_object=solver_obj,
                 )
             )
-    if rechecked or fresh.keys() != cache.keys():  # else each entry is what it was
-        save_cache(cache_path, fresh)
+    cache.save()
     if summary is not None:
         fix = f", or fix {', '.join(unreadable)}" if unreadable else ""
         for prio, pattern in summary.unmatched_patterns():
