@@ -82,3 +82,19 @@ def test_run_sweep_commits_each_package_of_a_batch_and_logs_it_by_id(tmp_path: P
     bad = run_cli("logs", "nope", "--store", str(store), "--log-dir", str(logs))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "nope" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_progress_summary_lines_every_few_packages_then_at_most_one_a_second():
+    """The first 20 summary lines come every `summary_every` packages; after them at most one
+    a second (and the last): 100,000 tiny packages no longer print 20,000 lines."""
+    from sweep.engine.progress import SweepProgress
+
+    out = io.StringIO()
+    progress = SweepProgress(10_000, summary_every=5, bar=False, out=out)
+    for _ in range(10_000):
+        progress.package_finished("done")
+    progress.close()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[    5/10000]") and lines[19].startswith("[  100/10000]")
+    assert lines[-1].startswith("[10000/10000] done 10000")
+    assert 21 <= len(lines) <= 25, len(lines)

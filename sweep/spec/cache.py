@@ -90,6 +90,9 @@ class ValidationCache:
         self._files: list[tuple[str, str | None, bytes]] = []  # (name, stat key or None, digest)
         self._verdicts: list[tuple[bytes, str]] = []
         self._forget: list[bytes] = []
+        self._rows: Any = None  # the scan of the files table, by name (see known)
+        self._row: Any = None
+        self._last: str | None = None
         if path is None:
             return
         try:
@@ -112,17 +115,37 @@ class ValidationCache:
 
     def known(self, name: str, key: str) -> tuple[bytes, list[Any]] | None:
         """(digest, verdict) of file ``name`` when its stat key is ``key`` and its bytes' verdict
-        is cached: the file need not be read."""
+        is cached: the file need not be read. Ask in ascending order of names (one scan of the
+        cache, not a query per file); out of order, a query answers."""
         if self._db is None:
             return None
         try:
-            row = self._db.execute(
-                "SELECT f.digest, v.verdict FROM files f JOIN verdicts v ON f.digest = v.digest "
-                "WHERE f.name = ? AND f.stat = ?",
-                (name, key),
-            ).fetchone()
+            if self._rows is None or (self._last is not None and name < self._last):
+                if self._rows is not None:  # out of order: ask for this one
+                    return self._query(name, key)
+                self._rows = self._db.execute(
+                    "SELECT f.name, f.stat, f.digest, v.verdict FROM files f "
+                    "JOIN verdicts v ON f.digest = v.digest ORDER BY f.name"
+                )
+                self._row = next(self._rows, None)
+            self._last = name
+            row = self._row
+            while row is not None and row[0] < name:
+                row = next(self._rows, None)
+            self._row = row
         except sqlite3.Error:
             return None
+        if row is None or row[0] != name or row[1] != key:
+            return None
+        return row[2], json.loads(row[3])
+
+    def _query(self, name: str, key: str) -> tuple[bytes, list[Any]] | None:
+        assert self._db is not None
+        row = self._db.execute(
+            "SELECT f.digest, v.verdict FROM files f JOIN verdicts v ON f.digest = v.digest "
+            "WHERE f.name = ? AND f.stat = ?",
+            (name, key),
+        ).fetchone()
         return None if row is None else (row[0], json.loads(row[1]))
 
     def verdict(self, digest: bytes) -> list[Any] | None:
@@ -154,6 +177,7 @@ class ValidationCache:
         db, self._db = self._db, None
         if db is None:
             return
+        self._rows = self._row = None
         try:
             if self._files or self._verdicts or self._forget:
                 db.execute("BEGIN")
@@ -171,6 +195,7 @@ class ValidationCache:
 
     def close(self) -> None:
         """Close without saving."""
+        self._rows = self._row = None
         if self._db is not None:
             self._db.close()
             self._db = None
