@@ -90,12 +90,19 @@ class Driver:
         self.segments: dict[str, list[dict[str, Any]]] = {}  # run_id -> its attempts that ran
         self._sizes: dict[str, RunSize] = {}
         self._size_objects: dict[RunSize, RunSize] = {}  # one object per distinct size
+        self._params: dict[str, Any] = {}  # run_id -> parameters, while the run is under way
         self._todo_groups: dict[tuple[str, Any], list[Any]] | None = None
         self._published: dict[str, float] = {}
         self._last_progress: dict[str, tuple[Any, int, float]] = {}  # run -> (attempt, step, elapsed)
         self.live = LiveStatus(float(config.get("status-every")), description)
         self.tasks = Submitter(
-            client, self.channel, self.entries, options, extras=self._item_extras, predict=self.predicted_left
+            client,
+            self.channel,
+            self.entries,
+            options,
+            extras=self._item_extras,
+            predict=self.predicted_left,
+            params_of=self.params_of,
         )
         self.commits = CommitWriter(
             store, options.max_pending_commits, self._committed, lambda rid: self.relay.has_checkpoint(rid)
@@ -106,13 +113,26 @@ class Driver:
         self.recovery = Recovery(self)
 
     # -- predictions ----------------------------------------------------------------------
-    def size_of(self, run_id: str) -> RunSize:
-        """What the run's cost scales with (computed once per run)."""
+    def size_of(self, run_id: str, keep: bool = True) -> RunSize:
+        """What the run's cost scales with (computed once per run); ``keep``: keep the run's
+        parameters too (it is about to be submitted)."""
         size = self._sizes.get(run_id)
         if size is None:
-            size = run_size(self.entries[run_id].package.params)
+            params = self.params_of(run_id) if keep else self._params.get(run_id) or self._build(run_id)
+            size = run_size(params)
             size = self._sizes[run_id] = self._size_objects.setdefault(size, size)
         return size
+
+    def _build(self, run_id: str) -> Any:
+        return self.entries[run_id].package.build_params()
+
+    def params_of(self, run_id: str) -> Any:
+        """The run's parameters, kept while it runs (built once per run, dropped when it ends:
+        the packages of a sweep keep their validated values only)."""
+        params = self._params.get(run_id)
+        if params is None:
+            params = self._params[run_id] = self._build(run_id)
+        return params
 
     def predicted_left(self, run_id: str) -> float:
         """Predicted seconds the run still needs (from the steps known done)."""
@@ -128,7 +148,7 @@ class Driver:
             for rid, e in self.entries.items():
                 if rid in self.status:
                     continue
-                size = self.size_of(rid)
+                size = self.size_of(rid, keep=False)
                 g = groups.setdefault((e.package.priority, size.key), [size, 0.0])
                 g[1] += size.point_steps
             self._todo_groups = groups
@@ -144,6 +164,7 @@ class Driver:
                 g[1] -= size.point_steps
         self.steps_done.pop(run_id, None)
         self.segments.pop(run_id, None)
+        self._params.pop(run_id, None)
         self._sizes.pop(run_id, None)
         self._last_progress.pop(run_id, None)
 
@@ -266,7 +287,7 @@ class Driver:
         p = self.entries[run_id].package
         prov = dict(outcome.provenance) if outcome is not None else {}
         prov.update(
-            params=p.params,
+            params=self.params_of(run_id),
             package_id=p.package_id,
             package_ids=self.duplicates.get(run_id, [p.package_id]),
             priority=p.priority,
@@ -321,7 +342,7 @@ class Driver:
         self.segments.setdefault(outcome.run_id, []).append(seg)
         self.steps_done[outcome.run_id] = end
         if outcome.status in ("done", "preempted") and end > start:
-            self.predictor.observe(self.entries[outcome.run_id].package.params, seconds, end - start)
+            self.predictor.observe(self.params_of(outcome.run_id), seconds, end - start)
 
     def finish(self, run_id: str, status: str, lines: Iterable[str]) -> None:
         """A run's final status: logged, counted, and with --stop-on-error maybe the end."""

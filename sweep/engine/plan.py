@@ -130,8 +130,10 @@ class StoreState(NamedTuple):
 
 
 @paused_gc()
-def store_state(store: Store | None) -> StoreState:
-    """The store's state for ``plan_sweep`` (nothing done when ``store`` is None)."""
+def store_state(store: Store | None, *, by_package: bool = True) -> StoreState:
+    """The store's state for ``plan_sweep`` (nothing done when ``store`` is None); without
+    ``by_package`` its ``by_package`` is empty (only ``explain_packages`` needs it: a set per
+    package of a 100,000-run store)."""
     if store is None:
         return StoreState(set(), {}, {}, {}, {})
     done = store.done_run_ids()  # columns only: no provenance is read for planning
@@ -139,7 +141,7 @@ def store_state(store: Store | None) -> StoreState:
     ckpts = {r: c for r, c in store.checkpoints().items() if r not in done}
     steps = {r: (-1 if s is None else s) for r, (s, _) in ckpts.items()}
     stale = {r: v for r, (_, v) in ckpts.items() if v != solver_version()}
-    return StoreState(done, failed, steps, stale, store.run_ids_by_package())
+    return StoreState(done, failed, steps, stale, store.run_ids_by_package() if by_package else {})
 
 
 @paused_gc()

@@ -42,7 +42,7 @@ class Submitter:
     """The tasks of one sweep: what was submitted (futures, attempts) and what is left.
 
     ``predict(run_id)``: the predicted seconds of a run (None: no batching by prediction, every
-    package alone).
+    package alone); ``params_of(run_id)``: its parameters (default: its package's).
     """
 
     def __init__(
@@ -53,11 +53,13 @@ class Submitter:
         options: SweepOptions,
         extras: Callable[[str, dict[str, Any] | None], dict[str, Any]] | None = None,
         predict: Callable[[str], float] | None = None,
+        params_of: Callable[[str], Any] | None = None,
     ) -> None:
         self.client = client
         # run_id, resume -> more WorkItem fields (predicted time, placement policy)
         self.extras = extras
         self.predict = predict
+        self.params_of = params_of or (lambda rid: entries[rid].package.params)
         self.channel = channel
         self.tag = channel.removeprefix("sweep-")[:8]  # tells this sweep's task keys apart
         self.entries = entries
@@ -86,7 +88,7 @@ class Submitter:
             package_id=p.package_id,
             run_id=run_id,
             priority=p.priority,
-            params=p.params.as_dict(),
+            params=self.params_of(run_id).as_dict(),
             timeout=o.timeout,
             attempt=attempt,
             checkpoint_every_seconds=o.checkpoint_every_seconds,

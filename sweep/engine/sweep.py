@@ -222,7 +222,7 @@ class _Sweep:
 
     def run(self) -> SweepResult:
         with Store.open(self.store_url, mode="a", break_lock=self.opts.break_lock) as st:
-            state = store_state(st)
+            state = store_state(st, by_package=False)
             run_ids = {p.run_id for p in self.packages}
             ckpt_steps = {r: s for r, s in state.checkpoints.items() if r in run_ids}
             plan = plan_sweep(self.packages, state.done, state.failed, ckpt_steps, state.stale_checkpoints)

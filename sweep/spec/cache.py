@@ -32,7 +32,7 @@ __all__ = ["CACHE_ENV", "CACHE_KEEP", "RACY_SECONDS", "ValidationCache", "cache_
 CACHE_ENV = "NS_SWEEP_CACHE_DIR"  # directory of the validation cache; "off" disables it
 CACHE_KEEP = 64  # package directories remembered; the least recently rewritten are forgotten
 RACY_SECONDS = 2.0  # a file changed this recently is hashed again on the next pass
-_SCHEMA = 1
+_SCHEMA = 2  # verdicts hold a package's values as JSON text
 
 
 @functools.lru_cache(maxsize=1)

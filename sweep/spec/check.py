@@ -11,6 +11,7 @@ problem in it is reported once, naming its file.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import stat
@@ -257,10 +258,11 @@ def check_directory(
             # id (the id hashes the template's content: an edited case is checked again)
             solver, case = hit[6]
             solver_obj = solvers.quiet(solver, case)
+            cached_values = json.loads(hit[2])
             if (
                 solver_obj is None
-                or set(hit[2]) != set(solver_obj.params)
-                or _run_id(RunParams(solver, solver_obj, hit[2])) != hit[4]
+                or set(cached_values) != set(solver_obj.params)
+                or _run_id(RunParams(solver, solver_obj, cached_values)) != hit[4]
             ):
                 hit, solver, case, solver_obj = None, DEFAULT_SOLVER, None, None
                 cache.forget(digest)
@@ -290,6 +292,8 @@ def check_directory(
                 values = raw  # as written (solver names): small to cache; SolverParams fills defaults
                 run_id = _run_id(params)
                 need = memory_need(params)  # memoised by solver.memory
+        if isinstance(values, dict):  # kept as its JSON text: a fifth of the memory of a dict
+            values = json.dumps(values, separators=(",", ":"))
         if hit is None and len(problems) == before and values is not None:
             verdict = [pid, prio, values, tags, run_id, need]
             if solver_obj is not None:
@@ -338,7 +342,7 @@ def check_directory(
                 problem_line(
                     name,
                     "parameters.grid_size",
-                    list(values.get("grid", PARAMS["grid"].default)),
+                    list(json.loads(values or "{}").get("grid", PARAMS["grid"].default)),
                     f"a grid whose run fits in one worker's memory (it needs "
                     f"{format_bytes(need)}, a worker has {format_bytes(worker_memory)}); "
                     "use a smaller grid or more memory per worker (--worker-memory)",
@@ -349,7 +353,7 @@ def check_directory(
                 Package(
                     pid,
                     prio,
-                    params,
+                    params if isinstance(params, RunParams) else None,  # SolverParams: built on use
                     tags,
                     path,
                     run_id=run_id,
