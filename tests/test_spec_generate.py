@@ -69,7 +69,7 @@ def test_spec_new_seeds_the_validation_cache(tmp_path: Path) -> None:
     import sqlite3
 
     with sqlite3.connect(cached) as db:  # one verdict per written package file, keyed by its bytes
-        entries = [json.loads(v) for (v,) in db.execute("SELECT verdict FROM verdicts")]
+        entries = [list(v) for v in db.execute("SELECT package_id FROM verdicts")]
     assert sorted(e[0] for e in entries) == sorted(p.package_id for p in load_packages(d))
 
 

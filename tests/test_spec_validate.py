@@ -374,7 +374,7 @@ def _cached_verdicts(path: Path) -> list[list]:
     import sqlite3
 
     with sqlite3.connect(path) as db:
-        return [json.loads(v) for (v,) in db.execute("SELECT verdict FROM verdicts")]
+        return [list(v) for v in db.execute("SELECT package_id, priority, vals FROM verdicts")]
 
 
 def test_spec_validation_cache_skips_unchanged_old_files_by_stat(
@@ -499,3 +499,30 @@ def test_spec_summary_cap_grows_with_the_package_files(tmp_path: Path) -> None:
     assert summary_document(docs[:-1])["MEDIUM"] == [d["package_id"] for d in docs[:-1]]
     mixed = [*docs, {"package_id": "x", "priority": "LOW"}]
     assert len(summary_document(mixed)["MEDIUM"]) == IDS_UP_TO + 1
+
+
+def test_spec_validation_cache_of_other_code_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache written by other code (another fingerprint, another table layout) is dropped
+    and rebuilt, not left failing quietly on every write."""
+    import sqlite3
+
+    from sweep.spec.cache import cache_file
+
+    monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    d = write_packages(tmp_path / "pk", _pkgs(3))
+    path = cache_file(str(d))
+    Path(path).parent.mkdir(parents=True)
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        db.execute("INSERT INTO meta VALUES ('fingerprint', 'older code')")
+        db.execute("CREATE TABLE verdicts (digest BLOB PRIMARY KEY, verdict TEXT)")
+    assert len(load_packages(d, worker_memory=WORKER)) == 3
+    assert sorted(v[0] for v in _cached_verdicts(Path(path))) == ["p0", "p1", "p2"]
+    # this code's fingerprint over another layout (written by a development version)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE verdicts")
+        db.execute("CREATE TABLE verdicts (digest BLOB PRIMARY KEY, verdict TEXT)")
+    assert len(load_packages(d, worker_memory=WORKER)) == 3
+    assert sorted(v[0] for v in _cached_verdicts(Path(path))) == ["p0", "p1", "p2"]

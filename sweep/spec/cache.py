@@ -32,7 +32,7 @@ __all__ = ["CACHE_ENV", "CACHE_KEEP", "RACY_SECONDS", "ValidationCache", "cache_
 CACHE_ENV = "NS_SWEEP_CACHE_DIR"  # directory of the validation cache; "off" disables it
 CACHE_KEEP = 64  # package directories remembered; the least recently rewritten are forgotten
 RACY_SECONDS = 2.0  # a file changed this recently is hashed again on the next pass
-_SCHEMA = 2  # verdicts hold a package's values as JSON text
+_SCHEMA = 3  # a verdict's fields in columns, a package's values as JSON text
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,6 +74,28 @@ def cache_file(directory: str) -> str | None:
     return os.path.join(root, f"packages-{key}.sqlite")
 
 
+_FIELDS = "v.package_id, v.priority, v.vals, v.tags, v.run_id, v.need, v.solver"
+
+
+def _layout_ok(db: sqlite3.Connection) -> bool:
+    """Whether the tables are those this code reads and writes."""
+    try:
+        db.execute(f"SELECT {_FIELDS} FROM verdicts v LIMIT 0")
+        db.execute("SELECT name, stat, digest FROM files LIMIT 0")
+    except sqlite3.Error:
+        return False
+    return True
+
+
+def _verdict(row: tuple[Any, ...]) -> list[Any]:
+    """A verdict from its columns (no JSON to parse for a package without tags)."""
+    pid, prio, values, tags, run_id, need, solver = row
+    out = [pid, prio, values, {} if tags == "{}" else json.loads(tags), run_id, need]
+    if solver is not None:
+        out.append(json.loads(solver))
+    return out
+
+
 def stat_key(st: os.stat_result) -> str:
     """What must not change for a file's bytes to be known without reading it."""
     return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
@@ -88,7 +110,7 @@ class ValidationCache:
         self._db: sqlite3.Connection | None = None
         self.started = time.time()
         self._files: list[tuple[str, str | None, bytes]] = []  # (name, stat key or None, digest)
-        self._verdicts: list[tuple[bytes, str]] = []
+        self._verdicts: list[tuple[Any, ...]] = []
         self._forget: list[bytes] = []
         self._rows: Any = None  # the scan of the files table, by name (see known)
         self._row: Any = None
@@ -100,13 +122,17 @@ class ValidationCache:
             db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-            db.execute("CREATE TABLE IF NOT EXISTS verdicts (digest BLOB PRIMARY KEY, verdict TEXT)")
-            db.execute("CREATE TABLE IF NOT EXISTS files (name TEXT PRIMARY KEY, stat TEXT, digest BLOB)")
             row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
-            if row is None or row[0] != _fingerprint():  # other code: its verdicts do not hold
+            if not (row is not None and row[0] == _fingerprint() and _layout_ok(db)):
+                # other code: its verdicts do not hold, its tables may differ
                 db.execute("BEGIN")
-                db.execute("DELETE FROM verdicts")
-                db.execute("DELETE FROM files")
+                db.execute("DROP TABLE IF EXISTS verdicts")
+                db.execute("DROP TABLE IF EXISTS files")
+                db.execute(
+                    "CREATE TABLE verdicts (digest BLOB PRIMARY KEY, package_id TEXT, priority TEXT, "
+                    "vals TEXT, tags TEXT, run_id TEXT, need INTEGER, solver TEXT)"
+                )
+                db.execute("CREATE TABLE files (name TEXT PRIMARY KEY, stat TEXT, digest BLOB)")
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (_fingerprint(),))
                 db.execute("COMMIT")
             self._db = db
@@ -124,7 +150,7 @@ class ValidationCache:
                 if self._rows is not None:  # out of order: ask for this one
                     return self._query(name, key)
                 self._rows = self._db.execute(
-                    "SELECT f.name, f.stat, f.digest, v.verdict FROM files f "
+                    f"SELECT f.name, f.stat, f.digest, {_FIELDS} FROM files f "
                     "JOIN verdicts v ON f.digest = v.digest ORDER BY f.name"
                 )
                 self._row = next(self._rows, None)
@@ -137,26 +163,26 @@ class ValidationCache:
             return None
         if row is None or row[0] != name or row[1] != key:
             return None
-        return row[2], json.loads(row[3])
+        return row[2], _verdict(row[3:])
 
     def _query(self, name: str, key: str) -> tuple[bytes, list[Any]] | None:
         assert self._db is not None
         row = self._db.execute(
-            "SELECT f.digest, v.verdict FROM files f JOIN verdicts v ON f.digest = v.digest "
+            f"SELECT f.digest, {_FIELDS} FROM files f JOIN verdicts v ON f.digest = v.digest "
             "WHERE f.name = ? AND f.stat = ?",
             (name, key),
         ).fetchone()
-        return None if row is None else (row[0], json.loads(row[1]))
+        return None if row is None else (row[0], _verdict(row[1:]))
 
     def verdict(self, digest: bytes) -> list[Any] | None:
         """The cached verdict on bytes of this SHA-1 (None: not checked before)."""
         if self._db is None:
             return None
         try:
-            row = self._db.execute("SELECT verdict FROM verdicts WHERE digest = ?", (digest,)).fetchone()
+            row = self._db.execute(f"SELECT {_FIELDS} FROM verdicts v WHERE digest = ?", (digest,)).fetchone()
         except sqlite3.Error:
             return None
-        return None if row is None else json.loads(row[0])
+        return None if row is None else _verdict(row)
 
     def record_file(self, name: str, st: os.stat_result | None, digest: bytes) -> None:
         """File ``name`` (stat ``st``) has bytes of SHA-1 ``digest``: its stat key is kept unless
@@ -165,8 +191,21 @@ class ValidationCache:
         self._files.append((name, None if racy else stat_key(st), digest))  # type: ignore[arg-type]
 
     def record_verdict(self, digest: bytes, verdict: list[Any]) -> None:
-        """A verdict on new bytes (a package without problems)."""
-        self._verdicts.append((digest, json.dumps(verdict, separators=(",", ":"))))
+        """A verdict on new bytes (a package without problems): ``[package_id, priority, values
+        (JSON text), tags, run_id, memory need]``, and ``[solver, case]`` of another solver."""
+        pid, prio, values, tags, run_id, need, *solver = verdict
+        self._verdicts.append(
+            (
+                digest,
+                pid,
+                prio,
+                values,
+                json.dumps(tags, separators=(",", ":")) if tags else "{}",
+                run_id,
+                need,
+                json.dumps(solver[0]) if solver else None,
+            )
+        )
 
     def forget(self, digest: bytes) -> None:
         """A cached verdict that no longer holds (another solver's template changed)."""
@@ -182,7 +221,7 @@ class ValidationCache:
             if self._files or self._verdicts or self._forget:
                 db.execute("BEGIN")
                 db.executemany("DELETE FROM verdicts WHERE digest = ?", [(d,) for d in self._forget])
-                db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)", self._verdicts)
+                db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?)", self._verdicts)
                 db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", self._files)
                 db.execute("COMMIT")
         except sqlite3.Error:  # a cache that cannot be written only costs time
