@@ -38,12 +38,17 @@ from pathlib import Path
 SWEEP = [sys.executable, "-m", "sweep.cli"]
 
 
+CPU: dict[str, float] = {}  # the last child's CPU seconds (see child)
+
+
 def child(
     args: list[str], *, cwd: Path, env: dict[str, str], stop_after: float | None = None
 ) -> tuple[float, float, str]:
     """Run a child process; (wall seconds, its own peak RSS in MiB: the driver's, not its Dask
     workers', and its stdout). Fails on exit != 0, except 130 when stopped by ``stop_after``
-    seconds (SIGINT, as Ctrl-C)."""
+    seconds (SIGINT, as Ctrl-C). ``CPU["last"]``: its CPU seconds (user + system, with those of
+    the processes it started and waited for: its Dask workers), a measure that a loaded
+    machine does not inflate as much as wall time."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
@@ -55,6 +60,7 @@ def child(
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
+        CPU["last"] = usage.ru_utime + usage.ru_stime
         out.seek(0)
         err.seek(0)
         if proc.returncode != 0 and not (stop_after is not None and proc.returncode == 130):
@@ -95,6 +101,14 @@ def commit_times(store: Path) -> list[float]:
         )
 
 
+def solver_seconds(store: Path) -> float:
+    """The runs' own wall times, summed (the solver's share of a sweep's work)."""
+    from sweep.store import Store
+
+    with Store.open(store) as st:
+        return sum(float(r.wall_time or 0.0) for r in st.records().values())
+
+
 def commit_rates(store: Path) -> tuple[float, float, float]:
     """Seconds per package over the sweep, its first tenth and its last tenth (commit times)."""
     times = commit_times(store)
@@ -129,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     run_args = ["--max-parallel", "2", "--no-progress"]
 
     def row(what: str, wall: float, rss: float, note: str = "") -> None:
-        print(f"  {what:<34} {wall:8.2f} s  {rss:7.0f} MiB  {note}", flush=True)
+        cpu = CPU.get("last", 0.0)
+        print(f"  {what:<34} {wall:8.2f} s  {rss:7.0f} MiB  cpu {cpu:8.2f} s  {note}", flush=True)
 
     try:
         grid_file(tmp / "grid.toml", n)
@@ -163,13 +178,16 @@ def main(argv: list[str] | None = None) -> int:
             row(f"sweep run, stopped after {args.run_seconds:g} s", w, r, f"{len(times)} committed; {rate}")
             return 0
         w, r, _ = child([*SWEEP, "run", str(pk), "--store", str(store), *run_args], cwd=tmp, env=env)
+        cpu = CPU["last"]
         whole, first, last = commit_rates(store)
+        solver = solver_seconds(store)
         row(
             "sweep run",
             w,
             r,
             f"{w / n * 1e3:.2f} ms/package; commits {whole * 1e3:.2f} ms/package, first "
-            f"tenth {first * 1e3:.2f}, last tenth {last * 1e3:.2f}",
+            f"tenth {first * 1e3:.2f}, last tenth {last * 1e3:.2f}; cpu {cpu / n * 1e3:.2f} ms/package "
+            f"of which in the runs {solver / n * 1e3:.2f}",
         )
         entries, size = tree(store)
         logs = log_dir_of(store)

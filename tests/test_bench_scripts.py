@@ -219,7 +219,7 @@ def test_bench_scale_prints_every_command_and_the_plan_only_path(tmp_path: Path)
         "open_results",
         "sweep --help",
     ):
-        assert re.search(rf"^  {re.escape(what)}.* s +\d+ MiB", out, re.M), (what, out)
+        assert re.search(rf"^  {re.escape(what)}.* s +\d+ MiB  cpu +[\d.]+ s", out, re.M), (what, out)
     assert "40 files" in out and "first tenth" in out and "last tenth" in out
     assert re.search(r"logs \d+ files", out)
     assert re.search(r"sweep logs PACKAGE_ID .* ([3-9]|\d\d) lines", out), out
