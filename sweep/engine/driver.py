@@ -342,7 +342,7 @@ class Driver:
         self.segments.setdefault(outcome.run_id, []).append(seg)
         self.steps_done[outcome.run_id] = end
         if outcome.status in ("done", "preempted") and end > start:
-            self.predictor.observe(self.params_of(outcome.run_id), seconds, end - start)
+            self.predictor.observe(self.size_of(outcome.run_id), seconds, end - start)
 
     def finish(self, run_id: str, status: str, lines: Iterable[str]) -> None:
         """A run's final status: logged, counted, and with --stop-on-error maybe the end."""

@@ -100,11 +100,14 @@ class SweepLogs:
     """Opens ``<dir>/sweep.log`` on the ``sweep.engine`` logger and this sweep's segment file of
     package lines (``packages-<UTC start>-<pid>.log``).
 
-    The segment stays open: a package's lines are one write (no open per package, and a
-    reader sees them at once); lines given with ``defer=True`` wait in memory until the
-    package's next line that is not deferred (a package that never runs, e.g. one cancelled
-    before its start, still gets them at ``close``).
+    The segment stays open (no open per package); stamped lines (events: started, checkpoints,
+    retries) reach the file at once, a run's closing lines within ``FLUSH_EVERY`` seconds (or
+    at the next ``flush_main``, on the driver's tick); lines given with ``defer=True`` wait in
+    memory until the package's next line that is not deferred (a package that never runs, e.g.
+    one cancelled before its start, still gets them at ``close``).
     """
+
+    FLUSH_EVERY = 0.2  # seconds a package's unstamped lines (its end) may wait in the buffer
 
     def __init__(self, directory: str | Path, logger_name: str = "sweep.engine") -> None:
         self.directory = Path(directory)
@@ -119,6 +122,7 @@ class SweepLogs:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.segment = self.directory / f"{SEGMENT_PREFIX}{stamp}-{os.getpid()}.log"
         self._file: IO[str] | None = None  # the segment, open from its first line to close()
+        self._flushed = time.monotonic()
 
     @property
     def main_log(self) -> Path:
@@ -152,20 +156,29 @@ class SweepLogs:
             if self._file is None:
                 self._file = open(self.segment, "a", encoding="utf-8")  # noqa: SIM115 (closed by close())
             self._file.write("".join(text))
-            self._file.flush()
+            now = time.monotonic()
+            if stamped or now - self._flushed >= self.FLUSH_EVERY:  # events at once; a run's end
+                self._flushed = now  # lines (one write each: 0.1 ms a package) a moment later
+                self._file.flush()
         except OSError as exc:
             _cannot_write(self.segment, exc, self._unwritable)
 
     def flush(self) -> None:
-        """Write every deferred line (and what the main log holds back)."""
+        """Write every deferred line (and what the logs hold back)."""
         for package_id in list(self._pending):
             self.package(package_id, [])
-        self._handler.flush()
+        self.flush_main()
 
     def flush_main(self) -> None:
-        """Write what the main log holds back (call it now and then: a quiet sweep's last info
-        lines would otherwise wait for the next line)."""
+        """Write what the logs hold back (call it now and then: a quiet sweep's last lines
+        would otherwise wait for the next line)."""
         self._handler.flush()
+        if self._file is not None:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                _cannot_write(self.segment, exc, self._unwritable)
+            self._flushed = time.monotonic()
 
     def close(self) -> None:
         """Write the deferred lines; detach and close the main log's handler and the segment. A
