@@ -134,7 +134,7 @@ def test_openfoam_status_explain_and_report_on_an_openfoam_only_store(cavity_swe
     d, store = cavity_sweep
     proc = run_cli("explain", str(d), "--store", str(store))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("done: run ") == 2 and "0 would run" in proc.stdout
+    assert proc.stdout.count("done: its run is in the store") == 2 and "0 would run" in proc.stdout
     proc = run_cli("status", "--store", str(store), "--packages", str(d), "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"done": 2' in proc.stdout

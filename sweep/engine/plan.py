@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanEntry:
     """What a sweep does with one package: ``run`` it or ``skip`` it, and why."""
 
@@ -42,6 +42,10 @@ class PlanEntry:
     @property
     def package_id(self) -> str:
         return self.package.package_id
+
+
+_DONE = "done: its run is in the store"
+_NEW = "new"
 
 
 @paused_gc()
@@ -67,7 +71,7 @@ def plan_sweep(
     for p in packages:
         rid = p.run_id
         if rid in done:
-            out.append(PlanEntry(p, "skip", f"done: run {rid} is in the store"))
+            out.append(PlanEntry(p, "skip", _DONE))  # one string for all (the line names the run)
         elif rid in first:
             out.append(PlanEntry(p, "skip", f"same parameters as {first[rid]} (run {rid}): runs once"))
         else:
@@ -82,7 +86,7 @@ def plan_sweep(
             elif rid in failed:
                 why = f"failed before ({failed[rid]}): runs again"
             else:
-                why = "new"
+                why = _NEW
             out.append(PlanEntry(p, "run", why))
     return out
 
