@@ -148,6 +148,7 @@ def main(args: argparse.Namespace) -> int:
         grids, source=source, base=base, directory=args.directory, max_packages=args.max_packages
     )
     names = write_packages(args.directory, docs, force=args.force)
+    del docs  # a million package documents: not kept through the check below
     # check what was written, as `sweep validate` would: this also records each file's verdict
     # in the validation cache, so the first `sweep run` of a large sweep need not re-check them
     # (the memory check depends on the workers and is left to `sweep run`)
