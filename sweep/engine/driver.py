@@ -114,13 +114,16 @@ class Driver:
 
     # -- predictions ----------------------------------------------------------------------
     def size_of(self, run_id: str, keep: bool = True) -> RunSize:
-        """What the run's cost scales with (computed once per run); ``keep``: keep the run's
-        parameters too (it is about to be submitted)."""
+        """What the run's cost scales with (computed once per run); ``keep``: keep it, and the
+        run's parameters (it is about to be submitted); else computed and let go (the sum of
+        the work left over a million packages must not keep a million entries)."""
         size = self._sizes.get(run_id)
         if size is None:
             params = self.params_of(run_id) if keep else self._params.get(run_id) or self._build(run_id)
             size = run_size(params)
-            size = self._sizes[run_id] = self._size_objects.setdefault(size, size)
+            size = self._size_objects.setdefault(size, size)
+            if keep:
+                self._sizes[run_id] = size
         return size
 
     def _build(self, run_id: str) -> Any:
