@@ -89,6 +89,45 @@ def tree(path: Path) -> tuple[int, int]:
     return n, size
 
 
+def store_figures(store: Path, env: dict[str, str]) -> dict[str, object]:
+    """The commit times and the runs' own seconds of a store, read in a child process (read
+    here, the records would stay in this process, and every later child's peak RSS would
+    count them: a forked child starts with its parent's pages)."""
+    code = (
+        "import json, sys; sys.path.insert(0, {here!r}); import bench_scale as b; "
+        "print(json.dumps({{'times': b.commit_times({store!r}), 'solver': b.solver_seconds({store!r})}}))"
+    ).format(here=str(Path(__file__).resolve().parent), store=str(store))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return dict(json.loads(out.stdout))
+
+
+CALIBRATE = """
+import time
+from solver.params import SolverParams
+from sweep.engine.worker import WorkItem, run_package
+items = [
+    WorkItem(f"c{i}", f"c{i}", "HIGH", SolverParams({"Re": 100.0 + i, "dt": 0.01, "T_final": 0.01,
+             "grid": [8, 8, 8], "initial_condition": "random", "random_seed": i}).as_dict(), 600.0)
+    for i in range(600)
+]
+for it in items[:100]:
+    run_package(it)
+t0 = time.process_time()
+for it in items[100:]:
+    run_package(it)
+print((time.process_time() - t0) / 500)
+"""
+
+
+def run_alone_cpu(env: dict[str, str]) -> float:
+    """CPU seconds of one tiny package run by ``run_package`` in a plain process (no Dask, no
+    store, no driver): what a package costs without the engine."""
+    out = subprocess.run(
+        [sys.executable, "-c", CALIBRATE], env=env, capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.split()[-1])
+
+
 def commit_times(store: Path) -> list[float]:
     """The commit times of the store's runs, sorted (epoch seconds)."""
     from datetime import datetime
@@ -109,9 +148,8 @@ def solver_seconds(store: Path) -> float:
         return sum(float(r.wall_time or 0.0) for r in st.records().values())
 
 
-def commit_rates(store: Path) -> tuple[float, float, float]:
+def commit_rates(times: list[float]) -> tuple[float, float, float]:
     """Seconds per package over the sweep, its first tenth and its last tenth (commit times)."""
-    times = commit_times(store)
     n = len(times)
     k = max(1, n // 10)
     whole = (times[-1] - times[0]) / max(1, n - 1)
@@ -169,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 env=env,
                 stop_after=args.run_seconds,
             )
-            times = commit_times(store) if store.exists() else []
+            times = list(store_figures(store, env)["times"]) if store.exists() else []  # type: ignore[call-overload]
             rate = (
                 f"{(times[-1] - times[0]) / max(1, len(times) - 1) * 1e3:.2f} ms/package between commits"
                 if len(times) > 1
@@ -179,15 +217,18 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         w, r, _ = child([*SWEEP, "run", str(pk), "--store", str(store), *run_args], cwd=tmp, env=env)
         cpu = CPU["last"]
-        whole, first, last = commit_rates(store)
-        solver = solver_seconds(store)
+        figures = store_figures(store, env)
+        whole, first, last = commit_rates(list(figures["times"]))  # type: ignore[call-overload]
+        solver = float(figures["solver"])  # type: ignore[arg-type]
+        alone = run_alone_cpu(env)
         row(
             "sweep run",
             w,
             r,
             f"{w / n * 1e3:.2f} ms/package; commits {whole * 1e3:.2f} ms/package, first "
             f"tenth {first * 1e3:.2f}, last tenth {last * 1e3:.2f}; cpu {cpu / n * 1e3:.2f} ms/package "
-            f"of which in the runs {solver / n * 1e3:.2f}",
+            f"(a run alone {alone * 1e3:.2f}: engine {(cpu / n - alone) * 1e3:.2f}); runs' own wall "
+            f"time {solver / n * 1e3:.2f} ms/package",
         )
         entries, size = tree(store)
         logs = log_dir_of(store)
