@@ -245,7 +245,14 @@ class _Sweep:
             try:
                 self._announce(logs, len(to_run), n_done, result.skipped)
                 if to_run:
-                    self._execute(st, logs, plan, to_run, ckpt_steps, result)
+                    import dask.config
+
+                    # Dask keeps its last messages for debugging (1,000 per connection by
+                    # default): with batches of tiny packages they held ~100,000 packages' items
+                    # in the scheduler of a local cluster (the driver's process) and its workers
+                    keep = int(config.get("dask-log-length"))
+                    with dask.config.set({"distributed.admin.low-level-log-length": keep}):
+                        self._execute(st, logs, plan, to_run, ckpt_steps, result)
                 self._summarise(logs, plan, state.done, n_done, result)
             finally:
                 logs.close()
