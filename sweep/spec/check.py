@@ -44,6 +44,7 @@ from .summary import PrioritySummary, read_summary
 __all__ = ["check_directory", "check_document", "load_packages", "memory_need"]
 
 _PACKAGE_RE = re.compile(r"package_.*\.json")
+_PRIORITY = {p: p for p in PRIORITIES}
 
 
 def memory_need(params: SolverParams | RunParams) -> int:
@@ -268,6 +269,7 @@ def check_directory(
                 cache.forget(digest)
         if hit is not None:
             pid, prio, values, tags, run_id, need = hit[:6]
+            prio = _PRIORITY.get(prio, prio)  # one string each, not one per package
         else:
             if text is None:
                 text = read_bytes(path, name, problems)
