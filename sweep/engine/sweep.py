@@ -36,7 +36,6 @@ from .options import SweepOptions
 from .plan import PlanEntry, explain_store, explanation_lines, plan_sweep, store_state
 from .predict import RuntimePredictor
 from .progress import SweepProgress, final_summary
-from .stopping import wind_down
 
 if TYPE_CHECKING:  # pragma: no cover
     from .driver import Driver
@@ -419,6 +418,8 @@ class _Sweep:
                 raise SchedulerLostError(lost)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):  # stopped (Ctrl-C, SIGTERM, SIGHUP): save what runs
+                from .stopping import wind_down
+
                 with quiet_distributed():
                     wind_down(driver, handle.client, self.opts, self.say)
             pending = [f for f in driver.tasks.futures if not f.done()]
