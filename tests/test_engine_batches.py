@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-import dask.config
 from conftest import run_cli, store_records, tiny_sweep, write_packages
 
 
@@ -99,32 +98,3 @@ def test_progress_summary_lines_every_few_packages_then_at_most_one_a_second():
     assert lines[0].startswith("[    5/10000]") and lines[19].startswith("[  100/10000]")
     assert lines[-1].startswith("[10000/10000] done 10000")
     assert 21 <= len(lines) <= 25, len(lines)
-
-
-def test_run_sweep_keeps_few_dask_debug_messages_in_the_cluster_it_starts(tmp_path: Path):
-    """The cluster a sweep starts keeps `sweep.dask-log-length` messages per connection for
-    debugging, not Dask's 1,000 (each message of a batch holds hundreds of packages' items)."""
-    from distributed import get_client
-
-    from sweep import config, run_sweep
-
-    seen = {}
-
-    def on_start(start):
-        client = get_client()
-        seen["driver"] = dask.config.get("distributed.admin.low-level-log-length")
-        seen["workers"] = set(
-            client.run(lambda: dask.config.get("distributed.admin.low-level-log-length")).values()
-        )
-        seen["scheduler"] = client.run_on_scheduler(
-            lambda dask_scheduler: {b.recent_message_log.maxlen for b in dask_scheduler.stream_comms.values()}
-        )
-        return None
-
-    d = write_packages(tmp_path / "pk", tiny_sweep(4))
-    res = run_sweep(
-        d, tmp_path / "r.zarr", max_parallel=2, progress_bar=False, out=io.StringIO(), on_start=on_start
-    )
-    keep = config.get("dask-log-length")
-    assert res.exit_code == 0 and keep < 1000
-    assert seen == {"driver": keep, "workers": {keep}, "scheduler": {keep}}
