@@ -318,6 +318,7 @@ def test_run_sweep_package_named_like_the_main_log_keeps_its_own_log(
     main = (logs / "sweep.log").read_text()
     # the main log has timestamped engine lines only: none of a package's own lines
     assert not [ln for ln in main.splitlines() if "queued: new" in ln or ln == "status: done"], main
-    own = [p for p in logs.iterdir() if p.name != "sweep.log" and p.name != "p000.log"]
-    assert len(own) == 1 and own[0].name.lower() != "sweep.log", own
-    assert own[0].read_text().splitlines()[-1] == "status: done"
+    # its lines are in the sweep's file of package lines, under its id, as any package's
+    own = PackageLog(logs, package_id).lines()
+    assert own[-1] == "status: done" and any("queued: new" in ln for ln in own), own
+    assert sorted(p.name for p in logs.iterdir() if not p.name.startswith("packages-")) == ["sweep.log"]

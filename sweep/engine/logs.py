@@ -215,12 +215,13 @@ def log_segments(directory: str | Path) -> list[Path]:
 
 def package_log_lines(directory: str | Path, package_id: str) -> list[str]:
     """Every line logged for ``package_id`` under ``directory``, oldest first (without the
-    package id): those of a per-package file of earlier versions, then each segment's."""
+    package id): those of a per-package file of earlier versions (``<id>.log``, or
+    ``<id>@package.log`` for an id the main log's name), then each segment's."""
     d = Path(directory)
     out: list[str] = []
-    legacy = d / f"{package_id}.log"
-    if legacy.name.lower() != MAIN_LOG and legacy.is_file():  # (the main log is no package's)
-        out += legacy.read_text(encoding="utf-8", errors="replace").splitlines()
+    for legacy in (d / f"{package_id}.log", d / f"{package_id}@package.log"):  # ('sweep': the latter)
+        if legacy.name.lower() != MAIN_LOG and legacy.is_file():  # (the main log is no package's)
+            out += legacy.read_text(encoding="utf-8", errors="replace").splitlines()
     pattern = re.compile(rb"^" + re.escape(package_id.encode()) + rb"\t(.*)$", re.MULTILINE)
     for seg in log_segments(d):
         try:

@@ -227,9 +227,10 @@ def check_directory(
     seen: dict[str, str] = {}
     unreadable: list[str] = []
     packages: list[Package] = []
+    prefix = os.path.join(directory, "")
     for name in names:
         before = len(problems)
-        path = os.path.join(directory, name)
+        path = prefix + name
         if name in odd and (why := file_problem(path, name, directory)):
             problems.append(why)
             unreadable.append(name)

@@ -69,6 +69,9 @@ class PrioritySummary:
             return prio, ""
         if not self.patterns:
             return None, ""
+        if len(self.patterns) == 1 and self.patterns[0][2] is None:  # "*" alone: every package
+            self.matched.add("*")
+            return self.patterns[0][0], ""
         found: dict[str, str] = {}
         for p, pattern, match in self.patterns:
             if match is None or match(package_id):
