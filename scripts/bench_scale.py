@@ -15,7 +15,7 @@ first), the store's size per run, the log files written.
 
 ``--plan-only`` (for 1,000,000 packages, whose whole sweep would take hours): `sweep new`,
 `validate`, `explain`, `run --dry-run` (the plan against the store), then the real `run`
-interrupted (SIGINT, as Ctrl-C) after ``--run-seconds``: the whole planning and submission
+stopped (SIGTERM, as a batch system's time limit) after ``--run-seconds``: the whole planning and submission
 path over the full backlog (every package loaded, planned and queued in the driver; the
 window of tasks going to the workers; the runs finished by then committed), with its peak RSS
 and the packages committed in that time.
@@ -45,10 +45,11 @@ def child(
     args: list[str], *, cwd: Path, env: dict[str, str], stop_after: float | None = None
 ) -> tuple[float, float, str]:
     """Run a child process; (wall seconds, its own peak RSS in MiB: the driver's, not its Dask
-    workers', and its stdout). Fails on exit != 0, except 130 when stopped by ``stop_after``
-    seconds (SIGINT, as Ctrl-C). ``CPU["last"]``: its CPU seconds (user + system, with those of
-    the processes it started and waited for: its Dask workers), a measure that a loaded
-    machine does not inflate as much as wall time."""
+    workers', and its stdout). Fails on exit != 0, except 143 when stopped by ``stop_after``
+    seconds (SIGTERM, as a batch system's time limit; not SIGINT: a background job started by
+    a shell ignores it, and so do its children). ``CPU["last"]``: its CPU seconds (user +
+    system, with those of the processes it started and waited for: its Dask workers), a
+    measure that a loaded machine does not inflate as much as wall time."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
@@ -56,14 +57,14 @@ def child(
             while proc.poll() is None and time.perf_counter() - t0 < stop_after:
                 time.sleep(0.2)
             if proc.returncode is None:
-                os.kill(proc.pid, signal.SIGINT)
+                os.kill(proc.pid, signal.SIGTERM)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
         CPU["last"] = usage.ru_utime + usage.ru_stime
         out.seek(0)
         err.seek(0)
-        if proc.returncode != 0 and not (stop_after is not None and proc.returncode == 130):
+        if proc.returncode != 0 and not (stop_after is not None and proc.returncode == 143):
             raise SystemExit(f"{' '.join(args[2:5])} ... exited {proc.returncode}:\n{err.read()[-3000:]}")
         return wall, usage.ru_maxrss / 1024, out.read()
 
