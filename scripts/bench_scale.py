@@ -53,12 +53,18 @@ def child(
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
-        if stop_after is not None:
-            while proc.poll() is None and time.perf_counter() - t0 < stop_after:
+        status, usage = 0, None
+        if stop_after is not None:  # (wait4 without blocking: poll() would reap it, and its usage)
+            while time.perf_counter() - t0 < stop_after:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
                 time.sleep(0.2)
-            if proc.returncode is None:
+            else:
                 os.kill(proc.pid, signal.SIGTERM)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
+                usage = None
+        if usage is None:
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource usage
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
         CPU["last"] = usage.ru_utime + usage.ru_stime
