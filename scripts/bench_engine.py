@@ -204,9 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cluster: {handle.description}; started in {time.perf_counter() - t0:.2f} s (once per sweep)")
     try:
         # -- warm-up: imports and FFT plans in each worker (a one-off per worker process)
-        warm = write_sweep(
-            tmp / "warm", 2 * args.workers, {"grid_size": [8, 8, 8], "dt": 0.01, "T_final": 0.01}
-        )
+        warm = write_sweep(tmp / "warm", 2 * args.workers, {"grid": [8, 8, 8], "dt": 0.01, "T_final": 0.01})
         run_sweep(
             warm,
             tmp / "warm.zarr",
@@ -217,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         # -- 1. throughput on tiny packages: packed runs (the default), then a group per run
-        tiny = write_sweep(tmp / "tiny", args.tiny, {"grid_size": [8, 8, 8], "dt": 0.01, "T_final": 0.01})
+        tiny = write_sweep(tmp / "tiny", args.tiny, {"grid": [8, 8, 8], "dt": 0.01, "T_final": 0.01})
         layouts = [
             (key, label, pack)
             for key, label, pack in (
@@ -243,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from sweep.engine.worker import WorkItem, run_package
 
-        probe = {"grid_size": [32, 32, 32], "dt": 0.001, "T_final": 0.02, "Re": 100.0}
+        probe = {"grid": [32, 32, 32], "dt": 0.001, "T_final": 0.02, "Re": 100.0}
         item = WorkItem(
             "probe", "probe", "LOW", {"grid": [32, 32, 32], "dt": 0.001, "T_final": 0.02}, timeout=600
         )

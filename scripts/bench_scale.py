@@ -83,7 +83,7 @@ def grid_file(path: Path, n: int) -> None:
     path.write_text(
         '[[grids]]\npriority = "HIGH"\n[grids.parameters]\n'
         f"Re = {json.dumps(res)}\nrandom_seed = {json.dumps(list(range(n_seed)))}\n"
-        'dt = 0.01\nT_final = 0.01\ngrid_size = [8, 8, 8]\ninitial_condition = "random"\n'
+        'dt = 0.01\nT_final = 0.01\ngrid = [8, 8, 8]\ninitial_condition = "random"\n'
     )
 
 

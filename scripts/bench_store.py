@@ -58,14 +58,14 @@ def write_packages(directory: str, n: int) -> list[dict]:
             "Re": 100.0 + i,
             "dt": (0.01, 0.005)[i % 2],
             "T_final": (0.5, 0.25)[(i // 2) % 2],
-            "grid_size": [(16, 24)[(i // 4) % 2]] * 3,
+            "grid": [(16, 24)[(i // 4) % 2]] * 3,
         }
         pid = f"pkg{i:05d}"
         prio = prios[i % 3]
         with open(os.path.join(directory, f"package_{i:05d}.json"), "w") as f:
             json.dump({"package_id": pid, "priority": prio, "parameters": raw}, f, indent=1)
         summary[prio].append(pid)
-        params.append({**{k: v for k, v in raw.items() if k != "grid_size"}, "grid": raw["grid_size"]})
+        params.append(dict(raw))
     with open(os.path.join(directory, "priority_summary.json"), "w") as f:
         json.dump(summary, f)
     return params
@@ -168,7 +168,8 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         assert ds.sizes["run"] == n
         print(
-            f"open_results over {ds.sizes['run']} runs (time {ds.sizes['time']}): best {min(times):.3f} s, "
+            f"open_results over {ds.sizes['run']} runs ({ds.sizes['output']} outputs): "
+            f"best {min(times):.3f} s, "
             f"median {statistics.median(times):.3f} s  target <= 3 s"
         )
         t0 = time.perf_counter()

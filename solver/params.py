@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -19,6 +20,9 @@ from .errors import ParameterError
 __all__ = [
     "Param",
     "PARAMS",
+    "DEPRECATED_NAMES",
+    "deprecation_message",
+    "renamed",
     "SolverParams",
     "parameter_problems",
     "INITIAL_CONDITIONS",
@@ -142,6 +146,7 @@ class Param:
     check: Callable[[Any], str | None]
     coerce: Callable[[Any], Any] = _same
     identity: bool = True
+    deprecated_names: tuple[str, ...] = ()  # older names still accepted, with a FutureWarning
 
 
 _DECLARED = [
@@ -171,6 +176,7 @@ _DECLARED = [
         "grid points (nx, ny, nz) on the periodic box [0, 2pi)^3",
         _grid,
         _as_grid,
+        deprecated_names=("grid_size",),  # package files said grid_size until ns-sweep 0.3
     ),
     Param(
         "initial_condition",
@@ -275,6 +281,31 @@ _DECLARED = [
 ]
 
 PARAMS: Mapping[str, Param] = MappingProxyType({p.name: p for p in _DECLARED})
+# an older name -> the parameter's name (accepted for one release, with a FutureWarning)
+DEPRECATED_NAMES: Mapping[str, str] = MappingProxyType(
+    {old: p.name for p in _DECLARED for old in p.deprecated_names}
+)
+
+
+def deprecation_message(old: str, where: str = "") -> str:
+    """The one line that says a parameter name is deprecated and what to write instead."""
+    return (
+        f'{where}{old} is deprecated: write "{DEPRECATED_NAMES[old]}" instead (same value); '
+        f"{old} is accepted until the next release"
+    )
+
+
+def renamed(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``raw`` with deprecated names replaced (a FutureWarning says so); unchanged when it has
+    none. A name given under both its names is left for the check to refuse."""
+    if not any(k in DEPRECATED_NAMES for k in raw):
+        return raw
+    out = dict(raw)
+    for old, new in DEPRECATED_NAMES.items():
+        if old in out and new not in out:
+            warnings.warn(deprecation_message(old), FutureWarning, stacklevel=3)
+            out[new] = out.pop(old)
+    return out
 
 
 def _cross_checks(v: Mapping[str, Any]) -> list[ParameterError]:
@@ -415,7 +446,7 @@ class SolverParams:
     __slots__ = ("_values",)
 
     def __init__(self, raw: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        values, problems = _validated({**(raw or {}), **kwargs})
+        values, problems = _validated(renamed({**(raw or {}), **kwargs}))
         if problems:
             raise problems[0]
         object.__setattr__(self, "_values", MappingProxyType(values))

@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "RunRecord": "sweep.store",
     "Store": "sweep.store",
     "open_results": "sweep.store.results",
+    "align_time": "sweep.store.results",
     "open_run_tree": "sweep.store.results",
     "results_frame": "sweep.store.results",
     "export_index": "sweep.store.results",
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "adapt",
+    "align_time",
     "ConfigError",
     "Package",
     "RunRecord",
@@ -63,6 +65,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import ConfigError, StoreError, SweepError
     from .spec import Package, load_packages, run_id_of, select_packages
     from .store import RunRecord, Store
-    from .store.results import export_index, open_results, open_run_tree, results_frame, to_grid
+    from .store.results import (
+        align_time,
+        export_index,
+        open_results,
+        open_run_tree,
+        results_frame,
+        to_grid,
+    )
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

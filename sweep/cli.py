@@ -9,12 +9,16 @@ here they name the flag that sets that parameter (``--timeout: bad value ...``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import logging
+import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, ConfigError, SweepError
 
@@ -35,7 +39,12 @@ COMMANDS: dict[str, str] = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors are one line and exit code 2."""
+    """ArgumentParser whose usage errors are one line and exit code 2. Options are never
+    abbreviated: ``--re`` is not ``--retries`` (a typo must not change what runs)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
@@ -58,6 +67,9 @@ def build_parser(
         description="Run, check and monitor parameter sweeps of a pseudo-spectral "
         "Navier-Stokes solver on Dask, with results in a zarr store.",
     )
+    from .provenance import ns_sweep_version
+
+    parser.add_argument("--version", action="version", version=f"sweep (ns-sweep) {ns_sweep_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     subparsers = {}
     for name, modname in COMMANDS.items():
@@ -73,6 +85,26 @@ def build_parser(
     return parser, subparsers
 
 
+def _unrecognized(extra: Sequence[str], parser: argparse.ArgumentParser | None) -> str:
+    """``unrecognized arguments: --re 3 (did you mean --retries?)``: close matches among the
+    options of ``parser``: the same but for case (``--re`` -> ``--Re``), one it starts, spelling."""
+    text = "unrecognized arguments: " + " ".join(extra)
+    if parser is None:
+        return text
+    options = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    hints = []
+    for arg in extra:
+        if not arg.startswith("--"):
+            continue
+        flag = arg.split("=", 1)[0]
+        same = [o for o in options if o.lower() == flag.lower()]
+        longer = [o for o in options if o.lower().startswith(flag.lower())]  # a cut-short option
+        close = same or longer or difflib.get_close_matches(flag, options, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"did you mean {close[0]}?")
+    return text + (f" ({'; '.join(hints)})" if hints else "")
+
+
 def _flag_message(exc: ConfigError, parser: argparse.ArgumentParser | None) -> str:
     """The error's text with the parameter names of the Python API replaced by the flags that
     set them: the leading one (``timeout: ...`` -> ``--timeout: ...``), and any other name
@@ -82,12 +114,38 @@ def _flag_message(exc: ConfigError, parser: argparse.ArgumentParser | None) -> s
         return text
     # argparse keeps a parser's options in _actions (long stable, though not documented)
     flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
-    if exc.option in flags and text.startswith(f"{exc.option}:"):
-        text = flags[exc.option] + text[len(exc.option) :]
+    # the leading name may also be the flag's own (`sweep new --grid` has dest p_grid)
+    leading = {f[2:].replace("-", "_"): f for a in parser._actions for f in a.option_strings if f[:2] == "--"}
+    leading.update(flags)
+    if exc.option in leading and text.startswith(f"{exc.option}:"):
+        text = leading[exc.option] + text[len(exc.option) :]
     for dest, flag in flags.items():
         if "_" in dest:
             text = re.sub(rf"(?<![\w-]){re.escape(dest)}\b", flag, text)
     return text
+
+
+EXIT_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
+
+
+def _reader_gone() -> int:
+    """The reader of our output left (``sweep explain ... | head -1``): stop quietly, as
+    command-line tools do. Later writes (the interpreter's last flush) go to /dev/null."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_PIPE
+
+
+def _one_line_warnings(prog: str) -> None:
+    """Our warnings (a deprecated parameter name) as one line each, ``sweep validate: warning:
+    ...``, not Python's two lines with a source location."""
+
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.filterwarnings("default", category=FutureWarning, module=r"(sweep|solver)(\.|$)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -104,12 +162,19 @@ def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     chosen = next((a for a in argv if not a.startswith("-")), None)  # options before it are global
     parser, subparsers = build_parser(chosen if chosen in COMMANDS else None, argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the subcommand's parser, with the options the mistyped ones resemble
+        (subparsers.get(args.command) or parser).error(_unrecognized(extra, subparsers.get(args.command)))
+    _one_line_warnings(f"sweep {args.command}" if args.command else "sweep")
     if getattr(args, "_main", None) is None:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return int(args._main(args) or 0)
+        code = int(args._main(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except SweepError as exc:
         text = _flag_message(exc, subparsers.get(args.command)) if isinstance(exc, ConfigError) else str(exc)
         print(f"sweep {args.command}: error: {text}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -16,13 +17,20 @@ from typing import Any
 import pytest
 from slurm import slurm  # noqa: F401  (a real one-node SLURM: the session fixture of the HPC tests)
 
+# The tests that press Ctrl-C on a sweep (SIGINT to a `sweep` subprocess) need one that does not
+# inherit an ignored SIGINT: a suite started in the background by a non-interactive shell has
+# SIGINT ignored, the children keep it ignored through exec, and `sweep` keeps an ignored signal
+# ignored (as nohup expects). A handler here makes the children start with the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # A tiny run: 8^3 points, 4 steps; about a few milliseconds of solver time.
-TINY = {"Re": 100.0, "dt": 0.01, "T_final": 0.04, "grid_size": [8, 8, 8]}
+TINY = {"Re": 100.0, "dt": 0.01, "T_final": 0.04, "grid": [8, 8, 8]}
 
 
 def write_packages(directory: Path, packages: Iterable[Mapping[str, Any]]) -> Path:
     """Write a package directory: ``packages`` holds dicts with ``package_id``, ``priority``,
-    ``parameters`` (file names, e.g. ``grid_size``) and optional ``tags``, ``solver`` and
+    ``parameters`` (by name, e.g. ``grid``) and optional ``tags``, ``solver`` and
     ``case``. Returns the directory.
     """
     from sweep.spec import SUMMARY_FILE

@@ -32,7 +32,7 @@ def result_like(params: SolverParams | dict[str, Any], *, fields: bool = False, 
             "max_divergence": ("time", rng.random(n_out) * 1e-14),
             "energy_spectrum": ("k", rng.random(p.grid[0] // 2 + 1)),
         },
-        coords={"time": t, "k": np.arange(p.grid[0] // 2 + 1)},
+        coords={"time": t, "k": np.arange(p.grid[0] // 2 + 1, dtype=float)},  # as the solver
         attrs={"title": "test result", "Re": p.Re},
     )
     if fields:

@@ -21,7 +21,7 @@ def test_cli_run_sweeps_logs_and_resumes(tmp_path: Path, packages_dir, sweep_cli
     assert any(ln.split()[:2] == ["ALL", "6"] for ln in first.stdout.splitlines())
     records = store_records(store)
     assert len(records) == 6 and {r.status for r in records.values()} == {"done"}
-    logs = tmp_path / "out" / "logs"
+    logs = tmp_path / "out" / "r.zarr.logs"  # the store's own logs, beside it
     assert "exit code 0" in (logs / "sweep.log").read_text()
     for i in range(6):
         text = PackageLog(logs, f"p{i:03d}").read_text()
@@ -43,7 +43,7 @@ def test_cli_run_sweeps_logs_and_resumes(tmp_path: Path, packages_dir, sweep_cli
 
 
 def test_cli_run_sequential_and_parallel_stores_identical(tmp_path: Path, packages_dir, sweep_cli):
-    pkgs = packages_dir(tiny_sweep(4, initial_condition="random", grid_size=[8, 8, 12]))
+    pkgs = packages_dir(tiny_sweep(4, initial_condition="random", grid=[8, 8, 12]))
     seq, par = tmp_path / "seq.zarr", tmp_path / "par.zarr"
     r1 = sweep_cli("run", str(pkgs), "--store", str(seq), "--mode", "sequential")
     r2 = sweep_cli("run", str(pkgs), "--store", str(par), "--mode", "parallel", "--max-parallel", "2")
@@ -71,13 +71,13 @@ def test_cli_run_diverged_package_reported_while_others_finish(tmp_path: Path, p
     (bad,) = [r for r in recs if r.status == "failed"]
     assert bad.failure_class == "diverged" and "CFL" in bad.error
     assert "diverged" in res.stdout
-    log = PackageLog(tmp_path / "logs", "p001").read_text()
+    log = PackageLog(tmp_path / "r.zarr.logs", "p001").read_text()
     assert "failed (diverged)" in log and "attempt 2" not in log  # never retried
 
 
 def test_cli_run_timeout_exits_124(tmp_path: Path, packages_dir, sweep_cli):
     pkgs = tiny_sweep(3)
-    pkgs[2]["parameters"] = {**TINY, "grid_size": [16, 16, 16], "dt": 0.001, "T_final": 200.0}
+    pkgs[2]["parameters"] = {**TINY, "grid": [16, 16, 16], "dt": 0.001, "T_final": 200.0}
     d = packages_dir(pkgs)
     store = tmp_path / "r.zarr"
     # generous for the tiny runs even on a cold, busy worker; far too short for the long one
@@ -207,8 +207,7 @@ def test_cli_run_store_with_symlink_refused_outside_untouched(
     from sweep.store import Store
 
     store = tmp_path / "r.zarr"
-    p = {**TINY, "grid": TINY["grid_size"]}
-    del p["grid_size"]
+    p = dict(TINY)
     st = Store.open(store, mode="a")
     st.commit_run(run_id_of(p), result_like(p), provenance(p))
     st._index.log.close_segment()

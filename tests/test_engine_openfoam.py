@@ -238,7 +238,7 @@ def test_command_solver_sweep_end_to_end_in_a_mixed_store(tmp_path: Path) -> Non
     # the command's output: energy and energy_exact on time (explicit Euler within 1 % of exp)
     t = decay.time.values[np.isfinite(decay.energy.values)]
     assert t.size == 101 and np.isclose(t[-1], 1.0)
-    e, exact = decay.energy.dropna("time").values, decay.energy_exact.dropna("time").values
+    e, exact = decay.energy.dropna("output").values, decay.energy_exact.dropna("output").values
     np.testing.assert_allclose(e, exact, rtol=0.01)
     np.testing.assert_allclose(exact, 0.25 * np.exp(-2 * 0.1 * t), rtol=1e-12)
     assert decay.n.item() == 16 and np.isnan(decay.nx.item()) and spectral.nx.item() == 8

@@ -84,7 +84,7 @@ def test_run_sweep_stop_on_error_cancels_unfinished_keeps_finished(tmp_path: Pat
 def test_run_sweep_timeout_is_class_timeout_and_exit_124(tmp_path: Path, packages_dir, client1):
     pkgs = tiny_sweep(3, priorities=("LOW",))
     pkgs[0]["priority"] = "HIGH"  # runs first, holds the only worker until its deadline
-    pkgs[0]["parameters"] = {**TINY, "grid_size": [16, 16, 16], "dt": 0.001, "T_final": 500.0}
+    pkgs[0]["parameters"] = {**TINY, "grid": [16, 16, 16], "dt": 0.001, "T_final": 500.0}
     d = packages_dir(pkgs)
     store = tmp_path / "r.zarr"
     res = _sweep(d, store, client1, timeout=1.5)
@@ -132,7 +132,7 @@ def test_run_sweep_resumes_from_a_stored_checkpoint_bit_identical(tmp_path: Path
 
 
 def test_run_sweep_saves_checkpoints_from_workers_in_the_store(tmp_path: Path, packages_dir, client1):
-    params = {**TINY, "grid_size": [16, 16, 16], "T_final": 1.0, "initial_condition": "random"}
+    params = {**TINY, "grid": [16, 16, 16], "T_final": 1.0, "initial_condition": "random"}
     d = packages_dir([{"package_id": "ck", "priority": "HIGH", "parameters": params}])
     clean, ck = tmp_path / "clean.zarr", tmp_path / "ck.zarr"
     assert _sweep(d, clean, client1).exit_code == 0
@@ -153,7 +153,7 @@ def test_run_sweep_retries_a_lost_worker_from_its_checkpoint(tmp_path: Path, pac
     import threading
     import time
 
-    params = {**TINY, "grid_size": [16, 16, 16], "T_final": 2.0, "initial_condition": "random"}
+    params = {**TINY, "grid": [16, 16, 16], "T_final": 2.0, "initial_condition": "random"}
     d = packages_dir([{"package_id": "lost", "priority": "HIGH", "parameters": params}])
     logs = tmp_path / "logs"
     killed = []
@@ -201,7 +201,7 @@ def test_run_sweep_watchdog_restarts_a_worker_that_stops_answering(tmp_path: Pat
             {
                 "package_id": "stuck",
                 "priority": "HIGH",
-                "parameters": {**TINY, "grid_size": [16, 16, 16], "T_final": 500.0},
+                "parameters": {**TINY, "grid": [16, 16, 16], "T_final": 500.0},
             }
         ]
     )
@@ -249,7 +249,7 @@ def test_run_sweep_watchdog_restarts_a_worker_that_stops_answering(tmp_path: Pat
 
 
 # a grid whose run needs more memory than this machine has (the workers' limit is its total)
-HUGE = {**TINY, "grid_size": [2048, 2048, 2048]}
+HUGE = {**TINY, "grid": [2048, 2048, 2048]}
 
 
 def test_run_sweep_unfit_package_on_existing_cluster_refused_before_anything_is_created(
@@ -263,7 +263,7 @@ def test_run_sweep_unfit_package_on_existing_cluster_refused_before_anything_is_
     store, logs = tmp_path / "r.zarr", tmp_path / "logs"
     with pytest.raises(
         ConfigError,
-        match=r"package_0002\.json: parameters\.grid_size: bad value "
+        match=r"package_0002\.json: parameters\.grid: bad value "
         r"\[2048, 2048, 2048\].*fits in a worker's memory",
     ):
         _sweep(d, store, client1, log_dir=logs)

@@ -130,8 +130,12 @@ def test_encode_arrays_round_trip_is_lossless():
 
 
 def test_default_log_dir_beside_local_store(tmp_path: Path):
-    assert default_log_dir(str(tmp_path / "out" / "r.zarr")) == (tmp_path / "out" / "logs").resolve()
-    assert default_log_dir("s3://bucket/r.zarr") == Path.cwd() / "logs"
+    assert default_log_dir(str(tmp_path / "out" / "r.zarr")) == (tmp_path / "out" / "r.zarr.logs").resolve()
+    assert (
+        default_log_dir(str(tmp_path / "out" / "r.zarr") + "/")
+        == (tmp_path / "out" / "r.zarr.logs").resolve()
+    )
+    assert default_log_dir("s3://bucket/r.zarr") == Path.cwd() / "r.zarr.logs"
 
 
 def test_config_defaults_come_from_packaged_yaml_and_can_be_overridden():

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 # 300 steps of 16^3 (~0.5 s with the numba kernels), a checkpoint every 10: however late
 # the driver saves one, later ones follow (step 1b needs one more), and still cheap
-SLOW = {**TINY, "grid_size": [16, 16, 16], "T_final": 3.0, "initial_condition": "random"}
+SLOW = {**TINY, "grid": [16, 16, 16], "T_final": 3.0, "initial_condition": "random"}
 
 
 def _packages(n_quick: int) -> list[dict]:
@@ -149,7 +149,7 @@ def test_fault_driver_sigkill_before_during_after_store_writes(
 # ------------------------------------------------------------------ stop signals (issue 18, 14-15)
 
 # ~3,000 steps of 16^3 (seconds): still running when the signal comes
-LONG = {**TINY, "grid_size": [16, 16, 16], "T_final": 30.0, "initial_condition": "random"}
+LONG = {**TINY, "grid": [16, 16, 16], "T_final": 30.0, "initial_condition": "random"}
 
 
 def _long_sweep(packages_dir) -> Path:
@@ -160,7 +160,7 @@ def _wait_until_long_runs(tmp_path: Path, drv: Driver) -> None:
     from conftest import PackageLog
     from faults import wait_for
 
-    log = PackageLog(tmp_path / "logs", "long")
+    log = PackageLog(tmp_path / "r.zarr.logs", "long")  # the store's own logs
     wait_for(lambda: "started on" in log.read_text(), proc=drv, what="the long run to start")
 
 

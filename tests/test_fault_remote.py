@@ -25,7 +25,7 @@ def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, 
         {
             "package_id": f"long{i}",
             "priority": "LOW",
-            "parameters": {**TINY, "grid_size": [12, 12, 12], "T_final": 2.0 + 0.1 * i},
+            "parameters": {**TINY, "grid": [12, 12, 12], "T_final": 2.0 + 0.1 * i},
         }
         for i in range(3)
     ]
@@ -46,7 +46,7 @@ def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, 
             "--checkpoint-every-steps",
             "10",
         )
-        logs = [PackageLog(tmp_path / "logs", f"long{i}") for i in range(3)]
+        logs = [PackageLog(tmp_path / "r.zarr.logs", f"long{i}") for i in range(3)]
 
         def checkpointed() -> str | None:  # the driver notes each checkpoint it saves
             return next((p.stem for p in logs if p.exists() and "checkpoint at step" in p.read_text()), None)
@@ -118,7 +118,7 @@ def test_fault_remote_lost_worker_rerun_by_the_scheduler_resumes_from_the_checkp
             "--checkpoint-every-steps",
             "50",
         )
-        log = PackageLog(tmp_path / "logs", "long")
+        log = PackageLog(tmp_path / "r.zarr.logs", "long")  # the store's own logs
 
         def saved_step() -> int | None:
             steps = [

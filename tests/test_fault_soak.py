@@ -39,8 +39,8 @@ SEED = int(os.environ.get("NS_SWEEP_SOAK_SEED", str(time.time_ns() % 2**31)))
 def _packages() -> list[dict]:
     """Quick runs, runs of about a second and a few seconds (checkpointed, resumed), and one run
     with final fields (a zarr group of its own instead of a packed run)."""
-    medium = {**TINY, "grid_size": [16, 16, 16], "T_final": 10.0, "initial_condition": "random"}
-    long = {**TINY, "grid_size": [16, 16, 16], "T_final": 40.0, "initial_condition": "random"}
+    medium = {**TINY, "grid": [16, 16, 16], "T_final": 10.0, "initial_condition": "random"}
+    long = {**TINY, "grid": [16, 16, 16], "T_final": 40.0, "initial_condition": "random"}
     pkgs = tiny_sweep(16, initial_condition="random")
     pkgs += [
         {"package_id": f"m{i}", "priority": "MEDIUM", "parameters": {**medium, "Re": 200.0 + i}}

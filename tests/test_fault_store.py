@@ -28,7 +28,7 @@ from faults import (
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 # 32^3 with its final fields: ~0.8 MB, more than the small file system below has left
-BIG = {**TINY, "grid_size": [32, 32, 32], "keep_fields": True, "initial_condition": "random"}
+BIG = {**TINY, "grid": [32, 32, 32], "keep_fields": True, "initial_condition": "random"}
 
 
 def _clean_sweep(d: Path, store: Path, client) -> None:
@@ -186,7 +186,7 @@ MALFORMED = {
     "unknown-key": (
         _unknown_key,
         r'package_0001\.json: prio: bad value "prio"; allowed: one of the '
-        r"keys package_id, priority, parameters, tags, solver, case",
+        r"keys package_id, priority, parameters, tags, solver, case \(did you mean 'priority'\?\)",
     ),
     "bad-value": (_bad_value, r"package_0001\.json: parameters\.Re: bad value -5; allowed: .+"),
     "duplicate-ids": (

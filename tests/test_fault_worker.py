@@ -47,7 +47,7 @@ def _sweep(d: Path, store: Path, client, **kw):
 
 def test_fault_worker_killed_mid_run_retried_resumed_identical(tmp_path: Path, packages_dir, client2):
     # 300 steps: the kill lands long before the end even on a fast machine
-    victim = {**TINY, "grid_size": [12, 12, 12], "T_final": 3.0, "initial_condition": "random"}
+    victim = {**TINY, "grid": [12, 12, 12], "T_final": 3.0, "initial_condition": "random"}
     pkgs = [
         {"package_id": "victim", "priority": "HIGH", "parameters": victim},
         *tiny_sweep(3, priorities=("LOW",), initial_condition="random"),
@@ -131,7 +131,7 @@ def test_fault_worker_frozen_restarted_while_other_results_are_committed(
     stuck = {
         "package_id": "stuck",
         "priority": "HIGH",
-        "parameters": {**TINY, "grid_size": [16, 16, 16], "T_final": 500.0},
+        "parameters": {**TINY, "grid": [16, 16, 16], "T_final": 500.0},
     }
     # ~10 s of runs for the other worker (100 steps of 8^3, ~40 ms each with the numba
     # kernels): some are left when the watchdog fires at ~2.5 s, even if the solver gets

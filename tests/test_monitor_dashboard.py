@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import urllib.request
 
 import pytest
 from browser import Page, browser  # noqa: F401  (fixture)
+from conftest import write_packages
 from monitor_store import build_scenario, commit_done
 
 pytestmark = pytest.mark.slow
@@ -115,3 +117,77 @@ def test_dashboard_cli_bad_refresh_is_one_line_exit_2(scenario):
     proc = run_cli("dashboard", "--store", str(store), "--refresh", "0")
     assert proc.returncode == 2
     assert "--refresh" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_dashboard_beside_a_running_sweep_shows_what_runs_now(tmp_path, browser: Page):  # noqa: F811
+    """`sweep run --dashboard` during a long run: the page shows it running now (package,
+    step/total, elapsed), links the Dask dashboard, and does not call it "not started";
+    `sweep status` in another process says a sweep holds the store and what runs."""
+    from conftest import TINY, run_cli
+
+    long = {**TINY, "grid": [24, 24, 24], "T_final": 40.0}
+    pkgs = write_packages(
+        tmp_path / "packages",
+        [
+            {"package_id": "long-run", "priority": "HIGH", "parameters": long},
+            {"package_id": "quick", "priority": "LOW", "parameters": TINY},
+        ],
+    )
+    store = tmp_path / "s.zarr"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sweep.cli",
+            "run",
+            str(pkgs),
+            "--store",
+            str(store),
+            "--dashboard",
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "DASK_SWEEP__STATUS_EVERY": "1"},
+    )
+    try:
+        url = dask_url = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "Dask dashboard: http" in line:
+                dask_url = line.split("Dask dashboard: ")[1].split()[0]  # an ssh hint may follow
+            if line.startswith("sweep: sweep dashboard: "):
+                url = line.split()[-1]
+                break
+        assert url and dask_url, "no dashboard address"
+        page = browser.open(url)
+        page.wait_for(
+            lambda: "Running now" in page.text() and "long-run" in page.text(), timeout=120, what="run"
+        )
+        page.wait_for(
+            lambda: re.search(r"step \d+ ?/ ?\d+", page.text()) is not None, timeout=60, what="steps"
+        )
+        text = page.text()
+        assert "Dask dashboard" in text and page.count(f'a[href="{dask_url}"]') >= 1, text[:2000]
+        # the report's views too: the quick run, done beside the long one, in the physics panels
+        page.wait_for(
+            lambda: all(h in page.text() for h in ("Physics", "Derived quantities", "Runs (click a header")),
+            timeout=60,
+            what="the physics views of the finished run",
+        )
+        status = run_cli("status", "--store", str(store), "--packages", str(pkgs))
+        assert status.returncode == 0, status.stderr
+        assert "sweep running:" in status.stdout, status.stdout
+        (line,) = [ln for ln in status.stdout.splitlines() if "long-run" in ln]
+        assert re.search(r"step \d+/\d+", line), status.stdout
+        page.screenshot(tmp_path / "running.png")
+        assert page.console_errors() == []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()

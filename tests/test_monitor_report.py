@@ -108,6 +108,10 @@ def test_report_opens_offline_in_chromium_with_plots(report_dir, browser: Page, 
     # bokeh renders asynchronously: wait for the plot canvases
     page.wait_for(lambda: page.count(".bk-Canvas") >= 10, timeout=60, what="bokeh canvases")
     assert page.console_errors() == []
-    assert "3/7 packages done" in page.text()
+    text = page.text()
+    assert "3/7 packages done" in text
+    for heading in ("Physics", "Derived quantities", "Runs (click a header to sort)", "Cost and coverage"):
+        assert heading in text, heading
+    assert "test: diverged" in text  # the failed run's reason, in the table of runs
     png = page.screenshot(tmp_path / "report.png")
     assert Page.pixel_std(png) > 10

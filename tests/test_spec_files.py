@@ -91,9 +91,9 @@ BAD_PACKAGES = {
         _package_text(Re=_digits(400)),
         r"package_0000\.json: parameters\.Re: bad value 1000000.*; allowed: a finite number > 0 and <= ",
     ),
-    "grid_size of 400 digits": (
-        _package_text(grid_size=f"[{_digits(400)}, 8, 8]"),
-        r"package_0000\.json: parameters\.grid_size: bad value \[1000.*; allowed: three even integers",
+    "grid of 400 digits": (
+        _package_text(grid=f"[{_digits(400)}, 8, 8]"),
+        r"package_0000\.json: parameters\.grid: bad value \[1000.*; allowed: three even integers",
     ),
     "random_seed 10^400": (
         _package_text(random_seed=_digits(401)),

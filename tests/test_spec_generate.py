@@ -107,9 +107,9 @@ def test_spec_new_from_toml_with_several_grids(tmp_path: Path) -> None:
     grid = tmp_path / "grid.toml"
     grid.write_text(
         '[[grids]]\npriority = "HIGH"\n[grids.parameters]\nRe = [100, 400]\ndt = 0.01\nT_final = 0.1\n'
-        "grid_size = [[8, 8, 8], [12, 12, 12]]\n"
+        "grid = [[8, 8, 8], [12, 12, 12]]\n"
         '[[grids]]\npriority = "LOW"\ntags = {note = "short"}\n[grids.parameters]\nRe = 400\ndt = 0.01\n'
-        "T_final = 0.05\ngrid_size = [8, 8, 8]\n"
+        "T_final = 0.05\ngrid = [8, 8, 8]\n"
     )
     d = tmp_path / "sweep"
     proc = run_cli("new", str(d), "--from", str(grid))
@@ -123,7 +123,7 @@ def test_spec_new_from_toml_with_several_grids(tmp_path: Path) -> None:
 
 def test_spec_new_from_yaml_and_bad_key(tmp_path: Path) -> None:
     good = tmp_path / "grid.yaml"
-    good.write_text("priority: MEDIUM\nparameters:\n  Re: [100, 200, 300]\n  grid_size: [8, 8, 8]\n")
+    good.write_text("priority: MEDIUM\nparameters:\n  Re: [100, 200, 300]\n  grid: [8, 8, 8]\n")
     proc = run_cli("new", str(tmp_path / "s"), "--from", str(good))
     assert proc.returncode == 0, proc.stderr
     assert len(load_packages(tmp_path / "s", worker_memory=WORKER)) == 3

@@ -187,5 +187,5 @@ def test_spec_new_help_lists_the_chosen_solvers_parameters_quickly() -> None:
     assert "--grid-size" not in proc.stdout
     assert "parameter values of solver openfoam, case cavity" in proc.stdout
     spectral = run_cli("new", "--help").stdout
-    assert "--grid-size V [V ...], --grid V [V ...]" in spectral and "--n-cells V" not in spectral
+    assert "--grid V [V ...], --grid-size V [V ...]" in spectral and "--n-cells V" not in spectral
     assert elapsed < 5.0  # a Python start and a case read: no Dask, no xarray, no OpenFOAM run

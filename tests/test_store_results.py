@@ -52,20 +52,58 @@ def test_results_open_has_contract_dims_coords_and_vars(factorial_store: Path) -
     for c in ("package_id", "Re", "dt", "T_final", "nx", "ny", "nz", "priority", "status"):
         assert ds[c].dims == ("run",), c
     for v in ("energy", "dissipation", "enstrophy"):
-        assert ds[v].dims == ("run", "time"), v
+        assert ds[v].dims == ("run", "output"), v
     assert ds.wall_time.dims == ("run",) and sorted(ds.wall_time.values) == list(range(6))
     assert set(ds["run"].values) == {run_id_of(_params(r, d)) for r, d in itertools.product(RES, DTS)}
-    # the time axis is the union of the runs' output times (dt=0.005 has more outputs)
+    # each run keeps its own output times: time is a (run, output) coordinate, NaN past the end
+    assert ds.time.dims == ("run", "output")
+    for dt in DTS:
+        row = ds.sel(Re=400.0).sel(dt=dt)
+        expected = result_like(_params(400.0, dt))
+        n = int(row.n_times)
+        assert n == expected.sizes["time"]
+        np.testing.assert_array_equal(row.time.values.ravel()[:n], expected.time.values)
+        np.testing.assert_array_equal(row.energy.values.ravel()[:n], expected.energy.values)
+        assert np.isnan(row.energy.values.ravel()[n:]).all() and np.isnan(row.time.values.ravel()[n:]).all()
+    # the final energy spectrum, on its own coordinate k (issue 16, item 13)
+    assert ds.energy_spectrum.dims == ("run", "k")
+    spectrum = result_like(_params(400.0, 0.01)).energy_spectrum
+    row = ds.sel(Re=400.0).sel(dt=0.01).energy_spectrum.sel(k=spectrum.k.values)
+    np.testing.assert_array_equal(row.values.ravel(), spectrum.values)
+    # the union of output times on demand: align_time
+    aligned = sweep.align_time(ds)
     t_fine = result_like(_params(100.0, 0.005)).time.values
     t_coarse = result_like(_params(100.0, 0.01)).time.values
-    assert np.allclose(ds.time.values, np.union1d(np.round(t_fine, 12), np.round(t_coarse, 12)))
-    row = ds.sel(Re=400.0).sel(dt=0.01)
+    assert aligned.energy.dims == ("run", "time")
+    assert np.allclose(aligned.time.values, np.union1d(np.round(t_fine, 12), np.round(t_coarse, 12)))
+    row = aligned.sel(Re=400.0).sel(dt=0.01)
     expected = result_like(_params(400.0, 0.01)).energy
-    on_grid = row.energy.sel(time=np.round(expected.time.values, 12))
-    np.testing.assert_array_equal(on_grid.values, expected.values)
-    missing = np.setdiff1d(np.round(ds.time.values, 12), np.round(expected.time.values, 12))
-    if missing.size:
-        assert np.isnan(row.energy.sel(time=missing).values).all()
+    np.testing.assert_array_equal(
+        row.energy.sel(time=np.round(expected.time.values, 12)).values, expected.values
+    )
+
+
+def test_results_runs_of_different_lengths_plot_as_continuous_curves(factorial_store: Path) -> None:
+    """`ds.energy.plot.line(x="time", hue="run")` draws every run with all its points: a run
+    with fewer or other output times than the others is one unbroken line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds = sweep.open_results(factorial_store)
+    lines = ds.energy.plot.line(x="time", hue="run")
+    try:
+        assert len(lines) == ds.sizes["run"]
+        by_run = {str(r): int(n) for r, n in zip(ds.run.values, ds.n_times.values, strict=True)}
+        for line, rid in zip(lines, ds.run.values, strict=True):
+            y = np.asarray(line.get_ydata(), dtype=float)
+            finite = np.flatnonzero(np.isfinite(y))
+            assert finite.size == by_run[str(rid)], rid  # all its points
+            assert finite.size and (np.diff(finite) == 1).all() and finite[0] == 0, rid  # no gap
+        assert {by_run[str(r)] for r in ds.run.values} == {11, 21}  # two lengths (dt 0.01 and 0.005)
+    finally:
+        plt.close("all")
 
 
 def test_results_select_by_parameters(factorial_store: Path) -> None:
@@ -83,7 +121,7 @@ def test_results_select_by_parameters(factorial_store: Path) -> None:
 
 def test_results_full_factorial_becomes_a_grid(factorial_store: Path) -> None:
     grid = sweep.to_grid(sweep.open_results(factorial_store))
-    assert grid.energy.dims == ("Re", "dt", "time")
+    assert grid.energy.dims == ("Re", "dt", "output") and grid.time.dims == ("Re", "dt", "output")
     assert grid.sizes["Re"] == 3 and grid.sizes["dt"] == 2
     cell = grid.sel(Re=1600.0, dt=0.005)
     assert list(grid.sel(Re=[100.0, 1600.0]).Re.values) == [100.0, 1600.0]  # lists and ranges work here
@@ -148,9 +186,10 @@ def test_results_failed_runs_and_status_filter(factorial_store: Path) -> None:
 def test_results_per_run_data_as_dataset_and_tree(factorial_store: Path) -> None:
     rid = run_id_of(_params(100.0, 0.01))
     tree = sweep.open_run_tree(factorial_store, [rid])
-    assert isinstance(tree, xr.DataTree) and rid in tree.children
+    assert isinstance(tree, xr.DataTree) and list(tree.children) == ["re100-dt0.01"]  # by package id
+    assert tree["re100-dt0.01"].attrs["run_id"] == rid
     np.testing.assert_array_equal(
-        tree[rid].energy_spectrum.values, result_like(_params(100.0, 0.01)).energy_spectrum.values
+        tree["re100-dt0.01"].energy_spectrum.values, result_like(_params(100.0, 0.01)).energy_spectrum.values
     )
     assert len(sweep.open_run_tree(factorial_store).children) == 6
 
@@ -166,7 +205,7 @@ def _pkg(pid: str, re: float, prio: str = "HIGH") -> dict:
     return {
         "package_id": pid,
         "priority": prio,
-        "parameters": {"Re": re, "dt": 0.01, "T_final": 0.1, "grid_size": [8, 8, 8]},
+        "parameters": {"Re": re, "dt": 0.01, "T_final": 0.1, "grid": [8, 8, 8]},
     }
 
 
@@ -228,9 +267,9 @@ def test_results_grid_couples_parameters_that_vary_together(tmp_path: Path) -> N
             p = _params(re, 0.01, n=n)
             st.commit_run(run_id_of(p), result_like(p), provenance(p, f"re{re:g}-n{n}"))
     grid = sweep.to_grid(sweep.open_results(url))
-    assert grid.energy.dims == ("Re", "nx", "time") and grid.energy.shape[:2] == (2, 2)
+    assert grid.energy.dims == ("Re", "nx", "output") and grid.energy.shape[:2] == (2, 2)
     assert grid.nz.sel(nx=12).values.tolist() == [12, 12]  # nz rides along with nx
-    assert sweep.to_grid(sweep.open_results(url), dims=["Re", "nz"]).energy.dims == ("Re", "nz", "time")
+    assert sweep.to_grid(sweep.open_results(url), dims=["Re", "nz"]).energy.dims == ("Re", "nz", "output")
 
 
 def _profiled(n: int, shift: float) -> Any:
@@ -294,3 +333,29 @@ def test_results_profiles_survive_the_log_compaction_and_a_rebuild(tmp_path: Pat
     }
     assert recs[runs[100.0]].provenance["template_hash"] == cavity.hash
     assert recs[run_id_of(spectral)].solver == "spectral"
+
+
+def test_results_run_tree_by_package_id_and_groups_open_without_warnings(tmp_path: Path) -> None:
+    """open_run_tree names each child by its package id (the run id is an attribute), and
+    xarray.open_zarr opens a run group and a batch group as they are: no warning about
+    unconsolidated metadata."""
+    import warnings
+
+    url = tmp_path / "r.zarr"
+    with Store.open(url, mode="a", pack_bytes=1 << 20) as st:
+        for re in (100.0, 400.0):
+            p = _params(re, 0.01)
+            st.commit_run(run_id_of(p), result_like(p), provenance(p, f"re{re:g}"))
+        big = {**_params(1600.0, 0.01), "keep_fields": True}
+        st.commit_run(run_id_of(big), result_like(big, fields=True), provenance(big, "fields"))
+        st.compact()
+    tree = sweep.open_run_tree(url)
+    assert sorted(tree.children) == ["fields", "re100", "re400"]
+    assert tree["re400"].attrs["run_id"] == run_id_of(_params(400.0, 0.01))
+    groups = [*(url / "runs").glob("*/zarr.json"), *(url / "batches").glob("*/zarr.json")]
+    assert any("runs" in str(g) for g in groups) and any("batches" in str(g) for g in groups)
+    for g in groups:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            ds = xr.open_zarr(g.parent)
+        assert "energy" in ds.data_vars

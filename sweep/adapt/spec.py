@@ -7,7 +7,7 @@ solver = "spectral"       # optional (the default solver)
 
 [parameters]              # fixed parameters, as in package files
 Re = 1600
-grid_size = [16, 16, 16]
+grid = [16, 16, 16]
 
 [derived]                 # parameters computed from the others (arithmetic)
 T_final = "40 * dt"
@@ -35,10 +35,13 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from solver.params import DEPRECATED_NAMES, deprecation_message
 
 from ..errors import ConfigError
 from ..spec import (
@@ -263,7 +266,10 @@ def load_spec(
     if priority not in PRIORITIES:
         raise ConfigError(problem_line(file, "priority", priority, "one of " + ", ".join(PRIORITIES)))
     solver_keys = {k: doc[k] for k in ("solver", "case") if k in doc}
-    fixed = _table(doc, "parameters", tuple(FILE_PARAMETER_NAMES), file)
+    fixed = _table(doc, "parameters", (*FILE_PARAMETER_NAMES, *DEPRECATED_NAMES), file)
+    for old in [k for k in fixed if k in DEPRECATED_NAMES]:  # grid_size: read as grid, for a release
+        warnings.warn(deprecation_message(old, f"{file}: parameters."), FutureWarning, stacklevel=2)
+        fixed[DEPRECATED_NAMES[old]] = fixed.pop(old)
     axes = _axes(doc, file)
     clash = [a.name for a in axes if a.name in fixed]
     if clash:

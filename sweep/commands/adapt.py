@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     how = p.add_argument_group("how it runs")
     how.add_argument("--timeout", default=None, metavar="SECONDS", help="wall-time limit per run")
     how.add_argument(
-        "--log-dir", metavar="DIR", help="main and per-package logs (default: logs/ beside the store)"
+        "--log-dir", metavar="DIR", help="main and per-package logs (default: STORE.logs/ beside the store)"
     )
 
 

@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="runs proceeding at once, for the ETA (default 1)",
     )
     parser.add_argument(
+        "--reference",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="a reference curve to overlay, as sweep report --reference (repeatable)",
+    )
+    parser.add_argument(
         "--allow-origin",
         action="append",
         default=[],
@@ -52,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
     """Serve until interrupted (Ctrl-C: exit 130, as every `sweep` command)."""
     from ..errors import ConfigError, option_error
     from ..monitor.dashboard import DEFAULT_REFRESH_SECONDS, serve_dashboard
+    from ..monitor.reference import load_references
     from ..monitor.status import check_workers, read_packages, read_runs
 
     refresh = DEFAULT_REFRESH_SECONDS if args.refresh is None else args.refresh
@@ -67,6 +75,7 @@ def main(args: argparse.Namespace) -> int:
     # fail fast on a bad store or package directory, before serving anything
     read_runs(args.store)
     read_packages(args.packages)
+    load_references(args.reference)
 
     def ready(url: str) -> None:
         print(f"sweep dashboard: {url}  (store {args.store}; Ctrl-C to stop)", flush=True)
@@ -81,6 +90,7 @@ def main(args: argparse.Namespace) -> int:
             workers=args.workers,
             allow_origin=args.allow_origin,
             on_ready=ready,
+            reference_files=args.reference,
         )
     except OSError as exc:
         raise ConfigError(

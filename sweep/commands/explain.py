@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("packages", metavar="DIR", help="package directory")
     parser.add_argument("--store", required=True, metavar="STORE", help="result store (path or fsspec URL)")
-    parser.add_argument("--priority", choices=PRIORITY_CHOICES, default="ALL", help="only these packages")
+    parser.add_argument(
+        "--priority", choices=PRIORITY_CHOICES, type=str.upper, default="ALL", help="only these packages"
+    )
     parser.add_argument(
         "--package",
         action="append",

@@ -15,7 +15,7 @@ DESCRIPTION = (
     "--priority HIGH`, or for an OpenFOAM case `sweep new cavity --solver openfoam --case cavity "
     "--Re 100 400 1000 --n-cells 64` (`--solver S --case C --help` lists that solver's "
     "parameters). Package ids come from the swept values, so the same grid gives the same files. "
-    "Existing packages are kept unless --force."
+    "A directory that has packages is refused unless --append (add these) or --force (replace them)."
 )
 OPTIONS_FROM_ARGV = True  # the parameter options are those of the solver --solver/--case name
 
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
     the grid file. A bad --solver or --case is a usage error (exit 2), --help included."""
     from ..errors import ConfigError
     from ..solvers.registry import DEFAULT_SOLVER, load_solver
-    from ..spec import PRIORITIES, SOLVER_TO_FILE
+    from ..spec import PRIORITIES
 
     solver_name, case = _chosen(argv)
     parser.add_argument("directory", metavar="DIR", help="directory to write (created if missing)")
@@ -66,16 +66,33 @@ def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
         "tags, solver, case; or several under 'grids'",
     )
     parser.add_argument(
-        "--priority", choices=PRIORITIES, default=None, help="priority of every package (default MEDIUM)"
+        "--priority",
+        choices=PRIORITIES,
+        type=str.upper,
+        default=None,
+        help="priority of every package (default MEDIUM)",
     )
     parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="tag every package")
-    parser.add_argument("--force", action="store_true", help="replace existing package files")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--force", action="store_true", help="replace existing package files")
+    how.add_argument(
+        "--append",
+        action="store_true",
+        help="add the packages to an existing sweep (its packages are kept; an id already there is refused)",
+    )
     parser.add_argument(
         "--max-packages",
         default=None,
         metavar="N",
         help="refuse a grid of more combinations (counted first; default: the sweep.new.max-packages "
         "setting, 100000)",
+    )
+    parser.add_argument(
+        "--worker-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory of one worker for the check that every run fits, e.g. 8GiB (default: this "
+        "machine's memory / cores, as sweep validate)",
     )
     try:
         solver = load_solver(solver_name, case, ".")
@@ -86,12 +103,11 @@ def add_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
     which = "" if spectral else f" of solver {solver_name}" + (f", case {case}" if case else "")
     group = parser.add_argument_group(f"parameter values{which} (one or more each)")
     for name, p in solver.params.items():
-        fname = SOLVER_TO_FILE.get(name, name) if spectral else name
-        opts = [_option(fname)] + ([_option(name)] if fname != name else [])
-        example = " (e.g. 16,16,16 24,24,24)" if spectral and name == "grid" else ""
+        opts = [_option(name), *(_option(old) for old in p.deprecated_names)]  # older names still work
+        example = " (e.g. 32, 16x16x32 or 16,16,16; several: 16 32)" if spectral and name == "grid" else ""
         group.add_argument(
             *opts,
-            dest=f"p_{fname}",
+            dest=f"p_{name}",
             nargs="+",
             metavar="V",
             default=None,
@@ -104,11 +120,27 @@ def main(args: argparse.Namespace) -> int:
     import os
 
     from ..errors import ConfigError, config_error
+    from ..machine import memory_per_worker
     from ..solvers.registry import DEFAULT_SOLVER
-    from ..spec import check_directory, expand_grids, parse_value, read_grid_file, write_packages
+    from ..spec import (
+        append_packages,
+        check_directory,
+        check_document,
+        expand_grids,
+        listed_ids,
+        parse_grid,
+        parse_value,
+        read_grid_file,
+        write_packages,
+    )
+    from ..units import parse_size
 
+    worker_memory = parse_size(args.worker_memory)
     values = {
-        k[2:]: [parse_value(v) for v in vals]
+        k[2:]: [
+            (parse_grid if k[2:] == "grid" and args.solver == DEFAULT_SOLVER else parse_value)(v)
+            for v in vals
+        ]
         for k, vals in vars(args).items()
         if k.startswith("p_") and vals is not None
     }
@@ -144,16 +176,37 @@ def main(args: argparse.Namespace) -> int:
             )
         grids = [{"priority": args.priority or "MEDIUM", "parameters": values, "tags": tags, **chosen}]
         source, base = "options", "."
+    taken = [pid for ids in listed_ids(args.directory).values() for pid in ids] if args.append else []
     docs = expand_grids(
-        grids, source=source, base=base, directory=args.directory, max_packages=args.max_packages
+        grids,
+        source=source,
+        base=base,
+        directory=args.directory,
+        max_packages=args.max_packages,
+        taken=taken,
     )
-    names = write_packages(args.directory, docs, force=args.force)
-    del docs  # a million package documents: not kept through the check below
-    # check what was written, as `sweep validate` would: this also records each file's verdict
-    # in the validation cache, so the first `sweep run` of a large sweep need not re-check them
-    # (the memory check depends on the workers and is left to `sweep run`)
-    _, problems = check_directory(args.directory, check_memory=False)
+    # every package is checked as `sweep validate` checks a file (memory included) before
+    # anything is written: what `sweep new` writes, `sweep validate` accepts
+    memory = worker_memory if worker_memory is not None else memory_per_worker()
+    problems = [
+        line
+        for doc in docs
+        for line in check_document(
+            f"{source}: {doc['package_id']}", doc, args.directory, worker_memory=memory
+        )
+    ]
     if problems:
         raise config_error(problems)
-    print(f"wrote {len(names)} package(s) and priority_summary.json to {args.directory} (checked)")
+    if args.append:
+        names = append_packages(args.directory, docs)
+    else:
+        names = write_packages(args.directory, docs, force=args.force)
+    del docs  # a million package documents: not kept through the check below
+    # then the directory as a whole, exactly as `sweep validate` does: this also records each
+    # file's verdict in the validation cache (the first `sweep run` need not re-check them)
+    _, problems = check_directory(args.directory, worker_memory=memory)
+    if problems:
+        raise config_error(problems)
+    what = "added" if args.append else "wrote"
+    print(f"{what} {len(names)} package(s) and priority_summary.json in {args.directory} (checked)")
     return EXIT_OK

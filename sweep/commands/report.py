@@ -7,9 +7,10 @@ from pathlib import Path
 
 HELP = "write the sweep report: a self-contained HTML page (hvplot) and a PNG summary"
 DESCRIPTION = (
-    "Write OUT/sweep_report.html (progress, statistics and the science: energy and "
-    "dissipation against time, peak dissipation against Re, wall time against grid size, "
-    "the parameter space by status; opens offline) and OUT/sweep_progress.png, from the "
+    "Write OUT/sweep_report.html (progress and statistics; the physics: energy, dissipation "
+    "and enstrophy against time, E(k) at the final time, peak dissipation against Re with "
+    "unreached peaks flagged, a published reference where one applies; a sortable table of "
+    "runs; wall time and parameter space; opens offline) and OUT/sweep_progress.png, from the "
     "committed runs of the store."
 )
 
@@ -23,6 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         default=None,
         help="the package directory: show pending and stale packages too",
+    )
+    parser.add_argument(
+        "--reference",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="a reference curve to overlay (.gdiag: time, energy, dissipation), e.g. the Taylor-Green "
+        "Re=1600 DNS spectral_Re1600_512.gdiag; repeatable (default: those in sweep/monitor/reference_data)",
     )
     parser.add_argument(
         "--workers",
@@ -44,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--out: bad value {str(out)!r} (a file); allowed: a directory (created if missing)"
         )
-    data = load_sweep(args.store, args.packages, workers=args.workers)
+    data = load_sweep(args.store, args.packages, workers=args.workers, reference_files=args.reference)
     files = write_report(data, out)
     print(f"report: {files.html}")
     print(f"summary: {files.png}")

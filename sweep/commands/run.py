@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--priority",
         default="ALL",
         choices=PRIORITY_CHOICES,
+        type=str.upper,
         help="run only packages of this priority (default: ALL)",
     )
     p.add_argument(
@@ -80,6 +81,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--scheduler-file",
         metavar="FILE",
         help="remote Dask scheduler from the file `dask scheduler --scheduler-file` wrote",
+    )
+    where.add_argument(
+        "--worker-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory of one worker for the check that every run fits, e.g. 8GiB (default: this "
+        "machine's memory shared by the local workers; a remote cluster's workers report their own)",
     )
     where.add_argument("--tls-ca", metavar="PEM", help="tls://: CA certificate file")
     where.add_argument("--tls-cert", metavar="PEM", help="tls://: this client's certificate file")
@@ -158,7 +166,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     out = p.add_argument_group("output")
     out.add_argument(
-        "--log-dir", metavar="DIR", help="main and per-package logs (default: logs/ beside a local store)"
+        "--log-dir",
+        metavar="DIR",
+        help="main and per-package logs (default: STORE.logs/ beside a local store)",
     )
     out.add_argument(
         "--dry-run",

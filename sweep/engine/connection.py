@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
+    "DropCancelledTasks",
     "connection_trouble",
     "quiet_connection_noise",
     "quiet_distributed",
@@ -25,6 +26,7 @@ _CONNECTION_LOGGERS = (
     "distributed.core",
     "distributed.comm",
     "distributed.utils",
+    "distributed.nanny",
 )
 
 
@@ -38,7 +40,9 @@ def connection_trouble(exc: BaseException | None) -> bool:
 
 
 class _DropConnectionTracebacks(logging.Filter):
-    """Logging filter: drop distributed's connection-error records (a lost scheduler)."""
+    """Logging filter: drop distributed's connection-error records (a lost scheduler), and the
+    nanny's notice that it kills a worker still computing while the sweep's cluster closes
+    (after Ctrl-C or --stop-on-error: the sweep says what happened in its own line)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -46,7 +50,17 @@ class _DropConnectionTracebacks(logging.Filter):
             return False  # "Failed to reconnect to scheduler after ...": the sweep says it
         if record.name == "distributed.scheduler" and str(record.msg).startswith("broadcast to"):
             return False  # a worker that died during a broadcast: its nanny restarts it
+        if record.name == "distributed.nanny" and "still alive after" in str(record.msg):
+            return False
         return not connection_trouble(exc)
+
+
+class DropCancelledTasks(logging.Filter):
+    """Worker-side logging filter: a task the driver cancelled (Ctrl-C, --stop-on-error, the
+    watchdog) is not a warning on the user's terminal; the driver reports it itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "ended with CancelledError" not in record.getMessage()
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ import dask.config
 from .. import config
 from ..codec import decode_arrays
 from ..provenance import ns_sweep_version
+from ..units import format_duration
 from .checkpoints import CheckpointRelay, step_of
 from .commits import CommitWriter
 from .connection import connection_trouble
@@ -68,6 +69,7 @@ class Driver:
         predictor: RuntimePredictor | None = None,
         description: str = "",
         resume_steps: dict[str, int] | None = None,
+        dashboard: str | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -86,6 +88,7 @@ class Driver:
         self.queue = queue
         self.cluster = cluster  # the cluster this sweep started (None: a remote one or a client's)
         self.predictor = predictor if predictor is not None else RuntimePredictor()
+        self.resume_steps: dict[str, int] = dict(resume_steps or {})  # run_id -> checkpoint step
         self.steps_done: dict[str, int] = dict(resume_steps or {})  # run_id -> steps known done
         self.segments: dict[str, list[dict[str, Any]]] = {}  # run_id -> its attempts that ran
         self._sizes: dict[str, RunSize] = {}
@@ -94,7 +97,7 @@ class Driver:
         self._todo_groups: dict[tuple[str, Any], list[Any]] | None = None
         self._published: dict[str, float] = {}
         self._last_progress: dict[str, tuple[Any, int, float]] = {}  # run -> (attempt, step, elapsed)
-        self.live = LiveStatus(float(config.get("status-every")), description)
+        self.live = LiveStatus(float(config.get("status-every")), description, dashboard)
         self.tasks = Submitter(
             client,
             self.channel,
@@ -241,6 +244,11 @@ class Driver:
             pass
         return len({worker for worker, _ in self.running.values()})
 
+    def in_flight(self) -> int:
+        """Packages on the workers now: those that announced their start, or (a tiny run ends
+        before it announces) the tasks submitted and not finished, at most one per worker."""
+        return max(len(self.running), min(len(self.tasks.futures), self.n_workers()))
+
     def connected(self) -> bool:
         """Whether the client talks to its scheduler (not reconnecting after losing it)."""
         return getattr(self.client, "status", "running") == "running"
@@ -347,6 +355,22 @@ class Driver:
         if outcome.status in ("done", "preempted") and end > start:
             self.predictor.observe(self.size_of(outcome.run_id), seconds, end - start)
 
+    def interrupted_segment(self, run_id: str, why: str) -> dict[str, Any]:
+        """The attempt of a run under way when the sweep is interrupted, as a segment of its
+        provenance (its time counts in the run's wall time once it is done)."""
+        worker, since = self.running[run_id]
+        earlier = self.segments.get(run_id) or []
+        start = int(earlier[-1]["to_step"]) if earlier else int(self.resume_steps.get(run_id, 0))
+        return {
+            "attempt": self.tasks.attempt.get(run_id, 1),
+            "worker": worker,
+            "from_step": start,
+            "to_step": int(self.steps_done.get(run_id, start)),
+            "seconds": round(time.time() - since, 3),
+            "ended": "interrupted",
+            "why": why,
+        }
+
     def finish(self, run_id: str, status: str, lines: Iterable[str]) -> None:
         """A run's final status: logged, counted, and with --stop-on-error maybe the end."""
         pid = self.entries[run_id].package_id
@@ -354,7 +378,7 @@ class Driver:
         self.status[run_id] = status
         self.running.pop(run_id, None)
         self.logs.package(pid, lines)
-        self.progress.running = len(self.running)
+        self.progress.running = self.in_flight()
         self.progress.package_finished(status)
         if status != "done" and self.options.stop_on_error and not self.stopping:
             self.stop(f"{pid} failed ({status}) and --stop-on-error is set")
@@ -444,6 +468,15 @@ class Driver:
 
         # every worker, and each one that joins later (a restart), loads the kernels before
         # its first run (once per worker process: the plugin is idempotent)
+        # (this waits for the workers there: on a first start numba compiles its kernels, ~20 s;
+        # a queue's workers arrive later, each loading them as it joins)
+        waits = self.queue is None
+        if waits:
+            self.progress.write(
+                "sweep: preparing the workers: loading the solver's compiled kernels (numba; the "
+                "first start after an install compiles them, ~20 s, then they are cached)"
+            )
+        t0 = time.monotonic()
         try:
             self.client.register_plugin(KernelWarmUp())
         except Exception as exc:
@@ -454,6 +487,9 @@ class Driver:
             self.log.warning(
                 "a worker left while the kernel warm-up was installed (%s); it gets it on restart", exc
             )
+        if waits:
+            self.progress.write(f"sweep: workers ready in {format_duration(time.monotonic() - t0)}")
+        self.progress.restart_clock()  # the ETA counts the packages' time, not the start-up
         self.client.subscribe_topic(self.channel, self.on_event)
         if self.queue is not None:
             self.queue.attach(self)
@@ -479,7 +515,7 @@ class Driver:
                 if now - last_tick >= self.options.tick:
                     last_tick = now
                     self.tasks.workers = self.n_workers() or self.tasks.workers
-                    self.progress.set_running(len(self.running))
+                    self.progress.set_running(self.in_flight())
                     ac.update(self.recovery.watchdog())
                     self.recovery.reap_restarts()
                     if self.queue is not None:

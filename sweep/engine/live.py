@@ -25,9 +25,12 @@ STATUS_VERSION = 1
 class LiveStatus:
     """Writes the status document of one sweep (``every`` seconds at most)."""
 
-    def __init__(self, every: float, description: str) -> None:
+    def __init__(self, every: float, description: str, dashboard: str | None = None) -> None:
         self.every = every
         self.description = description
+        # the Dask dashboard's address, asked once at the start: asking the client each time
+        # is a call to the scheduler, which waits 30 s for one that is gone
+        self.dashboard = dashboard
         self.started = utc_now()
         self._last = 0.0
         self.failed = False  # the store refused the document once: the sweep goes on without it
@@ -83,6 +86,7 @@ class LiveStatus:
             "every": self.every,
             "mode": driver.cluster_kind,
             "cluster": self.description,
+            "dashboard": self.dashboard,
             "workers": driver.n_workers(),
             "to_run": len(driver.entries),
             "finished": dict(collections.Counter(driver.status.values())),

@@ -15,12 +15,16 @@ from ..units import format_bytes
 __all__ = ["memory_problems", "check_cluster_memory"]
 
 
-def memory_problems(client: Any, packages: Sequence[Package]) -> list[tuple[Package, str]]:
-    """(package, one-line problem) of the packages whose run fits in no worker of ``client``."""
+def memory_problems(
+    client: Any, packages: Sequence[Package], fallback: int | None = None
+) -> list[tuple[Package, str]]:
+    """(package, one-line problem) of the packages whose run fits in no worker of ``client``:
+    the memory limits its workers report; ``fallback`` (``--worker-memory``) when none reports
+    one (workers started without a limit)."""
     limits = [
         w.get("memory_limit") or 0 for w in client.scheduler_info(n_workers=-1).get("workers", {}).values()
     ]
-    limits = [m for m in limits if m]
+    limits = [m for m in limits if m] or ([fallback] if fallback else [])
     if not limits:
         return []
     biggest = max(limits)
@@ -32,19 +36,21 @@ def memory_problems(client: Any, packages: Sequence[Package]) -> list[tuple[Pack
                 (
                     p,
                     (
-                        f"{p.path}: parameters.grid_size: bad value {list(p.params.grid)}; allowed: a grid "
+                        f"{p.path}: parameters.grid: bad value {list(p.params.grid)}; allowed: a grid "
                         f"whose run fits in a worker's memory (it needs {format_bytes(need)}, the largest "
-                        f"worker has {format_bytes(biggest)}); use a smaller grid or bigger workers"
+                        f"worker has {format_bytes(biggest)}); use a smaller grid or workers with more memory"
                     ),
                 )
             )
     return problems
 
 
-def check_cluster_memory(client: Any, packages: Sequence[Package], store_url: str) -> None:
+def check_cluster_memory(
+    client: Any, packages: Sequence[Package], store_url: str, fallback: int | None = None
+) -> None:
     """Refuse runs that fit in no worker of a cluster we did not start, before anything is
     created: runs already done in the store (read, never created, here) do not count."""
-    problems = memory_problems(client, packages)
+    problems = memory_problems(client, packages, fallback)
     if not problems:
         return
     done: set[str] = set()

@@ -17,6 +17,7 @@ from typing import Any
 from .. import config
 from ..errors import option_error
 from ..spec import PRIORITIES, check_priority
+from ..units import parse_size
 
 __all__ = ["SweepOptions"]
 
@@ -57,6 +58,17 @@ def _address(name: str, value: Any) -> str:
     return str(value)
 
 
+def _size(name: str, value: Any) -> int | None:
+    """Bytes from a size (``4GiB``, ``500MB``) or a positive integer; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if not isinstance(value, str):
+        raise option_error(name, value, "a size such as 4GiB or 500MB")
+    return parse_size(value, name)
+
+
 def _setting(value: Any, key: str) -> Any:
     """``value``, or the ``sweep.<key>`` setting when it is None."""
     return config.get(key) if value is None else value
@@ -79,9 +91,12 @@ class SweepOptions:
     ``timeout`` seconds per package, ``retries`` after a lost worker, checkpoints every
     ``checkpoint_every_seconds`` / ``checkpoint_every_steps``, ``stop_on_error``,
     ``break_lock`` (take over the store's lock held by a process of another host: only when
-    it is gone; see ``sweep.store.lock``). Output: ``log_dir`` (default: ``logs/`` beside a
-    local store), ``progress_bar`` (None: on a terminal), ``dry_run``. The rest are the
-    engine's tunables (documented in sweep.yaml).
+    it is gone; see ``sweep.store.lock``); ``worker_memory`` (bytes or ``"4GiB"``): one
+    worker's memory for the check that every run fits (default: this machine's memory shared
+    by the local cluster's workers; a cluster we did not start reports its own, which wins
+    when it has a limit). Output: ``log_dir`` (default: ``<store>.logs/`` beside a local store),
+    ``progress_bar`` (None: on a terminal), ``dry_run``. The rest are the engine's tunables
+    (documented in sweep.yaml).
     """
 
     _given: dict[str, Any]  # the arguments as given (what replace() starts from)
@@ -111,6 +126,7 @@ class SweepOptions:
     checkpoint_every_seconds: float | None
     checkpoint_every_steps: int | None
     dry_run: bool
+    worker_memory: int | None
     log_dir: Path | None
     progress_bar: bool | None
     timeout_grace: float
@@ -157,6 +173,7 @@ class SweepOptions:
         checkpoint_every_seconds: float | None = None,
         checkpoint_every_steps: int | None = None,
         dry_run: bool = False,
+        worker_memory: int | str | None = None,
         log_dir: str | Path | None = None,
         progress_bar: bool | None = None,
         timeout_grace: float | None = None,
@@ -250,6 +267,7 @@ class SweepOptions:
             None if every_n is None else _count("checkpoint_every_steps", every_n, 1),
         )
         put("dry_run", bool(dry_run))
+        put("worker_memory", _size("worker_memory", worker_memory))
         put("log_dir", None if log_dir is None else Path(log_dir))
         put("progress_bar", progress_bar)
         for name, value in (

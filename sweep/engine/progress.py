@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO
 
 from tqdm import tqdm
@@ -18,7 +18,9 @@ from tqdm import tqdm
 from ..store import FAILURE_CLASSES
 from ..units import format_duration
 
-__all__ = ["SweepProgress", "final_summary"]
+__all__ = ["SweepProgress", "final_summary", "failure_lines", "MAX_FAILURE_LINES", "MIN_FINISHED_FOR_ETA"]
+
+MIN_FINISHED_FOR_ETA = 3  # packages finished before an ETA is printed
 
 
 class SweepProgress:
@@ -65,11 +67,19 @@ class SweepProgress:
         return sum(self.counts.values())
 
     def eta(self) -> float | None:
-        """Seconds left, from the mean wall time per finished package so far."""
+        """Seconds left, from the mean wall time per finished package so far; None until
+        ``MIN_FINISHED_FOR_ETA`` packages finished (one package's time says little of the rest)."""
         n = self.finished
-        if n == 0:
+        if n < min(self.total, MIN_FINISHED_FOR_ETA):
             return None
         return (time.monotonic() - self.t0) / n * (self.total - n)
+
+    def restart_clock(self) -> None:
+        """Start the elapsed time and the ETA's rate now (once the workers are ready: their
+        start-up is no package's time)."""
+        self.t0 = time.monotonic()
+        self.bar.reset(total=self.total)
+        self._refresh_postfix()
 
     def _refresh_postfix(self) -> None:
         failed = self.finished - self.counts.get("done", 0)
@@ -104,10 +114,11 @@ class SweepProgress:
         fails = {k: v for k, v in sorted(self.counts.items()) if k != "done"}
         failed = sum(fails.values())
         detail = f" ({', '.join(f'{k} {v}' for k, v in fails.items())})" if fails else ""
+        eta = self.eta()
         return (
             f"[{self.finished:>{width}}/{self.total}] done {done}, failed {failed}{detail}, "
-            f"running {self.running}, elapsed {format_duration(time.monotonic() - self.t0)}, "
-            f"eta {format_duration(self.eta())}"
+            f"running {self.running}, elapsed {format_duration(time.monotonic() - self.t0)}"
+            + (f", eta {format_duration(eta)}" if eta is not None else "")
         )
 
     def write(self, line: str) -> None:
@@ -150,3 +161,32 @@ def final_summary(
         lines.append(f"{prio:<10}" + "".join(f"{c[s]:>12}" for s in statuses) + f"{sum(c.values()):>8}")
     lines.append(f"{'ALL':<10}" + "".join(f"{total[s]:>12}" for s in statuses) + f"{sum(total.values()):>8}")
     return lines
+
+
+MAX_FAILURE_LINES = 20  # failed packages named at the end of a sweep; the rest are counted
+
+
+def failure_lines(
+    failed: Sequence[tuple[str, str]], errors: Mapping[str, tuple[str, str]], more: str
+) -> list[str]:
+    """Lines naming each failed package with its class and one-line reason.
+
+    ``failed``: (package_id, run_id) of the failed packages; ``errors``: run id -> (class,
+    error text), as ``Store.failures()`` gives them; ``more``: the command that lists them all.
+    """
+    if not failed:
+        return []
+    width = min(max(len(pid) for pid, _ in failed), 40)
+    out = [f"failed: {len(failed)} package(s) (class and reason; the package logs have the details):"]
+    for pid, rid in failed[:MAX_FAILURE_LINES]:
+        fclass, error = errors.get(rid, ("error", ""))
+        out.append(f"  {pid:<{width}}  {fclass:<11} {one_line(error)}")
+    if len(failed) > MAX_FAILURE_LINES:
+        out.append(f"  ... and {len(failed) - MAX_FAILURE_LINES} more: {more}")
+    return out
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """The first line of an error text, at most ``limit`` characters."""
+    first = (text or "").strip().splitlines()[0] if (text or "").strip() else "(no message)"
+    return first if len(first) <= limit else first[: limit - 3] + "..."

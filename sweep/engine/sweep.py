@@ -24,7 +24,7 @@ from ..errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SchedulerL
 from ..faults import fault_point
 from ..machine import memory_per_worker, usable_cores
 from ..spec import PRIORITIES, Package, load_packages, select_packages, selection_label
-from ..store import Store, is_local
+from ..store import FAILURE_CLASSES, Store, is_local
 from ..store.write_errors import writing
 from .cluster import ClusterHandle, connect, dashboard_note, wrap_client
 from .connection import quiet_connection_noise, quiet_distributed, quiet_lost_broadcasts, scheduler_lost
@@ -35,7 +35,7 @@ from .memory import check_cluster_memory
 from .options import SweepOptions
 from .plan import PlanEntry, explain_store, explanation_lines, plan_sweep, store_state
 from .predict import RuntimePredictor
-from .progress import SweepProgress, final_summary
+from .progress import SweepProgress, failure_lines, final_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from .driver import Driver
@@ -98,11 +98,16 @@ def exit_code_of(statuses: Iterable[str]) -> int:
 
 
 def default_log_dir(store: str) -> Path:
-    """``logs/`` beside a local store; ``./logs`` for a remote (URL) store."""
-    name = config.get("log-dir-name")
-    if not is_local(str(store)):
-        return Path.cwd() / name
-    return Path(str(store).removeprefix("file://")).resolve().parent / name
+    """A store's own logs: ``<store><suffix>`` beside a local store (``results/sweep.zarr`` ->
+    ``results/sweep.zarr.logs/``), ``./<store name><suffix>`` for an fsspec URL (the store may
+    be an object store: logs are plain files the driver appends to). One directory per store,
+    so two sweeps never interleave their logs."""
+    suffix = config.get("log-dir-suffix")
+    text = str(store).removeprefix("file://").rstrip("/")
+    if not is_local(text):
+        return Path.cwd() / (text.rsplit("/", 1)[-1] + suffix)
+    path = Path(text).resolve()
+    return path.parent / (path.name + suffix)
 
 
 @interruptible()  # SIGINT, SIGTERM, SIGHUP: a clean stop (Interrupted); a second one forces it
@@ -141,7 +146,8 @@ def run_sweep(
     # a cluster we start has known worker memory: check it with the package files
     own = client is None and not opts.remote
     n_local = 1 if opts.mode == "sequential" else opts.max_parallel or usable_cores()
-    worker_memory = memory_per_worker(n_local) if own else None
+    # --worker-memory (else this machine's share) on a local cluster; a queue's jobs have their own
+    worker_memory = (opts.worker_memory or memory_per_worker(n_local)) if own else None
     queue_spec = None
     if own and opts.mode in QUEUES:
         # the batch system is asked before anything is read or written (a job it would refuse,
@@ -165,7 +171,7 @@ def run_sweep(
         early = wrap_client(client) if client is not None else connect(opts)
     try:
         if early is not None:
-            check_cluster_memory(early.client, packages, store_url)
+            check_cluster_memory(early.client, packages, store_url, opts.worker_memory)
         sweep = _Sweep(
             opts,
             store_url,
@@ -252,7 +258,7 @@ class _Sweep:
                     keep = int(config.get("dask-log-length"))
                     with dask.config.set({"distributed.admin.low-level-log-length": keep}):
                         self._execute(st, logs, plan, to_run, ckpt_steps, result)
-                self._summarise(logs, plan, state.done, n_done, result)
+                self._summarise(logs, plan, state.done, n_done, result, st)
             finally:
                 logs.close()
         return result
@@ -350,7 +356,12 @@ class _Sweep:
                 predictor=predictor,
                 description=handle.description,
                 resume_steps={r: s for r, s in ckpt_steps.items() if s},
+                dashboard=result.dashboard_link,
             )
+            for rid in resumes:  # attempts of earlier (interrupted) sweeps this run carries on
+                earlier = st.checkpoint_segments(rid)
+                if earlier:
+                    driver.segments[rid] = earlier
             try:
                 self._drive(driver, handle, resumes)
             finally:
@@ -430,6 +441,18 @@ class _Sweep:
                     pass
             n_done = sum(1 for s in driver.status.values() if s == "done")
             driver.log.error("sweep interrupted; %d finished run(s) are committed", n_done)
+            what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
+            for rid in driver.running:  # each run under way says in its log that it was cut
+                driver.logs.package(
+                    driver.entries[rid].package_id,
+                    f"interrupted during attempt {driver.tasks.attempt.get(rid, 1)} ({what}); the next "
+                    "sweep run resumes it from its last checkpoint, or starts it again",
+                    stamped=True,
+                )
+                try:  # its time is kept with its checkpoint: the run's record will count it
+                    driver.store.add_checkpoint_segment(rid, driver.interrupted_segment(rid, what))
+                except OSError:  # a full or read-only disk: only this bookkeeping is lost
+                    pass
             why = str(exc) if isinstance(exc, SchedulerLostError) else scheduler_lost(handle.client, exc)
             if why:
                 raise SchedulerLostError(
@@ -441,7 +464,13 @@ class _Sweep:
             raise
 
     def _summarise(
-        self, logs: SweepLogs, plan: list[PlanEntry], done: set[str], n_done: int, result: SweepResult
+        self,
+        logs: SweepLogs,
+        plan: list[PlanEntry],
+        done: set[str],
+        n_done: int,
+        result: SweepResult,
+        st: Store,
     ) -> None:
         """Statuses of the skipped packages, the exit code, the closing table."""
         first_run = {e.package.run_id: e.package_id for e in plan if e.action == "run"}
@@ -455,6 +484,15 @@ class _Sweep:
         result.elapsed = time.monotonic() - self.t_start
         lines = final_summary(
             ((result.priority[p], s) for p, s in result.status.items()), PRIORITIES, n_done, result.elapsed
+        )
+        lines += failure_lines(
+            [
+                (e.package_id, e.package.run_id)
+                for e in plan
+                if result.status[e.package_id] in FAILURE_CLASSES
+            ],
+            st.failures() if any(s in FAILURE_CLASSES for s in result.status.values()) else {},
+            f"sweep status --store {self.store_url} --packages {self.packages_dir}",
         )
         for ln in lines:
             self.say(ln)

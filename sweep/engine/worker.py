@@ -499,6 +499,10 @@ class KernelWarmUp(WorkerPlugin):
     idempotent = True  # one warm-up per worker process, however many sweeps register it
 
     def setup(self, worker: Any) -> None:
+        from .connection import DropCancelledTasks
+
+        # tasks the driver cancels (Ctrl-C) are said once, by the driver, not by each worker
+        logging.getLogger("distributed.worker.state_machine").addFilter(DropCancelledTasks())
         try:
             from solver.kernels import warm_up_kernels
 

@@ -29,16 +29,29 @@ DEFAULT_REFRESH_SECONDS = 5.0
 log = logging.getLogger("sweep.dashboard")
 
 
-def _fingerprint(store: str, packages_dir: str | None) -> tuple[Any, ...]:
-    """What changes when the views must change: run statuses and the package files."""
+def _live(store: str) -> Any:
+    """The sweep running on ``store`` now, from its status document (None: no document)."""
+    from ..store import Store
+    from .live import live_sweep
+
+    with Store.open(str(store), mode="r") as st:
+        return live_sweep(st.status_document())
+
+
+def _fingerprint(store: str, packages_dir: str | None, live: Any = None) -> tuple[Any, ...]:
+    """What changes when the views must change: run statuses, the package files and which
+    runs a running sweep has under way (not their steps: the running-now pane shows those)."""
     from .status import read_runs
 
     runs = read_runs(store)
+    under_way = (
+        frozenset(str(r.get("run_id")) for r in live.running) if live is not None and live.active else None
+    )
     pkg: tuple[Any, ...] = ()
     if packages_dir is not None:
         d = Path(packages_dir)
         pkg = tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in d.glob("*.json")))
-    return tuple(zip(runs.index, runs["status"], runs["failure_class"], strict=True)), pkg
+    return tuple(zip(runs.index, runs["status"], runs["failure_class"], strict=True)), pkg, under_way
 
 
 def dashboard_app(
@@ -47,27 +60,32 @@ def dashboard_app(
     *,
     refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
     workers: int | None = None,
+    reference_files: Sequence[str] | None = None,
 ) -> Callable[[], Any]:
     """A Panel app factory (one page per browser session) showing the sweep in ``store``."""
     import panel as pn
 
     from .status import load_sweep
-    from .views import report_layout
+    from .views import report_layout, running_now_html
 
     store, packages_dir = str(store), (None if packages_dir is None else str(packages_dir))
 
     def make() -> Any:
         header = pn.pane.Markdown("", width=900)
+        running = pn.pane.HTML("", width=1240)  # what runs now: every refresh, steps included
         body = pn.Column()
         seen: dict[str, Any] = {"fingerprint": None}
 
         def refresh() -> None:
             now = _dt.datetime.now(_dt.UTC).strftime("%H:%M:%S UTC")
             try:
-                fp = _fingerprint(store, packages_dir)
+                live = _live(store)
+                running.object = running_now_html(live)
+                fp = _fingerprint(store, packages_dir, live)
                 if fp != seen["fingerprint"]:
-                    data = load_sweep(store, packages_dir, workers=workers)
-                    body.objects = list(report_layout(data, title="Sweep dashboard").objects)
+                    data = load_sweep(store, packages_dir, workers=workers, reference_files=reference_files)
+                    layout = report_layout(data, title="Sweep dashboard", running_pane=False)
+                    body.objects = list(layout.objects)
                     seen["fingerprint"] = fp
                 header.object = (
                     f"**Live** · store `{store}` · checked every {refresh_seconds:g} s · last check {now}"
@@ -78,7 +96,7 @@ def dashboard_app(
 
         refresh()
         pn.state.add_periodic_callback(refresh, period=int(refresh_seconds * 1000))
-        return pn.Column(header, body)
+        return pn.Column(header, running, body)
 
     return make
 
@@ -107,12 +125,21 @@ def _server(
     workers: int | None,
     allow_origin: Sequence[str],
     loop: Any = None,
+    reference_files: Sequence[str] | None = None,
 ) -> Any:
     import panel as pn
 
     port = port or _free_port(address)
     return pn.serve(
-        {"/": dashboard_app(store, packages_dir, refresh_seconds=refresh_seconds, workers=workers)},
+        {
+            "/": dashboard_app(
+                store,
+                packages_dir,
+                refresh_seconds=refresh_seconds,
+                workers=workers,
+                reference_files=reference_files,
+            )
+        },
         port=port,
         address=address,
         websocket_origin=_origins(address, port, allow_origin),
@@ -140,6 +167,7 @@ def serve_dashboard(
     workers: int | None = None,
     allow_origin: Sequence[str] = (),
     on_ready: Callable[[str], None] | None = None,
+    reference_files: Sequence[str] | None = None,
 ) -> None:
     """Serve the dashboard until interrupted; ``on_ready(url)`` is called once it listens."""
     server = _server(
@@ -150,6 +178,7 @@ def serve_dashboard(
         refresh_seconds=refresh_seconds,
         workers=workers,
         allow_origin=allow_origin,
+        reference_files=reference_files,
     )
     server.start()
     if on_ready is not None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..units import format_duration
 
-__all__ = ["LiveSweep", "live_sweep", "jobs_of_records", "live_lines"]
+__all__ = ["LiveSweep", "live_sweep", "jobs_of_records", "live_lines", "running_lines", "run_progress"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,35 @@ def _left(job: Mapping[str, Any]) -> str:
     )
 
 
+MAX_RUNNING_LINES = 10  # runs under way listed by `sweep status`; the rest are counted
+
+
+def run_progress(run: Mapping[str, Any]) -> str:
+    """``step 469/600 (78%)`` of a run under way (``step ?`` before its first progress report)."""
+    step, total = run.get("step"), run.get("n_steps")
+    if not isinstance(step, int):
+        return "step ?" + (f"/{total}" if isinstance(total, int) else "")
+    if isinstance(total, int) and total > 0:
+        return f"step {step}/{total} ({100 * step // total}%)"
+    return f"step {step}"
+
+
+def running_lines(live: LiveSweep) -> list[str]:
+    """One line per run under way: package, priority, step/total, how long, where, time left."""
+    width = max([len(str(r.get("package_id"))) for r in live.running] + [4])
+    out = []
+    for r in live.running[:MAX_RUNNING_LINES]:
+        left = r.get("predicted_left")
+        out.append(
+            f"  {str(r.get('package_id')):<{width}}  {str(r.get('priority') or ''):<6}  {run_progress(r)}, "
+            f"running for {format_duration(float(r.get('running_for') or 0.0))} on {r.get('worker')}"
+            + (f", about {format_duration(float(left))} left" if isinstance(left, (int, float)) else "")
+        )
+    if len(live.running) > MAX_RUNNING_LINES:
+        out.append(f"  ... and {len(live.running) - MAX_RUNNING_LINES} more (sweep status --json lists them)")
+    return out
+
+
 def live_lines(live: LiveSweep | None, from_records: Mapping[str, Any] | None = None) -> list[str]:
     """The lines of ``sweep status`` about the sweep under way (or the last one) and its jobs."""
     lines = []
@@ -124,6 +153,7 @@ def live_lines(live: LiveSweep | None, from_records: Mapping[str, Any] | None = 
                 f"sweep running: {where}, {live.workers} worker(s), {len(live.running)} run(s) under way "
                 f"(updated {format_duration(live.age)} ago)"
             )
+            lines += running_lines(live)
         elif live.state == "stale":
             lines.append(
                 f"sweep: the last one ({where}) stopped updating its status {format_duration(live.age)} ago "

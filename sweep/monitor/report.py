@@ -10,6 +10,7 @@ compute node rarely has.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..units import format_duration
+from .physics import MAX_LINES, NOT_REACHED, case_colors, derived_frame, grid_dashes, run_cases
+from .reference import Reference
 from .status import PRIORITY_ORDER, STATES, SweepData, SweepStatus
-from .views import STATE_COLORS, STATE_LABELS, report_layout, state_counts, stats_frame
+from .views import STATE_COLORS, STATE_LABELS, eta_text, report_layout, state_counts, stats_frame
 
 __all__ = [
     "ReportFiles",
@@ -91,9 +94,61 @@ def write_html(layout: Any, path: Path, title: str = "Sweep report") -> Path:
     return path
 
 
-def write_summary_png(status: SweepStatus, path: Path, *, title: str = "Sweep progress") -> Path:
+def _physics_axes(ax: Any, results: Any, references: Sequence[Reference]) -> None:
+    """The dissipation rate of every done run against time, coloured by Re and dashed by grid
+    as in the HTML report; a dot at each peak, an open triangle where a run ends before it."""
+    from matplotlib.lines import Line2D
+
+    cases = run_cases(results)
+    if cases.empty:
+        ax.text(0.5, 0.5, "no finished run yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    shown = cases.iloc[np.linspace(0, len(cases) - 1, min(len(cases), MAX_LINES)).round().astype(int)]
+    derived = derived_frame(results, shown).set_index("run")
+    sub = results.sel(run=shown["run"].tolist())
+    t_all = np.asarray(sub["time"].transpose("run", ...).values, dtype=float)
+    d_all = np.asarray(sub["dissipation"].transpose("run", ...).values, dtype=float)
+    mpl_dash = {"solid": "-", "dashed": "--", "dotted": ":", "dashdot": "-."}
+    for c, t, d in zip(shown.itertuples(), t_all, d_all, strict=True):
+        ok = np.isfinite(t) & np.isfinite(d)
+        ax.plot(t[ok], d[ok], mpl_dash[str(c.dash)], color=str(c.color), lw=1.8)
+        row = derived.loc[str(c.run)]
+        if row["peak_reached"]:
+            ax.plot([row["t_peak"]], [row["peak_dissipation"]], "o", color=str(c.color), ms=5)
+        elif row["note"] == NOT_REACHED and ok.any():
+            ax.plot([t[ok][-1]], [d[ok][-1]], "^", mfc="none", color=str(c.color), ms=8, mew=1.5)
+    for ref in references:
+        if any(ref.matches(ic, re) for ic, re in zip(cases["initial_condition"], cases["Re"], strict=True)):
+            ax.plot(ref.time, ref.dissipation, "--", color="black", lw=2.2, label=ref.label)
+    handles = [
+        Line2D([], [], color=color, lw=2.5, label=f"Re={re:g}")
+        for re, color in case_colors(cases["Re"].tolist()).items()
+    ]
+    handles += [
+        Line2D([], [], color="#333", ls=mpl_dash[d], label=g)
+        for g, d in grid_dashes(cases["grid"].tolist()).items()
+    ]
+    handles += list(ax.get_legend_handles_labels()[0])
+    handles.append(Line2D([], [], marker="^", mfc="none", color="#333", ls="", label="peak not reached"))
+    ax.legend(handles=handles, fontsize=7, loc="best", ncols=2, framealpha=0.9)
+    ax.set_xlabel("time t")
+    ax.set_ylabel("ε = −dE/dt")
+    ax.set_title("Dissipation rate (colour: Re; dash: grid)")
+    ax.grid(alpha=0.3)
+
+
+def write_summary_png(
+    status: SweepStatus,
+    path: Path,
+    *,
+    title: str = "Sweep progress",
+    results: Any = None,
+    references: Sequence[Reference] = (),
+) -> Path:
     """The one-picture summary (as the replaced system's parametric_sweep_progress.png):
-    overall progress pie, progress by priority, a statistics table and a progress bar."""
+    overall progress pie, progress by priority, the dissipation rate of the finished runs
+    (the physics at a glance), a statistics table and a progress bar."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -103,13 +158,15 @@ def write_summary_png(status: SweepStatus, path: Path, *, title: str = "Sweep pr
     path = Path(path)
     o = status.overall
     counts = state_counts(o)
-    fig = plt.figure(figsize=(12, 8), dpi=100)
+    fig = plt.figure(figsize=(16, 8.5), dpi=100)
     fig.suptitle(
         f"{title}: {o.done}/{o.total} {status.unit}s done ({o.percent_complete:.1f}%)",
         fontsize=14,
         fontweight="bold",
     )
-    grid = fig.add_gridspec(3, 2, height_ratios=[4, 3, 1])
+    grid = fig.add_gridspec(3, 3, height_ratios=[4, 3, 1], width_ratios=[1, 1, 1.4])
+
+    _physics_axes(fig.add_subplot(grid[0:2, 2]), results, references)
 
     ax = fig.add_subplot(grid[0, 0])
     shown = [s for s in STATES if counts[s]]
@@ -143,17 +200,12 @@ def write_summary_png(status: SweepStatus, path: Path, *, title: str = "Sweep pr
     ax.set_ylim(0, max(bottom.max(), 1) * 1.35)  # room for the legend above the bars
     ax.legend(loc="upper right", fontsize=8, ncols=2)
 
-    ax = fig.add_subplot(grid[1, :])
+    ax = fig.add_subplot(grid[1, 0:2])
     ax.set_axis_off()
     stats = stats_frame(status)
     extra = (
         f"compute time {format_duration(status.compute_seconds)} · "
-        f"mean run {format_duration(status.mean_run_seconds)} · ETA "
-        + (
-            "n/a (no package list)"
-            if status.unit == "run"
-            else f"{format_duration(status.eta_seconds)} ({status.workers} worker(s))"
-        )
+        f"mean run {format_duration(status.mean_run_seconds)} · ETA {eta_text(status)}"
     )
     tab = ax.table(
         cellText=stats.astype(str).values.tolist(),
@@ -200,5 +252,5 @@ def write_report(data: SweepData, out_dir: Path) -> ReportFiles:
     out.mkdir(parents=True, exist_ok=True)
     layout = report_layout(data)
     html = write_html(layout, out / HTML_NAME)
-    png = write_summary_png(data.status, out / PNG_NAME)
+    png = write_summary_png(data.status, out / PNG_NAME, results=data.results, references=data.references)
     return ReportFiles(html=html, png=png)

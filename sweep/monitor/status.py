@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..engine.predict import RuntimePredictor
+from ..engine.progress import failure_lines, one_line
 from ..errors import option_error
 from ..store import FAILURE_CLASSES
 from ..units import format_duration
@@ -111,6 +112,8 @@ class SweepStatus:
     eta_by_priority: dict[str, float | None] = field(default_factory=dict)
     live: LiveSweep | None = None  # the sweep running now (or the last one), from its document
     jobs_in_records: dict[str, Any] = field(default_factory=dict)
+    # one per failed unit: package (or run) id, run_id, failure_class, error (its first line)
+    failures: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready figures."""
@@ -120,6 +123,7 @@ class SweepStatus:
             },
             "sweep": None if self.live is None else self.live.as_dict(),
             "jobs_in_records": self.jobs_in_records,
+            "failures": self.failures,
             "unit": self.unit,
             "overall": self.overall.as_dict(),
             "by_priority": {p: c.as_dict() for p, c in self.by_priority.items()},
@@ -232,7 +236,19 @@ def sweep_status(
     extra = {}
     if packages is not None:
         extra["runs_not_in_packages"] = int(len(set(runs.index) - set(units["run_id"])))
+    failed = units[units["state"] == "failed"]
+    error_of = dict(zip(runs.index.tolist(), runs["error"].tolist(), strict=True))
+    failures = [
+        {
+            "package": str(u),
+            "run_id": str(r),
+            "failure_class": str(c or "error"),
+            "error": one_line(error_of.get(r, "")),
+        }
+        for u, r, c in zip(failed["unit"], failed["run_id"], failed["failure_class"], strict=True)
+    ]
     return SweepStatus(
+        failures=failures,
         unit="package" if packages is not None else "run",
         overall=Counts.of(units),
         by_priority=by_priority,
@@ -294,6 +310,11 @@ def format_status(status: SweepStatus, *, title: str = "", width: int = 40) -> s
     failed = ", ".join(f"{k} {v}" for k, v in o.failed_by_class.items() if v)
     if failed:
         lines.append(f"failed by class: {failed}")
+        lines += failure_lines(
+            [(f["package"], f["run_id"]) for f in status.failures],
+            {f["run_id"]: (f["failure_class"], f["error"]) for f in status.failures},
+            "sweep status --json lists them all",
+        )
     if o.stale:
         lines.append(
             f"stale: {o.stale} package(s) whose parameters changed since their last run (counted as pending)"
@@ -334,6 +355,7 @@ class SweepData:
     predictor: RuntimePredictor | None = None
     live: LiveSweep | None = None
     jobs_in_records: dict[str, Any] = field(default_factory=dict)
+    references: Sequence[Any] = ()  # sweep.monitor.reference.Reference curves to overlay
 
     @property
     def units(self) -> pd.DataFrame:
@@ -378,14 +400,22 @@ def check_workers(workers: int | None) -> None:
 
 
 def load_sweep(
-    store: str, packages_dir: str | None = None, *, workers: int | None = None, with_results: bool = True
+    store: str,
+    packages_dir: str | None = None,
+    *,
+    workers: int | None = None,
+    with_results: bool = True,
+    reference_files: Sequence[str] | None = None,
 ) -> SweepData:
     """Read everything the status, report and dashboard need from a store (and packages);
-    ``workers``: runs proceeding at once, for the ETA."""
+    ``workers``: runs proceeding at once, for the ETA; ``reference_files``: published curves
+    to overlay (default: those placed in ``sweep/monitor/reference_data``)."""
     from ..store import Store
     from ..store.results import open_results
+    from .reference import load_references
 
     check_workers(workers)
+    references = load_references(list(reference_files or ())) if with_results else []
     packages = read_packages(packages_dir)
     with Store.open(str(store), mode="r") as st:  # one open: records and series agree
         records = st.records()
@@ -402,4 +432,5 @@ def load_sweep(
         predictor=RuntimePredictor.from_records(records.values()),
         live=live_sweep(document),
         jobs_in_records=jobs_of_records(records.values()),
+        references=references,
     )

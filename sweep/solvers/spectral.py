@@ -38,7 +38,7 @@ class SpectralSolver:
 
     @property
     def params(self) -> Mapping[str, Param]:
-        """``solver.params.PARAMS`` (package files write ``grid`` as ``grid_size``)."""
+        """``solver.params.PARAMS`` (package files write the same names)."""
         return PARAMS
 
     def validate(self, raw: Mapping[str, Any], source: str = "parameters") -> dict[str, Any]:

@@ -10,14 +10,17 @@ problem in it is reported once, naming its file.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
 import stat
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
-from solver.params import PARAMS, SolverParams, parameter_problems
+from solver.params import DEPRECATED_NAMES, PARAMS, SolverParams, deprecation_message, parameter_problems
 
 from ..errors import ConfigError, config_error
 from ..gc_pause import paused_gc
@@ -34,17 +37,25 @@ from .package import (
     PACKAGE_GLOB,
     PACKAGE_KEYS,
     PRIORITIES,
-    SOLVER_TO_FILE,
     SUMMARY_FILE,
     Package,
     id_problem,
 )
 from .summary import PrioritySummary, read_summary
 
-__all__ = ["check_directory", "check_document", "load_packages", "memory_need"]
+__all__ = ["check_directory", "check_document", "load_packages", "memory_need", "memory_problem", "one_of"]
 
 _PACKAGE_RE = re.compile(r"package_.*\.json")
 _PRIORITY = {p: p for p in PRIORITIES}
+# a deprecated parameter name as a JSON key (a cheap look at the bytes, cached verdicts too)
+_OLD_NAMES = re.compile(rb'"(' + b"|".join(re.escape(k.encode()) for k in DEPRECATED_NAMES) + rb')"\s*:')
+
+
+def one_of(value: Any, choices: Sequence[str], what: str = "") -> str:
+    """``one of [what ]a, b, c``, with ``(did you mean 'b'?)`` when ``value`` is close to one."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    head = f"one of {what} " if what else "one of "
+    return head + ", ".join(choices) + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def memory_need(params: SolverParams | RunParams) -> int:
@@ -55,6 +66,19 @@ def memory_need(params: SolverParams | RunParams) -> int:
     from solver import memory_estimate
 
     return int(memory_estimate(params))
+
+
+def memory_problem(name: str, grid: Any, need: int, worker_memory: int) -> str:
+    """The one line of a run that needs more than a worker's memory (``sweep validate``,
+    ``sweep new``, ``sweep explain`` and ``sweep run`` on a local cluster say the same)."""
+    return problem_line(
+        name,
+        "parameters.grid",
+        list(grid),
+        f"a grid whose run fits in one worker's memory (it needs {format_bytes(need)}, a worker "
+        f"has {format_bytes(worker_memory)}); use a smaller grid or more memory per worker "
+        "(--worker-memory)",
+    )
 
 
 def _check_package_doc(
@@ -72,7 +96,7 @@ def _check_package_doc(
         return None, None, None, {}, DEFAULT_SOLVER, None
     for key in doc:
         if key not in PACKAGE_KEYS:
-            problems.append(problem_line(name, key, key, "one of the keys " + ", ".join(PACKAGE_KEYS)))
+            problems.append(problem_line(name, key, key, one_of(key, list(PACKAGE_KEYS), "the keys")))
     pid = doc.get("package_id")
     if "package_id" not in doc:
         problems.append(f'{name}: package_id: missing; allowed: a plain name, e.g. "re400-dt0.01"')
@@ -109,12 +133,12 @@ def _check_package_doc(
     solver_raw: dict[str, Any] = {}
     for key, value in raw.items():
         sname = str(FILE_TO_SOLVER.get(key, key))  # JSON keys are strings
-        if sname not in PARAMS or key in SOLVER_TO_FILE:  # e.g. "grid": the file says grid_size
-            hint = f" (write {SOLVER_TO_FILE[key]!r})" if key in SOLVER_TO_FILE else ""
+        if sname not in PARAMS:
+            problems.append(problem_line(name, f"parameters.{key}", key, one_of(key, FILE_PARAMETER_NAMES)))
+            continue
+        if key != sname and sname in raw:
             problems.append(
-                problem_line(
-                    name, f"parameters.{key}", key, "one of " + ", ".join(FILE_PARAMETER_NAMES) + hint
-                )
+                problem_line(name, f"parameters.{key}", key, f"{sname!r} or its older name {key!r}, not both")
             )
             continue
         solver_raw[sname] = value
@@ -167,8 +191,7 @@ def _solver_params(name: str, raw: dict[str, Any], problems: list[str]) -> Solve
     except ValueError:
         pass
     for err in parameter_problems(raw):
-        fname = SOLVER_TO_FILE.get(err.field, err.field)
-        problems.append(problem_line(name, f"parameters.{fname}", err.value, err.allowed))
+        problems.append(problem_line(name, f"parameters.{err.field}", err.value, err.allowed))
     return None
 
 
@@ -224,6 +247,7 @@ def check_directory(
         worker_memory = memory_per_worker()
     cache = ValidationCache(cache_file(directory))
     solvers = _Solvers(directory, problems)
+    old_names: dict[str, list[str]] = {}  # deprecated parameter name -> files that write it
     seen: dict[str, str] = {}
     unreadable: list[str] = []
     packages: list[Package] = []
@@ -239,7 +263,8 @@ def check_directory(
             st: os.stat_result | None = os.stat(path)
         except OSError:
             st = None
-        # a regular file whose stat key is what it was when its bytes were hashed: not read
+        # a regular file whose stat key is what it was when its bytes were hashed: not read (a
+        # file writing a deprecated name keeps no stat key: it is read, and said, every pass)
         known = None if st is None or not stat.S_ISREG(st.st_mode) else cache.known(name, stat_key(st))
         text: bytes | None = None
         hit: list[Any] | None
@@ -250,9 +275,12 @@ def check_directory(
             if text is None:
                 unreadable.append(name)
                 continue
+            old_name = _OLD_NAMES.search(text)  # also when the verdict is cached: said on every pass
+            if old_name is not None:
+                old_names.setdefault(old_name.group(1).decode(), []).append(name)
             digest = hashlib.sha1(text).digest()
             hit = cache.verdict(digest)
-            cache.record_file(name, st, digest)
+            cache.record_file(name, st if old_name is None else None, digest)
         params: SolverParams | RunParams | None = None
         solver, case, solver_obj = DEFAULT_SOLVER, None, None
         if hit is not None and len(hit) > 6:
@@ -342,13 +370,8 @@ def check_directory(
                 prio = prio or listed
         if need is not None and check_memory and worker_memory is not None and need > worker_memory:
             problems.append(
-                problem_line(
-                    name,
-                    "parameters.grid_size",
-                    list(json.loads(values or "{}").get("grid", PARAMS["grid"].default)),
-                    f"a grid whose run fits in one worker's memory (it needs "
-                    f"{format_bytes(need)}, a worker has {format_bytes(worker_memory)}); "
-                    "use a smaller grid or more memory per worker (--worker-memory)",
+                memory_problem(
+                    name, json.loads(values or "{}").get("grid", PARAMS["grid"].default), need, worker_memory
                 )
             )
         if len(problems) == before and pid is not None and values is not None and prio is not None:
@@ -366,6 +389,9 @@ def check_directory(
                     solver_object=solver_obj,
                 )
             )
+    for old, files in old_names.items():
+        more = f" (and {len(files) - 1} more file(s))" if len(files) > 1 else ""
+        warnings.warn(deprecation_message(old, f"{files[0]}{more}: parameters."), FutureWarning, stacklevel=2)
     cache.save()
     if summary is not None:
         fix = f", or fix {', '.join(unreadable)}" if unreadable else ""
@@ -407,15 +433,21 @@ def load_packages(
     return sorted(packages, key=lambda p: (order[p.priority], p.package_id))
 
 
-def check_document(name: str, doc: Any, base: str | os.PathLike[str] = ".") -> list[str]:
+def check_document(
+    name: str, doc: Any, base: str | os.PathLike[str] = ".", *, worker_memory: int | None = None
+) -> list[str]:
     """The problems of one package document (as ``check_directory`` checks a file's content),
     one line each naming ``name``; empty when it is a valid package. ``base``: where a relative
-    ``case`` starts (the package directory)."""
+    ``case`` starts (the package directory); ``worker_memory``: also check that the run fits in
+    a worker of that many bytes, as ``check_directory`` does."""
     problems: list[str] = []
     _, _, raw, _, solver, case = _check_package_doc(name, doc, problems)
     if solver == DEFAULT_SOLVER and case is None:
-        if raw is not None:
-            _solver_params(name, raw, problems)
+        params = _solver_params(name, raw, problems) if raw is not None else None
+        if params is not None and worker_memory is not None:
+            need = memory_need(params)
+            if need > worker_memory:
+                problems.append(memory_problem(name, params.grid, need, worker_memory))
         return problems
     solver_obj = _Solvers(os.fspath(base), problems).get(name, solver, case)
     if solver_obj is not None and raw is not None:

@@ -20,20 +20,21 @@ import itertools
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from solver.params import PARAMS, parameter_problems
+from solver.params import PARAMS, deprecation_message, parameter_problems
 
 from ..errors import ConfigError, config_error, option_error
 from ..solvers.protocol import FieldError, Solver
 from ..solvers.registry import DEFAULT_SOLVER, SolverCache
+from .check import one_of
 from .files import MAX_DEPTH, MAX_FILE_BYTES, file_problem, read_bytes
 from .package import (
     FILE_PARAMETER_NAMES,
     FILE_TO_SOLVER,
     PRIORITIES,
-    SOLVER_TO_FILE,
     SUMMARY_FILE,
     id_problem,
     package_document,
@@ -50,7 +51,9 @@ __all__ = [
     "read_grid_file",
     "write_packages",
     "append_packages",
+    "listed_ids",
     "parse_value",
+    "parse_grid",
     "relocated_case",
 ]
 
@@ -71,9 +74,29 @@ def parse_value(text: str) -> Any:
         return text
 
 
+_GRID_TEXT = re.compile(r"([0-9]+)(?:x([0-9]+)x([0-9]+))?")
+
+
+def parse_grid(text: str) -> Any:
+    """A grid as the command line writes it: ``32`` (a cube), ``16x16x32`` (the form package
+    ids use) or ``16,16,32`` -> [nx, ny, nz]; a list's values are left for the check to name,
+    other text is a ConfigError naming the forms."""
+    m = _GRID_TEXT.fullmatch(text.strip())
+    if m is not None:
+        n = [int(g) for g in m.groups() if g is not None]
+        return n * 3 if len(n) == 1 else n
+    if "," in text:
+        return parse_value(text)
+    raise ConfigError(
+        f"grid: bad value {text!r}; allowed: N (a cube), NXxNYxNZ (as package ids write it) or "
+        "NX,NY,NZ, e.g. 32 or 16x16x32",
+        option="grid",
+    )
+
+
 def _values(name: str, v: Any) -> list[Any]:
-    """The list of values of one grid axis (a grid_size axis is a list of triples)."""
-    if name == "grid_size":
+    """The list of values of one grid axis (a grid axis is a list of triples)."""
+    if name == "grid":
         if isinstance(v, (list, tuple)) and v and all(isinstance(x, (list, tuple)) for x in v):
             return [list(x) for x in v]
         return [v]
@@ -156,8 +179,13 @@ def expand_grids(
     base: str = ".",
     directory: str | None = None,
     max_packages: int | None = None,
+    taken: Collection[str] = (),
 ) -> list[dict[str, Any]]:
     """Package documents of every combination of every grid, ids included; ConfigError on bad input.
+
+    Ids name the parameters that vary (``Re400-dt0.01``); when one of those is in ``taken`` (the
+    ids of the sweep the packages are added to), every package is named by every value given
+    (``Re400-dt0.005-T20-n48x48x48``), so an added package never borrows another's id.
 
     ``base``: where a grid's relative ``case`` path starts (the grid file's directory, or the
     current one); ``directory``: where the packages go (their ``case`` is written relative to
@@ -204,11 +232,15 @@ def expand_grids(
         if solver is None:
             continue
         spectral = solver_name == DEFAULT_SOLVER
+        if spectral:  # older names (grid_size): read as the parameter's name, with a warning
+            for old in [k for k in params if k in FILE_TO_SOLVER and FILE_TO_SOLVER[k] not in params]:
+                warnings.warn(deprecation_message(old, f"{where}: parameters."), FutureWarning, stacklevel=2)
+                params = {FILE_TO_SOLVER[k] if k == old else k: v for k, v in params.items()}
         names = FILE_PARAMETER_NAMES if spectral else tuple(solver.params)
         for key in params:
             if key not in names:
                 problems.append(
-                    f"{where}: parameters.{key}: bad value {key!r}; allowed: one of " + ", ".join(names)
+                    f"{where}: parameters.{key}: bad value {key!r}; allowed: {one_of(key, names)}"
                 )
         axes = {k: _values(k, v) if spectral else _axis(v) for k, v in params.items() if k in names}
         for choice in itertools.product(*axes.values()):
@@ -221,31 +253,26 @@ def expand_grids(
     swept = [
         n for n in dict.fromkeys(order) if len({json.dumps(c[1].get(n), sort_keys=True) for c in combos}) > 1
     ]
+    given = [n for n in dict.fromkeys(order) if any(n in c[1] for c in combos)]
+    if not swept:  # one package: named by every value given (not `run`, the same for every sweep)
+        swept = given
     mixed = len({c[3] for c in combos}) > 1  # ids then start with the solver's name
+    if taken and any(_package_id(c, swept, mixed, i) in taken for i, c in enumerate(combos)):
+        swept = given
     docs: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for i, (prio, values, tags, solver_name, case, solver) in enumerate(combos):
+    for i, combo in enumerate(combos):
+        prio, values, tags, solver_name, case, solver = combo
         spectral = solver_name == DEFAULT_SOLVER
-        raw = {FILE_TO_SOLVER.get(k, k): v for k, v in values.items()} if spectral else values
+        raw = values
         found = parameter_problems(raw) if spectral else solver.parameter_problems(raw) if solver else []
         for err in found:
-            fname = SOLVER_TO_FILE.get(err.field, err.field) if spectral else err.field
+            fname = err.field
             problems.append(
                 f"{source}: parameters.{fname}: bad value {err.value!r} (in combination {i + 1}: "
                 f"{json.dumps(values)}); allowed: {err.allowed}"
             )
-        parts = [solver_name] if mixed else []
-        for n in swept:
-            if spectral:
-                declared = FILE_TO_SOLVER.get(n, n)
-                if declared in PARAMS:
-                    value = values.get(n, PARAMS[declared].default)
-                    parts.append(f"{_ID_NAMES.get(declared, n)}{_fmt(value)}")
-            elif solver is not None and n in solver.params:
-                parts.append(f"{n}{_fmt(values.get(n, solver.params[n].default))}")
-        pid = "-".join(parts) if parts else "run"
-        if id_problem(pid) is not None:
-            pid = f"pkg{i + 1:04d}"
+        pid = _package_id(combo, swept, mixed, i)
         if pid in seen:
             problems.append(
                 f"{source}: parameters: bad value {json.dumps(values)}; allowed: each combination "
@@ -265,6 +292,21 @@ def expand_grids(
     if problems:
         raise config_error(problems)
     return docs
+
+
+def _package_id(combo: tuple[Any, ...], names: Sequence[str], mixed: bool, i: int) -> str:
+    """The id of combination ``i``: its values of ``names`` (``Re400-dt0.01``), after the
+    solver's name when the sweep mixes solvers; ``pkgNNNN`` when that is no valid id."""
+    _, values, _, solver_name, _, solver = combo
+    parts = [solver_name] if mixed else []
+    for n in names:
+        if solver_name == DEFAULT_SOLVER:
+            if n in PARAMS:
+                parts.append(f"{_ID_NAMES.get(n, n)}{_fmt(values.get(n, PARAMS[n].default))}")
+        elif solver is not None and n in solver.params:
+            parts.append(f"{n}{_fmt(values.get(n, solver.params[n].default))}")
+    pid = "-".join(parts) if parts else "run"
+    return pid if id_problem(pid) is None else f"pkg{i + 1:04d}"
 
 
 def read_document(path: str, what: str = "grid file") -> Any:
@@ -403,7 +445,7 @@ _NUMBER_LIST = re.compile(r"\[\s*(-?[0-9.eE+-]+(?:,\s*-?[0-9.eE+-]+)*)\s*\]")
 
 
 def _dumps(doc: Mapping[str, Any]) -> str:
-    """Indented JSON with short number lists on one line ("grid_size": [16, 16, 16])."""
+    """Indented JSON with short number lists on one line ("grid": [16, 16, 16])."""
     text = json.dumps(doc, indent=2)
     return (
         _NUMBER_LIST.sub(lambda m: "[" + ", ".join(x.strip() for x in m.group(1).split(",")) + "]", text)
@@ -437,9 +479,11 @@ def write_packages(directory: str, docs: Sequence[Mapping[str, Any]], *, force: 
         if e.name == SUMMARY_FILE or (e.name.startswith("package_") and e.name.endswith(".json"))
     )
     if old and not force:
+        files = [n for n in old if n != SUMMARY_FILE] or old
         raise ConfigError(
-            f"{directory}: (directory): bad value {len(old)} existing package file(s) "
-            f"(e.g. {old[0]}); allowed: an empty directory, or --force to replace them"
+            f"{directory}: (directory): bad value {len(files)} existing package file(s) "
+            f"(e.g. {files[0]}); allowed: an empty directory, --append to add packages to them, "
+            "or --force to replace them"
         )
     for name in old:
         path = os.path.join(directory, name)
@@ -469,6 +513,16 @@ def _write_new(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def listed_ids(directory: str) -> dict[str, list[str]]:
+    """The package ids a sweep directory's priority summary lists, by priority (none yet: empty)."""
+    summary: dict[str, list[str]] = {p: [] for p in PRIORITIES}
+    path = os.path.join(directory, SUMMARY_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            summary.update(json.load(f))
+    return summary
+
+
 def append_packages(directory: str, docs: Sequence[Mapping[str, Any]]) -> list[str]:
     """Add package files to an existing sweep directory (or a new one) and list them in its
     priority summary; returns the written file names. An id already in the directory is refused.
@@ -478,10 +532,7 @@ def append_packages(directory: str, docs: Sequence[Mapping[str, Any]]) -> list[s
     """
     os.makedirs(directory, exist_ok=True)
     summary_path = os.path.join(directory, SUMMARY_FILE)
-    summary: dict[str, list[str]] = {p: [] for p in PRIORITIES}
-    if os.path.exists(summary_path):
-        with open(summary_path, encoding="utf-8") as f:
-            summary.update(json.load(f))
+    summary = listed_ids(directory)
     known = {pid for ids in summary.values() for pid in ids}
     clash = [d["package_id"] for d in docs if d["package_id"] in known]
     if clash:

@@ -4,7 +4,7 @@ A sweep directory holds ``priority_summary.json`` (package ids under HIGH, MEDIU
 and one ``package_XXXX.json`` per package::
 
     {"package_id": "re400-dt0.01", "priority": "HIGH",
-     "parameters": {"Re": 400, "dt": 0.01, "T_final": 0.5, "grid_size": [16, 16, 16]},
+     "parameters": {"Re": 400, "dt": 0.01, "T_final": 0.5, "grid": [16, 16, 16]},
      "tags": {"study": "demo"}}
 
 A run's identity (``run_id``) is a hash of its canonical solver parameters, not of the file:
@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from solver.params import PARAMS, SolverParams
+from solver.params import DEPRECATED_NAMES, PARAMS, SolverParams
 
 from ..errors import option_error
 from ..solvers.registry import DEFAULT_SOLVER
@@ -64,10 +64,12 @@ PACKAGE_KEYS: dict[str, str] = {
     "directory; a relative path starts at the package directory",
 }
 
-# names in package files that differ from the solver's declared names
-FILE_TO_SOLVER: dict[str, str] = {"grid_size": "grid"}
-SOLVER_TO_FILE: dict[str, str] = {v: k for k, v in FILE_TO_SOLVER.items()}
-FILE_PARAMETER_NAMES: tuple[str, ...] = tuple(SOLVER_TO_FILE.get(n, n) for n in PARAMS)
+# Package files write the solver's declared names (``grid``, as simulate() and the store do).
+# FILE_TO_SOLVER: older names a file may still use (``grid_size``), read with a deprecation
+# message; SOLVER_TO_FILE: names written differently in files (none any more).
+FILE_TO_SOLVER: dict[str, str] = dict(DEPRECATED_NAMES)
+SOLVER_TO_FILE: dict[str, str] = {}
+FILE_PARAMETER_NAMES: tuple[str, ...] = tuple(PARAMS)
 
 _ID_RE = re.compile(r"[A-Za-z0-9._-]+")
 _NO_TAGS: dict[str, Any] = {}  # the tags of every package without any (never changed: Package is immutable)

@@ -22,10 +22,11 @@ from .table import RunTable
 from .variables import SERIES_DIM
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .results import export_index, open_results, open_run_tree, results_frame, to_grid
+    from .results import align_time, export_index, open_results, open_run_tree, results_frame, to_grid
 
 _LAZY = dict.fromkeys(
-    ("open_results", "results_frame", "export_index", "open_run_tree", "to_grid"), "sweep.store.results"
+    ("open_results", "align_time", "results_frame", "export_index", "open_run_tree", "to_grid"),
+    "sweep.store.results",
 )
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "RunRecord",
     "RunTable",
     "Store",
+    "align_time",
     "export_index",
     "is_local",
     "open_blobs",

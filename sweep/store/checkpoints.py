@@ -59,11 +59,29 @@ class Checkpoints:
                         "names": sorted(arrays),
                         "saved": utc_now(),
                         "solver_version": _state_solver_version(arrays.get("params_json")),
+                        # the attempts of earlier sweeps this state carries on (interrupted)
+                        "segments": (old or {}).get("segments") or [],
                     }
                 ),
             )
         if old and old.get("current") and old["current"] != gen:
             self._blobs.delete_tree(f"{base}/{old['current']}")
+
+    def add_segment(self, run_id: str, segment: Mapping[str, Any]) -> bool:
+        """Keep an attempt of the run that ended without a result (a sweep interrupted) with
+        its checkpoint, so the run's record counts its time when it is done; False when the run
+        has no checkpoint (it starts over: nothing of that attempt is carried on)."""
+        ptr = self._pointer(run_id)
+        if not ptr or not ptr.get("current"):
+            return False
+        ptr = {**ptr, "segments": [*(ptr.get("segments") or []), dict(segment)]}
+        self._blobs.write(f"checkpoints/{run_id}/zarr.json", group_document(ptr))
+        return True
+
+    def segments(self, run_id: str) -> list[dict[str, Any]]:
+        """The attempts of earlier sweeps the run's checkpoint carries on (oldest first)."""
+        ptr = self._pointer(run_id)
+        return [dict(s) for s in (ptr or {}).get("segments") or [] if isinstance(s, Mapping)]
 
     def _pointer(self, run_id: str) -> dict[str, Any] | None:
         raw = self._blobs.read(f"checkpoints/{run_id}/zarr.json")

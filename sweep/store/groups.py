@@ -43,8 +43,6 @@ def write_run_group(
             items.update(encode_small(f"{base}/{v.name}", v.values, v.dims, v.attrs))
         else:
             large.append(v)
-    # the record is JSON-safe by construction: only the Dataset's attributes need converting
-    marker = group_document({**jsonable(attrs), MARKER_ATTR: rec.to_dict()}, json_safe=True)
     if isinstance(blobs, LocalBlobs):
         group: _NewLocalGroup | None = _NewLocalGroup(blobs, base, replace=replace)
     else:
@@ -59,6 +57,17 @@ def write_run_group(
             blobs.write_many(items, atomic=False)
         for v in large:
             write_large(zarr_store, f"{base}/{v.name}", v.values, v.dims, v.attrs)
+        # the record is JSON-safe by construction: only the Dataset's attributes need converting;
+        # the arrays' metadata, consolidated in the marker, is what was just written
+        members = {
+            v.name: items.get(f"{base}/{v.name}/zarr.json")
+            or blobs.read(f"{base}/{v.name}/zarr.json")
+            or b"{}"
+            for v in variables
+        }
+        marker = group_document(
+            {**jsonable(attrs), MARKER_ATTR: rec.to_dict()}, json_safe=True, members=members
+        )
         fault_point("before-marker", rec.run_id)
         if group is not None:
             group.write_atomic("zarr.json", marker)

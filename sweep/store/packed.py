@@ -138,7 +138,8 @@ def batch_documents(
             "lengths": lengths,
             "variables": [_spec(v) for v in first],
         }
-        group = group_document({BATCH_ATTR: meta}, json_safe=True)
+        members = {v.name: items[f"{v.name}/zarr.json"] for v in first}  # consolidated: one read
+        group = group_document({BATCH_ATTR: meta}, json_safe=True, members=members)
         out.append((name, run_ids, items, group))
     return out
 

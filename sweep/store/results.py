@@ -27,6 +27,8 @@ from .variables import SERIES_DIM
 __all__ = [
     "PARAMETER_COORDS",
     "open_results",
+    "align_time",
+    "OUTPUT_DIM",
     "results_frame",
     "to_grid",
     "export_index",
@@ -37,6 +39,7 @@ __all__ = [
 # coordinates on `run` that name a spectral run's parameters (present whenever the store holds a
 # spectral run, or no run at all); other solvers' runs bring their own (see _parameters)
 PARAMETER_COORDS = ("Re", "dt", "T_final", "nx", "ny", "nz")
+OUTPUT_DIM = "output"  # the n-th output of a run: the time series' dimension in open_results
 _TIME_DECIMALS = 12  # output times that agree to 1e-12 are one time (dt sums round differently)
 _SPECTRAL_SERIES = ("energy", "dissipation", "enstrophy")  # always variables of a spectral store
 
@@ -138,11 +141,12 @@ def open_results(store: Store | str | os.PathLike[str], *, status: str | None = 
     solver's, e.g. the cavity's ``Re``, ``n_cells``, ``T_final``, ``dt``: see
     ``attrs["parameters"]``), ``priority``, ``status``, ``failure_class``. Each has its own
     index, so ``ds.sel(Re=400)`` works (chain ``.sel`` calls to select on several, or use
-    ``to_grid``). Variables: the time series on (run, time), NaN where a run has no value at
-    that time (``time`` is the union of every run's output times; a spectral store always has
-    ``energy``, ``dissipation`` and ``enstrophy``), the profiles on (run, <their dimension>) the
-    same way, and ``wall_time``, ``attempts``, ``error`` on ``run``. ``status="done"`` keeps
-    done runs only.
+    ``to_grid``). Variables: the time series on (run, output), each run's own output times in
+    the 2-D coordinate ``time`` and NaN past its ``n_times`` outputs (a spectral store always
+    has ``energy``, ``dissipation`` and ``enstrophy``; ``align_time`` puts them on the union of
+    every run's times), the profiles on (run, <their dimension>), NaN where a run has no value
+    at that coordinate, and ``wall_time``, ``attempts``, ``error`` on ``run``.
+    ``status="done"`` keeps done runs only.
     """
     st, opened = _as_store(store)
     try:
@@ -174,15 +178,28 @@ def open_results(store: Store | str | os.PathLike[str], *, status: str | None = 
         "failure_class": ("run", np.array(col("failure_class", ""), dtype=object)),
     }
     data_vars: dict[str, Any] = {}
-    # time series: the union of output times, each run's values scattered into it
+    # time series: each run's own output times, padded with NaN past its last one (a run of
+    # another dt, T_final or output interval stays one unbroken curve; align_time gives the
+    # union of every run's times on demand)
     series = {k: v[rows] for k, v in series.items()}
+    own_lengths = lengths[rows].astype(np.int64)
+    width = int(own_lengths.max()) if n else 0
+    padding = np.arange(width)[None, :] >= own_lengths[:, None]
     times = series.pop(SERIES_DIM, np.zeros((n, 0)))
     spectral_store = bool((solvers == DEFAULT_SOLVER).any()) or n == 0
+
+    def padded(values: np.ndarray | None) -> np.ndarray:
+        out = np.full((n, width), np.nan)
+        if values is not None:
+            out[:, : min(width, values.shape[1])] = values[:, :width]
+        out[padding] = np.nan
+        return out
+
     names = [*(_SPECTRAL_SERIES if spectral_store else ()), *sorted(set(series) - set(_SPECTRAL_SERIES))]
-    union, spread = _on_union(times, lengths[rows], {k: series[k] for k in names if k in series})
-    coords["time"] = ("time", union)
+    coords["time"] = (("run", OUTPUT_DIM), padded(times))
     for name in names:
-        data_vars[name] = (("run", "time"), spread.get(name, np.full((n, union.size), np.nan)))
+        data_vars[name] = (("run", OUTPUT_DIM), padded(series.get(name)))
+    data_vars["n_times"] = ("run", own_lengths)
     # profiles: the same on each profile's own coordinate
     for dim, (arrays, dim_lengths) in profiles.items():
         if dim in coords or dim in data_vars:
@@ -204,9 +221,33 @@ def open_results(store: Store | str | os.PathLike[str], *, status: str | None = 
         if name in ds:
             ds[name].attrs.update(long_name=long_name)
     ds["wall_time"].attrs.update(units="s", long_name="wall-clock seconds of the run")
+    ds["time"].attrs.update(long_name="time of each output of each run (NaN past its last one)")
+    ds["n_times"].attrs.update(long_name="outputs of the run (its time series' length)")
     for name in (*params, "package_id", "solver", "priority", "status"):
         ds = ds.set_xindex(name)
     return ds
+
+
+def align_time(ds: xr.Dataset) -> xr.Dataset:
+    """``open_results``' time series on one shared ``time`` dimension: the union of every
+    run's output times (agreeing to 1e-12), NaN where a run has no output at that time.
+
+    For selecting by time across runs (``align_time(ds).energy.sel(time=0.5)``); a run whose
+    output times differ from another's has NaN between its points there, so plot the
+    unaligned Dataset (``ds.energy.plot.line(x="time", hue="run")``).
+    """
+    if OUTPUT_DIM not in ds.dims:
+        return ds  # already aligned (or no time series)
+    on_output = [str(k) for k, v in ds.data_vars.items() if OUTPUT_DIM in v.dims]
+    times = np.asarray(ds["time"].transpose("run", OUTPUT_DIM).values, dtype=float)
+    lengths = np.asarray(ds["n_times"].values, dtype=np.int64)
+    values = {k: np.asarray(ds[k].transpose("run", OUTPUT_DIM).values, dtype=float) for k in on_output}
+    union, spread = _on_union(np.nan_to_num(times), lengths, values)
+    out = ds.drop_vars([*on_output, "time"])
+    out = out.assign_coords(time=("time", union))
+    for k in on_output:
+        out[k] = (("run", "time"), spread[k], ds[k].attrs)
+    return out
 
 
 _LONG_NAMES = {
@@ -272,7 +313,7 @@ def to_grid(ds: xr.Dataset, dims: Sequence[str] | None = None, *, allow_missing:
             "allow_missing=True to fill them with NaN)"
         )
     flat = ds.assign_coords(run_id=("run", ds["run"].values)).drop_indexes(
-        [*swept, *(c for c in ds.xindexes if c not in ("run", "time") and c not in swept)]
+        [*swept, *(c for c in ds.xindexes if c not in ("run", "time", OUTPUT_DIM) and c not in swept)]
     )
     flat = flat.drop_vars("run").set_xindex(swept, xr.indexes.PandasMultiIndex)
     grid = flat.unstack("run")
@@ -356,14 +397,24 @@ def export_index(store: Store | str | os.PathLike[str], path: str | os.PathLike[
 
 
 def open_run_tree(store: Store | str | os.PathLike[str], run_ids: Iterable[str] | None = None) -> xr.DataTree:
-    """Per-run Datasets (spectrum, fields, time series) as a DataTree with one child per run.
+    """Per-run Datasets (spectrum, fields, time series) as a DataTree with one child per run,
+    named by its package id (``tree["Re400-dt0.01"]``; the run id is the child's ``run_id``
+    attribute, and names the child of a run no package names).
 
     ``run_ids``: which runs (default every done run; each is opened lazily).
     """
     st, opened = _as_store(store)
     try:
         ids = sorted(st.done_run_ids()) if run_ids is None else list(run_ids)
-        return xr.DataTree.from_dict({f"/{rid}": st.open_run(rid) for rid in ids})
+        records = st.records()
+        children = {}
+        for rid in ids:
+            rec = records.get(rid)
+            name = rec.package_ids[0] if rec is not None and rec.package_ids else rid
+            ds = st.open_run(rid)
+            ds.attrs["run_id"] = rid
+            children[f"/{name}" if f"/{name}" not in children else f"/{rid}"] = ds
+        return xr.DataTree.from_dict(children)
     finally:
         if opened:
             st.close()

@@ -129,6 +129,13 @@ class Store:
             lock_timing[key] = float(value)
         url = os.fspath(url)
         blobs = open_blobs(url, **storage_options)
+        root_path = getattr(blobs, "root", None)  # a local store's directory
+        # a regular file (or a link to one); a link to a directory still to be made is the user's choice
+        if isinstance(root_path, str) and os.path.exists(root_path) and not os.path.isdir(root_path):
+            raise StoreError(
+                f"{url}: a file, not a result store; allowed: a directory (an existing store, or a "
+                "new path where one is created)"
+            )
         root = blobs.read("zarr.json")
         if root is None:
             if mode == "r":
@@ -363,6 +370,16 @@ class Store:
     def load_checkpoint(self, run_id: str) -> dict[str, np.ndarray] | None:
         """The arrays of a run's latest complete checkpoint, None when it has none."""
         return self._checkpoints.load(run_id)
+
+    def add_checkpoint_segment(self, run_id: str, segment: Mapping[str, Any]) -> bool:
+        """Keep an attempt that ended without a result (an interrupted sweep) with the run's
+        checkpoint; False when it has none. Its record then lists it and counts its time."""
+        self._require_writer()
+        return self._checkpoints.add_segment(run_id, segment)
+
+    def checkpoint_segments(self, run_id: str) -> list[dict[str, Any]]:
+        """The attempts of earlier sweeps a run's checkpoint carries on (oldest first)."""
+        return self._checkpoints.segments(run_id)
 
     def drop_checkpoint(self, run_id: str) -> None:
         """Forget a run's checkpoint (after its result is committed)."""

@@ -63,11 +63,25 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def group_document(attributes: Mapping[str, Any], *, json_safe: bool = False) -> bytes:
+def group_document(
+    attributes: Mapping[str, Any], *, json_safe: bool = False, members: Mapping[str, bytes] | None = None
+) -> bytes:
     """The ``zarr.json`` of a group with these attributes (``json_safe``: already plain JSON
-    values, e.g. records, which are JSON-safe by construction: skip the conversion)."""
+    values, e.g. records, which are JSON-safe by construction: skip the conversion).
+
+    ``members`` (name -> that array's ``zarr.json``): the group's metadata consolidated inline,
+    as ``zarr.consolidate_metadata`` writes it, so ``xarray.open_zarr`` of a run or batch
+    group opens it in one read and without warning about unconsolidated metadata.
+    """
     attrs = attributes if json_safe else jsonable(attributes)
-    return json.dumps({"zarr_format": 3, "node_type": "group", "attributes": attrs}).encode()
+    doc: dict[str, Any] = {"zarr_format": 3, "node_type": "group", "attributes": attrs}
+    if members is not None:
+        doc["consolidated_metadata"] = {
+            "kind": "inline",
+            "must_understand": False,
+            "metadata": {name: json.loads(meta) for name, meta in sorted(members.items())},
+        }
+    return json.dumps(doc).encode()
 
 
 def is_small(a: np.ndarray) -> bool:
