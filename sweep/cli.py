@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "new": "sweep.commands.new",
     "explain": "sweep.commands.explain",
     "adapt": "sweep.commands.adapt",
+    "logs": "sweep.commands.logs",
 }
 
 
@@ -52,10 +53,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(
     command: str | None = None, argv: Sequence[str] | None = None
 ) -> tuple[_Parser, dict[str, _Parser]]:
-    """The parser and each subcommand's parser; with ``command``, only that one gets its options.
+    """The parser and each subcommand's parser; only ``command``'s gets its options (none
+    without one: ``sweep --help`` lists the subcommands only).
 
     Building the options of `sweep run` reads Dask's config, and of the other subcommands
-    whatever they import: a command that does not run them should not pay for that. A command
+    whatever they import: a command that does not run them should not pay for that (``sweep
+    --help`` took 0.5 s importing them all). A command
     whose options depend on others (`sweep new`: the parameters of the solver ``--solver``
     names) sets ``OPTIONS_FROM_ARGV`` and gets ``argv`` too.
     """
@@ -73,7 +76,7 @@ def build_parser(
         mod = importlib.import_module(modname)
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         subparsers[name] = p
-        if command is None or command == name:
+        if command == name:
             if getattr(mod, "OPTIONS_FROM_ARGV", False):
                 mod.add_arguments(p, argv)
             else:

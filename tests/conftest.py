@@ -152,3 +152,23 @@ def assert_stores_identical(a: Path | str, b: Path | str) -> None:
             assert x.tobytes() == y.tobytes(), f"run {rid} variable {name} differs"
         for name in ds.coords:
             assert np.array_equal(ds[name].values, other[name].values), (rid, name)
+
+
+class PackageLog:
+    """A package's log lines in a logs directory (they live in one file per sweep, with every
+    package's lines: ``sweep.engine.logs``), read like the file of one package."""
+
+    def __init__(self, directory: Path | str, package_id: str) -> None:
+        self.directory = Path(directory)
+        self.stem = package_id
+
+    def lines(self) -> list[str]:
+        from sweep.engine.logs import package_log_lines
+
+        return package_log_lines(self.directory, self.stem)
+
+    def exists(self) -> bool:
+        return bool(self.lines())
+
+    def read_text(self) -> str:
+        return "".join(f"{line}\n" for line in self.lines())

@@ -158,9 +158,15 @@ def test_adapt_resume_after_ctrl_c_asks_the_same_points_and_recomputes_nothing(t
     learner, _ = replay(load_spec(spec), str(cut / "st.zarr"))
     assert learner.data == reference.learner.data  # the same values at the same points
     # no run was computed twice: each package's log ends one run, once
-    for log in (cut / "logs").glob("tgdt-*.log"):
-        assert log.read_text().count("status: ") == 1, log.read_text()
-    assert len(list((cut / "logs").glob("tgdt-*.log"))) == 15
+    from sweep.engine.logs import log_segments, package_log_lines
+
+    ids = {
+        line.split("\t", 1)[0] for seg in log_segments(cut / "logs") for line in seg.read_text().splitlines()
+    }
+    assert len(ids) == 15 and all(i.startswith("tgdt-") for i in ids)
+    for pid in ids:
+        lines = package_log_lines(cut / "logs", pid)
+        assert sum(line.startswith("status: ") for line in lines) == 1, lines
 
 
 @pytest.mark.parametrize(

@@ -228,3 +228,37 @@ def test_bench_hpc_prints_cost_start_and_lost_work_on_the_test_slurm(slurm, tmp_
     assert ends and int(ends.group(1)) >= 1 and float(ends.group(3)) == 0, out
     assert re.search(r"ratio to ideal [\d.]+; hand-over \(core idle between attempts\) [\d.]+ s each", out)
     assert slurm.squeue() == [] or slurm.wait_queue_empty(timeout=20) >= 0
+
+
+def test_bench_scale_prints_every_command_and_the_plan_only_path(tmp_path: Path) -> None:
+    out = run_script("bench_scale.py", "--packages", "40", "--dir", str(tmp_path), cwd=tmp_path)
+    for what in (
+        "sweep new",
+        "sweep validate (cache cold)",
+        "sweep validate (cache warm)",
+        "sweep explain",
+        "sweep run ",
+        "sweep run (nothing left)",
+        "sweep logs PACKAGE_ID",
+        "sweep status --packages",
+        "sweep report",
+        "open_results",
+        "sweep --help",
+    ):
+        assert re.search(rf"^  {re.escape(what)}.* s +\d+ MiB  cpu +[\d.]+ s", out, re.M), (what, out)
+    assert "40 files" in out and "first tenth" in out and "last tenth" in out
+    assert re.search(r"logs \d+ files", out)
+    assert re.search(r"sweep logs PACKAGE_ID .* ([3-9]|\d\d) lines", out), out
+    plan = run_script(
+        "bench_scale.py",
+        "--packages",
+        "40",
+        "--plan-only",
+        "--run-seconds",
+        "5",
+        "--dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert re.search(r"^  sweep run --dry-run .* MiB", plan, re.M), plan
+    assert re.search(r"^  sweep run, stopped after 5 s .* \d+ committed", plan, re.M), plan

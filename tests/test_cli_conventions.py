@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import tiny_sweep
+from conftest import PackageLog, tiny_sweep
 
 
 def test_cli_run_store_path_that_is_a_file_is_one_line_exit_2(tmp_path: Path, packages_dir, sweep_cli):
@@ -276,7 +276,9 @@ def _without_slow_disk_notice(err: str) -> list[str]:
     return out
 
 
-def _ctrl_c_after(args: list[str], log: Path, marker: str, *, settle: float) -> subprocess.CompletedProcess:
+def _ctrl_c_after(
+    args: list[str], log: PackageLog, marker: str, *, settle: float
+) -> subprocess.CompletedProcess:
     """`sweep run ARGS` in a subprocess, interrupted (SIGINT, as Ctrl-C) ``settle`` seconds
     after its package log ``log`` says ``marker``."""
     import time
@@ -313,7 +315,7 @@ def test_cli_ctrl_c_is_one_line_and_the_package_log_says_so(tmp_path: Path, pack
         ]
     )
     store = tmp_path / "s.zarr"
-    log = tmp_path / "s.zarr.logs" / "long.log"
+    log = PackageLog(tmp_path / "s.zarr.logs", "long")
     r = _ctrl_c_after([str(pdir), "--store", str(store), "--no-progress"], log, "started on", settle=1.0)
     out, err = r.stdout, r.stderr
     assert r.returncode == 130, out + err
@@ -445,7 +447,7 @@ def test_cli_resumed_run_wall_time_is_the_sum_of_its_segments(tmp_path: Path, pa
     )
     store = tmp_path / "s.zarr"
     args = [str(pdir), "--store", str(store), "--no-progress", "--checkpoint-every-steps", "100"]
-    log = tmp_path / "s.zarr.logs" / "long.log"
+    log = PackageLog(tmp_path / "s.zarr.logs", "long")
     assert _ctrl_c_after(args, log, "checkpoint at step", settle=0.5).returncode == 130
     again = sweep_cli("run", *args)
     assert again.returncode == 0, again.stderr

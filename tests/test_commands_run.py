@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import TINY, assert_stores_identical, store_records, tiny_sweep
+from conftest import TINY, PackageLog, assert_stores_identical, store_records, tiny_sweep
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -24,7 +24,7 @@ def test_cli_run_sweeps_logs_and_resumes(tmp_path: Path, packages_dir, sweep_cli
     logs = tmp_path / "out" / "r.zarr.logs"  # the store's own logs, beside it
     assert "exit code 0" in (logs / "sweep.log").read_text()
     for i in range(6):
-        text = (logs / f"p{i:03d}.log").read_text()
+        text = PackageLog(logs, f"p{i:03d}").read_text()
         assert "started attempt 1" in text and "status: done" in text
 
     import sweep
@@ -71,7 +71,7 @@ def test_cli_run_diverged_package_reported_while_others_finish(tmp_path: Path, p
     (bad,) = [r for r in recs if r.status == "failed"]
     assert bad.failure_class == "diverged" and "CFL" in bad.error
     assert "diverged" in res.stdout
-    log = (tmp_path / "r.zarr.logs" / "p001.log").read_text()
+    log = PackageLog(tmp_path / "r.zarr.logs", "p001").read_text()
     assert "failed (diverged)" in log and "attempt 2" not in log  # never retried
 
 

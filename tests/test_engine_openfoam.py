@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import TINY, run_cli, write_packages
+from conftest import TINY, PackageLog, run_cli, write_packages
 from faults import (
     RemoteCluster,
     assert_results_equal,
@@ -134,7 +134,7 @@ def test_openfoam_status_explain_and_report_on_an_openfoam_only_store(cavity_swe
     d, store = cavity_sweep
     proc = run_cli("explain", str(d), "--store", str(store))
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("done: run ") == 2 and "0 would run" in proc.stdout
+    assert proc.stdout.count("done: its run is in the store") == 2 and "0 would run" in proc.stdout
     proc = run_cli("status", "--store", str(store), "--packages", str(d), "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"done": 2' in proc.stdout
@@ -276,7 +276,7 @@ def test_openfoam_lost_worker_run_resumes_from_its_last_time_directory(tmp_path:
         tmp_path / "packages", [_cavity("victim", victim), _cavity("small", SMALL_RUN, priority="LOW")]
     )
     logs = tmp_path / "logs"
-    log = logs / "victim.log"
+    log = PackageLog(logs, "victim")
     killed: list[tuple[str, int]] = []
     failure: list[BaseException] = []
 

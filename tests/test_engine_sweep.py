@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import TINY, assert_stores_identical, store_records, tiny_sweep
+from conftest import TINY, PackageLog, assert_stores_identical, store_records, tiny_sweep
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -138,7 +138,7 @@ def test_run_sweep_saves_checkpoints_from_workers_in_the_store(tmp_path: Path, p
     assert _sweep(d, clean, client1).exit_code == 0
     res = _sweep(d, ck, client1, checkpoint_every_steps=25, log_dir=tmp_path / "logs")
     assert res.exit_code == 0
-    log = (tmp_path / "logs" / "ck.log").read_text()
+    log = PackageLog(tmp_path / "logs", "ck").read_text()
     # the worker sends each one; the driver saves those it receives while the run goes on
     assert "checkpoint at step 25 saved in the store" in log
     (rec,) = store_records(ck).values()
@@ -160,7 +160,7 @@ def test_run_sweep_retries_a_lost_worker_from_its_checkpoint(tmp_path: Path, pac
 
     def killer():
         deadline = time.time() + 120
-        log = logs / "lost.log"
+        log = PackageLog(logs, "lost")
         while time.time() < deadline:
             if log.exists() and "checkpoint at step" in log.read_text():
                 pids = client1.run(os.getpid)
@@ -179,7 +179,7 @@ def test_run_sweep_retries_a_lost_worker_from_its_checkpoint(tmp_path: Path, pac
     assert res.exit_code == 0 and res.retries == 1
     (rec,) = store_records(store).values()
     assert rec.attempts == 2 and rec.resumed_from_step is not None and rec.resumed_from_step >= 20
-    text = (logs / "lost.log").read_text()
+    text = PackageLog(logs, "lost").read_text()
     assert "worker lost" in text and "retrying from its checkpoint" in text
     clean = tmp_path / "clean.zarr"
     assert _sweep(d, clean, client1).exit_code == 0
@@ -212,7 +212,7 @@ def test_run_sweep_watchdog_restarts_a_worker_that_stops_answering(tmp_path: Pat
     def freeze():
         deadline = time.time() + 60
         while time.time() < deadline:
-            log = logs / "stuck.log"
+            log = PackageLog(logs, "stuck")
             if log.exists() and "started on" in log.read_text():
                 os.kill(pid, signal.SIGSTOP)
                 frozen.append(pid)
@@ -296,7 +296,7 @@ def test_run_sweep_short_runs_log_where_and_when_they_started(tmp_path: Path, pa
     assert _sweep(d, tmp_path / "r.zarr", client1, log_dir=logs).exit_code == 0
     (address,) = client1.scheduler_info()["workers"]
     for pid in ("p000", "p001"):
-        lines = (logs / f"{pid}.log").read_text().splitlines()
+        lines = PackageLog(logs, pid).read_text().splitlines()
         assert " queued: new (run " in lines[0]
         stamp, rest = lines[1].split(" ", 1)
         assert rest == f"started on {address} (attempt 1)"
@@ -318,6 +318,7 @@ def test_run_sweep_package_named_like_the_main_log_keeps_its_own_log(
     main = (logs / "sweep.log").read_text()
     # the main log has timestamped engine lines only: none of a package's own lines
     assert not [ln for ln in main.splitlines() if "queued: new" in ln or ln == "status: done"], main
-    own = [p for p in logs.iterdir() if p.name != "sweep.log" and p.name != "p000.log"]
-    assert len(own) == 1 and own[0].name.lower() != "sweep.log", own
-    assert own[0].read_text().splitlines()[-1] == "status: done"
+    # its lines are in the sweep's file of package lines, under its id, as any package's
+    own = PackageLog(logs, package_id).lines()
+    assert own[-1] == "status: done" and any("queued: new" in ln for ln in own), own
+    assert sorted(p.name for p in logs.iterdir() if not p.name.startswith("packages-")) == ["sweep.log"]

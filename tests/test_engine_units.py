@@ -220,16 +220,19 @@ def test_submitter_one_named_task_per_package_with_its_priority(packages_dir, lo
 
 
 def test_sweep_logs_defer_package_lines_and_buffer_main_info(tmp_path: Path):
-    from sweep.engine.logs import SweepLogs
+    from sweep.engine.logs import SweepLogs, package_log_lines
 
-    logs = SweepLogs(tmp_path / "logs", logger_name="sweep.test-logs")
+    d = tmp_path / "logs"
+    logs = SweepLogs(d, logger_name="sweep.test-logs")
     try:
         logs.package("a", "queued", stamped=True, defer=True)
         logs.package("b", "queued too", defer=True)
-        assert not logs.package_log("a").exists()  # deferred: no file opened yet
+        logs.flush_main()
+        assert package_log_lines(d, "a") == []  # deferred: still in memory
         logs.package("a", ["started", "status: done"])
-        assert logs.package_log("a").read_text().splitlines()[1:] == ["started", "status: done"]
-        assert logs.package_log("a").read_text().split(" ", 1)[1].startswith("queued\n")
+        logs.flush_main()
+        assert package_log_lines(d, "a")[1:] == ["started", "status: done"]
+        assert package_log_lines(d, "a")[0].split(" ", 1)[1] == "queued"
         logs.logger.warning("a warning")  # written at once
         assert "a warning" in logs.main_log.read_text()
         logs.logger.info("an info line")
@@ -237,7 +240,28 @@ def test_sweep_logs_defer_package_lines_and_buffer_main_info(tmp_path: Path):
         assert "an info line" in logs.main_log.read_text()
     finally:
         logs.close()
-    assert logs.package_log("b").read_text() == "queued too\n"  # written at close
+    assert package_log_lines(d, "b") == ["queued too"]  # written at close
+
+
+def test_sweep_logs_one_file_per_sweep_for_every_package(tmp_path: Path):
+    """Package lines go to one segment file per sweep (no file per package); a package's lines
+    are had by id across the sweeps, after those of a per-package file of earlier versions."""
+    from sweep.engine.logs import SweepLogs, log_segments, package_log_lines
+
+    d = tmp_path / "logs"
+    d.mkdir()
+    (d / "p1.log").write_text("old line\n")  # an earlier version's per-package log
+    for sweep in ("first", "second"):
+        logs = SweepLogs(d, logger_name=f"sweep.test-seg-{sweep}")
+        for i in range(1000):
+            logs.package(f"p{i}", [f"{sweep} run", "multi\nline"])
+        logs.close()
+    names = sorted(p.name for p in d.iterdir())
+    assert len(names) == 4 and names[:2] == ["p1.log", "packages-" + names[1].split("-", 1)[1]]
+    assert len(log_segments(d)) == 2
+    assert package_log_lines(d, "p1") == ["old line", "first run", "multi line", "second run", "multi line"]
+    assert package_log_lines(d, "p10") == ["first run", "multi line", "second run", "multi line"]
+    assert package_log_lines(d, "p") == [] and package_log_lines(d, "p1.") == []
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
@@ -246,9 +270,9 @@ def test_sweep_logs_on_a_full_disk_warn_once_and_go_on(tmp_path: Path, capsys):
 
     d = tmp_path / "logs"
     d.mkdir()
-    for name in ("sweep.log", "a.log"):  # every write to /dev/full fails with ENOSPC
-        (d / name).symlink_to("/dev/full")
+    (d / "sweep.log").symlink_to("/dev/full")  # every write to /dev/full fails with ENOSPC
     logs = SweepLogs(d, logger_name="sweep.test-full-logs")
+    logs.segment.symlink_to("/dev/full")
     try:
         logs.logger.warning("a warning")  # written at once: fails
         logs.logger.error("an error")
@@ -259,4 +283,3 @@ def test_sweep_logs_on_a_full_disk_warn_once_and_go_on(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and "Logging error" not in err
     assert err.count("\n") == 1 and f"cannot write the log {d / 'sweep.log'}: No space left" in err, err
-    assert not logs.package_log("b").exists()

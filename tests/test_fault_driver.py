@@ -157,10 +157,11 @@ def _long_sweep(packages_dir) -> Path:
 
 
 def _wait_until_long_runs(tmp_path: Path, drv: Driver) -> None:
+    from conftest import PackageLog
     from faults import wait_for
 
-    log = tmp_path / "r.zarr.logs" / "long.log"  # the store's own logs
-    wait_for(lambda: log.exists() and "started on" in log.read_text(), proc=drv, what="the long run to start")
+    log = PackageLog(tmp_path / "r.zarr.logs", "long")  # the store's own logs
+    wait_for(lambda: "started on" in log.read_text(), proc=drv, what="the long run to start")
 
 
 def _lock_free(store: Path) -> bool:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, tiny_sweep
+from conftest import TINY, PackageLog, tiny_sweep
 from faults import Driver, RemoteCluster, assert_results_equal, records, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -46,7 +46,7 @@ def test_fault_remote_scheduler_lost_reported_and_rerun_resumes(tmp_path: Path, 
             "--checkpoint-every-steps",
             "10",
         )
-        logs = [tmp_path / "r.zarr.logs" / f"long{i}.log" for i in range(3)]
+        logs = [PackageLog(tmp_path / "r.zarr.logs", f"long{i}") for i in range(3)]
 
         def checkpointed() -> str | None:  # the driver notes each checkpoint it saves
             return next((p.stem for p in logs if p.exists() and "checkpoint at step" in p.read_text()), None)
@@ -118,7 +118,7 @@ def test_fault_remote_lost_worker_rerun_by_the_scheduler_resumes_from_the_checkp
             "--checkpoint-every-steps",
             "50",
         )
-        log = tmp_path / "r.zarr.logs" / "long.log"  # the store's own logs
+        log = PackageLog(tmp_path / "r.zarr.logs", "long")  # the store's own logs
 
         def saved_step() -> int | None:
             steps = [

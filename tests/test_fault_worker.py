@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, tiny_sweep
+from conftest import TINY, PackageLog, tiny_sweep
 from faults import assert_results_equal, records, started_on, wait_for, worker_pids
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -54,7 +54,7 @@ def test_fault_worker_killed_mid_run_retried_resumed_identical(tmp_path: Path, p
     ]
     d = packages_dir(pkgs)
     logs = tmp_path / "logs"
-    log = logs / "victim.log"
+    log = PackageLog(logs, "victim")
     killed: dict[str, int] = {}
     failure: list[BaseException] = []
 
@@ -116,7 +116,7 @@ def test_fault_worker_diverging_run_reported_never_retried(tmp_path: Path, packa
     rec = next(r for r in records(store).values() if r.package_ids == ("p000",))
     assert rec.status == "failed" and rec.failure_class == "diverged" and rec.attempts == 1
     assert "CFL" in rec.error
-    text = (tmp_path / "logs" / "p000.log").read_text()
+    text = PackageLog(tmp_path / "logs", "p000").read_text()
     assert len(started_on(text)) == 1 and "status: diverged" in text
     assert "worker lost" not in text
 
@@ -139,7 +139,7 @@ def test_fault_worker_frozen_restarted_while_other_results_are_committed(
     n_quick = 240
     d = packages_dir([stuck, *tiny_sweep(n_quick, priorities=("LOW",), T_final=1.0)])
     logs = tmp_path / "logs"
-    log = logs / "stuck.log"
+    log = PackageLog(logs, "stuck")
     frozen: list[int] = []
 
     def freeze() -> None:

@@ -350,8 +350,8 @@ def test_spec_validation_cache_follows_file_content(tmp_path: Path, monkeypatch:
     monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
     d = write_packages(tmp_path / "pk", _pkgs(3))
     first = load_packages(d, worker_memory=WORKER)
-    caches = list((tmp_path / "cache").iterdir())
-    assert len(caches) == 1 and len(json.loads(caches[0].read_text())["entries"]) == 3
+    caches = [c for c in (tmp_path / "cache").iterdir() if c.suffix == ".sqlite"]
+    assert len(caches) == 1 and len(_cached_verdicts(caches[0])) == 3
     second = load_packages(d, worker_memory=WORKER)  # from the cache: same packages, lazy params
     assert [(p.package_id, p.priority, p.run_id, p.tags) for p in second] == [
         (p.package_id, p.priority, p.run_id, p.tags) for p in first
@@ -371,6 +371,44 @@ def test_spec_validation_cache_follows_file_content(tmp_path: Path, monkeypatch:
     assert "listed under a priority" in _one(_problems(d), r"package_0002")
     # the memory check uses the cached need against the worker memory given now
     assert any("fits in one worker" in p for p in check_directory(d, worker_memory=1000)[1])
+
+
+def _cached_verdicts(path: Path) -> list[list]:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        return [list(v) for v in db.execute("SELECT package_id, priority, vals FROM verdicts")]
+
+
+def test_spec_validation_cache_skips_unchanged_old_files_by_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file whose stat key (size, mtime, ctime, inode) is what it was when its bytes were
+    hashed is not read again; one changed within RACY_SECONDS of a pass is hashed again."""
+    import sqlite3
+    import time
+
+    from sweep.spec.cache import RACY_SECONDS, ValidationCache, cache_file, stat_key
+
+    monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    d = write_packages(tmp_path / "pk", _pkgs(3))
+    load_packages(d, worker_memory=WORKER)  # the files are new: no stat key kept (racy)
+    path = cache_file(str(d))
+    with sqlite3.connect(path) as db:
+        assert [k for (k,) in db.execute("SELECT stat FROM files")] == [None] * 3
+    time.sleep(RACY_SECONDS + 0.1)
+    first = load_packages(d, worker_memory=WORKER)  # now old enough: their keys are kept
+    f = d / "package_0001.json"
+    cache = ValidationCache(path)
+    hit = cache.known(f.name, stat_key(f.stat()))
+    assert hit is not None and hit[1][0] == "p1"  # known without reading the file
+    cache.close()
+    again = load_packages(d, worker_memory=WORKER)
+    assert [(p.package_id, p.run_id) for p in again] == [(p.package_id, p.run_id) for p in first]
+    doc = json.loads(f.read_text())
+    doc["parameters"]["Re"] = 901.0
+    f.write_text(json.dumps(doc))  # a write changes the key (ctime): read again
+    assert {p.package_id: p.params.Re for p in load_packages(d, worker_memory=WORKER)}["p1"] == 901.0
 
 
 def test_spec_validation_cache_can_be_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -400,3 +438,94 @@ def test_spec_validation_cache_sees_edit_with_same_size_and_mtime(
     f.write_text(text.replace('"Re": 200.0', '"Re": -20.0'))
     os.utime(f, (old, old))
     assert "parameters.Re: bad value -20.0" in _one(_problems(d), r"package_0001")
+
+
+def test_spec_summary_patterns_give_priorities_to_many_packages(tmp_path: Path) -> None:
+    """A summary entry with *, ? or [...] is a pattern over package ids: an id listed by name
+    wins, the patterns a package matches must be of one priority, a pattern matching nothing
+    is a problem (issue 17: a summary of 1,000,000 ids would not fit any file cap)."""
+    pkgs = [
+        {
+            "package_id": f"re{i}-s{j}",
+            "priority": None,
+            "parameters": {**TINY, "Re": 100.0 + i, "dt": 0.001 * (j + 1)},
+        }
+        for i in range(3)
+        for j in range(2)
+    ]
+    d = tmp_path / "pk"
+    write_packages(d, [{**p, "priority": "LOW"} for p in pkgs])
+    for p in d.glob("package_*.json"):  # no priority in the files: the summary gives it
+        doc = json.loads(p.read_text())
+        del doc["priority"]
+        p.write_text(json.dumps(doc))
+    summary = {"HIGH": ["re0-s1", "re1-*"], "LOW": ["re0-*", "re2-?[0-9]"]}
+    (d / "priority_summary.json").write_text(json.dumps(summary))
+    got = {p.package_id: p.priority for p in load_packages(d, worker_memory=WORKER)}
+    assert got == {
+        "re0-s0": "LOW",
+        "re0-s1": "HIGH",  # listed by its id: that wins over the LOW pattern it matches
+        "re1-s0": "HIGH",
+        "re1-s1": "HIGH",
+        "re2-s0": "LOW",
+        "re2-s1": "LOW",
+    }
+    (d / "priority_summary.json").write_text(
+        json.dumps({"HIGH": ["re1-*"], "LOW": ["re[02]-s?", "nothing-*"]})
+    )
+    problems = _problems(d)
+    assert _one(problems, r"nothing-\*").startswith('priority_summary.json: LOW: bad value "nothing-*"')
+    assert not [p for p in problems if "re1-" in p or "re0-" in p]
+    (d / "priority_summary.json").write_text(json.dumps({"HIGH": ["re1-*"], "LOW": ["*"]}))
+    clash = _one(_problems(d), r"re1-s0")
+    assert "'re1-*' under HIGH and '*' under LOW" in clash and "list the id under its priority" in clash
+
+
+def test_spec_summary_cap_grows_with_the_package_files(tmp_path: Path) -> None:
+    """The summary may hold SUMMARY_BYTES_PER_PACKAGE bytes per package file (at least 1 MiB):
+    a directory of few files keeps the 1 MiB cap; sweep new lists ids up to IDS_UP_TO packages
+    of one priority and writes a pattern above."""
+    from sweep.spec.summary import IDS_UP_TO, SUMMARY_BYTES_PER_PACKAGE, read_summary, summary_document
+
+    big = tmp_path / "summary.json"
+    ids = [f"package-with-a-long-id-{i:08d}" for i in range(40_000)]  # ~1.4 MB
+    big.write_text(json.dumps({"HIGH": ids}))
+    problems: list[str] = []
+    assert read_summary(str(big), 3, problems) is None
+    assert "at most 1048576 bytes" in problems[0]
+    problems = []
+    summary = read_summary(str(big), 40_000, problems)
+    assert problems == [] and summary is not None and len(summary.ids) == 40_000
+    assert big.stat().st_size < SUMMARY_BYTES_PER_PACKAGE * 40_000
+    docs = [{"package_id": f"p{i}", "priority": "MEDIUM"} for i in range(IDS_UP_TO + 1)]
+    assert summary_document(docs) == {"HIGH": [], "MEDIUM": ["*"], "LOW": []}
+    assert summary_document(docs[:-1])["MEDIUM"] == [d["package_id"] for d in docs[:-1]]
+    mixed = [*docs, {"package_id": "x", "priority": "LOW"}]
+    assert len(summary_document(mixed)["MEDIUM"]) == IDS_UP_TO + 1
+
+
+def test_spec_validation_cache_of_other_code_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache written by other code (another fingerprint, another table layout) is dropped
+    and rebuilt, not left failing quietly on every write."""
+    import sqlite3
+
+    from sweep.spec.cache import cache_file
+
+    monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    d = write_packages(tmp_path / "pk", _pkgs(3))
+    path = cache_file(str(d))
+    Path(path).parent.mkdir(parents=True)
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        db.execute("INSERT INTO meta VALUES ('fingerprint', 'older code')")
+        db.execute("CREATE TABLE verdicts (digest BLOB PRIMARY KEY, verdict TEXT)")
+    assert len(load_packages(d, worker_memory=WORKER)) == 3
+    assert sorted(v[0] for v in _cached_verdicts(Path(path))) == ["p0", "p1", "p2"]
+    # this code's fingerprint over another layout (written by a development version)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE verdicts")
+        db.execute("CREATE TABLE verdicts (digest BLOB PRIMARY KEY, verdict TEXT)")
+    assert len(load_packages(d, worker_memory=WORKER)) == 3
+    assert sorted(v[0] for v in _cached_verdicts(Path(path))) == ["p0", "p1", "p2"]

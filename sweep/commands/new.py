@@ -201,6 +201,7 @@ def main(args: argparse.Namespace) -> int:
         names = append_packages(args.directory, docs)
     else:
         names = write_packages(args.directory, docs, force=args.force)
+    del docs  # a million package documents: not kept through the check below
     # then the directory as a whole, exactly as `sweep validate` does: this also records each
     # file's verdict in the validation cache (the first `sweep run` need not re-check them)
     _, problems = check_directory(args.directory, worker_memory=memory)

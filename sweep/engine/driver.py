@@ -33,7 +33,7 @@ from .plan import PlanEntry
 from .predict import RunSize, RuntimePredictor, run_size
 from .progress import SweepProgress
 from .recovery import Recovery
-from .submit import Submitter
+from .submit import Members, Submitter
 from .worker import KernelWarmUp, Outcome, rates_variable_name
 
 __all__ = ["Driver", "LOCAL_CLUSTERS"]
@@ -92,10 +92,21 @@ class Driver:
         self.steps_done: dict[str, int] = dict(resume_steps or {})  # run_id -> steps known done
         self.segments: dict[str, list[dict[str, Any]]] = {}  # run_id -> its attempts that ran
         self._sizes: dict[str, RunSize] = {}
+        self._size_objects: dict[RunSize, RunSize] = {}  # one object per distinct size
+        self._params: dict[str, Any] = {}  # run_id -> parameters, while the run is under way
+        self._todo_groups: dict[tuple[str, Any], list[Any]] | None = None
         self._published: dict[str, float] = {}
         self._last_progress: dict[str, tuple[Any, int, float]] = {}  # run -> (attempt, step, elapsed)
         self.live = LiveStatus(float(config.get("status-every")), description, dashboard)
-        self.tasks = Submitter(client, self.channel, self.entries, options, extras=self._item_extras)
+        self.tasks = Submitter(
+            client,
+            self.channel,
+            self.entries,
+            options,
+            extras=self._item_extras,
+            predict=self.predicted_left,
+            params_of=self.params_of,
+        )
         self.commits = CommitWriter(
             store, options.max_pending_commits, self._committed, lambda rid: self.relay.has_checkpoint(rid)
         )
@@ -105,35 +116,85 @@ class Driver:
         self.recovery = Recovery(self)
 
     # -- predictions ----------------------------------------------------------------------
-    def size_of(self, run_id: str) -> RunSize:
-        """What the run's cost scales with (computed once per run)."""
+    def size_of(self, run_id: str, keep: bool = True) -> RunSize:
+        """What the run's cost scales with (computed once per run); ``keep``: keep it, and the
+        run's parameters (it is about to be submitted); else computed and let go (the sum of
+        the work left over a million packages must not keep a million entries)."""
         size = self._sizes.get(run_id)
         if size is None:
-            size = self._sizes[run_id] = run_size(self.entries[run_id].package.params)
+            params = self.params_of(run_id) if keep else self._params.get(run_id) or self._build(run_id)
+            size = run_size(params)
+            size = self._size_objects.setdefault(size, size)
+            if keep:
+                self._sizes[run_id] = size
         return size
+
+    def _build(self, run_id: str) -> Any:
+        return self.entries[run_id].package.build_params()
+
+    def params_of(self, run_id: str) -> Any:
+        """The run's parameters, kept while it runs (built once per run, dropped when it ends:
+        the packages of a sweep keep their validated values only)."""
+        params = self._params.get(run_id)
+        if params is None:
+            params = self._params[run_id] = self._build(run_id)
+        return params
 
     def predicted_left(self, run_id: str) -> float:
         """Predicted seconds the run still needs (from the steps known done)."""
         size = self.size_of(run_id)
         return self.predictor.seconds(size, size.steps - self.steps_done.get(run_id, 0))
 
-    def work_left(self, guess_too: bool = True) -> float | None:
-        """Predicted seconds of every run not finished (one rate per solver, grid, precision);
-        None when a rate is only the first guess and ``guess_too`` is False."""
-        point_steps: dict[Any, float] = collections.defaultdict(float)
-        sizes: dict[Any, RunSize] = {}
-        for rid in self.entries:
-            if rid not in self.status:
-                size = self.size_of(rid)
-                sizes[size.key] = size
-                point_steps[size.key] += size.points * (size.steps - self.steps_done.get(rid, 0))
-        total = 0.0
-        for k, n in point_steps.items():
-            rate, how = self.predictor.rate_of(sizes[k])
+    def _todo(self) -> dict[tuple[str, Any], list[Any]]:
+        """(priority, rate key) -> [a RunSize of that key, grid-point-steps of the runs not
+        finished]: kept up to date as runs finish (a sum over every run on each status
+        document grew with the sweep: seconds per pass at 100,000 packages)."""
+        if self._todo_groups is None:
+            groups: dict[tuple[str, Any], list[Any]] = {}
+            for rid, e in self.entries.items():
+                if rid in self.status:
+                    continue
+                size = self.size_of(rid, keep=False)
+                g = groups.setdefault((e.package.priority, size.key), [size, 0.0])
+                g[1] += size.point_steps
+            self._todo_groups = groups
+        return self._todo_groups
+
+    def _forget_run(self, run_id: str) -> None:
+        """A run is finished: drop what the driver kept for it while it ran (memory follows
+        what runs, not the sweep), and take it from the work left."""
+        if self._todo_groups is not None and run_id in self.entries:
+            size = self.size_of(run_id)
+            g = self._todo_groups.get((self.entries[run_id].package.priority, size.key))
+            if g is not None:
+                g[1] -= size.point_steps
+        self.steps_done.pop(run_id, None)
+        self.segments.pop(run_id, None)
+        self._params.pop(run_id, None)
+        self._sizes.pop(run_id, None)
+        self._last_progress.pop(run_id, None)
+
+    def work_left_by_priority(self, guess_too: bool = True) -> dict[str, float] | None:
+        """Predicted seconds of the runs not finished, by priority (one rate per solver, grid,
+        precision); None when a rate is only the first guess and ``guess_too`` is False."""
+        out: dict[str, float] = collections.defaultdict(float)
+        for (prio, _), (size, point_steps) in self._todo().items():
+            rate, how = self.predictor.rate_of(size)
             if how == "first guess" and not guess_too:
                 return None
-            total += rate * n
-        return total
+            out[prio] += rate * point_steps
+        for rid, done in self.steps_done.items():  # runs under way: the steps they did
+            e = self.entries.get(rid)
+            if e is not None and rid not in self.status and done > 0:
+                size = self.size_of(rid)
+                out[e.package.priority] -= self.predictor.rate_of(size)[0] * size.points * done
+        return {p: max(0.0, v) for p, v in out.items()}
+
+    def work_left(self, guess_too: bool = True) -> float | None:
+        """Predicted seconds of every run not finished; None when a rate is only the first
+        guess and ``guess_too`` is False."""
+        left = self.work_left_by_priority(guess_too)
+        return None if left is None else sum(left.values())
 
     def _item_extras(self, run_id: str, resume: dict[str, Any] | None) -> dict[str, Any]:
         """The WorkItem fields of an attempt that depend on predictions and on the cluster."""
@@ -237,7 +298,7 @@ class Driver:
         p = self.entries[run_id].package
         prov = dict(outcome.provenance) if outcome is not None else {}
         prov.update(
-            params=p.params,
+            params=self.params_of(run_id),
             package_id=p.package_id,
             package_ids=self.duplicates.get(run_id, [p.package_id]),
             priority=p.priority,
@@ -292,7 +353,7 @@ class Driver:
         self.segments.setdefault(outcome.run_id, []).append(seg)
         self.steps_done[outcome.run_id] = end
         if outcome.status in ("done", "preempted") and end > start:
-            self.predictor.observe(self.entries[outcome.run_id].package.params, seconds, end - start)
+            self.predictor.observe(self.size_of(outcome.run_id), seconds, end - start)
 
     def interrupted_segment(self, run_id: str, why: str) -> dict[str, Any]:
         """The attempt of a run under way when the sweep is interrupted, as a segment of its
@@ -313,6 +374,7 @@ class Driver:
     def finish(self, run_id: str, status: str, lines: Iterable[str]) -> None:
         """A run's final status: logged, counted, and with --stop-on-error maybe the end."""
         pid = self.entries[run_id].package_id
+        self._forget_run(run_id)
         self.status[run_id] = status
         self.running.pop(run_id, None)
         self.logs.package(pid, lines)
@@ -374,11 +436,15 @@ class Driver:
         pending = [f for f in self.tasks.futures if f.status == "pending"]
         unsent = list(self.tasks.backlog)
         self.tasks.backlog.clear()
-        self.progress.write(f"stopping: {why}; cancelling {len(pending) + len(unsent)} unfinished package(s)")
-        self.log.warning("stopping: %s; cancelling %d unfinished", why, len(pending) + len(unsent))
+        in_tasks = [rid for f in pending for rid, _ in self.tasks.futures[f] if rid not in self.status]
+        n = len(in_tasks) + len(unsent)
+        self.progress.write(f"stopping: {why}; cancelling {n} unfinished package(s)")
+        self.log.warning("stopping: %s; cancelling %d unfinished", why, n)
         if pending:
             self.client.cancel(pending)
-        cancelled = unsent + [self.tasks.futures.pop(f)[0] for f in pending]
+        for f in pending:
+            self.tasks.futures.pop(f)
+        cancelled = unsent + in_tasks
         for rid in cancelled:
             if rid not in self.status:
                 self.status[rid] = "cancelled"
@@ -449,8 +515,9 @@ class Driver:
                 now = time.monotonic()
                 if now - last_tick >= self.options.tick:
                     last_tick = now
+                    self.tasks.workers = self.n_workers() or self.tasks.workers
                     self.progress.set_running(self.in_flight())
-                    self.recovery.watchdog()
+                    ac.update(self.recovery.watchdog())
                     self.recovery.reap_restarts()
                     if self.queue is not None:
                         self.queue.tick(self)
@@ -485,28 +552,32 @@ class Driver:
             pass
 
     def process(self, batch: list[Any]) -> list[Any]:
-        """Handle a batch of finished futures; returns the futures of resubmitted runs."""
-        ok: list[tuple[Any, str]] = []
-        lost: list[tuple[Any, str]] = []
+        """Handle a batch of finished futures (each a package or a batch of packages); returns
+        the futures of resubmitted runs."""
+        ok: list[tuple[Any, Members]] = []
+        lost: list[tuple[Any, Members]] = []
         for f in batch:
-            key = self.tasks.futures.pop(f, None)
-            if key is None:  # cancelled by the watchdog or stop()
+            members = self.tasks.futures.pop(f, None)
+            if members is None:  # cancelled by the watchdog or stop()
                 continue
-            rid, attempt = key
-            if rid in self.status or attempt != self.tasks.attempt.get(rid):
+            if not any(rid not in self.status and a == self.tasks.attempt.get(rid) for rid, a in members):
                 continue
-            (ok if f.status == "finished" else lost).append((f, rid))
+            (ok if f.status == "finished" else lost).append((f, members))
         new: list[Any] = []
         if ok:
             results = self.client.gather([f for f, _ in ok])  # one round trip per batch
-            for (f, rid), outcome in zip(ok, results, strict=True):
+            for (f, members), result in zip(ok, results, strict=True):
                 f.release()  # at once: a draining worker waits for its results to be fetched
-                if rid not in self.status:
-                    new += self.handle_outcome(outcome)
-        for f, rid in lost:
-            if f.status == "cancelled" or self.stopping:
-                if rid not in self.status:
+                outcomes = result if isinstance(result, list) else [result]
+                for (rid, attempt), outcome in zip(members, outcomes, strict=True):
+                    if rid not in self.status and attempt == self.tasks.attempt.get(rid):
+                        new += self.handle_outcome(outcome)
+        for f, members in lost:
+            for rid, attempt in members:
+                if rid in self.status or attempt != self.tasks.attempt.get(rid):
+                    continue
+                if f.status == "cancelled" or self.stopping:
                     self.status[rid] = "cancelled"
-                continue
-            new += self.recovery.handle_lost(f, rid)
+                    continue
+                new += self.recovery.handle_lost(f, rid)
         return new

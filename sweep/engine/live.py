@@ -74,10 +74,7 @@ class LiveStatus:
                     "predicted_left": round(driver.predicted_left(rid), 1),
                 }
             )
-        left: dict[str, float] = collections.defaultdict(float)
-        for rid, e in driver.entries.items():
-            if rid not in driver.status:
-                left[e.package.priority] += driver.predicted_left(rid)
+        left = driver.work_left_by_priority() or {}
         return {
             "version": STATUS_VERSION,
             "state": state,

@@ -139,7 +139,10 @@ class SweepOptions:
     announce_after: float
     summary_every: int
     first_chunk: int
-    chunk: int
+    in_flight: int
+    min_in_flight: int
+    batch_seconds: float
+    max_batch: int
     max_pending_commits: int
     priority_values: dict[str, int]
 
@@ -183,7 +186,10 @@ class SweepOptions:
         announce_after: float | None = None,
         summary_every: int | None = None,
         first_chunk: int | None = None,
-        chunk: int | None = None,
+        in_flight: int | None = None,
+        min_in_flight: int | None = None,
+        batch_seconds: float | None = None,
+        max_batch: int | None = None,
         max_pending_commits: int | None = None,
         priority_values: Mapping[str, int] | None = None,
     ) -> None:
@@ -278,10 +284,19 @@ class SweepOptions:
         for name, value, key in (
             ("summary_every", summary_every, "summary-every"),
             ("first_chunk", first_chunk, "submit.first-chunk"),
-            ("chunk", chunk, "submit.chunk"),
+            ("in_flight", in_flight, "submit.in-flight"),
+            ("min_in_flight", min_in_flight, "submit.min-in-flight"),
+            ("max_batch", max_batch, "submit.max-batch"),
             ("max_pending_commits", max_pending_commits, "max-pending-commits"),
         ):
             put(name, int_at_least(name, _setting(value, key), 1))
+        seconds = _setting(batch_seconds, "submit.batch-seconds")
+        put(
+            "batch_seconds",
+            0.0
+            if seconds == 0 and not isinstance(seconds, bool)
+            else _positive("batch_seconds", seconds, "seconds >= 0 (0: every package a task of its own)"),
+        )
         values = dict(_setting(priority_values, "priority-values"))
         if set(values) != set(PRIORITIES) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in values.values()

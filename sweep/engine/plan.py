@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanEntry:
     """What a sweep does with one package: ``run`` it or ``skip`` it, and why."""
 
@@ -42,6 +42,10 @@ class PlanEntry:
     @property
     def package_id(self) -> str:
         return self.package.package_id
+
+
+_DONE = "done: its run is in the store"
+_NEW = "new"
 
 
 @paused_gc()
@@ -67,7 +71,7 @@ def plan_sweep(
     for p in packages:
         rid = p.run_id
         if rid in done:
-            out.append(PlanEntry(p, "skip", f"done: run {rid} is in the store"))
+            out.append(PlanEntry(p, "skip", _DONE))  # one string for all (the line names the run)
         elif rid in first:
             out.append(PlanEntry(p, "skip", f"same parameters as {first[rid]} (run {rid}): runs once"))
         else:
@@ -82,7 +86,7 @@ def plan_sweep(
             elif rid in failed:
                 why = f"failed before ({failed[rid]}): runs again"
             else:
-                why = "new"
+                why = _NEW
             out.append(PlanEntry(p, "run", why))
     return out
 
@@ -130,8 +134,10 @@ class StoreState(NamedTuple):
 
 
 @paused_gc()
-def store_state(store: Store | None) -> StoreState:
-    """The store's state for ``plan_sweep`` (nothing done when ``store`` is None)."""
+def store_state(store: Store | None, *, by_package: bool = True) -> StoreState:
+    """The store's state for ``plan_sweep`` (nothing done when ``store`` is None); without
+    ``by_package`` its ``by_package`` is empty (only ``explain_packages`` needs it: a set per
+    package of a 100,000-run store)."""
     if store is None:
         return StoreState(set(), {}, {}, {}, {})
     done = store.done_run_ids()  # columns only: no provenance is read for planning
@@ -139,7 +145,7 @@ def store_state(store: Store | None) -> StoreState:
     ckpts = {r: c for r, c in store.checkpoints().items() if r not in done}
     steps = {r: (-1 if s is None else s) for r, (s, _) in ckpts.items()}
     stale = {r: v for r, (_, v) in ckpts.items() if v != solver_version()}
-    return StoreState(done, failed, steps, stale, store.run_ids_by_package())
+    return StoreState(done, failed, steps, stale, store.run_ids_by_package() if by_package else {})
 
 
 @paused_gc()

@@ -63,6 +63,10 @@ def _canonical(params: Any) -> Mapping[str, Any]:
 def run_size(params: Any) -> RunSize:
     """The size of a run from its parameters (a ``SolverParams`` or its canonical dict, as
     records keep it)."""
+    if type(params).__name__ == "SolverParams":  # its attributes: no canonical dict (15 us) per run
+        grid = tuple(int(g) for g in params.grid)
+        points = max(1, math.prod(grid))
+        return RunSize("spectral", grid, str(params.precision), points, max(1, params.n_steps))
     p = _canonical(params)
     solver = str(getattr(params, "solver_name", None) or p.get("solver") or "spectral")
     grid_value = p.get("grid") or p.get("grid_size") or ()
@@ -135,6 +139,8 @@ class RuntimePredictor:
         self._seen: dict[tuple[str, tuple[int, ...], str], list[tuple[float, float]]] = {}
         # the latest rate a run under way reported, per key: used until one of that key finishes
         self._provisional: dict[tuple[str, tuple[int, ...], str], float] = {}
+        # rate_of's answers until the next observation (it is asked for every package)
+        self._rates: dict[RunSize, tuple[float, str]] = {}
 
     @classmethod
     def from_records(cls, records: Iterable[Any]) -> RuntimePredictor:
@@ -149,18 +155,21 @@ class RuntimePredictor:
         return out
 
     def observe(self, params: Any, seconds: float, steps: int | None = None) -> None:
-        """Learn from a run that computed ``steps`` steps (default: all) in ``seconds``."""
-        size = run_size(params)
+        """Learn from a run that computed ``steps`` steps (default: all) in ``seconds``
+        (``params``: its parameters, or its ``RunSize``)."""
+        size = params if isinstance(params, RunSize) else run_size(params)
         n = size.steps if steps is None else max(1, int(steps))
         if seconds > 0 and math.isfinite(seconds):
             seen = self._seen.setdefault(size.key, [])
             seen.append((float(seconds), float(size.points) * n))
             del seen[:-50]  # the recent past: a machine's load changes
+            self._rates.clear()
 
     def observe_progress(self, size: RunSize, seconds: float, steps: int) -> None:
         """Learn from a run under way: ``steps`` steps in ``seconds`` since its attempt began."""
         if seconds > 0 and steps > 0 and math.isfinite(seconds):
             self._provisional[size.key] = seconds / (size.points * steps)
+            self._rates.clear()
 
     def rate(self, params: Any) -> tuple[float, str]:
         """(seconds per grid-point-step, how it was found) for a run."""
@@ -168,6 +177,12 @@ class RuntimePredictor:
 
     def rate_of(self, size: RunSize) -> tuple[float, str]:
         """``rate`` of a run's size."""
+        known = self._rates.get(size)
+        if known is None:
+            known = self._rates[size] = self._rate_of(size)
+        return known
+
+    def _rate_of(self, size: RunSize) -> tuple[float, str]:
         own = self._measured(size.key)
         if own is not None:
             return own, "measured"

@@ -24,7 +24,12 @@ MIN_FINISHED_FOR_ETA = 3  # packages finished before an ETA is printed
 
 
 class SweepProgress:
-    """Counts finished packages and draws them; ``total`` is the number of packages to run."""
+    """Counts finished packages and draws them; ``total`` is the number of packages to run.
+
+    A summary line every ``summary_every`` packages, and after the first 20 of them at most one
+    per ``SUMMARY_SECONDS`` (100,000 tiny packages printed and logged 20,000 lines)."""
+
+    SUMMARY_SECONDS = 1.0
 
     def __init__(
         self,
@@ -42,6 +47,7 @@ class SweepProgress:
         self.counts: Counter[str] = Counter()
         self.running = 0
         self.t0 = time.monotonic()
+        self._said = self.t0  # when the last summary line was written
         # disable=None: draw only when stderr is a terminal
         self.bar = tqdm(
             total=total,
@@ -93,7 +99,12 @@ class SweepProgress:
         self.counts[status] += 1
         self._refresh_postfix()
         self.bar.update(1)
-        if self.finished % self.summary_every == 0 or self.finished == self.total:
+        n = self.finished
+        if n == self.total or (
+            n % self.summary_every == 0
+            and (n <= 20 * self.summary_every or time.monotonic() - self._said >= self.SUMMARY_SECONDS)
+        ):
+            self._said = time.monotonic()
             self.write(self.summary_line())
 
     def summary_line(self) -> str:

@@ -131,11 +131,13 @@ class Recovery:
         # reschedule such a no-worker task when another worker joins)
         return d.tasks.submit([rid], {rid: resume} if resume else {})
 
-    def watchdog(self) -> None:
-        """Give up on runs past deadline + grace whose worker no longer answers."""
+    def watchdog(self) -> list[Any]:
+        """Give up on runs past deadline + grace whose worker no longer answers; the other runs
+        of its task (a batch) are resubmitted. Returns the new futures."""
         d = self.d
         now = time.time()
         limit = d.options.timeout + d.options.timeout_grace
+        new: list[Any] = []
         for rid, (worker, t0) in list(d.running.items()):
             if now - t0 <= limit or rid in d.status:
                 continue
@@ -144,8 +146,11 @@ class Recovery:
                 continue
             pid = d.entries[rid].package_id
             d.client.cancel(futs, force=True)
+            others = []
             for f in futs:
-                d.tasks.futures.pop(f, None)
+                for r, a in d.tasks.futures.pop(f, ()):
+                    if r != rid and r not in d.status and a == d.tasks.attempt.get(r):
+                        others.append(r)
             msg = (
                 f"no result {limit:.0f} s after the start (timeout {d.options.timeout:g} s + grace "
                 f"{d.options.timeout_grace:g} s); its worker {worker} was restarted"
@@ -156,6 +161,12 @@ class Recovery:
             d.store.record_failure(rid, "timeout", msg, d.provenance(rid, None))
             d.relay.forget(rid)
             d.finish(rid, "timeout", [f"failed (timeout): {msg}", "status: timeout"])
+            if others and not d.stopping:
+                d.log.info("%d run(s) of the same task as %s submitted again", len(others), pid)
+                for r in others:
+                    d.running.pop(r, None)
+                new += d.tasks.submit(others, {})
+        return new
 
     def restart_worker(self, worker: str) -> None:
         """Restart a worker in the background: a restart takes up to a minute, during which

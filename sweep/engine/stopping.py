@@ -35,7 +35,13 @@ def checkpoint_running(
     """Ask the running runs for a checkpoint now; save those that arrive within
     ``sweep.interrupt-grace`` seconds (a second signal stops the process at once)."""
     fault_point("stopping")
-    running = {rid for f, (rid, _) in driver.tasks.futures.items() if not f.done() and rid in driver.running}
+    running = {
+        rid
+        for f, members in driver.tasks.futures.items()
+        if not f.done()
+        for rid, _ in members
+        if rid in driver.running
+    }
     grace = float(config.get("interrupt-grace"))
     every = (options.checkpoint_every_seconds, options.checkpoint_every_steps)
     if not running or grace <= 0 or every == (None, None) or not driver.connected():
@@ -68,7 +74,11 @@ def stop_running(driver: Driver, client: Any) -> None:
     if not driver.connected():
         return
     futures = driver.tasks.futures
-    running = [f for f, (rid, _) in futures.items() if rid in driver.running and not f.done()]
+    running = [  # a task (a package, or a batch) with a run under way
+        f
+        for f, members in futures.items()
+        if not f.done() and any(rid in driver.running for rid, _ in members)
+    ]
     queued = [f for f in futures if not f.done() and f not in running]
     try:
         if queued:

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import config
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SchedulerLostError
@@ -26,10 +26,8 @@ from ..machine import memory_per_worker, usable_cores
 from ..spec import PRIORITIES, Package, load_packages, select_packages, selection_label
 from ..store import FAILURE_CLASSES, Store, is_local
 from ..store.write_errors import writing
-from .checkpoints import usable_checkpoint
 from .cluster import ClusterHandle, connect, dashboard_note, wrap_client
 from .connection import quiet_connection_noise, quiet_distributed, quiet_lost_broadcasts, scheduler_lost
-from .driver import Driver
 from .interrupts import interruptible
 from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
 from .logs import SweepLogs
@@ -38,7 +36,9 @@ from .options import SweepOptions
 from .plan import PlanEntry, explain_store, explanation_lines, plan_sweep, store_state
 from .predict import RuntimePredictor
 from .progress import SweepProgress, failure_lines, final_summary
-from .stopping import wind_down
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .driver import Driver
 
 __all__ = ["SweepResult", "SweepStart", "run_sweep", "default_log_dir", "exit_code_of"]
 
@@ -228,20 +228,36 @@ class _Sweep:
 
     def run(self) -> SweepResult:
         with Store.open(self.store_url, mode="a", break_lock=self.opts.break_lock) as st:
-            state = store_state(st)
-            run_ids = {p.run_id for p in self.packages}
-            ckpt_steps = {r: s for r, s in state.checkpoints.items() if r in run_ids}
+            state = store_state(st, by_package=False)
+            ckpt_steps: dict[str, int] = {}
+            if state.checkpoints:
+                run_ids = {p.run_id for p in self.packages}
+                ckpt_steps = {r: s for r, s in state.checkpoints.items() if r in run_ids}
             plan = plan_sweep(self.packages, state.done, state.failed, ckpt_steps, state.stale_checkpoints)
             result = SweepResult(EXIT_OK, plan=plan, store=self.store_url, log_dir=self.log_dir)
-            result.priority = {e.package_id: e.package.priority for e in plan}
-            result.skipped = [(e.package_id, e.reason) for e in plan if e.action == "skip"]
-            to_run = [e for e in plan if e.action == "run"]
-            n_done = sum(1 for e in plan if e.action == "skip" and e.package.run_id in state.done)
+            to_run: list[PlanEntry] = []
+            n_done = 0
+            done = state.done
+            for e in plan:  # one pass (100,000 packages)
+                p = e.package
+                result.priority[p.package_id] = p.priority
+                if e.action == "skip":
+                    result.skipped.append((p.package_id, e.reason))
+                    n_done += p.run_id in done
+                else:
+                    to_run.append(e)
             logs = SweepLogs(self.log_dir)
             try:
                 self._announce(logs, len(to_run), n_done, result.skipped)
                 if to_run:
-                    self._execute(st, logs, plan, to_run, ckpt_steps, result)
+                    import dask.config
+
+                    # Dask keeps its last messages for debugging (1,000 per connection by
+                    # default): with batches of tiny packages they held ~100,000 packages' items
+                    # in the scheduler of a local cluster (the driver's process) and its workers
+                    keep = int(config.get("dask-log-length"))
+                    with dask.config.set({"distributed.admin.low-level-log-length": keep}):
+                        self._execute(st, logs, plan, to_run, ckpt_steps, result)
                 self._summarise(logs, plan, state.done, n_done, result, st)
             finally:
                 logs.close()
@@ -263,8 +279,14 @@ class _Sweep:
             n_run,
             n_skipped,
         )
-        for pid, why in skipped:
-            logs.logger.info("%s: skipped: %s", pid, why)
+        if shared:  # few, and each names the package it shares with
+            for pid, why in skipped:
+                if not why.startswith("done"):
+                    logs.logger.info("%s: skipped: %s", pid, why)
+        if n_done:  # one line, not one per package (100,000 lines took 3 s to log)
+            logs.logger.info(
+                "skipped %d package(s) already done in the store (sweep explain lists each)", n_done
+            )
 
     def _execute(
         self,
@@ -276,6 +298,8 @@ class _Sweep:
         result: SweepResult,
     ) -> None:
         """Start (or use) the cluster and drive the runs of ``to_run`` to their end."""
+        from .driver import Driver  # imports Dask's worker side: only when something runs
+
         log = logs.logger
         had_checkpoint = set(ckpt_steps)
         predictor = RuntimePredictor.from_records(st.records().values())
@@ -383,6 +407,7 @@ class _Sweep:
     def _resumes(self, st: Store, had_checkpoint: set[str], log: Any) -> dict[str, dict[str, Any]]:
         """Encoded checkpoints of the runs that resume (those this solver version can resume)."""
         from ..codec import encode_arrays
+        from .checkpoints import usable_checkpoint
 
         package_of = {p.run_id: p for p in self.packages}
         resumes = {}
@@ -404,6 +429,8 @@ class _Sweep:
                 raise SchedulerLostError(lost)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):  # stopped (Ctrl-C, SIGTERM, SIGHUP): save what runs
+                from .stopping import wind_down
+
                 with quiet_distributed():
                     wind_down(driver, handle.client, self.opts, self.say)
             pending = [f for f in driver.tasks.futures if not f.done()]

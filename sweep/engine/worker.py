@@ -45,6 +45,7 @@ __all__ = [
     "EXCEPTION_CLASSES",
     "failure_class_of",
     "run_package",
+    "run_packages",
     "KernelWarmUp",
     "checkpoint_variable_name",
     "request_checkpoints",
@@ -297,6 +298,13 @@ def run_package(item: WorkItem) -> Outcome:
     finally:
         if token is not None:
             _announcer.remove(token)
+
+
+def run_packages(items: list[WorkItem]) -> list[Outcome]:
+    """Run a batch of (tiny) packages one after the other on this worker: one task, one outcome
+    per package (the driver commits each on its own). A package the worker should not start
+    (it is leaving) comes back ``declined`` at once, as a task of its own would."""
+    return [run_package(item) for item in items]
 
 
 def _why_not_here(item: WorkItem) -> str | None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import re
+import stat
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -27,8 +29,8 @@ from ..solvers.protocol import FieldError, Solver
 from ..solvers.registry import DEFAULT_SOLVER, SolverCache
 from ..solvers.run_params import RunParams
 from ..units import format_bytes
-from .cache import cache_file, load_cache, save_cache
-from .files import file_problem, json_type, parse_json, problem_line, read_bytes, read_json
+from .cache import ValidationCache, cache_file, stat_key
+from .files import file_problem, json_type, parse_json, problem_line, read_bytes
 from .package import (
     FILE_PARAMETER_NAMES,
     FILE_TO_SOLVER,
@@ -39,10 +41,12 @@ from .package import (
     Package,
     id_problem,
 )
+from .summary import PrioritySummary, read_summary
 
 __all__ = ["check_directory", "check_document", "load_packages", "memory_need", "memory_problem", "one_of"]
 
 _PACKAGE_RE = re.compile(r"package_.*\.json")
+_PRIORITY = {p: p for p in PRIORITIES}
 # a deprecated parameter name as a JSON key (a cheap look at the bytes, cached verdicts too)
 _OLD_NAMES = re.compile(rb'"(' + b"|".join(re.escape(k.encode()) for k in DEPRECATED_NAMES) + rb')"\s*:')
 
@@ -196,8 +200,8 @@ def _run_id(params: SolverParams | RunParams) -> str:
     return hashlib.sha256(params.canonical_json().encode()).hexdigest()[:16]
 
 
-def _read_summary(directory: str, problems: list[str]) -> dict[str, str] | None:
-    """package id -> priority from the summary, or None when it is missing or unusable."""
+def _read_summary(directory: str, n_files: int, problems: list[str]) -> PrioritySummary | None:
+    """The directory's priority summary, or None when it is missing or unusable."""
     path = os.path.join(directory, SUMMARY_FILE)
     if not os.path.lexists(path):
         problems.append(
@@ -208,35 +212,7 @@ def _read_summary(directory: str, problems: list[str]) -> dict[str, str] | None:
     if (why := file_problem(path, SUMMARY_FILE, directory)) is not None:  # never open a FIFO
         problems.append(why)
         return None
-    doc = read_json(path, SUMMARY_FILE, problems)
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        problems.append(
-            problem_line(
-                SUMMARY_FILE, "(top level)", json_type(doc), "an object with keys " + ", ".join(PRIORITIES)
-            )
-        )
-        return None
-    out: dict[str, str] = {}
-    for key, ids in doc.items():
-        if key not in PRIORITIES:
-            problems.append(problem_line(SUMMARY_FILE, key, key, "one of the keys " + ", ".join(PRIORITIES)))
-            continue
-        if not isinstance(ids, list):
-            problems.append(problem_line(SUMMARY_FILE, key, ids, "a list of package ids"))
-            continue
-        for pid in ids:
-            if (why := id_problem(pid)) is not None:
-                problems.append(problem_line(SUMMARY_FILE, key, pid, why))
-            elif pid in out:
-                where = "twice in " + key if out[pid] == key else f"in both {out[pid]} and {key}"
-                problems.append(
-                    problem_line(SUMMARY_FILE, key, pid, f"each id under one priority only (it is {where})")
-                )
-            else:
-                out[pid] = key
-    return out
+    return read_summary(path, n_files, problems)
 
 
 @paused_gc()
@@ -255,39 +231,56 @@ def check_directory(
             f"{directory}: (directory): not found; allowed: a directory with "
             f"{SUMMARY_FILE} and {PACKAGE_GLOB} files (sweep new DIR creates one)"
         )
-    summary = _read_summary(directory, problems)
     # every entry named like a package: one that is not a regular file of the directory is a
-    # problem (seen from its directory entry and lstat: it is never opened)
-    entries = {e.name: e for e in os.scandir(directory) if _PACKAGE_RE.fullmatch(e.name)}
-    names = sorted(entries)
+    # problem (seen from its directory entry and lstat: it is never opened); names only, not
+    # DirEntry objects (a million of them)
+    names: list[str] = []
+    odd: set[str] = set()  # entries named like packages that are not plain regular files
+    for e in os.scandir(directory):
+        if _PACKAGE_RE.fullmatch(e.name):
+            names.append(e.name)
+            if not e.is_file(follow_symlinks=False):
+                odd.add(e.name)
+    names.sort()
+    summary = _read_summary(directory, len(names), problems)
     if check_memory and worker_memory is None:
         worker_memory = memory_per_worker()
-    cache_path = cache_file(directory)
-    cache = load_cache(cache_path)
+    cache = ValidationCache(cache_file(directory))
     solvers = _Solvers(directory, problems)
-    rechecked = False  # a cached verdict whose template changed: its entry is rewritten
     old_names: dict[str, list[str]] = {}  # deprecated parameter name -> files that write it
-    fresh: dict[str, list[Any]] = {}
     seen: dict[str, str] = {}
     unreadable: list[str] = []
     packages: list[Package] = []
+    prefix = os.path.join(directory, "")
     for name in names:
         before = len(problems)
-        entry = entries[name]
-        path = entry.path
-        if not entry.is_file(follow_symlinks=False) and (why := file_problem(path, name, directory)):
+        path = prefix + name
+        if name in odd and (why := file_problem(path, name, directory)):
             problems.append(why)
             unreadable.append(name)
             continue
-        text = read_bytes(path, name, problems)
-        if text is None:
-            unreadable.append(name)
-            continue
-        old_name = _OLD_NAMES.search(text)  # also when the verdict is cached: said on every pass
-        if old_name is not None:
-            old_names.setdefault(old_name.group(1).decode(), []).append(name)
-        digest = hashlib.sha1(text).hexdigest()
-        hit = cache.get(digest)
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except OSError:
+            st = None
+        # a regular file whose stat key is what it was when its bytes were hashed: not read (a
+        # file writing a deprecated name keeps no stat key: it is read, and said, every pass)
+        known = None if st is None or not stat.S_ISREG(st.st_mode) else cache.known(name, stat_key(st))
+        text: bytes | None = None
+        hit: list[Any] | None
+        if known is not None:
+            digest, hit = known
+        else:
+            text = read_bytes(path, name, problems)
+            if text is None:
+                unreadable.append(name)
+                continue
+            old_name = _OLD_NAMES.search(text)  # also when the verdict is cached: said on every pass
+            if old_name is not None:
+                old_names.setdefault(old_name.group(1).decode(), []).append(name)
+            digest = hashlib.sha1(text).digest()
+            hit = cache.verdict(digest)
+            cache.record_file(name, st if old_name is None else None, digest)
         params: SolverParams | RunParams | None = None
         solver, case, solver_obj = DEFAULT_SOLVER, None, None
         if hit is not None and len(hit) > 6:
@@ -295,16 +288,23 @@ def check_directory(
             # id (the id hashes the template's content: an edited case is checked again)
             solver, case = hit[6]
             solver_obj = solvers.quiet(solver, case)
+            cached_values = json.loads(hit[2])
             if (
                 solver_obj is None
-                or set(hit[2]) != set(solver_obj.params)
-                or _run_id(RunParams(solver, solver_obj, hit[2])) != hit[4]
+                or set(cached_values) != set(solver_obj.params)
+                or _run_id(RunParams(solver, solver_obj, cached_values)) != hit[4]
             ):
                 hit, solver, case, solver_obj = None, DEFAULT_SOLVER, None, None
-                rechecked = True
+                cache.forget(digest)
         if hit is not None:
             pid, prio, values, tags, run_id, need = hit[:6]
+            prio = _PRIORITY.get(prio, prio)  # one string each, not one per package
         else:
+            if text is None:
+                text = read_bytes(path, name, problems)
+                if text is None:
+                    unreadable.append(name)
+                    continue
             doc = parse_json(text, name, problems)
             if doc is None:
                 unreadable.append(name)
@@ -323,10 +323,13 @@ def check_directory(
                 values = raw  # as written (solver names): small to cache; SolverParams fills defaults
                 run_id = _run_id(params)
                 need = memory_need(params)  # memoised by solver.memory
-        if len(problems) == before and values is not None:
-            fresh[digest] = [pid, prio, values, tags, run_id, need]
+        if isinstance(values, dict):  # kept as its JSON text: a fifth of the memory of a dict
+            values = json.dumps(values, separators=(",", ":"))
+        if hit is None and len(problems) == before and values is not None:
+            verdict = [pid, prio, values, tags, run_id, need]
             if solver_obj is not None:
-                fresh[digest].append([solver, case])
+                verdict.append([solver, case])
+            cache.record_verdict(digest, verdict)
         if pid is not None:
             if pid in seen:
                 problems.append(
@@ -337,15 +340,25 @@ def check_directory(
             else:
                 seen[pid] = name
             if summary is not None:
-                listed = summary.get(pid)
-                if listed is None:
+                listed, clash = summary.priority_of(pid)
+                if clash:
+                    problems.append(
+                        problem_line(
+                            name,
+                            "package_id",
+                            pid,
+                            f"an id matched by patterns of one priority in {SUMMARY_FILE} (it matches "
+                            f"{clash}; list the id under its priority)",
+                        )
+                    )
+                elif listed is None:
                     problems.append(
                         problem_line(
                             name,
                             "package_id",
                             pid,
                             f"an id listed under a priority in {SUMMARY_FILE} "
-                            "(add it under HIGH, MEDIUM or LOW)",
+                            "(add it, or a pattern matching it, under HIGH, MEDIUM or LOW)",
                         )
                     )
                 elif prio is not None and prio != listed:
@@ -357,14 +370,16 @@ def check_directory(
                 prio = prio or listed
         if need is not None and check_memory and worker_memory is not None and need > worker_memory:
             problems.append(
-                memory_problem(name, values.get("grid", PARAMS["grid"].default), need, worker_memory)
+                memory_problem(
+                    name, json.loads(values or "{}").get("grid", PARAMS["grid"].default), need, worker_memory
+                )
             )
         if len(problems) == before and pid is not None and values is not None and prio is not None:
             packages.append(
                 Package(
                     pid,
                     prio,
-                    params,
+                    params if isinstance(params, RunParams) else None,  # SolverParams: built on use
                     tags,
                     path,
                     run_id=run_id,
@@ -377,11 +392,19 @@ def check_directory(
     for old, files in old_names.items():
         more = f" (and {len(files) - 1} more file(s))" if len(files) > 1 else ""
         warnings.warn(deprecation_message(old, f"{files[0]}{more}: parameters."), FutureWarning, stacklevel=2)
-    if rechecked or fresh.keys() != cache.keys():  # else each entry is what it was
-        save_cache(cache_path, fresh)
+    cache.save()
     if summary is not None:
         fix = f", or fix {', '.join(unreadable)}" if unreadable else ""
-        for pid, prio in summary.items():
+        for prio, pattern in summary.unmatched_patterns():
+            problems.append(
+                problem_line(
+                    SUMMARY_FILE,
+                    prio,
+                    pattern,
+                    f"a pattern matching the id of a {PACKAGE_GLOB} file (remove it, or add packages{fix})",
+                )
+            )
+        for pid, prio in summary.ids.items():
             if pid not in seen:
                 problems.append(
                     problem_line(

@@ -43,6 +43,7 @@ from .package import (
     id_problem,
     package_document,
 )
+from .summary import summary_document
 
 __all__ = [
     "GRID_KEYS",
@@ -464,7 +465,6 @@ def write_packages(directory: str, docs: Sequence[Mapping[str, Any]], *, force: 
     the first one is written; each is written to a new temporary file, then renamed into
     place (never through a link found there). Returns the written file names.
     """
-    summary: dict[str, list[str]] = {p: [] for p in PRIORITIES}
     width = max(4, len(str(len(docs))))
     texts: dict[str, bytes] = {}
     for i, doc in enumerate(docs, start=1):
@@ -475,8 +475,7 @@ def write_packages(directory: str, docs: Sequence[Mapping[str, Any]], *, force: 
                 f"{name}: (file size): bad value {len(texts[name])} bytes; allowed: at most "
                 f"{MAX_FILE_BYTES} bytes (smaller tags)"
             )
-        summary[doc["priority"]].append(doc["package_id"])
-    texts[SUMMARY_FILE] = (json.dumps(summary, indent=2) + "\n").encode()
+    texts[SUMMARY_FILE] = (json.dumps(summary_document(docs), indent=2) + "\n").encode()
     os.makedirs(directory, exist_ok=True)
     old = sorted(
         e.name

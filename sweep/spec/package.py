@@ -17,6 +17,7 @@ the solver's name and its template's content hash.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -71,6 +72,7 @@ SOLVER_TO_FILE: dict[str, str] = {}
 FILE_PARAMETER_NAMES: tuple[str, ...] = tuple(PARAMS)
 
 _ID_RE = re.compile(r"[A-Za-z0-9._-]+")
+_NO_TAGS: dict[str, Any] = {}  # the tags of every package without any (never changed: Package is immutable)
 
 
 def canonical_json(params: SolverParams) -> str:
@@ -117,7 +119,7 @@ class Package:
     path: str | None
     _params: SolverParams | RunParams | None
     _run_id: str | None
-    _values: Mapping[str, Any] | None
+    _values: Mapping[str, Any] | str | None  # validated values, or their JSON text (compact)
     solver: str  # the registered name ("spectral" unless the file names another)
     case: str | None  # the package file's "case", as written
     solver_object: Any  # the loaded solver of a non-spectral package (None: spectral)
@@ -131,7 +133,7 @@ class Package:
         path: str | None = None,
         *,
         run_id: str | None = None,
-        values: Mapping[str, Any] | None = None,
+        values: Mapping[str, Any] | str | None = None,
         solver: str = DEFAULT_SOLVER,
         case: str | None = None,
         solver_object: Any = None,
@@ -146,7 +148,7 @@ class Package:
         _set(self, "package_id", package_id)
         _set(self, "priority", priority)
         _set(self, "_params", params)
-        _set(self, "tags", dict(tags) if tags else {})
+        _set(self, "tags", dict(tags) if tags else _NO_TAGS)
         _set(self, "path", path)
         _set(self, "_run_id", run_id)
         _set(self, "_values", values)
@@ -162,12 +164,22 @@ class Package:
         """The validated solver parameters: ``SolverParams`` (spectral) or ``RunParams``."""
         params = self._params
         if params is None:  # a package from the validation cache: its values were checked
-            if self.solver_object is None:
-                params = SolverParams(self._values or {})
-            else:
-                params = RunParams(self.solver, self.solver_object, self._values or {})
+            params = self.build_params()
             object.__setattr__(self, "_params", params)
         return params
+
+    def build_params(self) -> Any:
+        """``params``, built again from the validated values unless already built, and not
+        kept: the engine holds a run's parameters only while it runs (100,000 kept
+        ``SolverParams`` were ~90 MB of a sweep's driver)."""
+        if self._params is not None:
+            return self._params
+        values = self._values or {}
+        if isinstance(values, str):
+            values = json.loads(values)
+        if self.solver_object is None:
+            return SolverParams(values)
+        return RunParams(self.solver, self.solver_object, values)
 
     def checkpoint_key(self) -> str:
         """What a checkpoint must carry to resume this package's run (its solver's key)."""
