@@ -142,7 +142,14 @@ def test_cli_logs_belong_to_their_store_and_generated_ids_are_unique(tmp_path: P
         logs = results / f"{name}.zarr.logs"
         main = (logs / "sweep.log").read_text()
         assert str(results / f"{name}.zarr") in main and main.count("exit code 0") == 1, main
-        assert [p.name for p in logs.glob("*.log") if p.name != "sweep.log"] == [f"{ids[name]}.log"]
+        # one file of package lines per sweep; `sweep logs` finds a package's lines by its id
+        (lines,) = [p for p in logs.glob("*.log") if p.name != "sweep.log"]
+        assert lines.name.startswith("packages-"), lines.name
+        r = sweep_cli("logs", ids[name], "--store", str(results / f"{name}.zarr"))
+        assert r.returncode == 0 and r.stdout.rstrip().endswith("status: done"), r.stdout + r.stderr
+        other = ids["b" if name == "a" else "a"]
+        r = sweep_cli("logs", other, "--store", str(results / f"{name}.zarr"))
+        assert r.returncode == 2 and other in r.stderr, r.stdout + r.stderr
     assert not (results / "logs").exists()
 
 
