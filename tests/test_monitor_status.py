@@ -267,9 +267,8 @@ def test_monitor_status_reads_the_running_sweeps_document_jobs_workers_and_stale
 def test_monitor_status_reads_columns_as_the_records_say(scenario, tmp_path):
     """The runs table, the predictor and the jobs of `sweep status` come from the index's
     columns (and the provenance of a few runs): the same figures as from every record."""
-    from sweep.engine.predict import RuntimePredictor
+    from sweep.engine.predict import RuntimePredictor, recent_records
     from sweep.monitor.live import jobs_of_provenance, jobs_of_records
-    from sweep.monitor.status import recent_records
     from sweep.monitor.tables import runs_table, runs_table_of
     from sweep.store import Store
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RunSize", "run_size", "RuntimePredictor", "FIRST_GUESS", "observed_compute"]
+__all__ = ["RunSize", "run_size", "RuntimePredictor", "FIRST_GUESS", "observed_compute", "recent_records"]
 
 # solver -> (seconds of overhead per step, seconds per N log2 N per step) of one thread, float64
 # (the spectral solver on this project's 2-core reference machine: an 8^3 step takes 1.8 ms,
@@ -26,6 +26,9 @@ __all__ = ["RunSize", "run_size", "RuntimePredictor", "FIRST_GUESS", "observed_c
 FIRST_GUESS: dict[str, tuple[float, float]] = {"spectral": (1.7e-3, 1.0e-8)}
 _GENERIC_GUESS = (1.0e-3, 1.0e-7)  # a solver without a guess of its own: slower rather than faster
 _PRECISION_FACTOR = {"float64": 1.0, "float32": 0.65}
+MEMORY = 50  # finished runs per run size a predictor keeps: the recent past (a machine's load changes)
+# the parameters a run's size depends on (run_size), besides its solver
+SIZE_PARAMS = ("grid", "grid_size", "n_cells", "precision")
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,13 @@ class RuntimePredictor:
                 out.observe(params_of_record(r), seen[0], seen[1])
         return out
 
+    @classmethod
+    def from_store(cls, st: Any) -> RuntimePredictor:
+        """A predictor that learned from a store's runs: the last ``MEMORY`` done runs of each
+        run size (it would forget older ones), read alone (``Store.last_done_records``), not
+        every record: a store of 100,000 runs answers in milliseconds, not seconds."""
+        return cls.from_records(recent_records(st))
+
     def observe(self, params: Any, seconds: float, steps: int | None = None) -> None:
         """Learn from a run that computed ``steps`` steps (default: all) in ``seconds``
         (``params``: its parameters, or its ``RunSize``)."""
@@ -162,7 +172,7 @@ class RuntimePredictor:
         if seconds > 0 and math.isfinite(seconds):
             seen = self._seen.setdefault(size.key, [])
             seen.append((float(seconds), float(size.points) * n))
-            del seen[:-50]  # the recent past: a machine's load changes
+            del seen[:-MEMORY]
             self._rates.clear()
 
     def observe_progress(self, size: RunSize, seconds: float, steps: int) -> None:
@@ -231,3 +241,9 @@ class RuntimePredictor:
     def measured(self) -> int:
         """Number of finished runs learned from."""
         return sum(len(v) for v in self._seen.values())
+
+
+def recent_records(st: Any) -> list[Any]:
+    """The records a ``RuntimePredictor`` learns from, in store order: the last ``MEMORY`` done
+    runs of each run size, so the provenance of only these is read."""
+    return st.last_done_records(MEMORY, SIZE_PARAMS)

@@ -302,7 +302,7 @@ class _Sweep:
 
         log = logs.logger
         had_checkpoint = set(ckpt_steps)
-        predictor = RuntimePredictor.from_records(st.records().values())
+        predictor = RuntimePredictor.from_store(st)
         warned = self.queue_spec is not None and self._warn_long_runs(to_run, predictor, ckpt_steps, log)
         handle = self.early if self.early is not None else connect(self.opts, self.log_dir, self.queue_spec)
         if handle.queue is not None:

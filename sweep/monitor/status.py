@@ -387,20 +387,6 @@ def read_runs(store: str) -> pd.DataFrame:
         return runs_table_of(st.run_table())
 
 
-PREDICTOR_MEMORY = 50  # finished runs per run size a RuntimePredictor keeps (sweep.engine.predict)
-
-
-# the parameters a run's size depends on (sweep.engine.predict.run_size), besides its solver
-SIZE_PARAMS = ("grid", "grid_size", "n_cells", "precision")
-
-
-def recent_records(st: Any) -> list[Any]:
-    """The records a ``RuntimePredictor`` learns from, in store order: the last
-    ``PREDICTOR_MEMORY`` done runs of each run size (it forgets older ones), so the provenance
-    of only these is read."""
-    return st.last_done_records(PREDICTOR_MEMORY, SIZE_PARAMS)
-
-
 def read_packages(packages_dir: str | None) -> list[Any] | None:
     """The current packages (None without a directory); bad files raise ConfigError."""
     if packages_dir is None:
@@ -437,7 +423,7 @@ def load_sweep(
     packages = read_packages(packages_dir)
     with Store.open(str(store), mode="r") as st:  # one open: records and series agree
         runs = runs_table_of(st.run_table())
-        recent = recent_records(st)
+        predictor = RuntimePredictor.from_store(st)
         jobs = st.provenance_values(["jobs", "preemptions"])
         results = open_results(st) if with_results and len(runs) else None
         document = st.status_document()
@@ -448,7 +434,7 @@ def load_sweep(
         source=str(store),
         workers=workers,
         packages_dir=packages_dir,
-        predictor=RuntimePredictor.from_records(recent),
+        predictor=predictor,
         live=live_sweep(document),
         jobs_in_records=jobs_of_provenance(jobs["jobs"], jobs["preemptions"]),
         references=references,
