@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..faults import fault_point
+from . import index_reads as by_id
 from .groups import group_indexed, read_marker
 from .log import RunLog
 from .packed import Batch, batch_documents, decode_run, read_batch
@@ -45,22 +46,16 @@ from .segments import (
     Rows,
     concat_rows,
     merge_plan,
-    read_ids,
     read_profiles,
-    read_provenance,
     read_provenance_columns,
-    read_provenance_keys,
     read_segment,
     read_series,
     segment_documents,
-    segment_meta,
-    stack,
-    stack_profiles,
 )
 from .table import LOG_HOME, Profiles, RunTable, Series
 from .variables import Variable, decode_profiles, decode_series, profiles_of, series_of
 from .write_errors import writing
-from .zarr_docs import group_document, read_array
+from .zarr_docs import group_document
 
 __all__ = ["RunIndex", "INDEX_FORMAT"]
 
@@ -179,155 +174,28 @@ class RunIndex:
 
     # -------------------------------------------------- series, profiles, provenance by run id
 
-    def _blocks(self, ptr: dict[str, Any], what: str) -> tuple[list[str], list[int], list[Any]]:
-        """(run ids, row counts, one block of ``what`` per segment) of the index ``ptr`` names."""
-        ids: list[str] = []
-        counts: list[int] = []
-        blocks: list[Any] = []
-        if "segments" in ptr:
-            for entry in ptr["segments"]:
-                base = f"index/{entry['name']}"
-                meta = segment_meta(self._blobs, base)
-                if meta is None:
-                    raise FileNotFoundError(base)
-                n = int(meta["rows"])
-                ids += read_ids(self._blobs, f"{base}/records", meta["records"])
-                counts.append(n)
-                if what == "series":
-                    blocks.append(read_series(self._blobs, base))
-                elif what == "profiles":
-                    blocks.append(read_profiles(self._blobs, base))
-                else:
-                    blocks.append(read_provenance(self._blobs, f"{base}/records", meta["records"]))
-        elif ptr.get("current"):
-            gen = ptr["current"]
-            raw = self._blobs.read(f"index/{gen}/zarr.json")
-            if raw is None:
-                raise FileNotFoundError(gen)
-            ids = list(json.loads(raw)["attributes"]["columns"]["run_id"])
-            counts.append(len(ids))
-            if what == "series":
-                blocks.append(self._generation_arrays(f"index/{gen}/series"))
-            elif what == "profiles":
-                blocks.append(self._generation_profiles(gen))
-            else:
-                raw = self._blobs.read(f"index/{gen}/provenance/zarr.json")
-                blocks.append(json.loads(raw)["attributes"]["provenance"] if raw else [{}] * len(ids))
-        return ids, counts, blocks
-
-    @staticmethod
-    def _where(have: list[str], want: list[str]) -> np.ndarray | None:
-        """Positions in ``have`` (the last of a repeated id) of each of ``want`` (-1: not
-        there); None when ``want`` is ``have`` as it is."""
-        if have == want:
-            return None
-        pos = {rid: i for i, rid in enumerate(have)}
-        return np.fromiter((pos.get(rid, -1) for rid in want), dtype=np.int64, count=len(want))
-
-    @staticmethod
-    def _gather(block: Series, where: np.ndarray | None) -> Series:
-        if where is None:
-            return block
-        arrays, lengths = block
-        missing = where < 0
-        out = {k: a[where] for k, a in arrays.items()}
-        for a in out.values():
-            a[missing] = np.nan
-        got = lengths[where]
-        got[missing] = 0
-        return out, got
-
     def series_by_id(self, ids: list[str]) -> Series:
         """The indexed time series of runs ``ids`` (NaN rows of length 0 for runs not indexed)."""
-
-        def read(ptr: dict[str, Any]) -> Series:
-            have, counts, blocks = self._blocks(ptr, "series")
-            return self._gather(stack(blocks, counts), self._where(have, ids))
-
-        return self._retrying(read, "read the time series")
+        return self._retrying(lambda p: by_id.series(self._reader(p), ids), "read the time series")
 
     def profiles_by_id(self, ids: list[str]) -> Profiles:
         """The indexed profiles of runs ``ids``."""
-
-        def read(ptr: dict[str, Any]) -> Profiles:
-            have, counts, blocks = self._blocks(ptr, "profiles")
-            where = self._where(have, ids)
-            return {d: self._gather(s, where) for d, s in stack_profiles(blocks, counts).items()}
-
-        return self._retrying(read, "read the profiles")
+        return self._retrying(lambda p: by_id.profiles(self._reader(p), ids), "read the profiles")
 
     def provenance(self, ids: list[str]) -> list[dict[str, Any]]:
         """The provenance of runs ``ids`` in the index (read on demand: it is large; only the
         segments holding some of them are read, and only their rows rebuilt)."""
-
-        def read(ptr: dict[str, Any]) -> list[dict[str, Any]]:
-            if "segments" not in ptr:
-                have, _, blocks = self._blocks(ptr, "provenance")
-                flat = [p for b in blocks for p in b]
-                where = self._where(have, ids)
-                return (
-                    [p or {} for p in flat]
-                    if where is None
-                    else [flat[i] or {} if i >= 0 else {} for i in where.tolist()]
-                )
-            wanted = set(ids)
-            found: dict[str, dict[str, Any]] = {}
-            for entry in ptr["segments"]:  # oldest first: a later row of a run replaces an earlier one
-                base = f"index/{entry['name']}"
-                meta = segment_meta(self._blobs, base)
-                if meta is None:
-                    raise FileNotFoundError(base)
-                seg_ids = read_ids(self._blobs, f"{base}/records", meta["records"])
-                rows = [i for i, rid in enumerate(seg_ids) if rid in wanted]
-                if rows:
-                    got = read_provenance(self._blobs, f"{base}/records", meta["records"], rows)
-                    found.update(zip((seg_ids[i] for i in rows), got, strict=True))
-            return [found.get(rid) or {} for rid in ids]
-
-        return self._retrying(read, "read the provenance")
+        return self._retrying(lambda p: by_id.provenance(self._reader(p), ids), "read the provenance")
 
     def provenance_keys(self, ids: list[str], keys: list[str]) -> dict[str, list[Any]]:
         """Provenance key -> its value for each of runs ``ids`` in the index (None where a run
         lacks it), reading those keys' columns only (an index of format 1: all of it)."""
+        return self._retrying(
+            lambda p: by_id.provenance_keys(self._reader(p), ids, keys), "read the provenance"
+        )
 
-        def read(ptr: dict[str, Any]) -> dict[str, list[Any]]:
-            have: list[str] = []
-            values: dict[str, list[Any]] = {k: [] for k in keys}
-            if "segments" in ptr:
-                for entry in ptr["segments"]:
-                    base = f"index/{entry['name']}"
-                    meta = segment_meta(self._blobs, base)
-                    if meta is None:
-                        raise FileNotFoundError(base)
-                    have += read_ids(self._blobs, f"{base}/records", meta["records"])
-                    got = read_provenance_keys(self._blobs, f"{base}/records", meta["records"], keys)
-                    for k in keys:
-                        values[k] += got[k]
-            else:
-                have, _, blocks = self._blocks(ptr, "provenance")
-                flat = [p for b in blocks for p in b]
-                values = {k: [(p or {}).get(k) for p in flat] for k in keys}
-            where = self._where(have, ids)
-            if where is None:
-                return values
-            idx = where.tolist()
-            return {k: [v[i] if i >= 0 else None for i in idx] for k, v in values.items()}
-
-        return self._retrying(read, "read the provenance")
-
-    def _generation_arrays(self, path: str) -> Series:
-        import zarr  # index format 1: read through zarr
-
-        grp = zarr.open_group(self._zarr_store(), path=path, mode="r", zarr_format=3)
-        arrays = {name: read_array(grp, name) for name in grp.array_keys()}
-        return arrays, arrays.pop("length")
-
-    def _generation_profiles(self, gen: str) -> Profiles:
-        raw = self._blobs.read(f"index/{gen}/profiles/zarr.json")
-        if raw is None:  # written before profiles were indexed
-            return {}
-        dims = json.loads(raw).get("attributes", {}).get("dims", [])
-        return {dim: self._generation_arrays(f"index/{gen}/profiles/{dim}") for dim in dims}
+    def _reader(self, ptr: dict[str, Any]) -> by_id.IndexFiles:
+        return by_id.IndexFiles(self._blobs, self._zarr_store, ptr)
 
     def _apply_log(self, table: RunTable, upto: int) -> None:
         """Add the log's records newer than ``upto`` to ``table`` (a later record of a run wins)."""
