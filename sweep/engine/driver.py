@@ -39,6 +39,7 @@ from .worker import KernelWarmUp, Outcome, rates_variable_name
 __all__ = ["Driver", "LOCAL_CLUSTERS"]
 
 LOCAL_CLUSTERS = ("sequential", "parallel")  # cluster kinds the sweep started itself
+_LOST = object()  # a finished task's result that could not be fetched (Driver._gather)
 
 
 class Driver:
@@ -484,6 +485,25 @@ class Driver:
         except Exception:  # the scheduler may be gone
             pass
 
+    def _gather(self, futures: list[Any]) -> list[Any]:
+        """The results of finished tasks in one round trip. A result lost since (its worker
+        died after the task ended, and the scheduler's recomputation died too: KilledWorker)
+        is ``_LOST``: the run counts as lost, retried by the sweep's own rules."""
+        try:
+            return list(self.client.gather(futures))
+        except Exception:
+            if not self.connected():  # the scheduler is gone: the sweep says so
+                raise
+        out = []
+        for f in futures:
+            try:
+                out.append(self.client.gather(f))
+            except Exception:
+                if not self.connected():
+                    raise
+                out.append(_LOST)
+        return out
+
     def process(self, batch: list[Any]) -> list[Any]:
         """Handle a batch of finished futures; returns the futures of resubmitted runs."""
         ok: list[tuple[Any, str]] = []
@@ -498,8 +518,11 @@ class Driver:
             (ok if f.status == "finished" else lost).append((f, rid))
         new: list[Any] = []
         if ok:
-            results = self.client.gather([f for f, _ in ok])  # one round trip per batch
+            results = self._gather([f for f, _ in ok])
             for (f, rid), outcome in zip(ok, results, strict=True):
+                if outcome is _LOST:
+                    lost.append((f, rid))
+                    continue
                 f.release()  # at once: a draining worker waits for its results to be fetched
                 if rid not in self.status:
                     new += self.handle_outcome(outcome)
