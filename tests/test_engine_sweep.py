@@ -4,6 +4,7 @@ priority order, stop-on-error, timeouts, and the checkpoint/resume path (issue 6
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -139,8 +140,9 @@ def test_run_sweep_saves_checkpoints_from_workers_in_the_store(tmp_path: Path, p
     res = _sweep(d, ck, client1, checkpoint_every_steps=25, log_dir=tmp_path / "logs")
     assert res.exit_code == 0
     log = PackageLog(tmp_path / "logs", "ck").read_text()
-    # the worker sends each one; the driver saves those it receives while the run goes on
-    assert "checkpoint at step 25 saved in the store" in log
+    # the worker sends each one (steps 25, 50, 75); the driver saves those it receives while
+    # the run goes on: it fetches the newest, so on a fast machine it may skip the first ones
+    assert re.search(r"checkpoint at step (25|50|75) saved in the store", log), log
     (rec,) = store_records(ck).values()
     assert rec.provenance["checkpoints_sent"] == 3
     assert_stores_identical(clean, ck)  # checkpointing changes no bit

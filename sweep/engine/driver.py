@@ -39,6 +39,7 @@ from .worker import KernelWarmUp, Outcome, rates_variable_name
 __all__ = ["Driver", "LOCAL_CLUSTERS"]
 
 LOCAL_CLUSTERS = ("sequential", "parallel")  # cluster kinds the sweep started itself
+_LOST = object()  # a finished task's result that could not be fetched (Driver._gather)
 
 
 class Driver:
@@ -551,6 +552,25 @@ class Driver:
         except Exception:  # the scheduler may be gone
             pass
 
+    def _gather(self, futures: list[Any]) -> list[Any]:
+        """The results of finished tasks in one round trip. A result lost since (its worker
+        died after the task ended, and the scheduler's recomputation died too: KilledWorker)
+        is ``_LOST``: the run counts as lost, retried by the sweep's own rules."""
+        try:
+            return list(self.client.gather(futures))
+        except Exception:
+            if not self.connected():  # the scheduler is gone: the sweep says so
+                raise
+        out = []
+        for f in futures:
+            try:
+                out.append(self.client.gather(f))
+            except Exception:
+                if not self.connected():
+                    raise
+                out.append(_LOST)
+        return out
+
     def process(self, batch: list[Any]) -> list[Any]:
         """Handle a batch of finished futures (each a package or a batch of packages); returns
         the futures of resubmitted runs."""
@@ -565,8 +585,11 @@ class Driver:
             (ok if f.status == "finished" else lost).append((f, members))
         new: list[Any] = []
         if ok:
-            results = self.client.gather([f for f, _ in ok])  # one round trip per batch
+            results = self._gather([f for f, _ in ok])  # one round trip per batch
             for (f, members), result in zip(ok, results, strict=True):
+                if result is _LOST:
+                    lost.append((f, members))
+                    continue
                 f.release()  # at once: a draining worker waits for its results to be fetched
                 outcomes = result if isinstance(result, list) else [result]
                 for (rid, attempt), outcome in zip(members, outcomes, strict=True):
