@@ -33,6 +33,7 @@ from .plan import PlanEntry
 from .predict import RunSize, RuntimePredictor, run_size
 from .progress import SweepProgress
 from .recovery import Recovery
+from .segments import segment_of, segments_provenance
 from .submit import Members, Submitter
 from .worker import KernelWarmUp, Outcome, rates_variable_name
 
@@ -310,16 +311,8 @@ class Driver:
             engine_version=ns_sweep_version(),
         )
         segments = self.segments.get(run_id)
-        if segments:  # every attempt that ran: where, from which step to which, how it ended
-            if len(segments) > 1:  # the run's time is all of its attempts', not the last one's
-                prov["wall_time"] = sum(float(s.get("seconds") or 0.0) for s in segments)
-            prov.update(
-                segments=segments,
-                jobs=sorted({str(s["job_id"]) for s in segments if s.get("job_id")}),
-                preemptions=sum(s["ended"] == "preempted" for s in segments),
-                resumed_from_steps=[s["from_step"] for s in segments if s.get("from_step")],
-                compute_seconds=round(sum(float(s.get("seconds") or 0.0) for s in segments), 3),
-            )
+        if segments:
+            prov.update(segments_provenance(segments))
         return prov
 
     def _progress_rate(self, run_id: str, attempt: Any, step: int, elapsed: float) -> None:
@@ -333,24 +326,10 @@ class Driver:
 
     def add_segment(self, outcome: Outcome) -> None:
         """Remember an attempt that ran (for the run's provenance and the predictions)."""
-        prov = outcome.provenance or {}
-        if prov.get("from_step") is None:
+        seg = segment_of(outcome.provenance or {}, outcome.status)
+        if seg is None:
             return
-        start = int(prov.get("from_step") or 0)
-        end = int(prov.get("to_step") or start)
-        seconds = round(float(prov.get("seconds") or 0.0), 3)
-        seg = {
-            "attempt": prov.get("attempt"),
-            "worker": prov.get("worker"),
-            "host": prov.get("host"),
-            "job_id": prov.get("job_id"),
-            "from_step": start,
-            "to_step": end,
-            "seconds": seconds,
-            "ended": outcome.status,
-            "start": prov.get("start_time"),
-            "end": prov.get("end_time"),
-        }
+        start, end, seconds = seg["from_step"], seg["to_step"], seg["seconds"]
         self.segments.setdefault(outcome.run_id, []).append(seg)
         self.steps_done[outcome.run_id] = end
         if outcome.status in ("done", "preempted") and end > start:
