@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import io
+import re
+import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +19,8 @@ from sweep.monitor.report import offline_problems
 from sweep.monitor.status import load_sweep
 from sweep.monitor.tables import runs_table, runs_table_from_results
 from sweep.monitor.views import per_run_frame, stats_frame, timeseries_frame
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +122,118 @@ def test_report_opens_offline_in_chromium_with_plots(report_dir, browser: Page, 
     assert "test: diverged" in text  # the failed run's reason, in the table of runs
     png = page.screenshot(tmp_path / "report.png")
     assert Page.pixel_std(png) > 10
+
+
+# A sweep above the report's thresholds, kept small by lowering them (sweep.report.*): the
+# scatter panels become density images and the tables hold a few rows of many.
+MANY_RUNS, RASTER_POINTS, TABLE_ROWS = 400, 100, 25
+
+
+@pytest.fixture(scope="module")
+def many_runs_report(tmp_path_factory: pytest.TempPathFactory):
+    """(out_dir, store, done run ids, failed run ids) after one `sweep report` of a store of
+    MANY_RUNS done runs (scripts/bulk_store.py) and two failed ones, thresholds lowered."""
+    sys.path.insert(0, str(SCRIPTS))
+    from bulk_store import bulk_fill
+
+    from sweep.spec import load_packages
+    from sweep.store import Store
+
+    base = tmp_path_factory.mktemp("many")
+    store = base / "many.zarr"
+    done = bulk_fill(str(store), MANY_RUNS)
+    pkgs = load_packages(write_packages(base / "pk", SCENARIO[2:4]), check_memory=False)
+    with Store.open(store, mode="a") as st:
+        record_failed(st, pkgs[0], "diverged", 1.0)
+        record_failed(st, pkgs[1], "timeout", 3.0)
+    out = base / "report"
+    env = {
+        "DASK_SWEEP__REPORT__RASTER_POINTS": str(RASTER_POINTS),
+        "DASK_SWEEP__REPORT__TABLE_ROWS": str(TABLE_ROWS),
+    }
+    proc = run_cli("report", "--store", str(store), "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "W-1005" not in proc.stderr, proc.stderr
+    return out, store, done, [p.run_id for p in pkgs]
+
+
+def _png_pictures(html: str) -> list[Any]:
+    """The PNG images inlined in a page, but its icons."""
+    from PIL import Image
+
+    images = [
+        Image.open(io.BytesIO(base64.b64decode(m))).convert("RGBA")
+        for m in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", html)
+    ]
+    return [img for img in images if img.size[0] >= 100]
+
+
+@pytest.mark.slow
+def test_report_of_many_runs_draws_density_images_and_a_table_of_some_rows(many_runs_report):
+    out, store, done, failed = many_runs_report
+    html = (out / "sweep_report.html").read_text(encoding="utf-8")
+    assert offline_problems(html) == []
+    # wall time (2), parameter space (2), peak dissipation: a density picture each, drawn
+    pictures = _png_pictures(html)
+    assert len(pictures) == 5
+    for img in pictures:
+        assert np.count_nonzero(np.asarray(img)[..., 3]) > 20  # painted pixels: the runs
+    # no glyph per run: a glyph panel would carry every run id in its hover data
+    shown_ids = [r for r in done if r in html]
+    assert len(shown_ids) <= TABLE_ROWS
+    # the runs table: the failed runs first, its size and what it leaves out said on the page
+    total = MANY_RUNS + len(failed)
+    assert all(r in html for r in failed) and "test: diverged" in html
+    assert f"Runs (click a header to sort): {TABLE_ROWS} of {total}" in html
+    assert f"The table shows {TABLE_ROWS} of the {total} runs" in html
+    assert f"Derived quantities (click a header to sort): {TABLE_ROWS} of {MANY_RUNS} runs" in html
+    assert f"({MANY_RUNS} runs: density)" in html
+    # bokeh and panel inline are ~3 MB; the views stay small
+    assert (out / "sweep_report.html").stat().st_size < 4_000_000
+
+
+@pytest.mark.slow
+def test_report_views_keep_a_glyph_per_run_below_the_raster_threshold(many_runs_report):
+    import dask.config
+    import holoviews as hv
+
+    from sweep.monitor.views import build_views
+
+    _, store, done, failed = many_runs_report
+    data = load_sweep(str(store))
+    with dask.config.set({"sweep.report.raster-points": MANY_RUNS + 10, "sweep.report.table-rows": 1000}):
+        views = build_views(data)
+    points = sum(len(el) for el in views["wall_time"].traverse(lambda e: e, [hv.Scatter]))
+    assert points == 2 * (MANY_RUNS + len(failed))  # wall time vs grid points and vs Re
+    assert len(views["runs_table"]) == MANY_RUNS + len(failed)
+    with dask.config.set({"sweep.report.raster-points": RASTER_POINTS}):
+        views = build_views(data)
+    # the density panels keep one legend point per state (NaN), no run's glyph
+    assert all(len(el) == 1 for el in views["wall_time"].traverse(lambda e: e, [hv.Scatter]))
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_report_of_many_runs_opens_in_chromium_with_its_pictures(
+    many_runs_report,
+    browser: Page,  # noqa: F811
+    tmp_path,
+):
+    out, _, _, _ = many_runs_report
+    page = browser.open((out / "sweep_report.html").as_uri())
+    page.wait_for(lambda: page.count(".bk-Canvas") >= 10, timeout=60, what="bokeh canvases")
+    assert page.console_errors() == []
+    assert f"{TABLE_ROWS} of {MANY_RUNS + 2}" in page.text()
+    # the cost panels at the bottom of the page: their density images drawn (the done runs'
+    # green; the progress bars of that colour are at the top, out of view)
+    page.driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+
+    def green_pixels() -> int:
+        from PIL import Image
+
+        rgb = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("RGB"), dtype=int)
+        r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+        return int(np.count_nonzero((g > r + 40) & (g > b + 40)))
+
+    assert page.wait_for(lambda: green_pixels() > 1000, timeout=20, what="the density images")
+    page.screenshot(tmp_path / "many.png")

@@ -9,7 +9,7 @@ from typing import Any
 from ..units import format_duration
 from .physics import NOT_REACHED, PANEL_WIDTH, physics_key, run_cases
 from .status import SweepData, SweepStatus
-from .views import build_views, running_now_html
+from .views import build_views, running_now_html, runs_table_note
 
 __all__ = ["eta_text", "report_layout"]
 
@@ -106,7 +106,8 @@ def report_layout(
     if not physics and not others:
         items.append(pn.pane.Markdown("*No finished run in the store yet.*", width=900))
     if "runs_table" in views:
-        items.append(pn.pane.Markdown("## Runs", width=2 * PANEL_WIDTH))
+        note = runs_table_note(status, data.source)
+        items.append(pn.pane.Markdown("## Runs" + (f"\n\n{note}" if note else ""), width=2 * PANEL_WIDTH))
         items.append(pane(views["runs_table"]))
     cost = [k for k in ("wall_time", "parameter_space") if k in views]
     if cost:

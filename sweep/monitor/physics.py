@@ -10,6 +10,7 @@ Built from ``open_results`` (time series on (run, output) with each run's own ``
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,12 +18,15 @@ import numpy as np
 import pandas as pd
 
 from ..store.results import OUTPUT_DIM
+from .raster import Layer, density_overlay, rasterized
 from .reference import Reference
+from .tables import table_limit
 
 __all__ = [
     "PANEL_WIDTH",
     "PANEL_HEIGHT",
     "case_colors",
+    "key_colors",
     "grid_label",
     "re_ticks",
     "grid_dashes",
@@ -40,6 +44,9 @@ SPECTRUM_DECADES = 7  # the spectrum panel's y range below its largest value
 NOT_REACHED = "peak not reached before T_final"
 AT_START = "largest at t = 0 (no growth)"
 _DASHES = ("solid", "dashed", "dotted", "dashdot")
+# the peak panel's density image: a colour per kind of peak (one glyph per run: per Re)
+_KIND_COLORS = {"": "#1f4e9c", NOT_REACHED: "#e8710a", AT_START: "#7f7f7f"}
+KEY_ENTRIES = 9  # Reynolds numbers named in a colour key, at most (spread over the range)
 _TITLES = {
     "energy": ("Kinetic energy E(t)", "E = ½⟨|u|²⟩"),
     "dissipation": ("Dissipation rate ε(t) = −dE/dt", "ε = ν⟨|ω|²⟩"),
@@ -69,6 +76,16 @@ def case_colors(re_values: Sequence[float]) -> dict[float, str]:
         x = 0.5 if hi == lo else (math.log(r) - lo) / (hi - lo)
         out[r] = Viridis256[int(round(x * 0.9 * 255))]  # the palette's yellow end is hard to see
     return out
+
+
+def key_colors(colors: dict[float, str], at_most: int = KEY_ENTRIES) -> dict[float, str]:
+    """The entries of ``case_colors`` a key names: all of them, or ``at_most`` spread evenly
+    over the sorted Reynolds numbers (the smallest and the largest included)."""
+    if len(colors) <= at_most:
+        return colors
+    res = sorted(colors)
+    picks = np.unique(np.linspace(0, len(res) - 1, at_most).round().astype(int))
+    return {res[i]: colors[res[i]] for i in picks}
 
 
 def grid_dashes(grids: Sequence[str]) -> dict[str, str]:
@@ -105,7 +122,34 @@ def _values(ds: Any, name: str, fill: Any) -> np.ndarray:
 
 def run_cases(results: Any) -> pd.DataFrame:
     """One row per done spectral run: run, package, Re, dt, T_final, grid label, initial
-    condition, label (the parameters that vary between the runs shown), colour and dash."""
+    condition, label (the parameters that vary between the runs shown), colour and dash.
+    The last Dataset's table is kept while that Dataset lives (the panels, the page's key and
+    note, and the PNG all ask for it: a quarter of a second each at 100,000 runs); a copy is
+    returned."""
+    last = _LAST_CASES[0] if _LAST_CASES else None
+    if last is not None and last[0]() is results:
+        return last[1].copy()
+    cases = _run_cases(results)
+    try:
+        _LAST_CASES[:] = [(weakref.ref(results), cases)]
+    except TypeError:  # None, or an object without weak references: not kept
+        _LAST_CASES.clear()
+    return cases.copy()
+
+
+_LAST_CASES: list[tuple[Any, pd.DataFrame]] = []
+
+
+def _distinct(frame: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame]:
+    """Each row's number among the distinct rows of ``frame`` (NaN equal to NaN), and those
+    rows, in order of first appearance."""
+    filled = frame.fillna({c: -np.inf for c in frame.columns if frame[c].dtype.kind == "f"})
+    number = filled.groupby(list(frame.columns), sort=False).ngroup().to_numpy()
+    first = ~filled.duplicated().to_numpy()
+    return number, frame[first].reset_index(drop=True)
+
+
+def _run_cases(results: Any) -> pd.DataFrame:
     cols = ["run", "package", "Re", "dt", "T_final", "grid", "initial_condition", "label", "color", "dash"]
     if results is None or results.sizes.get("run", 0) == 0 or "energy" not in results:
         return pd.DataFrame(columns=cols)
@@ -115,30 +159,33 @@ def run_cases(results: Any) -> pd.DataFrame:
     ds = results.isel(run=np.flatnonzero(keep))
     if ds.sizes.get("run", 0) == 0:
         return pd.DataFrame(columns=cols)
+    # labels, colours and dashes are made once per distinct grid and case, not once per run
+    # (a sweep of 100,000 runs has a few thousand cases)
+    axes = pd.DataFrame({k: _values(ds, k, np.nan).astype(float) for k in ("nx", "ny", "nz")})
+    grid_of, grids = _distinct(axes)
     df = pd.DataFrame(
         {
-            "run": [str(r) for r in ds["run"].values],
-            "package": [str(p) for p in _values(ds, "package_id", "")],
+            "run": np.asarray(ds["run"].values).astype(str).tolist(),
+            "package": np.asarray(_values(ds, "package_id", "")).astype(str).tolist(),
             "Re": _values(ds, "Re", np.nan).astype(float),
             "dt": _values(ds, "dt", np.nan).astype(float),
             "T_final": _values(ds, "T_final", np.nan).astype(float),
-            "grid": [
-                grid_label(a, b, c)
-                for a, b, c in zip(
-                    *(_values(ds, k, np.nan).astype(float) for k in ("nx", "ny", "nz")), strict=True
-                )
-            ],
-            "initial_condition": [str(v) for v in _values(ds, "initial_condition", "taylor_green")],
+            "grid": np.array([grid_label(*g) for g in grids.to_numpy()], dtype=object)[grid_of],
+            "initial_condition": np.asarray(_values(ds, "initial_condition", "taylor_green"))
+            .astype(str)
+            .tolist(),
         }
     )
     varies = [c for c in ("grid", "dt", "T_final") if df[c].nunique() > 1]
-    df["label"] = [
+    case_of, cases = _distinct(df[["Re", "grid", "dt", "T_final"]])
+    labels = [
         f"Re={r.Re:g}" + "".join(f", {c}={getattr(r, c):g}" if c != "grid" else f", {r.grid}" for c in varies)
-        for r in df.itertuples()
+        for r in cases.itertuples()
     ]
-    colors, dashes = case_colors(df["Re"].tolist()), grid_dashes(df["grid"].tolist())
-    df["color"] = [colors.get(float(r), "#777777") for r in df["Re"]]
-    df["dash"] = [dashes[g] for g in df["grid"]]
+    df["label"] = np.array(labels, dtype=object)[case_of]
+    colors, dashes = case_colors(cases["Re"].tolist()), grid_dashes(cases["grid"].tolist())
+    df["color"] = df["Re"].map(colors).fillna("#777777").astype(object)
+    df["dash"] = df["grid"].map(dashes).astype(object)
     return df.sort_values(["Re", "grid", "dt", "T_final"], kind="stable", ignore_index=True)
 
 
@@ -157,48 +204,61 @@ def _series(results: Any, runs: Sequence[str], name: str) -> list[tuple[np.ndarr
 def derived_frame(results: Any, cases: pd.DataFrame | None = None) -> pd.DataFrame:
     """Derived quantities of each done spectral run, honestly flagged: the dissipation peak and
     its time only when the peak lies inside the run (else ``NOT_REACHED``: the value at
-    T_final is a lower bound), the final energy and the energy lost."""
+    T_final is a lower bound), the final energy and the energy lost. Each run's own outputs
+    only (finite time and value); computed on all runs at once, as (run, output) arrays."""
     cases = run_cases(results) if cases is None else cases
-    rows = []
-    if not cases.empty:
-        diss = _series(results, cases["run"].tolist(), "dissipation")
-        energy = _series(results, cases["run"].tolist(), "energy")
-        for case, (t, d), (_, e) in zip(cases.itertuples(), diss, energy, strict=True):
-            i = int(np.argmax(d)) if d.size else -1
-            reached = d.size >= 3 and 0 < i < d.size - 1
-            note = "" if reached else (NOT_REACHED if d.size and i == d.size - 1 else AT_START)
-            rows.append(
-                {
-                    "run": case.run,
-                    "package": case.package,
-                    "Re": case.Re,
-                    "grid": case.grid,
-                    "dt": case.dt,
-                    "T_final": case.T_final,
-                    "peak_dissipation": float(d[i]) if d.size else math.nan,
-                    "t_peak": float(t[i]) if reached else math.nan,
-                    "peak_reached": bool(reached),
-                    "note": note,
-                    "final_energy": float(e[-1]) if e.size else math.nan,
-                    "energy_lost": float(1 - e[-1] / e[0]) if e.size and e[0] else math.nan,
-                }
-            )
+    columns = [
+        "run",
+        "package",
+        "Re",
+        "grid",
+        "dt",
+        "T_final",
+        "peak_dissipation",
+        "t_peak",
+        "peak_reached",
+        "note",
+        "final_energy",
+        "energy_lost",
+    ]
+    if cases.empty:
+        return pd.DataFrame(columns=columns)
+    sub = results.sel(run=cases["run"].tolist())
+    t, d, e = (
+        np.asarray(sub[k].transpose("run", OUTPUT_DIM).values, dtype=float)
+        for k in ("time", "dissipation", "energy")
+    )
+    if t.shape[1] == 0:  # no run has an output
+        t, d, e = (np.full((len(cases), 1), np.nan) for _ in range(3))
+    rows = np.arange(len(cases))
+    ok = np.isfinite(t) & np.isfinite(d)
+    n = ok.sum(axis=1)
+    i = np.argmax(np.where(ok, d, -np.inf), axis=1)  # the first largest of the run's own values
+    at = np.cumsum(ok, axis=1)[rows, i] - 1  # its place among them
+    reached = (n >= 3) & (at > 0) & (at < n - 1)
+    note = np.where(reached, "", np.where((n > 0) & (at == n - 1), NOT_REACHED, AT_START))
+    ok_e = np.isfinite(t) & np.isfinite(e)
+    has_e = ok_e.any(axis=1)
+    first = np.where(has_e, e[rows, np.argmax(ok_e, axis=1)], np.nan)
+    last = np.where(has_e, e[rows, e.shape[1] - 1 - np.argmax(ok_e[:, ::-1], axis=1)], np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lost = np.where(has_e & (first != 0), 1 - last / first, np.nan)
     return pd.DataFrame(
-        rows,
-        columns=[
-            "run",
-            "package",
-            "Re",
-            "grid",
-            "dt",
-            "T_final",
-            "peak_dissipation",
-            "t_peak",
-            "peak_reached",
-            "note",
-            "final_energy",
-            "energy_lost",
-        ],
+        {
+            "run": cases["run"].tolist(),
+            "package": cases["package"].tolist(),
+            "Re": cases["Re"].to_numpy(dtype=float),
+            "grid": cases["grid"].tolist(),
+            "dt": cases["dt"].to_numpy(dtype=float),
+            "T_final": cases["T_final"].to_numpy(dtype=float),
+            "peak_dissipation": np.where(n > 0, d[rows, i], np.nan),
+            "t_peak": np.where(reached, t[rows, i], np.nan),
+            "peak_reached": reached,
+            "note": note.astype(object),
+            "final_energy": last,
+            "energy_lost": lost,
+        },
+        columns=columns,
     )
 
 
@@ -324,14 +384,35 @@ def _peak_panel(derived: pd.DataFrame, cases: pd.DataFrame) -> Any:
 
     if derived.empty:
         return None
-    color = dict(zip(cases["run"], cases["color"], strict=True))
-    frame = derived.assign(color=[color[r] for r in derived["run"]])
-    parts = []
     kinds = (
         ("", "circle", "peak inside the run"),
         (NOT_REACHED, "triangle", "not reached: value at T_final (a lower bound)"),
         (AT_START, "square", "largest at t = 0 (no growth)"),
     )
+    res = np.unique(derived["Re"][np.isfinite(derived["Re"])])
+    logx = bool(res.size and res.min() > 0 and res.max() >= 10 * res.min())
+    ticks = re_ticks(res)
+    style = {"show_legend": True, "legend_position": "bottom", "yformatter": "%.4g", **ticks}
+    if rasterized(len(derived)):  # one density image, a colour per kind of peak
+        layers = [
+            Layer(label, _KIND_COLORS[note], derived[derived["note"] == note], marker)
+            for note, marker, label in kinds
+            if (derived["note"] == note).any()
+        ]
+        view = density_overlay(
+            layers,
+            "Re",
+            "peak_dissipation",
+            logx=logx,
+            logy=False,
+            pixels=(PANEL_WIDTH - 90, PANEL_HEIGHT - 150),
+            padding=0.15,
+        )
+        title = f"Peak dissipation vs Re ({len(derived):,} runs: density)"
+        return _style(view, title, "Re", "max ε", **style)
+    color = dict(zip(cases["run"], cases["color"], strict=True))
+    frame = derived.assign(color=[color[r] for r in derived["run"].tolist()])
+    parts = []
     for note, marker, label in kinds:
         sub = frame[frame["note"] == note]
         reached = note == ""
@@ -349,28 +430,27 @@ def _peak_panel(derived: pd.DataFrame, cases: pd.DataFrame) -> Any:
                 tools=["hover"],
             )
         )
-    res = np.unique(derived["Re"][np.isfinite(derived["Re"])])
-    logx = bool(res.size and res.min() > 0 and res.max() >= 10 * res.min())
-    ticks = re_ticks(res)
     return _style(
-        hv.Overlay(parts),
-        "Peak dissipation vs Re",
-        "Re",
-        "max ε",
-        logx=logx,
-        padding=0.15,
-        show_legend=True,
-        legend_position="bottom",
-        yformatter="%.4g",
-        **ticks,
+        hv.Overlay(parts), "Peak dissipation vs Re", "Re", "max ε", logx=logx, padding=0.15, **style
     )
 
 
+def _spread(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """At most ``limit`` rows of ``frame``, spread evenly over it (all when it has no more)."""
+    if len(frame) <= limit:
+        return frame
+    return frame.iloc[np.unique(np.linspace(0, len(frame) - 1, max(limit, 1)).round().astype(int))]
+
+
 def _derived_table(derived: pd.DataFrame) -> Any:
+    """The derived quantities of every run, or of ``sweep.report.table-rows`` runs spread
+    evenly over Re when there are more."""
     hv = _holoviews()
 
     if derived.empty:
         return None
+    total = len(derived)
+    derived = _spread(derived, table_limit())
     shown = pd.DataFrame(
         {
             "package": derived["package"],
@@ -391,7 +471,8 @@ def _derived_table(derived: pd.DataFrame) -> Any:
     return hv.Table(shown).opts(
         width=2 * PANEL_WIDTH,
         height=min(420, 30 * (len(shown) + 1) + 10),
-        title="Derived quantities (click a header to sort)",
+        title="Derived quantities (click a header to sort)"
+        + (f": {len(shown):,} of {total:,} runs, spread evenly over Re" if len(shown) < total else ""),
         hooks=[table_hook],
     )
 
@@ -406,11 +487,12 @@ def physics_key(results: Any, references: Sequence[Reference] = ()) -> str:
         'margin:0 6px 3px 14px"></span>'
     )
     css = {"solid": "solid", "dashed": "dashed", "dotted": "dotted", "dashdot": "dashed"}
+    colors = case_colors(cases["Re"].tolist())
+    named = key_colors(colors)
     parts = ["<b>Re</b>"]
-    parts += [
-        swatch.format(dash="solid", color=c) + f"{re:g}"
-        for re, c in case_colors(cases["Re"].tolist()).items()
-    ]
+    parts += [swatch.format(dash="solid", color=c) + f"{re:g}" for re, c in named.items()]
+    if len(named) < len(colors):
+        parts.append(f"({len(colors):,} values of Re; the colour follows log Re between these)")
     parts.append("&nbsp;&nbsp;<b>grid</b>")
     parts += [
         swatch.format(dash=css[d], color="#333") + g for g, d in grid_dashes(cases["grid"].tolist()).items()

@@ -19,7 +19,15 @@ import numpy as np
 
 from ..units import format_duration
 from .page import eta_text, report_layout
-from .physics import MAX_LINES, NOT_REACHED, case_colors, derived_frame, grid_dashes, run_cases
+from .physics import (
+    MAX_LINES,
+    NOT_REACHED,
+    case_colors,
+    derived_frame,
+    grid_dashes,
+    key_colors,
+    run_cases,
+)
 from .reference import Reference
 from .status import PRIORITY_ORDER, STATES, SweepData, SweepStatus
 from .views import STATE_COLORS, STATE_LABELS, state_counts, stats_frame
@@ -122,10 +130,11 @@ def _physics_axes(ax: Any, results: Any, references: Sequence[Reference]) -> Non
     for ref in references:
         if any(ref.matches(ic, re) for ic, re in zip(cases["initial_condition"], cases["Re"], strict=True)):
             ax.plot(ref.time, ref.dissipation, "--", color="black", lw=2.2, label=ref.label)
-    handles = [
-        Line2D([], [], color=color, lw=2.5, label=f"Re={re:g}")
-        for re, color in case_colors(cases["Re"].tolist()).items()
-    ]
+    colors = case_colors(cases["Re"].tolist())
+    named = key_colors(colors)  # a legend of a thousand Re values is neither read nor fast
+    handles = [Line2D([], [], color=color, lw=2.5, label=f"Re={re:g}") for re, color in named.items()]
+    if len(named) < len(colors):
+        handles.append(Line2D([], [], ls="", label=f"({len(colors):,} values of Re)"))
     handles += [
         Line2D([], [], color="#333", ls=mpl_dash[d], label=g)
         for g, d in grid_dashes(cases["grid"].tolist()).items()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import config
 from ..solvers.registry import DEFAULT_SOLVER
 from ..store import RunRecord, RunTable
 
@@ -32,6 +33,8 @@ __all__ = [
     "runs_table_of",
     "runs_table_from_results",
     "package_table",
+    "table_limit",
+    "useful_rows",
 ]
 
 PRIORITY_ORDER = ("HIGH", "MEDIUM", "LOW")
@@ -54,7 +57,31 @@ RUN_COLUMNS = (
     "ny",
     "nz",
     "solver",
+    "end_time",  # ISO 8601 text ("" when unknown): which runs are the latest
 )
+
+
+TABLE_ROWS_KEY = "report.table-rows"
+# the order a capped table shows its units in: what needs a look first
+_USEFUL = ("failed", "running", "done", "stale", "new")
+
+
+def table_limit() -> int:
+    """Rows the report's tables hold, at most (``sweep.report.table-rows``)."""
+    return int(config.get(TABLE_ROWS_KEY))
+
+
+def useful_rows(state: Sequence[str], end_time: Sequence[str], limit: int) -> np.ndarray:
+    """Positions of at most ``limit`` units worth a table row, in the order to show them: the
+    failed ones, then those running now, then the done ones, the stale ones and the new ones,
+    each the latest first (``end_time``, ISO 8601 text; "" sorts last)."""
+    st = np.asarray(state, dtype=object)
+    rank = np.full(len(st), len(_USEFUL))
+    for i, name in enumerate(_USEFUL):
+        rank[st == name] = i
+    keys = pd.DataFrame({"rank": rank, "end": [str(e or "") for e in end_time]})
+    order = keys.sort_values(["rank", "end"], ascending=[True, False], kind="stable").index.to_numpy()
+    return order[: max(limit, 0)]
 
 
 def _params_of(unit: Any) -> dict[str, Any]:
@@ -96,6 +123,7 @@ def runs_table(records: Mapping[str, RunRecord]) -> pd.DataFrame:
                 "ny": ny,
                 "nz": nz,
                 "solver": rec.solver or DEFAULT_SOLVER,
+                "end_time": rec.end_time or "",
             }
         )
     return _frame(rows)
@@ -139,6 +167,7 @@ def runs_table_of(table: RunTable) -> pd.DataFrame:
             "ny": axes[:, 1],
             "nz": axes[:, 2],
             "solver": [s or DEFAULT_SOLVER for s in c["solver"]],
+            "end_time": [e or "" for e in c["end_time"]],
         },
         columns=("run_id",) + RUN_COLUMNS,
     )
@@ -150,7 +179,7 @@ _NO_GRID = [math.nan] * 3
 
 def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=("run_id",) + RUN_COLUMNS)
-    df["failure_class"] = df["failure_class"].fillna("")
+    df[["failure_class", "end_time"]] = df[["failure_class", "end_time"]].fillna("")
     num = ["wall_time", "Re", "dt", "T_final", "nx", "ny", "nz"]
     df[num] = df[num].astype(float)  # also when empty (object columns otherwise)
     return df.set_index("run_id")
@@ -184,6 +213,7 @@ def runs_table_from_results(ds: Any) -> pd.DataFrame:
                     for k in ("wall_time", "Re", "dt", "T_final", "nx", "ny", "nz")
                 },
                 "solver": str(col("solver", DEFAULT_SOLVER)[i]),
+                "end_time": str(col("end_time", "")[i] or ""),
             }
         )
     return _frame(rows)

@@ -9,7 +9,6 @@ on ``y``), whatever their names: no view assumes a variable the store does not h
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -22,10 +21,10 @@ from .physics import (
     PANEL_WIDTH,
     grid_label,
     physics_views,
-    re_ticks,
     table_hook,
 )
 from .status import FAILURE_CLASSES, PRIORITY_ORDER, Counts, SweepData, SweepStatus
+from .tables import table_limit, useful_rows
 
 __all__ = [
     "STATE_COLORS",
@@ -35,6 +34,8 @@ __all__ = [
     "stats_frame",
     "build_views",
     "running_now_html",
+    "log_axis",
+    "runs_table_note",
 ]
 
 STATE_COLORS = {
@@ -56,32 +57,11 @@ STATE_LABELS = {
 VIEW_STATES = ("done", "failed", "running", "stale", "new")
 
 
-def _log(values: Any) -> bool:
+def log_axis(values: Any) -> bool:
     """Log axis only where it helps: positive values spanning at least a factor of 10."""
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     return bool(v.size and v.min() > 0 and v.max() >= 10 * v.min())
-
-
-def _one_value_lim(values: Any, axis: str) -> dict[str, Any]:
-    """An axis whose values are all one positive number spans half to one and a half of it
-    (bokeh's automatic range would be value +- 1: 4095..4097 grid points, -0.99..1.01 for dt)."""
-    v = np.unique(np.asarray(values, dtype=float))
-    v = v[np.isfinite(v)]
-    return {f"{axis}lim": (float(v[0]) * 0.5, float(v[0]) * 1.5)} if len(v) == 1 and v[0] > 0 else {}
-
-
-def _log_ticks(values: Any, axis: str) -> dict[str, Any]:
-    """Ticks at 1, 2, 5 x 10^n, printed plainly, on a log axis of less than three decades
-    (bokeh's log ticker labels only one or two values there, e.g. none below 0.5 s on
-    0.06..1.3 s, and prints grid points as 5.000e+4)."""
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v) & (v > 0)]
-    if not _log(v) or v.max() >= 1000 * v.min():
-        return {}
-    lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
-    ticks = [m * 10.0**e for e in range(lo, hi + 1) for m in (1, 2, 5)]
-    return {f"{axis}ticks": [t for t in ticks if v.min() / 2 <= t <= v.max() * 2], f"{axis}formatter": "%g"}
 
 
 def _grid_label(nx: float, ny: float, nz: float) -> str:
@@ -219,7 +199,7 @@ def _solver_views(results: Any) -> dict[str, Any]:
                     x=xname,
                     y=str(name),
                     by="case",
-                    logy=kind == "series" and _log(frame[str(name)]),
+                    logy=kind == "series" and log_axis(frame[str(name)]),
                     width=560,
                     height=300,
                     title=f"{name} vs {xname}",
@@ -420,108 +400,45 @@ def _progress_views(status: SweepStatus, running: dict[str, int] | None = None) 
 
 
 def _science_views(data: SweepData, units: pd.DataFrame) -> dict[str, Any]:
-    import holoviews as hv
-    import hvplot.pandas  # noqa: F401
+    from .cost import cost_views  # it draws with this module's states and colours
 
     views: dict[str, Any] = physics_views(data.results, data.references) if data.results is not None else {}
     runs_view = _runs_table(data)
     if runs_view is not None:
         views["runs_table"] = runs_view
     views.update(_solver_views(data.results))
-    runs = data.runs.reset_index()
-    runs = runs[np.isfinite(runs["wall_time"]) & (runs["wall_time"] > 0)]
-    if not runs.empty:
-        runs = runs.assign(grid_points=runs["nx"] * runs["ny"] * runs["nz"])
-
-        def wall(x: str, xlabel: str) -> Any:
-            return hv.Overlay(
-                [
-                    sub.hvplot.scatter(
-                        x=x,
-                        y="wall_time",
-                        logx=_log(runs[x]),
-                        logy=_log(runs["wall_time"]),
-                        size=60,
-                        padding=0.1,
-                        label=st,
-                        color=STATE_COLORS["done" if st == "done" else "failed"],
-                        hover_cols=["run_id", "Re", "dt", "T_final", "grid_points"],
-                    )
-                    for st, sub in runs[np.isfinite(runs[x])].groupby("status")
-                ]
-            ).opts(
-                width=PANEL_WIDTH,
-                height=320,
-                fontscale=1.1,
-                title=f"Wall time vs {xlabel}",
-                **(re_ticks(runs["Re"]) if x == "Re" else _log_ticks(runs[x], "x")),
-                **_one_value_lim(runs[x], "x"),
-                **_log_ticks(runs["wall_time"], "y"),
-                xlabel=xlabel,
-                ylabel="wall time (s)",
-                legend_position="right",
-            )
-
-        # grid points are the spectral runs' measure of size; other solvers' runs have none
-        panels = [wall("grid_points", "grid points")] if np.isfinite(runs["grid_points"]).any() else []
-        if np.isfinite(runs["Re"]).any():
-            panels.append(wall("Re", "Re"))
-        if panels:
-            views["wall_time"] = hv.Layout(panels).cols(2).opts(shared_axes=False)
-    if not units.empty:
-        u = units.assign(
-            grid_points=units["nx"] * units["ny"] * units["nz"], state_label=units["state"].map(STATE_LABELS)
-        )
-        u = u[np.isfinite(u["Re"])]
-        pairs = (("grid_points", "grid points"), ("dt", "dt"))
-        panels = []
-        for y, ylabel in pairs:
-            if not np.isfinite(u[y]).any():
-                continue  # no spectral grid (other solvers' runs): no such panel
-            lim = _one_value_lim(u[y], "y")
-            panels.append(
-                hv.Overlay(
-                    [
-                        u[u["state"] == s].hvplot.scatter(
-                            x="Re",
-                            y=y,
-                            logx=_log(u["Re"]),
-                            logy=_log(u[y]),
-                            size=70,
-                            alpha=0.8,
-                            color=STATE_COLORS[s],
-                            padding=0.1,
-                            label=STATE_LABELS[s],
-                            hover_cols=["unit", "run_id", "dt", "T_final", "priority"],
-                        )
-                        for s in VIEW_STATES
-                        if (u["state"] == s).any()
-                    ]
-                ).opts(
-                    height=300,
-                    title=f"Parameter space: Re vs {ylabel}, by status",
-                    ylabel=ylabel,
-                    legend_position="right",
-                    width=PANEL_WIDTH,
-                    fontscale=1.1,
-                    **lim,
-                    **re_ticks(u["Re"]),
-                    **_log_ticks(u[y], "y"),
-                )
-            )
-        if panels and len(u):
-            views["parameter_space"] = hv.Layout(panels).cols(2).opts(shared_axes=False)
+    views.update(cost_views(data.runs, units))
     return views
 
 
+def runs_table_note(status: SweepStatus, source: str) -> str:
+    """What the runs table leaves out, as a sentence ("" when it holds every unit)."""
+    total = status.overall.total
+    shown = min(total, table_limit())
+    if shown == total:
+        return ""
+    return (
+        f"The table shows {shown:,} of the {total:,} {status.unit}s: the failed ones first, then "
+        "those running now, then the latest done. Every run of the store as a table: "
+        f'`sweep.export_index("{source}", "runs.csv")` in Python; the counts: '
+        f"`sweep status --store {source}`."
+    )
+
+
 def _runs_table(data: SweepData) -> Any:
-    """Every package (or run) with its parameters, status, wall time and, for a failure, the
-    class and the reason: a bokeh DataTable, sortable by any column (click its header)."""
+    """The packages (or runs) with their parameters, status, wall time and, for a failure, the
+    class and the reason: a bokeh DataTable, sortable by any column (click its header). Every
+    one up to ``sweep.report.table-rows``; above, that many (``tables.useful_rows``)."""
     import holoviews as hv
 
     units = view_units(data)
     if units.empty:
         return None
+    total, limit = len(units), table_limit()
+    if total > limit:
+        end_of = dict(zip(data.runs.index.tolist(), data.runs["end_time"].tolist(), strict=True))
+        ends = [end_of.get(r, "") for r in units["run_id"].tolist()]
+        units = units.iloc[useful_rows(units["state"].tolist(), ends, limit)]
     error_of = dict(zip(data.runs.index.tolist(), data.runs["error"].tolist(), strict=True))
     status = [
         STATE_LABELS[st] + (f" ({fc})" if st == "failed" and fc else "")
@@ -548,7 +465,8 @@ def _runs_table(data: SweepData) -> Any:
     return hv.Table(table).opts(
         width=2 * PANEL_WIDTH,
         height=min(460, 30 * (len(table) + 1) + 10),
-        title="Runs (click a header to sort)",
+        title="Runs (click a header to sort)"
+        + (f": {len(table):,} of {total:,}, the failed first, then the latest" if len(table) < total else ""),
         hooks=[table_hook],
     )
 
