@@ -283,3 +283,20 @@ def test_sweep_logs_on_a_full_disk_warn_once_and_go_on(tmp_path: Path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and "Logging error" not in err
     assert err.count("\n") == 1 and f"cannot write the log {d / 'sweep.log'}: No space left" in err, err
+
+
+def test_frozen_heap_hides_the_heap_from_the_collector_and_restores_it():
+    import gc
+
+    from sweep.gc_pause import frozen_heap
+
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    heap = [{"package": i} for i in range(1000)]  # built before the loop
+    with frozen_heap(young=5000):
+        assert gc.get_freeze_count() >= frozen + len(heap)
+        assert gc.get_threshold() == (5000, before[1] * 2, before[2] * 10)
+        cycle: list = []
+        cycle.append(cycle)  # a cycle made in the loop is still collected
+        del cycle
+        assert gc.collect() >= 1
+    assert gc.get_threshold() == before and gc.get_freeze_count() == frozen

@@ -22,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any
 from .. import config
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SchedulerLostError
 from ..faults import fault_point
+from ..gc_pause import frozen_heap
 from ..machine import memory_per_worker, usable_cores
 from ..spec import PRIORITIES, Package, load_packages, select_packages, selection_label
 from ..store import FAILURE_CLASSES, Store, is_local
@@ -422,7 +423,11 @@ class _Sweep:
         quiet_lost_broadcasts()  # a worker that dies during a broadcast: its nanny restarts it
         try:
             # a full disk or read-only file system under the logs, too, is one line
-            with quiet_connection_noise(), writing(self.store_url, "write the results or logs"):
+            with (
+                quiet_connection_noise(),
+                writing(self.store_url, "write the results or logs"),
+                frozen_heap(),  # the packages, plan and index: not scanned at every collection
+            ):
                 driver.run(resumes)
                 lost = scheduler_lost(handle.client, None)
             if lost:  # futures cancelled by the disconnection: not a run's failure
