@@ -7,7 +7,7 @@
 N one-step 8^3 packages (Re x random_seed, random initial field) are written by `sweep new`
 from a grid file, then each command runs as a child process of its own, as a user would run
 it, on 2 workers: `sweep new`, `validate`, `explain`, `run`, `run` again with nothing left,
-`logs PACKAGE_ID`, `status --packages`, `report`, `--help`, and `open_results` in Python. For
+`logs PACKAGE_ID`, `status`, `status --packages`, `report`, `--help`, and `open_results` in Python. For
 each: wall time and the child's peak RSS (resource usage of the child: the driver's, not its
 Dask workers'). For the sweep: the cost per package over the whole sweep and in its first and
 last tenth (from the commit times in the store: growth shows as a last tenth slower than the
@@ -253,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         some = json.loads((pk / sorted(os.listdir(pk))[n // 2]).read_text())["package_id"]
         w, r, out = child([*SWEEP, "logs", some, "--store", str(store)], cwd=tmp, env=env)
         row("sweep logs PACKAGE_ID", w, r, f"{len(out.splitlines())} lines")
+        w, r, _ = child([*SWEEP, "status", "--store", str(store)], cwd=tmp, env=env)
+        row("sweep status", w, r)
         w, r, _ = child([*SWEEP, "status", "--store", str(store), "--packages", str(pk)], cwd=tmp, env=env)
         row("sweep status --packages", w, r)
         w, r, _ = child([*SWEEP, "report", "--store", str(store), "--out", str(report)], cwd=tmp, env=env)
