@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print the explanation; exit 2 on bad packages (like validate)."""
-    from ..engine.plan import explain_store, explanation_lines
+    from ..engine.plan import explain_store, iter_explanation_lines
     from ..spec import load_packages, select_packages, selection_label
     from ..units import parse_size
 
@@ -50,7 +50,7 @@ def main(args: argparse.Namespace) -> int:
         args.package_ids,
     )
     entries, where = explain_store(packages, args.store)
-    for line in explanation_lines(
+    for line in iter_explanation_lines(
         entries, scope=selection_label(args.priority, args.package_ids), store=where
     ):
         print(line)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import collections
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import dask.config
@@ -46,7 +46,8 @@ _LOST = object()  # a finished task's result that could not be fetched (Driver._
 class Driver:
     """The driver's state during one sweep (one instance per ``run_sweep`` call).
 
-    ``entries``: the plan's runs to do, ``duplicates``: run id -> every package sharing it;
+    ``entries``: the plan's runs to do (run id -> entry), ``duplicates``: run id -> every package
+    sharing it (runs of one package need no entry);
     ``cluster_kind``: ``sequential``, ``parallel``, a queue mode, ``remote`` or ``client``
     (recorded with each run); ``had_checkpoint``: runs with a checkpoint in the store at the
     start; ``queue``: a queue mode's ``QueueRuntime``; ``cluster``: the cluster the sweep
@@ -60,7 +61,7 @@ class Driver:
         client: Any,
         store: Any,
         logs: SweepLogs,
-        entries: list[PlanEntry],
+        entries: Mapping[str, PlanEntry] | list[PlanEntry],
         duplicates: dict[str, list[str]],
         options: SweepOptions,
         progress: SweepProgress,
@@ -77,7 +78,10 @@ class Driver:
         self.store = store
         self.logs = logs
         self.log = logs.logger
-        self.entries = {e.package.run_id: e for e in entries}
+        # run id -> its entry: a RunEntries (columns) from run_sweep, or a list's entries
+        self.entries: Mapping[str, PlanEntry] = (
+            entries if isinstance(entries, Mapping) else {e.package.run_id: e for e in entries}
+        )
         self.duplicates = duplicates
         self.options = options
         self.progress = progress

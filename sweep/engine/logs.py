@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 __all__ = ["MAIN_LOG", "SEGMENT_GLOB", "SweepLogs", "package_log_lines", "log_segments"]
 
@@ -96,6 +96,11 @@ def _stamp(when: float | None = None) -> str:
     return t.isoformat(timespec="milliseconds")
 
 
+def stamp_now() -> str:
+    """The time stamp of a line stamped now."""
+    return _stamp()
+
+
 class SweepLogs:
     """Opens ``<dir>/sweep.log`` on the ``sweep.engine`` logger and this sweep's segment file of
     package lines (``packages-<UTC start>-<pid>.log``).
@@ -119,6 +124,7 @@ class SweepLogs:
         self._handler.setFormatter(logging.Formatter(_FORMAT))
         self.logger.addHandler(self._handler)
         self._pending: dict[str, list[str]] = {}
+        self._source: Any = None  # more deferred lines, by package (defer_from)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         self.segment = self.directory / f"{SEGMENT_PREFIX}{stamp}-{os.getpid()}.log"
         self._file: IO[str] | None = None  # the segment, open from its first line to close()
@@ -150,6 +156,8 @@ class SweepLogs:
         held = self._pending.pop(package_id, None)
         if held:
             text = held + text
+        if self._source is not None:
+            text = self._source.pop(package_id) + text
         if not text or self.directory in self._unwritable:
             return
         try:
@@ -163,10 +171,20 @@ class SweepLogs:
         except OSError as exc:
             _cannot_write(self.segment, exc, self._unwritable)
 
+    def defer_from(self, source: Any) -> None:
+        """Deferred lines kept elsewhere (a million packages' lines, made when written):
+        ``source.pop(package_id)`` gives a package's (written before its next lines),
+        ``source.rest()`` yields (package_id, lines) of those still waiting (``flush``)."""
+        self._source = source
+
     def flush(self) -> None:
         """Write every deferred line (and what the logs hold back)."""
         for package_id in list(self._pending):
             self.package(package_id, [])
+        if self._source is not None:
+            for package_id, lines in self._source.rest():
+                self._pending.setdefault(package_id, []).extend(lines)
+                self.package(package_id, [])
         self.flush_main()
 
     def flush_main(self) -> None:

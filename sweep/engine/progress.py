@@ -140,16 +140,17 @@ def final_summary(
     ``rows`` holds one ``(priority, status)`` per requested package, where status is
     ``done``, ``skipped``, ``cancelled`` or a failure class.
     """
-    rows = list(rows)
     table: dict[str, Counter[str]] = {}
-    for prio, status in rows:
+    n_rows = 0
+    for prio, status in rows:  # one pass, nothing kept per package
         table.setdefault(prio, Counter())[status] += 1
+        n_rows += 1
     order = ["done", "skipped", *FAILURE_CLASSES, "cancelled"]
     statuses = [s for s in order if any(c[s] for c in table.values())]
     statuses += sorted({s for c in table.values() for s in c} - set(order))
     head = f"{'priority':<10}" + "".join(f"{s:>12}" for s in statuses) + f"{'total':>8}"
     lines = [
-        f"summary: {len(rows)} packages in {format_duration(elapsed)} ({skipped} skipped as already done)",
+        f"summary: {n_rows} packages in {format_duration(elapsed)} ({skipped} skipped as already done)",
         head,
     ]
     total: Counter[str] = Counter()

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import collections
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..spec import PRIORITIES
+from .columns import Backlog, RunEntries
 from .options import SweepOptions
 from .plan import PlanEntry
 from .worker import WorkItem, run_package, run_packages
@@ -49,7 +50,7 @@ class Submitter:
         self,
         client: Any,
         channel: str,
-        entries: dict[str, PlanEntry],
+        entries: Mapping[str, PlanEntry],
         options: SweepOptions,
         extras: Callable[[str, dict[str, Any] | None], dict[str, Any]] | None = None,
         predict: Callable[[str], float] | None = None,
@@ -68,11 +69,16 @@ class Submitter:
         self.attempt: dict[str, int] = {}
         self.workers = 1  # workers the window is sized for (the driver updates it)
         self._seq = itertools.count()
-        # packages not submitted yet, in priority order (see submit_next)
-        rank = {p: i for i, p in enumerate(PRIORITIES)}
-        self.backlog: collections.deque[str] = collections.deque(
-            sorted(entries, key=lambda rid: rank.get(entries[rid].package.priority, len(rank)))
-        )
+        # packages not submitted yet, in priority order (see submit_next): run_sweep's entries
+        # give a Backlog (positions and a cursor, not a million strings)
+        self.backlog: Backlog | collections.deque[str]
+        if isinstance(entries, RunEntries):
+            self.backlog = entries.backlog()
+        else:
+            rank = {p: i for i, p in enumerate(PRIORITIES)}
+            self.backlog = collections.deque(
+                sorted(entries, key=lambda rid: rank.get(entries[rid].package.priority, len(rank)))
+            )
 
     @property
     def window(self) -> int:

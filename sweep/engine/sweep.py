@@ -19,22 +19,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import numpy as np
+
 from .. import config
 from ..errors import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, ConfigError, SchedulerLostError
 from ..faults import fault_point
 from ..gc_pause import frozen_heap
 from ..machine import memory_per_worker, usable_cores
-from ..spec import PRIORITIES, Package, load_packages, select_packages, selection_label
+from ..spec import PRIORITIES, Package, PackageTable, load_packages, select_packages, selection_label
 from ..store import FAILURE_CLASSES, Store, is_local
 from ..store.write_errors import writing
 from .cluster import ClusterHandle, connect, dashboard_note, wrap_client
+from .columns import (
+    CANCELLED,
+    PLANNED,
+    SKIPPED,
+    PriorityView,
+    QueuedLines,
+    RunEntries,
+    SkippedView,
+    StatusView,
+)
 from .connection import quiet_connection_noise, quiet_distributed, quiet_lost_broadcasts, scheduler_lost
 from .interrupts import interruptible
 from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
-from .logs import SweepLogs
+from .logs import SweepLogs, stamp_now
 from .memory import check_cluster_memory
 from .options import SweepOptions
-from .plan import PlanEntry, explain_store, explanation_lines, plan_sweep, store_state
+from .plan import Plan, PlanEntry, explain_store, iter_explanation_lines, plan_sweep, store_state
 from .predict import RuntimePredictor
 from .progress import SweepProgress, failure_lines, final_summary
 
@@ -49,10 +61,11 @@ class SweepResult:
     """The outcome of ``run_sweep``: exit code, per-package status and the counts."""
 
     exit_code: int
-    status: dict[str, str] = field(default_factory=dict)  # package_id -> done/skipped/<class>
-    priority: dict[str, str] = field(default_factory=dict)  # package_id -> priority
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (package_id, reason)
-    plan: list[PlanEntry] = field(default_factory=list)
+    # per package: columns read as a mapping / sequence (sweep.engine.columns), not a million entries
+    status: Mapping[str, str] = field(default_factory=dict)  # package_id -> done/skipped/<class>
+    priority: Mapping[str, str] = field(default_factory=dict)  # package_id -> priority
+    skipped: Sequence[tuple[str, str]] = field(default_factory=list)  # (package_id, reason)
+    plan: Sequence[PlanEntry] = field(default_factory=list)
     store: str = ""
     log_dir: Path | None = None
     dashboard_link: str | None = None
@@ -202,7 +215,7 @@ class _Sweep:
         self,
         opts: SweepOptions,
         store_url: str,
-        packages: list[Package],
+        packages: Sequence[Package],
         scope: str,
         packages_dir: str,
         say: Callable[[str], None],
@@ -232,25 +245,25 @@ class _Sweep:
             state = store_state(st, by_package=False)
             ckpt_steps: dict[str, int] = {}
             if state.checkpoints:
-                run_ids = {p.run_id for p in self.packages}
-                ckpt_steps = {r: s for r, s in state.checkpoints.items() if r in run_ids}
+                table = PackageTable.of(self.packages)
+                here = set(state.checkpoints)
+                ckpt_steps = {
+                    rid: state.checkpoints[rid]
+                    for rid in (table.run_id(i) for i in np.flatnonzero(table.run_id_mask(here)).tolist())
+                }
             plan = plan_sweep(self.packages, state.done, state.failed, ckpt_steps, state.stale_checkpoints)
+            # columns, not a dict entry per package (sweep.engine.columns)
             result = SweepResult(EXIT_OK, plan=plan, store=self.store_url, log_dir=self.log_dir)
-            to_run: list[PlanEntry] = []
-            n_done = 0
-            done = state.done
-            for e in plan:  # one pass (100,000 packages)
-                p = e.package
-                result.priority[p.package_id] = p.priority
-                if e.action == "skip":
-                    result.skipped.append((p.package_id, e.reason))
-                    n_done += p.run_id in done
-                else:
-                    to_run.append(e)
+            result.priority = PriorityView(plan.packages)
+            result.skipped = SkippedView(plan)
+            result.status = StatusView(plan.packages, np.full(len(plan), CANCELLED, dtype=np.uint8))
+            to_run = plan.positions("run")
+            is_done = plan.packages.run_id_mask(state.done) if state.done else np.zeros(len(plan), bool)
+            n_done = int(is_done[plan.positions("skip")].sum())
             logs = SweepLogs(self.log_dir)
             try:
-                self._announce(logs, len(to_run), n_done, result.skipped)
-                if to_run:
+                self._announce(logs, len(to_run), n_done, plan)
+                if len(to_run):
                     import dask.config
 
                     # Dask keeps its last messages for debugging (1,000 per connection by
@@ -259,13 +272,13 @@ class _Sweep:
                     keep = int(config.get("dask-log-length"))
                     with dask.config.set({"distributed.admin.low-level-log-length": keep}):
                         self._execute(st, logs, plan, to_run, ckpt_steps, result)
-                self._summarise(logs, plan, state.done, n_done, result, st)
+                self._summarise(logs, plan, is_done, n_done, result, st)
             finally:
                 logs.close()
         return result
 
-    def _announce(self, logs: SweepLogs, n_run: int, n_done: int, skipped: list[tuple[str, str]]) -> None:
-        n_skipped = len(skipped)
+    def _announce(self, logs: SweepLogs, n_run: int, n_done: int, plan: Plan) -> None:
+        n_skipped = len(plan) - n_run
         shared = n_skipped - n_done
         self.say(
             f"sweep: {len(self.packages)} package(s) requested ({self.scope}): {n_run} to run, "
@@ -281,9 +294,8 @@ class _Sweep:
             n_skipped,
         )
         if shared:  # few, and each names the package it shares with
-            for pid, why in skipped:
-                if not why.startswith("done"):
-                    logs.logger.info("%s: skipped: %s", pid, why)
+            for i in sorted(i for i in plan.notes if plan.action(i) == "skip"):
+                logs.logger.info("%s: skipped: %s", plan.packages.package_id(i), plan.notes[i])
         if n_done:  # one line, not one per package (100,000 lines took 3 s to log)
             logs.logger.info(
                 "skipped %d package(s) already done in the store (sweep explain lists each)", n_done
@@ -293,8 +305,8 @@ class _Sweep:
         self,
         st: Store,
         logs: SweepLogs,
-        plan: list[PlanEntry],
-        to_run: list[PlanEntry],
+        plan: Plan,
+        to_run: np.ndarray,
         ckpt_steps: Mapping[str, int | None],
         result: SweepResult,
     ) -> None:
@@ -304,7 +316,9 @@ class _Sweep:
         log = logs.logger
         had_checkpoint = set(ckpt_steps)
         predictor = RuntimePredictor.from_store(st)
-        warned = self.queue_spec is not None and self._warn_long_runs(to_run, predictor, ckpt_steps, log)
+        warned = self.queue_spec is not None and self._warn_long_runs(
+            [plan[i] for i in to_run.tolist()], predictor, ckpt_steps, log
+        )
         handle = self.early if self.early is not None else connect(self.opts, self.log_dir, self.queue_spec)
         if handle.queue is not None:
             handle.queue.warned = warned  # else once the runs' measured rates say so
@@ -335,19 +349,14 @@ class _Sweep:
                 echo=log.info,
             )
             resumes = self._resumes(st, had_checkpoint, log)
-            for e in to_run:
-                logs.package(
-                    e.package_id, f"queued: {e.reason} (run {e.package.run_id})", stamped=True, defer=True
-                )  # written with its next lines
-            duplicates: dict[str, list[str]] = {}
-            for e in plan:
-                duplicates.setdefault(e.package.run_id, []).append(e.package_id)
+            # each run's "queued" line, written with its next lines (made then: a million)
+            logs.defer_from(QueuedLines(plan, to_run, stamp_now()))
             driver = Driver(
                 client=handle.client,
                 store=st,
                 logs=logs,
-                entries=to_run,
-                duplicates=duplicates,
+                entries=RunEntries(plan, to_run),
+                duplicates=_shared_runs(plan),
                 options=self.opts,
                 progress=progress,
                 cluster_kind=self.cluster_kind,
@@ -368,8 +377,11 @@ class _Sweep:
             finally:
                 progress.close()
             result.retries = driver.recovery.n_retries
-            for e in to_run:
-                result.status[e.package_id] = driver.status.get(e.package.run_id, "cancelled")
+            status = result.status
+            assert isinstance(status, StatusView)
+            table = plan.packages
+            for i in to_run.tolist():
+                status.codes[i] = status.code(driver.status.get(table.run_id(i), "cancelled"))
         finally:
             if stop_hook is not None:
                 stop_hook()
@@ -410,7 +422,12 @@ class _Sweep:
         from ..codec import encode_arrays
         from .checkpoints import usable_checkpoint
 
-        package_of = {p.run_id: p for p in self.packages}
+        if not had_checkpoint:
+            return {}
+        table = PackageTable.of(self.packages)
+        package_of = {
+            table.run_id(i): table[i] for i in np.flatnonzero(table.run_id_mask(had_checkpoint)).tolist()
+        }
         resumes = {}
         for rid in had_checkpoint:
             arrays = usable_checkpoint(st, rid, package_of[rid], log)
@@ -471,32 +488,41 @@ class _Sweep:
     def _summarise(
         self,
         logs: SweepLogs,
-        plan: list[PlanEntry],
-        done: set[str],
+        plan: Plan,
+        is_done: np.ndarray,
         n_done: int,
         result: SweepResult,
         st: Store,
     ) -> None:
         """Statuses of the skipped packages, the exit code, the closing table."""
-        first_run = {e.package.run_id: e.package_id for e in plan if e.action == "run"}
-        for e in plan:
-            if e.action == "skip":
-                rid = e.package.run_id
-                result.status[e.package_id] = (
-                    "skipped" if rid in done else result.status.get(first_run.get(rid, ""), "cancelled")
-                )
-        result.exit_code = exit_code_of(result.status.values())
+        status = result.status
+        assert isinstance(status, StatusView)
+        codes = status.codes
+        # a package sharing another's run has that run's status (its first package's)
+        _, first_of, inverse = np.unique(plan.packages.run_keys(), return_index=True, return_inverse=True)
+        first = first_of[inverse.reshape(-1)]
+        skip = plan.actions == 1
+        codes[skip & is_done] = SKIPPED
+        shared = skip & ~is_done
+        codes[shared] = codes[first[shared]]
+        present = status.present()
+        result.exit_code = exit_code_of(present)
         result.elapsed = time.monotonic() - self.t_start
+        prios = plan.packages.priority_codes().tolist()
+        labels = status.labels
         lines = final_summary(
-            ((result.priority[p], s) for p, s in result.status.items()), PRIORITIES, n_done, result.elapsed
+            ((PRIORITIES[p], labels[c]) for p, c in zip(prios, codes.tolist(), strict=True)),
+            PRIORITIES,
+            n_done,
+            result.elapsed,
         )
+        failing = [status.code(c) for c in present if c in FAILURE_CLASSES]
         lines += failure_lines(
             [
-                (e.package_id, e.package.run_id)
-                for e in plan
-                if result.status[e.package_id] in FAILURE_CLASSES
+                (plan.packages.package_id(i), plan.packages.run_id(i))
+                for i in np.flatnonzero(np.isin(codes, failing)).tolist()
             ],
-            st.failures() if any(s in FAILURE_CLASSES for s in result.status.values()) else {},
+            st.failures() if failing else {},
             f"sweep status --store {self.store_url} --packages {self.packages_dir}",
         )
         for ln in lines:
@@ -514,12 +540,23 @@ def _dry_run(
     """List what would run and what would be skipped, and why (``sweep explain``'s lines);
     start nothing, write nothing."""
     entries, where = explain_store(packages, store_url)
-    for line in explanation_lines(entries, scope=scope, store=where, dry_run=True):
+    for line in iter_explanation_lines(entries, scope=scope, store=where, dry_run=True):
         say(line)
-    res = SweepResult(EXIT_OK, store=store_url)
-    res.plan = [PlanEntry(e.package, "skip" if e.action == "skip" else "run", e.reason) for e in entries]
-    res.skipped = [(e.package_id, e.reason) for e in entries if e.action == "skip"]
-    for e in entries:
-        res.priority[e.package_id] = e.package.priority
-        res.status[e.package_id] = "skipped" if e.action == "skip" else "planned"
+    plan = entries.plan
+    res = SweepResult(EXIT_OK, store=store_url, plan=plan)
+    res.skipped = SkippedView(plan)
+    res.priority = PriorityView(plan.packages)
+    res.status = StatusView(plan.packages, np.where(plan.actions == 1, SKIPPED, PLANNED).astype(np.uint8))
     return res
+
+
+def _shared_runs(plan: Plan) -> dict[str, list[str]]:
+    """run id -> the ids of its packages, of the runs two packages or more share (the rest
+    have one: ``Driver.duplicates`` falls back to the package's own id)."""
+    table = plan.packages
+    _, inverse, counts = np.unique(table.run_keys(), return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    out: dict[str, list[str]] = {}
+    for i in np.flatnonzero(counts[inverse] > 1).tolist():
+        out.setdefault(table.run_id(i), []).append(table.package_id(i))
+    return out

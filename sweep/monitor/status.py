@@ -387,7 +387,7 @@ def read_runs(store: str) -> pd.DataFrame:
         return runs_table_of(st.run_table())
 
 
-def read_packages(packages_dir: str | None) -> list[Any] | None:
+def read_packages(packages_dir: str | None) -> Sequence[Any] | None:
     """The current packages (None without a directory); bad files raise ConfigError."""
     if packages_dir is None:
         return None

@@ -2,7 +2,7 @@
 
 ``package``: the Package, its run identity, priorities; ``files``: reading files safely;
 ``cache``: the validation cache; ``check``: checking a directory; ``select``: choosing packages;
-``generate``: writing a package directory from a grid.
+``generate``: writing a package directory from a grid; ``table``: packages as columns.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .package import (
     run_id_of,
 )
 from .select import select_packages, selection_label
+from .table import PackageTable
 
 __all__ = [
     "FILE_PARAMETER_NAMES",
@@ -48,6 +49,7 @@ __all__ = [
     "SOLVER_TO_FILE",
     "SUMMARY_FILE",
     "Package",
+    "PackageTable",
     "append_packages",
     "canonical_json",
     "check_document",

@@ -20,6 +20,8 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from solver.params import DEPRECATED_NAMES, PARAMS, SolverParams, deprecation_message, parameter_problems
 
 from ..errors import ConfigError, config_error
@@ -38,10 +40,10 @@ from .package import (
     PACKAGE_KEYS,
     PRIORITIES,
     SUMMARY_FILE,
-    Package,
     id_problem,
 )
 from .summary import PrioritySummary, read_summary
+from .table import PackageColumns, PackageTable
 
 __all__ = ["check_directory", "check_document", "load_packages", "memory_need", "memory_problem", "one_of"]
 
@@ -218,10 +220,11 @@ def _read_summary(directory: str, n_files: int, problems: list[str]) -> Priority
 @paused_gc()
 def check_directory(
     directory: str | os.PathLike[str], *, worker_memory: int | None = None, check_memory: bool = True
-) -> tuple[list[Package], list[str]]:
-    """Every package of ``directory`` and every problem found, one line each.
+) -> tuple[PackageTable, list[str]]:
+    """Every package of ``directory`` (a ``PackageTable``, in file-name order) and every
+    problem found, one line each.
 
-    ``worker_memory``: bytes of one worker; None: ``machine.memory_per_worker()``. The lists are
+    ``worker_memory``: bytes of one worker; None: ``machine.memory_per_worker()``. The two are
     independent: a package with a problem is left out of the packages.
     """
     directory = os.fspath(directory)
@@ -250,8 +253,8 @@ def check_directory(
     old_names: dict[str, list[str]] = {}  # deprecated parameter name -> files that write it
     seen: dict[str, str] = {}
     unreadable: list[str] = []
-    packages: list[Package] = []
     prefix = os.path.join(directory, "")
+    packages = PackageColumns(prefix)  # columns, not a million objects (sweep.spec.table)
     for name in names:
         before = len(problems)
         path = prefix + name
@@ -375,20 +378,8 @@ def check_directory(
                 )
             )
         if len(problems) == before and pid is not None and values is not None and prio is not None:
-            packages.append(
-                Package(
-                    pid,
-                    prio,
-                    params if isinstance(params, RunParams) else None,  # SolverParams: built on use
-                    tags,
-                    path,
-                    run_id=run_id,
-                    values=values,
-                    solver=solver,
-                    case=case,
-                    solver_object=solver_obj,
-                )
-            )
+            extras = None if not tags and solver_obj is None else (tags, solver, case, solver_obj)
+            packages.append(pid, prio, name, values, run_id, extras)
     for old, files in old_names.items():
         more = f" (and {len(files) - 1} more file(s))" if len(files) > 1 else ""
         warnings.warn(deprecation_message(old, f"{files[0]}{more}: parameters."), FutureWarning, stacklevel=2)
@@ -419,18 +410,20 @@ def check_directory(
             f"{directory}: (directory): no {PACKAGE_GLOB} files; allowed: a directory "
             "with package files (sweep new DIR creates some)"
         )
-    return packages, problems
+    return packages.table(), problems
 
 
 def load_packages(
     directory: str | os.PathLike[str], *, worker_memory: int | None = None, check_memory: bool = True
-) -> list[Package]:
-    """The packages of ``directory``, sorted by priority then id; ConfigError listing every problem."""
+) -> PackageTable:
+    """The packages of ``directory`` (a ``PackageTable``: a sequence of ``Package``), sorted by
+    priority then id; ConfigError listing every problem."""
     packages, problems = check_directory(directory, worker_memory=worker_memory, check_memory=check_memory)
     if problems:
         raise config_error(problems)
-    order = {p: i for i, p in enumerate(PRIORITIES)}
-    return sorted(packages, key=lambda p: (order[p.priority], p.package_id))
+    # ids are ASCII (id_problem): their bytes sort as the strings do
+    ids = np.array([packages.package_id(i).encode() for i in range(len(packages))], dtype=bytes)
+    return packages.take(np.lexsort((ids, packages.priority_codes())))
 
 
 def check_document(

@@ -6,24 +6,30 @@ import difflib
 import os
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..errors import ConfigError
-from .package import Package, check_priority
+from .package import PRIORITIES, Package, check_priority
+from .table import PackageTable
 
 __all__ = ["select_packages", "selection_label"]
 
 
 def select_packages(
     packages: Sequence[Package], priority: str = "ALL", names: Sequence[str] | None = None
-) -> list[Package]:
-    """The packages a command acts on, in the given order: those of ``priority`` ('ALL': every
-    one) and, with ``names``, only the packages named, each by its package_id or its file name
-    (with or without '.json'). ConfigError for a name that matches no package, or a named
-    package of another priority than ``priority``."""
+) -> PackageTable:
+    """The packages a command acts on (a ``PackageTable``), in the given order: those of
+    ``priority`` ('ALL': every one) and, with ``names``, only the packages named, each by its
+    package_id or its file name (with or without '.json'). ConfigError for a name that matches
+    no package, or a named package of another priority than ``priority``."""
     check_priority(priority)
+    table = PackageTable.of(packages)
     if not names:
-        return [p for p in packages if priority in ("ALL", p.priority)]
+        if priority == "ALL":
+            return table
+        return table.take(np.flatnonzero(table.priority_codes() == PRIORITIES.index(priority)))
     keys: dict[str, Package] = {}
-    for p in packages:
+    for p in table:
         keys[p.package_id] = p  # an id wins over another package's file name
         if p.path:
             file = os.path.basename(p.path)
@@ -33,9 +39,10 @@ def select_packages(
     for name in names:
         found = keys.get(name)
         if found is None:
-            close = difflib.get_close_matches(name, [q.package_id for q in packages], n=3)
+            close = difflib.get_close_matches(name, [q.package_id for q in table], n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            where = os.path.dirname(packages[0].path) if packages and packages[0].path else "the directory"
+            first = table[0] if len(table) else None
+            where = os.path.dirname(first.path) if first is not None and first.path else "the directory"
             raise ConfigError(
                 f"package_ids: bad value {name!r}: no package of {where} has this package_id or "
                 f"file name{hint}; allowed: a package_id or a package_*.json file name "
@@ -49,7 +56,7 @@ def select_packages(
                 option="package_ids",
             )
         chosen.add(found.package_id)
-    return [p for p in packages if p.package_id in chosen]
+    return table.take([i for i in range(len(table)) if table.package_id(i) in chosen])
 
 
 def selection_label(priority: str = "ALL", names: Sequence[str] | None = None) -> str:

@@ -1,0 +1,226 @@
+"""Packages as columns: a sweep's packages in a few compact arrays, a ``Package`` made on access.
+
+A million ``Package`` objects were ~500 bytes each in the driver (the object, its id, path,
+run id and values as separate strings); a sweep needs them only a few at a time (the window
+of tasks in flight, a line printed). ``PackageTable`` keeps the package ids, file names and
+validated values (JSON text) each as one bytes blob with end offsets, the run ids as 8-byte
+integers (their 16 hex digits), the priorities as one byte each, and the rare extras (tags,
+another solver) by row: ~60 bytes a package beside its values' text. It is a
+``Sequence[Package]``: ``table[i]`` builds package ``i`` (equal to the one loaded), a slice
+or ``take(rows)`` is another table over the same columns.
+
+A table made from ``Package`` objects (``PackageTable.of``: a list a caller built) keeps them
+as they are; the columnar queries (``run_keys``, ``run_id_mask``, ...) answer for both.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
+
+import numpy as np
+
+from .package import PRIORITIES, Package
+
+__all__ = ["PackageColumns", "PackageTable"]
+
+_PRIO_CODE = {p: i for i, p in enumerate(PRIORITIES)}
+
+
+def _hex_key(run_id: str) -> int | None:
+    """A run id of 16 hex digits as an integer (None: another form of id)."""
+    if len(run_id) != 16:
+        return None
+    try:
+        return int(run_id, 16)
+    except ValueError:
+        return None
+
+
+class PackageColumns:
+    """Builds a ``PackageTable`` one package at a time (``check_directory``), compactly."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix  # the directory of the files' names, with its separator
+        self.ids, self.names, self.values = bytearray(), bytearray(), bytearray()
+        self.id_end, self.name_end, self.value_end = array("q"), array("q"), array("q")
+        self.run_ids, self.prios = array("Q"), bytearray()
+        self.extras: dict[int, tuple[Any, ...]] = {}  # row -> (tags, solver, case, solver object)
+
+    def append(
+        self,
+        package_id: str,
+        priority: str,
+        name: str,
+        values: str,
+        run_id: str,
+        extras: tuple[Any, ...] | None,
+    ) -> None:
+        """One package: its id, priority, file name, values (JSON text) and run id (16 hex
+        digits); ``extras``: (tags, solver, case, solver object) when it has tags or another solver."""
+        if extras is not None:
+            self.extras[len(self.prios)] = extras
+        self.ids += package_id.encode()
+        self.id_end.append(len(self.ids))
+        self.names += name.encode()
+        self.name_end.append(len(self.names))
+        self.values += values.encode()
+        self.value_end.append(len(self.values))
+        self.run_ids.append(int(run_id, 16))
+        self.prios.append(_PRIO_CODE[priority])
+
+    def table(self) -> PackageTable:
+        """The table of every package appended, in that order."""
+        cols = _Columns(self)
+        return PackageTable(cols, np.arange(len(cols.prios), dtype=np.int64))
+
+
+class _Columns:
+    """The frozen columns of a ``PackageColumns`` (numpy arrays, bytes blobs)."""
+
+    def __init__(self, b: PackageColumns) -> None:
+        self.prefix = b.prefix
+        self.ids, self.names, self.values = bytes(b.ids), bytes(b.names), bytes(b.values)
+        self.id_end = np.frombuffer(b.id_end, dtype=np.int64) if len(b.id_end) else np.zeros(0, np.int64)
+        self.name_end = (
+            np.frombuffer(b.name_end, dtype=np.int64) if len(b.name_end) else np.zeros(0, np.int64)
+        )
+        self.value_end = (
+            np.frombuffer(b.value_end, dtype=np.int64) if len(b.value_end) else np.zeros(0, np.int64)
+        )
+        self.run_ids = np.frombuffer(b.run_ids, dtype=np.uint64) if len(b.run_ids) else np.zeros(0, np.uint64)
+        self.prios = np.frombuffer(bytes(b.prios), dtype=np.uint8)
+        self.extras = b.extras
+
+    @staticmethod
+    def _text(blob: bytes, ends: np.ndarray, r: int) -> str:
+        return blob[(int(ends[r - 1]) if r else 0) : int(ends[r])].decode()
+
+    def package_id(self, r: int) -> str:
+        return self._text(self.ids, self.id_end, r)
+
+    def run_id(self, r: int) -> str:
+        return f"{int(self.run_ids[r]):016x}"
+
+    def package(self, r: int) -> Package:
+        tags, solver, case, solver_object = self.extras.get(r) or (None, "spectral", None, None)
+        return Package(
+            self.package_id(r),
+            PRIORITIES[self.prios[r]],
+            None,
+            tags,
+            self.prefix + self._text(self.names, self.name_end, r),
+            run_id=self.run_id(r),
+            values=self._text(self.values, self.value_end, r),
+            solver=solver,
+            case=case,
+            solver_object=solver_object,
+        )
+
+
+class PackageTable(Sequence[Package]):
+    """A sweep's packages, in order: ``rows`` of its columns (see the module's docstring)."""
+
+    __slots__ = ("_cols", "_objects", "rows", "_index")
+
+    def __init__(
+        self, cols: _Columns | None, rows: np.ndarray, objects: Sequence[Package] | None = None
+    ) -> None:
+        self._cols = cols
+        self._objects = objects  # packages given as objects (PackageTable.of)
+        self.rows = rows  # row numbers into the columns (or into objects), int64
+        self._index: tuple[np.ndarray, np.ndarray] | None = None  # (sorted ids, their positions)
+
+    @classmethod
+    def of(cls, packages: Iterable[Package]) -> PackageTable:
+        """``packages`` as a table (a table as it is; objects kept as they are)."""
+        if isinstance(packages, PackageTable):
+            return packages
+        objects = list(packages)
+        return cls(None, np.arange(len(objects), dtype=np.int64), objects)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, i: int) -> Package: ...
+    @overload
+    def __getitem__(self, i: slice) -> PackageTable: ...
+    def __getitem__(self, i: int | slice) -> Package | PackageTable:
+        if isinstance(i, slice):
+            return self.take(np.arange(len(self))[i])
+        r = int(self.rows[i])
+        return self._objects[r] if self._cols is None else self._cols.package(r)  # type: ignore[index]
+
+    def __iter__(self) -> Iterator[Package]:
+        for i in range(len(self.rows)):
+            yield self[i]
+
+    def __repr__(self) -> str:
+        return f"PackageTable({len(self)} package(s))"
+
+    def take(self, positions: Sequence[int] | np.ndarray) -> PackageTable:
+        """The packages at these positions, in that order (the same columns)."""
+        return PackageTable(self._cols, self.rows[np.asarray(positions, dtype=np.int64)], self._objects)
+
+    # -- one package's fields without making it --------------------------------------
+    def package_id(self, i: int) -> str:
+        r = int(self.rows[i])
+        return self._objects[r].package_id if self._cols is None else self._cols.package_id(r)  # type: ignore[index]
+
+    def run_id(self, i: int) -> str:
+        r = int(self.rows[i])
+        return self._objects[r].run_id if self._cols is None else self._cols.run_id(r)  # type: ignore[index]
+
+    def priority(self, i: int) -> str:
+        if self._cols is None:
+            return self[i].priority
+        return PRIORITIES[int(self._cols.prios[int(self.rows[i])])]
+
+    # -- columns -------------------------------------------------------------------
+    def priority_codes(self) -> np.ndarray:
+        """Each package's priority as its index in ``PRIORITIES`` (uint8)."""
+        if self._cols is not None:
+            return self._cols.prios[self.rows]
+        return np.array([_PRIO_CODE.get(p.priority, len(PRIORITIES)) for p in self], dtype=np.uint8)
+
+    def run_keys(self) -> np.ndarray:
+        """One integer per package, equal for equal run ids (the run id's 16 hex digits; for
+        packages given as objects, a code per distinct run id)."""
+        if self._cols is not None:
+            return self._cols.run_ids[self.rows]
+        codes: dict[str, int] = {}
+        return np.array([codes.setdefault(p.run_id, len(codes)) for p in self], dtype=np.uint64)
+
+    def run_id_mask(self, run_ids: Iterable[str]) -> np.ndarray:
+        """Whether each package's run id is one of ``run_ids`` (bool)."""
+        if self._cols is None:
+            wanted = run_ids if isinstance(run_ids, (set, frozenset, dict)) else set(run_ids)
+            return np.array([p.run_id in wanted for p in self], dtype=bool)
+        keys = np.fromiter((k for k in map(_hex_key, run_ids) if k is not None), dtype=np.uint64)
+        if not len(keys):
+            return np.zeros(len(self), dtype=bool)
+        return np.isin(self.run_keys(), keys)
+
+    def id_lengths(self) -> np.ndarray:
+        """The length of each package id (characters: ids are ASCII)."""
+        if self._cols is None:
+            return np.array([len(p.package_id) for p in self], dtype=np.int64)
+        ends = self._cols.id_end
+        starts = np.concatenate(([0], ends[:-1]))
+        return (ends - starts)[self.rows]
+
+    def position_of(self, package_id: str) -> int | None:
+        """The position of the package with this id (None: none has it); the first call
+        indexes the ids (a sorted array, ~the ids' bytes)."""
+        if self._index is None:
+            ids = np.array([self.package_id(i).encode() for i in range(len(self))], dtype=bytes)
+            order = np.argsort(ids, kind="stable")
+            self._index = (ids[order], order)
+        ids, order = self._index
+        key = package_id.encode()
+        at = int(np.searchsorted(ids, key))
+        if at < len(ids) and ids[at] == key:
+            return int(order[at])
+        return None
