@@ -600,3 +600,20 @@ def _dup_short(line: str) -> str:
     assert m is not None, line
     also = re.search(r"also in (\S+)\)$", m[4])
     return f"{m[1]}: {m[2]}: {m[3]}" + (f" dup of {also[1]}" if also else "")
+
+
+def test_spec_table_values_compressed_by_blocks_read_in_any_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweep.spec import table as table_mod
+
+    monkeypatch.setattr(table_mod, "VALUE_BLOCK", 4)  # 11 packages: blocks of 4, 4 and 3
+    pkgs = _pkgs(11)
+    pkgs[5]["parameters"]["Re"] = -1.0  # a file with a problem: a row with no values
+    d = write_packages(tmp_path / "pk", pkgs)
+    table, problems = check_directory(d, worker_memory=WORKER)
+    assert len(problems) == 1 and len(table) == 10
+    for i in (9, 0, 5, 4, 3, 8, 1):
+        p = table[i]
+        doc = json.loads(Path(p.path).read_text())
+        assert p.package_id == doc["package_id"] and p.params.Re == doc["parameters"]["Re"]

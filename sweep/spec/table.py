@@ -2,10 +2,12 @@
 
 A million ``Package`` objects were ~500 bytes each in the driver (the object, its id, path,
 run id and values as separate strings); a sweep needs them only a few at a time (the window
-of tasks in flight, a line printed). ``PackageTable`` keeps the package ids, file names and
-validated values (JSON text) each as one bytes blob with end offsets, the run ids as 8-byte
-integers (their 16 hex digits), the priorities as one byte each, and the rare extras (tags,
-another solver) by row: ~60 bytes a package beside its values' text. It is a
+of tasks in flight, a line printed). ``PackageTable`` keeps the package ids and file names
+each as one bytes blob with end offsets, the validated values (JSON text) compressed by blocks
+of ``VALUE_BLOCK`` rows (zlib: neighbouring packages' values differ in a few digits, ~100 bytes
+become ~5; a block is inflated when a package of it is made, the last one kept), the run ids
+as 8-byte integers (their 16 hex digits), the priorities as one byte each, and the rare extras
+(tags, another solver) by row: ~90 bytes a package. It is a
 ``Sequence[Package]``: ``table[i]`` builds package ``i`` (equal to the one loaded), a slice
 or ``take(rows)`` is another table over the same columns.
 
@@ -15,6 +17,7 @@ as they are; the columnar queries (``run_keys``, ``run_id_mask``, ...) answer fo
 
 from __future__ import annotations
 
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
@@ -23,7 +26,9 @@ import numpy as np
 
 from .package import PRIORITIES, Package
 
-__all__ = ["PackageColumns", "PackageTable"]
+__all__ = ["PackageColumns", "PackageTable", "VALUE_BLOCK"]
+
+VALUE_BLOCK = 64  # rows whose values are compressed together
 
 _PRIO_CODE = {p: i for i, p in enumerate(PRIORITIES)}
 
@@ -47,7 +52,9 @@ class PackageColumns:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix  # the directory of the files' names, with its separator
-        self.ids, self.names, self.values = bytearray(), bytearray(), bytearray()
+        self.ids, self.names, self.values = bytearray(), bytearray(), bytearray()  # values: this block's
+        self.blocks: list[bytes] = []  # the values of each full block of rows, compressed
+        self.n_values = 0  # bytes of the values of the rows before this block
         self.id_end, self.name_end, self.value_end = array("q"), array("q"), array("q")
         self.run_ids, self.prios = array("Q"), bytearray()
         self.keys = array("q")  # hash of each row's id (equal ids, equal keys)
@@ -80,9 +87,16 @@ class PackageColumns:
         self.name_end.append(len(self.names))
         if ok:
             self.values += values.encode()  # type: ignore[union-attr]
-        self.value_end.append(len(self.values))
+        self.value_end.append(self.n_values + len(self.values))
         self.run_ids.append(int(run_id, 16) if ok else 0)  # type: ignore[arg-type]
         self.prios.append(_PRIO_CODE[priority] if ok else 0)  # type: ignore[index]
+        if len(self.prios) % VALUE_BLOCK == 0:
+            self._close_block()
+
+    def _close_block(self) -> None:
+        self.blocks.append(zlib.compress(self.values))
+        self.n_values += len(self.values)
+        self.values = bytearray()
 
     def _text(self, blob: bytearray, ends: array, r: int) -> str:
         return blob[(ends[r - 1] if r else 0) : ends[r]].decode()
@@ -129,6 +143,8 @@ class PackageColumns:
     def table(self) -> PackageTable:
         """The table of every package appended with ``ok``, in that order."""
         self._index = None
+        if len(self.prios) % VALUE_BLOCK:
+            self._close_block()
         rows = np.frombuffer(self.ok, dtype=np.int64).copy() if len(self.ok) else np.zeros(0, np.int64)
         self.keys = self.ok = array("q")
         return PackageTable(_Columns(self), rows)
@@ -140,7 +156,8 @@ class _Columns:
     def __init__(self, b: PackageColumns) -> None:
         self.prefix = b.prefix
         # the builder's own buffers, not copies (a copy would double them while it is made)
-        self.ids, self.names, self.values = b.ids, b.names, b.values
+        self.ids, self.names, self.blocks = b.ids, b.names, b.blocks
+        self._inflated: tuple[int, bytes] = (-1, b"")  # the last block inflated
         self.id_end = np.frombuffer(b.id_end, dtype=np.int64) if len(b.id_end) else np.zeros(0, np.int64)
         self.name_end = (
             np.frombuffer(b.name_end, dtype=np.int64) if len(b.name_end) else np.zeros(0, np.int64)
@@ -162,6 +179,18 @@ class _Columns:
     def run_id(self, r: int) -> str:
         return f"{int(self.run_ids[r]):016x}"
 
+    def values(self, r: int) -> str:
+        """The values (JSON text) of row ``r``, from its block (inflated once for its neighbours)."""
+        block = r // VALUE_BLOCK
+        at, text = self._inflated
+        if at != block:
+            text = zlib.decompress(self.blocks[block])
+            self._inflated = (block, text)
+        first = block * VALUE_BLOCK
+        base = int(self.value_end[first - 1]) if first else 0
+        start = (int(self.value_end[r - 1]) if r else 0) - base
+        return text[start : int(self.value_end[r]) - base].decode()
+
     def package(self, r: int) -> Package:
         tags, solver, case, solver_object = self.extras.get(r) or (None, "spectral", None, None)
         return Package(
@@ -171,7 +200,7 @@ class _Columns:
             tags,
             self.prefix + self._text(self.names, self.name_end, r),
             run_id=self.run_id(r),
-            values=self._text(self.values, self.value_end, r),
+            values=self.values(r),
             solver=solver,
             case=case,
             solver_object=solver_object,
