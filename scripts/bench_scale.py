@@ -45,7 +45,7 @@ def child(
     args: list[str], *, cwd: Path, env: dict[str, str], stop_after: float | None = None
 ) -> tuple[float, float, str]:
     """Run a child process; (wall seconds, its own peak RSS in MiB: the driver's, not its Dask
-    workers', and its stdout). Fails on exit != 0, except 143 when stopped by ``stop_after``
+    workers', and its stdout). Fails on exit != 0, except 143 (or -15) when stopped by ``stop_after``
     seconds (SIGTERM, as a batch system's time limit; not SIGINT: a background job started by
     a shell ignores it, and so do its children). ``CPU["last"]``: its CPU seconds (user +
     system, with those of the processes it started and waited for: its Dask workers), a
@@ -70,7 +70,10 @@ def child(
         CPU["last"] = usage.ru_utime + usage.ru_stime
         out.seek(0)
         err.seek(0)
-        if proc.returncode != 0 and not (stop_after is not None and proc.returncode == 143):
+        # stopped: 143 from its handler, or -15 when the signal came before the handler was set
+        # or after it was undone (a small sweep that finished just then)
+        stopped = stop_after is not None and proc.returncode in (143, -signal.SIGTERM)
+        if proc.returncode != 0 and not stopped:
             raise SystemExit(f"{' '.join(args[2:5])} ... exited {proc.returncode}:\n{err.read()[-3000:]}")
         return wall, usage.ru_maxrss / 1024, out.read()
 

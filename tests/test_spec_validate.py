@@ -411,6 +411,37 @@ def test_spec_validation_cache_skips_unchanged_old_files_by_stat(
     assert {p.package_id: p.params.Re for p in load_packages(d, worker_memory=WORKER)}["p1"] == 901.0
 
 
+def test_spec_validation_cache_writes_rows_as_it_goes_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows learnt are written every FLUSH_ROWS (not held for the whole pass); the pass's
+    transaction is committed by save only: a pass that stops before leaves the cache as it was."""
+    import sqlite3
+
+    from sweep.spec import cache as cache_mod
+
+    monkeypatch.setenv("NS_SWEEP_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(cache_mod, "FLUSH_ROWS", 2)
+    d = write_packages(tmp_path / "pk", _pkgs(5))
+    path = cache_mod.cache_file(str(d))
+    assert path is not None
+    c = cache_mod.ValidationCache(path)
+    for i in range(4):
+        c.record_file(f"package_000{i}.json", None, bytes([i]) * 20)
+    assert not c._files  # written, not held
+    with sqlite3.connect(path) as db:  # another connection sees nothing before save
+        assert db.execute("SELECT count(*) FROM files").fetchone() == (0,)
+    c.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM files").fetchone() == (0,)
+    first = load_packages(d, worker_memory=WORKER)
+    assert len(_cached_verdicts(Path(path))) == 5
+    again = load_packages(d, worker_memory=WORKER)
+    assert [(p.package_id, p.run_id, p.tags) for p in again] == [
+        (p.package_id, p.run_id, p.tags) for p in first
+    ]
+
+
 def test_spec_validation_cache_can_be_disabled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NS_SWEEP_CACHE_DIR", "off")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -529,3 +560,60 @@ def test_spec_validation_cache_of_other_code_is_replaced(
         db.execute("CREATE TABLE verdicts (digest BLOB PRIMARY KEY, verdict TEXT)")
     assert len(load_packages(d, worker_memory=WORKER)) == 3
     assert sorted(v[0] for v in _cached_verdicts(Path(path))) == ["p0", "p1", "p2"]
+
+
+def test_spec_duplicate_ids_said_in_file_order_with_each_files_other_problems(tmp_path: Path) -> None:
+    # ids repeated by valid files and by files with problems, beside summary problems: every
+    # line where the pass over the files says it (found after the pass, by sorting the ids)
+    pkgs = _pkgs(7)
+    pkgs[1]["package_id"] = "p0"
+    pkgs[3]["package_id"] = "p0"
+    pkgs[3]["parameters"]["Re"] = -1.0
+    pkgs[4]["package_id"] = "p2"
+    pkgs[4]["priority"] = "LOW"
+    pkgs[6]["package_id"] = "p5"
+    pkgs[6]["parameters"]["grid"] = [8, 8]
+    d = write_packages(tmp_path / "pk", pkgs)
+    summary = {"HIGH": ["p0", "p3", "ghost"], "MEDIUM": ["p2"], "LOW": ["p5", "p7*"]}
+    (d / "priority_summary.json").write_text(json.dumps(summary))
+    got = [_dup_short(p) for p in _problems(d)]
+    assert got == [
+        'package_0001.json: package_id: "p0" dup of package_0000.json',
+        'package_0001.json: priority: "MEDIUM"',
+        'package_0002.json: priority: "LOW"',
+        "package_0003.json: parameters.Re: -1.0",
+        'package_0003.json: package_id: "p0" dup of package_0000.json',
+        'package_0004.json: package_id: "p2" dup of package_0002.json',
+        'package_0004.json: priority: "LOW"',
+        "package_0006.json: parameters.grid: [8, 8]",
+        'package_0006.json: package_id: "p5" dup of package_0005.json',
+        'package_0006.json: priority: "HIGH"',
+        'priority_summary.json: LOW: "p7*"',
+        'priority_summary.json: HIGH: "p3"',
+        'priority_summary.json: HIGH: "ghost"',
+    ]
+
+
+def _dup_short(line: str) -> str:
+    """``file: field: value``, with `` dup of FILE`` for a repeated id."""
+    m = re.fullmatch(r"(.+?): (.+?): bad value (.+?); allowed: (.*)", line)
+    assert m is not None, line
+    also = re.search(r"also in (\S+)\)$", m[4])
+    return f"{m[1]}: {m[2]}: {m[3]}" + (f" dup of {also[1]}" if also else "")
+
+
+def test_spec_table_values_compressed_by_blocks_read_in_any_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sweep.spec import table as table_mod
+
+    monkeypatch.setattr(table_mod, "VALUE_BLOCK", 4)  # 11 packages: blocks of 4, 4 and 3
+    pkgs = _pkgs(11)
+    pkgs[5]["parameters"]["Re"] = -1.0  # a file with a problem: a row with no values
+    d = write_packages(tmp_path / "pk", pkgs)
+    table, problems = check_directory(d, worker_memory=WORKER)
+    assert len(problems) == 1 and len(table) == 10
+    for i in (9, 0, 5, 4, 3, 8, 1):
+        p = table[i]
+        doc = json.loads(Path(p.path).read_text())
+        assert p.package_id == doc["package_id"] and p.params.Re == doc["parameters"]["Re"]

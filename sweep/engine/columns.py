@@ -78,7 +78,7 @@ class RunEntries(Mapping[str, PlanEntry]):
 
     def __iter__(self) -> Iterator[str]:
         table = self.plan.packages
-        for p in self.positions.tolist():
+        for p in _each(self.positions):
             yield table.run_id(p)
 
     def __len__(self) -> int:
@@ -119,8 +119,15 @@ class Backlog:
         self.next = len(self.positions)
 
     def __iter__(self) -> Iterator[str]:
-        for p in self.positions[self.next :].tolist():
+        for p in _each(self.positions[self.next :]):
             yield self.table.run_id(p)
+
+
+def _each(positions: np.ndarray, chunk: int = 4096) -> Iterator[int]:
+    """The positions as ints, a chunk at a time (a list of a million ints is ~40 MB, and an
+    iteration left open keeps it)."""
+    for start in range(0, len(positions), chunk):
+        yield from positions[start : start + chunk].tolist()
 
 
 class QueuedLines:

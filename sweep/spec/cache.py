@@ -27,11 +27,20 @@ import sqlite3
 import time
 from typing import Any
 
-__all__ = ["CACHE_ENV", "CACHE_KEEP", "RACY_SECONDS", "ValidationCache", "cache_file", "stat_key"]
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_KEEP",
+    "FLUSH_ROWS",
+    "RACY_SECONDS",
+    "ValidationCache",
+    "cache_file",
+    "stat_key",
+]
 
 CACHE_ENV = "NS_SWEEP_CACHE_DIR"  # directory of the validation cache; "off" disables it
 CACHE_KEEP = 64  # package directories remembered; the least recently rewritten are forgotten
 RACY_SECONDS = 2.0  # a file changed this recently is hashed again on the next pass
+FLUSH_ROWS = 10_000  # rows learnt are written to the cache this many at a time
 _SCHEMA = 3  # a verdict's fields in columns, a package's values as JSON text
 
 
@@ -103,7 +112,12 @@ def stat_key(st: os.stat_result) -> str:
 
 class ValidationCache:
     """The cache of one package directory for one pass: ``lookup`` what is known, ``record``
-    what was learnt, ``save`` it at the end (one transaction)."""
+    what was learnt, ``save`` it at the end (one transaction).
+
+    What is learnt is written every ``FLUSH_ROWS`` rows inside that transaction (begun at the
+    first write, committed by ``save``), not held: at 1,000,000 new files the pending rows were
+    ~1 KB a file. Until ``save`` the pass only adds facts (a file's stat key and digest, the
+    verdict on some bytes); a pass that stops before it leaves the cache as it was."""
 
     def __init__(self, path: str | None) -> None:
         self.path = path
@@ -112,6 +126,8 @@ class ValidationCache:
         self._files: list[tuple[str, str | None, bytes]] = []  # (name, stat key or None, digest)
         self._verdicts: list[tuple[Any, ...]] = []
         self._forget: list[bytes] = []
+        self._writing = False  # the transaction of this pass is open
+        self._failed = False  # a write failed: nothing more is written, the transaction is undone
         self._rows: Any = None  # the scan of the files table, by name (see known)
         self._row: Any = None
         self._last: str | None = None
@@ -189,6 +205,7 @@ class ValidationCache:
         it changed too recently to be trusted (``RACY_SECONDS``)."""
         racy = st is None or max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > self.started - RACY_SECONDS
         self._files.append((name, None if racy else stat_key(st), digest))  # type: ignore[arg-type]
+        self._pending()
 
     def record_verdict(self, digest: bytes, verdict: list[Any]) -> None:
         """A verdict on new bytes (a package without problems): ``[package_id, priority, values
@@ -206,37 +223,57 @@ class ValidationCache:
                 json.dumps(solver[0]) if solver else None,
             )
         )
+        self._pending()
 
     def forget(self, digest: bytes) -> None:
         """A cached verdict that no longer holds (another solver's template changed)."""
         self._forget.append(digest)
 
+    def _pending(self) -> None:
+        if len(self._files) + len(self._verdicts) >= FLUSH_ROWS:
+            self._write()
+
+    def _write(self) -> None:
+        """Write the pending rows in this pass's transaction (begun by the first write)."""
+        db = self._db
+        forget, verdicts, files = self._forget, self._verdicts, self._files
+        self._files, self._verdicts, self._forget = [], [], []
+        if db is None or self._failed or not (files or verdicts or forget):
+            return
+        try:
+            if not self._writing:
+                db.execute("BEGIN")
+                self._writing = True
+            db.executemany("DELETE FROM verdicts WHERE digest = ?", [(d,) for d in forget])
+            db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?)", verdicts)
+            db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", files)
+        except sqlite3.Error:  # a cache that cannot be written only costs time
+            self._failed = True
+
     def save(self) -> None:
         """Write what this pass learnt (one transaction), then close."""
-        db, self._db = self._db, None
+        db = self._db
         if db is None:
             return
         self._rows = self._row = None
         try:
-            if self._files or self._verdicts or self._forget:
-                db.execute("BEGIN")
-                db.executemany("DELETE FROM verdicts WHERE digest = ?", [(d,) for d in self._forget])
-                db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?,?,?)", self._verdicts)
-                db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", self._files)
-                db.execute("COMMIT")
+            self._write()
+            if self._writing:
+                db.execute("ROLLBACK" if self._failed else "COMMIT")
         except sqlite3.Error:  # a cache that cannot be written only costs time
             pass
         finally:
+            self._db = None
             db.close()
-            self._files, self._verdicts, self._forget = [], [], []
         if self.path is not None:
             _prune_cache(os.path.dirname(self.path))
 
     def close(self) -> None:
-        """Close without saving."""
+        """Close without saving (what was written in this pass is undone)."""
         self._rows = self._row = None
+        self._files, self._verdicts, self._forget = [], [], []
         if self._db is not None:
-            self._db.close()
+            self._db.close()  # an open transaction is rolled back
             self._db = None
 
 

@@ -17,7 +17,8 @@ import os
 import re
 import stat
 import warnings
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -217,6 +218,29 @@ def _read_summary(directory: str, n_files: int, problems: list[str]) -> Priority
     return read_summary(path, n_files, problems)
 
 
+def _each_name(listing: str) -> Iterator[str]:
+    """The names of a NUL-separated listing, in order."""
+    start, end = 0, len(listing)
+    while start < end:
+        stop = listing.find("\0", start)
+        stop = end if stop < 0 else stop
+        yield listing[start:stop]
+        start = stop + 1
+
+
+def _with_repeated_ids(problems: list[str], packages: PackageColumns, at: array) -> list[str]:
+    """``problems`` with the line of each file whose package id an earlier file has, where the
+    pass would have said it (``at``: the length of problems then, per row of ``packages``)."""
+    out: list[str] = []
+    done = 0
+    for row, first in packages.repeated():
+        out += problems[done : at[row]]
+        done = at[row]
+        why = f"an id used by one file only (also in {packages.name(first)})"
+        out.append(problem_line(packages.name(row), "package_id", packages.package_id(row), why))
+    return out + problems[done:] if out else problems
+
+
 @paused_gc()
 def check_directory(
     directory: str | os.PathLike[str], *, worker_memory: int | None = None, check_memory: bool = True
@@ -245,17 +269,20 @@ def check_directory(
             if not e.is_file(follow_symlinks=False):
                 odd.add(e.name)
     names.sort()
-    summary = _read_summary(directory, len(names), problems)
+    n_names = len(names)
+    listing = "\0".join(names)  # the names in one string (a file name has no NUL): ~1/4 of the list
+    del names
+    summary = _read_summary(directory, n_names, problems)
     if check_memory and worker_memory is None:
         worker_memory = memory_per_worker()
     cache = ValidationCache(cache_file(directory))
     solvers = _Solvers(directory, problems)
     old_names: dict[str, list[str]] = {}  # deprecated parameter name -> files that write it
-    seen: dict[str, str] = {}
+    at = array("q")  # per row of packages: where in problems a line on its id would go
     unreadable: list[str] = []
     prefix = os.path.join(directory, "")
     packages = PackageColumns(prefix)  # columns, not a million objects (sweep.spec.table)
-    for name in names:
+    for name in _each_name(listing):
         before = len(problems)
         path = prefix + name
         if name in odd and (why := file_problem(path, name, directory)):
@@ -334,14 +361,7 @@ def check_directory(
                 verdict.append([solver, case])
             cache.record_verdict(digest, verdict)
         if pid is not None:
-            if pid in seen:
-                problems.append(
-                    problem_line(
-                        name, "package_id", pid, f"an id used by one file only (also in {seen[pid]})"
-                    )
-                )
-            else:
-                seen[pid] = name
+            at.append(len(problems))  # an id another file has too: said here (found after the pass)
             if summary is not None:
                 listed, clash = summary.priority_of(pid)
                 if clash:
@@ -377,9 +397,12 @@ def check_directory(
                     name, json.loads(values or "{}").get("grid", PARAMS["grid"].default), need, worker_memory
                 )
             )
-        if len(problems) == before and pid is not None and values is not None and prio is not None:
+        if pid is not None:
+            ok = len(problems) == before and values is not None and prio is not None
             extras = None if not tags and solver_obj is None else (tags, solver, case, solver_obj)
-            packages.append(pid, prio, name, values, run_id, extras)
+            packages.append(pid, prio, name, values, run_id, extras, ok)
+    problems[:] = _with_repeated_ids(problems, packages, at)
+    del at
     for old, files in old_names.items():
         more = f" (and {len(files) - 1} more file(s))" if len(files) > 1 else ""
         warnings.warn(deprecation_message(old, f"{files[0]}{more}: parameters."), FutureWarning, stacklevel=2)
@@ -396,7 +419,7 @@ def check_directory(
                 )
             )
         for pid, prio in summary.ids.items():
-            if pid not in seen:
+            if not packages.has_id(pid):
                 problems.append(
                     problem_line(
                         SUMMARY_FILE,
@@ -405,7 +428,7 @@ def check_directory(
                         f"ids of existing {PACKAGE_GLOB} files (add the package file or remove the id{fix})",
                     )
                 )
-    if not names and not problems:
+    if not n_names and not problems:
         problems.append(
             f"{directory}: (directory): no {PACKAGE_GLOB} files; allowed: a directory "
             "with package files (sweep new DIR creates some)"
@@ -421,9 +444,7 @@ def load_packages(
     packages, problems = check_directory(directory, worker_memory=worker_memory, check_memory=check_memory)
     if problems:
         raise config_error(problems)
-    # ids are ASCII (id_problem): their bytes sort as the strings do
-    ids = np.array([packages.package_id(i).encode() for i in range(len(packages))], dtype=bytes)
-    return packages.take(np.lexsort((ids, packages.priority_codes())))
+    return packages.take(np.lexsort((packages.id_array(), packages.priority_codes())))
 
 
 def check_document(

@@ -2,10 +2,12 @@
 
 A million ``Package`` objects were ~500 bytes each in the driver (the object, its id, path,
 run id and values as separate strings); a sweep needs them only a few at a time (the window
-of tasks in flight, a line printed). ``PackageTable`` keeps the package ids, file names and
-validated values (JSON text) each as one bytes blob with end offsets, the run ids as 8-byte
-integers (their 16 hex digits), the priorities as one byte each, and the rare extras (tags,
-another solver) by row: ~60 bytes a package beside its values' text. It is a
+of tasks in flight, a line printed). ``PackageTable`` keeps the package ids and file names
+each as one bytes blob with end offsets, the validated values (JSON text) compressed by blocks
+of ``VALUE_BLOCK`` rows (zlib: neighbouring packages' values differ in a few digits, ~100 bytes
+become ~5; a block is inflated when a package of it is made, the last one kept), the run ids
+as 8-byte integers (their 16 hex digits), the priorities as one byte each, and the rare extras
+(tags, another solver) by row: ~90 bytes a package. It is a
 ``Sequence[Package]``: ``table[i]`` builds package ``i`` (equal to the one loaded), a slice
 or ``take(rows)`` is another table over the same columns.
 
@@ -15,6 +17,7 @@ as they are; the columnar queries (``run_keys``, ``run_id_mask``, ...) answer fo
 
 from __future__ import annotations
 
+import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
@@ -23,7 +26,9 @@ import numpy as np
 
 from .package import PRIORITIES, Package
 
-__all__ = ["PackageColumns", "PackageTable"]
+__all__ = ["PackageColumns", "PackageTable", "VALUE_BLOCK"]
+
+VALUE_BLOCK = 64  # rows whose values are compressed together
 
 _PRIO_CODE = {p: i for i, p in enumerate(PRIORITIES)}
 
@@ -39,41 +44,110 @@ def _hex_key(run_id: str) -> int | None:
 
 
 class PackageColumns:
-    """Builds a ``PackageTable`` one package at a time (``check_directory``), compactly."""
+    """Builds a ``PackageTable`` one package file at a time (``check_directory``), compactly.
+
+    Every file with a package id is a row, also one with a problem (left out of the table:
+    ``ok=False``), so that ids used by several files are found after the pass, by sorting the
+    ids' hashes (``repeated``, ``has_id``), not with a dict of a million ids."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix  # the directory of the files' names, with its separator
-        self.ids, self.names, self.values = bytearray(), bytearray(), bytearray()
+        self.ids, self.names, self.values = bytearray(), bytearray(), bytearray()  # values: this block's
+        self.blocks: list[bytes] = []  # the values of each full block of rows, compressed
+        self.n_values = 0  # bytes of the values of the rows before this block
         self.id_end, self.name_end, self.value_end = array("q"), array("q"), array("q")
         self.run_ids, self.prios = array("Q"), bytearray()
+        self.keys = array("q")  # hash of each row's id (equal ids, equal keys)
+        self.ok = array("q")  # the rows of the table: packages without problems
         self.extras: dict[int, tuple[Any, ...]] = {}  # row -> (tags, solver, case, solver object)
+        self._index: tuple[np.ndarray, np.ndarray] | None = None  # (sorted keys, their rows)
 
     def append(
         self,
         package_id: str,
-        priority: str,
+        priority: str | None,
         name: str,
-        values: str,
-        run_id: str,
+        values: str | None,
+        run_id: str | None,
         extras: tuple[Any, ...] | None,
+        ok: bool = True,
     ) -> None:
-        """One package: its id, priority, file name, values (JSON text) and run id (16 hex
-        digits); ``extras``: (tags, solver, case, solver object) when it has tags or another solver."""
-        if extras is not None:
-            self.extras[len(self.prios)] = extras
+        """One file: its package's id, priority, file name, values (JSON text) and run id (16
+        hex digits); ``extras``: (tags, solver, case, solver object) when it has tags or
+        another solver; ``ok``: the package is valid (the others need only an id and a name)."""
+        row = len(self.prios)
+        if ok:
+            self.ok.append(row)
+            if extras is not None:
+                self.extras[row] = extras
+        self.keys.append(hash(package_id))
         self.ids += package_id.encode()
         self.id_end.append(len(self.ids))
         self.names += name.encode()
         self.name_end.append(len(self.names))
-        self.values += values.encode()
-        self.value_end.append(len(self.values))
-        self.run_ids.append(int(run_id, 16))
-        self.prios.append(_PRIO_CODE[priority])
+        if ok:
+            self.values += values.encode()  # type: ignore[union-attr]
+        self.value_end.append(self.n_values + len(self.values))
+        self.run_ids.append(int(run_id, 16) if ok else 0)  # type: ignore[arg-type]
+        self.prios.append(_PRIO_CODE[priority] if ok else 0)  # type: ignore[index]
+        if len(self.prios) % VALUE_BLOCK == 0:
+            self._close_block()
+
+    def _close_block(self) -> None:
+        self.blocks.append(zlib.compress(self.values))
+        self.n_values += len(self.values)
+        self.values = bytearray()
+
+    def _text(self, blob: bytearray, ends: array, r: int) -> str:
+        return blob[(ends[r - 1] if r else 0) : ends[r]].decode()
+
+    def package_id(self, r: int) -> str:
+        return self._text(self.ids, self.id_end, r)
+
+    def name(self, r: int) -> str:
+        return self._text(self.names, self.name_end, r)
+
+    def _sorted_keys(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._index is None:
+            keys = np.frombuffer(self.keys, dtype=np.int64) if len(self.keys) else np.zeros(0, np.int64)
+            order = np.argsort(keys, kind="stable")  # rows of equal keys in row order
+            self._index = (keys[order], order)
+        return self._index
+
+    def repeated(self) -> list[tuple[int, int]]:
+        """(row, first row with the same id) of each row whose id an earlier row has, in row order."""
+        keys, order = self._sorted_keys()
+        same = keys[1:] == keys[:-1]
+        if not same.any():
+            return []
+        in_run = np.zeros(len(keys), dtype=bool)
+        in_run[1:] |= same
+        in_run[:-1] |= same
+        first: dict[str, int] = {}  # (equal hashes of different ids are told apart here)
+        out = []
+        for r in sorted(int(r) for r in order[in_run]):
+            pid = self.package_id(r)
+            if pid in first:
+                out.append((r, first[pid]))
+            else:
+                first[pid] = r
+        return out
+
+    def has_id(self, package_id: str) -> bool:
+        """Whether a row has this id."""
+        keys, order = self._sorted_keys()
+        key = hash(package_id)
+        lo, hi = np.searchsorted(keys, key, "left"), np.searchsorted(keys, key, "right")
+        return any(self.package_id(int(r)) == package_id for r in order[lo:hi])
 
     def table(self) -> PackageTable:
-        """The table of every package appended, in that order."""
-        cols = _Columns(self)
-        return PackageTable(cols, np.arange(len(cols.prios), dtype=np.int64))
+        """The table of every package appended with ``ok``, in that order."""
+        self._index = None
+        if len(self.prios) % VALUE_BLOCK:
+            self._close_block()
+        rows = np.frombuffer(self.ok, dtype=np.int64).copy() if len(self.ok) else np.zeros(0, np.int64)
+        self.keys = self.ok = array("q")
+        return PackageTable(_Columns(self), rows)
 
 
 class _Columns:
@@ -81,7 +155,9 @@ class _Columns:
 
     def __init__(self, b: PackageColumns) -> None:
         self.prefix = b.prefix
-        self.ids, self.names, self.values = bytes(b.ids), bytes(b.names), bytes(b.values)
+        # the builder's own buffers, not copies (a copy would double them while it is made)
+        self.ids, self.names, self.blocks = b.ids, b.names, b.blocks
+        self._inflated: tuple[int, bytes] = (-1, b"")  # the last block inflated
         self.id_end = np.frombuffer(b.id_end, dtype=np.int64) if len(b.id_end) else np.zeros(0, np.int64)
         self.name_end = (
             np.frombuffer(b.name_end, dtype=np.int64) if len(b.name_end) else np.zeros(0, np.int64)
@@ -90,11 +166,11 @@ class _Columns:
             np.frombuffer(b.value_end, dtype=np.int64) if len(b.value_end) else np.zeros(0, np.int64)
         )
         self.run_ids = np.frombuffer(b.run_ids, dtype=np.uint64) if len(b.run_ids) else np.zeros(0, np.uint64)
-        self.prios = np.frombuffer(bytes(b.prios), dtype=np.uint8)
+        self.prios = np.frombuffer(b.prios, dtype=np.uint8) if len(b.prios) else np.zeros(0, np.uint8)
         self.extras = b.extras
 
     @staticmethod
-    def _text(blob: bytes, ends: np.ndarray, r: int) -> str:
+    def _text(blob: bytes | bytearray, ends: np.ndarray, r: int) -> str:
         return blob[(int(ends[r - 1]) if r else 0) : int(ends[r])].decode()
 
     def package_id(self, r: int) -> str:
@@ -102,6 +178,18 @@ class _Columns:
 
     def run_id(self, r: int) -> str:
         return f"{int(self.run_ids[r]):016x}"
+
+    def values(self, r: int) -> str:
+        """The values (JSON text) of row ``r``, from its block (inflated once for its neighbours)."""
+        block = r // VALUE_BLOCK
+        at, text = self._inflated
+        if at != block:
+            text = zlib.decompress(self.blocks[block])
+            self._inflated = (block, text)
+        first = block * VALUE_BLOCK
+        base = int(self.value_end[first - 1]) if first else 0
+        start = (int(self.value_end[r - 1]) if r else 0) - base
+        return text[start : int(self.value_end[r]) - base].decode()
 
     def package(self, r: int) -> Package:
         tags, solver, case, solver_object = self.extras.get(r) or (None, "spectral", None, None)
@@ -112,7 +200,7 @@ class _Columns:
             tags,
             self.prefix + self._text(self.names, self.name_end, r),
             run_id=self.run_id(r),
-            values=self._text(self.values, self.value_end, r),
+            values=self.values(r),
             solver=solver,
             case=case,
             solver_object=solver_object,
@@ -211,11 +299,18 @@ class PackageTable(Sequence[Package]):
         starts = np.concatenate(([0], ends[:-1]))
         return (ends - starts)[self.rows]
 
+    def id_array(self) -> np.ndarray:
+        """The package ids as one fixed-width bytes array (``S<longest id>``; ids are ASCII:
+        their bytes sort as the strings do), made without a list of a million bytes objects."""
+        width = max(1, int(self.id_lengths().max())) if len(self) else 1
+        ids = (self.package_id(i).encode() for i in range(len(self)))
+        return np.fromiter(ids, dtype=f"S{width}", count=len(self))
+
     def position_of(self, package_id: str) -> int | None:
         """The position of the package with this id (None: none has it); the first call
         indexes the ids (a sorted array, ~the ids' bytes)."""
         if self._index is None:
-            ids = np.array([self.package_id(i).encode() for i in range(len(self))], dtype=bytes)
+            ids = self.id_array()
             order = np.argsort(ids, kind="stable")
             self._index = (ids[order], order)
         ids, order = self._index
