@@ -8,8 +8,9 @@ N one-step 8^3 packages (Re x random_seed, random initial field) are written by 
 from a grid file, then each command runs as a child process of its own, as a user would run
 it, on 2 workers: `sweep new`, `validate`, `explain`, `run`, `run` again with nothing left,
 `logs PACKAGE_ID`, `status`, `status --packages`, `report`, `--help`, and `open_results` in Python. For
-each: wall time and the child's peak RSS (resource usage of the child: the driver's, not its
-Dask workers'). For the sweep: the cost per package over the whole sweep and in its first and
+each: wall time and the child's peak RSS (its resource usage: the largest of the driver and of
+the processes it waited for, its local Dask workers; the kernel folds theirs in). For the
+sweep: the cost per package over the whole sweep and in its first and
 last tenth (from the commit times in the store: growth shows as a last tenth slower than the
 first), the store's size per run, the log files written.
 
@@ -44,11 +45,11 @@ CPU: dict[str, float] = {}  # the last child's CPU seconds (see child)
 def child(
     args: list[str], *, cwd: Path, env: dict[str, str], stop_after: float | None = None
 ) -> tuple[float, float, str]:
-    """Run a child process; (wall seconds, its own peak RSS in MiB: the driver's, not its Dask
-    workers', and its stdout). Fails on exit != 0, except 143 (or -15) when stopped by ``stop_after``
-    seconds (SIGTERM, as a batch system's time limit; not SIGINT: a background job started by
-    a shell ignores it, and so do its children). ``CPU["last"]``: its CPU seconds (user +
-    system, with those of the processes it started and waited for: its Dask workers), a
+    """Run a child process; (wall seconds, peak RSS in MiB of it or of a process it waited for,
+    e.g. its Dask workers, and its stdout). Fails on exit != 0, except 143 (or -15) when stopped
+    by ``stop_after`` seconds (SIGTERM, as a batch system's time limit; not SIGINT: a background
+    job started by a shell ignores it, and so do its children). ``CPU["last"]``: its CPU seconds
+    (user + system, with those of the processes it started and waited for: its Dask workers), a
     measure that a loaded machine does not inflate as much as wall time."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
