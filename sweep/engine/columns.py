@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..spec import PackageTable
+from ..spec.table import run_key
 from .plan import Plan, PlanEntry
 
 __all__ = [
@@ -31,15 +32,6 @@ __all__ = [
 # status codes of StatusView (failure classes are added as met)
 STATUS_LABELS = ("done", "skipped", "cancelled", "planned")
 DONE, SKIPPED, CANCELLED, PLANNED = range(4)
-
-
-def _hex(run_id: str) -> int | None:
-    if len(run_id) != 16:
-        return None
-    try:
-        return int(run_id, 16)
-    except ValueError:
-        return None
 
 
 class RunEntries(Mapping[str, PlanEntry]):
@@ -59,7 +51,7 @@ class RunEntries(Mapping[str, PlanEntry]):
         """The run's index among ``positions`` (None: not a run of this sweep)."""
         if self._by_id is not None:
             return self._by_id.get(run_id)
-        key = _hex(run_id) if isinstance(run_id, str) else None
+        key = run_key(run_id) if isinstance(run_id, str) else None
         if key is None:
             return None
         at = int(np.searchsorted(self._keys, np.uint64(key)))

@@ -26,14 +26,14 @@ import numpy as np
 
 from .package import PRIORITIES, Package
 
-__all__ = ["PackageColumns", "PackageTable", "VALUE_BLOCK"]
+__all__ = ["PackageColumns", "PackageTable", "VALUE_BLOCK", "run_key"]
 
 VALUE_BLOCK = 64  # rows whose values are compressed together
 
 _PRIO_CODE = {p: i for i, p in enumerate(PRIORITIES)}
 
 
-def _hex_key(run_id: str) -> int | None:
+def run_key(run_id: str) -> int | None:
     """A run id of 16 hex digits as an integer (None: another form of id)."""
     if len(run_id) != 16:
         return None
@@ -286,7 +286,7 @@ class PackageTable(Sequence[Package]):
         if self._cols is None:
             wanted = run_ids if isinstance(run_ids, (set, frozenset, dict)) else set(run_ids)
             return np.array([p.run_id in wanted for p in self], dtype=bool)
-        keys = np.fromiter((k for k in map(_hex_key, run_ids) if k is not None), dtype=np.uint64)
+        keys = np.fromiter((k for k in map(run_key, run_ids) if k is not None), dtype=np.uint64)
         if not len(keys):
             return np.zeros(len(self), dtype=bool)
         return np.isin(self.run_keys(), keys)
