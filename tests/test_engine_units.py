@@ -300,3 +300,56 @@ def test_frozen_heap_hides_the_heap_from_the_collector_and_restores_it():
         del cycle
         assert gc.collect() >= 1
     assert gc.get_threshold() == before and gc.get_freeze_count() == frozen
+
+
+def test_quiet_variable_timeouts_drops_only_the_schedulers_variable_get_tracebacks():
+    """A scheduler in this process logs a traceback for every Variable.get that times out (the
+    engine's own asks for a checkpoint that may not exist); the filter drops those, nothing else."""
+    import logging
+
+    from sweep.engine.connection import _VARIABLE_TIMEOUTS, quiet_variable_timeouts
+
+    def record(msg: str, exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except type(exc):
+            import sys
+
+            return logging.LogRecord(
+                "distributed.core", logging.ERROR, __file__, 1, msg, ("variable_get",), sys.exc_info()
+            )
+
+    core = logging.getLogger("distributed.core")
+    had = _VARIABLE_TIMEOUTS in core.filters
+    quiet_variable_timeouts()
+    quiet_variable_timeouts()  # idempotent
+    try:
+        assert core.filters.count(_VARIABLE_TIMEOUTS) == 1
+        assert not core.filter(record("Exception while handling op %s", TimeoutError()))
+        assert core.filter(record("Exception while handling op %s", ValueError("x")))  # a real error
+        other = record("Exception while handling op %s", TimeoutError())
+        other.args = ("gather",)
+        assert core.filter(other)  # another op's timeout is not ours
+    finally:
+        if not had:
+            core.removeFilter(_VARIABLE_TIMEOUTS)
+
+
+def test_a_missing_variable_get_is_logged_by_an_in_process_scheduler_then_quieted(caplog):
+    """The record the filter drops is what distributed really logs (checked on a real
+    in-process scheduler), so the filter cannot go stale silently."""
+    import logging
+
+    from distributed import Client, LocalCluster, Variable
+
+    from sweep.engine.connection import _VARIABLE_TIMEOUTS
+
+    core = logging.getLogger("distributed.core")
+    core.removeFilter(_VARIABLE_TIMEOUTS)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster, Client(cluster) as c:
+        with caplog.at_level(logging.ERROR, logger="distributed.core"):
+            with pytest.raises(TimeoutError):
+                Variable("not-there", client=c).get(timeout=0)
+        seen = [r for r in caplog.records if "variable_get" in r.getMessage()]
+        assert seen and isinstance(seen[0].exc_info[1], TimeoutError), caplog.records
+        assert not _VARIABLE_TIMEOUTS.filter(seen[0])

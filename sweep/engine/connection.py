@@ -15,6 +15,7 @@ __all__ = [
     "quiet_connection_noise",
     "quiet_distributed",
     "quiet_lost_broadcasts",
+    "quiet_variable_timeouts",
     "scheduler_lost",
 ]
 
@@ -128,3 +129,23 @@ def quiet_lost_broadcasts() -> None:
     complaint comes whenever it is collected, maybe at exit; the nanny restarts the worker and
     the engine retries its runs). Only connection errors; idempotent."""
     logging.getLogger("asyncio").addFilter(_LOST_BROADCASTS)
+
+
+class _DropVariableTimeouts(logging.Filter):
+    """The scheduler's traceback of a ``Variable.get`` that timed out: the engine asks for a
+    checkpoint or the measured rates that may not exist yet (``timeout=0`` on a worker; the
+    relay's fetch), and the caller handles the TimeoutError."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, TimeoutError) and "variable_get" in record.getMessage())
+
+
+_VARIABLE_TIMEOUTS = _DropVariableTimeouts()
+
+
+def quiet_variable_timeouts() -> None:
+    """Keep the scheduler's tracebacks of the engine's own ``Variable.get`` timeouts off the
+    terminal from now on (a scheduler in this process logs each one; outside the driver loop,
+    e.g. while a stopped sweep closes its cluster, nothing else filters them). Idempotent."""
+    logging.getLogger("distributed.core").addFilter(_VARIABLE_TIMEOUTS)

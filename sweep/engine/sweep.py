@@ -40,7 +40,13 @@ from .columns import (
     SkippedView,
     StatusView,
 )
-from .connection import quiet_connection_noise, quiet_distributed, quiet_lost_broadcasts, scheduler_lost
+from .connection import (
+    quiet_connection_noise,
+    quiet_distributed,
+    quiet_lost_broadcasts,
+    quiet_variable_timeouts,
+    scheduler_lost,
+)
 from .interrupts import interruptible
 from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
 from .logs import SweepLogs, stamp_now
@@ -438,6 +444,7 @@ class _Sweep:
     def _drive(self, driver: Driver, handle: ClusterHandle, resumes: dict[str, dict[str, Any]]) -> None:
         """Run the driver loop; a lost scheduler becomes one line (SchedulerLostError)."""
         quiet_lost_broadcasts()  # a worker that dies during a broadcast: its nanny restarts it
+        quiet_variable_timeouts()  # a checkpoint asked for that is not there yet
         try:
             # a full disk or read-only file system under the logs, too, is one line
             with (
