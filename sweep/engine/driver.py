@@ -26,6 +26,7 @@ from ..units import format_duration
 from .checkpoints import CheckpointRelay, step_of
 from .commits import CommitWriter
 from .connection import connection_trouble
+from .interrupts import check_stop
 from .live import LiveStatus
 from .logs import SweepLogs
 from .options import SweepOptions
@@ -482,6 +483,7 @@ class Driver:
             ac = as_completed(self.tasks.submit_next(resumes))
             last_tick = last_gather = 0.0
             while not ac.is_empty() or self.tasks.backlog:
+                check_stop()  # a stop whose Interrupted Python swallowed (sweep.engine.interrupts)
                 # results are gathered at most every gather_every s: one round trip to the
                 # workers fetches several (each fetch costs the scheduler, the worker and us)
                 batch = []

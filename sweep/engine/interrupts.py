@@ -19,10 +19,14 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["SIGNALS", "Interrupted", "interruptible", "deferred_stop", "exit_code_of_signal"]
+__all__ = ["SIGNALS", "Interrupted", "interruptible", "deferred_stop", "exit_code_of_signal", "check_stop"]
 
 # the signals that stop a sweep (SIGHUP is missing on Windows)
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+# the signals received by each interruptible block under way (its handler's list)
+_ACTIVE: list[list[int]] = []
 
 
 def exit_code_of_signal(signum: int) -> int:
@@ -78,15 +82,39 @@ def interruptible() -> Iterator[None]:
         first.append(signum)
         raise Interrupted(signum)
 
+    # The handler runs wherever the main thread is. Where Python swallows exceptions (a gc
+    # callback, a __del__) the Interrupted is only printed as "Exception ignored": it is kept
+    # quiet here and raised again by check_stop (the driver loop) or at the end of the block.
+    hook = sys.unraisablehook
+
+    def unraisable(info: object) -> None:
+        if not isinstance(getattr(info, "exc_value", None), Interrupted):
+            hook(info)  # type: ignore[arg-type]
+
     previous = {}
+    _ACTIVE.append(first)
+    sys.unraisablehook = unraisable
     try:
         for sig in SIGNALS:
             if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
                 previous[sig] = signal.signal(sig, handler)
         yield
+        if first:  # its Interrupted was swallowed, and nothing asked since
+            raise Interrupted(first[0])
     finally:
         for sig, prev in previous.items():
             signal.signal(sig, prev)
+        sys.unraisablehook = hook
+        _ACTIVE.remove(first)
+
+
+def check_stop() -> None:
+    """Raise ``Interrupted`` if a stop signal arrived in an ``interruptible`` block and its
+    exception was swallowed where Python ignores exceptions (e.g. a gc callback of
+    distributed's): a long loop calls this at each pass, so a stop is never lost."""
+    for received in _ACTIVE:
+        if received:
+            raise Interrupted(received[0])
 
 
 @contextlib.contextmanager
