@@ -200,9 +200,12 @@ class LocalBlobs:
                     except FileExistsError:  # made meanwhile (or a dangling link: refused next)
                         pass
                     new = self._open_dir_at(fd, part, "/".join(done))
-                if owned:
-                    os.close(fd)
+                # the new descriptor is ours before the old one is closed: a stop signal
+                # between the two (an Interrupted raised anywhere) must not close it twice
+                old, old_owned = fd, owned
                 fd, owned = new, True
+                if old_owned:
+                    os.close(old)
         except BaseException:
             if owned:
                 os.close(fd)
