@@ -25,8 +25,8 @@ __all__ = ["SIGNALS", "Interrupted", "interruptible", "deferred_stop", "exit_cod
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-# the signals received by each interruptible block under way (its handler's list)
-_ACTIVE: list[list[int]] = []
+# stop signals whose Interrupted Python swallowed (printed as "Exception ignored"), not raised yet
+_SWALLOWED: list[int] = []
 
 
 def exit_code_of_signal(signum: int) -> int:
@@ -88,33 +88,34 @@ def interruptible() -> Iterator[None]:
     hook = sys.unraisablehook
 
     def unraisable(info: object) -> None:
-        if not isinstance(getattr(info, "exc_value", None), Interrupted):
+        exc = getattr(info, "exc_value", None)
+        if isinstance(exc, Interrupted):
+            _SWALLOWED.append(exc.signum)  # raised again by check_stop or below
+        else:
             hook(info)  # type: ignore[arg-type]
 
     previous = {}
-    _ACTIVE.append(first)
     sys.unraisablehook = unraisable
     try:
         for sig in SIGNALS:
             if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
                 previous[sig] = signal.signal(sig, handler)
         yield
-        if first:  # its Interrupted was swallowed, and nothing asked since
-            raise Interrupted(first[0])
+        check_stop()  # an Interrupted swallowed, and not raised since
     finally:
         for sig, prev in previous.items():
             signal.signal(sig, prev)
         sys.unraisablehook = hook
-        _ACTIVE.remove(first)
 
 
 def check_stop() -> None:
     """Raise ``Interrupted`` if a stop signal arrived in an ``interruptible`` block and its
     exception was swallowed where Python ignores exceptions (e.g. a gc callback of
     distributed's): a long loop calls this at each pass, so a stop is never lost."""
-    for received in _ACTIVE:
-        if received:
-            raise Interrupted(received[0])
+    if _SWALLOWED:
+        signum = _SWALLOWED[0]
+        _SWALLOWED.clear()
+        raise Interrupted(signum)
 
 
 @contextlib.contextmanager
