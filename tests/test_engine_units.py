@@ -355,15 +355,14 @@ def test_a_missing_variable_get_is_logged_by_an_in_process_scheduler_then_quiete
         assert not _VARIABLE_TIMEOUTS.filter(seen[0])
 
 
-def test_a_stop_signal_swallowed_in_a_gc_callback_is_not_lost(capsys):
-    """A SIGTERM whose handler runs inside a gc callback (distributed installs one): Python
-    swallows the Interrupted there and prints "Exception ignored"; the stop must still happen
-    (check_stop, or the end of the block) and print nothing."""
+def _sigterm_inside_a_gc_callback() -> bool:
+    """Run a collection whose callback sends this process SIGTERM: the handler runs inside the
+    callback, where Python swallows what it raises. Whether the signal was sent."""
     import gc
     import os
     import signal
 
-    from sweep.engine.interrupts import Interrupted, check_stop, interruptible
+    fired: list[int] = []
 
     def kill_in_callback(phase: str, info: dict) -> None:
         if phase == "start" and not fired:
@@ -372,15 +371,23 @@ def test_a_stop_signal_swallowed_in_a_gc_callback_is_not_lost(capsys):
             for _ in range(1000):  # the handler runs here, between bytecodes, and raises
                 pass
 
-    fired: list[int] = []
+    gc.callbacks.append(kill_in_callback)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(kill_in_callback)
+    return bool(fired)
+
+
+def test_a_stop_signal_swallowed_in_a_gc_callback_is_not_lost(capsys):
+    """A SIGTERM whose handler runs inside a gc callback (distributed installs one): Python
+    swallows the Interrupted there and prints "Exception ignored"; the stop must still happen
+    (check_stop, or the end of the block) and print nothing."""
+    from sweep.engine.interrupts import Interrupted, check_stop, interruptible
+
     with pytest.raises(Interrupted) as got:
         with interruptible():
-            gc.callbacks.append(kill_in_callback)
-            try:
-                gc.collect()
-            finally:
-                gc.callbacks.remove(kill_in_callback)
-            assert fired  # the signal came, and the block goes on: Python swallowed it
+            assert _sigterm_inside_a_gc_callback()  # the block goes on: Python swallowed it
             check_stop()
             raise AssertionError("check_stop did not raise")
     assert got.value.exit_code == 143
@@ -389,25 +396,10 @@ def test_a_stop_signal_swallowed_in_a_gc_callback_is_not_lost(capsys):
 
 
 def test_a_swallowed_stop_signal_is_raised_at_the_end_of_the_block():
-    import gc
-    import os
-    import signal
-
     from sweep.engine.interrupts import Interrupted, interruptible
 
-    def kill_in_callback(phase: str, info: dict) -> None:
-        if phase == "start" and not fired:
-            fired.append(1)
-            os.kill(os.getpid(), signal.SIGTERM)
-            for _ in range(1000):
-                pass
-
-    fired: list[int] = []
+    fired = False
     with pytest.raises(Interrupted):
         with interruptible():
-            gc.callbacks.append(kill_in_callback)
-            try:
-                gc.collect()
-            finally:
-                gc.callbacks.remove(kill_in_callback)
+            fired = _sigterm_inside_a_gc_callback()
     assert fired
