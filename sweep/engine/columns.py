@@ -4,13 +4,15 @@ hold for a million packages without a million objects or dict entries.
 ``RunEntries``: run id -> ``PlanEntry`` of the runs to do (a sorted array of their run ids);
 ``Backlog``: those runs not submitted yet, in priority order (positions and a cursor);
 ``QueuedLines``: each run's ``queued`` log line, made when its package's next line is written;
+``RunColumn``: run id -> a small value (the driver's final status and attempt of each run), one
+code per run of the plan;
 ``StatusView``, ``PriorityView``, ``SkippedView``: ``SweepResult``'s mappings and list, read
 from codes. Each makes what it hands out on access.
 """
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, Mapping, Sequence, ValuesView
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, Sequence, ValuesView
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ __all__ = [
     "RunEntries",
     "Backlog",
     "QueuedLines",
+    "RunColumn",
     "StatusView",
     "PriorityView",
     "SkippedView",
@@ -146,6 +149,88 @@ class QueuedLines:
         """(package id, line) of every line still waiting, in the plan's order."""
         for p in np.flatnonzero(self.waiting).tolist():
             yield self.plan.packages.package_id(p), self._line(p)
+
+
+class RunColumn(MutableMapping[str, Any]):
+    """run id -> a value kept as one small code per run of ``entries`` (0: no value): the
+    driver's status and attempt of each run, which a dict held as ~100 bytes a run (its id as
+    a string of its own) for every run finished, a million at the end of a million-package sweep.
+
+    ``labels``: the values are these strings (a new one is added when met); None: the values are
+    small positive integers kept as they are. A run id not among ``entries`` (none is expected)
+    goes to a dict beside.
+    """
+
+    def __init__(self, entries: Mapping[str, Any], labels: Sequence[str] | None = None) -> None:
+        self._runs = entries if isinstance(entries, RunEntries) else None
+        self._ids: list[str] = [] if self._runs is not None else list(entries)
+        self._at = None if self._runs is not None else {rid: k for k, rid in enumerate(self._ids)}
+        self.labels = None if labels is None else list(labels)
+        self.codes = np.zeros(len(entries), dtype=np.uint8 if labels is not None else np.uint16)
+        self._max = 255 if labels is not None else 65535  # the codes' dtype's largest value
+        self._n = 0
+        self._other: dict[str, Any] = {}
+
+    def _index(self, run_id: object) -> int | None:
+        if not isinstance(run_id, str):
+            return None
+        return self._runs.index(run_id) if self._runs is not None else self._at.get(run_id)  # type: ignore[union-attr]
+
+    def _id(self, k: int) -> str:
+        runs = self._runs
+        return runs.plan.packages.run_id(int(runs.positions[k])) if runs is not None else self._ids[k]
+
+    def _decode(self, code: int) -> Any:
+        return self.labels[code - 1] if self.labels is not None else code
+
+    def __getitem__(self, run_id: str) -> Any:
+        k = self._index(run_id)
+        if k is None or not self.codes[k]:
+            return self._other[run_id]
+        return self._decode(int(self.codes[k]))
+
+    def __setitem__(self, run_id: str, value: Any) -> None:
+        k = self._index(run_id)
+        if k is None:
+            self._other[run_id] = value
+            return
+        if self.labels is not None:
+            if value not in self.labels:
+                self.labels.append(value)
+            code = self.labels.index(value) + 1
+        else:
+            code = int(value)
+        if not 0 < code <= self._max:
+            raise ValueError(f"{value!r} cannot be kept in a {self.codes.dtype} column")
+        self._n += not self.codes[k]
+        self.codes[k] = code
+
+    def __delitem__(self, run_id: str) -> None:
+        k = self._index(run_id)
+        if k is None or not self.codes[k]:
+            del self._other[run_id]
+            return
+        self.codes[k] = 0
+        self._n -= 1
+
+    def __contains__(self, run_id: object) -> bool:
+        k = self._index(run_id)
+        return bool(self.codes[k]) if k is not None else run_id in self._other
+
+    def __iter__(self) -> Iterator[str]:
+        for k in np.flatnonzero(self.codes).tolist():
+            yield self._id(k)
+        yield from list(self._other)
+
+    def __len__(self) -> int:
+        return self._n + len(self._other)
+
+    def counts(self) -> dict[Any, int]:
+        """How many runs have each value (as ``Counter(self.values())``, without a loop over runs)."""
+        out = {self._decode(c): int(n) for c, n in enumerate(np.bincount(self.codes)) if c and n}
+        for v in self._other.values():
+            out[v] = out.get(v, 0) + 1
+        return out
 
 
 class _Values(ValuesView[str]):

@@ -24,6 +24,7 @@ from ..codec import decode_arrays
 from ..provenance import ns_sweep_version
 from ..units import format_duration
 from .checkpoints import CheckpointRelay, step_of
+from .columns import RunColumn
 from .commits import CommitWriter
 from .connection import connection_trouble
 from .interrupts import check_stop
@@ -36,6 +37,7 @@ from .progress import SweepProgress
 from .recovery import Recovery
 from .segments import segment_of, segments_provenance
 from .submit import Members, Submitter
+from .work_left import WorkLeft
 from .worker import KernelWarmUp, Outcome, rates_variable_name
 
 __all__ = ["Driver", "LOCAL_CLUSTERS"]
@@ -89,7 +91,7 @@ class Driver:
         self.cluster_kind = cluster_kind
         self.channel = f"sweep-{uuid.uuid4().hex[:12]}"
         self.running: dict[str, tuple[str, float]] = {}  # run_id -> (worker, driver start time)
-        self.status: dict[str, str] = {}  # run_id -> final status
+        self.status = RunColumn(self.entries, labels=())  # run_id -> final status (a code per run)
         self.events: collections.deque[dict[str, Any]] = collections.deque()
         self.stopping = False
         self.queue = queue
@@ -101,7 +103,7 @@ class Driver:
         self._sizes: dict[str, RunSize] = {}
         self._size_objects: dict[RunSize, RunSize] = {}  # one object per distinct size
         self._params: dict[str, Any] = {}  # run_id -> parameters, while the run is under way
-        self._todo_groups: dict[tuple[str, Any], list[Any]] | None = None
+        self.work = WorkLeft(self.entries, self.status, lambda rid: self.size_of(rid, keep=False))
         self._published: dict[str, float] = {}
         self._last_progress: dict[str, tuple[Any, int, float]] = {}  # run -> (attempt, step, elapsed)
         self.live = LiveStatus(float(config.get("status-every")), description, dashboard)
@@ -152,29 +154,11 @@ class Driver:
         size = self.size_of(run_id)
         return self.predictor.seconds(size, size.steps - self.steps_done.get(run_id, 0))
 
-    def _todo(self) -> dict[tuple[str, Any], list[Any]]:
-        """(priority, rate key) -> [a RunSize of that key, grid-point-steps of the runs not
-        finished]: kept up to date as runs finish (a sum over every run on each status
-        document grew with the sweep: seconds per pass at 100,000 packages)."""
-        if self._todo_groups is None:
-            groups: dict[tuple[str, Any], list[Any]] = {}
-            for rid, e in self.entries.items():
-                if rid in self.status:
-                    continue
-                size = self.size_of(rid, keep=False)
-                g = groups.setdefault((e.package.priority, size.key), [size, 0.0])
-                g[1] += size.point_steps
-            self._todo_groups = groups
-        return self._todo_groups
-
     def _forget_run(self, run_id: str) -> None:
         """A run is finished: drop what the driver kept for it while it ran (memory follows
         what runs, not the sweep), and take it from the work left."""
-        if self._todo_groups is not None and run_id in self.entries:
-            size = self.size_of(run_id)
-            g = self._todo_groups.get((self.entries[run_id].package.priority, size.key))
-            if g is not None:
-                g[1] -= size.point_steps
+        if run_id in self.entries:
+            self.work.finish(run_id, self.size_of(run_id))
         self.steps_done.pop(run_id, None)
         self.segments.pop(run_id, None)
         self._params.pop(run_id, None)
@@ -183,9 +167,13 @@ class Driver:
 
     def work_left_by_priority(self, guess_too: bool = True) -> dict[str, float] | None:
         """Predicted seconds of the runs not finished, by priority (one rate per solver, grid,
-        precision); None when a rate is only the first guess and ``guess_too`` is False."""
+        precision); None when a rate is only the first guess and ``guess_too`` is False, or
+        while the runs are still being counted (``WorkLeft``, in the loop's idle moments)."""
+        groups = self.work.groups()
+        if groups is None:
+            return None
         out: dict[str, float] = collections.defaultdict(float)
-        for (prio, _), (size, point_steps) in self._todo().items():
+        for (prio, _), (size, point_steps) in groups.items():
             rate, how = self.predictor.rate_of(size)
             if how == "first guess" and not guess_too:
                 return None
@@ -510,7 +498,9 @@ class Driver:
                         self.publish_rates()
                     self.live.maybe_write(self)
                     self.logs.flush_main()
-                if not batch:
+                if not batch and not self.work.complete:  # idle: count the work left, a slice
+                    self.work.scan(0.005)
+                elif not batch:
                     time.sleep(0.005)
             self.drain_events()
             self.commits.sync()

@@ -7,7 +7,6 @@ another process, even on another host, can show it. The last one stays when the 
 
 from __future__ import annotations
 
-import collections
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -89,7 +88,7 @@ class LiveStatus:
             "dashboard": self.dashboard,
             "workers": driver.n_workers(),
             "to_run": len(driver.entries),
-            "finished": dict(collections.Counter(driver.status.values())),
+            "finished": driver.status.counts(),
             "running": running,
             "predicted_left_by_priority": {p: round(v, 1) for p, v in left.items()},
             "preempted": driver.recovery.n_preempted,

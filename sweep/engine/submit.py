@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..spec import PRIORITIES
-from .columns import Backlog, RunEntries
+from .columns import Backlog, RunColumn, RunEntries
 from .options import SweepOptions
 from .plan import PlanEntry
 from .worker import WorkItem, run_package, run_packages
@@ -66,7 +66,7 @@ class Submitter:
         self.entries = entries
         self.options = options
         self.futures: dict[Any, Members] = {}  # future -> its runs
-        self.attempt: dict[str, int] = {}
+        self.attempt = RunColumn(entries)  # run_id -> its latest attempt (a code per run)
         self.workers = 1  # workers the window is sized for (the driver updates it)
         self._seq = itertools.count()
         # packages not submitted yet, in priority order (see submit_next): run_sweep's entries

@@ -385,9 +385,9 @@ class _Sweep:
             result.retries = driver.recovery.n_retries
             status = result.status
             assert isinstance(status, StatusView)
-            table = plan.packages
-            for i in to_run.tolist():
-                status.codes[i] = status.code(driver.status.get(table.run_id(i), "cancelled"))
+            ran = driver.status  # a code per run of to_run, in its order (0: never finished)
+            to_code = [status.code("cancelled"), *(status.code(label) for label in ran.labels or ())]
+            status.codes[to_run] = np.asarray(to_code, dtype=np.uint8)[ran.codes]
         finally:
             if stop_hook is not None:
                 stop_hook()
@@ -468,7 +468,7 @@ class _Sweep:
                     handle.client.cancel(pending)
                 except Exception:  # the scheduler is gone: nothing left to cancel
                     pass
-            n_done = sum(1 for s in driver.status.values() if s == "done")
+            n_done = driver.status.counts().get("done", 0)
             driver.log.error("sweep interrupted; %d finished run(s) are committed", n_done)
             what = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else type(exc).__name__
             for rid in driver.running:  # each run under way says in its log that it was cut
