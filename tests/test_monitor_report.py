@@ -237,3 +237,27 @@ def test_report_of_many_runs_opens_in_chromium_with_its_pictures(
 
     assert page.wait_for(lambda: green_pixels() > 1000, timeout=20, what="the density images")
     page.screenshot(tmp_path / "many.png")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pixel_counts_equal_datashader_canvas_points(seed: int):
+    """The density images' counts per pixel (numpy) are those datashader's own aggregation
+    gives for the same canvas, points on the edges and outside the ranges included."""
+    import datashader as ds
+    import pandas as pd
+
+    from sweep.monitor.raster import pixel_counts
+
+    rng = np.random.default_rng(seed)
+    xs = np.concatenate([rng.normal(0.5, 0.3, 5000), [0.0, 1.0, -0.5, 1.5, 0.25]])
+    ys = np.concatenate([rng.lognormal(0, 1, 5000), [2.0, 10.0, 0.1, 20.0, 5.0]])
+    ys = np.log10(ys)  # a log axis is counted on log10 of the values
+    x_range, y_range, (w, h) = (0.0, 1.0), (-1.0, 1.0), (61, 37)
+    ours = pixel_counts(xs, ys, x_range, y_range, (w, h))
+    canvas = ds.Canvas(plot_width=w, plot_height=h, x_range=x_range, y_range=y_range)
+    theirs = canvas.points(pd.DataFrame({"x": xs, "y": ys}), "x", "y", ds.count())
+    assert ours.dims == theirs.dims and ours.shape == theirs.shape == (h, w)
+    np.testing.assert_allclose(ours["x"], theirs["x"])
+    np.testing.assert_allclose(ours["y"], theirs["y"])
+    assert int(ours.sum()) > 4000
+    np.testing.assert_array_equal(ours.values, theirs.values)
