@@ -403,3 +403,38 @@ def test_a_swallowed_stop_signal_is_raised_at_the_end_of_the_block():
         with interruptible():
             fired = _sigterm_inside_a_gc_callback()
     assert fired
+
+
+def test_a_stop_signal_during_an_import_waits_for_the_import_to_end(tmp_path: Path, monkeypatch):
+    """A SIGTERM that comes while a module is being imported (the soak test saw one inside the
+    wind-down's first `import zarr`): the import completes, whole, and the stop is raised
+    after it (check_stop), not in the middle (a package half imported fails every later use)."""
+    import importlib
+    import sys
+
+    from sweep.engine.interrupts import Interrupted, check_stop, interruptible
+
+    (tmp_path / "slow_import_pkg").mkdir()
+    (tmp_path / "slow_import_pkg" / "__init__.py").write_text(
+        "import os, signal\n"
+        "from . import part\n"
+        "os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, inside the import\n"
+        "for _ in range(1000):\n"
+        "    pass\n"
+        "LAST = part.VALUE\n"
+    )
+    (tmp_path / "slow_import_pkg" / "part.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(Interrupted) as got:
+            with interruptible():
+                mod = importlib.import_module("slow_import_pkg")
+                assert mod.LAST == 42 and mod.part.VALUE == 42  # imported whole
+                check_stop()
+                raise AssertionError("check_stop did not raise")
+        assert got.value.exit_code == 143
+        assert sys.modules["slow_import_pkg"].LAST == 42
+        check_stop()  # nothing pending any more
+    finally:
+        for name in ("slow_import_pkg", "slow_import_pkg.part"):
+            sys.modules.pop(name, None)

@@ -7,7 +7,9 @@ checkpoint and those that arrive within ``sweep.interrupt-grace`` seconds are sa
 cluster is closed and the store's lock released; the command exits with 128 + the signal's
 number (130, 143, 129) and one line. Any signal of the three that arrives after the first
 ends the process at once (its worker processes first): the store is crash-safe, and the
-kernel releases its lock.
+kernel releases its lock. A first signal that comes while a module is being imported is
+raised once the import ends (``check_stop``): an import cut short breaks its package for the
+rest of the process.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from types import FrameType
 
 __all__ = ["SIGNALS", "Interrupted", "interruptible", "deferred_stop", "exit_code_of_signal", "check_stop"]
 
@@ -25,8 +28,9 @@ __all__ = ["SIGNALS", "Interrupted", "interruptible", "deferred_stop", "exit_cod
 SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-# stop signals whose Interrupted Python swallowed (printed as "Exception ignored"), not raised yet
-_SWALLOWED: list[int] = []
+# stop signals not raised yet: their Interrupted was swallowed by Python (printed as "Exception
+# ignored"), or held back because the signal came during an import (see _in_import)
+_PENDING: list[int] = []
 
 
 def exit_code_of_signal(signum: int) -> int:
@@ -76,10 +80,13 @@ def interruptible() -> Iterator[None]:
         return
     first: list[int] = []
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
         if first:
             _force_exit(signum)
         first.append(signum)
+        if _in_import(frame):
+            _PENDING.append(signum)  # raised by check_stop (the driver loop) or at the end
+            return
         raise Interrupted(signum)
 
     # The handler runs wherever the main thread is. Where Python swallows exceptions (a gc
@@ -90,7 +97,7 @@ def interruptible() -> Iterator[None]:
     def unraisable(info: object) -> None:
         exc = getattr(info, "exc_value", None)
         if isinstance(exc, Interrupted):
-            _SWALLOWED.append(exc.signum)  # raised again by check_stop or below
+            _PENDING.append(exc.signum)  # raised again by check_stop or below
         else:
             hook(info)  # type: ignore[arg-type]
 
@@ -101,7 +108,7 @@ def interruptible() -> Iterator[None]:
             if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's SIGHUP stays ignored
                 previous[sig] = signal.signal(sig, handler)
         yield
-        check_stop()  # an Interrupted swallowed, and not raised since
+        check_stop()  # an Interrupted swallowed or held back, and not raised since
     finally:
         for sig, prev in previous.items():
             signal.signal(sig, prev)
@@ -111,11 +118,24 @@ def interruptible() -> Iterator[None]:
 def check_stop() -> None:
     """Raise ``Interrupted`` if a stop signal arrived in an ``interruptible`` block and its
     exception was swallowed where Python ignores exceptions (e.g. a gc callback of
-    distributed's): a long loop calls this at each pass, so a stop is never lost."""
-    if _SWALLOWED:
-        signum = _SWALLOWED[0]
-        _SWALLOWED.clear()
+    distributed's) or held back during an import: a long loop calls this at each pass, so a
+    stop is never lost."""
+    if _PENDING:
+        signum = _PENDING[0]
+        _PENDING.clear()
         raise Interrupted(signum)
+
+
+def _in_import(frame: FrameType | None) -> bool:
+    """Whether the main thread was importing a module when the signal came. An exception
+    raised there leaves the package half imported, its submodules in ``sys.modules`` but not
+    set on it: the wind-down's own import of it then fails (``module 'zarr' has no attribute
+    'core'``, exit 3, seen by the soak test), so the stop waits for the import to end."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager
