@@ -19,7 +19,10 @@ first), the store's size per run, the log files written.
 stopped (SIGTERM, as a batch system's time limit) after ``--run-seconds``: the whole planning and submission
 path over the full backlog (every package loaded, planned and queued in the driver; the
 window of tasks going to the workers; the runs finished by then committed), with its peak RSS
-and the packages committed in that time.
+(its workers' included), the driver's own peak (sampled every 0.2 s until the stop) and the
+packages committed in that time. A longer ``--run-seconds`` shows how the driver's memory
+grows with the runs committed (the store's writer keeps its index in memory: see the note of
+issue 17).
 """
 
 from __future__ import annotations
@@ -40,6 +43,19 @@ SWEEP = [sys.executable, "-m", "sweep.cli"]
 
 
 CPU: dict[str, float] = {}  # the last child's CPU seconds (see child)
+OWN: dict[str, float] = {}  # the last stopped child's own peak RSS in MiB, its workers' left out
+
+
+def own_rss(pid: int) -> float:
+    """A process's resident memory now, in MiB (0: gone, or not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 def child(
@@ -56,10 +72,12 @@ def child(
         proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=err, text=True)
         status, usage = 0, None
         if stop_after is not None:  # (wait4 without blocking: poll() would reap it, and its usage)
+            OWN["peak"] = 0.0  # sampled every 0.2 s: the driver alone, without its workers
             while time.perf_counter() - t0 < stop_after:
                 pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
                     break
+                OWN["peak"] = max(OWN["peak"], own_rss(proc.pid))
                 time.sleep(0.2)
             else:
                 os.kill(proc.pid, signal.SIGTERM)
@@ -224,7 +242,13 @@ def main(argv: list[str] | None = None) -> int:
                 if len(times) > 1
                 else ""
             )
-            row(f"sweep run, stopped after {args.run_seconds:g} s", w, r, f"{len(times)} committed; {rate}")
+            row(
+                f"sweep run, stopped after {args.run_seconds:g} s",
+                w,
+                r,
+                f"{len(times)} committed; {rate}; the driver alone: peak {OWN['peak']:.0f} MiB "
+                "(sampled until the stop)",
+            )
             return 0
         w, r, _ = child([*SWEEP, "run", str(pk), "--store", str(store), *run_args], cwd=tmp, env=env)
         cpu = CPU["last"]
