@@ -261,3 +261,25 @@ def test_pixel_counts_equal_datashader_canvas_points(seed: int):
     np.testing.assert_allclose(ours["y"], theirs["y"])
     assert int(ours.sum()) > 4000
     np.testing.assert_array_equal(ours.values, theirs.values)
+
+
+def test_stacked_density_layers_equal_datashader_stack():
+    """Density layers stacked (later ones over earlier ones) are bit for bit datashader's
+    ``tf.stack`` with its ``over`` operator: opaque, translucent and empty pixels."""
+    import datashader.transfer_functions as tf
+
+    from sweep.monitor.raster import stack_over
+
+    rng = np.random.default_rng(3)
+    shape = (23, 31)
+    images = []
+    for _ in range(3):
+        rgb = rng.integers(0, 2**24, shape, dtype=np.uint32)
+        alpha = rng.choice(np.array([0, 0, 40, 110, 200, 255], dtype=np.uint32), shape)
+        coords = {"y": np.arange(shape[0]), "x": np.arange(shape[1])}
+        images.append(tf.Image(rgb | (alpha << np.uint32(24)), coords=coords, dims=("y", "x")))
+    ours, theirs = stack_over(images), tf.stack(*images)
+    assert ours.dims == theirs.dims and ours.dtype == theirs.dtype == np.uint32
+    assert np.count_nonzero(theirs.data) > 0.5 * theirs.size
+    np.testing.assert_array_equal(ours.data, theirs.data)
+    np.testing.assert_array_equal(np.asarray(ours.to_pil()), np.asarray(theirs.to_pil()))

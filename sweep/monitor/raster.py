@@ -102,6 +102,37 @@ def pixel_counts(
     return xr.DataArray(counts.astype(np.uint32), coords=coords, dims=("y", "x"))
 
 
+def over(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``src`` over ``dst``, pixel by pixel (RGBA packed in uint32, as datashader's images):
+    datashader's own ``over`` operator, in numpy. Importing datashader's compositing compiles
+    all of its operators with numba, in every new process: ~2.5 s of a report's time for a
+    few stacked images."""
+
+    def parts(x: np.ndarray) -> list[np.ndarray]:
+        return [((x >> shift) & 255) / 255 for shift in (0, 8, 16, 24)]
+
+    (sr, sg, sb, sa), (dr, dg, db, da) = parts(src), parts(dst)
+    factor = 1 - sa
+    a = sa + da * factor
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rgb = [(s * sa + d * da * factor) / a for s, d in ((sr, dr), (sg, dg), (sb, db))]
+    out = np.zeros(src.shape, dtype=np.uint32)
+    for shift, v in zip((0, 8, 16, 24), (*rgb, a), strict=True):
+        out |= np.minimum(255, np.where(a == 0, 0, v * 255).astype(np.uint32)) << np.uint32(shift)
+    return out
+
+
+def stack_over(images: Sequence[Any]) -> Any:
+    """The images stacked, each later one over the ones before (``datashader.transfer_functions
+    .stack(*images)`` with its default ``over``)."""
+    from datashader.transfer_functions import Image
+
+    out = images[0].data
+    for img in images[1:]:
+        out = over(img.data, out)
+    return Image(out, coords=images[0].coords, dims=images[0].dims)
+
+
 def _png_url(
     layers: Sequence[Layer], x: str, y: str, ranges: Any, size: tuple[int, int], logs: Any
 ) -> str | None:
@@ -128,7 +159,7 @@ def _png_url(
     if not images:
         return None
     buf = io.BytesIO()
-    picture = tf.stack(*images) if len(images) > 1 else images[0]
+    picture = stack_over(images)
     picture.to_pil().save(buf, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
