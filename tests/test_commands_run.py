@@ -226,3 +226,26 @@ def test_cli_run_store_with_symlink_refused_outside_untouched(
     assert lines[0].startswith(f"sweep run: error: store {store}: {where} is "), lines[0]
     assert "Dask dashboard" not in res.stdout
     assert tree_digest(victim) == before
+
+
+def test_run_keeps_distributed_config_for_the_rest_of_the_process(tmp_path: Path, packages_dir):
+    """A `sweep run` in a fresh process (distributed not imported before it) leaves Dask's
+    distributed configuration whole: a dask.config.set made before distributed's defaults were
+    loaded used to delete the whole section on exit, and every later use of distributed in the
+    process failed with KeyError: 'distributed' (a second sweep, a notebook, the shutdown)."""
+    import subprocess
+    import sys
+
+    d = packages_dir(tiny_sweep(2))
+    code = (
+        "import dask.config, sys\n"
+        "from sweep.cli import main\n"
+        "assert 'distributed' not in sys.modules\n"
+        f"code = main(['run', {str(d)!r}, '--store', {str(tmp_path / 'r.zarr')!r}, '--no-progress',"
+        " '--mode', 'sequential'])\n"
+        "print('exit', code)\n"
+        "print('tcp timeout', dask.config.get('distributed.comm.timeouts.tcp'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "exit 0" in proc.stdout and "tcp timeout 30s" in proc.stdout, proc.stdout[-2000:]

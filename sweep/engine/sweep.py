@@ -271,7 +271,12 @@ class _Sweep:
                 self._announce(logs, len(to_run), n_done, plan)
                 if len(to_run):
                     import dask.config
+                    import distributed  # noqa: F401  (see below)
 
+                    # distributed's defaults are loaded first: a dask.config.set of a key whose
+                    # section Dask does not have yet deletes that whole section on exit, and
+                    # every later use of distributed in the process failed (KeyError:
+                    # 'distributed'; a stopped soak driver hung in it).
                     # Dask keeps its last messages for debugging (1,000 per connection by
                     # default): with batches of tiny packages they held ~100,000 packages' items
                     # in the scheduler of a local cluster (the driver's process) and its workers
