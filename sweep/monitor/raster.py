@@ -138,8 +138,7 @@ def _png_url(
 ) -> str | None:
     """The layers' points counted per pixel and shaded, stacked, as a PNG ``data:`` URL (None
     without a point to draw). A log axis is counted on log10 of the values, on a linear
-    canvas: the same pixels, and one compiled aggregation for every panel (datashader's own
-    log axes compile one more each)."""
+    canvas: the same pixels as a log canvas."""
     import datashader.transfer_functions as tf
 
     (xlim, ylim), (w, h), (logx, logy) = ranges, size, logs
