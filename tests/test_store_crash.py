@@ -428,3 +428,25 @@ def test_store_lock_is_refreshed_and_a_takeover_stops_the_writer(tmp_path: Path)
             st.commit_run(run_id_of(A), result_like(A), provenance(A, "a"))
     finally:
         st._lock.release()
+
+
+def test_store_writer_removes_the_temporary_files_of_writes_cut_short(tmp_path: Path) -> None:
+    """A writer killed inside an atomic replacement (the soak test's SIGKILL landed in one of
+    status.json) leaves `<name>.<8 hex>.partial`; the next writer removes those beside the
+    store's documents and the index pointer, and nothing else."""
+    store = tmp_path / "s.zarr"
+    with Store.open(store, mode="a") as st:
+        st.commit_run(run_id_of(A), result_like(A), provenance(A, "pkg0"))
+        st.write_status({"state": "running"})
+    left = [store / "status.json.3e797863.partial", store / "index" / "zarr.json.0badcafe.partial"]
+    for path in left:
+        path.write_text('{"state": "runn')  # torn
+    other = store / "index" / "notes.partial"  # not the pattern of a write of ours: kept
+    other.write_text("x")
+    with Store.open(store, mode="r") as st:  # a reader changes nothing
+        assert st.status_document() == {"state": "running"}
+    assert all(p.exists() for p in left)
+    with Store.open(store, mode="a") as st:
+        assert st.done_run_ids() == {run_id_of(A)}
+        assert st.status_document() == {"state": "running"}
+    assert not any(p.exists() for p in left) and other.exists()

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -57,6 +58,8 @@ __all__ = ["Store"]
 
 log = logging.getLogger("sweep.store")
 
+# the temporary file of an atomic replacement (blobs.LocalBlobs, groups): <name>.<8 hex>.partial
+_PARTIAL = re.compile(r"^[^/]+\.[0-9a-f]{8}\.partial$")
 STATUS_KEY = "status.json"  # the running sweep's status document (Store.write_status)
 
 _MODES = {"r": False, "a": True}  # zarr's names: read, or read and write
@@ -199,16 +202,29 @@ class Store:
 
     def _repair(self) -> None:
         """Writer open: load (adopting orphan markers), drop checkpoints of done runs (left by a
-        crash between a commit and its checkpoint's removal), drop batch groups that no run
+        crash between a commit and its checkpoint's removal), drop the temporary files of
+        replacements cut short, drop batch groups that no run
         points at and index segments the index does not list, turn an index of format 1 into
         segments, fold a long log into the index, finish a merge that is due."""
         for rid in self.checkpoint_run_ids() & self.done_run_ids():
             self.drop_checkpoint(rid)
+        self._drop_partial_writes()
         self._index.drop_orphans()
         if self._index.legacy is not None:
             self._index.compact()
         self._compact_if_due()
         self._index.merge_due()
+
+    def _drop_partial_writes(self) -> None:
+        """Remove the temporary files of replacements a killed writer left half done (the
+        status document, the index pointer): the file they were to replace is whole. Those
+        inside groups go with their group."""
+        for prefix in ("", "index"):
+            for name in self._blobs.children(prefix):
+                if _PARTIAL.match(name):
+                    key = f"{prefix}/{name}" if prefix else name
+                    log.info("store %s: removing %s left by a write cut short", self.url, key)
+                    self._blobs.delete(key)
 
     def __enter__(self) -> Store:
         return self
