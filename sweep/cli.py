@@ -154,8 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     stops it at once (``sweep.engine.interrupts``)."""
     from .engine.interrupts import interruptible
 
-    with interruptible():
-        return _main(argv)
+    try:
+        with interruptible():
+            return _main(argv)
+    except KeyboardInterrupt as exc:  # a stop Python swallowed, raised as the block ended
+        return _stopped("sweep", exc)
+
+
+def _stopped(prog: str, exc: KeyboardInterrupt) -> int:
+    """Say that a command was stopped (Ctrl-C, SIGTERM, SIGHUP), in one line; its exit code."""
+    name = getattr(exc, "signal_name", "SIGINT")
+    how = "interrupted" if name == "SIGINT" else f"stopped by {name}"
+    print(f"{prog}: {how}; finished runs are kept, run again to resume", file=sys.stderr)
+    return int(getattr(exc, "exit_code", 130))
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -180,10 +191,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"sweep {args.command}: error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP during a sweep (sweep.engine.interrupts)
-        name = getattr(exc, "signal_name", "SIGINT")
-        how = "interrupted" if name == "SIGINT" else f"stopped by {name}"
-        print(f"sweep {args.command}: {how}; finished runs are kept, run again to resume", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 130))
+        return _stopped(f"sweep {args.command}", exc)
     except Exception:  # unexpected: keep the traceback, but say what to do
         logging.getLogger("sweep").debug("internal error", exc_info=True)
         traceback.print_exc()

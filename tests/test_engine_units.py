@@ -427,7 +427,7 @@ def test_a_stop_signal_during_an_import_waits_for_the_import_to_end(tmp_path: Pa
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         with pytest.raises(Interrupted) as got:
-            with interruptible():
+            with interruptible(hold_imports=True):
                 mod = importlib.import_module("slow_import_pkg")
                 assert mod.LAST == 42 and mod.part.VALUE == 42  # imported whole
                 check_stop()
@@ -438,3 +438,25 @@ def test_a_stop_signal_during_an_import_waits_for_the_import_to_end(tmp_path: Pa
     finally:
         for name in ("slow_import_pkg", "slow_import_pkg.part"):
             sys.modules.pop(name, None)
+
+
+def test_a_stop_signal_during_an_import_stops_at_once_where_imports_are_not_held(tmp_path: Path, monkeypatch):
+    """Outside a block that holds imports (every command but a sweep, whose loop polls
+    check_stop), a stop during an import is raised there and then: nothing would raise it later."""
+    import importlib
+    import sys
+
+    from sweep.engine.interrupts import Interrupted, check_stop, interruptible
+
+    (tmp_path / "cut_import_mod.py").write_text(
+        "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nfor _ in range(1000):\n    pass\nLAST = 1\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(Interrupted):
+            with interruptible():
+                importlib.import_module("cut_import_mod")
+                raise AssertionError("the import went on")
+        check_stop()  # nothing held back
+    finally:
+        sys.modules.pop("cut_import_mod", None)

@@ -7,9 +7,10 @@ checkpoint and those that arrive within ``sweep.interrupt-grace`` seconds are sa
 cluster is closed and the store's lock released; the command exits with 128 + the signal's
 number (130, 143, 129) and one line. Any signal of the three that arrives after the first
 ends the process at once (its worker processes first): the store is crash-safe, and the
-kernel releases its lock. A first signal that comes while a module is being imported is
-raised once the import ends (``check_stop``): an import cut short breaks its package for the
-rest of the process.
+kernel releases its lock. In a block that holds imports (``run_sweep``'s, whose driver loop
+calls ``check_stop`` at every pass), a first signal that comes while a module is being
+imported is raised after the import, by ``check_stop``: an import cut short breaks its
+package for the rest of the process, and the wind-down imports what it needs.
 """
 
 from __future__ import annotations
@@ -71,10 +72,13 @@ def _force_exit(signum: int) -> None:
 
 
 @contextlib.contextmanager
-def interruptible() -> Iterator[None]:
+def interruptible(hold_imports: bool = False) -> Iterator[None]:
     """While the block runs in the main thread, the first SIGINT/SIGTERM/SIGHUP raises
     ``Interrupted`` and any later one forces the exit (see the module docstring); the previous
-    handlers are restored afterwards. Elsewhere (another thread), nothing changes."""
+    handlers are restored afterwards. Elsewhere (another thread), nothing changes.
+
+    ``hold_imports``: a first signal during an import is raised by the next ``check_stop``
+    (or at the end of the block) instead: only for a block whose long loops call it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -84,7 +88,7 @@ def interruptible() -> Iterator[None]:
         if first:
             _force_exit(signum)
         first.append(signum)
-        if _in_import(frame):
+        if hold_imports and _in_import(frame):
             _PENDING.append(signum)  # raised by check_stop (the driver loop) or at the end
             return
         raise Interrupted(signum)

@@ -130,7 +130,9 @@ def default_log_dir(store: str) -> Path:
     return path.parent / (path.name + suffix)
 
 
-@interruptible()  # SIGINT, SIGTERM, SIGHUP: a clean stop (Interrupted); a second one forces it
+# SIGINT, SIGTERM, SIGHUP: a clean stop (Interrupted); a second one forces it; one during an
+# import is raised after it (the driver loop's check_stop)
+@interruptible(hold_imports=True)
 def run_sweep(
     packages_dir: str | os.PathLike[str],
     store: str | os.PathLike[str],
