@@ -12,7 +12,8 @@ record is its marker, the run is done), ``checkpoint-before-pointer``, ``compact
 (batch groups written, the index pointing at them not), ``merge-before-list`` (a merged index
 segment written, the index's list of segments not switched to it), ``merge-before-drop`` (the
 list switched, the merged segments not deleted yet; both with ``@L<level>``: the merged
-segment's level); engine ``cluster-started`` (a local
+segment's level), ``index-read-before-log`` (a reader has the index's segments, not the log
+after them); engine ``cluster-started`` (a local
 cluster is up, nothing submitted), ``before-commit``, ``after-commit``, ``after-checkpoint``,
 ``stopping`` (a stop signal arrived; the running runs' checkpoints not asked for yet).
 

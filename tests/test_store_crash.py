@@ -450,3 +450,62 @@ def test_store_writer_removes_the_temporary_files_of_writes_cut_short(tmp_path: 
         assert st.done_run_ids() == {run_id_of(A)}
         assert st.status_document() == {"state": "running"}
     assert not any(p.exists() for p in left) and other.exists()
+
+
+# A writer that commits the runs of argv[2], touches argv[3], waits for the file argv[4], then
+# closes the store: its close folds the log into a new index segment and drops the log.
+CLOSING_WRITER = """
+import json, os, sys, time
+sys.path.insert(0, {here!r})
+from store_data import provenance, result_like
+from sweep.spec import run_id_of
+from sweep.store import Store
+st = Store.open(sys.argv[1], mode="a")
+for i, p in enumerate(json.loads(sys.argv[2])):
+    st.commit_run(run_id_of(p), result_like(p), provenance(p, "pkg%d" % i))
+open(sys.argv[3], "w").write("ready")
+while not os.path.exists(sys.argv[4]):
+    time.sleep(0.02)
+st.close()
+"""
+
+READER = """
+import sys
+from sweep.store import Store
+with Store.open(sys.argv[1], mode="r") as st:
+    print(" ".join(sorted(st.done_run_ids())))
+"""
+
+
+def test_store_reader_racing_a_flush_of_the_log_still_sees_every_done_run(tmp_path: Path) -> None:
+    """A reader that read the index's segments just before a writer folded the log into a new
+    segment, and the log just after the writer dropped it, saw neither: a done run gone (the
+    soak test caught it). The reader reads again when the index changed under it."""
+    from faults import pause_env
+
+    store = tmp_path / "s.zarr"
+    with Store.open(store, mode="a") as st:  # run A: in the index's segments
+        st.commit_run(run_id_of(A), result_like(A), provenance(A, "pkg0"))
+    script = tmp_path / "closing_writer.py"
+    script.write_text(CLOSING_WRITER.format(here=str(HERE)))
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    writer = subprocess.Popen([sys.executable, str(script), str(store), json.dumps([B]), str(ready), str(go)])
+    try:
+        _wait(ready, writer)  # run B: only in the writer's log
+        env, paused = pause_env(tmp_path, "index-read-before-log", seconds=3)
+        reader = subprocess.Popen(
+            [sys.executable, "-c", READER, str(store)],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        _wait(paused, reader)  # the reader has the segments (run A), not the log yet
+        go.write_text("go")
+        assert writer.wait(timeout=60) == 0  # B folded into a new segment, the log dropped
+        assert not list((store / "log").glob("*.jsonl"))
+        out, err = reader.communicate(timeout=60)
+    finally:
+        writer.kill()
+    assert reader.returncode == 0, err
+    assert out.split() == sorted([run_id_of(A), run_id_of(B)]), err
