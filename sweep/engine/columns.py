@@ -166,8 +166,9 @@ class RunColumn(MutableMapping[str, Any]):
         self._ids: list[str] = [] if self._runs is not None else list(entries)
         self._at = None if self._runs is not None else {rid: k for k, rid in enumerate(self._ids)}
         self.labels = None if labels is None else list(labels)
-        self.codes = np.zeros(len(entries), dtype=np.uint8 if labels is not None else np.uint16)
-        self._max = 255 if labels is not None else 65535  # the codes' dtype's largest value
+        dtype = np.uint8 if labels is not None else np.uint16
+        self.codes = np.zeros(len(entries), dtype=dtype)
+        self._max = int(np.iinfo(dtype).max)
         self._n = 0
         self._other: dict[str, Any] = {}
 

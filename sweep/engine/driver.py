@@ -498,10 +498,11 @@ class Driver:
                         self.publish_rates()
                     self.live.maybe_write(self)
                     self.logs.flush_main()
-                if not batch and not self.work.complete:  # idle: count the work left, a slice
-                    self.work.scan(0.005)
-                elif not batch:
-                    time.sleep(0.005)
+                if not batch:  # idle: count the work left (a slice), or wait a little
+                    if self.work.complete:
+                        time.sleep(0.005)
+                    else:
+                        self.work.scan(0.005)
             self.drain_events()
             self.commits.sync()
             self.recovery.reap_restarts(wait=True)  # the cluster is whole again when the sweep ends
