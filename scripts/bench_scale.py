@@ -20,9 +20,10 @@ stopped (SIGTERM, as a batch system's time limit) after ``--run-seconds``: the w
 path over the full backlog (every package loaded, planned and queued in the driver; the
 window of tasks going to the workers; the runs finished by then committed), with its peak RSS
 (its workers' included), the driver's own peak (sampled every 0.2 s until the stop) and the
-packages committed in that time. A longer ``--run-seconds`` shows how the driver's memory
-grows with the runs committed (the store's writer keeps its index in memory: see the note of
-issue 17).
+packages committed in that time. A longer ``--run-seconds`` shows whether the driver's memory
+grows with the runs committed (it should not: the store's writer keeps only its unflushed
+rows, merges are capped by ``sweep.store.merge-max-rows``, freed memory goes back to the
+system: see the note of issue 17).
 """
 
 from __future__ import annotations

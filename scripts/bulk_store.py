@@ -103,12 +103,13 @@ class _Runs:
 def _bulk(st: Store, runs: _Runs, start: int, n: int) -> list[str]:
     """Add runs ``start`` .. ``start + n - 1`` through the store's own flush (no log records)."""
     index = st._index  # the store's own flush and merge, fed without log records
-    table = index.load()
+    index.load()
     ids = []
     for k in range(start, start + n):
         rid, p, own, attrs, prov = runs(k)
         rec = make_record(rid, "done", p.as_dict(), prov, seq=index.next_seq()).to_dict()
-        table.upsert(rec, series_of(own), LOG_HOME, profiles_of(own))
+        assert index.table is not None  # after a flush: a new table of the rows since
+        index.table.upsert(rec, series_of(own), LOG_HOME, profiles_of(own))
         index.pending[rid] = (rec, own, attrs)
         ids.append(rid)
         if len(index.pending) >= st.compact_every:

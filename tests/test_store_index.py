@@ -158,6 +158,8 @@ def test_store_index_schema_2_store_is_read_and_converted(tmp_path: Path) -> Non
 
 FILL_EVERY = 400  # 255 flushes of 400 runs: levels 3,3,3,2,2,2,1,1,1,0,0,0 (base 4: 3333)
 FILL_RUNS = 255 * FILL_EVERY  # 102,000 runs
+# the merge of every row (to level 4) is the one killed: above the default merge-max-rows
+FILL_CONFIG = {"sweep.store.compact-every": FILL_EVERY, "sweep.store.merge-max-rows": 2 * FILL_RUNS}
 
 # A writer that commits N runs through commit_run: its first flush makes four level-0
 # segments, and the merges cascade up to one segment of every row (level 4)
@@ -179,7 +181,7 @@ def store_100k(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str
     from bulk_store import bulk_fill
 
     url = tmp_path_factory.mktemp("bulk") / "r.zarr"
-    with dask.config.set({"sweep.store.compact-every": FILL_EVERY}):
+    with dask.config.set(FILL_CONFIG):
         ids = bulk_fill(str(url), FILL_RUNS)
     assert [e["level"] for e in _pointer(url)["segments"]] == [3, 3, 3, 2, 2, 2, 1, 1, 1, 0, 0, 0]
     return url, ids
@@ -202,6 +204,7 @@ def test_store_sigkill_during_a_merge_at_100k_runs_loses_nothing(
         env={
             **os.environ,
             "DASK_SWEEP__STORE__COMPACT_EVERY": str(FILL_EVERY),
+            "DASK_SWEEP__STORE__MERGE_MAX_ROWS": str(2 * FILL_RUNS),
             "NS_SWEEP_TEST_PAUSE_AT": f"{point}@L4:{flag}:300",
         },
         stderr=subprocess.PIPE,
@@ -231,7 +234,7 @@ def test_store_sigkill_during_a_merge_at_100k_runs_loses_nothing(
         first = reader.open_run(ids[0])
         last = reader.open_run(ids[-1])
         assert first.energy.values[-1] != last.energy.values[-1]  # each run its own values
-    with dask.config.set({"sweep.store.compact-every": FILL_EVERY}):
+    with dask.config.set(FILL_CONFIG):
         with Store.open(url, mode="a") as st:  # the next writer repairs, then continues
             assert _on_disk_segments(url) == {e["name"] for e in _pointer(url)["segments"]}
             more = {**P, "Re": 5000.0}

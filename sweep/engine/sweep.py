@@ -50,6 +50,7 @@ from .connection import (
 from .interrupts import interruptible
 from .jobqueue import QUEUES, QueueSpec, prepare_queue, walltime_warning
 from .logs import SweepLogs, stamp_now
+from .malloc import fix_trim_threshold
 from .memory import check_cluster_memory
 from .options import SweepOptions
 from .plan import Plan, PlanEntry, explain_store, iter_explanation_lines, plan_sweep, store_state
@@ -156,6 +157,7 @@ def run_sweep(
     opts = SweepOptions.from_kwargs(options, **option_values)
     out = out or sys.stdout
     t_start = time.monotonic()
+    fix_trim_threshold()  # freed memory goes back to the system: the driver's RSS stays flat
 
     def say(line: str) -> None:
         print(line, file=out, flush=True)

@@ -129,7 +129,9 @@ def pack_columns(
     of the JSON columns) and, for each JSON column whose name ``own`` accepts, ``j<k>`` (its
     own JSON text: read alone)."""
     stacks: dict[str, list[np.ndarray]] = {"f8": [], "i8": [], "mask": [], "codes": []}
-    texts: dict[str, dict[str, Any]] = {"json": {}}
+    # each JSON column's text, made at once (its values, Python objects, are dropped: a lazy
+    # ``columns`` then holds one column at a time)
+    texts: dict[str, dict[str, str]] = {"json": {}}
     specs: dict[str, Any] = {}
     ascii_parts: dict[str, np.ndarray] = {}
     n = 0
@@ -138,7 +140,7 @@ def pack_columns(
         spec, arrays = encode_column(values)
         if spec["kind"] == "json":
             spec["part"] = f"j{len(texts) - 1}" if own(name) else "json"
-            texts.setdefault(spec["part"], {})[name] = list(values)
+            texts.setdefault(spec["part"], {})[name] = json.dumps(list(values))
         if spec["kind"] == "ascii":
             spec["part"] = f"a{len(ascii_parts)}"
             ascii_parts[spec["part"]] = arrays.pop("values")
@@ -153,8 +155,9 @@ def pack_columns(
         if arrays_of:
             out[key] = np.stack(arrays_of).astype(dtypes[key], copy=False)
     for key, lists in texts.items():
-        if lists:
-            out[key] = np.frombuffer(json.dumps(lists).encode(), dtype=np.uint8)
+        if lists:  # json.dumps of {name: values}, from the texts
+            text = "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in lists.items()) + "}"
+            out[key] = np.frombuffer(text.encode(), dtype=np.uint8)
     out.update(ascii_parts)
     return {"rows": n, "columns": specs}, out
 

@@ -84,7 +84,7 @@ class RunWriter:
         )
 
     def _guard_done(self, run_id: str) -> None:
-        if self._index.load().status(run_id) == "done":
+        if self._index.status(run_id) == "done":
             raise StoreError(
                 f"run {run_id} is already done in {self.url}; allowed: a run not done "
                 "yet (a done result is never replaced: give another --store to redo it)"
@@ -108,7 +108,7 @@ class RunWriter:
                 rec,
                 variables,
                 attrs,
-                replace=self._index.load().status(run_id) is not None,
+                replace=self._index.status(run_id) is not None,
             )
         fault_point("before-log", run_id)
         series = series_of(variables)

@@ -42,15 +42,16 @@ from .groups import group_indexed, read_marker
 from .log import RunLog
 from .packed import Batch, batch_documents, decode_run, read_batch
 from .records import RunRecord
+from .run_keys import RunKeys
+from .segment_merge import merged_documents
 from .segments import (
     Rows,
     concat_rows,
     merge_plan,
-    read_profiles,
-    read_provenance_columns,
+    read_columns,
     read_segment,
-    read_series,
     segment_documents,
+    segment_meta,
 )
 from .table import LOG_HOME, Profiles, RunTable, Series
 from .variables import Variable, decode_profiles, decode_series, profiles_of, series_of
@@ -73,6 +74,18 @@ def empty_pointer() -> bytes:
     return group_document({"format": INDEX_FORMAT, "segments": [], "upto_seq": 0})
 
 
+_FAILURE_COLUMNS = ("f:status", "f:failure_class", "f:error")
+
+
+def _failed(ids: list[str], cols: dict[str, list[Any]]) -> dict[str, tuple[str | None, str | None]]:
+    """run id -> (failure class, error) of the rows of ``ids`` whose status is "failed"."""
+    return {
+        rid: (fc, err)
+        for rid, st, fc, err in zip(ids, cols["status"], cols["failure_class"], cols["error"], strict=True)
+        if st == "failed"
+    }
+
+
 def level_of(rows: int, flush_rows: int, fan_in: int) -> int:
     """The level of a segment of ``rows`` rows made at once (a rebuild, a converted index):
     the level a series of flushes of ``flush_rows`` rows would have merged it to."""
@@ -93,6 +106,7 @@ class RunIndex:
         writer: bool,
         fan_in: int = 4,
         flush_rows: int = 2000,
+        merge_max_rows: int = 32768,
     ) -> None:
         self._blobs = blobs
         self.url = url
@@ -100,7 +114,11 @@ class RunIndex:
         self.writer = writer
         self.fan_in = fan_in  # segments of one level merged at once
         self.flush_rows = flush_rows  # rows of a flush, about (sizes the level of a rebuilt index)
+        self.merge_max_rows = merge_max_rows  # no merge makes a segment of more rows
         self.table: RunTable | None = None
+        # a writer, once it flushed: the status of the runs in the segments; ``table`` then
+        # holds only the rows written since (``load`` reads the whole table again on request)
+        self.flushed: RunKeys | None = None
         self.segments: list[dict[str, Any]] = []  # the list read (and kept up to date by the writer)
         self.legacy: str | None = None  # an index format 1 generation the table was read from
         self.max_seq = 0
@@ -134,6 +152,8 @@ class RunIndex:
     def load(self) -> RunTable:
         """The run table: the index's segments, then the log after them, then markers newer
         than both."""
+        if self.flushed is not None:
+            return self._whole()
         if self.table is not None:
             return self.table
         for _ in range(_RETRIES):
@@ -155,6 +175,65 @@ class RunIndex:
         self._adopt_markers(table)
         return table
 
+    def status(self, run_id: str) -> str | None:
+        """The run's status ("done", "failed"; None: not in the store), without reading the
+        whole table again in a writer that kept only its unflushed rows."""
+        if self.flushed is None or self.table is None:
+            return self.load().status(run_id)
+        return self.table.status(run_id) or self.flushed.status(run_id)
+
+    def failures(self) -> dict[str, tuple[str | None, str | None]]:
+        """run id -> (failure class, error text) of the failed runs; a writer that kept only
+        its unflushed rows reads these columns of its segments alone (not the whole table)."""
+        if self.flushed is None or self.table is None:
+            table = self.load()
+            return _failed(table.ids, table.cols)
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for base, meta in self._segment_metas(self.segments):  # oldest first: later rows win
+            spec = meta["records"]
+            have = [n for n in ("run_id", *_FAILURE_COLUMNS) if n in spec["columns"]]
+            cols = read_columns(self._blobs, f"{base}/records", spec, have)
+            ids = cols["run_id"]
+            for rid in ids:
+                out.pop(rid, None)
+            out.update(_failed(ids, {n[2:]: cols.get(n) or [None] * len(ids) for n in _FAILURE_COLUMNS}))
+        for rid in self.table.ids:
+            out.pop(rid, None)
+        out.update(_failed(self.table.ids, self.table.cols))
+        return out
+
+    def _segment_metas(self, entries: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+        """(path, attributes) of the listed segments ``entries`` of this writer's index."""
+        out = []
+        for entry in entries:
+            base = f"index/{entry['name']}"
+            meta = segment_meta(self._blobs, base)
+            if meta is None:
+                raise StoreError(
+                    f"{self.url}: index segment {entry['name']} is missing; allowed: a complete "
+                    "index: run Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
+                )
+            out.append((base, meta))
+        return out
+
+    def _thin(self, table: RunTable) -> None:
+        """A writer's flush put every row of ``table`` in the segments: keep their status only."""
+        if self.flushed is None:
+            self.flushed = RunKeys()
+        self.flushed.add(table.ids, table.cols["status"])
+        self.table = RunTable()
+        self._attach(self.table)
+
+    def _whole(self) -> RunTable:
+        """The whole table of a writer that kept only its unflushed rows: the segments read
+        again, those rows written over them (kept whole until the next flush)."""
+        assert self.table is not None
+        whole = self._retrying(self._read_table, "read the index")
+        whole.absorb(self.table)
+        self._attach(whole)
+        self.table, self.flushed = whole, None
+        return whole
+
     def _attach(self, table: RunTable) -> None:
         table.series_loader = self.series_by_id
         table.profiles_loader = self.profiles_by_id
@@ -167,7 +246,7 @@ class RunIndex:
                 if got is None:
                     raise FileNotFoundError(entry["name"])
                 parts.append(got[1])
-            rows = concat_rows(parts, dedupe=False)  # from_columns keeps a run's last row
+            rows = concat_rows(parts)  # from_columns keeps a run's last row
             return RunTable.from_columns({"run_id": rows.ids, **rows.cols, "params": rows.params})
         gen = ptr.get("current")
         if gen:  # index format 1
@@ -331,7 +410,9 @@ class RunIndex:
         ``everything`` (and an index of format 1): one segment of every row replaces the
         index (a rebuild, the conversion of an old store)."""
         t0 = time.perf_counter()
-        table = self.load()
+        # a writer that flushed before: its table holds exactly the rows to flush
+        table = self.table if self.flushed is not None and not everything else self.load()
+        assert table is not None
         everything = everything or self.legacy is not None
         rows = list(range(len(table))) if everything else sorted(table.dirty)
         if not rows and not self.log.keys and not self.pending:
@@ -372,6 +453,8 @@ class RunIndex:
         self.segments = segments
         self.legacy = None
         table.flushed(rows)
+        if self.writer:
+            self._thin(table)
         for old in replaced:
             self._blobs.delete_tree(f"index/{old}")
         self.log.drop()
@@ -398,10 +481,13 @@ class RunIndex:
 
     def _write_segment(self, name: str, rows: Rows, level: int) -> None:
         base = f"index/{name}"
-        self._blobs.delete_tree(base)  # leftovers of a flush cut short
-        items, group = segment_documents(base, rows, level)
+        self._write_documents(base, *segment_documents(base, rows, level))
+
+    def _write_documents(self, base: str, items: dict[str, bytes], group: bytes) -> None:
+        """Write segment ``base``: its documents, then its group document (it exists then)."""
+        self._blobs.delete_tree(base)  # leftovers of a flush or merge cut short
         self._blobs.write_many(items, atomic=False)  # the group document guards them
-        self._blobs.write(f"{base}/zarr.json", group)  # last: the segment exists
+        self._blobs.write(f"{base}/zarr.json", group)
 
     def _write_pointer(self, segments: list[dict[str, Any]]) -> None:
         self._blobs.write(
@@ -411,7 +497,11 @@ class RunIndex:
 
     def merge_due(self) -> None:
         """Merge the newest segments while ``merge_plan`` says so."""
-        while (start := merge_plan([int(e["level"]) for e in self.segments], self.fan_in)) is not None:
+        while True:
+            levels, rows = ([int(e[k]) for e in self.segments] for k in ("level", "rows"))
+            start = merge_plan(levels, self.fan_in, rows, self.merge_max_rows)
+            if start is None:
+                return
             self.merge(start)
 
     def merge(self, start: int) -> None:
@@ -419,29 +509,18 @@ class RunIndex:
         written whole, listed in their place, then deleted."""
         t0 = time.perf_counter()
         entries = self.segments[start:]
-        parts = []
-        for entry in entries:
-            base = f"index/{entry['name']}"
-            got = read_segment(self._blobs, base)
-            if got is None:
-                raise StoreError(
-                    f"{self.url}: index segment {entry['name']} is missing; allowed: a complete "
-                    "index: run Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
-                )
-            meta, rows = got
-            rows.prov_cols = read_provenance_columns(self._blobs, f"{base}/records", meta["records"])
-            rows.series = read_series(self._blobs, base)
-            rows.profiles = read_profiles(self._blobs, base)
-            parts.append(rows)
-        merged = concat_rows(parts)
+        bases, metas = zip(*self._segment_metas(entries), strict=True)
         level = max(int(e["level"]) for e in entries) + 1
-        name = f"s{merged.seqs[1]:012d}-{os.urandom(3).hex()}-L{level}"
-        with writing(self.url, "merge index segments", lambda: self._blobs.delete_tree(f"index/{name}")):
-            self._write_segment(name, merged, level)
+        upto = max(int(e["upto_seq"]) for e in entries)
+        name = f"s{upto:012d}-{os.urandom(3).hex()}-L{level}"
+        out = f"index/{name}"
+        with writing(self.url, "merge index segments", lambda: self._blobs.delete_tree(out)):
+            items, group, rows = merged_documents(self._blobs, bases, metas, out, level)
+            self._write_documents(out, items, group)
+            del items
             fault_point("merge-before-list", f"L{level}")
-            segments = self.segments[:start] + [
-                {"name": name, "rows": len(merged), "level": level, "upto_seq": merged.seqs[1]}
-            ]
+            merged = {"name": name, "rows": rows, "level": level, "upto_seq": upto}
+            segments = self.segments[:start] + [merged]
             self._write_pointer(segments)
         self.segments = segments
         fault_point("merge-before-drop", f"L{level}")
@@ -475,7 +554,7 @@ class RunIndex:
                 self.max_seq = max(self.max_seq, rec.seq)
         self._read_batches(table)
         self._attach(table)
-        self.table, self.pending = table, {}
+        self.table, self.pending, self.flushed = table, {}, None
         self.log.close_segment()
         self._apply_log(table, 0)
         self.compact(everything=True)

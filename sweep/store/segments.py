@@ -41,12 +41,13 @@ __all__ = [
     "SEGMENT_ATTR",
     "Rows",
     "records_documents",
+    "columns_documents",
+    "data_documents",
     "read_columns",
     "read_records",
     "read_ids",
     "read_provenance",
     "read_provenance_keys",
-    "read_provenance_columns",
     "segment_documents",
     "read_segment",
     "read_series",
@@ -76,9 +77,6 @@ class Rows:
     cols: dict[str, list[Any]]
     params: dict[str, list[Any]]
     prov: list[Any] | None = None
-    # or the provenance as stored: each row's keys, and key -> its value in each row (merges
-    # copy it so, without a dict per row)
-    prov_cols: tuple[list[Any], dict[str, list[Any]]] | None = None
     series: Series | None = None
     profiles: Profiles | None = None
     seqs: tuple[int, int] = (0, 0)  # first and last sequence number
@@ -109,14 +107,19 @@ def records_documents(
         columns["f:package_ids"] = [p[0] for p in pids]
         columns = {("one:package_ids" if k == "f:package_ids" else k): v for k, v in columns.items()}
     columns.update({f"p:{k}": v for k, v in sorted(rows.params.items())})
-    if rows.prov_cols is not None:
-        columns[PROV_KEYS] = rows.prov_cols[0]
-        columns.update({f"v:{k}": v for k, v in rows.prov_cols[1].items()})
-    elif rows.prov is not None:  # a column per key: a few keys are read without the rest
+    if rows.prov is not None:  # a column per key: a few keys are read without the rest
         columns[PROV_KEYS] = [list(p) for p in rows.prov]
         names = list(dict.fromkeys(k for p in rows.prov for k in p))
         columns.update({f"v:{k}": [p.get(k) for p in rows.prov] for k in names})
     columns.update({f"x:{k}": v for k, v in (extra or {}).items()})
+    return columns_documents(prefix, columns)
+
+
+def columns_documents(
+    prefix: str, columns: Mapping[str, Sequence[Any]]
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """(spec, documents) of ``columns`` (named as ``records_documents`` names them) as the
+    group ``prefix``; a lazy mapping is read one column at a time (``pack_columns``)."""
     spec, arrays = pack_columns(columns, own=lambda name: name.startswith("v:"))
     items: dict[str, bytes] = {f"{prefix}/zarr.json": group_document({})}
     for key, a in arrays.items():
@@ -168,19 +171,6 @@ def read_provenance(
     return [{k: by_key[k][i] for k in keys[i]} for i in which]
 
 
-def read_provenance_columns(
-    blobs: Any, prefix: str, spec: Mapping[str, Any]
-) -> tuple[list[Any], dict[str, list[Any]]]:
-    """The provenance under ``prefix`` as stored: (each row's keys, key -> its values)."""
-    n = int(spec["rows"])
-    if PROV_KEYS not in spec["columns"]:
-        return [[] for _ in range(n)], {}
-    names = [k for k in spec["columns"] if k[:2] == "v:"]
-    cols = read_columns(blobs, prefix, spec, [PROV_KEYS, *names])
-    keys = cols.pop(PROV_KEYS)
-    return keys, {k[2:]: v for k, v in cols.items()}
-
-
 def read_provenance_keys(
     blobs: Any, prefix: str, spec: Mapping[str, Any], keys: Sequence[str]
 ) -> dict[str, list[Any]]:
@@ -212,18 +202,31 @@ def segment_documents(base: str, rows: Rows, level: int) -> tuple[dict[str, byte
     profiles): (every document but its group, its group ``zarr.json``: written last, it
     makes the segment exist)."""
     assert rows.series is not None and rows.profiles is not None
-    assert rows.prov is not None or rows.prov_cols is not None
+    assert rows.prov is not None
     spec, items = records_documents(f"{base}/records", rows)
-    series, lengths = rows.series
+    return data_documents(base, items, spec, (rows.series, rows.profiles), rows.seqs, level)
+
+
+def data_documents(
+    base: str,
+    items: dict[str, bytes],
+    spec: Mapping[str, Any],
+    data: tuple[Series, Profiles],
+    seqs: tuple[int, int],
+    level: int,
+) -> tuple[dict[str, bytes], bytes]:
+    """``segment_documents`` from the documents ``items`` of its records (``spec``), adding
+    the series and profiles ``data``, whose lengths give the row count."""
+    (series, lengths), profiles = data
     items.update(_arrays_documents(f"{base}/series", series, lengths))
-    items[f"{base}/profiles/zarr.json"] = group_document({"dims": sorted(rows.profiles)})
-    for dim, (arrays, dim_lengths) in rows.profiles.items():
+    items[f"{base}/profiles/zarr.json"] = group_document({"dims": sorted(profiles)})
+    for dim, (arrays, dim_lengths) in profiles.items():
         items.update(_arrays_documents(f"{base}/profiles/{dim}", arrays, dim_lengths))
     meta = {
         "format": 1,
-        "rows": len(rows),
-        "first_seq": rows.seqs[0],
-        "upto_seq": rows.seqs[1],
+        "rows": len(lengths),
+        "first_seq": seqs[0],
+        "upto_seq": seqs[1],
         "level": level,
         "records": spec,
     }
@@ -326,51 +329,27 @@ def _chain(columns: Sequence[list[Any] | None], counts: Sequence[int]) -> list[A
     return out
 
 
-def concat_rows(parts: Sequence[Rows], *, dedupe: bool = True) -> Rows:
-    """Rows of consecutive segments (older first) as one block; a later row of a run replaces
-    an earlier one (``dedupe``; else the caller does). Series, profiles and provenance are
-    combined when every part has them."""
+def concat_rows(parts: Sequence[Rows]) -> Rows:
+    """The record columns of consecutive segments (older first) as one block, every row
+    kept (``RunTable.from_columns`` keeps a run's last; a merge: ``segment_merge``)."""
     counts = [len(p) for p in parts]
     ids = _chain([p.ids for p in parts], counts)
-    n = len(ids)
     cols = {c: _chain([p.cols.get(c) for p in parts], counts) for c in FIELDS}
     names = sorted({k for p in parts for k in p.params})
     params = {k: _chain([p.params.get(k) for p in parts], counts) for k in names}
-    prov = _chain([p.prov for p in parts], counts) if all(p.prov is not None for p in parts) else None
-    prov_cols = None
-    if all(p.prov_cols is not None for p in parts):
-        pcs = [p.prov_cols for p in parts if p.prov_cols is not None]
-        keys = _chain([pc[0] for pc in pcs], counts)
-        names = list(dict.fromkeys(k for pc in pcs for k in pc[1]))
-        prov_cols = (keys, {k: _chain([pc[1].get(k) for pc in pcs], counts) for k in names})
-    series = stack([p.series for p in parts], counts) if all(p.series is not None for p in parts) else None  # type: ignore[misc]
-    profiles = (
-        stack_profiles([p.profiles for p in parts], counts)  # type: ignore[misc]
-        if all(p.profiles is not None for p in parts)
-        else None
-    )
     seqs = (min((p.seqs[0] for p in parts), default=0), max((p.seqs[1] for p in parts), default=0))
-    keep = last_of_each(ids) if dedupe else None
-    if keep is not None and len(keep) < n:
-        k = keep.tolist()
-        ids = [ids[i] for i in k]
-        cols = {c: [v[i] for i in k] for c, v in cols.items()}
-        params = {c: [v[i] for i in k] for c, v in params.items()}
-        prov = None if prov is None else [prov[i] for i in k]
-        if prov_cols is not None:
-            prov_cols = (
-                [prov_cols[0][i] for i in k],
-                {c: [v[i] for i in k] for c, v in prov_cols[1].items()},
-            )
-        series = None if series is None else select(series, keep)
-        profiles = None if profiles is None else {d: select(s, keep) for d, s in profiles.items()}
-    return Rows(ids, cols, params, prov, prov_cols, series=series, profiles=profiles, seqs=seqs)
+    return Rows(ids, cols, params, seqs=seqs)
 
 
-def merge_plan(levels: Sequence[int], fan_in: int) -> int | None:
+def merge_plan(
+    levels: Sequence[int], fan_in: int, rows: Sequence[int] | None = None, max_rows: int | None = None
+) -> int | None:
     """Where a merge starts: the index of the first of the newest ``fan_in`` segments when
-    they all have one level, else None (``levels``: each segment's level, oldest first)."""
+    they all have one level (and, given each segment's ``rows``, hold at most ``max_rows``
+    together), else None (``levels``: each segment's level, oldest first)."""
     if fan_in < 2 or len(levels) < fan_in:
         return None
     tail = levels[-fan_in:]
+    if rows is not None and max_rows is not None and sum(rows[-fan_in:]) > max_rows:
+        return None  # a segment of the largest size: merging it would hold too many rows at once
     return len(levels) - fan_in if len(set(tail)) == 1 else None

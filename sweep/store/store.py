@@ -77,6 +77,7 @@ class Store:
         pack_bytes: int = 0,
         compact_every: int = 2000,
         merge_fan_in: int = 4,
+        merge_max_rows: int = 32768,
     ) -> None:
         self.url = url
         self.mode = mode
@@ -93,6 +94,7 @@ class Store:
             writer=mode == "a",
             fan_in=merge_fan_in,
             flush_rows=compact_every,
+            merge_max_rows=merge_max_rows,
         )
         self._checkpoints = Checkpoints(blobs, url, lambda: self.zarr_store)
         self._writer = RunWriter(blobs, url, self._index, lambda: self.zarr_store, pack_bytes)
@@ -116,7 +118,8 @@ class Store:
         bytes in all is packed (``sweep.store.packed``: no files of its own); 0 gives every run
         its group ``runs/<run_id>/``. Default: the ``sweep.store.pack-bytes`` setting; the log
         is folded into the index every ``sweep.store.compact-every`` records, and the index's
-        newest ``sweep.store.merge-fan-in`` segments of one size are merged into one.
+        newest ``sweep.store.merge-fan-in`` segments of one size are merged into one (while the
+        result has at most ``sweep.store.merge-max-rows`` rows).
         ``break_lock`` (writer): take over a lock that a process of another host holds
         (``sweep.store.lock``: only when that process is known to be gone).
         """
@@ -145,6 +148,11 @@ class Store:
         if isinstance(fan_in, bool) or not isinstance(fan_in, int) or fan_in < 2:
             raise ConfigError(
                 f"sweep.store.merge-fan-in: bad value {fan_in!r}; allowed: an integer >= 2 (index segments)"
+            )
+        max_rows = config_get("store.merge-max-rows")
+        if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+            raise ConfigError(
+                f"sweep.store.merge-max-rows: bad value {max_rows!r}; allowed: an integer >= 1 (index rows)"
             )
         url = os.fspath(url)
         blobs = open_blobs(url, **storage_options)
@@ -190,7 +198,7 @@ class Store:
                 except BaseException:
                     lock.release()
                     raise
-        store = cls(url, blobs, mode, lock, pack, every, fan_in)
+        store = cls(url, blobs, mode, lock, pack, every, fan_in, max_rows)
         if mode == "a":
             try:
                 with writing(url, "open the store for writing"):
@@ -350,13 +358,7 @@ class Store:
 
     def failures(self) -> dict[str, tuple[str, str]]:
         """run id -> (failure class, error text) of the failed runs."""
-        table = self._index.load()
-        c = table.cols
-        return {
-            rid: (fc or "error", err or "")
-            for rid, st, fc, err in zip(table.ids, c["status"], c["failure_class"], c["error"], strict=True)
-            if st == "failed"
-        }
+        return {rid: (fc or "error", err or "") for rid, (fc, err) in self._index.failures().items()}
 
     def open_run(self, run_id: str) -> Any:
         """The stored Dataset of one run (lazy for large arrays); StoreError if it is not done."""

@@ -115,6 +115,16 @@ class RunTable:
         self.dirty.add(i)
         return i
 
+    def absorb(self, other: RunTable) -> None:
+        """Write the rows of ``other`` (rows in memory: provenance, series and profiles
+        included) over this table's, as ``upsert`` would."""
+        for i, rid in enumerate(other.ids):
+            d = {c: col[i] for c, col in other.cols.items()}
+            d["run_id"] = rid
+            d["params"] = {k: col[i] for k, col in other.params.items() if col[i] is not None}
+            d["provenance"] = other.prov[i]
+            self.upsert(d, other._tail.get(i), other.home[i], other._tail_profiles.get(i))
+
     def flushed(self, rows: Iterable[int]) -> None:
         """``rows`` are in the index's segments now: their series, profiles and provenance
         are read from there on demand (the writer's memory holds only unflushed rows)."""

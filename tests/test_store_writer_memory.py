@@ -1,0 +1,154 @@
+"""What bounds a store writer's memory (issue 17): it keeps only the rows it has not flushed
+(sweep.store.run_keys for the status of the rest), merges segments a column at a time
+(sweep.store.segment_merge) and never into one of more than sweep.store.merge-max-rows rows.
+Each test checks the answers stay those of a reader of the same store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dask.config
+import numpy as np
+import pytest
+import xarray as xr
+from store_data import provenance, result_like
+
+import sweep
+from sweep.errors import ConfigError, StoreError
+from sweep.spec import run_id_of
+from sweep.store import Store
+from sweep.store.run_keys import RunKeys
+from sweep.store.segments import merge_plan
+
+P = {"Re": 100.0, "dt": 0.01, "T_final": 0.05, "grid": [8, 8, 8]}
+
+
+def _params(i: int) -> dict:
+    return {**P, "Re": 100.0 + i}
+
+
+def _segments(url: Path) -> list[dict]:
+    return json.loads((url / "index" / "zarr.json").read_text())["attributes"]["segments"]
+
+
+def _view(st: Store) -> dict:
+    """Every record of the store as plain values (the committed time stamp included)."""
+    return {rid: rec.to_dict() for rid, rec in st.records().items()}
+
+
+def test_run_keys_later_status_wins_and_chunks_stay_few() -> None:
+    keys = RunKeys()
+    assert keys.status("a") is None
+    keys.add(["b", "a", "b"], ["failed", "done", "done"])  # a repeated id in one add: the last
+    assert (keys.status("a"), keys.status("b"), keys.status("c")) == ("done", "done", None)
+    keys.add(["a"], ["failed"])  # a later add replaces, in another chunk
+    assert keys.status("a") == "failed"
+    ids = [f"{i:016x}" for i in range(5000)]
+    for k in range(0, 5000, 100):  # 50 flushes of 100 runs
+        keys.add(ids[k : k + 100], ["done"] * 100)
+        assert len(keys._chunks) <= 12  # merged like a binary counter: O(log n) chunks
+    keys.add(["a-much-longer-run-id-than-the-rest"], ["done"])
+    assert keys.status("a-much-longer-run-id-than-the-rest") == "done"
+    assert keys.status("a-much-longer-run-id-than-the-rest-but-not-this") is None
+    assert all(keys.status(r) == "done" for r in ids[::97]) and keys.status("a") == "failed"
+    assert keys.nbytes < 30 * len(keys)  # bytes a run, not a row of Python values
+
+
+def test_store_writer_keeps_only_unflushed_rows_and_answers_as_a_reader(tmp_path: Path) -> None:
+    url = tmp_path / "r.zarr"
+    failed, fields = _params(99), _params(98)
+    with dask.config.set({"sweep.store.compact-every": 3, "sweep.store.merge-fan-in": 2}):
+        with Store.open(url, mode="a") as st:
+            st.record_failure(run_id_of(failed), "diverged", "NaN", provenance(failed, "f"))
+            st.record_failure(run_id_of(fields), "timeout", "slow", provenance(fields, "g"))
+            for i in range(10):
+                st.commit_run(run_id_of(_params(i)), result_like(_params(i), seed=i), provenance(_params(i)))
+                assert st._index.table is not None and len(st._index.table) < 3  # flushed rows dropped
+            # failures from the segments' columns alone (the end of a sweep lists them)
+            assert st.failures() == {
+                run_id_of(failed): ("diverged", "NaN"),
+                run_id_of(fields): ("timeout", "slow"),
+            }
+            assert len(st._index.table) < 3
+            # flushed runs: a done one is refused, failed ones are redone (one packed, one a group)
+            with pytest.raises(StoreError, match="already done"):
+                st.commit_run(run_id_of(_params(4)), result_like(_params(4)), provenance(_params(4)))
+            st.commit_run(run_id_of(failed), result_like(failed), provenance(failed, "f"))
+            st.commit_run(run_id_of(fields), result_like(fields, fields=True), provenance(fields, "g"))
+            writer_view = _view(st)  # the whole table read again, the unflushed rows over it
+            assert len(st._index.table) == 12  # whole until the next flush
+            with Store.open(url) as reader:
+                assert _view(reader) == writer_view
+            more = _params(50)
+            st.commit_run(run_id_of(more), result_like(more), provenance(more))
+            st.commit_run(run_id_of(_params(51)), result_like(_params(51)), provenance(_params(51)))
+            assert len(st._index.table) < 3  # the next flush dropped them again
+            assert st.failures() == {} and len(st.done_run_ids()) == 14
+    with Store.open(url) as reader:
+        view = _view(reader)
+        assert {rid: r["status"] for rid, r in view.items()} == dict.fromkeys(view, "done")
+        assert view[run_id_of(failed)]["package_ids"] == ["f"] and len(view) == 14
+        xr.testing.assert_identical(
+            reader.open_run(run_id_of(fields)).drop_attrs(), result_like(fields, fields=True).drop_attrs()
+        )
+
+
+def test_store_merge_column_by_column_keeps_every_record(tmp_path: Path) -> None:
+    """Segments whose columns differ (runs of two packages, provenance keys only some runs
+    have, a failed run done in a later segment) merge into the rows a reader saw before."""
+    url = tmp_path / "r.zarr"
+    twice = _params(77)
+    with dask.config.set({"sweep.store.compact-every": 4, "sweep.store.merge-fan-in": 100}):
+        with Store.open(url, mode="a") as st:
+            st.record_failure(run_id_of(twice), "diverged", "NaN", provenance(twice, "t"))
+            for i in range(14):
+                extra = {"note": f"n{i}", "tags": {"k": i}} if i % 5 else {}
+                prov = provenance(_params(i), f"p{i}", **extra)
+                if i == 6:
+                    prov["package_ids"] = ["p6", "also-p6"]
+                st.commit_run(run_id_of(_params(i)), result_like(_params(i), seed=i), prov)
+            st.commit_run(run_id_of(twice), result_like(twice), provenance(twice, "t"))
+    assert len(_segments(url)) == 4  # not merged yet
+    with Store.open(url) as reader:
+        before = _view(reader)
+        series_before = reader.run_table().series()
+    with dask.config.set({"sweep.store.compact-every": 4, "sweep.store.merge-fan-in": 4}):
+        with Store.open(url, mode="a"):  # the open merges what is due: the four segments
+            pass
+    assert [s["rows"] for s in _segments(url)] == [15]  # a later row of a run replaced the earlier
+    with Store.open(url) as reader:
+        assert _view(reader) == before
+        assert before[run_id_of(_params(6))]["package_ids"] == ["p6", "also-p6"]
+        assert before[run_id_of(_params(3))]["provenance"]["note"] == "n3"
+        series, lengths = reader.run_table().series()
+        order = [list(before).index(rid) for rid in reader.run_table().ids]
+        np.testing.assert_array_equal(lengths, series_before[1][order])
+        np.testing.assert_array_equal(series["energy"], series_before[0]["energy"][order])
+    ds = sweep.open_results(url)
+    np.testing.assert_array_equal(
+        ds.sel(run=run_id_of(_params(9))).energy.values, result_like(_params(9)).energy.values
+    )
+
+
+def test_store_merges_stop_at_merge_max_rows(tmp_path: Path) -> None:
+    assert merge_plan([1, 1], 2, [6, 6], 12) == 0
+    assert merge_plan([1, 1], 2, [6, 7], 12) is None  # 13 rows: too many for one merge
+    url = tmp_path / "r.zarr"
+    config = {"compact-every": 3, "merge-fan-in": 2, "merge-max-rows": 6}
+    with dask.config.set({f"sweep.store.{k}": v for k, v in config.items()}):
+        with Store.open(url, mode="a") as st:
+            for i in range(30):
+                st.commit_run(run_id_of(_params(i)), result_like(_params(i)), provenance(_params(i)))
+                assert max([s["rows"] for s in _segments(url)] + [0]) <= 6
+    segments = _segments(url)
+    assert [s["rows"] for s in segments] == [6] * 5  # no merge of two of 6 rows
+    with Store.open(url) as reader:
+        assert reader.done_run_ids() == {run_id_of(_params(i)) for i in range(30)}
+
+
+def test_store_bad_merge_max_rows_says_what_is_allowed(tmp_path: Path) -> None:
+    with dask.config.set({"sweep.store.merge-max-rows": 0}):
+        with pytest.raises(ConfigError, match=r"merge-max-rows: bad value 0; allowed: an integer >= 1"):
+            Store.open(tmp_path / "r.zarr", mode="a")
+    assert not (tmp_path / "r.zarr").exists()
