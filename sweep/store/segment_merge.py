@@ -114,15 +114,16 @@ def merged_documents(
     keep = last_of_each(ids)
     rows = len(ids) if keep is None else len(keep)
     del ids
-    counts = [p.rows for p in parts]
+    columns = _Merged(parts, keep)
+    spec, items = columns_documents(f"{out}/records", columns)  # compressed before the series are read
+    spec["columns"] = {n: spec["columns"][n] for n in columns.order}  # as a flush lists them
+    del columns, parts
+    counts = [int(m["rows"]) for m in metas]
     series = stack([read_series(blobs, b) for b in bases], counts)
     profiles = stack_profiles([read_profiles(blobs, b) for b in bases], counts)
     if keep is not None:
         series = select(series, keep)
         profiles = {d: select(s, keep) for d, s in profiles.items()}
-    columns = _Merged(parts, keep)
-    spec, items = columns_documents(f"{out}/records", columns)
-    spec["columns"] = {n: spec["columns"][n] for n in columns.order}  # as a flush lists them
     seqs = (min(int(m["first_seq"]) for m in metas), max(int(m["upto_seq"]) for m in metas))
     items, group = data_documents(out, items, spec, (series, profiles), seqs, level)
     return items, group, rows
