@@ -7,7 +7,7 @@ is read (``pack_columns`` reads a lazy mapping a column at a time); a segment's 
 are decoded once for the columns they hold (columns taken in storage order). What stays is
 one column's values, the packed arrays and the series. Measured on a merge of 100,000 tiny
 runs' rows (``RunIndex.merge`` under tracemalloc, one process): peak 328 MB traced and
-+644 MB RSS before, 111 MB and +191 MB now; ``sweep.store.merge-max-rows`` bounds the rows."""
++644 MB RSS before, 92 MB and +167 MB now; ``sweep.store.merge-max-rows`` bounds the rows."""
 
 from __future__ import annotations
 
