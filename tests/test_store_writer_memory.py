@@ -18,7 +18,7 @@ import sweep
 from sweep.errors import ConfigError, StoreError
 from sweep.spec import run_id_of
 from sweep.store import Store
-from sweep.store.run_keys import RunKeys
+from sweep.store.run_keys import MAX_CHUNK, RunKeys
 from sweep.store.segments import merge_plan
 
 P = {"Re": 100.0, "dt": 0.01, "T_final": 0.05, "grid": [8, 8, 8]}
@@ -53,6 +53,11 @@ def test_run_keys_later_status_wins_and_chunks_stay_few() -> None:
     assert keys.status("a-much-longer-run-id-than-the-rest-but-not-this") is None
     assert all(keys.status(r) == "done" for r in ids[::97]) and keys.status("a") == "failed"
     assert keys.nbytes < 30 * len(keys)  # bytes a run, not a row of Python values
+    many = [f"{i:016x}" for i in range(5000, 5000 + 3 * MAX_CHUNK)]
+    for k in range(0, len(many), 2000):
+        keys.add(many[k : k + 2000], ["failed"] * len(many[k : k + 2000]))
+    assert max(len(ids) for ids, _ in keys._chunks) <= MAX_CHUNK  # no merge copies more ids
+    assert keys.status(many[-1]) == keys.status(many[0]) == "failed" and keys.status(ids[7]) == "done"
 
 
 def test_store_writer_keeps_only_unflushed_rows_and_answers_as_a_reader(tmp_path: Path) -> None:

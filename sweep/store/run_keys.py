@@ -4,8 +4,9 @@ A store's writer answers "is this run done already?" at every commit (a done res
 replaced). Its table of rows (``sweep.store.table.RunTable``: Python values, ~1 KB a run) is
 what readers query; kept whole in the writer it grew with every committed run, ~1-2 GB for a
 sweep of a million. Once rows are in the index's segments the writer keeps only their run ids
-(fixed-width bytes) and status codes here, in sorted chunks merged like a binary counter (each
-id is copied O(log N) times in all); a query that needs whole rows reads the segments again.
+(fixed-width bytes) and status codes here, in sorted chunks merged like a binary counter up
+to ``MAX_CHUNK`` ids (each id is copied O(log MAX_CHUNK) times in all); a query that needs
+whole rows reads the segments again.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["RunKeys"]
+__all__ = ["RunKeys", "MAX_CHUNK"]
 
 _STATUSES = (None, "done", "failed")  # code -> status
+# ids in one chunk, at most: a merge of chunks copies them ~5 times (a merge of 768k ids was a
+# +60 MiB spike in the driver of a 1M sweep); a lookup searches ~N / MAX_CHUNK chunks (µs each)
+MAX_CHUNK = 1 << 16
 _CODE = {s: i for i, s in enumerate(_STATUSES)}
 
 
@@ -24,7 +28,7 @@ class RunKeys:
     """Run id -> status of many runs; a later ``add`` of a run replaces its status."""
 
     def __init__(self) -> None:
-        # (sorted ids, their status codes), oldest first; each at most half its predecessor's size
+        # (sorted ids, their status codes), oldest first
         self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
 
     def __len__(self) -> int:
@@ -43,7 +47,11 @@ class RunKeys:
         codes = np.fromiter((_CODE[s] for s in statuses), dtype=np.uint8, count=len(run_ids))
         ids = np.array([r.encode() for r in run_ids], dtype=bytes)
         self._chunks.append(_last_of_each(ids, codes))
-        while len(self._chunks) > 1 and len(self._chunks[-2][0]) <= 2 * len(self._chunks[-1][0]):
+        while (
+            len(self._chunks) > 1
+            and len(self._chunks[-2][0]) <= 2 * len(self._chunks[-1][0])
+            and len(self._chunks[-2][0]) + len(self._chunks[-1][0]) <= MAX_CHUNK
+        ):
             (old_ids, old_codes), (new_ids, new_codes) = self._chunks[-2:]
             width = max(old_ids.dtype.itemsize, new_ids.dtype.itemsize)
             both = np.concatenate([old_ids.astype(f"S{width}"), new_ids.astype(f"S{width}")])
