@@ -51,7 +51,6 @@ from .segments import (
     read_columns,
     read_segment,
     segment_documents,
-    segment_meta,
 )
 from .table import LOG_HOME, Profiles, RunTable, Series
 from .variables import Variable, decode_profiles, decode_series, profiles_of, series_of
@@ -204,17 +203,14 @@ class RunIndex:
 
     def _segment_metas(self, entries: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         """(path, attributes) of the listed segments ``entries`` of this writer's index."""
-        out = []
-        for entry in entries:
-            base = f"index/{entry['name']}"
-            meta = segment_meta(self._blobs, base)
-            if meta is None:
-                raise StoreError(
-                    f"{self.url}: index segment {entry['name']} is missing; allowed: a complete "
-                    "index: run Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
-                )
-            out.append((base, meta))
-        return out
+        try:
+            return self._reader({"segments": entries}).segment_bases()
+        except FileNotFoundError as exc:
+            name = str(exc).removeprefix("index/")
+            raise StoreError(
+                f"{self.url}: index segment {name} is missing; allowed: a complete index: run "
+                "Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
+            ) from None
 
     def _thin(self, table: RunTable) -> None:
         """A writer's flush put every row of ``table`` in the segments: keep their status only."""

@@ -18,8 +18,8 @@ import numpy as np
 __all__ = ["RunKeys", "MAX_CHUNK"]
 
 _STATUSES = (None, "done", "failed")  # code -> status
-# ids in one chunk, at most: a merge of chunks copies them ~5 times (a merge of 768k ids was a
-# +60 MiB spike in the driver of a 1M sweep); a lookup searches ~N / MAX_CHUNK chunks (µs each)
+# ids in one chunk, at most: a merge of chunks copies them ~5 times (uncapped, 768k ids of a
+# 1M sweep: ~5 x 12 MB at once); a lookup searches ~N / MAX_CHUNK chunks (µs each)
 MAX_CHUNK = 1 << 16
 _CODE = {s: i for i, s in enumerate(_STATUSES)}
 
@@ -53,8 +53,7 @@ class RunKeys:
             and len(self._chunks[-2][0]) + len(self._chunks[-1][0]) <= MAX_CHUNK
         ):
             (old_ids, old_codes), (new_ids, new_codes) = self._chunks[-2:]
-            width = max(old_ids.dtype.itemsize, new_ids.dtype.itemsize)
-            both = np.concatenate([old_ids.astype(f"S{width}"), new_ids.astype(f"S{width}")])
+            both = np.concatenate([old_ids, new_ids])  # the wider of the two byte widths
             self._chunks[-2:] = [_last_of_each(both, np.concatenate([old_codes, new_codes]))]
 
     def status(self, run_id: str) -> str | None:
