@@ -105,7 +105,7 @@ class RunIndex:
         writer: bool,
         fan_in: int = 4,
         flush_rows: int = 2000,
-        merge_max_rows: int = 32768,
+        merge_max_rows: int = 8192,
     ) -> None:
         self._blobs = blobs
         self.url = url

@@ -77,7 +77,7 @@ class Store:
         pack_bytes: int = 0,
         compact_every: int = 2000,
         merge_fan_in: int = 4,
-        merge_max_rows: int = 32768,
+        merge_max_rows: int = 8192,
     ) -> None:
         self.url = url
         self.mode = mode
