@@ -3,13 +3,15 @@
 A million ``Package`` objects were ~500 bytes each in the driver (the object, its id, path,
 run id and values as separate strings); a sweep needs them only a few at a time (the window
 of tasks in flight, a line printed). ``PackageTable`` keeps the package ids and file names
-each as one bytes blob with end offsets, the validated values (JSON text) compressed by blocks
-of ``VALUE_BLOCK`` rows (zlib: neighbouring packages' values differ in a few digits, ~100 bytes
-become ~5; a block is inflated when a package of it is made, the last one kept), the run ids
-as 8-byte integers (their 16 hex digits), the priorities as one byte each, and the rare extras
-(tags, another solver) by row: ~90 bytes a package. It is a
-``Sequence[Package]``: ``table[i]`` builds package ``i`` (equal to the one loaded), a slice
-or ``take(rows)`` is another table over the same columns.
+each as one bytes blob with end offsets (of a ``package_<n>.json`` name only ``<n>``), the
+validated values (JSON text) compressed by blocks of ``VALUE_BLOCK`` rows (zlib: neighbouring
+packages' values differ in a few digits, ~100 bytes become ~5; a block is inflated when a
+package of it is made, the last one kept), the run ids as 8-byte integers (their 16 hex
+digits), the priorities as one byte each, the end offsets as 4-byte integers, and the rare
+extras (tags, another solver) by row: ~50 bytes a package of 19-character ids, 74 with the
+rows' order and the id index. It is a ``Sequence[Package]``: ``table[i]`` builds package
+``i`` (equal to the one loaded), a slice or ``take(rows)`` is another table over the same
+columns.
 
 A table made from ``Package`` objects (``PackageTable.of``: a list a caller built) keeps them
 as they are; the columnar queries (``run_keys``, ``run_id_mask``, ...) answer for both.
@@ -31,6 +33,20 @@ __all__ = ["PackageColumns", "PackageTable", "VALUE_BLOCK", "run_key"]
 VALUE_BLOCK = 64  # rows whose values are compressed together
 
 _PRIO_CODE = {p: i for i, p in enumerate(PRIORITIES)}
+NAME_HEAD, NAME_TAIL = "package_", ".json"  # every package file's name (PACKAGE_GLOB)
+
+
+def _stored_name(name: str) -> str:
+    """What a row stores of a file's name: ``package_<middle>.json`` as its middle (13 bytes
+    less a package: 13 MB at 1M), any other name after a NUL (no file name holds one)."""
+    if name.startswith(NAME_HEAD) and name.endswith(NAME_TAIL) and len(name) >= len(NAME_HEAD + NAME_TAIL):
+        return name[len(NAME_HEAD) : -len(NAME_TAIL)]
+    return "\0" + name
+
+
+def _name(stored: str) -> str:
+    """The file's name from what its row stores (``_stored_name``)."""
+    return stored[1:] if stored.startswith("\0") else NAME_HEAD + stored + NAME_TAIL
 
 
 def run_key(run_id: str) -> int | None:
@@ -83,7 +99,7 @@ class PackageColumns:
         self.keys.append(hash(package_id))
         self.ids += package_id.encode()
         self.id_end.append(len(self.ids))
-        self.names += name.encode()
+        self.names += _stored_name(name).encode()
         self.name_end.append(len(self.names))
         if ok:
             self.values += values.encode()  # type: ignore[union-attr]
@@ -105,7 +121,7 @@ class PackageColumns:
         return self._text(self.ids, self.id_end, r)
 
     def name(self, r: int) -> str:
-        return self._text(self.names, self.name_end, r)
+        return _name(self._text(self.names, self.name_end, r))
 
     def _sorted_keys(self) -> tuple[np.ndarray, np.ndarray]:
         if self._index is None:
@@ -150,6 +166,13 @@ class PackageColumns:
         return PackageTable(_Columns(self), rows)
 
 
+def _offsets(ends: array) -> np.ndarray:
+    """End offsets as 4-byte integers while they fit (12 bytes a package less over three columns),
+    else as they were built."""
+    a = np.frombuffer(ends, dtype=np.int64) if len(ends) else np.zeros(0, np.int64)
+    return a.astype(np.uint32) if len(a) and int(a[-1]) <= np.iinfo(np.uint32).max else a
+
+
 class _Columns:
     """The frozen columns of a ``PackageColumns`` (numpy arrays, bytes blobs)."""
 
@@ -158,13 +181,8 @@ class _Columns:
         # the builder's own buffers, not copies (a copy would double them while it is made)
         self.ids, self.names, self.blocks = b.ids, b.names, b.blocks
         self._inflated: tuple[int, bytes] = (-1, b"")  # the last block inflated
-        self.id_end = np.frombuffer(b.id_end, dtype=np.int64) if len(b.id_end) else np.zeros(0, np.int64)
-        self.name_end = (
-            np.frombuffer(b.name_end, dtype=np.int64) if len(b.name_end) else np.zeros(0, np.int64)
-        )
-        self.value_end = (
-            np.frombuffer(b.value_end, dtype=np.int64) if len(b.value_end) else np.zeros(0, np.int64)
-        )
+        self.id_end, self.name_end = _offsets(b.id_end), _offsets(b.name_end)
+        self.value_end = _offsets(b.value_end)
         self.run_ids = np.frombuffer(b.run_ids, dtype=np.uint64) if len(b.run_ids) else np.zeros(0, np.uint64)
         self.prios = np.frombuffer(b.prios, dtype=np.uint8) if len(b.prios) else np.zeros(0, np.uint8)
         self.extras = b.extras
@@ -198,7 +216,7 @@ class _Columns:
             PRIORITIES[self.prios[r]],
             None,
             tags,
-            self.prefix + self._text(self.names, self.name_end, r),
+            self.prefix + _name(self._text(self.names, self.name_end, r)),
             run_id=self.run_id(r),
             values=self.values(r),
             solver=solver,
@@ -218,7 +236,7 @@ class PackageTable(Sequence[Package]):
         self._cols = cols
         self._objects = objects  # packages given as objects (PackageTable.of)
         self.rows = rows  # row numbers into the columns (or into objects), int64
-        self._index: tuple[np.ndarray, np.ndarray] | None = None  # (sorted ids, their positions)
+        self._index: tuple[np.ndarray, np.ndarray] | None = None  # (sorted id hashes, their positions)
 
     @classmethod
     def of(cls, packages: Iterable[Package]) -> PackageTable:
@@ -308,14 +326,16 @@ class PackageTable(Sequence[Package]):
 
     def position_of(self, package_id: str) -> int | None:
         """The position of the package with this id (None: none has it); the first call
-        indexes the ids (a sorted array, ~the ids' bytes)."""
+        indexes the ids by their hashes (sorted hashes and their positions: 16 bytes a package,
+        ~28 with the ids themselves sorted at 1M)."""
         if self._index is None:
-            ids = self.id_array()
-            order = np.argsort(ids, kind="stable")
-            self._index = (ids[order], order)
-        ids, order = self._index
-        key = package_id.encode()
-        at = int(np.searchsorted(ids, key))
-        if at < len(ids) and ids[at] == key:
-            return int(order[at])
+            hashes = np.fromiter((hash(self.package_id(i)) for i in range(len(self))), np.int64, len(self))
+            order = np.argsort(hashes, kind="stable")
+            self._index = (hashes[order], order)
+        hashes, order = self._index
+        key = hash(package_id)
+        lo, hi = np.searchsorted(hashes, key, "left"), np.searchsorted(hashes, key, "right")
+        for i in order[lo:hi].tolist():  # equal hashes of different ids are told apart here
+            if self.package_id(i) == package_id:
+                return int(i)
         return None

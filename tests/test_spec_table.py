@@ -1,0 +1,67 @@
+"""The package table's compact columns (issue 17): of a ``package_<n>.json`` file name a row
+keeps ``<n>``, its offsets take 4 bytes, every package is found by its id through the hashes
+of the ids, and what a row gives back (its file's path, a repeated id's problem line) is what
+the directory holds."""
+
+from __future__ import annotations
+
+from array import array
+from pathlib import Path
+
+import numpy as np
+from conftest import write_packages
+
+from sweep.spec import check_directory, load_packages
+from sweep.spec.table import PackageColumns, _offsets
+
+IDS = ["alpha", "beta", "gamma", "delta", "eps", "zeta"]
+
+
+def _dir(tmp_path: Path) -> Path:
+    """Six packages in package_0000.json .. package_0005.json, and one renamed package_x-y_.json."""
+    d = write_packages(tmp_path / "pk", [{"package_id": p, "priority": "HIGH"} for p in IDS])
+    (d / "package_0003.json").rename(d / "package_x-y_.json")
+    return d
+
+
+def test_spec_table_keeps_the_middle_of_each_file_name(tmp_path: Path) -> None:
+    d = _dir(tmp_path)
+    table = load_packages(d, worker_memory=4 << 30)
+    on_disk = {p.name for p in d.glob("package_*.json")}
+    paths = [Path(str(p.path)) for p in table]
+    assert {p.name for p in paths} == on_disk
+    assert all(p.parent == d and p.exists() for p in paths)
+    assert bytes(table._cols.names) == b"00000001000200040005x-y_"  # the middles only, in file order
+    assert table._cols.name_end.dtype == np.uint32 and table._cols.id_end.dtype == np.uint32
+
+
+def test_spec_table_other_names_are_kept_whole() -> None:
+    cols = PackageColumns("/d/")
+    for name in ["package_.json", "other.json", "package_7.json"]:
+        cols.append(name, "HIGH", name, "{}", "0123456789abcdef", None)
+    assert [cols.name(r) for r in range(3)] == ["package_.json", "other.json", "package_7.json"]
+    assert [p.path for p in cols.table()] == ["/d/package_.json", "/d/other.json", "/d/package_7.json"]
+
+
+def test_spec_table_offsets_past_4_gib_keep_8_bytes() -> None:
+    assert _offsets(array("q", [3, 2**32 - 1])).dtype == np.uint32
+    wide = _offsets(array("q", [3, 2**32]))
+    assert wide.dtype == np.int64 and int(wide[-1]) == 2**32
+
+
+def test_spec_table_finds_each_id_by_its_hash(tmp_path: Path) -> None:
+    table = load_packages(_dir(tmp_path), worker_memory=4 << 30)
+    assert sorted(p.package_id for p in table) == sorted(IDS)
+    for i, p in enumerate(table):
+        assert table.position_of(p.package_id) == i
+    assert table.position_of("absent") is None
+    assert table.position_of("alph") is None
+    assert table._index is not None and table._index[0].dtype == np.int64  # hashes, not the ids
+
+
+def test_spec_table_repeated_id_names_both_files(tmp_path: Path) -> None:
+    d = _dir(tmp_path)
+    (d / "package_0099.json").write_text((d / "package_0000.json").read_text())
+    _, problems = check_directory(d, worker_memory=4 << 30)
+    line = next(p for p in problems if "package_0099.json" in p)
+    assert "package_0000.json" in line  # the first file's name, rebuilt from its middle
