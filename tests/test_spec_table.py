@@ -18,7 +18,8 @@ IDS = ["alpha", "beta", "gamma", "delta", "eps", "zeta"]
 
 
 def _dir(tmp_path: Path) -> Path:
-    """Six packages in package_0000.json .. package_0005.json, and one renamed package_x-y_.json."""
+    """Six packages in package_0000.json .. package_0005.json, package_0003.json renamed
+    package_x-y_.json."""
     d = write_packages(tmp_path / "pk", [{"package_id": p, "priority": "HIGH"} for p in IDS])
     (d / "package_0003.json").rename(d / "package_x-y_.json")
     return d

@@ -39,7 +39,7 @@ NAME_HEAD, NAME_TAIL = "package_", ".json"  # every package file's name (PACKAGE
 def _stored_name(name: str) -> str:
     """What a row stores of a file's name: ``package_<middle>.json`` as its middle (13 bytes
     less a package: 13 MB at 1M), any other name after a NUL (no file name holds one)."""
-    if name.startswith(NAME_HEAD) and name.endswith(NAME_TAIL) and len(name) >= len(NAME_HEAD + NAME_TAIL):
+    if name.startswith(NAME_HEAD) and name.endswith(NAME_TAIL):  # they cannot overlap
         return name[len(NAME_HEAD) : -len(NAME_TAIL)]
     return "\0" + name
 
