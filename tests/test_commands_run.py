@@ -249,3 +249,21 @@ def test_run_keeps_distributed_config_for_the_rest_of_the_process(tmp_path: Path
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "exit 0" in proc.stdout and "tcp timeout 30s" in proc.stdout, proc.stdout[-2000:]
+
+
+def test_cli_run_twin_package_has_its_runs_status_in_the_closing_table(
+    tmp_path: Path, packages_dir, sweep_cli
+):
+    pkgs = tiny_sweep(2)
+    pkgs.append({"package_id": "twin", "priority": "LOW", "parameters": pkgs[0]["parameters"]})
+    store = tmp_path / "r.zarr"
+    res = sweep_cli("run", str(packages_dir(pkgs)), "--store", str(store), "--mode", "sequential")
+    assert res.returncode == 0, res.stderr
+    table = {
+        ln.split()[0]: ln.split()[1:]
+        for ln in res.stdout.splitlines()
+        if ln.startswith(("HIGH", "LOW", "ALL"))
+    }
+    head = next(ln.split()[1:] for ln in res.stdout.splitlines() if ln.startswith("priority "))
+    assert head == ["done", "total"]  # the twin is done with p000's run: no other status
+    assert table["LOW"] == ["1", "1"] and table["ALL"] == ["3", "3"]

@@ -173,6 +173,23 @@ def test_final_summary_counts_by_status_and_priority():
     assert lines[4].split() == ["ALL", "2", "1", "1", "4"]
 
 
+def test_summary_rows_count_each_package_once_from_codes():
+    from collections import Counter
+
+    from sweep.engine.progress import summary_rows
+
+    rng = np.random.default_rng(3)
+    prios = rng.integers(0, 3, 5000).astype(np.uint8)
+    codes = rng.integers(0, 5, 5000).astype(np.uint8)
+    labels = ["done", "skipped", "cancelled", "planned", "diverged"]
+    prio_names = ("HIGH", "MEDIUM", "LOW")
+    pairs = zip(prios.tolist(), codes.tolist(), strict=True)
+    expected = Counter((prio_names[p], labels[c]) for p, c in pairs)
+    assert Counter(summary_rows(prios, codes, labels)) == expected
+    lines = final_summary(summary_rows(prios, codes, labels), prio_names, skipped=0, elapsed=1)
+    assert lines[-1].split()[-1] == "5000"
+
+
 def test_config_survives_a_set_made_before_import():
     import subprocess
     import sys
