@@ -49,6 +49,19 @@ def _name(stored: str) -> str:
     return stored[1:] if stored.startswith("\0") else NAME_HEAD + stored + NAME_TAIL
 
 
+def _hash_index(hashes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted hashes, their rows): rows of equal hashes in row order."""
+    order = np.argsort(hashes, kind="stable")
+    return hashes[order], order
+
+
+def _rows_hashed(index: tuple[np.ndarray, np.ndarray], package_id: str) -> list[int]:
+    """The rows whose id hashes as ``package_id`` does (the caller tells equal hashes apart)."""
+    hashes, order = index
+    key = hash(package_id)
+    return order[np.searchsorted(hashes, key, "left") : np.searchsorted(hashes, key, "right")].tolist()
+
+
 def run_key(run_id: str) -> int | None:
     """A run id of 16 hex digits as an integer (None: another form of id)."""
     if len(run_id) != 16:
@@ -126,8 +139,7 @@ class PackageColumns:
     def _sorted_keys(self) -> tuple[np.ndarray, np.ndarray]:
         if self._index is None:
             keys = np.frombuffer(self.keys, dtype=np.int64) if len(self.keys) else np.zeros(0, np.int64)
-            order = np.argsort(keys, kind="stable")  # rows of equal keys in row order
-            self._index = (keys[order], order)
+            self._index = _hash_index(keys)
         return self._index
 
     def repeated(self) -> list[tuple[int, int]]:
@@ -151,10 +163,7 @@ class PackageColumns:
 
     def has_id(self, package_id: str) -> bool:
         """Whether a row has this id."""
-        keys, order = self._sorted_keys()
-        key = hash(package_id)
-        lo, hi = np.searchsorted(keys, key, "left"), np.searchsorted(keys, key, "right")
-        return any(self.package_id(int(r)) == package_id for r in order[lo:hi])
+        return any(self.package_id(r) == package_id for r in _rows_hashed(self._sorted_keys(), package_id))
 
     def table(self) -> PackageTable:
         """The table of every package appended with ``ok``, in that order."""
@@ -329,13 +338,7 @@ class PackageTable(Sequence[Package]):
         indexes the ids by their hashes (sorted hashes and their positions: 16 bytes a package,
         ~28 with the ids themselves sorted at 1M)."""
         if self._index is None:
-            hashes = np.fromiter((hash(self.package_id(i)) for i in range(len(self))), np.int64, len(self))
-            order = np.argsort(hashes, kind="stable")
-            self._index = (hashes[order], order)
-        hashes, order = self._index
-        key = hash(package_id)
-        lo, hi = np.searchsorted(hashes, key, "left"), np.searchsorted(hashes, key, "right")
-        for i in order[lo:hi].tolist():  # equal hashes of different ids are told apart here
-            if self.package_id(i) == package_id:
-                return int(i)
-        return None
+            hashes = (hash(self.package_id(i)) for i in range(len(self)))
+            self._index = _hash_index(np.fromiter(hashes, np.int64, len(self)))
+        same = (i for i in _rows_hashed(self._index, package_id) if self.package_id(i) == package_id)
+        return next(same, None)
