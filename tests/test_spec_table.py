@@ -66,3 +66,20 @@ def test_spec_table_repeated_id_names_both_files(tmp_path: Path) -> None:
     _, problems = check_directory(d, worker_memory=4 << 30)
     line = next(p for p in problems if "package_0099.json" in p)
     assert "package_0000.json" in line  # the first file's name, rebuilt from its middle
+
+
+def test_spec_run_keys_of_many_ids_is_run_key_of_each() -> None:
+    """The vectorised parse of run ids (what run_id_mask compares) agrees with run_key, one id
+    at a time: 16 hex digits in either case give their integer, any other id is left out."""
+    from sweep.spec.table import run_key, run_keys_of
+
+    rng = np.random.default_rng(5)
+    ids = [f"{int(k):016x}" for k in rng.integers(0, 2**63, 500, dtype=np.int64)]
+    ids += ["ffffffffffffffff", "0000000000000000", "ABCDEF0123456789", "0123456789abcdeF"]
+    odd = ["", "abc", "g" * 16, "0123456789abcde ", "+123456789abcdef", "0123_56789abcdef", "é" * 16]
+    odd += ["0" * 15 + "\u0100", "0" * 17]
+    mixed = [x for pair in zip(ids, odd * 100, strict=False) for x in pair]
+    expected = [k for k in map(run_key, mixed) if k is not None]
+    assert len(expected) == len(ids)
+    assert run_keys_of(mixed).tolist() == expected
+    assert run_keys_of(odd).dtype == np.uint64 and len(run_keys_of(odd)) == 0

@@ -7,7 +7,6 @@ a terminal. The summary lines go to stdout, so they also appear in logs and CI o
 
 from __future__ import annotations
 
-import itertools
 import sys
 import time
 from collections import Counter
@@ -137,30 +136,31 @@ class SweepProgress:
 
 def summary_rows(
     prio_codes: np.ndarray, codes: np.ndarray, labels: Sequence[str]
-) -> Iterator[tuple[str, str]]:
-    """``(priority, status)`` of each package (priority ``PRIORITIES[prio_codes[i]]``, status
-    ``labels[codes[i]]``), grouped: counted as pairs of codes, with no list of a million
-    statuses (two such lists were 15 MiB of the closing peak of a 1M sweep's driver)."""
+) -> Iterator[tuple[str, str, int]]:
+    """``(priority, status, packages)`` of each pair present (priority ``PRIORITIES[prio_codes[i]]``,
+    status ``labels[codes[i]]``): counted as pairs of codes, with no list of a million statuses
+    (two such lists were 15 MiB of the closing peak of a 1M sweep's driver)."""
     n = max(len(labels), 1)
     pairs = prio_codes.astype(np.int64) * n + codes
     for k, count in enumerate(np.bincount(pairs, minlength=len(PRIORITIES) * n).tolist()):
         if count:
-            yield from itertools.repeat((PRIORITIES[k // n], labels[k % n]), count)
+            yield PRIORITIES[k // n], labels[k % n], count
 
 
 def final_summary(
-    rows: Iterable[tuple[str, str]], priorities: Iterable[str], skipped: int, elapsed: float
+    rows: Iterable[tuple[str, str, int]], priorities: Iterable[str], skipped: int, elapsed: float
 ) -> list[str]:
     """Lines of the closing table: counts by status (columns) and priority (rows).
 
-    ``rows`` holds one ``(priority, status)`` per requested package, where status is
-    ``done``, ``skipped``, ``cancelled`` or a failure class.
+    ``rows`` holds ``(priority, status, packages)``: how many requested packages have that
+    priority and status, where status is ``done``, ``skipped``, ``cancelled`` or a failure
+    class (a pair may come in several rows: they add up).
     """
     table: dict[str, Counter[str]] = {}
     n_rows = 0
-    for prio, status in rows:  # one pass, nothing kept per package
-        table.setdefault(prio, Counter())[status] += 1
-        n_rows += 1
+    for prio, status, count in rows:
+        table.setdefault(prio, Counter())[status] += count
+        n_rows += count
     order = ["done", "skipped", *FAILURE_CLASSES, "cancelled"]
     statuses = [s for s in order if any(c[s] for c in table.values())]
     statuses += sorted({s for c in table.values() for s in c} - set(order))

@@ -32,8 +32,11 @@ __all__ = [
     "CACHE_KEEP",
     "FLUSH_ROWS",
     "RACY_SECONDS",
+    "SNAPSHOT_SUFFIX",
     "ValidationCache",
     "cache_file",
+    "code_fingerprint",
+    "snapshot_file",
     "stat_key",
 ]
 
@@ -41,11 +44,12 @@ CACHE_ENV = "NS_SWEEP_CACHE_DIR"  # directory of the validation cache; "off" dis
 CACHE_KEEP = 64  # package directories remembered; the least recently rewritten are forgotten
 RACY_SECONDS = 2.0  # a file changed this recently is hashed again on the next pass
 FLUSH_ROWS = 10_000  # rows learnt are written to the cache this many at a time
+SNAPSHOT_SUFFIX = ".table.npz"  # a directory's whole table, beside its cache (snapshot_file)
 _SCHEMA = 3  # a verdict's fields in columns, a package's values as JSON text
 
 
 @functools.lru_cache(maxsize=1)
-def _fingerprint() -> str:
+def code_fingerprint() -> str:
     """Hash of the code whose rules a cached verdict depends on."""
     import solver
     import solver.memory
@@ -81,6 +85,12 @@ def cache_file(directory: str) -> str | None:
         root = os.path.join(base, "ns-sweep")
     key = hashlib.sha1(os.path.abspath(directory).encode()).hexdigest()[:16]
     return os.path.join(root, f"packages-{key}.sqlite")
+
+
+def snapshot_file(cache: str) -> str:
+    """The file beside cache file ``cache`` that keeps the directory's whole table
+    (``sweep.spec.snapshot``); pruned with it."""
+    return cache.removesuffix(".sqlite") + SNAPSHOT_SUFFIX
 
 
 _FIELDS = "v.package_id, v.priority, v.vals, v.tags, v.run_id, v.need, v.solver"
@@ -139,7 +149,7 @@ class ValidationCache:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
-            if not (row is not None and row[0] == _fingerprint() and _layout_ok(db)):
+            if not (row is not None and row[0] == code_fingerprint() and _layout_ok(db)):
                 # other code: its verdicts do not hold, its tables may differ
                 db.execute("BEGIN")
                 db.execute("DROP TABLE IF EXISTS verdicts")
@@ -149,7 +159,7 @@ class ValidationCache:
                     "vals TEXT, tags TEXT, run_id TEXT, need INTEGER, solver TEXT)"
                 )
                 db.execute("CREATE TABLE files (name TEXT PRIMARY KEY, stat TEXT, digest BLOB)")
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (_fingerprint(),))
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('fingerprint', ?)", (code_fingerprint(),))
                 db.execute("COMMIT")
             self._db = db
         except (OSError, sqlite3.Error):  # no cache: every file is checked
@@ -287,7 +297,7 @@ def _prune_cache(root: str) -> None:
         if len(entries) > CACHE_KEEP:
             entries.sort(key=lambda e: e.stat().st_mtime)
             for e in entries[: len(entries) - CACHE_KEEP]:
-                for path in (e.path, e.path + "-wal", e.path + "-shm"):
+                for path in (e.path, e.path + "-wal", e.path + "-shm", snapshot_file(e.path)):
                     try:
                         os.remove(path)
                     except OSError:

@@ -39,16 +39,17 @@ from .package import (
     FILE_TO_SOLVER,
     PACKAGE_GLOB,
     PACKAGE_KEYS,
+    PACKAGE_NAME,
     PRIORITIES,
     SUMMARY_FILE,
     id_problem,
 )
+from .snapshot import Snapshot
 from .summary import PrioritySummary, read_summary
 from .table import PackageColumns, PackageTable
 
 __all__ = ["check_directory", "check_document", "load_packages", "memory_need", "memory_problem", "one_of"]
 
-_PACKAGE_RE = re.compile(r"package_.*\.json")
 _PRIORITY = {p: p for p in PRIORITIES}
 # a deprecated parameter name as a JSON key (a cheap look at the bytes, cached verdicts too)
 _OLD_NAMES = re.compile(rb'"(' + b"|".join(re.escape(k.encode()) for k in DEPRECATED_NAMES) + rb')"\s*:')
@@ -241,7 +242,6 @@ def _with_repeated_ids(problems: list[str], packages: PackageColumns, at: array)
     return out + problems[done:] if out else problems
 
 
-@paused_gc()
 def check_directory(
     directory: str | os.PathLike[str], *, worker_memory: int | None = None, check_memory: bool = True
 ) -> tuple[PackageTable, list[str]]:
@@ -251,7 +251,16 @@ def check_directory(
     ``worker_memory``: bytes of one worker; None: ``machine.memory_per_worker()``. The two are
     independent: a package with a problem is left out of the packages.
     """
-    directory = os.fspath(directory)
+    packages, problems, _ = _check(os.fspath(directory), worker_memory, check_memory)
+    return packages, problems
+
+
+@paused_gc()
+def _check(
+    directory: str, worker_memory: int | None, check_memory: bool
+) -> tuple[PackageTable, list[str], int | None]:
+    """``check_directory``'s pass, and the largest memory a package needs; None when the
+    pass said more than its problems (a deprecated name's warning: said on every pass)."""
     problems: list[str] = []
     if not os.path.isdir(directory):
         raise ConfigError(
@@ -264,7 +273,7 @@ def check_directory(
     names: list[str] = []
     odd: set[str] = set()  # entries named like packages that are not plain regular files
     for e in os.scandir(directory):
-        if _PACKAGE_RE.fullmatch(e.name):
+        if PACKAGE_NAME.fullmatch(e.name):
             names.append(e.name)
             if not e.is_file(follow_symlinks=False):
                 odd.add(e.name)
@@ -282,6 +291,7 @@ def check_directory(
     unreadable: list[str] = []
     prefix = os.path.join(directory, "")
     packages = PackageColumns(prefix)  # columns, not a million objects (sweep.spec.table)
+    largest = 0  # bytes the largest run needs
     for name in _each_name(listing):
         before = len(problems)
         path = prefix + name
@@ -391,6 +401,7 @@ def check_directory(
                         )
                     )
                 prio = prio or listed
+        largest = max(largest, need or 0)
         if need is not None and check_memory and worker_memory is not None and need > worker_memory:
             problems.append(
                 memory_problem(
@@ -433,7 +444,7 @@ def check_directory(
             f"{directory}: (directory): no {PACKAGE_GLOB} files; allowed: a directory "
             "with package files (sweep new DIR creates some)"
         )
-    return packages.table(), problems
+    return packages.table(), problems, None if old_names else largest
 
 
 def load_packages(
@@ -441,10 +452,21 @@ def load_packages(
 ) -> PackageTable:
     """The packages of ``directory`` (a ``PackageTable``: a sequence of ``Package``), sorted by
     priority then id; ConfigError listing every problem."""
-    packages, problems = check_directory(directory, worker_memory=worker_memory, check_memory=check_memory)
+    directory = os.fspath(directory)
+    if check_memory and worker_memory is None:
+        worker_memory = memory_per_worker()
+    snapshot = Snapshot.of(directory)  # the files unchanged since a pass: its table, kept
+    prefix = os.path.join(directory, "")
+    kept = snapshot.load(prefix, worker_memory if check_memory else None) if snapshot else None
+    if kept is not None:
+        return kept
+    packages, problems, largest = _check(directory, worker_memory, check_memory)
     if problems:
         raise config_error(problems)
-    return packages.take(np.lexsort((packages.id_array(), packages.priority_codes())))
+    table = packages.take(np.lexsort((packages.id_array(), packages.priority_codes())))
+    if snapshot is not None and largest is not None:
+        snapshot.save(table, largest)
+    return table
 
 
 def check_document(

@@ -33,6 +33,7 @@ __all__ = [
     "PRIORITY_CHOICES",
     "SUMMARY_FILE",
     "PACKAGE_GLOB",
+    "PACKAGE_NAME",
     "PACKAGE_KEYS",
     "DEFAULT_SOLVER",
     "FILE_TO_SOLVER",
@@ -51,6 +52,7 @@ PRIORITIES: tuple[str, ...] = ("HIGH", "MEDIUM", "LOW")
 PRIORITY_CHOICES: tuple[str, ...] = (*PRIORITIES, "ALL")  # what --priority accepts
 SUMMARY_FILE = "priority_summary.json"
 PACKAGE_GLOB = "package_*.json"
+PACKAGE_NAME = re.compile(r"package_.*\.json")  # PACKAGE_GLOB as a regular expression (fullmatch)
 MAX_ID_LENGTH = 64
 
 # keys of a package file -> what each holds (the "allowed" list of unknown-key errors)

@@ -19,16 +19,17 @@ as they are; the columnar queries (``run_keys``, ``run_id_mask``, ...) answer fo
 
 from __future__ import annotations
 
+import json
 import zlib
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, overload
 
 import numpy as np
 
-from .package import PRIORITIES, Package
+from .package import DEFAULT_SOLVER, PRIORITIES, Package
 
-__all__ = ["PackageColumns", "PackageTable", "VALUE_BLOCK", "run_key"]
+__all__ = ["PackageColumns", "PackageTable", "VALUE_BLOCK", "run_key", "run_keys_of"]
 
 VALUE_BLOCK = 64  # rows whose values are compressed together
 
@@ -63,13 +64,32 @@ def _rows_hashed(index: tuple[np.ndarray, np.ndarray], package_id: str) -> list[
 
 
 def run_key(run_id: str) -> int | None:
-    """A run id of 16 hex digits as an integer (None: another form of id)."""
-    if len(run_id) != 16:
+    """A run id of 16 hex digits as an integer (None: another form of id; ``int`` alone would
+    take a sign, spaces or underscores)."""
+    if len(run_id) != 16 or not (run_id.isascii() and run_id.isalnum()):
         return None
     try:
         return int(run_id, 16)
     except ValueError:
         return None
+
+
+_HEX = np.full(256, 16, dtype=np.uint8)  # a character's value as a hex digit (16: not one)
+for _value, _digit in enumerate("0123456789abcdef"):
+    _HEX[ord(_digit)] = _HEX[ord(_digit.upper())] = _value
+
+
+def run_keys_of(run_ids: Iterable[str]) -> np.ndarray:
+    """``run_key`` of every id of 16 hex digits among ``run_ids`` (the others are left out),
+    as uint64, computed on arrays: 100,000 ids in a few ms, not one ``int(id, 16)`` each."""
+    ids = np.array([r for r in run_ids if len(r) == 16], dtype="U16")
+    chars = ids.view(np.uint32).reshape(len(ids), 16)
+    digits = _HEX[np.minimum(chars, 255)]  # a character past 255 is no digit
+    digits = digits[(digits < 16).all(axis=1)].astype(np.uint64)
+    keys = np.zeros(len(digits), dtype=np.uint64)
+    for k in range(16):
+        keys = (keys << np.uint64(4)) | digits[:, k]
+    return keys
 
 
 class PackageColumns:
@@ -172,7 +192,7 @@ class PackageColumns:
             self._close_block()
         rows = np.frombuffer(self.ok, dtype=np.int64).copy() if len(self.ok) else np.zeros(0, np.int64)
         self.keys = self.ok = array("q")
-        return PackageTable(_Columns(self), rows)
+        return PackageTable(_Columns.built(self), rows)
 
 
 def _offsets(ends: array) -> np.ndarray:
@@ -185,16 +205,32 @@ def _offsets(ends: array) -> np.ndarray:
 class _Columns:
     """The frozen columns of a ``PackageColumns`` (numpy arrays, bytes blobs)."""
 
-    def __init__(self, b: PackageColumns) -> None:
-        self.prefix = b.prefix
-        # the builder's own buffers, not copies (a copy would double them while it is made)
-        self.ids, self.names, self.blocks = b.ids, b.names, b.blocks
+    def __init__(
+        self,
+        prefix: str,
+        text: tuple[bytes | bytearray, bytes | bytearray, list[bytes]],
+        ends: tuple[np.ndarray, np.ndarray, np.ndarray],
+        run_ids: np.ndarray,
+        prios: np.ndarray,
+        extras: dict[int, tuple[Any, ...]],
+    ) -> None:
+        self.prefix = prefix
+        self.ids, self.names, self.blocks = text  # the blocks: each VALUE_BLOCK rows' values, compressed
+        self.id_end, self.name_end, self.value_end = ends
+        self.run_ids, self.prios, self.extras = run_ids, prios, extras
         self._inflated: tuple[int, bytes] = (-1, b"")  # the last block inflated
-        self.id_end, self.name_end = _offsets(b.id_end), _offsets(b.name_end)
-        self.value_end = _offsets(b.value_end)
-        self.run_ids = np.frombuffer(b.run_ids, dtype=np.uint64) if len(b.run_ids) else np.zeros(0, np.uint64)
-        self.prios = np.frombuffer(b.prios, dtype=np.uint8) if len(b.prios) else np.zeros(0, np.uint8)
-        self.extras = b.extras
+
+    @classmethod
+    def built(cls, b: PackageColumns) -> _Columns:
+        """The columns of a builder, on its own buffers (a copy would double them while made)."""
+        return cls(
+            b.prefix,
+            (b.ids, b.names, b.blocks),
+            (_offsets(b.id_end), _offsets(b.name_end), _offsets(b.value_end)),
+            np.frombuffer(b.run_ids, dtype=np.uint64) if len(b.run_ids) else np.zeros(0, np.uint64),
+            np.frombuffer(b.prios, dtype=np.uint8) if len(b.prios) else np.zeros(0, np.uint8),
+            b.extras,
+        )
 
     @staticmethod
     def _text(blob: bytes | bytearray, ends: np.ndarray, r: int) -> str:
@@ -219,7 +255,7 @@ class _Columns:
         return text[start : int(self.value_end[r]) - base].decode()
 
     def package(self, r: int) -> Package:
-        tags, solver, case, solver_object = self.extras.get(r) or (None, "spectral", None, None)
+        tags, solver, case, solver_object = self.extras.get(r) or (None, DEFAULT_SOLVER, None, None)
         return Package(
             self.package_id(r),
             PRIORITIES[self.prios[r]],
@@ -257,6 +293,44 @@ class PackageTable(Sequence[Package]):
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    # -- as arrays (sweep.spec.snapshot keeps a loaded table whole) ---------------------
+    def to_arrays(self) -> dict[str, np.ndarray] | None:
+        """The table as named arrays (``from_arrays`` makes it again), or None when it cannot
+        be kept so: packages given as objects, or another solver's (its solver is an object)."""
+        cols = self._cols
+        if cols is None or any(e[3] is not None or e[2] is not None for e in cols.extras.values()):
+            return None
+        tags = {str(r): e[0] for r, e in cols.extras.items() if e[0]}
+        return {
+            "rows": self.rows,
+            "ids": np.frombuffer(bytes(cols.ids), np.uint8),
+            "names": np.frombuffer(bytes(cols.names), np.uint8),
+            "blocks": np.frombuffer(b"".join(cols.blocks), np.uint8),
+            "block_end": np.cumsum([len(b) for b in cols.blocks], dtype=np.int64),
+            "id_end": cols.id_end,
+            "name_end": cols.name_end,
+            "value_end": cols.value_end,
+            "run_ids": cols.run_ids,
+            "prios": cols.prios,
+            "tags": np.frombuffer(json.dumps(tags, separators=(",", ":")).encode(), np.uint8),
+        }
+
+    @classmethod
+    def from_arrays(cls, prefix: str, a: Mapping[str, np.ndarray]) -> PackageTable:
+        """The table ``to_arrays`` gave, its files in directory ``prefix`` (with its separator)."""
+        blob, ends = a["blocks"].tobytes(), a["block_end"].tolist()
+        blocks = [blob[start:end] for start, end in zip([0, *ends[:-1]], ends, strict=True)]
+        tags = json.loads(a["tags"].tobytes())
+        cols = _Columns(
+            prefix,
+            (a["ids"].tobytes(), a["names"].tobytes(), blocks),
+            (a["id_end"], a["name_end"], a["value_end"]),
+            a["run_ids"],
+            a["prios"],
+            {int(r): (t, DEFAULT_SOLVER, None, None) for r, t in tags.items()},
+        )
+        return cls(cols, a["rows"])
 
     @overload
     def __getitem__(self, i: int) -> Package: ...
@@ -313,7 +387,7 @@ class PackageTable(Sequence[Package]):
         if self._cols is None:
             wanted = run_ids if isinstance(run_ids, (set, frozenset, dict)) else set(run_ids)
             return np.array([p.run_id in wanted for p in self], dtype=bool)
-        keys = np.fromiter((k for k in map(run_key, run_ids) if k is not None), dtype=np.uint64)
+        keys = run_keys_of(run_ids)
         if not len(keys):
             return np.zeros(len(self), dtype=bool)
         return np.isin(self.run_keys(), keys)
