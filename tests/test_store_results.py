@@ -180,7 +180,13 @@ def test_results_failed_runs_and_status_filter(factorial_store: Path) -> None:
     failed = ds.sel(status="failed")
     assert failed.failure_class.item() == "diverged" and "step 4" in failed.error.item()
     assert np.isnan(failed.energy.values).all()
-    assert sweep.open_results(factorial_store, status="done").sizes["run"] == 6
+    done = sweep.open_results(factorial_store, status="done")
+    assert done.sizes["run"] == 6
+    # a column a run has no value of is filled: no None reaches the Dataset
+    assert set(done.failure_class.values) == {""} and set(done.error.values) == {""}
+    assert done.attempts.dtype == np.int64 and (done.attempts.values == 1).all()
+    assert done.wall_time.dtype == np.float64 and np.isfinite(done.wall_time.values).all()
+    assert set(done.package_id.values) == {p.split(",")[0] for p in done.package_ids.values}
 
 
 def test_results_per_run_data_as_dataset_and_tree(factorial_store: Path) -> None:

@@ -90,6 +90,10 @@ class Plan(Sequence[PlanEntry]):
     def action(self, i: int) -> str:
         return _ACTIONS[self.actions[i]]
 
+    def done_mask(self) -> np.ndarray:
+        """Whether each package's run is done in the store (bool)."""
+        return self.reasons == _REASON_DONE
+
     def reason(self, i: int) -> str:
         code = self.reasons[i]
         return _NEW if code == _REASON_NEW else _DONE if code == _REASON_DONE else self.notes[i]

@@ -268,7 +268,7 @@ class _Sweep:
             result.skipped = SkippedView(plan)
             result.status = StatusView(plan.packages, np.full(len(plan), CANCELLED, dtype=np.uint8))
             to_run = plan.positions("run")
-            is_done = plan.packages.run_id_mask(state.done) if state.done else np.zeros(len(plan), bool)
+            is_done = plan.done_mask()
             n_done = int(is_done[plan.positions("skip")].sum())
             logs = SweepLogs(self.log_dir)
             try:

@@ -202,22 +202,26 @@ def open_results(store: Store | str | os.PathLike[str], *, status: str | None = 
     rows = np.arange(len(table)) if status is None else np.flatnonzero(status_col == status)
     n = len(rows)
 
-    def col(name: str, fill: Any = None) -> list[Any]:
-        values = table.cols[name]
-        return [fill if values[i] is None else values[i] for i in rows]
+    def col(name: str, fill: Any = None) -> np.ndarray:
+        """Column ``name`` of the rows, ``fill`` where a run has None (an object array: made
+        and filled in C, not by a loop over 100,000 runs)."""
+        values = np.fromiter(table.cols[name], dtype=object, count=len(table))[rows]
+        if fill is not None:
+            values[np.equal(values, np.array(None, dtype=object))] = fill
+        return values
 
     params = _parameters(table, rows)
     solvers = _solver_column(table, rows)
-    pids = col("package_ids", ())
+    pids = col("package_ids").tolist()
     coords: dict[str, Any] = {
-        "run": ("run", np.array([table.ids[i] for i in rows], dtype=object)),
+        "run": ("run", np.fromiter(table.ids, dtype=object, count=len(table))[rows]),
         "package_id": ("run", np.array([p[0] if p else "" for p in pids], dtype=object)),
-        "package_ids": ("run", np.array([",".join(p) for p in pids], dtype=object)),
+        "package_ids": ("run", np.array([",".join(p) if p else "" for p in pids], dtype=object)),
         "solver": ("run", solvers),
         **{name: ("run", values) for name, values in params.items()},
-        "priority": ("run", np.array(col("priority", ""), dtype=object)),
-        "status": ("run", np.array(col("status", ""), dtype=object)),
-        "failure_class": ("run", np.array(col("failure_class", ""), dtype=object)),
+        "priority": ("run", col("priority", "")),
+        "status": ("run", col("status", "")),
+        "failure_class": ("run", col("failure_class", "")),
     }
     data_vars: dict[str, Any] = {}
     # time series: each run's own output times, padded with NaN past its last one (a run of
@@ -255,9 +259,9 @@ def open_results(store: Store | str | os.PathLike[str], *, status: str | None = 
         coords[dim] = (dim, union)
         for name, values in spread.items():
             data_vars[name] = (("run", dim), values)
-    data_vars["wall_time"] = ("run", np.array(col("wall_time", math.nan), dtype=float))
-    data_vars["attempts"] = ("run", np.array(col("attempts", 1), dtype=np.int64))
-    data_vars["error"] = ("run", np.array(col("error", ""), dtype=object))
+    data_vars["wall_time"] = ("run", col("wall_time", math.nan).astype(float))
+    data_vars["attempts"] = ("run", col("attempts", 1).astype(np.int64))
+    data_vars["error"] = ("run", col("error", ""))
     ds = xr.Dataset(data_vars, coords=coords, attrs={"source": st.url, "parameters": " ".join(params)})
     for name, long_name in _LONG_NAMES.items():
         if name in ds:

@@ -214,7 +214,8 @@ class Store:
         replacements cut short, drop batch groups that no run
         points at and index segments the index does not list, turn an index of format 1 into
         segments, fold a long log into the index, finish a merge that is due."""
-        for rid in self.checkpoint_run_ids() & self.done_run_ids():
+        checkpoints = self.checkpoint_run_ids()
+        for rid in checkpoints & self.done_run_ids() if checkpoints else ():
             self.drop_checkpoint(rid)
         self._drop_partial_writes()
         self._index.drop_orphans()
