@@ -365,3 +365,22 @@ def test_results_run_tree_by_package_id_and_groups_open_without_warnings(tmp_pat
             warnings.simplefilter("error")
             ds = xr.open_zarr(g.parent)
         assert "energy" in ds.data_vars
+
+
+def test_results_identity_parameters_that_vary_become_coordinates(tmp_path: Path) -> None:
+    """Re, dt, T_final, nx, ny, nz always; another identity parameter only when its value
+    differs between runs (a seed, an initial condition, a list-valued one alike)."""
+    url = tmp_path / "v.zarr"
+    base = _params(400.0, 0.01)
+    runs = [
+        {**base, "random_seed": 1, "initial_condition": "random"},
+        {**base, "random_seed": 2, "initial_condition": "random"},
+    ]
+    with Store.open(url, mode="a") as st:
+        for i, p in enumerate(runs):
+            st.commit_run(run_id_of(p), result_like(p), provenance(p, f"s{i}"))
+    ds = sweep.open_results(url)
+    assert ds.attrs["parameters"] == "Re dt T_final nx ny nz random_seed"
+    assert sorted(ds.random_seed.values.tolist()) == [1, 2] and "initial_condition" not in ds.coords
+    every = sweep.results_frame(url)
+    assert {"initial_condition", "keep_fields", "random_seed"} <= set(every.columns)

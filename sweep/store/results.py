@@ -88,12 +88,10 @@ def _column(values: list[Any]) -> np.ndarray:
     return np.array(values, dtype=object)
 
 
-def _distinct(values: list[Any]) -> int:
-    """How many different values (by their repr when they are not hashable)."""
-    try:
-        return len(set(values))
-    except TypeError:
-        return len({repr(v) for v in values})
+def _varies(values: list[Any]) -> bool:
+    """Whether the values are not all equal (``list.count``: one comparison a value, in C;
+    a set of 100,000 values, or their reprs when unhashable, cost ~10 times more)."""
+    return bool(values) and values.count(values[0]) != len(values)
 
 
 def _parameters(table: RunTable, rows: np.ndarray, *, every: bool = False) -> dict[str, np.ndarray]:
@@ -117,6 +115,8 @@ def _parameters(table: RunTable, rows: np.ndarray, *, every: bool = False) -> di
             col = cols.get(name, [None] * n)
             if only_spectral and None not in col:
                 full[name] = col
+            elif only_spectral and col.count(None) == n:  # a parameter no record holds
+                full[name] = [p.default] * n
             else:
                 full[name] = [p.default if s and v is None else v for s, v in zip(spectral, col, strict=True)]
         grid = full.pop("grid")
@@ -129,13 +129,13 @@ def _parameters(table: RunTable, rows: np.ndarray, *, every: bool = False) -> di
             if name in PARAMETER_COORDS or name == "grid" or not (p.identity or every):
                 continue
             own = full[name] if only_spectral else [v for s, v in zip(spectral, full[name], strict=True) if s]
-            if every or _distinct(own) > 1:
+            if every or _varies(own):
                 out[name] = _column(full[name])
     for name, col in cols.items():  # the other solvers' parameters
         if name in out or only_spectral:
             continue
         own = [v for s, v in zip(spectral, col, strict=True) if not s and v is not None]
-        if own and (every or all(_is_number(v) for v in own) or _distinct(own) > 1):
+        if own and (every or all(_is_number(v) for v in own) or _varies(own)):
             out[name] = _column(col)
     return out
 
