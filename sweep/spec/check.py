@@ -451,7 +451,8 @@ def load_packages(
     directory: str | os.PathLike[str], *, worker_memory: int | None = None, check_memory: bool = True
 ) -> PackageTable:
     """The packages of ``directory`` (a ``PackageTable``: a sequence of ``Package``), sorted by
-    priority then id; ConfigError listing every problem."""
+    priority then id; ConfigError listing every problem. A directory whose files did not
+    change since a pass that found no problem gives that pass's table (``sweep.spec.snapshot``)."""
     directory = os.fspath(directory)
     if check_memory and worker_memory is None:
         worker_memory = memory_per_worker()

@@ -304,8 +304,8 @@ class PackageTable(Sequence[Package]):
         tags = {str(r): e[0] for r, e in cols.extras.items() if e[0]}
         return {
             "rows": self.rows,
-            "ids": np.frombuffer(bytes(cols.ids), np.uint8),
-            "names": np.frombuffer(bytes(cols.names), np.uint8),
+            "ids": np.frombuffer(cols.ids, np.uint8),  # views of the blobs, not copies
+            "names": np.frombuffer(cols.names, np.uint8),
             "blocks": np.frombuffer(b"".join(cols.blocks), np.uint8),
             "block_end": np.cumsum([len(b) for b in cols.blocks], dtype=np.int64),
             "id_end": cols.id_end,
