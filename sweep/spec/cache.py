@@ -25,12 +25,13 @@ import json
 import os
 import sqlite3
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = [
     "CACHE_ENV",
     "CACHE_KEEP",
     "FLUSH_ROWS",
+    "FileStat",
     "RACY_SECONDS",
     "SNAPSHOT_SUFFIX",
     "ValidationCache",
@@ -115,7 +116,17 @@ def _verdict(row: tuple[Any, ...]) -> list[Any]:
     return out
 
 
-def stat_key(st: os.stat_result) -> str:
+class FileStat(NamedTuple):
+    """The fields of a file's ``os.stat`` that the cache uses (``os.stat_result`` has them too)."""
+
+    st_mode: int
+    st_size: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+    st_ino: int
+
+
+def stat_key(st: os.stat_result | FileStat) -> str:
     """What must not change for a file's bytes to be known without reading it."""
     return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
 
@@ -210,7 +221,7 @@ class ValidationCache:
             return None
         return None if row is None else _verdict(row)
 
-    def record_file(self, name: str, st: os.stat_result | None, digest: bytes) -> None:
+    def record_file(self, name: str, st: os.stat_result | FileStat | None, digest: bytes) -> None:
         """File ``name`` (stat ``st``) has bytes of SHA-1 ``digest``: its stat key is kept unless
         it changed too recently to be trusted (``RACY_SECONDS``)."""
         racy = st is None or max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > self.started - RACY_SECONDS

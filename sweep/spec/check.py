@@ -32,7 +32,7 @@ from ..solvers.protocol import FieldError, Solver
 from ..solvers.registry import DEFAULT_SOLVER, SolverCache
 from ..solvers.run_params import RunParams
 from ..units import format_bytes
-from .cache import ValidationCache, cache_file, stat_key
+from .cache import FileStat, ValidationCache, cache_file, stat_key
 from .files import file_problem, json_type, parse_json, problem_line, read_bytes
 from .package import (
     FILE_PARAMETER_NAMES,
@@ -257,30 +257,40 @@ def check_directory(
 
 @paused_gc()
 def _check(
-    directory: str, worker_memory: int | None, check_memory: bool
+    directory: str,
+    worker_memory: int | None,
+    check_memory: bool,
+    seen: tuple[str, np.ndarray] | None = None,
 ) -> tuple[PackageTable, list[str], int | None]:
     """``check_directory``'s pass, and the largest memory a package needs; None when the
-    pass said more than its problems (a deprecated name's warning: said on every pass)."""
+    pass said more than its problems (a deprecated name's warning: said on every pass).
+    ``seen``: the package files' listing and stats, as ``Snapshot.of`` just read them (every
+    one a regular file), so as not to list and stat a million files twice."""
     problems: list[str] = []
     if not os.path.isdir(directory):
         raise ConfigError(
             f"{directory}: (directory): not found; allowed: a directory with "
             f"{SUMMARY_FILE} and {PACKAGE_GLOB} files (sweep new DIR creates one)"
         )
-    # every entry named like a package: one that is not a regular file of the directory is a
-    # problem (seen from its directory entry and lstat: it is never opened); names only, not
-    # DirEntry objects (a million of them)
-    names: list[str] = []
     odd: set[str] = set()  # entries named like packages that are not plain regular files
-    for e in os.scandir(directory):
-        if PACKAGE_NAME.fullmatch(e.name):
-            names.append(e.name)
-            if not e.is_file(follow_symlinks=False):
-                odd.add(e.name)
-    names.sort()
-    n_names = len(names)
-    listing = "\0".join(names)  # the names in one string (a file name has no NUL): ~1/4 of the list
-    del names
+    stats: np.ndarray | None = None
+    if seen is None:
+        # every entry named like a package: one that is not a regular file of the directory is
+        # a problem (seen from its directory entry and lstat: it is never opened); names only,
+        # not DirEntry objects (a million of them)
+        names: list[str] = []
+        for e in os.scandir(directory):
+            if PACKAGE_NAME.fullmatch(e.name):
+                names.append(e.name)
+                if not e.is_file(follow_symlinks=False):
+                    odd.add(e.name)
+        names.sort()
+        n_names = len(names)
+        listing = "\0".join(names)  # the names in one string (a file name has no NUL): ~1/4 of the list
+        del names
+    else:
+        listing, stats = seen
+        n_names = len(stats)
     summary = _read_summary(directory, n_names, problems)
     if check_memory and worker_memory is None:
         worker_memory = memory_per_worker()
@@ -292,17 +302,21 @@ def _check(
     prefix = os.path.join(directory, "")
     packages = PackageColumns(prefix)  # columns, not a million objects (sweep.spec.table)
     largest = 0  # bytes the largest run needs
-    for name in _each_name(listing):
+    for row, name in enumerate(_each_name(listing)):
         before = len(problems)
         path = prefix + name
         if name in odd and (why := file_problem(path, name, directory)):
             problems.append(why)
             unreadable.append(name)
             continue
-        try:
-            st: os.stat_result | None = os.stat(path)
-        except OSError:
-            st = None
+        st: os.stat_result | FileStat | None = None
+        if stats is not None:
+            st = FileStat(*stats[row].tolist())
+        else:
+            try:
+                st = os.stat(path)
+            except OSError:
+                pass
         # a regular file whose stat key is what it was when its bytes were hashed: not read (a
         # file writing a deprecated name keeps no stat key: it is read, and said, every pass)
         known = None if st is None or not stat.S_ISREG(st.st_mode) else cache.known(name, stat_key(st))
@@ -461,7 +475,9 @@ def load_packages(
     kept = snapshot.load(prefix, worker_memory if check_memory else None) if snapshot else None
     if kept is not None:
         return kept
-    packages, problems, largest = _check(directory, worker_memory, check_memory)
+    seen = snapshot.seen() if snapshot is not None else None
+    packages, problems, largest = _check(directory, worker_memory, check_memory, seen)
+    del seen
     if problems:
         raise config_error(problems)
     table = packages.take(np.lexsort((packages.id_array(), packages.priority_codes())))

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import table
-from .cache import RACY_SECONDS, cache_file, code_fingerprint, snapshot_file
+from .cache import RACY_SECONDS, FileStat, cache_file, code_fingerprint, snapshot_file
 from .package import PACKAGE_NAME, SUMMARY_FILE
 from .table import PackageTable
 
@@ -55,11 +55,22 @@ class Snapshot:
     """The snapshot of one directory as it is now: ``load`` the kept table if the files are
     as they were, else ``save`` the table of a full pass."""
 
-    def __init__(self, path: str, cache: str, key: bytes, trusted: bool) -> None:
+    def __init__(
+        self, path: str, cache: str, key: bytes, trusted: bool, listing: str, stats: np.ndarray
+    ) -> None:
         self.path = path  # the snapshot file
         self.cache = cache  # the validation cache's file, beside it
         self.key = key  # the directory as it is now
         self.trusted = trusted  # no file changed too recently for its stat key to say so
+        # what the key was made of, for a full pass not to list and stat the files again
+        self.listing = listing  # the package files' names, sorted, NUL-separated
+        self.stats = stats  # (file, FileStat field) int64: each file's stat, in that order
+
+    def seen(self) -> tuple[str, np.ndarray]:
+        """(listing, stats) of the package files, handed over once (then dropped here)."""
+        seen = self.listing, self.stats
+        self.listing, self.stats = "", np.zeros((0, len(FileStat._fields)), np.int64)
+        return seen
 
     @classmethod
     def of(cls, directory: str) -> Snapshot | None:
@@ -75,25 +86,27 @@ class Snapshot:
                 if PACKAGE_NAME.fullmatch(e.name):
                     names.append(e.name)
             names.sort()
-            names.append(SUMMARY_FILE)
             keys = array("q")
             fd = os.open(directory, os.O_RDONLY)
             try:
-                for name in names:
+                for name in [*names, SUMMARY_FILE]:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
                     keys.extend((st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
             finally:
                 os.close(fd)
         except OSError:
             return None
-        fields = np.frombuffer(keys, np.int64).reshape(-1, 5)
+        listing = "\0".join(names)  # ~1/4 of the list's memory
+        del names
+        fields = np.frombuffer(keys, np.int64).reshape(-1, len(FileStat._fields))
         if not np.all(fields[:, 0] & _TYPE_BITS == _REGULAR):
             return None
         newest = int(fields[:, 2:4].max()) / 1e9
         h = hashlib.sha1(_code())
-        h.update("\0".join(names).encode())
+        h.update(listing.encode())
         h.update(keys)
-        return cls(snapshot_file(cache), cache, h.digest(), newest <= started - RACY_SECONDS)
+        trusted = newest <= started - RACY_SECONDS
+        return cls(snapshot_file(cache), cache, h.digest(), trusted, listing, fields[:-1])
 
     def load(self, prefix: str, worker_memory: int | None) -> PackageTable | None:
         """The kept table when the files are what they were (None: check them), its files in
