@@ -14,7 +14,10 @@ changed is never seen again. A snapshot is written only when a file's key can be
 no file changed within ``RACY_SECONDS`` of the pass. It is written only for a table whose
 every package passed every check; its largest memory need is kept with it, so that a pass
 checking memory against a smaller worker checks the files again (and says which do not fit).
-A snapshot that cannot be read or written only costs time.
+Not kept: a directory with another solver's packages (their verdicts also hang on a template's
+files) or writing a deprecated parameter name (said on every pass). On a miss, the full pass
+takes the listing and stats the key was made of (no second stat of every file). A snapshot
+that cannot be read or written only costs time.
 """
 
 from __future__ import annotations
