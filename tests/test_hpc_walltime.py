@@ -100,11 +100,12 @@ def test_walltime_worker_near_its_end_leaves_a_long_run_to_a_fresh_job(
 ) -> None:
     """Jobs whose workers live ~17 s (a 40 s margin on a 1-minute walltime), one job at a time,
     the policy's fraction at 0.6: run A (11 s) leaves the worker ~6 s, under 0.6 of both run B's
-    predicted 14 s (A's rate, measured) and a fresh job's ~15 s; so the worker declines B and
-    retires: B runs whole in the next job, never preempted."""
+    predicted 12 s (A's rate, measured) and a fresh job's ~15 s; so the worker declines B and
+    retires: B runs whole in the next job, never preempted (12 s, not 14: a busy machine's
+    slower job start left a 14-s B too little of a fresh job, and it was preempted)."""
     pkgs = [
         {"package_id": "a", "priority": "HIGH", "parameters": {**TINY, "T_final": 1.1}},
-        {"package_id": "b", "priority": "LOW", "parameters": {**TINY, "Re": 150.0, "T_final": 1.4}},
+        {"package_id": "b", "priority": "LOW", "parameters": {**TINY, "Re": 150.0, "T_final": 1.2}},
     ]
     d = packages_dir(pkgs)
     store, logs = tmp_path / "fit.zarr", tmp_path / "logs"
