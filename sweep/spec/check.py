@@ -39,10 +39,10 @@ from .package import (
     FILE_TO_SOLVER,
     PACKAGE_GLOB,
     PACKAGE_KEYS,
-    PACKAGE_NAME,
     PRIORITIES,
     SUMMARY_FILE,
     id_problem,
+    package_file_names,
 )
 from .snapshot import Snapshot
 from .summary import PrioritySummary, read_summary
@@ -273,18 +273,11 @@ def _check(
             f"{SUMMARY_FILE} and {PACKAGE_GLOB} files (sweep new DIR creates one)"
         )
     odd: set[str] = set()  # entries named like packages that are not plain regular files
-    stats: np.ndarray | None = None
+    stats: np.ndarray | None = None  # each file's stat, when seen gives them
     if seen is None:
         # every entry named like a package: one that is not a regular file of the directory is
-        # a problem (seen from its directory entry and lstat: it is never opened); names only,
-        # not DirEntry objects (a million of them)
-        names: list[str] = []
-        for e in os.scandir(directory):
-            if PACKAGE_NAME.fullmatch(e.name):
-                names.append(e.name)
-                if not e.is_file(follow_symlinks=False):
-                    odd.add(e.name)
-        names.sort()
+        # a problem (seen from its directory entry and lstat: it is never opened)
+        names, odd = package_file_names(directory)
         n_names = len(names)
         listing = "\0".join(names)  # the names in one string (a file name has no NUL): ~1/4 of the list
         del names
@@ -475,9 +468,8 @@ def load_packages(
     kept = snapshot.load(prefix, worker_memory if check_memory else None) if snapshot else None
     if kept is not None:
         return kept
-    seen = snapshot.seen() if snapshot is not None else None
+    seen = (snapshot.listing, snapshot.stats) if snapshot is not None else None
     packages, problems, largest = _check(directory, worker_memory, check_memory, seen)
-    del seen
     if problems:
         raise config_error(problems)
     table = packages.take(np.lexsort((packages.id_array(), packages.priority_codes())))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "SUMMARY_FILE",
     "PACKAGE_GLOB",
     "PACKAGE_NAME",
+    "package_file_names",
     "PACKAGE_KEYS",
     "DEFAULT_SOLVER",
     "FILE_TO_SOLVER",
@@ -256,3 +258,18 @@ def package_document(
     if tags:
         doc["tags"] = dict(tags)
     return doc
+
+
+def package_file_names(directory: str) -> tuple[list[str], set[str]]:
+    """The names of ``directory``'s entries named like package files (``PACKAGE_NAME``),
+    sorted, and those of them that are not plain regular files, seen from their directory
+    entries (nothing is opened or followed). OSError when the directory cannot be listed."""
+    names: list[str] = []
+    odd: set[str] = set()
+    for e in os.scandir(directory):
+        if PACKAGE_NAME.fullmatch(e.name):
+            names.append(e.name)
+            if not e.is_file(follow_symlinks=False):
+                odd.add(e.name)
+    names.sort()
+    return names, odd

@@ -35,7 +35,7 @@ import numpy as np
 
 from . import table
 from .cache import RACY_SECONDS, FileStat, cache_file, code_fingerprint, snapshot_file
-from .package import PACKAGE_NAME, SUMMARY_FILE
+from .package import SUMMARY_FILE, package_file_names
 from .table import PackageTable
 
 __all__ = ["Snapshot"]
@@ -69,12 +69,6 @@ class Snapshot:
         self.listing = listing  # the package files' names, sorted, NUL-separated
         self.stats = stats  # (file, FileStat field) int64: each file's stat, in that order
 
-    def seen(self) -> tuple[str, np.ndarray]:
-        """(listing, stats) of the package files, handed over once (then dropped here)."""
-        seen = self.listing, self.stats
-        self.listing, self.stats = "", np.zeros((0, len(FileStat._fields)), np.int64)
-        return seen
-
     @classmethod
     def of(cls, directory: str) -> Snapshot | None:
         """The directory's key (one stat a package file); None when there is no snapshot to
@@ -84,11 +78,7 @@ class Snapshot:
             return None
         started = time.time()
         try:
-            names = []
-            for e in os.scandir(directory):
-                if PACKAGE_NAME.fullmatch(e.name):
-                    names.append(e.name)
-            names.sort()
+            names, _ = package_file_names(directory)  # a link or other odd entry: its lstat says
             keys = array("q")
             fd = os.open(directory, os.O_RDONLY)
             try:

@@ -88,6 +88,15 @@ def _column(values: list[Any]) -> np.ndarray:
     return np.array(values, dtype=object)
 
 
+def _objects(values: list[Any], rows: np.ndarray, fill: Any = None) -> np.ndarray:
+    """``values`` at ``rows`` as an object array, ``fill`` where a value is None (made and
+    filled in C, not by a loop over 100,000 runs)."""
+    out = np.fromiter(values, dtype=object, count=len(values))[rows]
+    if fill is not None:
+        out[np.equal(out, np.array(None, dtype=object))] = fill
+    return out
+
+
 def _varies(values: list[Any]) -> bool:
     """Whether the values are not all equal (``list.count``: one comparison a value, in C;
     a set of 100,000 values, or their reprs when unhashable, cost ~10 times more)."""
@@ -203,18 +212,13 @@ def open_results(store: Store | str | os.PathLike[str], *, status: str | None = 
     n = len(rows)
 
     def col(name: str, fill: Any = None) -> np.ndarray:
-        """Column ``name`` of the rows, ``fill`` where a run has None (an object array: made
-        and filled in C, not by a loop over 100,000 runs)."""
-        values = np.fromiter(table.cols[name], dtype=object, count=len(table))[rows]
-        if fill is not None:
-            values[np.equal(values, np.array(None, dtype=object))] = fill
-        return values
+        return _objects(table.cols[name], rows, fill)
 
     params = _parameters(table, rows)
     solvers = _solver_column(table, rows)
     pids = col("package_ids").tolist()
     coords: dict[str, Any] = {
-        "run": ("run", np.fromiter(table.ids, dtype=object, count=len(table))[rows]),
+        "run": ("run", _objects(table.ids, rows)),
         "package_id": ("run", np.array([p[0] if p else "" for p in pids], dtype=object)),
         "package_ids": ("run", np.array([",".join(p) if p else "" for p in pids], dtype=object)),
         "solver": ("run", solvers),
