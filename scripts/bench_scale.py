@@ -293,6 +293,16 @@ def main(argv: list[str] | None = None) -> int:
             [sys.executable, "-c", f"import sweep; sweep.open_results({str(store)!r})"], cwd=tmp, env=env
         )
         row("open_results (a fresh process)", w, r)
+        # of which the floor: building any xarray Variable with dask installed imports
+        # dask.array (xarray's duck-array check), whatever the caller's own code
+        w, r, _ = child([sys.executable, "-c", "import xarray, dask.array"], cwd=tmp, env=env)
+        row("  of it: import xarray, dask.array", w, r, "the floor of any process opening a Dataset")
+        call = (
+            "import time, numpy, xarray, sweep; xarray.Dataset({'a': ('x', numpy.zeros(1))}); "
+            f"t = time.perf_counter(); sweep.open_results({str(store)!r}); print(time.perf_counter() - t)"
+        )
+        _, r, out = child([sys.executable, "-c", call], cwd=tmp, env=env)
+        row("  of it: the open_results call", float(out.split()[-1]), r, "xarray and dask.array imported")
         w, r, _ = child([*SWEEP, "--help"], cwd=tmp, env=env)
         row("sweep --help", w, r)
     finally:

@@ -243,6 +243,8 @@ def test_bench_scale_prints_every_command_and_the_plan_only_path(tmp_path: Path)
         "sweep status --packages",
         "sweep report",
         "open_results",
+        "  of it: import xarray, dask.array",
+        "  of it: the open_results call",
         "sweep --help",
     ):
         assert re.search(rf"^  {re.escape(what)}.* s +\d+ MiB  cpu +[\d.]+ s", out, re.M), (what, out)

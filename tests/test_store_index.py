@@ -10,7 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import dask.config
 import numpy as np
@@ -21,7 +23,10 @@ from store_data import provenance, result_like
 import sweep
 from sweep.spec import run_id_of
 from sweep.store import SCHEMA_VERSION, Store
+from sweep.store.lazy_columns import LazyColumns, materialized, take
+from sweep.store.records import RECORD_COLUMNS
 from sweep.store.segments import merge_plan
+from sweep.store.table import RunTable
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS = HERE.parent / "scripts"
@@ -251,3 +256,79 @@ def test_store_sigkill_during_a_merge_at_100k_runs_loses_nothing(
     np.testing.assert_array_equal(
         row.energy.values[: len(result_like(late[3]).time)], result_like(late[3]).energy.values
     )
+
+
+def test_store_lazy_columns_decode_once_keep_writes_as_edits_and_hand_over() -> None:
+    calls: list[str] = []
+
+    def maker(name: str) -> Callable[[], list[Any]]:
+        def make() -> list[Any]:
+            calls.append(name)
+            return [name] * 2
+
+        return make
+
+    cols = LazyColumns({n: maker(n) for n in "abc"}, 2)
+    assert list(cols) == ["a", "b", "c"] and "b" in cols and len(cols) == 3 and calls == []
+    assert cols["b"] == ["b", "b"] and cols["b"] is cols["b"] and calls == ["b"]
+    assert take(cols, "a") == ["a", "a"] and "a" not in cols and calls == ["b", "a"]
+    assert take(cols, "zz") is None
+    # a row added and written: the decoded column gets it, the others keep it as an edit
+    cols.grow(4)
+    cols.put_row(3, {"b": 1, "c": 2, "new": 3}, new_columns=False)
+    cols.put_row(2, {"c": 4}, new_columns=True)
+    assert cols.rows_of("c", [3, 2]) == [2, 4] and calls == ["b", "a"]  # from the edits
+    assert cols["b"] == ["b", "b", None, 1] and list(cols) == ["b", "c"]
+    assert cols.rows_of("c", [0, 3]) == ["c", 2] and calls == ["b", "a", "c"]  # row 0 decodes it
+    assert cols["c"] == ["c", "c", 4, 2] and cols.decoded() == ["b", "c"]
+    cols.put_row(1, {"x": 5}, new_columns=True)
+    assert cols.whole() == {"b": ["b", None, None, 1], "c": ["c", None, 4, 2], "x": [None, 5, None, None]}
+    plain = {"x": [1]}
+    assert materialized(plain) == plain and take(plain, "x") == [1] and plain == {"x": [1]}
+
+
+def test_store_index_reader_decodes_a_column_when_it_is_used(tmp_path: Path) -> None:
+    """A reader's table holds the segments' packed columns and decodes a column on first use
+    (a resume uses a few of ~40): what it decodes is what was written, over several segments,
+    with a run's newer row from a later segment; a writer's first row decodes them all."""
+    url = tmp_path / "r.zarr"
+    failed, twin = _params(99), _params(50)
+    runs = {run_id_of(_params(i)): (_params(i), (f"p{i}",), "HIGH") for i in range(7)}
+    runs[run_id_of(twin)] = (twin, ("t1", "t2"), "HIGH")
+    runs[run_id_of(failed)] = (failed, ("f",), "LOW")
+    with dask.config.set({"sweep.store.compact-every": 3, "sweep.store.merge-fan-in": 8}):
+        with Store.open(url, mode="a") as st:
+            st.record_failure(run_id_of(failed), "diverged", "NaN", provenance(failed, "f"))
+            st.commit_run(run_id_of(twin), result_like(twin), provenance(twin, package_ids=["t1", "t2"]))
+            for i in range(7):
+                st.commit_run(run_id_of(_params(i)), result_like(_params(i)), provenance(_params(i), f"p{i}"))
+            st.commit_run(run_id_of(failed), result_like(failed), provenance(failed, "f", priority="LOW"))
+    assert len(_pointer(url)["segments"]) >= 2 and not list((url / "log").iterdir())
+
+    def check(table: RunTable) -> None:
+        assert sorted(table.ids) == sorted(runs)
+        for rid, (params, pids, priority) in runs.items():
+            i = table.pos[rid]
+            assert table.cols["status"][i] == "done" and table.cols["failure_class"][i] is None
+            assert table.cols["package_ids"][i] == pids and table.cols["priority"][i] == priority
+            assert table.params["Re"][i] == params["Re"] and table.params["grid"][i] == [8, 8, 8]
+
+    with Store.open(url) as st:
+        table = st.run_table()
+        assert isinstance(table.cols, LazyColumns) and isinstance(table.params, LazyColumns)
+        assert list(table.cols) == [c for c in RECORD_COLUMNS if c != "run_id"]
+        assert table.cols.decoded() == [] and table.params.decoded() == []
+        assert table.status(run_id_of(failed)) == "done" and table.cols.decoded() == ["status"]
+        check(table)
+        assert table.cols.decoded() == ["status", "failure_class", "package_ids", "priority"]
+        assert table.params.decoded() == ["Re", "grid"]
+    with Store.open(url, mode="a") as st:  # a writer's commits decode no column but status
+        assert st.failures() == {} and run_id_of(failed) in st.done_run_ids()
+        st.commit_run(run_id_of(_params(7)), result_like(_params(7)), provenance(_params(7), "p7"))
+        runs[run_id_of(_params(7))] = (_params(7), ("p7",), "HIGH")
+        table = st.run_table()
+        assert table.cols.decoded() == ["status", "failure_class", "error"] and table.params.decoded() == []
+    with Store.open(url) as st:
+        check(st.run_table())
+    ds = sweep.open_results(url).sel(run=run_id_of(twin))
+    assert ds.package_id.item() == "t1" and ds.package_ids.item() == "t1,t2"

@@ -16,13 +16,15 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Mapping
-from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.errors import ConfigError
 
 from .protocol import FieldError, Solver, SolverLoader
+
+if TYPE_CHECKING:  # pragma: no cover
+    from importlib.metadata import EntryPoint
 
 __all__ = [
     "DEFAULT_SOLVER",
@@ -49,6 +51,8 @@ BUILTIN_SOLVERS: Mapping[str, str] = {
 def _plugins() -> dict[str, EntryPoint]:
     """The entry points of group ``ns_sweep.solvers`` of the installed distributions (read once
     per process: installing a plug-in takes effect in the next one)."""
+    from importlib.metadata import entry_points  # ~30 ms: paid by the processes that need it
+
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name not in BUILTIN_SOLVERS}
 
 

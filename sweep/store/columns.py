@@ -23,6 +23,7 @@ repeated keys of provenance) shrink to a few bytes per row.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -119,6 +120,7 @@ def decode_column(
 
 
 _STACKS = {"values": None, "mask": "mask", "codes": "codes"}  # part -> packed array (values: by kind)
+_SHARED = frozenset(("f8", "i8", "mask", "codes", "json"))  # packed arrays of several columns
 
 
 def pack_columns(
@@ -162,33 +164,60 @@ def pack_columns(
     return {"rows": n, "columns": specs}, out
 
 
+def _parts_of(col: Mapping[str, Any]) -> list[str]:
+    """The packed arrays column spec ``col`` is decoded from."""
+    if col["kind"] in ("json", "ascii"):
+        return [col["part"]]
+    return [_STACKS[key] or col["kind"] for key in ("values", "mask", "codes") if f"at_{key}" in col]
+
+
+def _column_reader(spec: Mapping[str, Any], read: Callable[[str], np.ndarray]) -> Callable[[str], list[Any]]:
+    """name -> that column of ``pack_columns``' output; ``read(part)`` gives a packed array
+    (each one shared by several columns read, and a JSON part parsed, once; a column's own
+    part, ``a<k>`` or ``j<k>``, is not kept once its column is decoded)."""
+    n = int(spec["rows"])
+    cache: dict[str, Any] = {}
+
+    def part(key: str) -> Any:
+        if key in cache:
+            return cache[key]
+        a = read(key)
+        value = json.loads(a.tobytes()) if key == "json" or key[0] == "j" else a
+        if key in _SHARED:
+            cache[key] = value
+        return value
+
+    def column(name: str) -> list[Any]:
+        col = spec["columns"][name]
+        kind = col["kind"]
+        if kind == "json":
+            return decode_column(col, {}, n, part(col["part"])[name])
+        if kind == "ascii":
+            return decode_column(col, {"values": part(col["part"])}, n)
+        arrays = {key: part(_STACKS[key] or kind)[col[f"at_{key}"]] for key in _STACKS if f"at_{key}" in col}
+        return decode_column(col, arrays, n)
+
+    return column
+
+
 def unpack_columns(
     spec: Mapping[str, Any], read: Callable[[str], np.ndarray], names: Iterable[str] | None = None
 ) -> dict[str, list[Any]]:
     """The columns ``names`` (default all) of ``pack_columns``' output; ``read(part)`` gives a
     packed array (each one read once)."""
-    n = int(spec["rows"])
-    cache: dict[str, Any] = {}
+    column = _column_reader(spec, read)
+    return {name: column(name) for name in (spec["columns"] if names is None else names)}
 
-    def part(key: str) -> Any:
-        if key not in cache:
-            a = read(key)
-            cache[key] = json.loads(a.tobytes()) if key == "json" or key[0] == "j" else a
-        return cache[key]
 
-    out = {}
-    for name in spec["columns"] if names is None else names:
-        col = spec["columns"][name]
-        kind = col["kind"]
-        if kind == "json":
-            out[name] = decode_column(col, {}, n, part(col["part"])[name])
-            continue
-        if kind == "ascii":
-            out[name] = decode_column(col, {"values": part(col["part"])}, n)
-            continue
-        arrays = {}
-        for key in ("values", "mask", "codes"):
-            if f"at_{key}" in col:
-                arrays[key] = part(_STACKS[key] or kind)[col[f"at_{key}"]]
-        out[name] = decode_column(col, arrays, n)
-    return out
+def unpack_lazy(
+    spec: Mapping[str, Any], read: Callable[[str], Callable[[], np.ndarray]], names: Iterable[str]
+) -> dict[str, Callable[[], list[Any]]]:
+    """name -> a maker of that column, for the columns ``names`` of ``pack_columns``' output.
+    ``read(part)`` reads a packed array's files now and gives a function that decodes it: a
+    snapshot of the group (a later merge may remove it) at the size of its compressed bytes;
+    a packed array is decoded when a column of it is first made."""
+    names = list(names)
+    keys = dict.fromkeys(key for name in names for key in _parts_of(spec["columns"][name]))
+    thunks = {key: read(key) for key in keys}
+    column = _column_reader(spec, lambda key: thunks[key]())
+    return {name: functools.partial(column, name) for name in names}

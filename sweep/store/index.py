@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -76,7 +76,7 @@ def empty_pointer() -> bytes:
 _FAILURE_COLUMNS = ("f:status", "f:failure_class", "f:error")
 
 
-def _failed(ids: list[str], cols: dict[str, list[Any]]) -> dict[str, tuple[str | None, str | None]]:
+def _failed(ids: list[str], cols: Mapping[str, list[Any]]) -> dict[str, tuple[str | None, str | None]]:
     """run id -> (failure class, error) of the rows of ``ids`` whose status is "failed"."""
     return {
         rid: (fc, err)
@@ -242,8 +242,8 @@ class RunIndex:
                 if got is None:
                     raise FileNotFoundError(entry["name"])
                 parts.append(got[1])
-            rows = concat_rows(parts)  # from_columns keeps a run's last row
-            return RunTable.from_columns({"run_id": rows.ids, **rows.cols, "params": rows.params})
+            rows = concat_rows(parts)  # from_parts keeps a run's last row
+            return RunTable.from_parts(rows.ids, rows.cols, rows.params)
         gen = ptr.get("current")
         if gen:  # index format 1
             raw = self._blobs.read(f"index/{gen}/zarr.json")

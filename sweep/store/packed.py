@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..codec import from_base64, little_endian, to_base64
+from .lazy_columns import materialized
 from .records import RECORD_COLUMNS
 from .segments import Rows, read_columns, read_provenance, read_records, records_documents
 from .variables import Variable
@@ -231,13 +232,14 @@ def read_batch(blobs: Any, zarr_store: Any, path: str) -> Batch | None:
     prefix = f"{path}/records"
     rows = read_records(blobs, prefix, meta["records"])
     prov = read_provenance(blobs, prefix, meta["records"])
+    cols, params = materialized(rows.cols), materialized(rows.params)  # whole records are read
 
     def record(i: int) -> dict[str, Any]:
-        d = {c: v[i] for c, v in rows.cols.items()}
+        d = {c: v[i] for c, v in cols.items()}
         d.update(
             run_id=rows.ids[i],
             package_ids=list(d.get("package_ids") or ()),
-            params={k: v[i] for k, v in rows.params.items()},
+            params={k: v[i] for k, v in params.items()},
             provenance=prov[i],
         )
         return d

@@ -97,14 +97,29 @@ def _objects(values: list[Any], rows: np.ndarray, fill: Any = None) -> np.ndarra
     return out
 
 
+def _package_coords(listed: list[tuple[str, ...]]) -> dict[str, tuple[str, np.ndarray]]:
+    """``package_id`` (a run's first package) and ``package_ids`` (all, comma-separated) of
+    each run from its tuple of package ids."""
+    if all(len(p) == 1 for p in listed):  # one package a run (the usual case): its id twice
+        first = np.fromiter((p[0] for p in listed), dtype=object, count=len(listed))
+        return {"package_id": ("run", first), "package_ids": ("run", first.copy())}
+    return {
+        "package_id": ("run", np.array([p[0] if p else "" for p in listed], dtype=object)),
+        "package_ids": ("run", np.array([",".join(p) for p in listed], dtype=object)),
+    }
+
+
 def _varies(values: list[Any]) -> bool:
     """Whether the values are not all equal (``list.count``: one comparison a value, in C;
     a set of 100,000 values, or their reprs when unhashable, cost ~10 times more)."""
     return bool(values) and values.count(values[0]) != len(values)
 
 
-def _parameters(table: RunTable, rows: np.ndarray, *, every: bool = False) -> dict[str, np.ndarray]:
-    """The parameter coordinates of the runs ``rows``, in order.
+def _parameters(
+    table: RunTable, rows: np.ndarray, solvers: np.ndarray, *, every: bool = False
+) -> dict[str, np.ndarray]:
+    """The parameter coordinates of the runs ``rows`` (whose solvers are ``solvers``: see
+    ``_solver_column``), in order.
 
     Spectral runs (and an empty store): ``Re``, ``dt``, ``T_final``, ``nx``, ``ny``, ``nz``,
     defaults where a record lacks one, then the identity parameters that differ between them
@@ -114,7 +129,7 @@ def _parameters(table: RunTable, rows: np.ndarray, *, every: bool = False) -> di
     has NaN (or None) there.
     """
     n = len(rows)
-    spectral = (_solver_column(table, rows) == DEFAULT_SOLVER).tolist()  # a list: zipped per run below
+    spectral = (solvers == DEFAULT_SOLVER).tolist()  # a list: zipped per run below
     only_spectral = all(spectral)
     cols = {name: _take(values, rows) for name, values in table.params.items()}
     out: dict[str, np.ndarray] = {}
@@ -214,25 +229,23 @@ def open_results(store: Store | str | os.PathLike[str], *, status: str | None = 
     def col(name: str, fill: Any = None) -> np.ndarray:
         return _objects(table.cols[name], rows, fill)
 
-    params = _parameters(table, rows)
     solvers = _solver_column(table, rows)
-    pids = col("package_ids").tolist()
+    params = _parameters(table, rows, solvers)
     coords: dict[str, Any] = {
         "run": ("run", _objects(table.ids, rows)),
-        "package_id": ("run", np.array([p[0] if p else "" for p in pids], dtype=object)),
-        "package_ids": ("run", np.array([",".join(p) if p else "" for p in pids], dtype=object)),
+        **_package_coords(_take(table.cols["package_ids"], rows)),
         "solver": ("run", solvers),
         **{name: ("run", values) for name, values in params.items()},
-        "priority": ("run", col("priority", "")),
-        "status": ("run", col("status", "")),
-        "failure_class": ("run", col("failure_class", "")),
+        **{name: ("run", col(name, "")) for name in ("priority", "status", "failure_class")},
     }
     data_vars: dict[str, Any] = {}
     # time series: each run's own output times, padded with NaN past its last one (a run of
     # another dt, T_final or output interval stays one unbroken curve; align_time gives the
     # union of every run's times on demand)
-    series = {k: v[rows] for k, v in series.items()}
-    own_lengths = lengths[rows].astype(np.int64)
+    if status is not None:
+        series = {k: v[rows] for k, v in series.items()}
+        lengths = lengths[rows]
+    own_lengths = lengths.astype(np.int64, copy=False)
     width = int(own_lengths.max()) if n else 0
     padding = np.arange(width)[None, :] >= own_lengths[:, None]
     times = series.pop(SERIES_DIM, np.zeros((n, 0)))
@@ -254,10 +267,12 @@ def open_results(store: Store | str | os.PathLike[str], *, status: str | None = 
     for dim, (arrays, dim_lengths) in profiles.items():
         if dim in coords or dim in data_vars:
             continue  # a dimension named like a coordinate on run (never written by our solvers)
-        arrays = {k: v[rows] for k, v in arrays.items()}
+        if status is not None:
+            arrays, dim_lengths = {k: v[rows] for k, v in arrays.items()}, dim_lengths[rows]
+        arrays = dict(arrays)
         own = arrays.pop(dim)
         wanted = {k: v for k, v in arrays.items() if k not in coords and k not in data_vars}
-        union, spread = _on_union(own, dim_lengths[rows], wanted)
+        union, spread = _on_union(own, dim_lengths, wanted)
         if not union.size:
             continue
         coords[dim] = (dim, union)
@@ -380,7 +395,8 @@ def results_frame(store: Store | str | os.PathLike[str]) -> pd.DataFrame:
         if opened:
             st.close()
     rows = np.arange(len(table))
-    params = _parameters(table, rows, every=True)
+    solvers = _solver_column(table, rows)
+    params = _parameters(table, rows, solvers, every=True)
     c = table.cols
     df = pd.DataFrame(
         {
@@ -390,7 +406,7 @@ def results_frame(store: Store | str | os.PathLike[str]) -> pd.DataFrame:
             "status": c["status"],
             "failure_class": [f or "" for f in c["failure_class"]],
             "error": [e or "" for e in c["error"]],
-            "solver": _solver_column(table, rows),
+            "solver": solvers,
             **params,
             **{
                 k: c[k]

@@ -27,15 +27,16 @@ index rewrote every row at every compaction: quadratic).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .columns import pack_columns, unpack_columns
+from .columns import pack_columns, unpack_columns, unpack_lazy
+from .lazy_columns import LazyColumns, Maker, take
 from .records import RECORD_COLUMNS
-from .zarr_docs import decode_small, encode_small, group_document
+from .zarr_docs import decode_small, encode_small, group_document, read_small
 
 __all__ = [
     "SEGMENT_ATTR",
@@ -70,12 +71,13 @@ Series = tuple[dict[str, np.ndarray], np.ndarray]
 
 @dataclass
 class Rows:
-    """Index rows in memory: run ids, record columns (``FIELDS``), parameter columns,
-    provenance (None: not read), series and profiles (None: not read)."""
+    """Index rows in memory: run ids, record columns (``FIELDS``), parameter columns (read
+    from a segment: ``LazyColumns``, decoded on first use), provenance (None: not read),
+    series and profiles (None: not read)."""
 
     ids: list[str]
-    cols: dict[str, list[Any]]
-    params: dict[str, list[Any]]
+    cols: MutableMapping[str, list[Any]]
+    params: MutableMapping[str, list[Any]]
     prov: list[Any] | None = None
     series: Series | None = None
     profiles: Profiles | None = None
@@ -91,6 +93,18 @@ def _reader(blobs: Any, prefix: str) -> Callable[[str], np.ndarray]:
         if a is None:
             raise FileNotFoundError(f"{prefix}/{key}")
         return a
+
+    return read
+
+
+def _snapshot(blobs: Any, prefix: str) -> Callable[[str], Callable[[], np.ndarray]]:
+    """``_reader`` in two steps (``zarr_docs.read_small``): the files now, the decoding later."""
+
+    def read(key: str) -> Callable[[], np.ndarray]:
+        decode = read_small(blobs, f"{prefix}/{key}")
+        if decode is None:
+            raise FileNotFoundError(f"{prefix}/{key}")
+        return decode
 
     return read
 
@@ -137,17 +151,20 @@ def read_columns(
 
 def read_records(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> Rows:
     """The record columns under ``prefix`` (the inverse of ``records_documents``; provenance
-    apart: ``read_provenance``; extra columns: ``read_columns``)."""
+    apart: ``read_provenance``; extra columns: ``read_columns``): the run ids now, the other
+    columns' files read now (compressed) and decoded on first use (``LazyColumns``)."""
     names = [k for k in spec["columns"] if k != PROV_KEYS and k[:2] not in ("x:", "v:")]
-    cols = read_columns(blobs, prefix, spec, names)
-    ids = cols.pop("run_id")
-    fields = {k[2:]: v for k, v in cols.items() if k.startswith("f:")}
-    if "one:package_ids" in cols:
-        fields["package_ids"] = list(zip(cols["one:package_ids"]))  # 1-tuples, made in C
+    makers = unpack_lazy(spec, _snapshot(blobs, prefix), names)
+    ids = makers.pop("run_id")()
+    fields: dict[str, Maker] = {k[2:]: m for k, m in makers.items() if k.startswith("f:")}
+    if "one:package_ids" in makers:
+        one = makers["one:package_ids"]
+        fields["package_ids"] = lambda: list(zip(one()))  # 1-tuples, made in C
     elif "package_ids" in fields:
-        fields["package_ids"] = [tuple(p or ()) for p in fields["package_ids"]]
-    params = {k[2:]: v for k, v in cols.items() if k.startswith("p:")}
-    return Rows(ids, fields, params)
+        many = fields["package_ids"]
+        fields["package_ids"] = lambda: [tuple(p or ()) for p in many()]
+    params = {k[2:]: m for k, m in makers.items() if k.startswith("p:")}
+    return Rows(ids, LazyColumns(fields, len(ids)), LazyColumns(params, len(ids)))
 
 
 def read_ids(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> list[str]:
@@ -331,12 +348,17 @@ def _chain(columns: Sequence[list[Any] | None], counts: Sequence[int]) -> list[A
 
 def concat_rows(parts: Sequence[Rows]) -> Rows:
     """The record columns of consecutive segments (older first) as one block, every row
-    kept (``RunTable.from_columns`` keeps a run's last; a merge: ``segment_merge``)."""
+    kept (``RunTable.from_parts`` keeps a run's last; a merge: ``segment_merge``); a column
+    is chained on first use, and the parts' own copies of it handed over."""
     counts = [len(p) for p in parts]
     ids = _chain([p.ids for p in parts], counts)
-    cols = {c: _chain([p.cols.get(c) for p in parts], counts) for c in FIELDS}
+
+    def chained(where: Callable[[Rows], MutableMapping[str, list[Any]]], name: str) -> Maker:
+        return lambda: _chain([take(where(p), name) for p in parts], counts)
+
+    cols = LazyColumns({c: chained(lambda p: p.cols, c) for c in FIELDS}, len(ids))
     names = sorted({k for p in parts for k in p.params})
-    params = {k: _chain([p.params.get(k) for p in parts], counts) for k in names}
+    params = LazyColumns({k: chained(lambda p: p.params, k) for k in names}, len(ids))
     seqs = (min((p.seqs[0] for p in parts), default=0), max((p.seqs[1] for p in parts), default=0))
     return Rows(ids, cols, params, seqs=seqs)
 

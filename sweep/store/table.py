@@ -12,11 +12,12 @@ not); only the rows written since the last flush keep theirs in memory.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from .lazy_columns import LazyColumns, Maker, take
 from .records import RECORD_COLUMNS, RunRecord
 
 __all__ = ["RunTable", "LOG_HOME", "Series", "Profiles"]
@@ -38,8 +39,9 @@ class RunTable:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.pos: dict[str, int] = {}
-        self.cols: dict[str, list[Any]] = {c: [] for c in RECORD_COLUMNS if c != "run_id"}
-        self.params: dict[str, list[Any]] = {}
+        # record fields and parameters; read from the index: decoded on first use
+        self.cols = LazyColumns({}, 0, {c: [] for c in RECORD_COLUMNS if c != "run_id"})
+        self.params = LazyColumns({}, 0)
         self.prov: list[dict[str, Any] | None] = []  # None: not in memory (see load_provenance)
         # where a done run's data are: None its own group runs/<run_id>/, else a batch group's
         # name or LOG_HOME (a packed run not yet compacted: see sweep.packed)
@@ -56,25 +58,49 @@ class RunTable:
     @classmethod
     def from_columns(cls, doc: Mapping[str, Any]) -> RunTable:
         """A table from columns: ``run_id``, the record fields, ``params`` (name -> column),
-        ``home`` (lists of one value per row); nothing of it is dirty."""
+        ``home`` (lists of one value per row, copied); nothing of it is dirty."""
+        cols = {c: list(v) for c in RECORD_COLUMNS if c != "run_id" and (v := doc.get(c))}
+        params = {k: list(v) for k, v in (doc.get("params") or {}).items()}
+        return cls.from_parts(list(doc["run_id"]), cols, params, doc.get("home"))
+
+    @classmethod
+    def from_parts(
+        cls,
+        ids: list[str],
+        cols: MutableMapping[str, list[Any]],
+        params: MutableMapping[str, list[Any]],
+        home: Sequence[str | None] | None = None,
+    ) -> RunTable:
+        """A table of the rows ``ids`` whose record fields and parameter columns are handed
+        over (``home``: the ``home`` column, else a field of ``cols``); a run's last row is
+        kept, nothing is dirty. Columns of a ``LazyColumns`` stay undecoded until used."""
         t = cls()
-        t.ids = list(doc["run_id"])
-        t.pos = {rid: i for i, rid in enumerate(t.ids)}
-        if len(t.pos) != len(t.ids):  # a later row of a run replaces an earlier one
+        t.pos = {rid: i for i, rid in enumerate(ids)}
+        keep: list[int] | None = None
+        if len(t.pos) != len(ids):  # a later row of a run replaces an earlier one
             keep = sorted(t.pos.values())
-            t.ids = [t.ids[i] for i in keep]
-            t.pos = {rid: i for i, rid in enumerate(t.ids)}
-            doc = {
-                **{c: [v[i] for i in keep] for c, v in doc.items() if c not in ("params", "run_id") and v},
-                "params": {k: [v[i] for i in keep] for k, v in (doc.get("params") or {}).items()},
-            }
-        n = len(t.ids)
-        for c in t.cols:
-            t.cols[c] = list(doc.get(c) or [None] * n)
-        t.cols["package_ids"] = [p if type(p) is tuple else tuple(p or ()) for p in t.cols["package_ids"]]
-        t.params = {k: list(v) for k, v in (doc.get("params") or {}).items()}
+            ids = [ids[i] for i in keep]
+            t.pos = {rid: i for i, rid in enumerate(ids)}
+        t.ids = ids
+        n = len(ids)
+
+        def kept(values: list[Any] | None) -> list[Any]:
+            if not values:
+                return [None] * n
+            return values if keep is None else [values[i] for i in keep]
+
+        def column(columns: MutableMapping[str, list[Any]], name: str) -> Maker:
+            return lambda: kept(take(columns, name))
+
+        home = take(cols, "home") if home is None else list(home)
+        makers = {c: column(cols, c) for c in RECORD_COLUMNS if c != "run_id"}
+        makers["package_ids"] = lambda: [
+            p if type(p) is tuple else tuple(p or ()) for p in kept(take(cols, "package_ids"))
+        ]
+        t.cols = LazyColumns(makers, n)
+        t.params = LazyColumns({k: column(params, k) for k in params}, n)
         t.prov = [None] * n
-        t.home = list(doc.get("home") or [None] * n)
+        t.home = kept(home)
         return t
 
     def upsert(
@@ -92,22 +118,14 @@ class RunTable:
             i = len(self.ids)
             self.ids.append(rid)
             self.pos[rid] = i
-            for col in self.cols.values():
-                col.append(None)
-            for col in self.params.values():
-                col.append(None)
+            self.cols.grow(i + 1)
+            self.params.grow(i + 1)
             self.prov.append(None)
             self.home.append(None)
-        for c, col in self.cols.items():
-            col[i] = d.get(c)
-        self.cols["package_ids"][i] = tuple(d.get("package_ids") or ())
-        for k, v in (d.get("params") or {}).items():
-            if k not in self.params:
-                self.params[k] = [None] * len(self.ids)
-            self.params[k][i] = v
-        for k, col in self.params.items():
-            if k not in (d.get("params") or {}):
-                col[i] = None
+        # a column not decoded keeps the row as an edit: a commit into a table of a million
+        # rows read from the index decodes nothing
+        self.cols.put_row(i, {**d, "package_ids": tuple(d.get("package_ids") or ())}, new_columns=False)
+        self.params.put_row(i, d.get("params") or {}, new_columns=True)
         self.prov[i] = dict(d.get("provenance") or {})
         self.home[i] = home
         self._tail[i] = series or {}
@@ -118,10 +136,11 @@ class RunTable:
     def absorb(self, other: RunTable) -> None:
         """Write the rows of ``other`` (rows in memory: provenance, series and profiles
         included) over this table's, as ``upsert`` would."""
+        cols, params = other.cols.whole(), other.params.whole()
         for i, rid in enumerate(other.ids):
-            d = {c: col[i] for c, col in other.cols.items()}
+            d = {c: col[i] for c, col in cols.items()}
             d["run_id"] = rid
-            d["params"] = {k: col[i] for k, col in other.params.items() if col[i] is not None}
+            d["params"] = {k: col[i] for k, col in params.items() if col[i] is not None}
             d["provenance"] = other.prov[i]
             self.upsert(d, other._tail.get(i), other.home[i], other._tail_profiles.get(i))
 
@@ -166,9 +185,9 @@ class RunTable:
 
     def record(self, i: int) -> RunRecord:
         """Row ``i`` as a RunRecord."""
-        d = {c: col[i] for c, col in self.cols.items()}
+        d = {c: col[i] for c, col in self.cols.whole().items()}
         d["run_id"] = self.ids[i]
-        d["params"] = {k: col[i] for k, col in self.params.items()}
+        d["params"] = {k: col[i] for k, col in self.params.whole().items()}
         d["provenance"] = self.prov[i] or {}
         return RunRecord.from_dict(d)
 
@@ -177,9 +196,9 @@ class RunTable:
         record fields, ``params`` (name -> column), ``home``."""
         idx = range(len(self.ids)) if rows is None else rows
         out: dict[str, Any] = {"run_id": [self.ids[i] for i in idx]}
-        for c, col in self.cols.items():
-            out[c] = [col[i] for i in idx]
-        out["params"] = {k: [v[i] for i in idx] for k, v in self.params.items()}
+        for c in self.cols:  # rows written since the read come from the writes: nothing decoded
+            out[c] = self.cols.rows_of(c, idx)
+        out["params"] = {k: self.params.rows_of(k, idx) for k in self.params}
         out["home"] = [self.home[i] for i in idx]
         return out
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "group_document",
     "encode_small",
     "decode_small",
+    "read_small",
     "is_small",
     "jsonable",
     "write_large",
@@ -162,6 +163,15 @@ def decode_small(blobs: Any, path: str) -> np.ndarray | None:
     """The array at ``path`` as ``encode_small`` wrote it (one chunk, raw or zstd), read with
     plain reads instead of zarr's API (~50 us instead of ~3 ms an array: an index read is
     hundreds of arrays); None when it is missing. Anything else is read through zarr."""
+    read = read_small(blobs, path)
+    return None if read is None else read()
+
+
+def read_small(blobs: Any, path: str) -> Callable[[], np.ndarray] | None:
+    """``decode_small`` in two steps: the files of the array at ``path`` are read now, the
+    array is decoded (decompressed) when the returned function is called, each time (a reader
+    keeps a consistent view of a group that may go later, at the size of its compressed
+    bytes); None when it is missing."""
     raw = blobs.read(f"{path}/zarr.json")
     if raw is None:
         return None
@@ -180,16 +190,21 @@ def decode_small(blobs: Any, path: str) -> np.ndarray | None:
     if not simple:
         import zarr
 
-        return np.asarray(zarr.open_array(blobs.zarr_store(read_only=True), path=path, mode="r")[...])
+        a = np.asarray(zarr.open_array(blobs.zarr_store(read_only=True), path=path, mode="r")[...])
+        return lambda: a
     if 0 in shape:
-        return np.zeros(shape, dtype=dtype)
+        return lambda: np.zeros(shape, dtype=dtype)
     sep = encoding.get("configuration", {}).get("separator", ".")
     chunk = blobs.read(f"{path}/{sep.join('0' * len(shape)) or '0'}")
     if chunk is None:  # never written: all fill value
-        return np.full(shape, meta["fill_value"], dtype=dtype)
-    if codecs[-1] == "zstd":
-        chunk = _zstd(1).decode(chunk)
-    return np.frombuffer(chunk, dtype=dtype.newbyteorder("<")).reshape(shape)
+        return lambda: np.full(shape, meta["fill_value"], dtype=dtype)
+    zstd = codecs[-1] == "zstd"
+
+    def decode() -> np.ndarray:
+        data = _zstd(1).decode(chunk) if zstd else chunk
+        return np.frombuffer(data, dtype=dtype.newbyteorder("<")).reshape(shape)
+
+    return decode
 
 
 # zarr v3 data type names -> numpy
