@@ -131,8 +131,12 @@ def test_walltime_worker_near_its_end_leaves_a_long_run_to_a_fresh_job(
     by_pid = {r.package_ids[0]: r for r in records(store).values()}
     a, b = by_pid["a"], by_pid["b"]
     assert a.provenance["preemptions"] == 0 and b.provenance["preemptions"] == 0
-    assert len(b.provenance["segments"]) == 1 and b.attempts == 2  # declined once, then run whole
+    # declined once by the policy, then run whole in a fresh job. Until the retired worker is
+    # gone, B handed back to it is declined again ("its worker is leaving"), each time an
+    # attempt: once to ~50 times in CI, as the driver fetches the declined outcome the worker
+    # holds (the only copy: the scheduler holds its retirement back meanwhile)
+    assert len(b.provenance["segments"]) == 1 and b.attempts >= 2
     assert a.provenance["jobs"] != b.provenance["jobs"]
     main_log = (logs / "sweep.log").read_text()
-    assert "b: not started on" in main_log and "a fresh job would give it" in main_log
+    assert "b: not started on" in main_log and main_log.count("a fresh job would give it") == 1
     assert "no waiting run fits in its time left: retired early for a fresh job" in main_log
