@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any
 
-__all__ = ["LazyColumns", "Maker", "take", "materialized"]
+__all__ = ["LazyColumns", "Maker", "materialized"]
 
 Maker = Callable[[], list[Any]]  # decodes one column
 
@@ -125,15 +125,6 @@ class LazyColumns(MutableMapping[str, list[Any]]):
 
     def __repr__(self) -> str:
         return f"LazyColumns({list(self._names)}, decoded={list(self._made)})"
-
-
-def take(columns: MutableMapping[str, list[Any]], name: str) -> list[Any] | None:
-    """Column ``name`` (None: no such column) handed over to the caller: a LazyColumns gives
-    it up (so that it holds no second copy of a column made from it); a plain mapping, which
-    is the caller's, is left as it is."""
-    if isinstance(columns, LazyColumns):
-        return columns.pop(name, None)
-    return columns.get(name)
 
 
 def materialized(columns: MutableMapping[str, list[Any]]) -> dict[str, list[Any]]:

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from .columns import pack_columns, unpack_columns, unpack_lazy
-from .lazy_columns import LazyColumns, Maker, take
+from .lazy_columns import LazyColumns, Maker
 from .records import RECORD_COLUMNS
-from .zarr_docs import decode_small, encode_small, group_document, read_small
+from .zarr_docs import encode_small, group_document, read_small
 
 __all__ = [
     "SEGMENT_ATTR",
@@ -88,13 +88,8 @@ class Rows:
 
 
 def _reader(blobs: Any, prefix: str) -> Callable[[str], np.ndarray]:
-    def read(key: str) -> np.ndarray:
-        a = decode_small(blobs, f"{prefix}/{key}")
-        if a is None:
-            raise FileNotFoundError(f"{prefix}/{key}")
-        return a
-
-    return read
+    read = _snapshot(blobs, prefix)
+    return lambda key: read(key)()
 
 
 def _snapshot(blobs: Any, prefix: str) -> Callable[[str], Callable[[], np.ndarray]]:
@@ -157,12 +152,9 @@ def read_records(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> Rows:
     makers = unpack_lazy(spec, _snapshot(blobs, prefix), names)
     ids = makers.pop("run_id")()
     fields: dict[str, Maker] = {k[2:]: m for k, m in makers.items() if k.startswith("f:")}
-    if "one:package_ids" in makers:
+    if "one:package_ids" in makers:  # else JSON lists (RunTable.from_parts makes them tuples)
         one = makers["one:package_ids"]
         fields["package_ids"] = lambda: list(zip(one()))  # 1-tuples, made in C
-    elif "package_ids" in fields:
-        many = fields["package_ids"]
-        fields["package_ids"] = lambda: [tuple(p or ()) for p in many()]
     params = {k[2:]: m for k, m in makers.items() if k.startswith("p:")}
     return Rows(ids, LazyColumns(fields, len(ids)), LazyColumns(params, len(ids)))
 
@@ -353,12 +345,12 @@ def concat_rows(parts: Sequence[Rows]) -> Rows:
     counts = [len(p) for p in parts]
     ids = _chain([p.ids for p in parts], counts)
 
-    def chained(where: Callable[[Rows], MutableMapping[str, list[Any]]], name: str) -> Maker:
-        return lambda: _chain([take(where(p), name) for p in parts], counts)
+    def chained(blocks: list[MutableMapping[str, list[Any]]], name: str) -> Maker:
+        return lambda: _chain([block.pop(name, None) for block in blocks], counts)
 
-    cols = LazyColumns({c: chained(lambda p: p.cols, c) for c in FIELDS}, len(ids))
+    cols = LazyColumns({c: chained([p.cols for p in parts], c) for c in FIELDS}, len(ids))
     names = sorted({k for p in parts for k in p.params})
-    params = LazyColumns({k: chained(lambda p: p.params, k) for k in names}, len(ids))
+    params = LazyColumns({k: chained([p.params for p in parts], k) for k in names}, len(ids))
     seqs = (min((p.seqs[0] for p in parts), default=0), max((p.seqs[1] for p in parts), default=0))
     return Rows(ids, cols, params, seqs=seqs)
 

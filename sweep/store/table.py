@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .lazy_columns import LazyColumns, Maker, take
+from .lazy_columns import LazyColumns, Maker
 from .records import RECORD_COLUMNS, RunRecord
 
 __all__ = ["RunTable", "LOG_HOME", "Series", "Profiles"]
@@ -72,8 +72,9 @@ class RunTable:
         home: Sequence[str | None] | None = None,
     ) -> RunTable:
         """A table of the rows ``ids`` whose record fields and parameter columns are handed
-        over (``home``: the ``home`` column, else a field of ``cols``); a run's last row is
-        kept, nothing is dirty. Columns of a ``LazyColumns`` stay undecoded until used."""
+        over (each popped from ``cols``/``params`` when first used: no second copy is kept;
+        ``home``: the ``home`` column, else a field of ``cols``); a run's last row is kept,
+        nothing is dirty. Columns of a ``LazyColumns`` stay undecoded until used."""
         t = cls()
         t.pos = {rid: i for i, rid in enumerate(ids)}
         keep: list[int] | None = None
@@ -90,17 +91,17 @@ class RunTable:
             return values if keep is None else [values[i] for i in keep]
 
         def column(columns: MutableMapping[str, list[Any]], name: str) -> Maker:
-            return lambda: kept(take(columns, name))
+            return lambda: kept(columns.pop(name, None))
 
-        home = take(cols, "home") if home is None else list(home)
+        homes: list[Any] | None = cols.pop("home", None) if home is None else list(home)
         makers = {c: column(cols, c) for c in RECORD_COLUMNS if c != "run_id"}
         makers["package_ids"] = lambda: [
-            p if type(p) is tuple else tuple(p or ()) for p in kept(take(cols, "package_ids"))
+            p if type(p) is tuple else tuple(p or ()) for p in kept(cols.pop("package_ids", None))
         ]
         t.cols = LazyColumns(makers, n)
         t.params = LazyColumns({k: column(params, k) for k in params}, n)
         t.prov = [None] * n
-        t.home = kept(home)
+        t.home = kept(homes)
         return t
 
     def upsert(
