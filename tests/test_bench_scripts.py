@@ -243,7 +243,7 @@ def test_bench_scale_prints_every_command_and_the_plan_only_path(tmp_path: Path)
         "sweep status --packages",
         "sweep report",
         "open_results",
-        "  of it: import xarray, dask.array",
+        "  of it: import xarray",
         "  of it: the open_results call",
         "sweep --help",
     ):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_packages
+from conftest import tiny_sweep, write_packages
 
 from sweep.spec import check_directory, load_packages
 from sweep.spec.table import PackageColumns, _offsets
@@ -72,7 +72,7 @@ def test_spec_table_repeated_id_names_both_files(tmp_path: Path) -> None:
 def test_spec_run_keys_of_many_ids_is_run_key_of_each(monkeypatch: pytest.MonkeyPatch) -> None:
     """The vectorised parse of run ids (what run_id_mask compares) agrees with run_key, one id
     at a time: 16 hex digits in either case give their integer, any other id is left out."""
-    from sweep.spec import table as spec_table
+    from sweep.spec import run_ids
     from sweep.spec.table import run_key, run_keys_of
 
     rng = np.random.default_rng(5)
@@ -86,5 +86,27 @@ def test_spec_run_keys_of_many_ids_is_run_key_of_each(monkeypatch: pytest.Monkey
     assert run_keys_of(mixed).tolist() == expected
     assert run_keys_of(odd).dtype == np.uint64 and len(run_keys_of(odd)) == 0
     # parsed in blocks (bounded memory at a million ids): a block of odd ids alone is no end
-    monkeypatch.setattr(spec_table, "_KEYS_BLOCK", 7)
+    monkeypatch.setattr(run_ids, "_KEYS_BLOCK", 7)
     assert run_keys_of(iter(odd * 3 + mixed)).tolist() == expected
+
+
+def test_spec_run_id_set_keeps_keys_and_is_the_set_of_its_ids(tmp_path: Path) -> None:
+    """A store's done runs as run keys (8 bytes a run): the set of the ids given, exactly
+    (an id of another form kept as it is), and what run_id_mask compares."""
+    from sweep.spec.run_ids import RunIdSet
+
+    hexes = [f"{k:016x}" for k in (0, 1, 2**63 + 5, 2**64 - 1)]
+    others = ["ABCDEF0123456789", "short", "0123456789abcdef0", "0123456789abcdeg"]
+    given = np.array([r.encode() for r in hexes + others + hexes[:2]], dtype=bytes)  # repeats
+    ids = RunIdSet(given)
+    assert set(ids) == set(hexes + others) and len(ids) == 8
+    assert ids.keys.dtype == np.uint64 and len(ids.keys) == 4 and ids.others == frozenset(others)
+    assert all(r in ids for r in hexes + others)
+    assert "abcdef0123456789" not in ids and "0" * 15 + "2" not in ids and 5 not in ids
+    assert len(RunIdSet(np.array([], dtype=bytes))) == 0
+    # planning compares it with a directory's packages as it would the set of strings
+    d = write_packages(tmp_path / "pk", tiny_sweep(5, priorities=("HIGH",)))
+    table = load_packages(d, worker_memory=4 << 30)
+    done = [table.run_id(1), table.run_id(3)]
+    mask = table.run_id_mask(RunIdSet(np.array([r.encode() for r in done + others], dtype=bytes)))
+    assert mask.tolist() == table.run_id_mask(set(done)).tolist() == [False, True, False, True, False]

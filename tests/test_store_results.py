@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +189,34 @@ def test_results_failed_runs_and_status_filter(factorial_store: Path) -> None:
     assert done.attempts.dtype == np.int64 and (done.attempts.values == 1).all()
     assert done.wall_time.dtype == np.float64 and np.isfinite(done.wall_time.values).all()
     assert set(done.package_id.values) == {p.split(",")[0] for p in done.package_ids.values}
+
+
+def test_results_open_takes_its_arrays_as_they_are_and_imports_no_dask_array(factorial_store: Path) -> None:
+    """open_results gives xarray its own numpy arrays as they are (xarray's checks of data
+    of unknown kind import dask.array: ~0.5 s of a fresh process that opens results): the
+    Dataset is the one xarray's documented constructor makes of the same arrays."""
+    bad = _params(3200.0, 0.01)
+    with Store.open(factorial_store, mode="a") as st:
+        st.record_failure(run_id_of(bad), "diverged", "diverged at step 4", provenance(bad, "bad"))
+    code = (
+        "import sys, sweep; ds = sweep.open_results(sys.argv[1]); "
+        "print(ds.sizes['run'], 'dask.array' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(factorial_store)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == ["7", "False"]
+    ds = sweep.open_results(factorial_store)
+    again = xr.Dataset(
+        {k: (v.dims, v.values, v.attrs) for k, v in ds.data_vars.items()},
+        coords={k: (v.dims, v.values, v.attrs) for k, v in ds.coords.items()},
+        attrs=ds.attrs,
+    )
+    for name in ds.xindexes:
+        if name not in again.xindexes:
+            again = again.set_xindex(name)
+    xr.testing.assert_identical(ds, again)
+    assert {k: v.dtype for k, v in ds.variables.items()} == {k: v.dtype for k, v in again.variables.items()}
 
 
 def test_results_per_run_data_as_dataset_and_tree(factorial_store: Path) -> None:

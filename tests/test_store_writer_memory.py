@@ -157,3 +157,47 @@ def test_store_bad_merge_max_rows_says_what_is_allowed(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match=r"merge-max-rows: bad value 0; allowed: an integer >= 1"):
             Store.open(tmp_path / "r.zarr", mode="a")
     assert not (tmp_path / "r.zarr").exists()
+
+
+def test_store_writer_opens_with_run_keys_only_and_answers_as_a_reader(tmp_path: Path) -> None:
+    """A writer opening a store keeps of its segments' rows only their ids and status (a
+    million rows were 1.8 GB): a failure whose log record was lost is taken from its marker,
+    one already in a segment is not, and every question of a sweep's start (done runs,
+    failures, the last done runs of each size and their records, the batch groups in use)
+    is answered as a reader of the whole table answers it, without reading that table."""
+    url = tmp_path / "r.zarr"
+    again, kept = _params(90), _params(91)
+    sizes = [{**_params(i), "grid": [8, 8, 8] if i % 3 else [4, 4, 4]} for i in range(10)]
+    with dask.config.set({"sweep.store.compact-every": 4}):
+        with Store.open(url, mode="a") as st:
+            st.record_failure(run_id_of(again), "diverged", "NaN", provenance(again, "a"))
+            st.record_failure(run_id_of(kept), "timeout", "slow", provenance(kept, "k"))
+            for i, p in enumerate(sizes):
+                st.commit_run(run_id_of(p), result_like(p, seed=i), provenance(p, f"p{i}", note=f"n{i}"))
+    assert len(_segments(url)) >= 2 and (url / "runs" / run_id_of(kept)).is_dir()
+    # a second failure of `again` whose log record was lost to a crash: only its marker has it
+    st = Store.open(url, mode="a")
+    st.record_failure(run_id_of(again), "worker-lost", "second", provenance(again, "a"))
+    assert st._lock is not None
+    st._lock.release()
+    for f in (url / "log").iterdir():
+        f.unlink()
+    orphan = url / "batches" / "b-orphan"  # a batch group of a flush cut short: no row names it
+    orphan.mkdir()
+    (orphan / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
+    with Store.open(url) as reader:
+        view, failures, done = _view(reader), reader.failures(), reader.done_run_ids()
+        recent = [r.to_dict() for r in reader.last_done_records(3, ["grid"])]
+    assert failures[run_id_of(again)] == ("worker-lost", "second") and len(recent) == 6
+    with Store.open(url, mode="a") as st:
+        index = st._index
+        assert index.flushed is not None and index.table is not None
+        assert index.table.ids == [run_id_of(again)]  # the marker newer than its row, alone
+        assert not orphan.exists() and len(list((url / "batches").iterdir())) > 1
+        assert st.failures() == failures and st.done_run_ids() == done
+        assert st.done_run_id_array().tolist() == sorted(r.encode() for r in done)
+        assert [r.to_dict() for r in st.last_done_records(3, ["grid"])] == recent
+        assert {rid: r.to_dict() for rid, r in st.records_of(view).items()} == view
+        assert index.flushed is not None and index.table.ids == [run_id_of(again)]  # no table read
+    with Store.open(url) as reader:
+        assert _view(reader) == view

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, NamedTuple, overload
 
@@ -19,6 +20,7 @@ import numpy as np
 from ..gc_pause import paused_gc
 from ..provenance import solver_version
 from ..spec import Package, PackageTable
+from ..spec.run_ids import RunIdSet
 from ..store import Store, is_local
 
 __all__ = [
@@ -106,7 +108,7 @@ class Plan(Sequence[PlanEntry]):
 @paused_gc()
 def plan_sweep(
     packages: Sequence[Any],
-    done: set[str],
+    done: AbstractSet[str],
     failed: dict[str, str] | None = None,
     checkpoints: dict[str, int] | None = None,
     stale_checkpoints: dict[str, str | None] | None = None,
@@ -188,7 +190,7 @@ class Explanation(NamedTuple):
 class StoreState(NamedTuple):
     """What planning needs to know of a store."""
 
-    done: set[str]  # run ids committed as done
+    done: AbstractSet[str]  # run ids committed as done
     failed: dict[str, str]  # run id -> failure class
     checkpoints: dict[str, int]  # run id -> checkpoint step (-1: not recorded), runs not done
     stale_checkpoints: dict[str, str | None]  # run id -> version, checkpoints of another solver
@@ -202,7 +204,8 @@ def store_state(store: Store | None, *, by_package: bool = True) -> StoreState:
     package of a 100,000-run store)."""
     if store is None:
         return StoreState(set(), {}, {}, {}, {})
-    done = store.done_run_ids()  # columns only: no provenance is read for planning
+    # columns only, no provenance; as keys: a set of a million id strings was ~100 MB
+    done = RunIdSet(store.done_run_id_array())
     failed = {r: cls for r, (cls, _) in store.failures().items()}
     ckpts = {r: c for r, c in store.checkpoints().items() if r not in done}
     steps = {r: (-1 if s is None else s) for r, (s, _) in ckpts.items()}
@@ -219,7 +222,7 @@ class Explanations(Sequence[Explanation]):
         plan: Plan,
         resume: np.ndarray,
         shares: dict[int, list[int]],
-        done: set[str],
+        done: AbstractSet[str],
         by_package: dict[str, set[str]],
     ) -> None:
         self.plan = plan

@@ -19,16 +19,17 @@ as they are; the columnar queries (``run_keys``, ``run_id_mask``, ...) answer fo
 
 from __future__ import annotations
 
-import itertools
 import json
 import zlib
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, overload
 
 import numpy as np
 
 from .package import DEFAULT_SOLVER, PRIORITIES, Package
+from .run_ids import RunIdSet, run_key, run_keys_of
 
 __all__ = ["PackageColumns", "PackageTable", "VALUE_BLOCK", "run_key", "run_keys_of"]
 
@@ -62,41 +63,6 @@ def _rows_hashed(index: tuple[np.ndarray, np.ndarray], package_id: str) -> list[
     hashes, order = index
     key = hash(package_id)
     return order[np.searchsorted(hashes, key, "left") : np.searchsorted(hashes, key, "right")].tolist()
-
-
-def run_key(run_id: str) -> int | None:
-    """A run id of 16 hex digits as an integer (None: another form of id; ``int`` alone would
-    take a sign, spaces or underscores)."""
-    if len(run_id) != 16 or not (run_id.isascii() and run_id.isalnum()):
-        return None
-    try:
-        return int(run_id, 16)
-    except ValueError:
-        return None
-
-
-_KEYS_BLOCK = 1 << 16  # run ids parsed at once by run_keys_of
-_HEX = np.full(256, 16, dtype=np.uint8)  # a character's value as a hex digit (16: not one)
-for _value, _digit in enumerate("0123456789abcdef"):
-    _HEX[ord(_digit)] = _HEX[ord(_digit.upper())] = _value
-
-
-def run_keys_of(run_ids: Iterable[str]) -> np.ndarray:
-    """``run_key`` of every id of 16 hex digits among ``run_ids`` (the others are left out),
-    as uint64, computed on arrays: 100,000 ids in a few ms, not one ``int(id, 16)`` each; in
-    blocks of ``_KEYS_BLOCK`` ids (a million at once held ~270 MB of digits)."""
-    it = iter(run_ids)
-    blocks = []
-    while chunk := list(itertools.islice(it, _KEYS_BLOCK)):
-        ids = np.array([r for r in chunk if len(r) == 16], dtype="U16")
-        chars = ids.view(np.uint32).reshape(len(ids), 16)
-        digits = _HEX[np.minimum(chars, 255)]  # a character past 255 is no digit
-        digits = digits[(digits < 16).all(axis=1)].astype(np.uint64)
-        keys = np.zeros(len(digits), dtype=np.uint64)
-        for k in range(16):
-            keys = (keys << np.uint64(4)) | digits[:, k]
-        blocks.append(keys)
-    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.uint64)
 
 
 class PackageColumns:
@@ -392,9 +358,9 @@ class PackageTable(Sequence[Package]):
     def run_id_mask(self, run_ids: Iterable[str]) -> np.ndarray:
         """Whether each package's run id is one of ``run_ids`` (bool)."""
         if self._cols is None:
-            wanted = run_ids if isinstance(run_ids, (set, frozenset, dict)) else set(run_ids)
+            wanted = run_ids if isinstance(run_ids, (AbstractSet, dict)) else set(run_ids)
             return np.array([p.run_id in wanted for p in self], dtype=bool)
-        keys = run_keys_of(run_ids)
+        keys = run_ids.run_keys() if isinstance(run_ids, RunIdSet) else run_keys_of(run_ids)
         if not len(keys):
             return np.zeros(len(self), dtype=bool)
         return np.isin(self.run_keys(), keys)

@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,9 +38,11 @@ import numpy as np
 from ..errors import StoreError
 from ..faults import fault_point
 from . import index_reads as by_id
+from . import scans
+from .batch_groups import BatchGroups
 from .groups import group_indexed, read_marker
 from .log import RunLog
-from .packed import Batch, batch_documents, decode_run, read_batch
+from .packed import decode_run
 from .records import RunRecord
 from .run_keys import RunKeys
 from .segment_merge import merged_documents
@@ -48,7 +50,6 @@ from .segments import (
     Rows,
     concat_rows,
     merge_plan,
-    read_columns,
     read_segment,
     segment_documents,
 )
@@ -71,18 +72,6 @@ PendingRun = tuple[dict[str, Any], list[Variable], dict[str, Any]]
 def empty_pointer() -> bytes:
     """``index/zarr.json`` of an index without segments."""
     return group_document({"format": INDEX_FORMAT, "segments": [], "upto_seq": 0})
-
-
-_FAILURE_COLUMNS = ("f:status", "f:failure_class", "f:error")
-
-
-def _failed(ids: list[str], cols: Mapping[str, list[Any]]) -> dict[str, tuple[str | None, str | None]]:
-    """run id -> (failure class, error) of the rows of ``ids`` whose status is "failed"."""
-    return {
-        rid: (fc, err)
-        for rid, st, fc, err in zip(ids, cols["status"], cols["failure_class"], cols["error"], strict=True)
-        if st == "failed"
-    }
 
 
 def level_of(rows: int, flush_rows: int, fan_in: int) -> int:
@@ -123,7 +112,7 @@ class RunIndex:
         self.max_seq = 0
         self.log = RunLog(blobs, url)
         self.pending: dict[str, PendingRun] = {}  # packed runs whose only copy is the log
-        self._batch_cache: tuple[str, Batch] | None = None  # the batch group read last
+        self.batches = BatchGroups(blobs, url, zarr_store)
         self.merge_seconds = 0.0  # time this session spent merging segments (benchmarks)
         self.flush_seconds = 0.0  # time this session spent flushing the log (merges apart)
 
@@ -174,31 +163,87 @@ class RunIndex:
         self._adopt_markers(table)
         return table
 
+    def open_writer(self) -> None:
+        """A writer's start: of the rows in the segments only their run ids and status
+        (``flushed``), the log's rows as the table (``load`` reads the rest on request)."""
+        ptr = self.pointer()  # the writer holds the lock: no merge changes it under us
+        if not ptr.get("segments"):  # no segment yet, or index format 1 (converted whole now)
+            self.load()
+            return
+        self.segments = list(ptr["segments"])
+        upto = int(ptr.get("upto_seq") or 0)
+        self.max_seq = max(self.max_seq, upto)
+        self.flushed, self.table = RunKeys(), RunTable()  # _blocks reads the segments alone
+        for ids, cols in self._blocks(("f:status",)):
+            self.flushed.add(ids, cols["f:status"])
+        self.pending = {}
+        self._apply_log(self.table, upto)
+        self._attach(self.table)
+        self._adopt_markers(self.table)
+
+    def _own_rows(self) -> RunTable | None:
+        """The table of a writer that keeps only its unflushed rows (``flushed``: the status
+        of the rest); None when the table holds every row."""
+        return self.table if self.flushed is not None else None
+
     def status(self, run_id: str) -> str | None:
         """The run's status ("done", "failed"; None: not in the store), without reading the
         whole table again in a writer that kept only its unflushed rows."""
-        if self.flushed is None or self.table is None:
+        own = self._own_rows()
+        if own is None or self.flushed is None:
             return self.load().status(run_id)
-        return self.table.status(run_id) or self.flushed.status(run_id)
+        return own.status(run_id) or self.flushed.status(run_id)
 
     def failures(self) -> dict[str, tuple[str | None, str | None]]:
         """run id -> (failure class, error text) of the failed runs; a writer that kept only
         its unflushed rows reads these columns of its segments alone (not the whole table)."""
-        if self.flushed is None or self.table is None:
-            table = self.load()
-            return _failed(table.ids, table.cols)
-        out: dict[str, tuple[str | None, str | None]] = {}
-        for base, meta in self._segment_metas(self.segments):  # oldest first: later rows win
-            spec = meta["records"]
-            have = [n for n in ("run_id", *_FAILURE_COLUMNS) if n in spec["columns"]]
-            cols = read_columns(self._blobs, f"{base}/records", spec, have)
-            ids = cols["run_id"]
-            for rid in ids:
-                out.pop(rid, None)
-            out.update(_failed(ids, {n[2:]: cols.get(n) or [None] * len(ids) for n in _FAILURE_COLUMNS}))
-        for rid in self.table.ids:
-            out.pop(rid, None)
-        out.update(_failed(self.table.ids, self.table.cols))
+        return scans.failures(self._blocks(scans.FAILURE_COLUMNS))
+
+    def _blocks(self, names: Sequence[str]) -> Iterator[scans.Block]:
+        """The columns ``names`` (``f:<field>``, ``p:<parameter>``) of every row, a block at a
+        time, oldest first: a writer that kept only its unflushed rows reads each segment's
+        alone, then gives its own rows; else the whole table is one block."""
+        own = self._own_rows()
+        if own is not None:
+            yield from by_id.segment_columns(self._blobs, self._segment_metas(self.segments), names)
+        yield scans.table_block(self.load() if own is None else own, names)
+
+    def done_ids(self) -> np.ndarray:
+        """The sorted, distinct ids (fixed-width bytes) of the done runs: a writer that kept
+        only its unflushed rows makes them from its keys, not a set of a million strings."""
+        own = self._own_rows()
+        table = self.load() if own is None else own
+        done = [rid.encode() for rid, st in zip(table.ids, table.cols["status"], strict=True) if st == "done"]
+        if self.flushed is None:
+            return np.unique(np.array(done, dtype=bytes))
+        keys = self.flushed.ids_with("done")  # sorted and distinct already
+        return np.union1d(keys, np.array(done, dtype=bytes)) if done else keys
+
+    def last_done(self, per_group: int, params: Sequence[str]) -> list[str]:
+        """The run ids of the last ``per_group`` done runs of each group of runs with one
+        solver and equal values of the parameters ``params``, in store order."""
+        names = ("f:status", "f:solver", *(f"p:{k}" for k in params))
+        blocks = self._blocks(names)
+        return scans.last_done(
+            ((ids, cols[names[0]], [cols[n] for n in names[1:]]) for ids, cols in blocks), per_group
+        )
+
+    def records_of(self, run_ids: Iterable[str]) -> dict[str, RunRecord]:
+        """run_id -> RunRecord of the given runs in the index, provenance included: only
+        theirs is read (a writer that kept only its unflushed rows: from the segments that
+        hold them, one at a time)."""
+        wanted, own = set(run_ids), self._own_rows()
+        out = (
+            {}
+            if own is None
+            else by_id.segment_records(
+                self._blobs, self._segment_metas(self.segments), wanted, self.provenance
+            )
+        )
+        table = self.load() if own is None else own
+        out.update(
+            scans.records(table, sorted(table.pos[r] for r in wanted if r in table.pos), self.provenance)
+        )
         return out
 
     def _segment_metas(self, entries: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -304,10 +349,7 @@ class RunIndex:
 
     def _read_batches(self, table: RunTable) -> None:
         """Add the runs of every complete batch group to ``table`` (a later record of a run wins)."""
-        for name in sorted(self._blobs.children("batches")):
-            batch = self._read_batch(name) if name != "zarr.json" else None
-            if batch is None:  # never completed (a compaction cut short): its runs are in the log
-                continue
+        for name, batch in self.batches.complete():
             for i, rid in enumerate(batch.run_ids):
                 record = batch.record(i)
                 if int(record["seq"]) > table.seq(rid):
@@ -315,16 +357,17 @@ class RunIndex:
                     table.upsert(record, series_of(variables), name, profiles_of(variables))
                     self.max_seq = max(self.max_seq, int(record["seq"]))
 
-    def _read_batch(self, name: str) -> Batch | None:
-        return read_batch(self._blobs, self._zarr_store(), f"batches/{name}")
-
     def _adopt_markers(self, table: RunTable) -> None:
         """Runs whose marker is in runs/ but whose log record was lost to a crash."""
+        found = []
         for name in self._blobs.children("runs"):
-            if name == "zarr.json" or table.status(name) == "done":
-                continue
-            rec = read_marker(self._blobs, name)
-            if rec is None or table.seq(name) >= rec.seq:
+            if name != "zarr.json" and self.status(name) != "done":
+                rec = read_marker(self._blobs, name)
+                if rec is not None:
+                    found.append((name, rec))
+        seqs = self._seqs({name for name, _ in found}) if found else {}
+        for name, rec in found:
+            if seqs.get(name, -1) >= rec.seq:
                 continue
             series, profiles = group_indexed(self._zarr_store(), name) if rec.status == "done" else ({}, {})
             self.max_seq = max(self.max_seq, rec.seq)
@@ -334,27 +377,23 @@ class RunIndex:
             else:
                 table.upsert(rec.to_dict(), decode_series(series), None, decode_profiles(profiles))
 
+    def _seqs(self, run_ids: set[str]) -> dict[str, int]:
+        """run id -> sequence number of its last row, of the runs ``run_ids`` in the index."""
+        out: dict[str, int] = {}
+        for ids, cols in self._blocks(("f:seq",)):
+            out.update(
+                (rid, int(s or 0)) for rid, s in zip(ids, cols["f:seq"], strict=True) if rid in run_ids
+            )
+        return out
+
     def packed_run(self, run_id: str, home: str) -> tuple[list[Variable], dict[str, Any], dict[str, Any]]:
         """(variables, dataset attributes, record) of a packed run, from the log or its batch."""
         if home == LOG_HOME:
             record, variables, attrs = self.pending[run_id]
             return variables, attrs, record
-        batch = self._batch(home)
+        batch = self.batches.get(home)
         variables, attrs = batch.run(run_id)
         return variables, attrs, batch.record(batch.row[run_id])
-
-    def _batch(self, name: str) -> Batch:
-        """The batch group ``batches/<name>`` (the last one read is kept: runs are read in order)."""
-        if self._batch_cache is None or self._batch_cache[0] != name:
-            batch = self._read_batch(name)
-            if batch is None:
-                raise StoreError(
-                    f"{self.url}: batch group batches/{name} is missing or incomplete; "
-                    "allowed: a complete store: run Store.open(url, 'a').rebuild_index() to "
-                    "re-index what is there"
-                )
-            self._batch_cache = (name, batch)
-        return self._batch_cache[1]
 
     # ------------------------------------------------------------------ writing
 
@@ -427,7 +466,7 @@ class RunIndex:
             self._blobs.delete_tree(f"index/{name}")
 
         with writing(self.url, "write the index", cleanup):
-            homes = self._write_batches(f"b{tag}", batches)
+            homes = self.batches.write(f"b{tag}", list(self.pending.values()), batches)
             fault_point("compact-before-index")
             try:
                 for rid, batch in homes.items():
@@ -524,18 +563,6 @@ class RunIndex:
             self._blobs.delete_tree(f"index/{entry['name']}")
         self.merge_seconds += time.perf_counter() - t0
 
-    def _write_batches(self, base: str, written: list[str]) -> dict[str, str]:
-        """Write the packed runs that only the log holds as batch groups (named ``base-<k>``,
-        appended to ``written`` before their first file); returns run id -> batch name."""
-        # batches/zarr.json exists: made with the store, or by the schema upgrade
-        homes: dict[str, str] = {}
-        for name, run_ids, items, group in batch_documents(base, list(self.pending.values())):
-            written.append(name)
-            self._blobs.write_many({f"batches/{k}": v for k, v in items.items()}, atomic=False)
-            self._blobs.write(f"batches/{name}/zarr.json", group)  # last: the batch exists
-            homes.update(dict.fromkeys(run_ids, name))
-        return homes
-
     def rebuild(self) -> int:
         """Recreate the index from the runs' own data alone (the markers in runs/, the batch
         groups in batches/, the packed runs in the log); returns the run count."""
@@ -559,8 +586,9 @@ class RunIndex:
     def drop_orphans(self) -> None:
         """Remove batch groups no run points at and segments the index does not list (left by
         a flush or a merge cut short: what they hold is in the log or in listed segments)."""
-        table = self.load()
-        used = set(table.home)
+        # a writer that kept only its unflushed rows: every row's home (a run's earlier rows
+        # too: a batch group one of them names is kept, never one a listed row needs)
+        used = {home for _, cols in self._blocks(("f:home",)) for home in set(cols["f:home"])}
         for name in self._blobs.children("batches"):
             if name != "zarr.json" and name not in used:
                 log.info("store %s: removing batch group %s left by an unfinished compaction", self.url, name)

@@ -6,26 +6,41 @@ removed a segment (a missing one raises ``FileNotFoundError``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from . import scans
+from .records import RunRecord
 from .segments import (
+    read_columns,
     read_ids,
     read_profiles,
     read_provenance,
     read_provenance_keys,
+    read_records,
     read_series,
     segment_meta,
     stack,
     stack_profiles,
 )
-from .table import Profiles, Series
+from .table import Profiles, RunTable, Series
 from .zarr_docs import read_array
 
-__all__ = ["IndexFiles", "series", "profiles", "provenance", "provenance_keys"]
+__all__ = [
+    "IndexFiles",
+    "series",
+    "profiles",
+    "provenance",
+    "provenance_keys",
+    "segment_columns",
+    "segment_records",
+]
+
+# (path, attributes) of each segment of an index, oldest first (IndexFiles.segment_bases)
+Bases = Sequence[tuple[str, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -157,6 +172,36 @@ def provenance_keys(f: IndexFiles, ids: list[str], keys: list[str]) -> dict[str,
         return values
     idx = where.tolist()
     return {k: [v[i] if i >= 0 else None for i in idx] for k, v in values.items()}
+
+
+def segment_columns(blobs: Any, bases: Bases, names: Sequence[str]) -> Iterator[scans.Block]:
+    """The run ids and the columns ``names`` of each segment in turn (``sweep.store.scans``);
+    a column a segment lacks is Nones."""
+    for base, meta in bases:
+        spec = meta["records"]
+        have = [n for n in names if n in spec["columns"]]
+        cols = read_columns(blobs, f"{base}/records", spec, ["run_id", *have])
+        ids = cols.pop("run_id")
+        yield ids, {n: cols.get(n) or [None] * len(ids) for n in names}
+
+
+def segment_records(
+    blobs: Any, bases: Bases, ids: set[str], provenance: Callable[[list[str]], list[Any]]
+) -> dict[str, RunRecord]:
+    """run id -> RunRecord (provenance included) of the runs ``ids`` in the segments: only
+    the segments holding some of them are read whole, a later row of a run replacing."""
+    out: dict[str, RunRecord] = {}
+    for base, meta in bases:
+        spec = meta["records"]
+        where = {rid: i for i, rid in enumerate(read_ids(blobs, f"{base}/records", spec)) if rid in ids}
+        if where:
+            rows = read_records(blobs, f"{base}/records", spec)
+            segment = RunTable.from_parts(rows.ids, rows.cols, rows.params)
+            got = read_provenance(blobs, f"{base}/records", spec, list(where.values()))
+            for rid, p in zip(where, got, strict=True):
+                segment.prov[segment.pos[rid]] = p
+            out.update(scans.records(segment, [segment.pos[rid] for rid in where], provenance))
+    return out
 
 
 def _generation_arrays(f: IndexFiles, path: str) -> Series:

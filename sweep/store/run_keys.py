@@ -67,6 +67,15 @@ class RunKeys:
                 return _STATUSES[codes[i]]
         return None
 
+    def ids_with(self, status: str) -> np.ndarray:
+        """The sorted ids (fixed-width bytes) whose latest status is ``status``, made from
+        the chunks at once (transiently ~17 bytes a run: no set of a million strings)."""
+        if not self._chunks:
+            return np.zeros(0, dtype="S1")
+        ids = np.concatenate([ids for ids, _ in self._chunks])  # the widest of the widths
+        ids, codes = _last_of_each(ids, np.concatenate([codes for _, codes in self._chunks]))
+        return ids[codes == _CODE[status]]
+
 
 def _last_of_each(ids: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``ids`` sorted with their codes, the last given entry of a repeated id kept."""
