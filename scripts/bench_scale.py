@@ -2,6 +2,7 @@
 
     python scripts/bench_scale.py --packages 100000     # the whole sweep: about 10 minutes on 2 cores
     python scripts/bench_scale.py --packages 1000000 --plan-only --run-seconds 60
+    python scripts/bench_scale.py --packages 1000000 --prefilled 500
     python scripts/bench_scale.py --packages 2000       # a quick look (the CI smoke test is smaller)
 
 N one-step 8^3 packages (Re x random_seed, random initial field) are written by `sweep new`
@@ -13,6 +14,11 @@ the processes it waited for, its local Dask workers; the kernel folds theirs in)
 sweep: the cost per package over the whole sweep and in its first and
 last tenth (from the commit times in the store: growth shows as a last tenth slower than the
 first), the store's size per run, the log files written.
+
+``--prefilled K`` (for 1,000,000 packages: a sweep resuming against a full store): after
+`sweep new` and `validate`, ``scripts/bulk_store.py`` fills the store with the runs of all but
+the last K packages (~9 minutes at 1M), then `sweep run` resumes with K runs left and again with
+nothing left, each with its peak RSS and the driver's own (sampled every 0.2 s).
 
 ``--plan-only`` (for 1,000,000 packages, whose whole sweep would take hours): `sweep new`,
 `validate`, `explain`, `run --dry-run` (the plan against the store), then the real `run`
@@ -32,6 +38,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -204,6 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         help="new, validate, explain, run --dry-run, and a run interrupted after --run-seconds",
     )
     ap.add_argument("--run-seconds", type=float, default=60.0, help="with --plan-only (default 60)")
+    ap.add_argument(
+        "--prefilled",
+        type=int,
+        metavar="K",
+        help="new, validate, a store filled by scripts/bulk_store.py with the runs of all but K "
+        "packages, then `run` with K left and `run` with nothing left",
+    )
     args = ap.parse_args(argv)
     n = args.packages
     tmp = Path(tempfile.mkdtemp(prefix="bench_scale_", dir=args.dir))
@@ -228,6 +242,18 @@ def main(argv: list[str] | None = None) -> int:
         row("sweep validate (cache warm)", w, r)
         w, r, _ = child([*SWEEP, "explain", str(pk), "--store", str(store)], cwd=tmp, env=env)
         row("sweep explain (no store yet)", w, r)
+        if args.prefilled is not None:  # a sweep resuming against its store, full but for K runs
+            filled = max(0, n - args.prefilled)
+            bulk = [sys.executable, str(Path(__file__).resolve().parent / "bulk_store.py")]
+            w, r, _ = child([*bulk, str(store), "--runs", str(filled)], cwd=tmp, env=env)
+            row("bulk_store.py (the store filled)", w, r, f"{filled} runs, as a sweep stores them")
+            for what in (f"sweep run (resume: {n - filled} left)", "sweep run (nothing left)"):
+                cmd = [*SWEEP, "run", str(pk), "--store", str(store), *run_args]
+                w, r, out = child(cmd, cwd=tmp, env=env, stop_after=math.inf)  # inf: sampled to the end
+                planned = re.search(r"\d+ to run, \d+ skipped", out)
+                note = planned.group(0) if planned else "(no plan line)"
+                row(what, w, r, f"{note}; the driver alone: peak {OWN['peak']:.0f} MiB")
+            return 0
         if args.plan_only:
             w, r, _ = child([*SWEEP, "run", str(pk), "--store", str(store), "--dry-run"], cwd=tmp, env=env)
             row("sweep run --dry-run", w, r)

@@ -264,3 +264,10 @@ def test_bench_scale_prints_every_command_and_the_plan_only_path(tmp_path: Path)
     )
     assert re.search(r"^  sweep run --dry-run .* MiB", plan, re.M), plan
     assert re.search(r"^  sweep run, stopped after 5 s .* \d+ committed", plan, re.M), plan
+    full = run_script(
+        "bench_scale.py", "--packages", "40", "--prefilled", "5", "--dir", str(tmp_path), cwd=tmp_path
+    )
+    assert re.search(r"^  bulk_store.py \(the store filled\) .* 35 runs", full, re.M), full
+    for what, left in (("resume: 5 left", 5), ("nothing left", 0)):
+        planned = rf"{left} to run, {40 - left} skipped; the driver alone: peak \d+ MiB"
+        assert re.search(rf"^  sweep run \({what}\) .* MiB .* {planned}", full, re.M), full

@@ -415,7 +415,6 @@ def load_sweep(
     ``workers``: runs proceeding at once, for the ETA; ``reference_files``: published curves
     to overlay (default: those placed in ``sweep/monitor/reference_data``)."""
     from ..store import Store
-    from ..store.results import open_results
     from .reference import load_references
 
     check_workers(workers)
@@ -425,7 +424,11 @@ def load_sweep(
         runs = runs_table_of(st.run_table())
         predictor = RuntimePredictor.from_store(st)
         jobs = st.provenance_values(["jobs", "preemptions"])
-        results = open_results(st) if with_results and len(runs) else None
+        results = None
+        if with_results and len(runs):
+            from ..store.results import open_results  # xarray: not imported for the text status
+
+            results = open_results(st)
         document = st.status_document()
     return SweepData(
         runs=runs,
