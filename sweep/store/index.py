@@ -233,13 +233,11 @@ class RunIndex:
         theirs is read (a writer that kept only its unflushed rows: from the segments that
         hold them, one at a time)."""
         wanted, own = set(run_ids), self._own_rows()
-        out = (
-            {}
-            if own is None
-            else by_id.segment_records(
+        out: dict[str, RunRecord] = {}
+        if own is not None:  # the segments' rows first: the writer's own are newer
+            out = by_id.segment_records(
                 self._blobs, self._segment_metas(self.segments), wanted, self.provenance
             )
-        )
         table = self.load() if own is None else own
         out.update(
             scans.records(table, sorted(table.pos[r] for r in wanted if r in table.pos), self.provenance)

@@ -3,7 +3,7 @@
 A writer keeps of the rows in its segments only their run ids and status
 (``sweep.store.run_keys``). The few questions of a sweep's start that need more (the failed
 runs, the batch groups in use, the last done runs of each size and their records) are
-answered from the columns they need, read a segment at a time (``RunIndex.scan``): a writer
+answered from the columns they need, read a segment at a time (``RunIndex._blocks``): a writer
 of a store of a million runs never holds a million rows (1.8 GB of Python values at 1M,
 against ~17 MB of keys).
 
