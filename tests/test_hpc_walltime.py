@@ -131,12 +131,13 @@ def test_walltime_worker_near_its_end_leaves_a_long_run_to_a_fresh_job(
     by_pid = {r.package_ids[0]: r for r in records(store).values()}
     a, b = by_pid["a"], by_pid["b"]
     assert a.provenance["preemptions"] == 0 and b.provenance["preemptions"] == 0
-    # declined once by the policy, then run whole in a fresh job. Until the retired worker is
-    # gone, B handed back to it is declined again ("its worker is leaving"), each time an
-    # attempt: once to ~50 times in CI, as the driver fetches the declined outcome the worker
-    # holds (the only copy: the scheduler holds its retirement back meanwhile)
-    assert len(b.provenance["segments"]) == 1 and b.attempts >= 2
+    # declined once by the policy, then run whole in a fresh job. Handed back to the retiring
+    # worker meanwhile, it may be declined once more ("its worker is leaving"); the driver then
+    # holds it until that worker is gone (resubmitted at once, it went back to it ~50 times in
+    # a CI run, each an attempt: the declined outcome it held kept its retirement back)
+    assert len(b.provenance["segments"]) == 1 and 2 <= b.attempts <= 3
     assert a.provenance["jobs"] != b.provenance["jobs"]
     main_log = (logs / "sweep.log").read_text()
     assert "b: not started on" in main_log and main_log.count("a fresh job would give it") == 1
+    assert main_log.count("b: not started on") <= 2, main_log
     assert "no waiting run fits in its time left: retired early for a fresh job" in main_log

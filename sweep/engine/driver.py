@@ -228,6 +228,16 @@ class Driver:
             except Exception:  # the scheduler may be gone: the sweep reports that itself
                 pass
 
+    def worker_addresses(self) -> set[str]:
+        """The workers now (their addresses): those the cluster we started lists, else the
+        scheduler's (empty when it does not answer)."""
+        try:
+            if self.cluster is not None:
+                return set(self.cluster.scheduler_info.get("workers", {}))
+            return set(self.client.nthreads())
+        except Exception:  # a closing cluster, a scheduler gone
+            return set()
+
     def n_workers(self) -> int:
         """Workers now (for the status document), without a call to the scheduler (one that
         is gone would hold it for distributed's connect timeout): those of the cluster we
@@ -407,8 +417,9 @@ class Driver:
         """Cancel what has not finished; what has finished is still committed."""
         self.stopping = True
         pending = [f for f in self.tasks.futures if f.status == "pending"]
-        unsent = list(self.tasks.backlog)
+        unsent = list(self.tasks.backlog) + list(self.recovery.parked)
         self.tasks.backlog.clear()
+        self.recovery.parked.clear()
         in_tasks = [rid for f in pending for rid, _ in self.tasks.futures[f] if rid not in self.status]
         n = len(in_tasks) + len(unsent)
         self.progress.write(f"stopping: {why}; cancelling {n} unfinished package(s)")
@@ -470,7 +481,7 @@ class Driver:
         try:
             ac = as_completed(self.tasks.submit_next(resumes))
             last_tick = last_gather = 0.0
-            while not ac.is_empty() or self.tasks.backlog:
+            while not ac.is_empty() or self.tasks.backlog or self.recovery.parked:
                 check_stop()  # a stop whose Interrupted Python swallowed (sweep.engine.interrupts)
                 # results are gathered at most every gather_every s: one round trip to the
                 # workers fetches several (each fetch costs the scheduler, the worker and us)
@@ -492,6 +503,7 @@ class Driver:
                     self.tasks.workers = self.n_workers() or self.tasks.workers
                     self.progress.set_running(self.in_flight())
                     ac.update(self.recovery.watchdog())
+                    ac.update(self.recovery.unpark())
                     self.recovery.reap_restarts()
                     if self.queue is not None:
                         self.queue.tick(self)

@@ -16,7 +16,10 @@ from .checkpoints import step_of, usable_checkpoint
 if TYPE_CHECKING:  # pragma: no cover
     from .driver import Driver
 
-__all__ = ["Recovery"]
+__all__ = ["Recovery", "PARK_SECONDS"]
+
+# a run a leaving worker declined waits at most this long for that worker to be gone
+PARK_SECONDS = 10.0
 
 
 class Recovery:
@@ -30,6 +33,8 @@ class Recovery:
         self.n_declined = 0
         self.declines: dict[str, int] = {}  # run_id -> times a worker did not start it
         self.stalled: dict[str, int] = {}  # run_id -> preemptions in a row without a step done
+        # run_id -> (its checkpoint, the leaving worker that declined it, since): see unpark
+        self.parked: dict[str, tuple[dict[str, Any] | None, str, float]] = {}
         self._restarter: concurrent.futures.ThreadPoolExecutor | None = None
         self.restarts: list[tuple[str, Any]] = []  # (worker, concurrent future of its restart)
 
@@ -126,10 +131,32 @@ class Recovery:
                 return []
         if d.stopping:
             return []
+        worker = prov.get("worker")
+        if outcome.status == "declined" and "is leaving" in (outcome.error or "") and worker:
+            # submitted now it went straight back to that worker, for as long as it stayed
+            # (the declined outcome it held, a result's only copy, held its retirement back):
+            # 50 declines of one run in a CI run, each counted as an attempt
+            self.parked[rid] = (resume, worker, time.monotonic())
+            d.log.info("%s: held back until %s is gone (at most %g s)", pid, worker, PARK_SECONDS)
+            return []
         # no worker restriction: the run waits at the scheduler for the next free worker (a
         # loose restriction to a worker that then leaves strands it: distributed 2026.8 does not
         # reschedule such a no-worker task when another worker joins)
         return d.tasks.submit([rid], {rid: resume} if resume else {})
+
+    def unpark(self) -> list[Any]:
+        """Resubmit the parked runs whose leaving worker is gone, or that waited
+        ``PARK_SECONDS`` (a worker that stays after all); returns the new futures."""
+        if not self.parked:
+            return []
+        here = self.d.worker_addresses()
+        now = time.monotonic()
+        new: list[Any] = []
+        for rid, (resume, worker, since) in list(self.parked.items()):
+            if worker not in here or now - since >= PARK_SECONDS:
+                del self.parked[rid]
+                new += self.d.tasks.submit([rid], {rid: resume} if resume else {})
+        return new
 
     def watchdog(self) -> list[Any]:
         """Give up on runs past deadline + grace whose worker no longer answers; the other runs
