@@ -175,6 +175,9 @@ def test_store_writer_opens_with_run_keys_only_and_answers_as_a_reader(tmp_path:
             for i, p in enumerate(sizes):
                 st.commit_run(run_id_of(p), result_like(p, seed=i), provenance(p, f"p{i}", note=f"n{i}"))
     assert len(_segments(url)) >= 2 and (url / "runs" / run_id_of(kept)).is_dir()
+    with Store.open(url, mode="a") as st:  # checkpoints a crash after their commit left behind
+        for p in (sizes[4], kept):
+            st.save_checkpoint(run_id_of(p), {"step": np.array([3]), "energy": np.zeros(3)}, step=3)
     # a second failure of `again` whose log record was lost to a crash: only its marker has it
     st = Store.open(url, mode="a")
     st.record_failure(run_id_of(again), "worker-lost", "second", provenance(again, "a"))
@@ -194,6 +197,7 @@ def test_store_writer_opens_with_run_keys_only_and_answers_as_a_reader(tmp_path:
         assert index.flushed is not None and index.table is not None
         assert index.table.ids == [run_id_of(again)]  # the marker newer than its row, alone
         assert not orphan.exists() and len(list((url / "batches").iterdir())) > 1
+        assert st.checkpoint_run_ids() == {run_id_of(kept)}  # the done run's checkpoint dropped
         assert st.failures() == failures and st.done_run_ids() == done
         assert st.done_run_id_array().tolist() == sorted(r.encode() for r in done)
         assert [r.to_dict() for r in st.last_done_records(3, ["grid"])] == recent
