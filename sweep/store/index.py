@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,6 +48,7 @@ from .segment_merge import merged_documents
 from .segments import (
     Rows,
     concat_rows,
+    level_of,
     merge_plan,
     read_segment,
     segment_documents,
@@ -72,14 +72,6 @@ PendingRun = tuple[dict[str, Any], list[Variable], dict[str, Any]]
 def empty_pointer() -> bytes:
     """``index/zarr.json`` of an index without segments."""
     return group_document({"format": INDEX_FORMAT, "segments": [], "upto_seq": 0})
-
-
-def level_of(rows: int, flush_rows: int, fan_in: int) -> int:
-    """The level of a segment of ``rows`` rows made at once (a rebuild, a converted index):
-    the level a series of flushes of ``flush_rows`` rows would have merged it to."""
-    if rows <= flush_rows or fan_in < 2:
-        return 0
-    return int(math.floor(math.log(rows / flush_rows, fan_in)))
 
 
 class RunIndex:
@@ -108,6 +100,7 @@ class RunIndex:
         # holds only the rows written since (``load`` reads the whole table again on request)
         self.flushed: RunKeys | None = None
         self.segments: list[dict[str, Any]] = []  # the list read (and kept up to date by the writer)
+        self._metas: dict[str, tuple[str, dict[str, Any]]] = {}  # segment name -> (path, attributes)
         self.legacy: str | None = None  # an index format 1 generation the table was read from
         self.max_seq = 0
         self.log = RunLog(blobs, url)
@@ -189,10 +182,9 @@ class RunIndex:
     def status(self, run_id: str) -> str | None:
         """The run's status ("done", "failed"; None: not in the store), without reading the
         whole table again in a writer that kept only its unflushed rows."""
-        own = self._own_rows()
-        if own is None or self.flushed is None:
+        if self.flushed is None or self.table is None:
             return self.load().status(run_id)
-        return own.status(run_id) or self.flushed.status(run_id)
+        return self.table.status(run_id) or self.flushed.status(run_id)
 
     def failures(self) -> dict[str, tuple[str | None, str | None]]:
         """run id -> (failure class, error text) of the failed runs; a writer that kept only
@@ -245,15 +237,19 @@ class RunIndex:
         return out
 
     def _segment_metas(self, entries: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-        """(path, attributes) of the listed segments ``entries`` of this writer's index."""
+        """(path, attributes) of the listed segments ``entries`` of this writer's index (a
+        segment never changes: each one's are read once, not at every pass over them)."""
+        new = [e for e in entries if e["name"] not in self._metas]
         try:
-            return self._reader({"segments": entries}).segment_bases()
+            read = self._reader({"segments": new}).segment_bases()
         except FileNotFoundError as exc:
             name = str(exc).removeprefix("index/")
             raise StoreError(
                 f"{self.url}: index segment {name} is missing; allowed: a complete index: run "
                 "Store.open(url, 'a').rebuild_index() to rebuild it from runs/"
             ) from None
+        self._metas.update(zip([e["name"] for e in new], read, strict=True))
+        return [self._metas[e["name"]] for e in entries]
 
     def _thin(self, table: RunTable) -> None:
         """A writer's flush put every row of ``table`` in the segments: keep their status only."""
@@ -490,6 +486,7 @@ class RunIndex:
             self._thin(table)
         for old in replaced:
             self._blobs.delete_tree(f"index/{old}")
+            self._metas.pop(old, None)
         self.log.drop()
         self.flush_seconds += time.perf_counter() - t0
         self.merge_due()
@@ -559,6 +556,7 @@ class RunIndex:
         fault_point("merge-before-drop", f"L{level}")
         for entry in entries:
             self._blobs.delete_tree(f"index/{entry['name']}")
+            self._metas.pop(entry["name"], None)
         self.merge_seconds += time.perf_counter() - t0
 
     def rebuild(self) -> int:

@@ -193,9 +193,10 @@ def segment_records(
     out: dict[str, RunRecord] = {}
     for base, meta in bases:
         spec = meta["records"]
-        where = {rid: i for i, rid in enumerate(read_ids(blobs, f"{base}/records", spec)) if rid in ids}
+        have = read_ids(blobs, f"{base}/records", spec)
+        where = {rid: i for i, rid in enumerate(have) if rid in ids}
         if where:
-            rows = read_records(blobs, f"{base}/records", spec)
+            rows = read_records(blobs, f"{base}/records", spec, have)
             segment = RunTable.from_parts(rows.ids, rows.cols, rows.params)
             got = read_provenance(blobs, f"{base}/records", spec, list(where.values()))
             for rid, p in zip(where, got, strict=True):

@@ -27,6 +27,7 @@ index rewrote every row at every compaction: quadratic).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,7 @@ __all__ = [
     "read_series",
     "read_profiles",
     "concat_rows",
+    "level_of",
     "merge_plan",
 ]
 
@@ -144,13 +146,17 @@ def read_columns(
     return unpack_columns(spec, _reader(blobs, prefix), names)
 
 
-def read_records(blobs: Any, prefix: str, spec: Mapping[str, Any]) -> Rows:
+def read_records(blobs: Any, prefix: str, spec: Mapping[str, Any], ids: list[str] | None = None) -> Rows:
     """The record columns under ``prefix`` (the inverse of ``records_documents``; provenance
-    apart: ``read_provenance``; extra columns: ``read_columns``): the run ids now, the other
-    columns' files read now (compressed) and decoded on first use (``LazyColumns``)."""
+    apart: ``read_provenance``; extra columns: ``read_columns``): the run ids now (``ids``:
+    read already), the other columns' files read now (compressed) and decoded on first use
+    (``LazyColumns``)."""
     names = [k for k in spec["columns"] if k != PROV_KEYS and k[:2] not in ("x:", "v:")]
+    if ids is not None:
+        names.remove("run_id")
     makers = unpack_lazy(spec, _snapshot(blobs, prefix), names)
-    ids = makers.pop("run_id")()
+    if ids is None:
+        ids = makers.pop("run_id")()
     fields: dict[str, Maker] = {k[2:]: m for k, m in makers.items() if k.startswith("f:")}
     if "one:package_ids" in makers:  # else JSON lists (RunTable.from_parts makes them tuples)
         one = makers["one:package_ids"]
@@ -353,6 +359,14 @@ def concat_rows(parts: Sequence[Rows]) -> Rows:
     params = LazyColumns({k: chained([p.params for p in parts], k) for k in names}, len(ids))
     seqs = (min((p.seqs[0] for p in parts), default=0), max((p.seqs[1] for p in parts), default=0))
     return Rows(ids, cols, params, seqs=seqs)
+
+
+def level_of(rows: int, flush_rows: int, fan_in: int) -> int:
+    """The level of a segment of ``rows`` rows made at once (a rebuild, a converted index):
+    the level a series of flushes of ``flush_rows`` rows would have merged it to."""
+    if rows <= flush_rows or fan_in < 2:
+        return 0
+    return int(math.floor(math.log(rows / flush_rows, fan_in)))
 
 
 def merge_plan(
