@@ -1,15 +1,21 @@
 """The parts of the HPC queue modes that need no batch system: walltime forms, worker lifetimes,
 squeue's time left, the solver's stop with a forced checkpoint (bit-identical resume), the
 runtime prediction, the scaling and lifetime-vs-prediction policies, the queue options' checks,
-and the guard on a real LocalCluster worker. The SLURM tests (test_hpc_*.py) cover the rest."""
+the guard on a real LocalCluster worker, and the driver holding back a run a leaving worker
+declined until that worker is gone. The SLURM tests (test_hpc_*.py) cover the rest."""
 
 from __future__ import annotations
 
+import io
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from conftest import TINY
+from faults import records, wait_for
 
 from sweep.engine.jobqueue import check_queue_values, jobs_needed
 from sweep.engine.predict import RuntimePredictor, run_size
@@ -200,3 +206,63 @@ def test_guard_declines_a_long_run_on_a_worker_near_its_end_and_stops_a_running_
     for name in ref.variables:
         assert ref[name].values.tobytes() == resumed[name].values.tobytes(), name
     assert np.isfinite(stopped.provenance["seconds"])
+
+
+@pytest.mark.cluster
+def test_a_run_declined_by_a_leaving_worker_waits_until_that_worker_is_gone(
+    tmp_path: Path, packages_dir
+) -> None:
+    """A draining worker the scheduler keeps (it holds a result's only copy, so its retirement
+    is aborted) declines every run sent to it ("its worker is leaving"). The driver holds such
+    a run back until that worker is gone, then it runs on the worker that replaced it: one
+    decline, two attempts. (Resubmitted at once, it went straight back to the leaving worker
+    for as long as it stayed, an attempt each time: ~50 in one CI run.)"""
+    from distributed import Client, LocalCluster
+
+    from sweep.engine import run_sweep
+    from sweep.engine.recovery import PARK_SECONDS
+    from sweep.engine.walltime import WalltimeGuard
+    from sweep.engine.worker import KernelWarmUp
+
+    d = packages_dir([{"package_id": "p", "priority": "HIGH", "parameters": TINY}])
+    store, logs = tmp_path / "s.zarr", tmp_path / "logs"
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        client.register_plugin(KernelWarmUp())  # compiled before the window below opens
+        end = time.time() + 16.0
+        # drains at end - 12 s, leaves at end - 3 s (its deadline): 9 s for the sweep to start
+        # and send it the run, and less than PARK_SECONDS from then (so the run is resubmitted
+        # because the worker is gone, not because it waited too long)
+        client.register_plugin(WalltimeGuard(margin=12.0, job_end=lambda: end))
+        held = client.submit(np.arange, 10, pure=False)  # a result only this worker holds
+        held.result()
+        (first,) = client.scheduler_info()["workers"]
+
+        def draining(dask_worker: Any = None) -> bool:
+            guard = dask_worker.plugins[WalltimeGuard.name]
+            return guard.draining is not None and guard.draining.is_set()
+
+        wait_for(lambda: client.run(draining)[first], timeout=30, what="the worker's drain")
+        assert first in client.scheduler_info()["workers"]  # kept: it holds the only copy of `held`
+
+        def replace() -> None:  # once the leaving worker is gone, a fresh one (with no guard) joins
+            wait_for(lambda: first not in client.scheduler_info()["workers"], timeout=60, what="its leaving")
+            client.unregister_worker_plugin(WalltimeGuard.name)
+            cluster.scale(2)
+
+        joiner = threading.Thread(target=replace, daemon=True)
+        joiner.start()
+        t0 = time.monotonic()
+        result = run_sweep(d, store, client=client, progress_bar=False, out=io.StringIO(), log_dir=logs)
+        took = time.monotonic() - t0
+        joiner.join(timeout=60)
+        assert result.exit_code == 0
+    (rec,) = records(store).values()
+    assert rec.status == "done" and rec.attempts == 2, rec.attempts
+    log = (logs / "sweep.log").read_text()
+    assert log.count("p: not started on") == 1 and "its worker is leaving" in log, log
+    assert log.count(f"p: held back until {first} is gone") == 1, log
+    assert rec.provenance["worker"] != first
+    assert took < PARK_SECONDS + 20, took
