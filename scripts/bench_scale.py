@@ -203,7 +203,7 @@ def log_dir_of(store: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--packages", type=int, default=100_000, help="packages (default 100000)")
-    ap.add_argument("--dir", default=None, help="where to build it (default: the system temp dir)")
+    ap.add_argument("--dir", default=None, help="where to build it (made if missing; default: the temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the directory")
     ap.add_argument(
         "--plan-only",
@@ -220,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     n = args.packages
+    if args.dir is not None:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench_scale_", dir=args.dir))
     env = {**os.environ, "NS_SWEEP_CACHE_DIR": str(tmp / "cache"), "PYTHONWARNINGS": "ignore"}
     run_args = ["--max-parallel", "2", "--no-progress"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -265,10 +266,12 @@ def test_pixel_counts_equal_datashader_canvas_points(seed: int):
 
 def test_stacked_density_layers_equal_datashader_stack():
     """Density layers stacked (later ones over earlier ones) are bit for bit datashader's
-    ``tf.stack`` with its ``over`` operator: opaque, translucent and empty pixels."""
+    ``tf.stack`` with its ``over`` operator: opaque, translucent and empty pixels; and the PNG
+    of the result is datashader's picture of it."""
     import datashader.transfer_functions as tf
+    from PIL import Image
 
-    from sweep.monitor.raster import stack_over
+    from sweep.monitor.raster import png_bytes, stack_over
 
     rng = np.random.default_rng(3)
     shape = (23, 31)
@@ -278,8 +281,73 @@ def test_stacked_density_layers_equal_datashader_stack():
         alpha = rng.choice(np.array([0, 0, 40, 110, 200, 255], dtype=np.uint32), shape)
         coords = {"y": np.arange(shape[0]), "x": np.arange(shape[1])}
         images.append(tf.Image(rgb | (alpha << np.uint32(24)), coords=coords, dims=("y", "x")))
-    ours, theirs = stack_over(images), tf.stack(*images)
-    assert ours.dims == theirs.dims and ours.dtype == theirs.dtype == np.uint32
+    ours, theirs = stack_over([img.data for img in images]), tf.stack(*images)
+    assert ours.dtype == theirs.dtype == np.uint32 and ours.shape == theirs.shape
     assert np.count_nonzero(theirs.data) > 0.5 * theirs.size
-    np.testing.assert_array_equal(ours.data, theirs.data)
-    np.testing.assert_array_equal(np.asarray(ours.to_pil()), np.asarray(theirs.to_pil()))
+    np.testing.assert_array_equal(ours, theirs.data)
+    picture = np.asarray(Image.open(io.BytesIO(png_bytes(ours))))
+    np.testing.assert_array_equal(picture, np.asarray(theirs.to_pil()))
+
+
+def _counts(kind: str) -> np.ndarray:
+    """Counts per pixel of one kind of panel (uint32, as pixel_counts gives)."""
+    rng = np.random.default_rng(len(kind))
+    shape = (37, 61)
+    if kind == "empty":
+        return np.zeros(shape, dtype=np.uint32)
+    if kind == "one value":  # a bulk store: every run the same point
+        out = np.zeros(shape, dtype=np.uint32)
+        out[5, 7] = 100_000
+        return out
+    if kind == "sparse":  # a few lone runs, thickened as the report does
+        from sweep.monitor.raster import _thicken
+
+        out = np.zeros(shape, dtype=np.uint32)
+        out[rng.integers(0, shape[0], 12), rng.integers(0, shape[1], 12)] = rng.integers(1, 4, 12)
+        return _thicken(out)
+    if kind == "wide":  # counts spanning more than eq_hist's 65,536 exact levels: its histogram
+        out = rng.integers(0, 3, shape).astype(np.uint32)
+        out[0, 0], out[1, 1] = 90_000, 70_000
+        return out
+    return rng.poisson(rng.lognormal(1.0, 1.5, shape)).astype(np.uint32)  # dense
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse", "one value", "wide", "empty"])
+def test_density_shading_equals_datashader_shade(kind: str):
+    """A layer's counts shaded in one colour (opacity by histogram-equalised count, empty
+    pixels clear) are bit for bit datashader's ``tf.shade(..., how="eq_hist")``."""
+    import datashader.transfer_functions as tf
+    import xarray as xr
+
+    from sweep.monitor.raster import MIN_ALPHA, shade
+
+    counts = _counts(kind)
+    agg = xr.DataArray(counts, dims=("y", "x"))
+    for color in ("#2ca02c", "#d62728"):
+        ours = shade(counts, color, MIN_ALPHA)
+        theirs = tf.shade(agg, cmap=color, how="eq_hist", min_alpha=MIN_ALPHA).data
+        assert ours.dtype == theirs.dtype == np.uint32 and ours.shape == theirs.shape
+        np.testing.assert_array_equal(ours, theirs)
+        clear = (ours >> np.uint32(24)) == 0
+        np.testing.assert_array_equal(clear, counts == 0)  # empty pixels, and only they, are clear
+    assert kind == "empty" or len(np.unique(ours >> np.uint32(24))) > (1 if kind != "one value" else 0)
+
+
+def test_density_panel_is_drawn_without_importing_datashader():
+    """A density panel rendered in a fresh process leaves datashader unimported (its import,
+    dask.dataframe included, is ~0.65 s of a report)."""
+    code = (
+        "import sys, numpy as np, pandas as pd, holoviews as hv\n"
+        "hv.extension('bokeh')\n"
+        "from sweep.monitor.raster import Layer, density_overlay\n"
+        "rng = np.random.default_rng(0)\n"
+        "frame = pd.DataFrame({'x': rng.lognormal(size=9000), 'y': rng.normal(size=9000)})\n"
+        "panel = density_overlay([Layer('done', '#2ca02c', frame)], 'x', 'y', logx=True, logy=False,"
+        " pixels=(300, 200))\n"
+        "fig = hv.render(panel, backend='bokeh')\n"
+        "assert any(type(r.glyph).__name__ == 'ImageURL' for r in fig.renderers), fig.renderers\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'datashader'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]", proc.stdout
