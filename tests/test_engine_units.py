@@ -321,6 +321,37 @@ def test_frozen_heap_hides_the_heap_from_the_collector_and_restores_it():
     assert gc.get_threshold() == before and gc.get_freeze_count() == frozen
 
 
+@pytest.mark.parametrize("skip", [True, False])
+def test_no_collection_at_exit_leaves_the_last_heap_to_the_process_end(tmp_path: Path, skip: bool):
+    """After ``no_collection_at_exit()``, the interpreter's exit does not collect the objects
+    alive then (a cycle's finaliser does not run), while the atexit handlers still do (a
+    log line written at exit is there); nothing is frozen before the exit. Without it, the
+    exit collects the cycle (the control)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, gc, sys\n"
+        "from sweep.gc_pause import no_collection_at_exit\n"
+        "class Node:\n"
+        "    def __del__(self):\n"
+        "        print('collected', flush=True)\n"
+        "a, b = Node(), Node()\n"
+        "a.other, b.other = b, a\n"
+        "del a, b\n"
+        "gc.disable()  # the cycle is left for the exit's collection\n"
+        f"atexit.register(lambda: open({str(tmp_path / 'at_exit.txt')!r}, 'w').write('flushed'))\n"
+        f"if {skip}:\n"
+        "    no_collection_at_exit()\n"
+        "    assert gc.get_freeze_count() == 0  # only at exit\n"
+        "print('done', flush=True)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == (["done"] if skip else ["done", "collected", "collected"])
+    assert (tmp_path / "at_exit.txt").read_text() == "flushed"
+
+
 def test_quiet_variable_timeouts_drops_only_the_schedulers_variable_get_tracebacks():
     """A scheduler in this process logs a traceback for every Variable.get that times out (the
     engine's own asks for a checkpoint that may not exist); the filter drops those, nothing else."""

@@ -37,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Print the status; exit 0 (status is information, not a verdict on the sweep)."""
+    from ..gc_pause import no_collection_at_exit
     from ..monitor import format_status, load_sweep
 
     data = load_sweep(args.store, args.packages, workers=args.workers, with_results=False)
@@ -48,4 +49,5 @@ def main(args: argparse.Namespace) -> int:
     else:
         title = f"sweep status: {args.store}" + (f"  (packages: {args.packages})" if args.packages else "")
         print(format_status(status, title=title))
+    no_collection_at_exit()  # nothing to close: a read-only open of the store (~0.2 s at 100k)
     return 0
