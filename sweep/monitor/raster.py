@@ -219,10 +219,10 @@ def _png_url(
         keep = np.isfinite(xs) & np.isfinite(ys) & ((xs > 0) if logx else True) & ((ys > 0) if logy else True)
         if not keep.any():
             continue
-        counts = pixel_counts(scale(xs[keep], logx), scale(ys[keep], logy), x_range, y_range, (w, h))
-        if np.count_nonzero(counts.data) < 0.1 * counts.data.size:  # sparse: thicken
-            counts = counts.copy(data=_thicken(counts.data))
-        images.append(shade(counts.data, layer.color, min_alpha=MIN_ALPHA))
+        counts = pixel_counts(scale(xs[keep], logx), scale(ys[keep], logy), x_range, y_range, (w, h)).data
+        if np.count_nonzero(counts) < 0.1 * counts.size:  # sparse: thicken
+            counts = _thicken(counts)
+        images.append(shade(counts, layer.color, min_alpha=MIN_ALPHA))
     if not images:
         return None
     return "data:image/png;base64," + base64.b64encode(png_bytes(stack_over(images))).decode("ascii")
