@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(f"results: {store}")
-    print(f"logs:    {logs} (sweep.log, and one <package_id>.log per package)")
+    print(f"logs:    {logs} (sweep.log, and the packages' lines: sweep logs PACKAGE_ID --store {store})")
     print(report_note)
     print("open the results with xarray:")
     print("    import sweep")
