@@ -174,10 +174,16 @@ class RunIndex:
         self._attach(self.table)
         self._adopt_markers(self.table)
 
-    def _own_rows(self) -> RunTable | None:
-        """The table of a writer that keeps only its unflushed rows (``flushed``: the status
-        of the rest); None when the table holds every row."""
-        return self.table if self.flushed is not None else None
+    def _is_thin(self) -> bool:
+        """Whether this is a writer that keeps only its unflushed rows (``flushed``: the
+        status of the rest, in the segments)."""
+        return self.flushed is not None and self.table is not None
+
+    def _memory_rows(self) -> RunTable:
+        """The rows in memory: a thin writer's own (unflushed) rows, else the whole table."""
+        if self.flushed is not None and self.table is not None:  # as _is_thin (and for mypy)
+            return self.table
+        return self.load()
 
     def status(self, run_id: str) -> str | None:
         """The run's status ("done", "failed"; None: not in the store), without reading the
@@ -195,16 +201,14 @@ class RunIndex:
         """The columns ``names`` (``f:<field>``, ``p:<parameter>``) of every row, a block at a
         time, oldest first: a writer that kept only its unflushed rows reads each segment's
         alone, then gives its own rows; else the whole table is one block."""
-        own = self._own_rows()
-        if own is not None:
+        if self._is_thin():
             yield from by_id.segment_columns(self._blobs, self._segment_metas(self.segments), names)
-        yield scans.table_block(self.load() if own is None else own, names)
+        yield scans.table_block(self._memory_rows(), names)
 
     def done_ids(self) -> np.ndarray:
         """The sorted, distinct ids (fixed-width bytes) of the done runs: a writer that kept
         only its unflushed rows makes them from its keys, not a set of a million strings."""
-        own = self._own_rows()
-        table = self.load() if own is None else own
+        table = self._memory_rows()
         done = [rid.encode() for rid, st in zip(table.ids, table.cols["status"], strict=True) if st == "done"]
         if self.flushed is None:
             return np.unique(np.array(done, dtype=bytes))
@@ -224,13 +228,13 @@ class RunIndex:
         """run_id -> RunRecord of the given runs in the index, provenance included: only
         theirs is read (a writer that kept only its unflushed rows: from the segments that
         hold them, one at a time)."""
-        wanted, own = set(run_ids), self._own_rows()
+        wanted = set(run_ids)
         out: dict[str, RunRecord] = {}
-        if own is not None:  # the segments' rows first: the writer's own are newer
+        if self._is_thin():  # the segments' rows first: the writer's own are newer
             out = by_id.segment_records(
                 self._blobs, self._segment_metas(self.segments), wanted, self.provenance
             )
-        table = self.load() if own is None else own
+        table = self._memory_rows()
         out.update(
             scans.records(table, sorted(table.pos[r] for r in wanted if r in table.pos), self.provenance)
         )
